@@ -1,0 +1,205 @@
+//! `altair-agent` configuration.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use super::common::{check_host_port, check_ms};
+use super::{Credentials, LogConfig, MysqlEndpoint, Problems, Validate, ZkConfig};
+use crate::ids::{ClusterName, HostName, PromotionRule};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AgentConfig {
+    pub agent: AgentSection,
+    /// The local mysqld and the admin user the agent probes and acts with.
+    pub mysql: MysqlSection,
+    /// The replication user written into CHANGE MASTER / CHANGE REPLICATION SOURCE.
+    pub replication: Credentials,
+    pub zookeeper: ZkConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AgentSection {
+    pub cluster: ClusterName,
+    pub host: HostName,
+    #[serde(default = "default_datacenter")]
+    pub datacenter: String,
+    #[serde(default)]
+    pub promotion_rule: PromotionRule,
+    /// Address the agent's gRPC API binds to.
+    pub listen: SocketAddr,
+    /// `host:port` others use to reach the API; defaults to `listen`.
+    pub advertise: Option<String>,
+    #[serde(default = "default_probe_interval_ms")]
+    pub probe_interval_ms: u64,
+    #[serde(default = "default_probe_timeout_ms")]
+    pub probe_timeout_ms: u64,
+    #[serde(default = "default_heartbeat_interval_ms")]
+    pub heartbeat_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MysqlSection {
+    pub host: String,
+    #[serde(default = "default_mysql_port")]
+    pub port: u16,
+    pub user: String,
+    pub password_file: Option<std::path::PathBuf>,
+    pub password_env: Option<String>,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+impl MysqlSection {
+    pub fn endpoint(&self) -> MysqlEndpoint {
+        MysqlEndpoint {
+            host: self.host.clone(),
+            port: self.port,
+        }
+    }
+
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
+            user: self.user.clone(),
+            password_file: self.password_file.clone(),
+            password_env: self.password_env.clone(),
+        }
+    }
+}
+
+fn default_mysql_port() -> u16 {
+    3306
+}
+
+fn default_datacenter() -> String {
+    "default".to_owned()
+}
+fn default_probe_interval_ms() -> u64 {
+    1_000
+}
+fn default_probe_timeout_ms() -> u64 {
+    800
+}
+fn default_heartbeat_interval_ms() -> u64 {
+    10_000
+}
+fn default_connect_timeout_ms() -> u64 {
+    1_000
+}
+
+impl Validate for AgentConfig {
+    fn validate(&self, p: &mut Problems) {
+        let a = &self.agent;
+        p.check(
+            !a.datacenter.is_empty() && a.datacenter.len() <= 63,
+            "agent.datacenter",
+            || "must be 1 to 63 characters".into(),
+        );
+        if let Some(adv) = &a.advertise {
+            check_host_port(p, "agent.advertise", adv);
+        } else {
+            p.check(!a.listen.ip().is_unspecified(), "agent.advertise", || {
+                format!(
+                    "required when agent.listen ({}) is a wildcard address: others need an address to reach this agent",
+                    a.listen
+                )
+            });
+        }
+        check_ms(p, "agent.probe_interval_ms", a.probe_interval_ms, 100..=60_000);
+        check_ms(p, "agent.probe_timeout_ms", a.probe_timeout_ms, 50..=60_000);
+        p.check(
+            a.probe_timeout_ms < a.probe_interval_ms,
+            "agent.probe_timeout_ms",
+            || {
+                format!(
+                    "{} ms must be shorter than agent.probe_interval_ms ({} ms)",
+                    a.probe_timeout_ms, a.probe_interval_ms
+                )
+            },
+        );
+        check_ms(p, "agent.heartbeat_interval_ms", a.heartbeat_interval_ms, 100..=300_000);
+        p.check(
+            a.heartbeat_interval_ms >= a.probe_interval_ms,
+            "agent.heartbeat_interval_ms",
+            || {
+                format!(
+                    "{} ms must not be shorter than agent.probe_interval_ms ({} ms)",
+                    a.heartbeat_interval_ms, a.probe_interval_ms
+                )
+            },
+        );
+        self.mysql.endpoint().validate("mysql", p);
+        self.mysql.credentials().validate("mysql", p);
+        check_ms(p, "mysql.connect_timeout_ms", self.mysql.connect_timeout_ms, 50..=60_000);
+        self.replication.validate("replication", p);
+        self.zookeeper.validate(p);
+    }
+}
+
+impl AgentSection {
+    /// The address others reach this agent at.
+    pub fn advertised_address(&self) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ConfigErrors, Loaded, parse};
+    use super::*;
+
+    const GOOD: &str = r#"
+[agent]
+cluster = "c1"
+host = "db1"
+listen = "127.0.0.1:7400"
+[mysql]
+host = "127.0.0.1"
+user = "altair"
+password_env = "ALTAIR_MYSQL_PASSWORD"
+[replication]
+user = "repl"
+password_file = "/etc/altair/repl.password"
+[zookeeper]
+servers = ["127.0.0.1:2181"]
+"#;
+
+    fn load(text: &str) -> Result<Loaded<AgentConfig>, ConfigErrors> {
+        parse(text, "ALTAIR_AGENT", Vec::new())
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = load(GOOD).expect("valid").config;
+        assert_eq!(c.agent.heartbeat_interval_ms, 10_000);
+        assert_eq!(c.agent.probe_interval_ms, 1_000);
+        assert_eq!(c.mysql.port, 3306);
+        assert_eq!(c.agent.promotion_rule, PromotionRule::Neutral);
+        assert_eq!(c.agent.advertised_address(), "127.0.0.1:7400");
+        assert_eq!(c.zookeeper.root, "/altair");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let bad = GOOD
+            .replace("listen = \"127.0.0.1:7400\"", "listen = \"0.0.0.0:7400\"\nprobe_timeout_ms = 5000")
+            .replace("password_env = \"ALTAIR_MYSQL_PASSWORD\"", "")
+            .replace("[\"127.0.0.1:2181\"]", "[\"zk1\"]");
+        let err = load(&bad).expect_err("invalid").to_string();
+        for key in ["agent.advertise", "agent.probe_timeout_ms", "mysql.password_file", "zookeeper.servers[0]"] {
+            assert!(err.contains(key), "{key} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn bad_names_are_refused_naming_the_value() {
+        let err = load(&GOOD.replace("host = \"db1\"", "host = \"DB_1\"")).expect_err("bad");
+        assert!(err.to_string().contains("DB_1"), "{err}");
+        let err = load(&GOOD.replace("[agent]", "[agent]\npromotion_rule = \"always\"")).expect_err("bad");
+        assert!(err.to_string().contains("always"), "{err}");
+    }
+}

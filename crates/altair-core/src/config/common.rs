@@ -1,0 +1,224 @@
+//! Config sections shared by several services.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::Problems;
+
+pub const DEFAULT_ZK_ROOT: &str = "/altair";
+
+/// `[zookeeper]`: the ensemble every service shares.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ZkConfig {
+    /// `host:port` of every server of the ensemble.
+    pub servers: Vec<String>,
+    /// Root znode under which altair keeps all its state.
+    #[serde(default = "default_zk_root")]
+    pub root: String,
+    #[serde(default = "default_session_timeout_ms")]
+    pub session_timeout_ms: u64,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// File holding `user:password` for ZooKeeper digest auth (optional).
+    pub auth_file: Option<PathBuf>,
+}
+
+fn default_zk_root() -> String {
+    DEFAULT_ZK_ROOT.to_owned()
+}
+fn default_session_timeout_ms() -> u64 {
+    6_000
+}
+fn default_connect_timeout_ms() -> u64 {
+    3_000
+}
+
+impl ZkConfig {
+    pub fn validate(&self, p: &mut Problems) {
+        p.check(!self.servers.is_empty(), "zookeeper.servers", || {
+            "list at least one ZooKeeper server as \"host:port\"".into()
+        });
+        for (i, server) in self.servers.iter().enumerate() {
+            check_host_port(p, &format!("zookeeper.servers[{i}]"), server);
+        }
+        let root_ok = self.root.starts_with('/')
+            && self.root.len() > 1
+            && !self.root.ends_with('/')
+            && self.root[1..].split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg != "."
+                    && seg != ".."
+                    && seg
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            });
+        p.check(root_ok, "zookeeper.root", || {
+            format!(
+                "{:?} is not an absolute znode path like \"/altair\" (letters, digits, '-', '_', '.')",
+                self.root
+            )
+        });
+        p.check(
+            (2_000..=60_000).contains(&self.session_timeout_ms),
+            "zookeeper.session_timeout_ms",
+            || format!("{} is outside 2000..=60000", self.session_timeout_ms),
+        );
+        p.check(
+            (100..=60_000).contains(&self.connect_timeout_ms),
+            "zookeeper.connect_timeout_ms",
+            || format!("{} is outside 100..=60000", self.connect_timeout_ms),
+        );
+    }
+}
+
+/// Where a secret comes from: never inline in the config file, so it cannot leak through
+/// a config dump or a parse error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+/// A MySQL user and where its password is.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Credentials {
+    pub user: String,
+    /// File holding the password (trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+    /// Name of the environment variable holding the password.
+    pub password_env: Option<String>,
+}
+
+impl Credentials {
+    pub fn validate(&self, section: &str, p: &mut Problems) {
+        p.check(
+            !self.user.is_empty() && self.user.len() <= 80,
+            &format!("{section}.user"),
+            || "must be a MySQL user name of 1 to 80 characters".into(),
+        );
+        match (&self.password_file, &self.password_env) {
+            (Some(_), Some(_)) => p.add(
+                format!("{section}.password_file"),
+                format!("set either {section}.password_file or {section}.password_env, not both"),
+            ),
+            (None, None) => p.add(
+                format!("{section}.password_file"),
+                format!(
+                    "missing: set {section}.password_file (a file holding the password) or {section}.password_env (the variable holding it)"
+                ),
+            ),
+            (None, Some(var)) => p.check(
+                !var.is_empty() && !var.contains('='),
+                &format!("{section}.password_env"),
+                || format!("{var:?} is not an environment variable name"),
+            ),
+            (Some(_), None) => {}
+        }
+    }
+
+    /// Where the password comes from (valid only after `validate`).
+    pub fn secret_source(&self) -> Option<SecretSource> {
+        match (&self.password_file, &self.password_env) {
+            (Some(f), None) => Some(SecretSource::File(f.clone())),
+            (None, Some(v)) => Some(SecretSource::Env(v.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// Host and port of a MySQL server.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MysqlEndpoint {
+    pub host: String,
+    #[serde(default = "default_mysql_port")]
+    pub port: u16,
+}
+
+fn default_mysql_port() -> u16 {
+    3306
+}
+
+impl MysqlEndpoint {
+    pub fn validate(&self, section: &str, p: &mut Problems) {
+        p.check(is_host(&self.host), &format!("{section}.host"), || {
+            format!("{:?} is not a host name or IP address", self.host)
+        });
+        p.check(self.port != 0, &format!("{section}.port"), || {
+            "must be 1..=65535".into()
+        });
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `[log]`: how the service logs (to stderr).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `info,altair_agent=debug`. `RUST_LOG` wins when set.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: default_level(),
+        }
+    }
+}
+
+fn default_level() -> String {
+    "info".to_owned()
+}
+
+/// A DNS name or an IP address (v6 without brackets).
+pub fn is_host(host: &str) -> bool {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Checks `host:port` (IPv6 as `[addr]:port`).
+pub fn check_host_port(p: &mut Problems, key: &str, value: &str) {
+    let ok = match value.rsplit_once(':') {
+        Some((host, port)) => {
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            is_host(host) && port.parse::<u16>().is_ok_and(|p| p != 0)
+        }
+        None => false,
+    };
+    p.check(ok, key, || format!("{value:?} is not \"host:port\""));
+}
+
+/// Checks a duration in milliseconds lies in `range`.
+pub fn check_ms(p: &mut Problems, key: &str, value: u64, range: std::ops::RangeInclusive<u64>) {
+    p.check(range.contains(&value), key, || {
+        format!(
+            "{value} ms is outside {}..={} ms",
+            range.start(),
+            range.end()
+        )
+    });
+}

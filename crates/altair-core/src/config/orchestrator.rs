@@ -1,0 +1,195 @@
+//! `altair-orchestrator` configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::common::{check_host_port, check_ms};
+use super::{Credentials, LogConfig, Problems, Validate, ZkConfig};
+use crate::ids::HostName;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OrchestratorConfig {
+    pub orchestrator: OrchestratorSection,
+    /// The admin user the orchestrator verifies primaries with (connect + `SELECT 1`).
+    pub mysql: Credentials,
+    /// The replication user replicas are repointed with.
+    pub replication: Credentials,
+    pub dns: DnsConfig,
+    pub zookeeper: ZkConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// How an old primary whose host answers is fenced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FenceMode {
+    /// read_only=ON and kill client connections (keeps the binlog readable for salvage).
+    #[default]
+    ReadOnly,
+    /// Stop mysqld.
+    StopMysqld,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OrchestratorSection {
+    pub id: HostName,
+    pub listen: SocketAddr,
+    pub advertise: Option<String>,
+    /// Upper bound for verifying that a primary is really down.
+    #[serde(default = "default_verify_timeout_ms")]
+    pub verify_timeout_ms: u64,
+    /// No automatic failover of a cluster within this period after its last one.
+    #[serde(default = "default_block_period_s")]
+    pub failover_block_period_s: u64,
+    /// Candidates lagging more than this many seconds are refused.
+    #[serde(default = "default_max_lag_s")]
+    pub max_candidate_lag_s: u64,
+    #[serde(default)]
+    pub fence_mode: FenceMode,
+}
+
+fn default_verify_timeout_ms() -> u64 {
+    2_000
+}
+fn default_block_period_s() -> u64 {
+    3_600
+}
+fn default_max_lag_s() -> u64 {
+    300
+}
+
+/// `[dns]`: the authoritative server that takes RFC 2136 updates for the zone.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DnsConfig {
+    /// `ip:port` of the authoritative server.
+    pub server: SocketAddr,
+    /// The zone, fully qualified (ending in '.'), e.g. `db.example.com.`.
+    pub zone: String,
+    #[serde(default = "default_ttl_s")]
+    pub ttl_s: u32,
+    /// TSIG key name as configured on the server.
+    pub tsig_key_name: String,
+    #[serde(default = "default_tsig_algorithm")]
+    pub tsig_algorithm: String,
+    /// File holding the base64 TSIG secret (as in the server's `key` clause).
+    pub tsig_secret_file: PathBuf,
+}
+
+fn default_ttl_s() -> u32 {
+    5
+}
+fn default_tsig_algorithm() -> String {
+    "hmac-sha256".to_owned()
+}
+
+/// TSIG algorithms the DNS adapter signs with.
+pub const TSIG_ALGORITHMS: &[&str] = &["hmac-sha256", "hmac-sha384", "hmac-sha512"];
+
+impl Validate for OrchestratorConfig {
+    fn validate(&self, p: &mut Problems) {
+        let o = &self.orchestrator;
+        match &o.advertise {
+            Some(adv) => check_host_port(p, "orchestrator.advertise", adv),
+            None => p.check(!o.listen.ip().is_unspecified(), "orchestrator.advertise", || {
+                format!(
+                    "required when orchestrator.listen ({}) is a wildcard address",
+                    o.listen
+                )
+            }),
+        }
+        check_ms(p, "orchestrator.verify_timeout_ms", o.verify_timeout_ms, 100..=60_000);
+        p.check(
+            o.failover_block_period_s <= 7 * 24 * 3600,
+            "orchestrator.failover_block_period_s",
+            || format!("{} s is longer than a week", o.failover_block_period_s),
+        );
+        self.mysql.validate("mysql", p);
+        self.replication.validate("replication", p);
+        let d = &self.dns;
+        let zone_ok = d.zone.ends_with('.')
+            && d.zone.len() > 1
+            && super::common::is_host(d.zone.trim_end_matches('.'));
+        p.check(zone_ok, "dns.zone", || {
+            format!("{:?} is not a fully qualified zone name ending in '.'", d.zone)
+        });
+        p.check((1..=86_400).contains(&d.ttl_s), "dns.ttl_s", || {
+            format!("{} is outside 1..=86400", d.ttl_s)
+        });
+        p.check(
+            super::common::is_host(d.tsig_key_name.trim_end_matches('.')),
+            "dns.tsig_key_name",
+            || format!("{:?} is not a DNS name", d.tsig_key_name),
+        );
+        p.check(
+            TSIG_ALGORITHMS.contains(&d.tsig_algorithm.as_str()),
+            "dns.tsig_algorithm",
+            || {
+                format!(
+                    "{:?} is not supported (use one of: {})",
+                    d.tsig_algorithm,
+                    TSIG_ALGORITHMS.join(", ")
+                )
+            },
+        );
+        self.zookeeper.validate(p);
+    }
+}
+
+impl OrchestratorSection {
+    pub fn advertised_address(&self) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse;
+    use super::*;
+
+    const GOOD: &str = r#"
+[orchestrator]
+id = "o1"
+listen = "127.0.0.1:7600"
+[mysql]
+user = "altair"
+password_file = "/etc/altair/mysql.password"
+[replication]
+user = "repl"
+password_file = "/etc/altair/repl.password"
+[dns]
+server = "127.0.0.1:53"
+zone = "db.example.com."
+tsig_key_name = "altair-key"
+tsig_secret_file = "/etc/altair/tsig.secret"
+[zookeeper]
+servers = ["127.0.0.1:2181"]
+"#;
+
+    #[test]
+    fn defaults() {
+        let c = parse::<OrchestratorConfig>(GOOD, "X", Vec::new()).expect("valid").config;
+        assert_eq!(c.orchestrator.failover_block_period_s, 3600);
+        assert_eq!(c.dns.tsig_algorithm, "hmac-sha256");
+        assert_eq!(c.orchestrator.fence_mode, FenceMode::ReadOnly);
+    }
+
+    #[test]
+    fn config_that_makes_verification_or_dns_impossible_is_refused() {
+        let no_creds = GOOD.replace("[mysql]\nuser = \"altair\"\npassword_file = \"/etc/altair/mysql.password\"\n", "");
+        let e = parse::<OrchestratorConfig>(&no_creds, "X", Vec::new()).expect_err("no creds");
+        assert!(e.to_string().contains("mysql"), "{e}");
+        let no_key = GOOD.replace("tsig_secret_file = \"/etc/altair/tsig.secret\"\n", "");
+        let e = parse::<OrchestratorConfig>(&no_key, "X", Vec::new()).expect_err("no key");
+        assert!(e.to_string().contains("tsig_secret_file"), "{e}");
+        let bad = GOOD
+            .replace("db.example.com.", "db.example.com")
+            .replace("[dns]", "[dns]\ntsig_algorithm = \"hmac-md5\"");
+        let e = parse::<OrchestratorConfig>(&bad, "X", Vec::new()).expect_err("bad dns").to_string();
+        assert!(e.contains("dns.zone") && e.contains("dns.tsig_algorithm"), "{e}");
+    }
+}

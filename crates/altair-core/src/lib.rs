@@ -1,0 +1,12 @@
+//! altair's pure domain: the types and decisions every service shares.
+//!
+//! Nothing here does I/O, spawns a task or reads a clock: time is passed in, so every
+//! decision is unit-tested without a runtime or a network.
+
+pub mod config;
+pub mod gtid;
+pub mod ids;
+pub mod zkpath;
+
+pub use gtid::{Flavor, GtidError, GtidState};
+pub use ids::{ClusterName, HostName, IdError, PromotionRule, Role};

@@ -1,0 +1,138 @@
+//! The ZooKeeper layout: every znode altair uses, in one place.
+//!
+//! ```text
+//! <root>/monitors/<monitor-id>                 ephemeral: the monitor's gRPC address
+//! <root>/orchestrators/election/n_<seq>        ephemeral sequential: leader election
+//! <root>/orchestrators/leader                  ephemeral: the leader's id and address
+//! <root>/clusters/<cluster>/state              epoch, primary, topology (compare-and-set on version)
+//! <root>/clusters/<cluster>/hosts/<host>       a host's registration (written by its agent)
+//! <root>/clusters/<cluster>/health/<host>      the host's health (monitor: transitions only)
+//! <root>/clusters/<cluster>/events/e_<seq>     sequential: health transitions the orchestrator watches
+//! <root>/clusters/<cluster>/failover           the journal of the failover in progress
+//! <root>/clusters/<cluster>/history/<id>       one audit record per failover
+//! ```
+//! Cluster and host names are validated DNS labels, so they cannot escape their segment.
+
+use crate::ids::{ClusterName, HostName};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZkLayout {
+    root: String,
+}
+
+impl ZkLayout {
+    /// `root` is a validated absolute path (see `ZkConfig::validate`).
+    pub fn new(root: impl Into<String>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    pub fn monitors(&self) -> String {
+        format!("{}/monitors", self.root)
+    }
+
+    pub fn monitor(&self, id: &HostName) -> String {
+        format!("{}/monitors/{id}", self.root)
+    }
+
+    pub fn election(&self) -> String {
+        format!("{}/orchestrators/election", self.root)
+    }
+
+    pub fn election_candidate_prefix(&self) -> String {
+        format!("{}/orchestrators/election/n_", self.root)
+    }
+
+    pub fn leader(&self) -> String {
+        format!("{}/orchestrators/leader", self.root)
+    }
+
+    pub fn clusters(&self) -> String {
+        format!("{}/clusters", self.root)
+    }
+
+    pub fn cluster(&self, c: &ClusterName) -> String {
+        format!("{}/clusters/{c}", self.root)
+    }
+
+    pub fn cluster_state(&self, c: &ClusterName) -> String {
+        format!("{}/state", self.cluster(c))
+    }
+
+    pub fn hosts(&self, c: &ClusterName) -> String {
+        format!("{}/hosts", self.cluster(c))
+    }
+
+    pub fn host(&self, c: &ClusterName, h: &HostName) -> String {
+        format!("{}/hosts/{h}", self.cluster(c))
+    }
+
+    pub fn health(&self, c: &ClusterName) -> String {
+        format!("{}/health", self.cluster(c))
+    }
+
+    pub fn host_health(&self, c: &ClusterName, h: &HostName) -> String {
+        format!("{}/health/{h}", self.cluster(c))
+    }
+
+    pub fn events(&self, c: &ClusterName) -> String {
+        format!("{}/events", self.cluster(c))
+    }
+
+    pub fn event_prefix(&self, c: &ClusterName) -> String {
+        format!("{}/events/e_", self.cluster(c))
+    }
+
+    pub fn failover_journal(&self, c: &ClusterName) -> String {
+        format!("{}/failover", self.cluster(c))
+    }
+
+    pub fn history(&self, c: &ClusterName) -> String {
+        format!("{}/history", self.cluster(c))
+    }
+
+    pub fn history_entry(&self, c: &ClusterName, failover_id: &str) -> String {
+        format!("{}/history/{failover_id}", self.cluster(c))
+    }
+
+    /// The persistent parents that must exist before any service starts writing.
+    pub fn persistent_parents(&self) -> Vec<String> {
+        vec![
+            self.root.clone(),
+            self.monitors(),
+            format!("{}/orchestrators", self.root),
+            self.election(),
+            self.clusters(),
+        ]
+    }
+
+    /// The persistent parents of one cluster.
+    pub fn cluster_parents(&self, c: &ClusterName) -> Vec<String> {
+        vec![
+            self.cluster(c),
+            self.hosts(c),
+            self.health(c),
+            self.events(c),
+            self.history(c),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_nest_under_the_root() {
+        let l = ZkLayout::new("/altair");
+        let c = ClusterName::new("c1").expect("valid");
+        let h = HostName::new("db1").expect("valid");
+        assert_eq!(l.host_health(&c, &h), "/altair/clusters/c1/health/db1");
+        assert_eq!(l.cluster_state(&c), "/altair/clusters/c1/state");
+        assert!(l.persistent_parents().iter().all(|p| p.starts_with("/altair")));
+        assert!(l.cluster_parents(&c).iter().all(|p| p.starts_with("/altair/clusters/c1")));
+    }
+}

@@ -1,0 +1,256 @@
+//! One `mariadbd` instance: its files, its process, its address.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+
+use super::Credentials;
+use crate::ports::{Port, reserve};
+use crate::process::Proc;
+use crate::{Error, Result, io_err, is_root, require_tool, wait_for};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where an instance listens: an address on loopback, or a host namespace's address.
+#[derive(Debug, Clone)]
+pub struct HostAddr {
+    pub ip: IpAddr,
+    /// The network namespace to run `mariadbd` in, if any.
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Instance {
+    name: String,
+    server_id: u32,
+    host: HostAddr,
+    port: u16,
+    dir: PathBuf,
+    admin: Credentials,
+    proc: Option<Proc>,
+    _port: Option<Port>,
+}
+
+impl Instance {
+    /// Lays out the instance's directories and `my.cnf` (nothing runs yet).
+    pub(super) fn prepare(
+        cluster_dir: &Path,
+        name: &str,
+        server_id: u32,
+        host: HostAddr,
+        admin: Credentials,
+    ) -> Result<Self> {
+        // In a namespace the instance owns the address: the standard port is free.
+        let (port, reservation) = match host.namespace {
+            Some(_) => (3306, None),
+            None => {
+                let p = reserve(host.ip)?;
+                (p.get(), Some(p))
+            }
+        };
+        let dir = cluster_dir.join(name);
+        for sub in ["data", "tmp", "binlog"] {
+            let d = dir.join(sub);
+            std::fs::create_dir_all(&d).map_err(io_err(format!("create {}", d.display())))?;
+        }
+        let inst = Self {
+            name: name.to_owned(),
+            server_id,
+            host,
+            port,
+            dir,
+            admin,
+            proc: None,
+            _port: reservation,
+        };
+        let cnf = inst.cnf_path();
+        std::fs::write(&cnf, inst.my_cnf()).map_err(io_err(format!("write {}", cnf.display())))?;
+        Ok(inst)
+    }
+
+    fn my_cnf(&self) -> String {
+        let d = self.dir.display();
+        let user = if is_root() { "user=root\n" } else { "" };
+        format!(
+            "[mysqld]\n{user}\
+             datadir={d}/data\ntmpdir={d}/tmp\nsocket={d}/mysqld.sock\npid-file={d}/mysqld.pid\n\
+             log_error={d}/error.log\nport={port}\nbind-address={ip}\n\
+             report_host={ip}\nreport_port={port}\n\
+             server_id={id}\nlog_bin={d}/binlog/mysql-bin\nrelay_log={d}/data/relay-bin\n\
+             binlog_format=ROW\nlog_slave_updates=ON\ngtid_strict_mode=ON\n\
+             # Every mysqld starts read-only; only altair (or the kit's initial setup) lifts it.\n\
+             read_only=ON\n\
+             skip-name-resolve\nperformance_schema=OFF\n\
+             innodb_buffer_pool_size=32M\ninnodb_buffer_pool_size_max=64M\n\
+             innodb_log_file_size=16M\ninnodb_use_native_aio=0\n\
+             slave_net_timeout=5\nmax_connections=300\n",
+            port = self.port,
+            ip = self.host.ip,
+            id = self.server_id,
+        )
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn server_id(&self) -> u32 {
+        self.server_id
+    }
+
+    pub fn ip(&self) -> IpAddr {
+        self.host.ip
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host.ip, self.port)
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.host.namespace.as_deref()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn cnf_path(&self) -> PathBuf {
+        self.dir.join("my.cnf")
+    }
+
+    pub fn binlog_dir(&self) -> PathBuf {
+        self.dir.join("binlog")
+    }
+
+    pub fn error_log(&self) -> PathBuf {
+        self.dir.join("error.log")
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().and_then(Proc::pid)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.proc.as_mut().is_some_and(Proc::is_running)
+    }
+
+    /// Connection options over TCP (never the shared unix socket) as `creds`.
+    pub fn opts(&self, creds: &Credentials, db: Option<&str>) -> mysql_async::Opts {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname(self.host.ip.to_string())
+            .tcp_port(self.port)
+            .user(Some(creds.user.clone()))
+            .pass(Some(creds.password.clone()))
+            .db_name(db.map(str::to_owned))
+            .prefer_socket(false)
+            .into()
+    }
+
+    /// A fresh admin connection (bounded by 5 s).
+    pub async fn admin_conn(&self) -> Result<mysql_async::Conn> {
+        connect(self.opts(&self.admin, None), &format!("connect to {} as admin", self.name)).await
+    }
+
+    /// Starts `mariadbd` and waits until it answers `SELECT 1` over TCP.
+    pub async fn start(&mut self) -> Result<()> {
+        if self.is_running() {
+            return Ok(());
+        }
+        let mariadbd = require_tool("mariadbd")?;
+        let mut cmd = match &self.host.namespace {
+            Some(ns) => {
+                let mut c = std::process::Command::new(require_tool("ip")?);
+                c.args(["netns", "exec", ns]).arg(mariadbd);
+                c
+            }
+            None => std::process::Command::new(mariadbd),
+        };
+        cmd.arg(format!("--defaults-file={}", self.cnf_path().display()));
+        self.proc = Some(Proc::spawn(
+            format!("mariadbd {}", self.name),
+            &mut cmd,
+            &self.dir.join("mariadbd.out"),
+        )?);
+        let opts = self.opts(&self.admin, None);
+        let ready = wait_for(
+            &format!("mariadbd {} at {}", self.name, self.addr()),
+            READY_TIMEOUT,
+            Duration::from_millis(50),
+            || {
+                let opts = opts.clone();
+                async move {
+                    match connect(opts, "probe").await {
+                        Ok(mut c) => match c.query_drop("SELECT 1").await {
+                            Ok(()) => Ok(Some(())),
+                            Err(e) => Err(e.to_string()),
+                        },
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            },
+        )
+        .await;
+        if let Err(Error::NotReady { what, waited, detail }) = ready {
+            let tail = crate::process::log_tail(&self.error_log(), 15);
+            return Err(Error::NotReady {
+                what,
+                waited,
+                detail: format!("{detail}; error log tail:\n{tail}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// `kill -9` mysqld (the host stays up).
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+
+    /// Clean shutdown.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.stop(Duration::from_secs(30));
+        }
+    }
+
+    /// Kill if running, then start again with the same data.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.start().await
+    }
+
+    /// SIGSTOP / SIGCONT mysqld.
+    pub fn pause(&self) -> Result<()> {
+        self.running_proc()?.pause()
+    }
+
+    pub fn resume(&self) -> Result<()> {
+        self.running_proc()?.resume()
+    }
+
+    fn running_proc(&self) -> Result<&Proc> {
+        self.proc.as_ref().ok_or_else(|| Error::Command {
+            what: format!("signal mariadbd {}", self.name),
+            detail: "it is not running".into(),
+        })
+    }
+}
+
+/// Connects with a 5 s bound.
+pub(crate) async fn connect(opts: mysql_async::Opts, what: &str) -> Result<mysql_async::Conn> {
+    match tokio::time::timeout(Duration::from_secs(5), mysql_async::Conn::new(opts)).await {
+        Ok(result) => result.map_err(crate::mysql_err(what.to_owned())),
+        Err(_) => Err(Error::Command {
+            what: what.to_owned(),
+            detail: "no answer within 5 s".into(),
+        }),
+    }
+}

@@ -161,6 +161,11 @@ impl Drop for TestNet {
     fn drop(&mut self) {
         // Synchronous on purpose: Drop may run during a panic, outside any runtime.
         for host in &self.hosts {
+            // Deleting the veth first: orphaned TCP sockets of killed daemons can keep
+            // a namespace (and so its interfaces) alive for minutes after `netns del`.
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &host.veth])
+                .output();
             let _ = std::process::Command::new("ip")
                 .args(["netns", "del", &host.namespace])
                 .output();
@@ -211,6 +216,18 @@ pub(crate) async fn sweep_slot(slot: u8) {
             let name = line.split_whitespace().next().unwrap_or_default();
             if name.starts_with(&prefix) && name[prefix.len()..].bytes().all(|b| b.is_ascii_digit()) {
                 let _ = Command::new("ip").args(["netns", "del", name]).output().await;
+            }
+        }
+    }
+    let veth = format!("alt{slot}v");
+    if let Ok(out) = Command::new("ip").args(["-o", "link", "show"]).output().await {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            // "12: alt3v0@if2: <...>"
+            let Some(name) = line.split(": ").nth(1).and_then(|n| n.split('@').next()) else {
+                continue;
+            };
+            if name.starts_with(&veth) && name[veth.len()..].bytes().all(|b| b.is_ascii_digit()) {
+                let _ = Command::new("ip").args(["link", "del", name]).output().await;
             }
         }
     }

@@ -1,1 +1,322 @@
-//! The local sandbox (filled in below).
+//! The local sandbox: ZooKeeper, BIND and one 3-host MariaDB cluster, with hosts in
+//! network namespaces when running as root (else on loopback ports), described in a
+//! JSON file for scripts and people.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bind::{Bind, BindOptions, TSIG_ALGORITHM, TSIG_KEY_NAME};
+use crate::mariadb::{APP_DATABASE, Credentials, MariaDbCluster};
+use crate::netns::TestNet;
+use crate::ports::{Port, reserve};
+use crate::zookeeper::ZooKeeper;
+use crate::{Result, io_err, is_root};
+
+pub const ZONE: &str = "db.altair.test.";
+pub const ZK_ROOT: &str = "/altair";
+pub const DESCRIPTION_FILE: &str = "sandbox.json";
+pub const CTL_CONFIG_FILE: &str = "altairctl.toml";
+
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// Where the description, configs and logs go (`target/sandbox`).
+    pub dir: PathBuf,
+    pub cluster: String,
+    pub hosts: usize,
+    /// Put hosts in network namespaces; `None` = when root.
+    pub namespaces: Option<bool>,
+}
+
+impl SandboxOptions {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            cluster: "c1".into(),
+            hosts: 3,
+            namespaces: None,
+        }
+    }
+}
+
+/// A running sandbox. Dropping it stops everything (fields drop in this order:
+/// databases, DNS, ZooKeeper, then the network).
+#[derive(Debug)]
+pub struct Sandbox {
+    cluster: MariaDbCluster,
+    dns: Bind,
+    zk: ZooKeeper,
+    net: Option<TestNet>,
+    orchestrator_ports: Vec<Port>,
+    options: SandboxOptions,
+    startup_ms: u64,
+}
+
+impl Sandbox {
+    pub async fn start(options: SandboxOptions) -> Result<Self> {
+        let started = Instant::now();
+        let use_ns = options.namespaces.unwrap_or_else(is_root);
+        let net = if use_ns {
+            Some(TestNet::create(options.hosts).await?)
+        } else {
+            None
+        };
+        // Hosts in namespaces reach the control plane through the bridge address.
+        let control_ip = net
+            .as_ref()
+            .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |n| IpAddr::V4(n.gateway()));
+        let zk = ZooKeeper::standalone(control_ip).await?;
+        let cluster = match &net {
+            Some(n) => MariaDbCluster::start_in(n).await?,
+            None => MariaDbCluster::start_loopback(options.hosts).await?,
+        };
+        let ipv4 = |ip: IpAddr| match ip {
+            IpAddr::V4(v4) => v4,
+            IpAddr::V6(_) => Ipv4Addr::LOCALHOST,
+        };
+        let mut records = vec![(
+            format!("primary.{}", options.cluster),
+            ipv4(cluster.instance(0).ip()),
+        )];
+        for inst in &cluster.instances()[1..] {
+            records.push((format!("replicas.{}", options.cluster), ipv4(inst.ip())));
+        }
+        let dns = Bind::start(BindOptions {
+            zone: ZONE.into(),
+            records,
+            ..BindOptions::default()
+        })
+        .await?;
+        let orchestrator_ports = vec![reserve(control_ip)?, reserve(control_ip)?];
+        Ok(Self {
+            cluster,
+            dns,
+            zk,
+            net,
+            orchestrator_ports,
+            options,
+            startup_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    pub fn cluster(&self) -> &MariaDbCluster {
+        &self.cluster
+    }
+
+    pub fn cluster_mut(&mut self) -> &mut MariaDbCluster {
+        &mut self.cluster
+    }
+
+    pub fn dns(&self) -> &Bind {
+        &self.dns
+    }
+
+    pub fn zookeeper(&self) -> &ZooKeeper {
+        &self.zk
+    }
+
+    pub fn net(&self) -> Option<&TestNet> {
+        self.net.as_ref()
+    }
+
+    pub fn startup_ms(&self) -> u64 {
+        self.startup_ms
+    }
+
+    /// The description written to `sandbox.json`.
+    pub fn describe(&self) -> Description {
+        let dir = &self.options.dir;
+        let name = &self.options.cluster;
+        let orchestrator_ip = self.net.as_ref().map_or_else(|| "127.0.0.1".to_owned(), |n| n.gateway().to_string());
+        Description {
+            version: 1,
+            supervisor_pid: std::process::id(),
+            startup_ms: self.startup_ms,
+            network: self.net.as_ref().map(|n| NetworkDesc {
+                slot: n.slot(),
+                bridge: n.bridge().to_owned(),
+                subnet: n.subnet(),
+                gateway: n.gateway().to_string(),
+            }),
+            zookeeper: ZkDesc {
+                servers: self.zk.servers(),
+                root: ZK_ROOT.into(),
+                pids: (0..self.zk.len()).filter_map(|i| self.zk.pid(i)).collect(),
+            },
+            dns: DnsDesc {
+                server: self.dns.addr().to_string(),
+                zone: ZONE.into(),
+                tsig_key_name: TSIG_KEY_NAME.into(),
+                tsig_algorithm: TSIG_ALGORITHM.into(),
+                tsig_secret_file: self.dns.tsig_secret_file().display().to_string(),
+                pid: self.dns.pid(),
+            },
+            clusters: vec![ClusterDesc {
+                name: name.clone(),
+                primary_dns: format!("primary.{name}.{ZONE}"),
+                replicas_dns: format!("replicas.{name}.{ZONE}"),
+                app_user: UserDesc::new(self.cluster.app(), Some(APP_DATABASE)),
+                admin_user: UserDesc::new(self.cluster.admin(), None),
+                hosts: self
+                    .cluster
+                    .instances()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, inst)| HostDesc {
+                        name: inst.name().to_owned(),
+                        namespace: inst.namespace().map(str::to_owned),
+                        mysql: inst.addr().to_string(),
+                        mysqld_pid: inst.pid(),
+                        agent_pid: None,
+                        agent_grpc: None,
+                        initial_role: if i == 0 { "primary" } else { "replica" }.into(),
+                    })
+                    .collect(),
+            }],
+            monitors: Vec::new(),
+            orchestrators: Vec::new(),
+            planned_orchestrator_addresses: self
+                .orchestrator_ports
+                .iter()
+                .map(|p| format!("{orchestrator_ip}:{}", p.get()))
+                .collect(),
+            altairctl_config: dir.join(CTL_CONFIG_FILE).display().to_string(),
+        }
+    }
+
+    /// Writes `altairctl.toml` and then `sandbox.json` (last, atomically: its presence
+    /// means the sandbox is up).
+    pub fn write_files(&self) -> Result<Description> {
+        let desc = self.describe();
+        let dir = &self.options.dir;
+        std::fs::create_dir_all(dir).map_err(io_err(format!("create {}", dir.display())))?;
+        let ctl = format!(
+            "# altairctl config for the sandbox (written by altair-sandbox).\n\
+             orchestrators = {orchs:?}\ntimeout_ms = 5000\n\n\
+             [zookeeper]\nservers = {zk:?}\nroot = \"{ZK_ROOT}\"\n",
+            orchs = desc.planned_orchestrator_addresses,
+            zk = desc.zookeeper.servers,
+        );
+        write_private(&dir.join(CTL_CONFIG_FILE), &ctl)?;
+        let json = serde_json::to_string_pretty(&desc).map_err(|e| crate::Error::Command {
+            what: "serialize the sandbox description".into(),
+            detail: e.to_string(),
+        })?;
+        let tmp = dir.join(format!("{DESCRIPTION_FILE}.tmp"));
+        write_private(&tmp, &json)?;
+        std::fs::rename(&tmp, dir.join(DESCRIPTION_FILE)).map_err(io_err("publish sandbox.json"))?;
+        Ok(desc)
+    }
+}
+
+/// Written with mode 0600: the file holds the sandbox's generated passwords.
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(format!("write {}", path.display())))?;
+    f.write_all(text.as_bytes())
+        .map_err(io_err(format!("write {}", path.display())))
+}
+
+/// `sandbox.json`. Documented in the README; add fields, never rename them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Description {
+    pub version: u32,
+    pub supervisor_pid: u32,
+    pub startup_ms: u64,
+    pub network: Option<NetworkDesc>,
+    pub zookeeper: ZkDesc,
+    pub dns: DnsDesc,
+    pub clusters: Vec<ClusterDesc>,
+    pub monitors: Vec<ServiceDesc>,
+    pub orchestrators: Vec<ServiceDesc>,
+    /// Where the sandbox's orchestrators will listen (they join with the orchestrator).
+    pub planned_orchestrator_addresses: Vec<String>,
+    pub altairctl_config: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkDesc {
+    pub slot: u8,
+    pub bridge: String,
+    pub subnet: String,
+    pub gateway: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ZkDesc {
+    pub servers: Vec<String>,
+    pub root: String,
+    pub pids: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DnsDesc {
+    pub server: String,
+    pub zone: String,
+    pub tsig_key_name: String,
+    pub tsig_algorithm: String,
+    pub tsig_secret_file: String,
+    pub pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterDesc {
+    pub name: String,
+    pub primary_dns: String,
+    pub replicas_dns: String,
+    pub app_user: UserDesc,
+    pub admin_user: UserDesc,
+    pub hosts: Vec<HostDesc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserDesc {
+    pub user: String,
+    pub password: String,
+    pub database: Option<String>,
+}
+
+impl UserDesc {
+    fn new(c: &Credentials, database: Option<&str>) -> Self {
+        Self {
+            user: c.user.clone(),
+            password: c.password.clone(),
+            database: database.map(str::to_owned),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostDesc {
+    pub name: String,
+    pub namespace: Option<String>,
+    /// `ip:port` of mysqld.
+    pub mysql: String,
+    pub mysqld_pid: Option<u32>,
+    pub agent_pid: Option<u32>,
+    pub agent_grpc: Option<String>,
+    pub initial_role: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceDesc {
+    pub id: String,
+    pub pid: u32,
+    pub grpc: String,
+}
+
+/// Removes what a sandbox whose supervisor died left behind: its network slot.
+pub async fn sweep(desc: &Description) {
+    if let Some(net) = &desc.network {
+        crate::netns::sweep_slot(net.slot).await;
+    }
+}

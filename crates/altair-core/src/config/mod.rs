@@ -216,3 +216,23 @@ mod tests {
         assert!(e.to_string().contains("P__SECTION__PORT"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod deploy_examples {
+    //! The annotated examples in deploy/ must stay valid.
+    use super::*;
+
+    fn check<T: DeserializeOwned + Validate>(name: &str, text: &str) {
+        let loaded = parse::<T>(text, "NONE", Vec::new())
+            .unwrap_or_else(|e| panic!("deploy/{name} is invalid: {e}"));
+        assert!(loaded.unknown_keys.is_empty(), "deploy/{name}: unknown keys {:?}", loaded.unknown_keys);
+    }
+
+    #[test]
+    fn every_example_config_is_valid() {
+        check::<AgentConfig>("agent.toml", include_str!("../../../../deploy/agent.toml"));
+        check::<MonitorConfig>("monitor.toml", include_str!("../../../../deploy/monitor.toml"));
+        check::<OrchestratorConfig>("orchestrator.toml", include_str!("../../../../deploy/orchestrator.toml"));
+        check::<CtlConfig>("altairctl.toml", include_str!("../../../../deploy/altairctl.toml"));
+    }
+}

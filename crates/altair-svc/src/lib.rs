@@ -1,0 +1,20 @@
+//! Plumbing shared by altair's binaries, so each `main.rs` stays thin: load and validate
+//! the config file (with environment overrides), read secrets, set up logging, wait for
+//! signals, bind the gRPC listener.
+
+mod load;
+mod main_loop;
+mod secret;
+mod serve;
+mod telemetry;
+
+pub use load::{LoadError, load_config};
+pub use main_loop::{ServiceSpec, run_service};
+pub use secret::{Secret, SecretReader, read_secret};
+pub use serve::{bind_listener, serve_grpc, shutdown_on_signal};
+pub use telemetry::init_tracing;
+
+/// Exit status for a bad config or bad usage (clap uses 2 for usage errors too).
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit status for a failure at run time.
+pub const EXIT_FAILURE: u8 = 1;

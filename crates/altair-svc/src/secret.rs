@@ -1,0 +1,124 @@
+//! Secrets (MySQL passwords, TSIG keys, ZooKeeper auth): read from a file or an
+//! environment variable, never printed.
+
+use std::fmt;
+
+use altair_core::config::{ConfigError, ConfigErrors, Credentials, SecretSource};
+
+/// A secret value. `Debug` and `Display` print `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that must hand it to a client library.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Reads a secret. `key` is the config key it came from (`mysql.password_file`), for
+/// the error; the error never includes the secret's content.
+pub fn read_secret(source: &SecretSource, key: &str) -> Result<Secret, ConfigError> {
+    let value = match source {
+        SecretSource::File(path) => std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))?,
+        SecretSource::Env(var) => std::env::var(var).map_err(|_| {
+            ConfigError::new(key, format!("environment variable {var} is not set or not UTF-8"))
+        })?,
+    };
+    let value = value.trim_end_matches(['\r', '\n']).to_owned();
+    if value.is_empty() {
+        return Err(ConfigError::new(key, "the secret is empty"));
+    }
+    Ok(Secret(value))
+}
+
+/// Reads several secrets and reports every failure at once.
+#[derive(Debug, Default)]
+pub struct SecretReader {
+    errors: Vec<ConfigError>,
+}
+
+impl SecretReader {
+    /// The password of `[section]` credentials.
+    pub fn password(&mut self, creds: &Credentials, section: &str) -> Secret {
+        let (source, key) = match (&creds.password_file, &creds.password_env) {
+            (Some(file), _) => (SecretSource::File(file.clone()), "password_file"),
+            (None, Some(var)) => (SecretSource::Env(var.clone()), "password_env"),
+            (None, None) => {
+                self.errors.push(ConfigError::new(
+                    format!("{section}.password_file"),
+                    "missing: no password source",
+                ));
+                return Secret::new("");
+            }
+        };
+        self.read(&source, &format!("{section}.{key}"))
+    }
+
+    /// Any secret; on failure the error is recorded and a placeholder returned, which
+    /// `finish` makes sure is never used.
+    pub fn read(&mut self, source: &SecretSource, key: &str) -> Secret {
+        read_secret(source, key).unwrap_or_else(|e| {
+            self.errors.push(e);
+            Secret::new("")
+        })
+    }
+
+    /// Records a problem found while checking a secret's content.
+    pub fn reject(&mut self, key: &str, problem: impl Into<String>) {
+        self.errors.push(ConfigError::new(key, problem));
+    }
+
+    /// `Ok(value)` only when every secret was read.
+    pub fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
+        if self.errors.is_empty() {
+            Ok(value)
+        } else {
+            Err(ConfigErrors(self.errors))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_files_and_never_prints_the_value() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "hunter2\n").expect("write");
+        let s = read_secret(&SecretSource::File(path), "mysql.password_file").expect("read");
+        assert_eq!(s.expose(), "hunter2");
+        assert_eq!(format!("{s:?} {s}"), "<redacted> <redacted>");
+
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").expect("write");
+        let e = read_secret(&SecretSource::File(empty), "dns.tsig_secret_file").expect_err("empty");
+        assert_eq!(e.key, "dns.tsig_secret_file");
+
+        let e = read_secret(&SecretSource::File(dir.path().join("missing")), "mysql.password_file")
+            .expect_err("missing");
+        assert!(e.to_string().starts_with("mysql.password_file: cannot read"), "{e}");
+        let e = read_secret(&SecretSource::Env("ALTAIR_TEST_UNSET_VAR".into()), "mysql.password_env")
+            .expect_err("unset");
+        assert!(e.to_string().contains("ALTAIR_TEST_UNSET_VAR"), "{e}");
+    }
+}

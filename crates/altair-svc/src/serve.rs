@@ -1,0 +1,59 @@
+//! The gRPC listener and shutdown on signals.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::Router;
+
+/// Binds `addr` before anything else starts, so a taken port is reported at once.
+pub async fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// How long open connections may take to finish after shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves the standard gRPC health service (the server as a whole reports SERVING) plus
+/// what `add_services` adds, on `listener`, until `shutdown` is cancelled; then lets open
+/// connections finish for at most `SHUTDOWN_GRACE`.
+pub async fn serve_grpc(
+    listener: TcpListener,
+    add_services: impl FnOnce(Router) -> Router,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let server = add_services(tonic::transport::Server::builder().add_service(health))
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result,
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "gRPC connections still open after the shutdown grace period; closing them");
+            Ok(())
+        }
+    }
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub fn shutdown_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) =
+            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+        }
+        token.cancel();
+    });
+}

@@ -1,0 +1,346 @@
+//! altair-sandbox: runs altair's local sandbox (ZooKeeper, BIND, a 3-host MariaDB
+//! cluster in network namespaces when root) in the background, and stops it.
+//!
+//!   altair-sandbox up       start it detached; returns once it is ready
+//!   altair-sandbox status   print its state (each host's role, read_only, GTIDs; DNS)
+//!   altair-sandbox down     stop it, leaving no process, namespace or temp dir
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use altair_testkit::mariadb::sql::{query_maps, query_value};
+use altair_testkit::sandbox::{DESCRIPTION_FILE, Description, Sandbox, SandboxOptions, sweep};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(version, about = "Run altair's local sandbox of real components")]
+struct Cli {
+    /// Directory for the sandbox's description, configs, logs and data.
+    #[arg(long, global = true, default_value = "target/sandbox")]
+    dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the sandbox in the background and wait until it is ready.
+    Up {
+        /// Stay in the foreground (the supervisor itself; stop with Ctrl-C or SIGTERM).
+        #[arg(long)]
+        foreground: bool,
+        /// Put hosts on loopback ports even when running as root.
+        #[arg(long)]
+        no_namespaces: bool,
+        /// Seconds to wait for the sandbox to come up.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+    },
+    /// Print the state of the running sandbox.
+    Status {
+        /// Print sandbox.json instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the sandbox and remove everything it made.
+    Down,
+}
+
+#[allow(clippy::print_stdout)]
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up {
+            foreground: true,
+            no_namespaces,
+            ..
+        } => supervise(&cli.dir, no_namespaces),
+        Command::Up {
+            timeout,
+            no_namespaces,
+            ..
+        } => up_detached(&cli.dir, no_namespaces, Duration::from_secs(timeout)),
+        Command::Status { json } => runtime().and_then(|rt| rt.block_on(status(&cli.dir, json))),
+        Command::Down => runtime().and_then(|rt| rt.block_on(down(&cli.dir))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("altair-sandbox: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("start the async runtime: {e}"))
+}
+
+fn read_description(dir: &Path) -> Result<Option<Description>, String> {
+    let path = dir.join(DESCRIPTION_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| format!("{} is not a sandbox description: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("read {}: {e}", path.display())),
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // A zombie counts as dead ("kill -0" reports zombies alive).
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+}
+
+fn supervisor_pid_file(dir: &Path) -> PathBuf {
+    dir.join("supervisor.pid")
+}
+
+/// The supervisor: starts the sandbox, publishes sandbox.json, waits for a signal, stops.
+fn supervise(dir: &Path, no_namespaces: bool) -> Result<(), String> {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    // Temp dirs of every component go under the sandbox dir, so `down` can always remove
+    // them. Set before the runtime starts any thread.
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
+    set_tmp_env(&tmp);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("start the async runtime: {e}"))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    std::fs::write(supervisor_pid_file(dir), std::process::id().to_string())
+        .map_err(|e| format!("write the pid file: {e}"))?;
+    let mut options = SandboxOptions::new(dir);
+    if no_namespaces {
+        options.namespaces = Some(false);
+    }
+    rt.block_on(async move {
+        let sandbox = Sandbox::start(options).await.map_err(|e| format!("start: {e}"))?;
+        let desc = sandbox.write_files().map_err(|e| e.to_string())?;
+        tracing::info!(startup_ms = desc.startup_ms, "sandbox is up");
+        wait_for_signal().await;
+        tracing::info!("stopping the sandbox");
+        let _ = std::fs::remove_file(dir.join(DESCRIPTION_FILE));
+        drop(sandbox);
+        Ok::<(), String>(())
+    })?;
+    let _ = std::fs::remove_file(supervisor_pid_file(dir));
+    let _ = std::fs::remove_dir_all(dir.join("tmp"));
+    Ok(())
+}
+
+#[allow(unsafe_code)]
+fn set_tmp_env(tmp: &Path) {
+    // SAFETY: called once at start-up while the process has a single thread.
+    unsafe { std::env::set_var("ALTAIR_TESTKIT_TMP", tmp) };
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+/// Starts the supervisor in its own session and waits until sandbox.json appears.
+#[allow(clippy::print_stdout)]
+fn up_detached(dir: &Path, no_namespaces: bool, timeout: Duration) -> Result<(), String> {
+    if let Some(desc) = read_description(dir)? {
+        if pid_alive(desc.supervisor_pid) {
+            return Err(format!(
+                "a sandbox is already running (supervisor pid {}); run `make sandbox-down` first",
+                desc.supervisor_pid
+            ));
+        }
+        let _ = std::fs::remove_file(dir.join(DESCRIPTION_FILE));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let log_path = dir.join("sandbox.log");
+    let log = std::fs::File::create(&log_path).map_err(|e| format!("create {}: {e}", log_path.display()))?;
+    let log_err = log.try_clone().map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| format!("find my own executable: {e}"))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--dir").arg(dir).args(["up", "--foreground"]);
+    if no_namespaces {
+        cmd.arg("--no-namespaces");
+    }
+    cmd.stdin(std::process::Stdio::null()).stdout(log).stderr(log_err);
+    new_session(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| format!("start the supervisor: {e}"))?;
+    let started = Instant::now();
+    loop {
+        if let Some(desc) = read_description(dir)? {
+            println!(
+                "sandbox is up in {:.1} s (supervisor pid {}); described in {}",
+                desc.startup_ms as f64 / 1000.0,
+                desc.supervisor_pid,
+                dir.join(DESCRIPTION_FILE).display()
+            );
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(format!("the sandbox supervisor exited ({status}) before it was ready:\n{log}"));
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            return Err(format!("the sandbox was not ready after {timeout:?}; see {}", log_path.display()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[allow(unsafe_code)]
+fn new_session(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe; it detaches the supervisor from the caller's
+    // terminal and process group so `make sandbox` can return.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[allow(clippy::print_stdout)]
+async fn down(dir: &Path) -> Result<(), String> {
+    let desc = read_description(dir)?;
+    let pid = match &desc {
+        Some(d) => Some(d.supervisor_pid),
+        None => std::fs::read_to_string(supervisor_pid_file(dir))
+            .ok()
+            .and_then(|s| s.trim().parse().ok()),
+    };
+    if let Some(pid) = pid.filter(|p| pid_alive(*p)) {
+        use nix::sys::signal::{Signal, kill};
+        let nix_pid = nix::unistd::Pid::from_raw(pid as i32);
+        let _ = kill(nix_pid, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while pid_alive(pid) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if pid_alive(pid) {
+            // Its children die with it (PR_SET_PDEATHSIG).
+            let _ = kill(nix_pid, Signal::SIGKILL);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        println!("sandbox stopped (supervisor pid {pid})");
+    } else {
+        println!("no sandbox was running");
+    }
+    if let Some(d) = &desc {
+        sweep(d).await;
+    }
+    for leftover in [DESCRIPTION_FILE, "supervisor.pid"] {
+        let _ = std::fs::remove_file(dir.join(leftover));
+    }
+    let _ = std::fs::remove_dir_all(dir.join("tmp"));
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+async fn status(dir: &Path, json: bool) -> Result<(), String> {
+    let Some(desc) = read_description(dir)? else {
+        return Err(format!("no sandbox is running (no {})", dir.join(DESCRIPTION_FILE).display()));
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&desc).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    println!("ZooKeeper  {}", desc.zookeeper.servers.join(","));
+    println!("DNS        {} zone {}", desc.dns.server, desc.dns.zone);
+    if let Some(n) = &desc.network {
+        println!("network    bridge {} subnet {}", n.bridge, n.subnet);
+    }
+    let dns_server: std::net::SocketAddr = desc.dns.server.parse().map_err(|e| format!("dns.server: {e}"))?;
+    for c in &desc.clusters {
+        let primary = altair_dns::lookup_a(dns_server, &c.primary_dns, Duration::from_secs(2))
+            .await
+            .map(|ips| ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
+            .unwrap_or_else(|e| format!("error: {e}"));
+        println!("\ncluster {}   {} -> {}", c.name, c.primary_dns, primary);
+        println!("{:<5} {:<10} {:<20} {:<9} {:<10} {:<22} replication", "host", "namespace", "mysql", "reachable", "read_only", "gtid_current_pos");
+        for h in &c.hosts {
+            let row = probe(h, &c.admin_user).await;
+            println!(
+                "{:<5} {:<10} {:<20} {:<9} {:<10} {:<22} {}",
+                h.name,
+                h.namespace.as_deref().unwrap_or("-"),
+                h.mysql,
+                row.reachable,
+                row.read_only,
+                row.gtid,
+                row.replication
+            );
+        }
+    }
+    Ok(())
+}
+
+struct ProbeRow {
+    reachable: &'static str,
+    read_only: String,
+    gtid: String,
+    replication: String,
+}
+
+async fn probe(h: &altair_testkit::sandbox::HostDesc, admin: &altair_testkit::sandbox::UserDesc) -> ProbeRow {
+    let down = |why: String| ProbeRow {
+        reachable: "no",
+        read_only: "-".into(),
+        gtid: "-".into(),
+        replication: why,
+    };
+    let Some((ip, port)) = h.mysql.rsplit_once(':') else {
+        return down("bad address".into());
+    };
+    let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(ip)
+        .tcp_port(port.parse().unwrap_or(3306))
+        .user(Some(admin.user.clone()))
+        .pass(Some(admin.password.clone()))
+        .prefer_socket(false)
+        .into();
+    let conn = tokio::time::timeout(Duration::from_secs(2), mysql_async::Conn::new(opts)).await;
+    let mut conn = match conn {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return down(format!("{e}")),
+        Err(_) => return down("connect timed out".into()),
+    };
+    let read_only = query_value(&mut conn, "SELECT @@read_only").await.ok().flatten().map_or("?".into(), |v| if v == "1" { "ON".into() } else { "OFF".into() });
+    let gtid = query_value(&mut conn, "SELECT @@gtid_current_pos").await.ok().flatten().unwrap_or_default();
+    let replication = match query_maps(&mut conn, "SHOW SLAVE STATUS").await {
+        Ok(rows) => match rows.first() {
+            None => "- (primary)".into(),
+            Some(s) => format!(
+                "from {}:{} IO={} SQL={} behind={}s",
+                s["Master_Host"].as_deref().unwrap_or("?"),
+                s["Master_Port"].as_deref().unwrap_or("?"),
+                s["Slave_IO_Running"].as_deref().unwrap_or("?"),
+                s["Slave_SQL_Running"].as_deref().unwrap_or("?"),
+                s["Seconds_Behind_Master"].as_deref().unwrap_or("NULL"),
+            ),
+        },
+        Err(e) => format!("error: {e}"),
+    };
+    ProbeRow {
+        reachable: "yes",
+        read_only,
+        gtid,
+        replication,
+    }
+}

@@ -1,0 +1,15 @@
+//! altairctl: the operator CLI. It talks to the orchestrators' gRPC API.
+
+pub mod ping;
+
+/// Exit statuses scripts can rely on.
+pub mod exit {
+    /// The command did what was asked.
+    pub const OK: u8 = 0;
+    /// The command ran and the answer is "no" or the operation failed.
+    pub const FAILED: u8 = 1;
+    /// Bad arguments or config.
+    pub const USAGE: u8 = 2;
+    /// No orchestrator could be reached.
+    pub const UNREACHABLE: u8 = 3;
+}

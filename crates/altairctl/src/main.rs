@@ -1,0 +1,85 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use altair_core::config::CtlConfig;
+use altairctl::exit;
+use clap::{Parser, Subcommand};
+
+/// altairctl: operate altair from the command line.
+///
+/// Exit status: 0 done, 1 the operation failed, 2 bad arguments or config,
+/// 3 no orchestrator reachable.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// altairctl's TOML config: the orchestrators' addresses (example: deploy/altairctl.toml;
+    /// the sandbox writes target/sandbox/altairctl.toml).
+    #[arg(long, short, global = true, env = "ALTAIRCTL_CONFIG", value_name = "FILE.toml",
+          default_value = "/etc/altair/altairctl.toml")]
+    config: PathBuf,
+    /// Print machine-readable JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check that the configured orchestrators answer (gRPC health).
+    Ping,
+}
+
+#[allow(clippy::print_stdout)]
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match altair_svc::load_config::<CtlConfig>(&cli.config, "ALTAIRCTL") {
+        Ok(loaded) => loaded.config,
+        Err(e) => {
+            eprintln!("altairctl: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("altairctl: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    let timeout = Duration::from_millis(config.timeout_ms);
+    match cli.command {
+        Command::Ping => {
+            let results = runtime.block_on(async {
+                let mut out = Vec::new();
+                for address in &config.orchestrators {
+                    out.push(altairctl::ping::ping(address, timeout).await);
+                }
+                out
+            });
+            if cli.json {
+                match serde_json::to_string_pretty(&results) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        eprintln!("altairctl: cannot print JSON: {e}");
+                        return ExitCode::from(exit::FAILED);
+                    }
+                }
+            } else {
+                for r in &results {
+                    println!("{:<24} {:<8} {} ms  {}", r.address, if r.serving { "ok" } else { "DOWN" }, r.elapsed_ms, r.status);
+                }
+            }
+            if results.iter().any(|r| r.serving) {
+                ExitCode::from(exit::OK)
+            } else {
+                eprintln!(
+                    "altairctl: no orchestrator answered; check that they run and that {} lists their addresses",
+                    cli.config.display()
+                );
+                ExitCode::from(exit::UNREACHABLE)
+            }
+        }
+    }
+}

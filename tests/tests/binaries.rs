@@ -4,7 +4,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use altair_e2e::{ConfigDir, agent_config, bin, monitor_config, orchestrator_config, run, stderr, stdout};
+use altair_e2e::{
+    ConfigDir, agent_config, bin, monitor_config, orchestrator_config, run, stderr, stdout,
+};
 use altair_testkit::ports::reserve;
 use altair_testkit::process::Proc;
 
@@ -19,12 +21,18 @@ fn help_explains_every_flag() {
         assert!(out.status.success(), "{name} --help failed");
         let help = stdout(&out);
         for flag in ["--config", "--check-config", "--version"] {
-            assert!(help.contains(flag), "{name} --help does not mention {flag}:\n{help}");
+            assert!(
+                help.contains(flag),
+                "{name} --help does not mention {flag}:\n{help}"
+            );
         }
     }
     let help = stdout(&run("altairctl", &["--help"]));
     for word in ["--config", "--json", "ping", "Exit status"] {
-        assert!(help.contains(word), "altairctl --help lacks {word}:\n{help}");
+        assert!(
+            help.contains(word),
+            "altairctl --help lacks {word}:\n{help}"
+        );
     }
 }
 
@@ -34,41 +42,84 @@ fn bad_config_exits_2_naming_the_key() {
     let port = reserve(LOCAL).expect("port");
     let listen = format!("127.0.0.1:{}", port.get());
     let cases = [
-        ("altair-agent", agent_config(&dir, &listen).replace("host = \"db1\"", "host = \"DB_1\""), "DB_1"),
-        ("altair-agent", agent_config(&dir, &listen).replace("[\"127.0.0.1:2181\"]", "[]"), "zookeeper.servers"),
-        ("altair-monitor", monitor_config(&listen).replace("[monitor]", "[monitor]\nunreachable_after_misses = 0"), "monitor.unreachable_after_misses"),
-        ("altair-orchestrator", orchestrator_config(&dir, &listen, TSIG_SECRET).replace("db.altair.test.", "db.altair.test"), "dns.zone"),
-        ("altair-orchestrator", orchestrator_config(&dir, &listen, TSIG_SECRET).replace("[dns]", "[dns]\ntsig_algorithm = \"hmac-md5\""), "dns.tsig_algorithm"),
+        (
+            "altair-agent",
+            agent_config(&dir, &listen).replace("host = \"db1\"", "host = \"DB_1\""),
+            "DB_1",
+        ),
+        (
+            "altair-agent",
+            agent_config(&dir, &listen).replace("[\"127.0.0.1:2181\"]", "[]"),
+            "zookeeper.servers",
+        ),
+        (
+            "altair-monitor",
+            monitor_config(&listen).replace("[monitor]", "[monitor]\nunreachable_after_misses = 0"),
+            "monitor.unreachable_after_misses",
+        ),
+        (
+            "altair-orchestrator",
+            orchestrator_config(&dir, &listen, TSIG_SECRET)
+                .replace("db.altair.test.", "db.altair.test"),
+            "dns.zone",
+        ),
+        (
+            "altair-orchestrator",
+            orchestrator_config(&dir, &listen, TSIG_SECRET)
+                .replace("[dns]", "[dns]\ntsig_algorithm = \"hmac-md5\""),
+            "dns.tsig_algorithm",
+        ),
     ];
     for (name, text, key) in cases {
         let cfg = dir.write("bad.toml", &text);
         let started = Instant::now();
         let out = run(name, &["--config", &cfg]);
-        assert_eq!(out.status.code(), Some(2), "{name} with bad {key}: {}", stderr(&out));
-        assert!(stderr(&out).contains(key), "{name}: error does not name {key}: {}", stderr(&out));
-        assert!(started.elapsed() < Duration::from_secs(5), "{name} took long to refuse");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{name} with bad {key}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains(key),
+            "{name}: error does not name {key}: {}",
+            stderr(&out)
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{name} took long to refuse"
+        );
     }
     // Nothing was bound: the port is still free.
     assert!(std::net::TcpListener::bind(("127.0.0.1", port.get())).is_ok());
 
     let out = run("altair-agent", &["--config", "/nonexistent/agent.toml"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("/nonexistent/agent.toml"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent/agent.toml"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn unusable_secrets_are_refused_without_printing_them() {
     let dir = ConfigDir::new();
     let secret = "NOT-BASE64-but-secret-xyzzy!!";
-    let cfg_text = orchestrator_config(&dir, "127.0.0.1:1", secret)
-        .replace(&dir.path().join("mysql.password").display().to_string(), "/nonexistent/mysql.password");
+    let cfg_text = orchestrator_config(&dir, "127.0.0.1:1", secret).replace(
+        &dir.path().join("mysql.password").display().to_string(),
+        "/nonexistent/mysql.password",
+    );
     let cfg = dir.write("orch.toml", &cfg_text);
     let out = run("altair-orchestrator", &["--config", &cfg, "--check-config"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("mysql.password_file"), "{err}");
     assert!(err.contains("dns.tsig_secret_file"), "{err}");
-    assert!(!err.contains("xyzzy") && !stdout(&out).contains("xyzzy"), "the secret leaked: {err}");
+    assert!(
+        !err.contains("xyzzy") && !stdout(&out).contains("xyzzy"),
+        "the secret leaked: {err}"
+    );
 }
 
 #[test]
@@ -80,7 +131,11 @@ fn unknown_keys_warn_but_do_not_refuse() {
     );
     let out = run("altair-agent", &["--config", &cfg, "--check-config"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("unknown key agent.future_knob"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("unknown key agent.future_knob"),
+        "{}",
+        stdout(&out)
+    );
     assert!(stdout(&out).contains("configuration OK"));
 }
 
@@ -103,18 +158,26 @@ fn environment_overrides_a_key() {
 async fn services_serve_grpc_health_and_stop_on_sigterm() {
     let dir = ConfigDir::new();
     let ports: Vec<_> = (0..3).map(|_| reserve(LOCAL).expect("port")).collect();
-    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{}", p.get())).collect();
+    let addrs: Vec<String> = ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{}", p.get()))
+        .collect();
     let configs = [
         dir.write("agent.toml", &agent_config(&dir, &addrs[0])),
         dir.write("monitor.toml", &monitor_config(&addrs[1])),
-        dir.write("orchestrator.toml", &orchestrator_config(&dir, &addrs[2], TSIG_SECRET)),
+        dir.write(
+            "orchestrator.toml",
+            &orchestrator_config(&dir, &addrs[2], TSIG_SECRET),
+        ),
     ];
     drop(ports); // the services bind them now
     let mut procs = Vec::new();
     for (name, cfg) in SERVICES.iter().zip(&configs) {
         let mut cmd = std::process::Command::new(bin(name));
         cmd.args(["--config", cfg]);
-        procs.push(Proc::spawn(*name, &mut cmd, &dir.path().join(format!("{name}.log"))).expect("spawn"));
+        procs.push(
+            Proc::spawn(*name, &mut cmd, &dir.path().join(format!("{name}.log"))).expect("spawn"),
+        );
     }
     for (name, addr) in SERVICES.iter().zip(&addrs) {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -123,7 +186,11 @@ async fn services_serve_grpc_health_and_stop_on_sigterm() {
             if r.serving {
                 break;
             }
-            assert!(Instant::now() < deadline, "{name} never served gRPC health at {addr}: {}", r.status);
+            assert!(
+                Instant::now() < deadline,
+                "{name} never served gRPC health at {addr}: {}",
+                r.status
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -136,14 +203,30 @@ async fn services_serve_grpc_health_and_stop_on_sigterm() {
     assert_eq!(json[0]["serving"], true);
 
     let dead = reserve(LOCAL).expect("port");
-    let ctl_dead = dir.write("dead.toml", &format!("orchestrators = [\"127.0.0.1:{}\"]\ntimeout_ms = 1000\n", dead.get()));
+    let ctl_dead = dir.write(
+        "dead.toml",
+        &format!(
+            "orchestrators = [\"127.0.0.1:{}\"]\ntimeout_ms = 1000\n",
+            dead.get()
+        ),
+    );
     let out = run("altairctl", &["--config", &ctl_dead, "ping"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("no orchestrator answered"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no orchestrator answered"),
+        "{}",
+        stderr(&out)
+    );
 
     for (p, name) in procs.iter_mut().zip(SERVICES) {
-        assert!(p.stop(Duration::from_secs(10)), "{name} did not stop on SIGTERM");
+        assert!(
+            p.stop(Duration::from_secs(10)),
+            "{name} did not stop on SIGTERM"
+        );
     }
     let log = std::fs::read_to_string(dir.path().join("altair-agent.log")).unwrap_or_default();
-    assert!(!log.contains("agent-mysql-pw"), "the agent logged its password");
+    assert!(
+        !log.contains("agent-mysql-pw"),
+        "the agent logged its password"
+    );
 }

@@ -166,10 +166,7 @@ mod tests {
 
     #[test]
     fn rejects_unsafe_names_with_a_reason() {
-        assert_eq!(
-            HostName::new(""),
-            Err(IdError::Empty { kind: "host" })
-        );
+        assert_eq!(HostName::new(""), Err(IdError::Empty { kind: "host" }));
         for bad in ["Db1", "db_1", "-db", "db-", "a/b", "a.b", "ä"] {
             let err = HostName::new(bad).expect_err(bad);
             assert!(err.to_string().contains(bad), "{err}");

@@ -132,7 +132,15 @@ mod tests {
         let h = HostName::new("db1").expect("valid");
         assert_eq!(l.host_health(&c, &h), "/altair/clusters/c1/health/db1");
         assert_eq!(l.cluster_state(&c), "/altair/clusters/c1/state");
-        assert!(l.persistent_parents().iter().all(|p| p.starts_with("/altair")));
-        assert!(l.cluster_parents(&c).iter().all(|p| p.starts_with("/altair/clusters/c1")));
+        assert!(
+            l.persistent_parents()
+                .iter()
+                .all(|p| p.starts_with("/altair"))
+        );
+        assert!(
+            l.cluster_parents(&c)
+                .iter()
+                .all(|p| p.starts_with("/altair/clusters/c1"))
+        );
     }
 }

@@ -84,7 +84,9 @@ impl DnsClient {
     pub async fn create_a(&self, label: &str, ips: &[Ipv4Addr], ttl: u32) -> Result<()> {
         let name = self.fqdn(label)?;
         let mut client = self.connect("create", &name).await?;
-        let response = client.create(a_set(&name, ips, ttl), self.zone.clone()).await;
+        let response = client
+            .create(a_set(&name, ips, ttl), self.zone.clone())
+            .await;
         self.check("create", &name, response)
     }
 
@@ -94,7 +96,11 @@ impl DnsClient {
         lookup_a(self.server, &name.to_string(), self.timeout).await
     }
 
-    async fn connect(&self, operation: &'static str, name: &Name) -> Result<Client<TokioRuntimeProvider>> {
+    async fn connect(
+        &self,
+        operation: &'static str,
+        name: &Name,
+    ) -> Result<Client<TokioRuntimeProvider>> {
         let signer = match &self.key {
             Some(key) => Some(key.signer()?),
             None => None,

@@ -27,7 +27,11 @@ pub fn read_secrets(config: &OrchestratorConfig) -> Result<OrchestratorSecrets, 
     let tsig_key = if tsig_secret.expose().is_empty() {
         None
     } else {
-        match TsigKey::new(&dns.tsig_key_name, &dns.tsig_algorithm, tsig_secret.expose()) {
+        match TsigKey::new(
+            &dns.tsig_key_name,
+            &dns.tsig_algorithm,
+            tsig_secret.expose(),
+        ) {
             Ok(key) => Some(key),
             Err(e) => {
                 r.reject("dns.tsig_secret_file", e.to_string());

@@ -15,7 +15,12 @@ use clap::Parser;
 struct Args {
     /// The orchestrator's TOML config (annotated example: deploy/orchestrator.toml). Any
     /// key can be overridden with ALTAIR_ORCHESTRATOR__SECTION__KEY=value.
-    #[arg(long, short, env = "ALTAIR_ORCHESTRATOR_CONFIG", value_name = "FILE.toml")]
+    #[arg(
+        long,
+        short,
+        env = "ALTAIR_ORCHESTRATOR_CONFIG",
+        value_name = "FILE.toml"
+    )]
     config: PathBuf,
     /// Check the config and the secrets it points at, print the result and exit
     /// (0 when valid, 2 when not).
@@ -31,5 +36,10 @@ fn main() -> ExitCode {
         log: |c: &altair_core::config::OrchestratorConfig| &c.log,
         secrets: altair_orchestrator::read_secrets,
     };
-    run_service(spec, &args.config, args.check_config, altair_orchestrator::run)
+    run_service(
+        spec,
+        &args.config,
+        args.check_config,
+        altair_orchestrator::run,
+    )
 }

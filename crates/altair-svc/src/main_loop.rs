@@ -65,7 +65,10 @@ where
     for key in &loaded.unknown_keys {
         tracing::warn!(key = %key, config = %config_path.display(), "unknown config key ignored");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{name}: cannot start the async runtime: {e}");

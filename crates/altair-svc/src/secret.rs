@@ -39,7 +39,10 @@ pub fn read_secret(source: &SecretSource, key: &str) -> Result<Secret, ConfigErr
         SecretSource::File(path) => std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))?,
         SecretSource::Env(var) => std::env::var(var).map_err(|_| {
-            ConfigError::new(key, format!("environment variable {var} is not set or not UTF-8"))
+            ConfigError::new(
+                key,
+                format!("environment variable {var} is not set or not UTF-8"),
+            )
         })?,
     };
     let value = value.trim_end_matches(['\r', '\n']).to_owned();
@@ -114,11 +117,21 @@ mod tests {
         let e = read_secret(&SecretSource::File(empty), "dns.tsig_secret_file").expect_err("empty");
         assert_eq!(e.key, "dns.tsig_secret_file");
 
-        let e = read_secret(&SecretSource::File(dir.path().join("missing")), "mysql.password_file")
-            .expect_err("missing");
-        assert!(e.to_string().starts_with("mysql.password_file: cannot read"), "{e}");
-        let e = read_secret(&SecretSource::Env("ALTAIR_TEST_UNSET_VAR".into()), "mysql.password_env")
-            .expect_err("unset");
+        let e = read_secret(
+            &SecretSource::File(dir.path().join("missing")),
+            "mysql.password_file",
+        )
+        .expect_err("missing");
+        assert!(
+            e.to_string()
+                .starts_with("mysql.password_file: cannot read"),
+            "{e}"
+        );
+        let e = read_secret(
+            &SecretSource::Env("ALTAIR_TEST_UNSET_VAR".into()),
+            "mysql.password_env",
+        )
+        .expect_err("unset");
         assert!(e.to_string().contains("ALTAIR_TEST_UNSET_VAR"), "{e}");
     }
 }

@@ -55,7 +55,10 @@ impl Bind {
         if !options.zone.ends_with('.') {
             return Err(Error::Command {
                 what: "start BIND".into(),
-                detail: format!("zone {:?} must be fully qualified (end in '.')", options.zone),
+                detail: format!(
+                    "zone {:?} must be fully qualified (end in '.')",
+                    options.zone
+                ),
             });
         }
         let dir = temp_dir("altair-bind-")?;
@@ -102,7 +105,12 @@ impl Bind {
             },
         )
         .await;
-        if let Err(Error::NotReady { what, waited, detail }) = ready {
+        if let Err(Error::NotReady {
+            what,
+            waited,
+            detail,
+        }) = ready
+        {
             return Err(Error::NotReady {
                 what,
                 waited,
@@ -143,8 +151,12 @@ fn write(path: &Path, text: &str) -> Result<()> {
 fn named_conf(dir: &Path, o: &BindOptions, port: u16, secret_b64: &str) -> String {
     let d = dir.display();
     let listen = match o.ip {
-        IpAddr::V4(ip) => format!("listen-on port {port} {{ {ip}; }};\n    listen-on-v6 {{ none; }};"),
-        IpAddr::V6(ip) => format!("listen-on {{ none; }};\n    listen-on-v6 port {port} {{ {ip}; }};"),
+        IpAddr::V4(ip) => {
+            format!("listen-on port {port} {{ {ip}; }};\n    listen-on-v6 {{ none; }};")
+        }
+        IpAddr::V6(ip) => {
+            format!("listen-on {{ none; }};\n    listen-on-v6 port {port} {{ {ip}; }};")
+        }
     };
     format!(
         r#"options {{

@@ -81,9 +81,21 @@ impl TestNet {
             ip(&["netns", "add", ns]).await?;
             // Registered at once so Drop removes it even if a later step fails.
             self.hosts.push(host.clone());
-            ip(&["link", "add", &host.veth, "type", "veth", "peer", "name", "eth0", "netns", ns]).await?;
+            ip(&[
+                "link", "add", &host.veth, "type", "veth", "peer", "name", "eth0", "netns", ns,
+            ])
+            .await?;
             ip(&["link", "set", &host.veth, "master", &br, "up"]).await?;
-            ip(&["-n", ns, "addr", "add", &format!("{}/24", host.ip), "dev", "eth0"]).await?;
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{}/24", host.ip),
+                "dev",
+                "eth0",
+            ])
+            .await?;
             ip(&["-n", ns, "link", "set", "eth0", "up"]).await?;
             ip(&["-n", ns, "link", "set", "lo", "up"]).await?;
         }
@@ -152,7 +164,8 @@ impl TestNet {
     /// A `Command` that runs `program` inside host `i`'s namespace.
     pub fn command_in(&self, i: usize, program: &std::path::Path) -> std::process::Command {
         let mut cmd = std::process::Command::new("ip");
-        cmd.args(["netns", "exec", &self.host(i).namespace]).arg(program);
+        cmd.args(["netns", "exec", &self.host(i).namespace])
+            .arg(program);
         cmd
     }
 }
@@ -177,7 +190,11 @@ impl Drop for TestNet {
 }
 
 async fn ip(args: &[&str]) -> Result<()> {
-    run(&format!("ip {}", args.join(" ")), Command::new("ip").args(args)).await?;
+    run(
+        &format!("ip {}", args.join(" ")),
+        Command::new("ip").args(args),
+    )
+    .await?;
     Ok(())
 }
 
@@ -214,20 +231,31 @@ pub(crate) async fn sweep_slot(slot: u8) {
     if let Ok(out) = Command::new("ip").args(["netns", "list"]).output().await {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let name = line.split_whitespace().next().unwrap_or_default();
-            if name.starts_with(&prefix) && name[prefix.len()..].bytes().all(|b| b.is_ascii_digit()) {
-                let _ = Command::new("ip").args(["netns", "del", name]).output().await;
+            if name.starts_with(&prefix) && name[prefix.len()..].bytes().all(|b| b.is_ascii_digit())
+            {
+                let _ = Command::new("ip")
+                    .args(["netns", "del", name])
+                    .output()
+                    .await;
             }
         }
     }
     let veth = format!("alt{slot}v");
-    if let Ok(out) = Command::new("ip").args(["-o", "link", "show"]).output().await {
+    if let Ok(out) = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .await
+    {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             // "12: alt3v0@if2: <...>"
             let Some(name) = line.split(": ").nth(1).and_then(|n| n.split('@').next()) else {
                 continue;
             };
             if name.starts_with(&veth) && name[veth.len()..].bytes().all(|b| b.is_ascii_digit()) {
-                let _ = Command::new("ip").args(["link", "del", name]).output().await;
+                let _ = Command::new("ip")
+                    .args(["link", "del", name])
+                    .output()
+                    .await;
             }
         }
     }

@@ -129,7 +129,10 @@ impl Sandbox {
     pub fn describe(&self) -> Description {
         let dir = &self.options.dir;
         let name = &self.options.cluster;
-        let orchestrator_ip = self.net.as_ref().map_or_else(|| "127.0.0.1".to_owned(), |n| n.gateway().to_string());
+        let orchestrator_ip = self
+            .net
+            .as_ref()
+            .map_or_else(|| "127.0.0.1".to_owned(), |n| n.gateway().to_string());
         Description {
             version: 1,
             supervisor_pid: std::process::id(),
@@ -206,7 +209,8 @@ impl Sandbox {
         })?;
         let tmp = dir.join(format!("{DESCRIPTION_FILE}.tmp"));
         write_private(&tmp, &json)?;
-        std::fs::rename(&tmp, dir.join(DESCRIPTION_FILE)).map_err(io_err("publish sandbox.json"))?;
+        std::fs::rename(&tmp, dir.join(DESCRIPTION_FILE))
+            .map_err(io_err("publish sandbox.json"))?;
         Ok(desc)
     }
 }

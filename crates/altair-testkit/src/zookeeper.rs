@@ -137,15 +137,31 @@ impl ZooKeeper {
     async fn wait_serving(&mut self, i: usize) -> Result<()> {
         let addr = self.client_addr(i);
         let what = format!("zookeeper node {} at {addr}", i + 1);
-        let result = wait_for(&what, READY_TIMEOUT, Duration::from_millis(50), || async move {
-            match four_letter(addr, "srvr").await {
-                Ok(out) => Ok(out.lines().find_map(|l| l.strip_prefix("Mode: ").map(str::to_owned))),
-                Err(e) => Err(e.to_string()),
-            }
-        })
+        let result = wait_for(
+            &what,
+            READY_TIMEOUT,
+            Duration::from_millis(50),
+            || async move {
+                match four_letter(addr, "srvr").await {
+                    Ok(out) => Ok(out
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Mode: ").map(str::to_owned))),
+                    Err(e) => Err(e.to_string()),
+                }
+            },
+        )
         .await;
-        if let Err(Error::NotReady { what, waited, detail }) = result {
-            let tail = self.nodes[i].proc.as_ref().map(|p| p.log_tail(15)).unwrap_or_default();
+        if let Err(Error::NotReady {
+            what,
+            waited,
+            detail,
+        }) = result
+        {
+            let tail = self.nodes[i]
+                .proc
+                .as_ref()
+                .map(|p| p.log_tail(15))
+                .unwrap_or_default();
             return Err(Error::NotReady {
                 what,
                 waited,

@@ -20,25 +20,41 @@ async fn signed_update_moves_the_record_and_unsigned_is_refused() {
     .expect("start BIND");
     eprintln!("BIND ready in {:?}", started.elapsed());
 
-    let signed = DnsClient::new(server.addr(), server.zone(), Some(server.tsig_key())).expect("client");
+    let signed =
+        DnsClient::new(server.addr(), server.zone(), Some(server.tsig_key())).expect("client");
     let unsigned = DnsClient::new(server.addr(), server.zone(), None).expect("client");
-    assert_eq!(signed.query_a("primary.c1").await.expect("query"), vec![old]);
+    assert_eq!(
+        signed.query_a("primary.c1").await.expect("query"),
+        vec![old]
+    );
 
     let err = unsigned
         .compare_and_swap_a("primary.c1", &[old], &[new], 1)
         .await
         .expect_err("an unsigned update must be refused");
     assert!(
-        matches!(err, altair_dns::DnsError::Rejected { code: ResponseCode::Refused, .. }),
+        matches!(
+            err,
+            altair_dns::DnsError::Rejected {
+                code: ResponseCode::Refused,
+                ..
+            }
+        ),
         "{err}"
     );
-    assert_eq!(signed.query_a("primary.c1").await.expect("query"), vec![old]);
+    assert_eq!(
+        signed.query_a("primary.c1").await.expect("query"),
+        vec![old]
+    );
 
     signed
         .compare_and_swap_a("primary.c1", &[old], &[new], 1)
         .await
         .expect("signed compare-and-swap");
-    assert_eq!(signed.query_a("primary.c1").await.expect("query"), vec![new]);
+    assert_eq!(
+        signed.query_a("primary.c1").await.expect("query"),
+        vec![new]
+    );
 
     // The swap is conditional: a stale expectation is refused and changes nothing.
     let err = signed
@@ -46,5 +62,8 @@ async fn signed_update_moves_the_record_and_unsigned_is_refused() {
         .await
         .expect_err("stale compare-and-swap");
     assert!(err.is_prerequisite_failure(), "{err}");
-    assert_eq!(signed.query_a("primary.c1").await.expect("query"), vec![new]);
+    assert_eq!(
+        signed.query_a("primary.c1").await.expect("query"),
+        vec![new]
+    );
 }

@@ -43,7 +43,10 @@ async fn ephemeral_znode_vanishes_with_its_session() {
         if stat.is_none() {
             break;
         }
-        assert!(Instant::now() < deadline, "ephemeral znode outlived its session");
+        assert!(
+            Instant::now() < deadline,
+            "ephemeral znode outlived its session"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -57,27 +60,45 @@ async fn ensemble_keeps_serving_when_one_node_dies() {
     for i in 0..3 {
         modes.push(ensemble.mode(i).await.expect("every node serves"));
     }
-    assert_eq!(modes.iter().filter(|m| *m == "leader").count(), 1, "{modes:?}");
+    assert_eq!(
+        modes.iter().filter(|m| *m == "leader").count(),
+        1,
+        "{modes:?}"
+    );
 
     let c = client(&ensemble, Duration::from_secs(6)).await;
-    c.create("/before", b"1", &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()))
-        .await
-        .expect("write");
+    c.create(
+        "/before",
+        b"1",
+        &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+    )
+    .await
+    .expect("write");
 
     let leader = modes.iter().position(|m| m == "leader").expect("a leader");
     ensemble.kill(leader);
-    assert!(ensemble.mode(leader).await.is_none(), "killed node still answers");
+    assert!(
+        ensemble.mode(leader).await.is_none(),
+        "killed node still answers"
+    );
 
     // A new leader is elected and writes go on.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let res = c
-            .create("/after", b"2", &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()))
+            .create(
+                "/after",
+                b"2",
+                &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+            )
             .await;
         match res {
             Ok(_) | Err(zk::Error::NodeExists) => break,
             Err(e) => {
-                assert!(Instant::now() < deadline, "no write after losing one node: {e}");
+                assert!(
+                    Instant::now() < deadline,
+                    "no write after losing one node: {e}"
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -85,6 +106,9 @@ async fn ensemble_keeps_serving_when_one_node_dies() {
     let (data, _) = c.get_data("/before").await.expect("data survived");
     assert_eq!(data, b"1");
 
-    ensemble.restart(leader).await.expect("restart the killed node");
+    ensemble
+        .restart(leader)
+        .await
+        .expect("restart the killed node");
     assert!(ensemble.mode(leader).await.is_some());
 }

@@ -15,8 +15,14 @@ use clap::{Parser, Subcommand};
 struct Cli {
     /// altairctl's TOML config: the orchestrators' addresses (example: deploy/altairctl.toml;
     /// the sandbox writes target/sandbox/altairctl.toml).
-    #[arg(long, short, global = true, env = "ALTAIRCTL_CONFIG", value_name = "FILE.toml",
-          default_value = "/etc/altair/altairctl.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "ALTAIRCTL_CONFIG",
+        value_name = "FILE.toml",
+        default_value = "/etc/altair/altairctl.toml"
+    )]
     config: PathBuf,
     /// Print machine-readable JSON instead of a table.
     #[arg(long, global = true)]
@@ -41,7 +47,10 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("altairctl: cannot start the async runtime: {e}");
@@ -68,7 +77,13 @@ fn main() -> ExitCode {
                 }
             } else {
                 for r in &results {
-                    println!("{:<24} {:<8} {} ms  {}", r.address, if r.serving { "ok" } else { "DOWN" }, r.elapsed_ms, r.status);
+                    println!(
+                        "{:<24} {:<8} {} ms  {}",
+                        r.address,
+                        if r.serving { "ok" } else { "DOWN" },
+                        r.elapsed_ms,
+                        r.status
+                    );
                 }
             }
             if results.iter().any(|r| r.serving) {

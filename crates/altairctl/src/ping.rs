@@ -24,7 +24,10 @@ pub async fn ping(address: &str, timeout: Duration) -> PingResult {
         Ok(Ok(ServingStatus::Serving)) => (true, "SERVING".to_owned()),
         Ok(Ok(other)) => (false, other.as_str_name().to_owned()),
         Ok(Err(e)) => (false, e),
-        Err(_) => (false, format!("no answer within {} ms", timeout.as_millis())),
+        Err(_) => (
+            false,
+            format!("no answer within {} ms", timeout.as_millis()),
+        ),
     };
     PingResult {
         address: address.to_owned(),

@@ -107,7 +107,12 @@ impl Validate for AgentConfig {
                 )
             });
         }
-        check_ms(p, "agent.probe_interval_ms", a.probe_interval_ms, 100..=60_000);
+        check_ms(
+            p,
+            "agent.probe_interval_ms",
+            a.probe_interval_ms,
+            100..=60_000,
+        );
         check_ms(p, "agent.probe_timeout_ms", a.probe_timeout_ms, 50..=60_000);
         p.check(
             a.probe_timeout_ms < a.probe_interval_ms,
@@ -119,7 +124,12 @@ impl Validate for AgentConfig {
                 )
             },
         );
-        check_ms(p, "agent.heartbeat_interval_ms", a.heartbeat_interval_ms, 100..=300_000);
+        check_ms(
+            p,
+            "agent.heartbeat_interval_ms",
+            a.heartbeat_interval_ms,
+            100..=300_000,
+        );
         p.check(
             a.heartbeat_interval_ms >= a.probe_interval_ms,
             "agent.heartbeat_interval_ms",
@@ -132,7 +142,12 @@ impl Validate for AgentConfig {
         );
         self.mysql.endpoint().validate("mysql", p);
         self.mysql.credentials().validate("mysql", p);
-        check_ms(p, "mysql.connect_timeout_ms", self.mysql.connect_timeout_ms, 50..=60_000);
+        check_ms(
+            p,
+            "mysql.connect_timeout_ms",
+            self.mysql.connect_timeout_ms,
+            50..=60_000,
+        );
         self.replication.validate("replication", p);
         self.zookeeper.validate(p);
     }
@@ -186,11 +201,19 @@ servers = ["127.0.0.1:2181"]
     #[test]
     fn every_problem_is_reported_with_its_key() {
         let bad = GOOD
-            .replace("listen = \"127.0.0.1:7400\"", "listen = \"0.0.0.0:7400\"\nprobe_timeout_ms = 5000")
+            .replace(
+                "listen = \"127.0.0.1:7400\"",
+                "listen = \"0.0.0.0:7400\"\nprobe_timeout_ms = 5000",
+            )
             .replace("password_env = \"ALTAIR_MYSQL_PASSWORD\"", "")
             .replace("[\"127.0.0.1:2181\"]", "[\"zk1\"]");
         let err = load(&bad).expect_err("invalid").to_string();
-        for key in ["agent.advertise", "agent.probe_timeout_ms", "mysql.password_file", "zookeeper.servers[0]"] {
+        for key in [
+            "agent.advertise",
+            "agent.probe_timeout_ms",
+            "mysql.password_file",
+            "zookeeper.servers[0]",
+        ] {
             assert!(err.contains(key), "{key} missing from {err}");
         }
     }
@@ -199,7 +222,8 @@ servers = ["127.0.0.1:2181"]
     fn bad_names_are_refused_naming_the_value() {
         let err = load(&GOOD.replace("host = \"db1\"", "host = \"DB_1\"")).expect_err("bad");
         assert!(err.to_string().contains("DB_1"), "{err}");
-        let err = load(&GOOD.replace("[agent]", "[agent]\npromotion_rule = \"always\"")).expect_err("bad");
+        let err = load(&GOOD.replace("[agent]", "[agent]\npromotion_rule = \"always\""))
+            .expect_err("bad");
         assert!(err.to_string().contains("always"), "{err}");
     }
 }

@@ -180,7 +180,9 @@ mod tests {
     }
     impl Validate for Demo {
         fn validate(&self, p: &mut Problems) {
-            p.check(self.section.port != 0, "section.port", || "must not be 0".into());
+            p.check(self.section.port != 0, "section.port", || {
+                "must not be 0".into()
+            });
         }
     }
 
@@ -196,7 +198,11 @@ mod tests {
         let loaded: Loaded<Demo> = parse(
             "[section]\nport = 1\nname = \"a\"\nextra = 3\n",
             "ALTAIR_X",
-            env(&[("ALTAIR_X__SECTION__PORT", "7"), ("ALTAIR_X__SECTION__NAME", "db-1"), ("OTHER", "1")]),
+            env(&[
+                ("ALTAIR_X__SECTION__PORT", "7"),
+                ("ALTAIR_X__SECTION__NAME", "db-1"),
+                ("OTHER", "1"),
+            ]),
         )
         .expect("valid");
         assert_eq!(loaded.config.section.port, 7);
@@ -206,13 +212,16 @@ mod tests {
 
     #[test]
     fn validation_and_syntax_errors_name_the_key() {
-        let e = parse::<Demo>("[section]\nport = 0\nname = \"a\"\n", "P", env(&[])).expect_err("invalid");
+        let e = parse::<Demo>("[section]\nport = 0\nname = \"a\"\n", "P", env(&[]))
+            .expect_err("invalid");
         assert_eq!(e.to_string(), "section.port: must not be 0");
-        let e = parse::<Demo>("[section]\nport = \"x\"\nname = \"a\"\n", "P", env(&[])).expect_err("bad type");
+        let e = parse::<Demo>("[section]\nport = \"x\"\nname = \"a\"\n", "P", env(&[]))
+            .expect_err("bad type");
         assert!(e.to_string().contains("port"), "{e}");
         let e = parse::<Demo>("[section\n", "P", env(&[])).expect_err("syntax");
         assert_eq!(e.0[0].key, "(file)");
-        let e = parse::<Demo>("section = 3\n", "P", env(&[("P__SECTION__PORT", "1")])).expect_err("not table");
+        let e = parse::<Demo>("section = 3\n", "P", env(&[("P__SECTION__PORT", "1")]))
+            .expect_err("not table");
         assert!(e.to_string().contains("P__SECTION__PORT"), "{e}");
     }
 }
@@ -225,14 +234,27 @@ mod deploy_examples {
     fn check<T: DeserializeOwned + Validate>(name: &str, text: &str) {
         let loaded = parse::<T>(text, "NONE", Vec::new())
             .unwrap_or_else(|e| panic!("deploy/{name} is invalid: {e}"));
-        assert!(loaded.unknown_keys.is_empty(), "deploy/{name}: unknown keys {:?}", loaded.unknown_keys);
+        assert!(
+            loaded.unknown_keys.is_empty(),
+            "deploy/{name}: unknown keys {:?}",
+            loaded.unknown_keys
+        );
     }
 
     #[test]
     fn every_example_config_is_valid() {
         check::<AgentConfig>("agent.toml", include_str!("../../../../deploy/agent.toml"));
-        check::<MonitorConfig>("monitor.toml", include_str!("../../../../deploy/monitor.toml"));
-        check::<OrchestratorConfig>("orchestrator.toml", include_str!("../../../../deploy/orchestrator.toml"));
-        check::<CtlConfig>("altairctl.toml", include_str!("../../../../deploy/altairctl.toml"));
+        check::<MonitorConfig>(
+            "monitor.toml",
+            include_str!("../../../../deploy/monitor.toml"),
+        );
+        check::<OrchestratorConfig>(
+            "orchestrator.toml",
+            include_str!("../../../../deploy/orchestrator.toml"),
+        );
+        check::<CtlConfig>(
+            "altairctl.toml",
+            include_str!("../../../../deploy/altairctl.toml"),
+        );
     }
 }

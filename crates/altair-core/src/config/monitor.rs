@@ -64,7 +64,12 @@ impl Validate for MonitorConfig {
             "monitor.unreachable_after_misses",
             || format!("{} is outside 1..=100", m.unreachable_after_misses),
         );
-        check_ms(p, "monitor.heartbeat_interval_ms", m.heartbeat_interval_ms, 100..=300_000);
+        check_ms(
+            p,
+            "monitor.heartbeat_interval_ms",
+            m.heartbeat_interval_ms,
+            100..=300_000,
+        );
         self.zookeeper.validate(p);
     }
 }
@@ -77,10 +82,15 @@ mod tests {
     #[test]
     fn defaults_and_errors() {
         let good = "[monitor]\nid = \"m1\"\nlisten = \"127.0.0.1:7500\"\n[zookeeper]\nservers = [\"127.0.0.1:2181\"]\n";
-        let c = parse::<MonitorConfig>(good, "ALTAIR_MONITOR", Vec::new()).expect("valid").config;
+        let c = parse::<MonitorConfig>(good, "ALTAIR_MONITOR", Vec::new())
+            .expect("valid")
+            .config;
         assert_eq!(c.monitor.unreachable_after_misses, 3);
         let bad = good.replace("[monitor]", "[monitor]\nunreachable_after_misses = 0");
         let e = parse::<MonitorConfig>(&bad, "ALTAIR_MONITOR", Vec::new()).expect_err("bad");
-        assert!(e.to_string().contains("monitor.unreachable_after_misses"), "{e}");
+        assert!(
+            e.to_string().contains("monitor.unreachable_after_misses"),
+            "{e}"
+        );
     }
 }

@@ -93,14 +93,23 @@ impl Validate for OrchestratorConfig {
         let o = &self.orchestrator;
         match &o.advertise {
             Some(adv) => check_host_port(p, "orchestrator.advertise", adv),
-            None => p.check(!o.listen.ip().is_unspecified(), "orchestrator.advertise", || {
-                format!(
-                    "required when orchestrator.listen ({}) is a wildcard address",
-                    o.listen
-                )
-            }),
+            None => p.check(
+                !o.listen.ip().is_unspecified(),
+                "orchestrator.advertise",
+                || {
+                    format!(
+                        "required when orchestrator.listen ({}) is a wildcard address",
+                        o.listen
+                    )
+                },
+            ),
         }
-        check_ms(p, "orchestrator.verify_timeout_ms", o.verify_timeout_ms, 100..=60_000);
+        check_ms(
+            p,
+            "orchestrator.verify_timeout_ms",
+            o.verify_timeout_ms,
+            100..=60_000,
+        );
         p.check(
             o.failover_block_period_s <= 7 * 24 * 3600,
             "orchestrator.failover_block_period_s",
@@ -113,7 +122,10 @@ impl Validate for OrchestratorConfig {
             && d.zone.len() > 1
             && super::common::is_host(d.zone.trim_end_matches('.'));
         p.check(zone_ok, "dns.zone", || {
-            format!("{:?} is not a fully qualified zone name ending in '.'", d.zone)
+            format!(
+                "{:?} is not a fully qualified zone name ending in '.'",
+                d.zone
+            )
         });
         p.check((1..=86_400).contains(&d.ttl_s), "dns.ttl_s", || {
             format!("{} is outside 1..=86400", d.ttl_s)
@@ -172,7 +184,9 @@ servers = ["127.0.0.1:2181"]
 
     #[test]
     fn defaults() {
-        let c = parse::<OrchestratorConfig>(GOOD, "X", Vec::new()).expect("valid").config;
+        let c = parse::<OrchestratorConfig>(GOOD, "X", Vec::new())
+            .expect("valid")
+            .config;
         assert_eq!(c.orchestrator.failover_block_period_s, 3600);
         assert_eq!(c.dns.tsig_algorithm, "hmac-sha256");
         assert_eq!(c.orchestrator.fence_mode, FenceMode::ReadOnly);
@@ -180,7 +194,10 @@ servers = ["127.0.0.1:2181"]
 
     #[test]
     fn config_that_makes_verification_or_dns_impossible_is_refused() {
-        let no_creds = GOOD.replace("[mysql]\nuser = \"altair\"\npassword_file = \"/etc/altair/mysql.password\"\n", "");
+        let no_creds = GOOD.replace(
+            "[mysql]\nuser = \"altair\"\npassword_file = \"/etc/altair/mysql.password\"\n",
+            "",
+        );
         let e = parse::<OrchestratorConfig>(&no_creds, "X", Vec::new()).expect_err("no creds");
         assert!(e.to_string().contains("mysql"), "{e}");
         let no_key = GOOD.replace("tsig_secret_file = \"/etc/altair/tsig.secret\"\n", "");
@@ -189,7 +206,12 @@ servers = ["127.0.0.1:2181"]
         let bad = GOOD
             .replace("db.example.com.", "db.example.com")
             .replace("[dns]", "[dns]\ntsig_algorithm = \"hmac-md5\"");
-        let e = parse::<OrchestratorConfig>(&bad, "X", Vec::new()).expect_err("bad dns").to_string();
-        assert!(e.contains("dns.zone") && e.contains("dns.tsig_algorithm"), "{e}");
+        let e = parse::<OrchestratorConfig>(&bad, "X", Vec::new())
+            .expect_err("bad dns")
+            .to_string();
+        assert!(
+            e.contains("dns.zone") && e.contains("dns.tsig_algorithm"),
+            "{e}"
+        );
     }
 }

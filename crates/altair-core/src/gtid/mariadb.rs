@@ -108,7 +108,8 @@ fn err(input: &str, entry: &str, problem: &'static str) -> GtidError {
 
 fn parse_one(input: &str, entry: &str) -> Result<MariaGtid, GtidError> {
     let mut parts = entry.split('-');
-    let (Some(d), Some(s), Some(n), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(d), Some(s), Some(n), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(err(input, entry, "expected domain-server-seq"));
     };
@@ -174,7 +175,15 @@ mod tests {
 
     #[test]
     fn rejects_garbage_naming_the_entry() {
-        for bad in ["0-1", "0-1-2-3", "a-1-2", "0-1-", "0-1-2,,0-2-3", "-1-2-3", "0-4294967296-1"] {
+        for bad in [
+            "0-1",
+            "0-1-2-3",
+            "a-1-2",
+            "0-1-",
+            "0-1-2,,0-2-3",
+            "-1-2-3",
+            "0-4294967296-1",
+        ] {
             let e = MariaGtidPos::parse(bad).expect_err(bad);
             assert!(e.to_string().contains(bad), "{e}");
         }

@@ -46,9 +46,8 @@ impl MysqlGtidSet {
             let mut saw_interval = false;
             for part in parts {
                 if part.starts_with(|c: char| c.is_ascii_digit()) {
-                    let (start, end) = parse_interval(part).ok_or_else(|| {
-                        err("intervals are N or N-M with 1 <= N <= M < 2^63")
-                    })?;
+                    let (start, end) = parse_interval(part)
+                        .ok_or_else(|| err("intervals are N or N-M with 1 <= N <= M < 2^63"))?;
                     set.insert_interval(
                         SourceKey {
                             uuid: uuid.clone(),
@@ -238,7 +237,10 @@ mod tests {
         assert_eq!(s.to_string(), format!("{A}:1-7,{B}:3"));
         assert_eq!(s.count(), 8);
         assert!(set("").is_empty());
-        assert_eq!(set(&format!("{}:1", A.to_uppercase())).to_string(), format!("{A}:1"));
+        assert_eq!(
+            set(&format!("{}:1", A.to_uppercase())).to_string(),
+            format!("{A}:1")
+        );
     }
 
     #[test]
@@ -252,7 +254,7 @@ mod tests {
     fn rejects_garbage_naming_the_entry() {
         for bad in [
             "nope:1-3".to_string(),
-            format!("{A}"),
+            A.to_string(),
             format!("{A}:0"),
             format!("{A}:5-3"),
             format!("{A}:1-"),
@@ -272,15 +274,27 @@ mod tests {
         let small = set(&format!("{A}:2-4:8"));
         assert!(big.contains(&small));
         assert!(!small.contains(&big));
-        assert_eq!(big.subtract(&small).to_string(), format!("{A}:1:5-7:9-10,{B}:1-3"));
+        assert_eq!(
+            big.subtract(&small).to_string(),
+            format!("{A}:1:5-7:9-10,{B}:1-3")
+        );
         assert_eq!(small.subtract(&big), MysqlGtidSet::default());
     }
 
     fn arb_set() -> impl Strategy<Value = MysqlGtidSet> {
         let keys = prop_oneof![
-            Just(SourceKey { uuid: A.into(), tag: None }),
-            Just(SourceKey { uuid: B.into(), tag: None }),
-            Just(SourceKey { uuid: A.into(), tag: Some("t".into()) }),
+            Just(SourceKey {
+                uuid: A.into(),
+                tag: None
+            }),
+            Just(SourceKey {
+                uuid: B.into(),
+                tag: None
+            }),
+            Just(SourceKey {
+                uuid: A.into(),
+                tag: Some("t".into())
+            }),
         ];
         proptest::collection::vec((keys, 1u64..60, 0u64..8), 0..8).prop_map(|v| {
             let mut s = MysqlGtidSet::default();

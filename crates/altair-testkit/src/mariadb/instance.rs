@@ -154,7 +154,11 @@ impl Instance {
 
     /// A fresh admin connection (bounded by 5 s).
     pub async fn admin_conn(&self) -> Result<mysql_async::Conn> {
-        connect(self.opts(&self.admin, None), &format!("connect to {} as admin", self.name)).await
+        connect(
+            self.opts(&self.admin, None),
+            &format!("connect to {} as admin", self.name),
+        )
+        .await
     }
 
     /// Starts `mariadbd` and waits until it answers `SELECT 1` over TCP.
@@ -196,7 +200,12 @@ impl Instance {
             },
         )
         .await;
-        if let Err(Error::NotReady { what, waited, detail }) = ready {
+        if let Err(Error::NotReady {
+            what,
+            waited,
+            detail,
+        }) = ready
+        {
             let tail = crate::process::log_tail(&self.error_log(), 15);
             return Err(Error::NotReady {
                 what,

@@ -20,7 +20,9 @@ pub use instance::{HostAddr, Instance};
 use sql::query_maps;
 
 use crate::netns::TestNet;
-use crate::{Error, Result, io_err, is_root, mysql_err, random_secret, require_tool, temp_dir, wait_for};
+use crate::{
+    Error, Result, io_err, is_root, mysql_err, random_secret, require_tool, temp_dir, wait_for,
+};
 
 pub const APP_DATABASE: &str = "app";
 
@@ -106,7 +108,13 @@ impl MariaDbCluster {
         let mut instances = Vec::with_capacity(hosts.len());
         for (i, host) in hosts.into_iter().enumerate() {
             let name = format!("db{}", i + 1);
-            instances.push(Instance::prepare(dir.path(), &name, i as u32 + 1, host, admin.clone())?);
+            instances.push(Instance::prepare(
+                dir.path(),
+                &name,
+                i as u32 + 1,
+                host,
+                admin.clone(),
+            )?);
         }
         install_all(&instances, &users_sql).await?;
         let mut cluster = Self {
@@ -193,20 +201,30 @@ impl MariaDbCluster {
         );
         let mut conn = self.admin_conn(replica).await?;
         let what = format!("point {} at {}", self.instances[replica].name(), src.name());
-        conn.query_drop("STOP SLAVE").await.map_err(mysql_err(what.clone()))?;
+        conn.query_drop("STOP SLAVE")
+            .await
+            .map_err(mysql_err(what.clone()))?;
         // The error (if any) carries the statement text: never let the password into it.
         conn.query_drop(sql).await.map_err(|e| Error::Command {
             what: what.clone(),
-            detail: format!("CHANGE MASTER failed (server error code {:?})", mysql_code(&e)),
+            detail: format!(
+                "CHANGE MASTER failed (server error code {:?})",
+                mysql_code(&e)
+            ),
         })?;
-        conn.query_drop("START SLAVE").await.map_err(mysql_err(what))?;
+        conn.query_drop("START SLAVE")
+            .await
+            .map_err(mysql_err(what))?;
         Ok(())
     }
 
     /// `SHOW SLAVE STATUS` of instance `i` (`None` when it is not a replica).
     pub async fn slave_status(&self, i: usize) -> Result<Option<sql::RowMap>> {
         let mut conn = self.admin_conn(i).await?;
-        Ok(query_maps(&mut conn, "SHOW SLAVE STATUS").await?.into_iter().next())
+        Ok(query_maps(&mut conn, "SHOW SLAVE STATUS")
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// Waits until both replication threads of instance `i` run.
@@ -326,11 +344,17 @@ async fn install_all(instances: &[Instance], users_sql: &Path) -> Result<()> {
                     "{}: {}: {}",
                     inst.name(),
                     out.status,
-                    String::from_utf8_lossy(&out.stderr).lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+                    String::from_utf8_lossy(&out.stderr)
+                        .lines()
+                        .rev()
+                        .take(5)
+                        .collect::<Vec<_>>()
+                        .join(" | ")
                 );
                 let data = inst.dir().join("data");
                 let _ = std::fs::remove_dir_all(&data);
-                std::fs::create_dir_all(&data).map_err(io_err(format!("recreate {}", data.display())))?;
+                std::fs::create_dir_all(&data)
+                    .map_err(io_err(format!("recreate {}", data.display())))?;
                 failed.push(inst);
             }
         }

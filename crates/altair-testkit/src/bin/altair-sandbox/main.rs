@@ -3,15 +3,18 @@
 //!
 //!   altair-sandbox up       start it detached; returns once it is ready
 //!   altair-sandbox status   print its state (each host's role, read_only, GTIDs; DNS)
+//!   altair-sandbox demo     write through the primary's DNS name and show where it went
 //!   altair-sandbox down     stop it, leaving no process, namespace or temp dir
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use altair_testkit::mariadb::sql::{query_maps, query_value};
 use altair_testkit::sandbox::{DESCRIPTION_FILE, Description, Sandbox, SandboxOptions, sweep};
 use clap::{Parser, Subcommand};
+
+mod demo;
+mod status;
 
 #[derive(Parser)]
 #[command(version, about = "Run altair's local sandbox of real components")]
@@ -43,6 +46,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a row through the primary's DNS name as the application user and show it
+    /// on every replica (and the replicas refusing that user's writes).
+    Demo,
     /// Stop the sandbox and remove everything it made.
     Down,
 }
@@ -61,7 +67,10 @@ fn main() -> ExitCode {
             no_namespaces,
             ..
         } => up_detached(&cli.dir, no_namespaces, Duration::from_secs(timeout)),
-        Command::Status { json } => runtime().and_then(|rt| rt.block_on(status(&cli.dir, json))),
+        Command::Status { json } => {
+            runtime().and_then(|rt| rt.block_on(status::status(&cli.dir, json)))
+        }
+        Command::Demo => runtime().and_then(|rt| rt.block_on(demo::demo(&cli.dir))),
         Command::Down => runtime().and_then(|rt| rt.block_on(down(&cli.dir))),
     };
     match result {
@@ -80,7 +89,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("start the async runtime: {e}"))
 }
 
-fn read_description(dir: &Path) -> Result<Option<Description>, String> {
+pub(crate) fn read_description(dir: &Path) -> Result<Option<Description>, String> {
     let path = dir.join(DESCRIPTION_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text)
@@ -93,8 +102,10 @@ fn read_description(dir: &Path) -> Result<Option<Description>, String> {
 
 fn pid_alive(pid: u32) -> bool {
     // A zombie counts as dead ("kill -0" reports zombies alive).
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
 }
 
 fn supervisor_pid_file(dir: &Path) -> PathBuf {
@@ -103,7 +114,9 @@ fn supervisor_pid_file(dir: &Path) -> PathBuf {
 
 /// The supervisor: starts the sandbox, publishes sandbox.json, waits for a signal, stops.
 fn supervise(dir: &Path, no_namespaces: bool) -> Result<(), String> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     // Temp dirs of every component go under the sandbox dir, so `down` can always remove
     // them. Set before the runtime starts any thread.
     let tmp = dir.join("tmp");
@@ -122,7 +135,9 @@ fn supervise(dir: &Path, no_namespaces: bool) -> Result<(), String> {
         options.namespaces = Some(false);
     }
     rt.block_on(async move {
-        let sandbox = Sandbox::start(options).await.map_err(|e| format!("start: {e}"))?;
+        let sandbox = Sandbox::start(options)
+            .await
+            .map_err(|e| format!("start: {e}"))?;
         let desc = sandbox.write_files().map_err(|e| e.to_string())?;
         tracing::info!(startup_ms = desc.startup_ms, "sandbox is up");
         wait_for_signal().await;
@@ -144,7 +159,10 @@ fn set_tmp_env(tmp: &Path) {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         return;
     };
     tokio::select! {
@@ -167,7 +185,8 @@ fn up_detached(dir: &Path, no_namespaces: bool, timeout: Duration) -> Result<(),
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let log_path = dir.join("sandbox.log");
-    let log = std::fs::File::create(&log_path).map_err(|e| format!("create {}: {e}", log_path.display()))?;
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| format!("create {}: {e}", log_path.display()))?;
     let log_err = log.try_clone().map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| format!("find my own executable: {e}"))?;
     let mut cmd = std::process::Command::new(exe);
@@ -175,9 +194,13 @@ fn up_detached(dir: &Path, no_namespaces: bool, timeout: Duration) -> Result<(),
     if no_namespaces {
         cmd.arg("--no-namespaces");
     }
-    cmd.stdin(std::process::Stdio::null()).stdout(log).stderr(log_err);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
     new_session(&mut cmd);
-    let mut child = cmd.spawn().map_err(|e| format!("start the supervisor: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("start the supervisor: {e}"))?;
     let started = Instant::now();
     loop {
         if let Some(desc) = read_description(dir)? {
@@ -191,11 +214,16 @@ fn up_detached(dir: &Path, no_namespaces: bool, timeout: Duration) -> Result<(),
         }
         if let Ok(Some(status)) = child.try_wait() {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            return Err(format!("the sandbox supervisor exited ({status}) before it was ready:\n{log}"));
+            return Err(format!(
+                "the sandbox supervisor exited ({status}) before it was ready:\n{log}"
+            ));
         }
         if started.elapsed() > timeout {
             let _ = child.kill();
-            return Err(format!("the sandbox was not ready after {timeout:?}; see {}", log_path.display()));
+            return Err(format!(
+                "the sandbox was not ready after {timeout:?}; see {}",
+                log_path.display()
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -250,97 +278,4 @@ async fn down(dir: &Path) -> Result<(), String> {
     }
     let _ = std::fs::remove_dir_all(dir.join("tmp"));
     Ok(())
-}
-
-#[allow(clippy::print_stdout)]
-async fn status(dir: &Path, json: bool) -> Result<(), String> {
-    let Some(desc) = read_description(dir)? else {
-        return Err(format!("no sandbox is running (no {})", dir.join(DESCRIPTION_FILE).display()));
-    };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&desc).map_err(|e| e.to_string())?);
-        return Ok(());
-    }
-    println!("ZooKeeper  {}", desc.zookeeper.servers.join(","));
-    println!("DNS        {} zone {}", desc.dns.server, desc.dns.zone);
-    if let Some(n) = &desc.network {
-        println!("network    bridge {} subnet {}", n.bridge, n.subnet);
-    }
-    let dns_server: std::net::SocketAddr = desc.dns.server.parse().map_err(|e| format!("dns.server: {e}"))?;
-    for c in &desc.clusters {
-        let primary = altair_dns::lookup_a(dns_server, &c.primary_dns, Duration::from_secs(2))
-            .await
-            .map(|ips| ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
-            .unwrap_or_else(|e| format!("error: {e}"));
-        println!("\ncluster {}   {} -> {}", c.name, c.primary_dns, primary);
-        println!("{:<5} {:<10} {:<20} {:<9} {:<10} {:<22} replication", "host", "namespace", "mysql", "reachable", "read_only", "gtid_current_pos");
-        for h in &c.hosts {
-            let row = probe(h, &c.admin_user).await;
-            println!(
-                "{:<5} {:<10} {:<20} {:<9} {:<10} {:<22} {}",
-                h.name,
-                h.namespace.as_deref().unwrap_or("-"),
-                h.mysql,
-                row.reachable,
-                row.read_only,
-                row.gtid,
-                row.replication
-            );
-        }
-    }
-    Ok(())
-}
-
-struct ProbeRow {
-    reachable: &'static str,
-    read_only: String,
-    gtid: String,
-    replication: String,
-}
-
-async fn probe(h: &altair_testkit::sandbox::HostDesc, admin: &altair_testkit::sandbox::UserDesc) -> ProbeRow {
-    let down = |why: String| ProbeRow {
-        reachable: "no",
-        read_only: "-".into(),
-        gtid: "-".into(),
-        replication: why,
-    };
-    let Some((ip, port)) = h.mysql.rsplit_once(':') else {
-        return down("bad address".into());
-    };
-    let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(ip)
-        .tcp_port(port.parse().unwrap_or(3306))
-        .user(Some(admin.user.clone()))
-        .pass(Some(admin.password.clone()))
-        .prefer_socket(false)
-        .into();
-    let conn = tokio::time::timeout(Duration::from_secs(2), mysql_async::Conn::new(opts)).await;
-    let mut conn = match conn {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return down(format!("{e}")),
-        Err(_) => return down("connect timed out".into()),
-    };
-    let read_only = query_value(&mut conn, "SELECT @@read_only").await.ok().flatten().map_or("?".into(), |v| if v == "1" { "ON".into() } else { "OFF".into() });
-    let gtid = query_value(&mut conn, "SELECT @@gtid_current_pos").await.ok().flatten().unwrap_or_default();
-    let replication = match query_maps(&mut conn, "SHOW SLAVE STATUS").await {
-        Ok(rows) => match rows.first() {
-            None => "- (primary)".into(),
-            Some(s) => format!(
-                "from {}:{} IO={} SQL={} behind={}s",
-                s["Master_Host"].as_deref().unwrap_or("?"),
-                s["Master_Port"].as_deref().unwrap_or("?"),
-                s["Slave_IO_Running"].as_deref().unwrap_or("?"),
-                s["Slave_SQL_Running"].as_deref().unwrap_or("?"),
-                s["Seconds_Behind_Master"].as_deref().unwrap_or("NULL"),
-            ),
-        },
-        Err(e) => format!("error: {e}"),
-    };
-    ProbeRow {
-        reachable: "yes",
-        read_only,
-        gtid,
-        replication,
-    }
 }

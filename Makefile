@@ -1,0 +1,59 @@
+# altair — the two commands a new user needs are `make demo` and `make test`.
+CARGO       ?= cargo
+SANDBOX_DIR ?= target/sandbox
+SANDBOX     := target/debug/altair-sandbox --dir $(SANDBOX_DIR)
+# A hung test fails the run with a clear message instead of eating CI's 90 minutes.
+TEST_TIMEOUT ?= 3000
+
+.PHONY: all deps build lint fmt test unit bench sandbox sandbox-down sandbox-status demo clean
+
+all: build
+
+## deps: install missing OS packages (MariaDB, ZooKeeper, BIND, iproute2, nftables)
+deps:
+	@bash deploy/dev/install-deps.sh
+
+## build: every binary of the workspace (debug)
+build:
+	$(CARGO) build --workspace --bins
+
+## lint: rustfmt check and clippy with warnings as errors
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## fmt: format the code
+fmt:
+	$(CARGO) fmt --all
+
+## test: install deps, lint, build, then every test (unit, real-component, end-to-end)
+test: deps lint build
+	timeout --foreground $(TEST_TIMEOUT) $(CARGO) test --workspace --no-fail-fast
+
+## unit: only the fast pure tests (altair-core)
+unit:
+	$(CARGO) test -p altair-core
+
+## bench: benchmarks, figures printed as tables (release build)
+bench: deps
+	$(CARGO) bench --workspace
+
+## sandbox: start the local sandbox in the background (described in target/sandbox/sandbox.json)
+sandbox: deps build
+	$(SANDBOX) up
+
+## sandbox-status: print what every host of the sandbox says
+sandbox-status:
+	$(SANDBOX) status
+
+## sandbox-down: stop the sandbox; no process, namespace or temp dir is left
+sandbox-down:
+	@if [ -x target/debug/altair-sandbox ]; then $(SANDBOX) down; else echo "no sandbox binary built"; fi
+
+## demo: build, bring up the sandbox, show it working, tear it down
+demo: deps build
+	$(SANDBOX) up
+	@$(SANDBOX) demo; rc=$$?; $(SANDBOX) down; exit $$rc
+
+clean: sandbox-down
+	$(CARGO) clean

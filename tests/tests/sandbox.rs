@@ -1,0 +1,147 @@
+//! `make sandbox` / `make sandbox-down` as a user runs them: the sandbox comes up in the
+//! background, sandbox.json describes real running components, and `down` leaves no
+//! process, namespace or temp dir behind.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use altair_e2e::{bin, stderr, stdout};
+use altair_testkit::sandbox::Description;
+
+fn sandbox(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bin("altair-sandbox"))
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run altair-sandbox")
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
+}
+
+fn namespaces() -> String {
+    String::from_utf8_lossy(
+        &std::process::Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .expect("ip netns")
+            .stdout,
+    )
+    .into_owned()
+}
+
+#[tokio::test]
+async fn sandbox_up_describes_real_components_and_down_leaves_nothing() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let dir = work.path().join("sandbox");
+    let started = Instant::now();
+    let out = sandbox(&dir, &["up"]);
+    assert!(
+        out.status.success(),
+        "sandbox up failed: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    eprintln!("altair-sandbox up returned after {:?}", started.elapsed());
+
+    let text = std::fs::read_to_string(dir.join("sandbox.json")).expect("sandbox.json written");
+    let desc: Description = serde_json::from_str(&text).expect("sandbox.json parses");
+    assert_eq!(desc.version, 1);
+    assert!(alive(desc.supervisor_pid));
+
+    // ZooKeeper answers.
+    let zk: SocketAddr = desc.zookeeper.servers[0].parse().expect("zk address");
+    let srvr = altair_testkit::zookeeper::four_letter(zk, "srvr")
+        .await
+        .expect("zookeeper answers");
+    assert!(srvr.contains("Mode: standalone"), "{srvr}");
+
+    // DNS answers the primary's name with the primary host's address.
+    let cluster = &desc.clusters[0];
+    assert_eq!(cluster.name, "c1");
+    assert_eq!(cluster.hosts.len(), 3);
+    let dns: SocketAddr = desc.dns.server.parse().expect("dns address");
+    let ips = altair_dns::lookup_a(dns, &cluster.primary_dns, Duration::from_secs(2))
+        .await
+        .expect("dns answers");
+    let primary_ip: SocketAddr = cluster.hosts[0].mysql.parse().expect("mysql address");
+    assert_eq!(
+        ips,
+        vec![match primary_ip.ip() {
+            std::net::IpAddr::V4(v4) => v4,
+            std::net::IpAddr::V6(_) => panic!("IPv6 host"),
+        }]
+    );
+
+    // Every mysqld runs; in namespaces when root.
+    let root = altair_testkit::is_root();
+    for h in &cluster.hosts {
+        assert!(
+            alive(h.mysqld_pid.expect("mysqld pid")),
+            "mysqld of {} is not running",
+            h.name
+        );
+        assert_eq!(
+            h.namespace.is_some(),
+            root,
+            "namespace placement of {}",
+            h.name
+        );
+        if let Some(ns) = &h.namespace {
+            assert!(namespaces().contains(ns.as_str()), "namespace {ns} missing");
+        }
+    }
+
+    // The altairctl config it wrote is valid (no orchestrator runs yet: exit 3, not 2).
+    let out = std::process::Command::new(bin("altairctl"))
+        .args(["--config", &desc.altairctl_config, "ping"])
+        .output()
+        .expect("altairctl");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+
+    // The demo step works against it.
+    let out = sandbox(&dir, &["demo"]);
+    assert!(
+        out.status.success(),
+        "demo failed: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("refuses the app user's write"),
+        "{}",
+        stdout(&out)
+    );
+
+    // A second `up` refuses while one runs.
+    let out = sandbox(&dir, &["up"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already running"), "{}", stderr(&out));
+
+    let out = sandbox(&dir, &["down"]);
+    assert!(out.status.success(), "down failed: {}", stderr(&out));
+    assert!(!alive(desc.supervisor_pid), "supervisor still runs");
+    for h in &cluster.hosts {
+        assert!(
+            !alive(h.mysqld_pid.expect("pid")),
+            "mysqld of {} survived down",
+            h.name
+        );
+        if let Some(ns) = &h.namespace {
+            assert!(
+                !namespaces().contains(ns.as_str()),
+                "namespace {ns} survived down"
+            );
+        }
+    }
+    for pid in desc.zookeeper.pids.iter().chain(desc.dns.pid.iter()) {
+        assert!(!alive(*pid), "pid {pid} survived down");
+    }
+    assert!(!dir.join("sandbox.json").exists());
+    assert!(!dir.join("tmp").exists(), "temp dirs survived down");
+}

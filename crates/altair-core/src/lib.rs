@@ -5,7 +5,11 @@
 
 pub mod config;
 pub mod gtid;
+pub mod health;
 pub mod ids;
+pub mod observe;
+pub mod rendezvous;
+pub mod topology;
 pub mod zkpath;
 
 pub use gtid::{Flavor, GtidError, GtidState};

@@ -103,3 +103,136 @@ pub fn orchestrator_config(dir: &ConfigDir, listen: &str, tsig_secret: &str) -> 
          [zookeeper]\nservers = [\"127.0.0.1:2181\"]\n"
     )
 }
+
+/// A cluster with its agents and monitors, all real: ZooKeeper, MariaDB, the binaries.
+pub mod world {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::path::PathBuf;
+    use std::time::{Duration, Instant};
+
+    use altair_core::config::ZkConfig;
+    use altair_testkit::fleet::{Fleet, FleetTiming};
+    use altair_testkit::mariadb::MariaDbCluster;
+    use altair_testkit::zookeeper::ZooKeeper;
+    use altairctl::status::{Status, status};
+
+    pub const CLUSTER: &str = "c1";
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    pub struct World {
+        pub fleet: Fleet,
+        pub cluster: MariaDbCluster,
+        pub zk: ZooKeeper,
+        pub ctl_config: PathBuf,
+        pub timing: FleetTiming,
+    }
+
+    impl World {
+        /// `zk_nodes` ZooKeeper servers, `hosts` MariaDB hosts with agents, `monitors` monitors.
+        pub async fn start(zk_nodes: usize, hosts: usize, monitors: usize) -> Self {
+            let zk = if zk_nodes == 1 {
+                ZooKeeper::standalone(LOCAL).await
+            } else {
+                ZooKeeper::ensemble(LOCAL, zk_nodes).await
+            }
+            .expect("start ZooKeeper");
+            let cluster = MariaDbCluster::start_loopback(hosts)
+                .await
+                .expect("start MariaDB");
+            let timing = FleetTiming::default();
+            let bin_dir = crate::bin("altair-agent")
+                .parent()
+                .expect("bin dir")
+                .to_owned();
+            let fleet = Fleet::start(
+                &bin_dir,
+                CLUSTER,
+                &cluster,
+                LOCAL,
+                zk.servers(),
+                monitors,
+                timing.clone(),
+            )
+            .expect("start agents and monitors");
+            let ctl_config = fleet.ctl_config().expect("altairctl config");
+            let world = Self {
+                fleet,
+                cluster,
+                zk,
+                ctl_config,
+                timing,
+            };
+            world
+                .wait_until("every host healthy", Duration::from_secs(30), |s| {
+                    s.clusters.first().is_some_and(|c| {
+                        c.hosts.len() == hosts
+                            && c.hosts
+                                .iter()
+                                .all(|h| h.health.as_deref() == Some("healthy"))
+                    })
+                })
+                .await;
+            world
+        }
+
+        pub fn zk_config(&self) -> ZkConfig {
+            ZkConfig {
+                servers: self.zk.servers(),
+                root: "/altair".into(),
+                session_timeout_ms: 6_000,
+                connect_timeout_ms: 2_000,
+                auth_file: None,
+            }
+        }
+
+        /// What `altairctl status` reports now.
+        pub async fn status(&self) -> Result<Status, String> {
+            status(&self.zk_config(), Some(CLUSTER), Duration::from_secs(2)).await
+        }
+
+        /// The health `altairctl status` reports for `host`.
+        pub async fn health(&self, host: &str) -> Option<String> {
+            let s = self.status().await.ok()?;
+            s.clusters
+                .first()?
+                .hosts
+                .iter()
+                .find(|h| h.name == host)?
+                .health
+                .clone()
+        }
+
+        /// Polls status until `ok`, returning how long it took; panics after `timeout`.
+        pub async fn wait_until(
+            &self,
+            what: &str,
+            timeout: Duration,
+            ok: impl Fn(&Status) -> bool,
+        ) -> Duration {
+            let started = Instant::now();
+            loop {
+                let last = match self.status().await {
+                    Ok(s) if ok(&s) => return started.elapsed(),
+                    Ok(s) => format!("{s:?}"),
+                    Err(e) => e,
+                };
+                assert!(
+                    started.elapsed() < timeout,
+                    "{what}: not reached after {timeout:?}; last status: {last}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+
+        pub async fn wait_health(&self, host: &str, health: &str, timeout: Duration) -> Duration {
+            self.wait_until(&format!("{host} {health}"), timeout, |s| {
+                s.clusters
+                    .first()
+                    .and_then(|c| c.hosts.iter().find(|h| h.name == host))
+                    .and_then(|h| h.health.as_deref())
+                    == Some(health)
+            })
+            .await
+        }
+    }
+}

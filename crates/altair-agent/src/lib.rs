@@ -1,11 +1,24 @@
-//! altair-agent runs on every MySQL host (DESIGN §2). It will probe the local mysqld,
-//! send heartbeats to the monitor that owns its cluster and execute host-side actions
-//! for the orchestrator; today it loads and checks its configuration and secrets and
-//! serves the standard gRPC health service on `agent.listen`.
+//! altair-agent runs on every MySQL host (DESIGN §2–3): it probes the local mysqld every
+//! second, sends a heartbeat every 10 s to the monitor that owns its cluster (and one at
+//! once on any change of state), registers its host in ZooKeeper, and serves the agent
+//! gRPC API (status, "can you reach MySQL at X"). Fencing, salvage and promotion arrive
+//! with the orchestrator.
+
+mod heartbeat;
+mod mysql;
+mod probe;
+mod service;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use altair_core::config::{AgentConfig, ConfigErrors, SecretSource};
+use altair_core::registry::{HostRecord, to_json};
+use altair_proto::v1::{Endpoint, HostRef, HostRegistration, MysqlSnapshot};
 use altair_svc::{Secret, SecretReader, bind_listener, serve_grpc};
+use altair_zk::{SessionLoop, follow_monitors, wait_session_end};
 use anyhow::Context;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// The agent's secrets, read at start-up.
@@ -30,23 +43,121 @@ pub fn read_secrets(config: &AgentConfig) -> Result<AgentSecrets, ConfigErrors> 
     r.finish(secrets)
 }
 
+fn registration(config: &AgentConfig) -> (HostRecord, HostRegistration) {
+    let a = &config.agent;
+    let mysql = config.mysql.advertised_address();
+    let (mhost, mport) = mysql.rsplit_once(':').unwrap_or((mysql.as_str(), "3306"));
+    let record = HostRecord {
+        cluster: a.cluster.to_string(),
+        host: a.host.to_string(),
+        datacenter: a.datacenter.clone(),
+        mysql: mysql.clone(),
+        agent: a.advertised_address(),
+        promotion_rule: a.promotion_rule,
+    };
+    let wire = HostRegistration {
+        id: Some(HostRef {
+            cluster: a.cluster.to_string(),
+            host: a.host.to_string(),
+        }),
+        datacenter: a.datacenter.clone(),
+        mysql: Some(Endpoint {
+            host: mhost.to_owned(),
+            port: mport.parse().unwrap_or(3306),
+        }),
+        agent_address: a.advertised_address(),
+        promotion_rule: altair_proto::v1::PromotionRule::from(a.promotion_rule) as i32,
+    };
+    (record, wire)
+}
+
 pub async fn run(
     config: AgentConfig,
-    _secrets: AgentSecrets,
+    secrets: AgentSecrets,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let a = &config.agent;
     let listener = bind_listener(a.listen)
         .await
         .with_context(|| format!("bind agent.listen {}", a.listen))?;
+    let (record, wire) = registration(&config);
+    let (snap_tx, snap_rx) = watch::channel(Arc::new(MysqlSnapshot::default()));
+    let (mon_tx, mon_rx) = watch::channel(Vec::new());
+
+    let probe = probe::ProbeSettings {
+        opts: mysql::opts(
+            &config.mysql.host,
+            config.mysql.port,
+            &config.mysql.user,
+            &secrets.mysql_password,
+        ),
+        interval: Duration::from_millis(a.probe_interval_ms),
+        timeout: Duration::from_millis(a.probe_timeout_ms),
+        connect_timeout: Duration::from_millis(config.mysql.connect_timeout_ms),
+    };
+    tokio::spawn(probe::run(probe, snap_tx, shutdown.clone()));
+
+    let sessions = SessionLoop {
+        config: config.zookeeper.clone(),
+        auth: secrets
+            .zookeeper_auth
+            .as_ref()
+            .map(|s| s.expose().to_owned()),
+        cancel: shutdown.clone(),
+    };
+    let zk_record = record.clone();
+    let (cluster, host) = (a.cluster.clone(), a.host.clone());
+    let cancel = shutdown.clone();
+    tokio::spawn(sessions.run(move |zk| {
+        let record = zk_record.clone();
+        let (cluster, host) = (cluster.clone(), host.clone());
+        let mon_tx = mon_tx.clone();
+        let cancel = cancel.clone();
+        async move {
+            zk.ensure_layout().await?;
+            for parent in zk.layout().cluster_parents(&cluster) {
+                zk.ensure_path(&parent).await?;
+            }
+            zk.put(&zk.layout().host(&cluster, &host), &to_json(&record)).await?;
+            tracing::info!(cluster = %record.cluster, host = %record.host, "host registered in ZooKeeper");
+            tokio::select! {
+                r = follow_monitors(&zk, &mon_tx, &cancel) => r,
+                state = wait_session_end(&zk) => {
+                    tracing::warn!(?state, "ZooKeeper session ended");
+                    Ok(())
+                }
+            }
+        }
+    }));
+
+    let heartbeater = heartbeat::Heartbeater {
+        cluster: a.cluster.to_string(),
+        registration: wire.clone(),
+        interval: Duration::from_millis(a.heartbeat_interval_ms),
+        snapshots: snap_rx.clone(),
+        monitors: mon_rx,
+        cancel: shutdown.clone(),
+    };
+    tokio::spawn(heartbeater.run());
+
     tracing::info!(
         cluster = %a.cluster,
         host = %a.host,
         listen = %a.listen,
-        mysql = %format!("{}:{}", config.mysql.host, config.mysql.port),
+        mysql = %record.mysql,
         "altair-agent serving"
     );
-    serve_grpc(listener, |router| router, shutdown)
-        .await
-        .context("serve gRPC")
+    let service = service::AgentService {
+        registration: wire,
+        snapshots: snap_rx,
+        mysql_user: config.mysql.user.clone(),
+        mysql_password: secrets.mysql_password.clone(),
+    };
+    serve_grpc(
+        listener,
+        |router| router.add_service(altair_proto::v1::agent_server::AgentServer::new(service)),
+        shutdown,
+    )
+    .await
+    .context("serve gRPC")
 }

@@ -8,6 +8,7 @@ pub mod gtid;
 pub mod health;
 pub mod ids;
 pub mod observe;
+pub mod registry;
 pub mod rendezvous;
 pub mod topology;
 pub mod zkpath;

@@ -1,12 +1,34 @@
-//! altair-monitor is a fleet member (DESIGN §2–3). It will register in ZooKeeper, own
-//! the clusters rendezvous hashing gives it, judge host health from agents' heartbeats
-//! and publish transitions; today it loads and checks its configuration and serves the
-//! standard gRPC health service on `monitor.listen`.
+//! altair-monitor is a fleet member (DESIGN §2–3). It registers an ephemeral znode with
+//! its gRPC address, owns the clusters that rendezvous hashing over the live monitors
+//! gives it, judges each host's health from its agent's heartbeats (healthy → suspect →
+//! unreachable after N misses; mysql_down and replication_broken from the agent's
+//! report), and publishes transitions only to ZooKeeper. A monitor that takes a cluster
+//! over grants every host a full detection window before judging it.
+
+mod publish;
+mod reconcile;
+mod service;
+mod state;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use altair_core::config::{ConfigErrors, MonitorConfig, SecretSource};
+use altair_core::health::DetectorConfig;
+use altair_core::registry::{MonitorRecord, to_json};
 use altair_svc::{Secret, SecretReader, bind_listener, serve_grpc};
+use altair_zk::{SessionLoop, Zk, follow_monitors, wait_session_end};
 use anyhow::Context;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+
+use crate::reconcile::{lock, reconcile};
+use crate::state::{Clock, State};
+
+/// How often ownership is re-checked against ZooKeeper's cluster list (reads only).
+const RECONCILE_EVERY: Duration = Duration::from_secs(2);
+/// How often silence is judged.
+const TICK_EVERY: Duration = Duration::from_millis(20);
 
 #[derive(Debug)]
 pub struct MonitorSecrets {
@@ -27,15 +49,137 @@ pub fn read_secrets(config: &MonitorConfig) -> Result<MonitorSecrets, ConfigErro
 
 pub async fn run(
     config: MonitorConfig,
-    _secrets: MonitorSecrets,
+    secrets: MonitorSecrets,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let m = &config.monitor;
     let listener = bind_listener(m.listen)
         .await
         .with_context(|| format!("bind monitor.listen {}", m.listen))?;
+    let clock = Clock::new();
+    let detector = DetectorConfig {
+        unreachable_after_misses: m.unreachable_after_misses,
+        grace_ms: m.miss_grace_ms,
+    };
+    let state = Arc::new(Mutex::new(State::new(
+        m.id.to_string(),
+        detector,
+        m.heartbeat_interval_ms,
+    )));
+    let (pub_tx, pub_rx) = mpsc::unbounded_channel();
+    let (zk_tx, zk_rx) = watch::channel(None::<Zk>);
+    tokio::spawn(publish::run(pub_rx, zk_rx, shutdown.clone()));
+    tokio::spawn(judge_silence(
+        state.clone(),
+        clock,
+        pub_tx.clone(),
+        shutdown.clone(),
+    ));
+
+    let me = MonitorRecord {
+        id: m.id.to_string(),
+        address: m.advertised_address(),
+    };
+    let sessions = SessionLoop {
+        config: config.zookeeper.clone(),
+        auth: secrets
+            .zookeeper_auth
+            .as_ref()
+            .map(|s| s.expose().to_owned()),
+        cancel: shutdown.clone(),
+    };
+    let (id, session_state, cancel) = (m.id.clone(), state.clone(), shutdown.clone());
+    tokio::spawn(sessions.run(move |zk| {
+        let (me, id, state, zk_tx, cancel) = (
+            me.clone(),
+            id.clone(),
+            session_state.clone(),
+            zk_tx.clone(),
+            cancel.clone(),
+        );
+        async move {
+            zk.ensure_layout().await?;
+            zk.register_ephemeral(&zk.layout().monitor(&id), &to_json(&me))
+                .await?;
+            tracing::info!(monitor = %me.id, address = %me.address, "registered in ZooKeeper");
+            zk_tx.send_replace(Some(zk.clone()));
+            let result = tokio::select! {
+                r = follow_and_reconcile(&zk, &state, clock, &cancel) => r,
+                s = wait_session_end(&zk) => {
+                    tracing::warn!(state = ?s, "ZooKeeper session ended");
+                    Ok(())
+                }
+            };
+            // Without a session this monitor owns nothing: others take its clusters.
+            zk_tx.send_replace(None);
+            let mut st = lock(&state);
+            st.monitors.clear();
+            st.clusters.clear();
+            result
+        }
+    }));
+
     tracing::info!(monitor = %m.id, listen = %m.listen, "altair-monitor serving");
-    serve_grpc(listener, |router| router, shutdown)
-        .await
-        .context("serve gRPC")
+    let service = service::MonitorService {
+        state,
+        clock,
+        publish: pub_tx,
+    };
+    serve_grpc(
+        listener,
+        |router| {
+            router.add_service(altair_proto::v1::monitor_server::MonitorServer::new(
+                service,
+            ))
+        },
+        shutdown,
+    )
+    .await
+    .context("serve gRPC")
+}
+
+async fn follow_and_reconcile(
+    zk: &Zk,
+    state: &Arc<Mutex<State>>,
+    clock: Clock,
+    cancel: &CancellationToken,
+) -> Result<(), altair_zk::ZkError> {
+    let (tx, mut rx) = watch::channel(Vec::new());
+    let follow = follow_monitors(zk, &tx, cancel);
+    tokio::pin!(follow);
+    let mut every = tokio::time::interval(RECONCILE_EVERY);
+    loop {
+        tokio::select! {
+            r = &mut follow => return r,
+            r = rx.changed() => {
+                if r.is_err() { return Ok(()); }
+                let monitors = rx.borrow().clone();
+                tracing::info!(monitors = ?monitors.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), "monitor membership changed");
+                lock(state).monitors = monitors;
+                reconcile(zk, state, &clock).await?;
+            }
+            _ = every.tick() => reconcile(zk, state, &clock).await?,
+            () = cancel.cancelled() => return Ok(()),
+        }
+    }
+}
+
+async fn judge_silence(
+    state: Arc<Mutex<State>>,
+    clock: Clock,
+    publish: mpsc::UnboundedSender<state::Published>,
+    cancel: CancellationToken,
+) {
+    let mut every = tokio::time::interval(TICK_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = cancel.cancelled() => return,
+        }
+        let transitions = lock(&state).tick(clock.now_ms());
+        for t in transitions {
+            let _ = publish.send(t);
+        }
+    }
 }

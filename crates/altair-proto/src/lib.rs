@@ -7,3 +7,5 @@ pub mod v1 {
     #![allow(clippy::all, clippy::pedantic, missing_docs, unreachable_pub)]
     tonic::include_proto!("altair.v1");
 }
+
+mod convert;

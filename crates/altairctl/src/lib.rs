@@ -1,6 +1,7 @@
 //! altairctl: the operator CLI. It talks to the orchestrators' gRPC API.
 
 pub mod ping;
+pub mod status;
 
 /// Exit statuses scripts can rely on.
 pub mod exit {

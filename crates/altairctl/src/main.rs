@@ -35,6 +35,12 @@ struct Cli {
 enum Command {
     /// Check that the configured orchestrators answer (gRPC health).
     Ping,
+    /// Show clusters and their hosts: role, health, read_only, GTID position, lag.
+    /// Needs the [zookeeper] section in the config.
+    Status {
+        /// Only this cluster.
+        cluster: Option<String>,
+    },
 }
 
 #[allow(clippy::print_stdout)]
@@ -59,6 +65,35 @@ fn main() -> ExitCode {
     };
     let timeout = Duration::from_millis(config.timeout_ms);
     match cli.command {
+        Command::Status { cluster } => {
+            let Some(zk) = &config.zookeeper else {
+                eprintln!(
+                    "altairctl: {}: zookeeper: missing; `status` reads the fleet from ZooKeeper: add a [zookeeper] section with servers",
+                    cli.config.display()
+                );
+                return ExitCode::from(exit::USAGE);
+            };
+            match runtime.block_on(altairctl::status::status(zk, cluster.as_deref(), timeout)) {
+                Ok(status) => {
+                    if cli.json {
+                        match serde_json::to_string_pretty(&status) {
+                            Ok(text) => println!("{text}"),
+                            Err(e) => {
+                                eprintln!("altairctl: cannot print JSON: {e}");
+                                return ExitCode::from(exit::FAILED);
+                            }
+                        }
+                    } else {
+                        print!("{}", altairctl::status::render(&status));
+                    }
+                    ExitCode::from(exit::OK)
+                }
+                Err(e) => {
+                    eprintln!("altairctl: status: {e}");
+                    ExitCode::from(exit::UNREACHABLE)
+                }
+            }
+        }
         Command::Ping => {
             let results = runtime.block_on(async {
                 let mut out = Vec::new();

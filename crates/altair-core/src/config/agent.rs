@@ -50,9 +50,18 @@ pub struct MysqlSection {
     pub password_env: Option<String>,
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// `host:port` other hosts and the orchestrator reach this mysqld at; defaults to
+    /// `host:port` (set it when the agent connects over 127.0.0.1).
+    pub advertise: Option<String>,
 }
 
 impl MysqlSection {
+    pub fn advertised_address(&self) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", self.host, self.port))
+    }
+
     pub fn endpoint(&self) -> MysqlEndpoint {
         MysqlEndpoint {
             host: self.host.clone(),

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 pub use agent::{AgentConfig, AgentSection, MysqlSection};
 pub use common::{
     Credentials, DEFAULT_ZK_ROOT, LogConfig, LogFormat, MysqlEndpoint, SecretSource, ZkConfig,
+    is_host,
 };
 pub use ctl::CtlConfig;
 pub use monitor::{MonitorConfig, MonitorSection};

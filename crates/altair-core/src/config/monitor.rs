@@ -30,6 +30,13 @@ pub struct MonitorSection {
     /// Heartbeat interval assumed for an agent until its first heartbeat says otherwise.
     #[serde(default = "default_heartbeat_interval_ms")]
     pub heartbeat_interval_ms: u64,
+    /// How late a heartbeat may arrive before it counts as missed.
+    #[serde(default = "default_miss_grace_ms")]
+    pub miss_grace_ms: u64,
+}
+
+fn default_miss_grace_ms() -> u64 {
+    50
 }
 
 fn default_misses() -> u32 {

@@ -1,0 +1,131 @@
+//! Heartbeats to the monitor that owns the cluster: every interval, and at once when
+//! the observed state changes. The owner is chosen by rendezvous hashing over the live
+//! monitors (the same function the monitors use); when it stops answering the agent
+//! re-resolves instead of going quiet.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use altair_core::registry::MonitorRecord;
+use altair_core::rendezvous;
+use altair_proto::v1::monitor_client::MonitorClient;
+use altair_proto::v1::{HeartbeatReason, HeartbeatRequest, HostRegistration, MysqlSnapshot};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+pub struct Heartbeater {
+    pub cluster: String,
+    pub registration: HostRegistration,
+    pub interval: Duration,
+    pub snapshots: watch::Receiver<Arc<MysqlSnapshot>>,
+    pub monitors: watch::Receiver<Vec<MonitorRecord>>,
+    pub cancel: CancellationToken,
+}
+
+struct Target {
+    id: String,
+    address: String,
+    client: MonitorClient<Channel>,
+}
+
+impl Heartbeater {
+    pub async fn run(mut self) {
+        let run_id = format!("{:016x}", rand::random::<u64>());
+        let mut sequence = 0u64;
+        let mut target: Option<Target> = None;
+        let mut reason = HeartbeatReason::Hello;
+        let mut last_state = self.snapshots.borrow().observed_state();
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            sequence += 1;
+            let snapshot = self.snapshots.borrow().as_ref().clone();
+            self.send(&mut target, sequence, &run_id, reason, snapshot)
+                .await;
+            reason = HeartbeatReason::Tick;
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => break,
+                    r = self.snapshots.changed() => {
+                        if r.is_err() { return; }
+                        let state = self.snapshots.borrow().observed_state();
+                        if state != last_state {
+                            last_state = state;
+                            reason = HeartbeatReason::Change;
+                            break;
+                        }
+                    }
+                    r = self.monitors.changed() => {
+                        if r.is_err() { return; }
+                        // Membership changed: the owner may have; resolve at the next send.
+                        target = None;
+                        reason = HeartbeatReason::Hello;
+                        break;
+                    }
+                    () = self.cancel.cancelled() => return,
+                }
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        target: &mut Option<Target>,
+        sequence: u64,
+        run_id: &str,
+        reason: HeartbeatReason,
+        snapshot: MysqlSnapshot,
+    ) {
+        // Two attempts: the cached owner, then a freshly resolved one.
+        for attempt in 0..2 {
+            if target.is_none() {
+                *target = self.resolve();
+                if target.is_none() {
+                    tracing::warn!(cluster = %self.cluster, "no live monitor registered in ZooKeeper; heartbeat not sent");
+                    return;
+                }
+            }
+            let Some(t) = target.as_mut() else { return };
+            let request = HeartbeatRequest {
+                registration: Some(self.registration.clone()),
+                sequence,
+                agent_run_id: run_id.to_owned(),
+                reason: reason as i32,
+                snapshot: Some(snapshot.clone()),
+                interval_ms: self.interval.as_millis() as u32,
+            };
+            let timeout = self.interval.min(Duration::from_secs(2));
+            match tokio::time::timeout(timeout, t.client.heartbeat(request)).await {
+                Ok(Ok(resp)) if resp.get_ref().accepted => return,
+                Ok(Ok(resp)) => {
+                    tracing::info!(monitor = %t.id, owner = %resp.get_ref().owner_address, "monitor does not own the cluster; re-resolving");
+                }
+                Ok(Err(status)) => {
+                    tracing::warn!(monitor = %t.id, address = %t.address, attempt, error = %status.message(), "heartbeat failed");
+                }
+                Err(_) => {
+                    tracing::warn!(monitor = %t.id, address = %t.address, attempt, "heartbeat timed out");
+                }
+            }
+            *target = None;
+        }
+    }
+
+    fn resolve(&self) -> Option<Target> {
+        let monitors = self.monitors.borrow().clone();
+        let ids: Vec<&str> = monitors.iter().map(|m| m.id.as_str()).collect();
+        let owner = rendezvous::owner(&self.cluster, &ids)?;
+        let record = monitors.iter().find(|m| m.id == owner)?;
+        let endpoint = Endpoint::from_shared(format!("http://{}", record.address))
+            .ok()?
+            .connect_timeout(Duration::from_secs(1));
+        tracing::info!(monitor = %record.id, address = %record.address, "heartbeats go to this monitor");
+        Some(Target {
+            id: record.id.clone(),
+            address: record.address.clone(),
+            client: MonitorClient::new(endpoint.connect_lazy()),
+        })
+    }
+}

@@ -1,0 +1,226 @@
+//! Probing the local mysqld every `probe_interval_ms`, bounded by `probe_timeout_ms`.
+//!
+//! A second, "sentinel" connection sits in a long `SLEEP()`; when mysqld dies the
+//! kernel closes that socket and the sentinel's query fails at once, which triggers a
+//! probe immediately instead of at the next tick. A connection whose query timed out is
+//! dropped, never reused.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use altair_core::gtid::Flavor;
+use altair_proto::v1::{ConnectedReplica, Endpoint, MysqlSnapshot, ReplicationStatus};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::mysql::{connect, field, rows};
+
+#[derive(Debug, Clone)]
+pub struct ProbeSettings {
+    pub opts: Opts,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// Runs the probe loop, publishing every snapshot on `tx`, until `cancel`.
+pub async fn run(
+    settings: ProbeSettings,
+    tx: watch::Sender<Arc<MysqlSnapshot>>,
+    cancel: CancellationToken,
+) {
+    let wake = Arc::new(Notify::new());
+    tokio::spawn(sentinel(settings.clone(), wake.clone(), cancel.clone()));
+    let mut conn: Option<(Conn, Flavor)> = None;
+    let mut ticker = tokio::time::interval(settings.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = wake.notified() => tracing::debug!("sentinel lost its connection: probing now"),
+            () = cancel.cancelled() => return,
+        }
+        let had_connection = conn.is_some();
+        let mut snapshot = probe_once(&settings, &mut conn).await;
+        if !snapshot.reachable && had_connection {
+            // One retry on a fresh connection, so a broken old connection never reads
+            // as "mysqld down".
+            snapshot = probe_once(&settings, &mut conn).await;
+        }
+        let changed = tx.borrow().observed_state() != snapshot.observed_state();
+        if changed {
+            tracing::info!(
+                reachable = snapshot.reachable,
+                read_only = snapshot.read_only,
+                error = %snapshot.probe_error,
+                "mysqld state changed"
+            );
+        }
+        tx.send_replace(Arc::new(snapshot));
+    }
+}
+
+async fn probe_once(s: &ProbeSettings, conn: &mut Option<(Conn, Flavor)>) -> MysqlSnapshot {
+    let observed_at_unix_ms = now_ms();
+    if conn.is_none() {
+        match connect(s.opts.clone(), s.connect_timeout).await {
+            Ok(mut c) => match flavor(&mut c).await {
+                Ok(f) => *conn = Some((c, f)),
+                Err(e) => return down(e, observed_at_unix_ms),
+            },
+            Err(e) => return down(e, observed_at_unix_ms),
+        }
+    }
+    let Some((c, f)) = conn.as_mut() else {
+        return down("no connection".into(), observed_at_unix_ms);
+    };
+    let flavor = *f;
+    match tokio::time::timeout(s.timeout, collect(c, flavor)).await {
+        Ok(Ok(mut snap)) => {
+            snap.observed_at_unix_ms = observed_at_unix_ms;
+            snap
+        }
+        Ok(Err(e)) => {
+            *conn = None;
+            down(e, observed_at_unix_ms)
+        }
+        Err(_) => {
+            *conn = None;
+            down(
+                format!("probe took longer than {} ms", s.timeout.as_millis()),
+                observed_at_unix_ms,
+            )
+        }
+    }
+}
+
+fn down(error: String, observed_at_unix_ms: i64) -> MysqlSnapshot {
+    MysqlSnapshot {
+        reachable: false,
+        probe_error: error,
+        read_only: true,
+        observed_at_unix_ms,
+        ..MysqlSnapshot::default()
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+async fn flavor(c: &mut Conn) -> Result<Flavor, String> {
+    let v: Option<String> = c
+        .query_first("SELECT @@version")
+        .await
+        .map_err(|e| crate::mysql::describe(&e))?;
+    Ok(Flavor::from_version(&v.unwrap_or_default()))
+}
+
+async fn collect(c: &mut Conn, flavor: Flavor) -> Result<MysqlSnapshot, String> {
+    let (vars_sql, status_sql, replicas_sql) = match flavor {
+        Flavor::MariaDb => (
+            "SELECT @@version AS version, @@server_id AS server_id, @@read_only AS read_only, \
+             0 AS super_read_only, @@gtid_binlog_pos AS executed, @@gtid_slave_pos AS applied",
+            "SHOW ALL SLAVES STATUS",
+            "SHOW SLAVE HOSTS",
+        ),
+        Flavor::Mysql => (
+            "SELECT @@version AS version, @@server_id AS server_id, @@read_only AS read_only, \
+             @@super_read_only AS super_read_only, @@gtid_executed AS executed, @@gtid_executed AS applied",
+            "SHOW REPLICA STATUS",
+            "SHOW REPLICAS",
+        ),
+    };
+    let vars = rows(c, vars_sql).await?;
+    let v = vars.first().ok_or("no answer to the variables query")?;
+    let num = |name: &str| {
+        field(v, name)
+            .and_then(|x| x.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let mut snap = MysqlSnapshot {
+        reachable: true,
+        flavor: match flavor {
+            Flavor::MariaDb => altair_proto::v1::Flavor::Mariadb,
+            Flavor::Mysql => altair_proto::v1::Flavor::Mysql,
+        } as i32,
+        version: field(v, "version").unwrap_or_default().to_owned(),
+        server_id: num("server_id") as u32,
+        read_only: num("read_only") != 0,
+        super_read_only: num("super_read_only") != 0,
+        gtid_executed: field(v, "executed").unwrap_or_default().to_owned(),
+        gtid_applied: field(v, "applied").unwrap_or_default().to_owned(),
+        ..MysqlSnapshot::default()
+    };
+    let status = rows(c, status_sql).await?;
+    // MariaDB: the default (unnamed) connection only.
+    let row = status
+        .iter()
+        .find(|r| field(r, "Connection_name").is_none_or(str::is_empty));
+    if let Some(r) = row {
+        let pick = |maria: &str, mysql: &str| {
+            field(
+                r,
+                if flavor == Flavor::MariaDb {
+                    maria
+                } else {
+                    mysql
+                },
+            )
+            .unwrap_or_default()
+            .to_owned()
+        };
+        snap.gtid_received = pick("Gtid_IO_Pos", "Retrieved_Gtid_Set");
+        snap.replication = Some(ReplicationStatus {
+            source: Some(Endpoint {
+                host: pick("Master_Host", "Source_Host"),
+                port: pick("Master_Port", "Source_Port").parse().unwrap_or(0),
+            }),
+            io_running: pick("Slave_IO_Running", "Replica_IO_Running") == "Yes",
+            sql_running: pick("Slave_SQL_Running", "Replica_SQL_Running") == "Yes",
+            using_gtid: match flavor {
+                Flavor::MariaDb => !matches!(pick("Using_Gtid", "").as_str(), "" | "No"),
+                Flavor::Mysql => pick("", "Auto_Position") == "1",
+            },
+            last_io_error: pick("Last_IO_Error", "Last_IO_Error"),
+            last_sql_error: pick("Last_SQL_Error", "Last_SQL_Error"),
+            seconds_behind: pick("Seconds_Behind_Master", "Seconds_Behind_Source")
+                .parse()
+                .ok(),
+        });
+    }
+    snap.replicas = rows(c, replicas_sql)
+        .await?
+        .iter()
+        .map(|r| ConnectedReplica {
+            server_id: field(r, "Server_id")
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0),
+            endpoint: Some(Endpoint {
+                host: field(r, "Host").unwrap_or_default().to_owned(),
+                port: field(r, "Port").and_then(|x| x.parse().ok()).unwrap_or(0),
+            }),
+        })
+        .collect();
+    Ok(snap)
+}
+
+/// Holds a connection in `SELECT SLEEP(...)`; wakes the prober when it breaks.
+async fn sentinel(s: ProbeSettings, wake: Arc<Notify>, cancel: CancellationToken) {
+    loop {
+        if let Ok(mut conn) = connect(s.opts.clone(), s.connect_timeout).await {
+            tokio::select! {
+                _ = conn.query_drop("SELECT SLEEP(86400)") => wake.notify_one(),
+                () = cancel.cancelled() => return,
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(s.interval) => {}
+            () = cancel.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! What services write about themselves in ZooKeeper (JSON in the znodes of
+//! `zkpath`). Fields are only ever added, so old and new releases read each other.
+
+use serde::{Deserialize, Serialize};
+
+use crate::health::Health;
+use crate::ids::PromotionRule;
+
+/// `<root>/clusters/<cluster>/hosts/<host>`: written by the host's agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRecord {
+    pub cluster: String,
+    pub host: String,
+    pub datacenter: String,
+    /// `host:port` of the mysqld, as others reach it.
+    pub mysql: String,
+    /// `host:port` of the agent's gRPC API.
+    pub agent: String,
+    pub promotion_rule: PromotionRule,
+}
+
+/// `<root>/monitors/<id>`: an ephemeral node per live monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorRecord {
+    pub id: String,
+    /// `host:port` of its gRPC API.
+    pub address: String,
+}
+
+/// `<root>/clusters/<cluster>/health/<host>` and each event under `events/`: written
+/// by the owning monitor on transitions only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthRecord {
+    pub cluster: String,
+    pub host: String,
+    pub health: Health,
+    pub previous: Option<Health>,
+    /// Monitor clock, ms since the Unix epoch.
+    pub since_unix_ms: u64,
+    pub monitor: String,
+    /// Why, in words (the agent's probe error, the number of missed heartbeats).
+    pub reason: String,
+}
+
+/// JSON encoding of a record.
+pub fn to_json<T: Serialize>(record: &T) -> Vec<u8> {
+    serde_json::to_vec(record).unwrap_or_default()
+}
+
+/// Decodes a record; a malformed znode is an error naming what was expected.
+pub fn from_json<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("malformed {what} record: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_garbage() {
+        let r = MonitorRecord {
+            id: "m1".into(),
+            address: "10.0.0.1:7500".into(),
+        };
+        let back: MonitorRecord = from_json("monitor", &to_json(&r)).expect("round trip");
+        assert_eq!(back, r);
+        let e = from_json::<MonitorRecord>("monitor", b"{nope").expect_err("garbage");
+        assert!(e.starts_with("malformed monitor record"), "{e}");
+    }
+}

@@ -1,0 +1,74 @@
+//! Publishing health transitions to ZooKeeper: the host's health znode and an event the
+//! orchestrator can watch. Only transitions are written, never a heartbeat. While
+//! ZooKeeper is unreachable the latest record per host is kept and written on return.
+
+use std::collections::BTreeMap;
+
+use altair_core::registry::to_json;
+use altair_core::{ClusterName, HostName};
+use altair_zk::Zk;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::Published;
+
+pub async fn run(
+    mut rx: mpsc::UnboundedReceiver<Published>,
+    mut session: watch::Receiver<Option<Zk>>,
+    cancel: CancellationToken,
+) {
+    let mut pending: BTreeMap<(String, String), Published> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(p) => { pending.insert((p.cluster.clone(), p.host.clone()), p); }
+                None => return,
+            },
+            r = session.changed() => if r.is_err() { return },
+            () = cancel.cancelled() => return,
+        }
+        while let Ok(p) = rx.try_recv() {
+            pending.insert((p.cluster.clone(), p.host.clone()), p);
+        }
+        let zk = session.borrow().clone();
+        let Some(zk) = zk else { continue };
+        let keys: Vec<_> = pending.keys().cloned().collect();
+        for key in keys {
+            let Some(p) = pending.get(&key) else { continue };
+            match write(&zk, p).await {
+                Ok(()) => {
+                    tracing::info!(
+                        cluster = %p.cluster, host = %p.host,
+                        health = %p.record.health,
+                        previous = ?p.record.previous.map(|h| h.as_str()),
+                        reason = %p.record.reason,
+                        "health transition published"
+                    );
+                    pending.remove(&key);
+                }
+                Err(e) => {
+                    tracing::warn!(cluster = %p.cluster, host = %p.host, error = %e, "cannot publish health; will retry");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn write(zk: &Zk, p: &Published) -> Result<(), altair_zk::ZkError> {
+    let (Ok(cluster), Ok(host)) = (
+        ClusterName::new(p.cluster.clone()),
+        HostName::new(p.host.clone()),
+    ) else {
+        // Names come from validated agent configs; a bad one is dropped, not written.
+        tracing::warn!(cluster = %p.cluster, host = %p.host, "not publishing health of an invalid name");
+        return Ok(());
+    };
+    let data = to_json(&p.record);
+    zk.put(&zk.layout().host_health(&cluster, &host), &data)
+        .await?;
+    zk.ensure_path(&zk.layout().events(&cluster)).await?;
+    zk.append(&zk.layout().event_prefix(&cluster), &data)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! The monitor's gRPC API: heartbeats in, cluster health out.
+
+use std::sync::{Arc, Mutex};
+
+use altair_proto::v1::monitor_server::Monitor;
+use altair_proto::v1::*;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+use crate::reconcile::lock;
+use crate::state::{Clock, Ownership, Published, State};
+
+pub struct MonitorService {
+    pub state: Arc<Mutex<State>>,
+    pub clock: Clock,
+    pub publish: mpsc::UnboundedSender<Published>,
+}
+
+#[tonic::async_trait]
+impl Monitor for MonitorService {
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let req = request.into_inner();
+        let registration = req
+            .registration
+            .ok_or_else(|| Status::invalid_argument("registration is required"))?;
+        let id = registration
+            .id
+            .clone()
+            .ok_or_else(|| Status::invalid_argument("registration.id is required"))?;
+        altair_core::ClusterName::new(id.cluster.clone())
+            .map_err(|e| Status::invalid_argument(format!("registration.id.cluster: {e}")))?;
+        altair_core::HostName::new(id.host.clone())
+            .map_err(|e| Status::invalid_argument(format!("registration.id.host: {e}")))?;
+        let snapshot = req
+            .snapshot
+            .ok_or_else(|| Status::invalid_argument("snapshot is required"))?;
+        if !(100..=300_000).contains(&req.interval_ms) {
+            return Err(Status::invalid_argument(format!(
+                "interval_ms {} is not 100..=300000",
+                req.interval_ms
+            )));
+        }
+        let mut state = lock(&self.state);
+        match state.ownership(&id.cluster) {
+            Ownership::Mine => {}
+            Ownership::Other(owner) => {
+                return Ok(Response::new(HeartbeatResponse {
+                    accepted: false,
+                    owner_address: owner.address.clone(),
+                }));
+            }
+            Ownership::Nobody => {
+                return Ok(Response::new(HeartbeatResponse {
+                    accepted: false,
+                    owner_address: String::new(),
+                }));
+            }
+        }
+        let now = self.clock.now_ms();
+        if let Some(p) = state.heartbeat(
+            now,
+            registration,
+            snapshot,
+            u64::from(req.interval_ms),
+            &req.agent_run_id,
+            req.sequence,
+        ) {
+            let _ = self.publish.send(p);
+        }
+        Ok(Response::new(HeartbeatResponse {
+            accepted: true,
+            owner_address: String::new(),
+        }))
+    }
+
+    async fn cluster_health(
+        &self,
+        request: Request<ClusterHealthRequest>,
+    ) -> Result<Response<ClusterHealthResponse>, Status> {
+        let cluster = request.into_inner().cluster;
+        altair_core::ClusterName::new(cluster.clone())
+            .map_err(|e| Status::invalid_argument(format!("cluster: {e}")))?;
+        let state = lock(&self.state);
+        if let Ownership::Other(owner) = state.ownership(&cluster) {
+            return Err(Status::failed_precondition(format!(
+                "monitor {} does not own cluster {cluster}; ask {} at {}",
+                state.me, owner.id, owner.address
+            )));
+        }
+        let now = self.clock.now_ms();
+        let hosts = state
+            .clusters
+            .get(&cluster)
+            .map(|hosts| {
+                hosts
+                    .iter()
+                    .map(|(name, h)| HostHealth {
+                        registration: Some(h.registration.clone().unwrap_or_else(|| {
+                            HostRegistration {
+                                id: Some(HostRef {
+                                    cluster: cluster.clone(),
+                                    host: name.clone(),
+                                }),
+                                ..HostRegistration::default()
+                            }
+                        })),
+                        health: h
+                            .detector
+                            .health()
+                            .map_or(Health::Unspecified, Health::from)
+                            as i32,
+                        role: Role::Unspecified as i32,
+                        snapshot: h.snapshot.clone(),
+                        last_heartbeat_unix_ms: if h.detector.heard_once() {
+                            h.detector.last_heard_ms() as i64
+                        } else {
+                            0
+                        },
+                        consecutive_misses: h.detector.misses(now, &state.detector),
+                        health_since_unix_ms: h.detector.since_ms() as i64,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Response::new(ClusterHealthResponse {
+            cluster,
+            monitor: state.me.clone(),
+            hosts,
+        }))
+    }
+}

@@ -1,0 +1,201 @@
+//! What the monitor knows: the live monitors, and a health detector for every host of
+//! the clusters it owns. Heartbeats and ticks change it; transitions come out.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use altair_core::health::{DetectorConfig, Health, HostDetector, Transition};
+use altair_core::registry::{HealthRecord, MonitorRecord};
+use altair_core::rendezvous;
+use altair_proto::v1::{HostRegistration, MysqlSnapshot};
+
+/// Milliseconds on a monotonic clock that reads as Unix time at start-up.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    start: Instant,
+    start_unix_ms: u64,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        let start_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Self {
+            start: Instant::now(),
+            start_unix_ms,
+        }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.start_unix_ms + self.start.elapsed().as_millis() as u64
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Debug)]
+pub struct HostState {
+    pub detector: HostDetector,
+    pub registration: Option<HostRegistration>,
+    pub snapshot: Option<MysqlSnapshot>,
+    pub agent_run_id: String,
+    pub last_sequence: u64,
+}
+
+/// A health change to publish.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub cluster: String,
+    pub host: String,
+    pub record: HealthRecord,
+}
+
+#[derive(Debug)]
+pub struct State {
+    pub me: String,
+    pub detector: DetectorConfig,
+    pub default_interval_ms: u64,
+    pub monitors: Vec<MonitorRecord>,
+    /// Owned clusters → host → state.
+    pub clusters: HashMap<String, BTreeMap<String, HostState>>,
+}
+
+pub enum Ownership<'a> {
+    Mine,
+    Other(&'a MonitorRecord),
+    Nobody,
+}
+
+impl State {
+    pub fn new(me: String, detector: DetectorConfig, default_interval_ms: u64) -> Self {
+        Self {
+            me,
+            detector,
+            default_interval_ms,
+            monitors: Vec::new(),
+            clusters: HashMap::new(),
+        }
+    }
+
+    pub fn ownership(&self, cluster: &str) -> Ownership<'_> {
+        let ids: Vec<&str> = self.monitors.iter().map(|m| m.id.as_str()).collect();
+        match rendezvous::owner(cluster, &ids) {
+            None => Ownership::Nobody,
+            Some(id) if id == self.me => Ownership::Mine,
+            Some(id) => self
+                .monitors
+                .iter()
+                .find(|m| m.id == id)
+                .map_or(Ownership::Nobody, Ownership::Other),
+        }
+    }
+
+    /// Starts tracking `host` (a takeover or a newly registered host) with a full
+    /// detection window; `known` is its published health.
+    pub fn adopt(&mut self, now_ms: u64, cluster: &str, host: &str, known: Option<Health>) {
+        let interval = self.default_interval_ms;
+        self.clusters
+            .entry(cluster.to_owned())
+            .or_default()
+            .entry(host.to_owned())
+            .or_insert_with(|| HostState {
+                detector: HostDetector::new(now_ms, interval, known),
+                registration: None,
+                snapshot: None,
+                agent_run_id: String::new(),
+                last_sequence: 0,
+            });
+    }
+
+    /// Applies a heartbeat of an owned cluster.
+    pub fn heartbeat(
+        &mut self,
+        now_ms: u64,
+        registration: HostRegistration,
+        snapshot: MysqlSnapshot,
+        interval_ms: u64,
+        run_id: &str,
+        sequence: u64,
+    ) -> Option<Published> {
+        let (cluster, host) = registration
+            .id
+            .as_ref()
+            .map(|id| (id.cluster.clone(), id.host.clone()))?;
+        self.adopt(now_ms, &cluster, &host, None);
+        let me = self.me.clone();
+        let h = self.clusters.get_mut(&cluster)?.get_mut(&host)?;
+        if h.agent_run_id == run_id && sequence <= h.last_sequence {
+            return None; // a late duplicate
+        }
+        h.agent_run_id = run_id.to_owned();
+        h.last_sequence = sequence;
+        let state = snapshot.observed_state();
+        let transition = h.detector.heartbeat(now_ms, interval_ms, &state);
+        let reason = if snapshot.reachable {
+            match &state.replication {
+                altair_core::observe::ReplicationState::Broken { error, .. } => {
+                    format!("replication broken: {error}")
+                }
+                _ => "heartbeat".to_owned(),
+            }
+        } else {
+            format!("agent reports mysqld unreachable: {}", snapshot.probe_error)
+        };
+        h.registration = Some(registration);
+        h.snapshot = Some(snapshot);
+        transition.map(|t| published(&me, &cluster, &host, t, reason))
+    }
+
+    /// Judges silence everywhere.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Published> {
+        let mut out = Vec::new();
+        for (cluster, hosts) in &mut self.clusters {
+            for (host, h) in hosts.iter_mut() {
+                let misses = h.detector.misses(now_ms, &self.detector);
+                if let Some(t) = h.detector.tick(now_ms, &self.detector) {
+                    let reason = format!(
+                        "{misses} heartbeat(s) missed (interval {} ms)",
+                        h.detector.interval_ms()
+                    );
+                    out.push(published(&self.me, cluster, host, t, reason));
+                }
+            }
+        }
+        out
+    }
+
+    /// Drops the clusters this monitor no longer owns; returns their names.
+    pub fn release_foreign(&mut self) -> Vec<String> {
+        let foreign: Vec<String> = self
+            .clusters
+            .keys()
+            .filter(|c| !matches!(self.ownership(c), Ownership::Mine))
+            .cloned()
+            .collect();
+        for c in &foreign {
+            self.clusters.remove(c);
+        }
+        foreign
+    }
+}
+
+fn published(me: &str, cluster: &str, host: &str, t: Transition, reason: String) -> Published {
+    Published {
+        cluster: cluster.to_owned(),
+        host: host.to_owned(),
+        record: HealthRecord {
+            cluster: cluster.to_owned(),
+            host: host.to_owned(),
+            health: t.to,
+            previous: t.from,
+            since_unix_ms: t.at_ms,
+            monitor: me.to_owned(),
+            reason,
+        },
+    }
+}

@@ -1,0 +1,73 @@
+//! Conversions between the wire types and altair-core's domain types.
+
+use altair_core::health::Health;
+use altair_core::ids::PromotionRule;
+use altair_core::observe::{ObservedState, ReplicationState, classify_replication};
+
+use crate::v1;
+
+impl v1::MysqlSnapshot {
+    /// The part of the snapshot that is "state" (see `ObservedState`).
+    pub fn observed_state(&self) -> ObservedState {
+        if !self.reachable {
+            return ObservedState::mysql_down();
+        }
+        let replication = match &self.replication {
+            None => ReplicationState::NotReplica,
+            Some(r) => {
+                let source = r
+                    .source
+                    .as_ref()
+                    .map(|e| format!("{}:{}", e.host, e.port))
+                    .unwrap_or_default();
+                classify_replication(
+                    source,
+                    if r.io_running { "Yes" } else { "No" },
+                    if r.sql_running { "Yes" } else { "No" },
+                    &r.last_io_error,
+                    &r.last_sql_error,
+                )
+            }
+        };
+        ObservedState {
+            mysql_reachable: true,
+            read_only: self.read_only,
+            replication,
+        }
+    }
+}
+
+impl From<Health> for v1::Health {
+    fn from(h: Health) -> Self {
+        match h {
+            Health::Healthy => Self::Healthy,
+            Health::Suspect => Self::Suspect,
+            Health::Unreachable => Self::Unreachable,
+            Health::MysqlDown => Self::MysqlDown,
+            Health::ReplicationBroken => Self::ReplicationBroken,
+        }
+    }
+}
+
+impl v1::Health {
+    pub fn to_core(self) -> Option<Health> {
+        match self {
+            Self::Unspecified => None,
+            Self::Healthy => Some(Health::Healthy),
+            Self::Suspect => Some(Health::Suspect),
+            Self::Unreachable => Some(Health::Unreachable),
+            Self::MysqlDown => Some(Health::MysqlDown),
+            Self::ReplicationBroken => Some(Health::ReplicationBroken),
+        }
+    }
+}
+
+impl From<PromotionRule> for v1::PromotionRule {
+    fn from(r: PromotionRule) -> Self {
+        match r {
+            PromotionRule::Prefer => Self::Prefer,
+            PromotionRule::Neutral => Self::Neutral,
+            PromotionRule::Never => Self::Never,
+        }
+    }
+}

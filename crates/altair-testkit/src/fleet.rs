@@ -1,0 +1,237 @@
+//! Real altair agents and monitors for tests and the sandbox: one agent per MariaDB
+//! instance (inside the host's namespace when there is one) and a fleet of monitors,
+//! each the real binary with a config file written here.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use crate::mariadb::MariaDbCluster;
+use crate::ports::{Port, reserve};
+use crate::process::Proc;
+use crate::{Error, Result, io_err, temp_dir};
+
+pub const AGENT_PORT: u16 = 7400;
+
+/// Timing of the fleet (tests shorten the 10 s production heartbeat).
+#[derive(Debug, Clone)]
+pub struct FleetTiming {
+    pub heartbeat_ms: u64,
+    pub probe_ms: u64,
+    pub probe_timeout_ms: u64,
+    pub zk_session_timeout_ms: u64,
+}
+
+impl Default for FleetTiming {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 1_000,
+            probe_ms: 200,
+            probe_timeout_ms: 150,
+            zk_session_timeout_ms: 4_000,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct RunningService {
+    pub id: String,
+    /// `host:port` of its gRPC API.
+    pub address: String,
+    pub config: PathBuf,
+    proc: Option<Proc>,
+    _port: Option<Port>,
+}
+
+impl RunningService {
+    pub fn proc(&self) -> Option<&Proc> {
+        self.proc.as_ref()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().and_then(Proc::pid)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+
+    pub fn pause(&self) -> Result<()> {
+        self.running()?.pause()
+    }
+
+    pub fn resume(&self) -> Result<()> {
+        self.running()?.resume()
+    }
+
+    fn running(&self) -> Result<&Proc> {
+        self.proc.as_ref().ok_or_else(|| Error::Command {
+            what: format!("signal {}", self.id),
+            detail: "not running".into(),
+        })
+    }
+}
+
+/// Agents for every instance of a cluster, and monitors.
+#[derive(Debug)]
+pub struct Fleet {
+    pub agents: Vec<RunningService>,
+    pub monitors: Vec<RunningService>,
+    bin_dir: PathBuf,
+    control_ip: IpAddr,
+    zk_servers: Vec<String>,
+    timing: FleetTiming,
+    dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    /// Starts an agent per instance of `cluster` (named `cluster_name`) and `monitors`
+    /// monitors on `control_ip` (the bridge address when hosts are namespaces).
+    pub fn start(
+        bin_dir: &Path,
+        cluster_name: &str,
+        cluster: &MariaDbCluster,
+        control_ip: IpAddr,
+        zk_servers: Vec<String>,
+        monitors: usize,
+        timing: FleetTiming,
+    ) -> Result<Self> {
+        let dir = temp_dir("altair-fleet-")?;
+        let mut fleet = Self {
+            agents: Vec::new(),
+            monitors: Vec::new(),
+            bin_dir: bin_dir.to_owned(),
+            control_ip,
+            zk_servers,
+            timing,
+            dir,
+        };
+        for i in 0..monitors {
+            fleet.start_monitor(&format!("m{}", i + 1))?;
+        }
+        let pw = fleet.write("mysql.password", &cluster.admin().password)?;
+        let repl = fleet.write("repl.password", &cluster.repl().password)?;
+        for inst in cluster.instances() {
+            let (listen_ip, port) = match inst.namespace() {
+                Some(_) => (inst.ip(), None),
+                None => {
+                    let p = reserve(inst.ip())?;
+                    (inst.ip(), Some(p))
+                }
+            };
+            let agent_port = port.as_ref().map_or(AGENT_PORT, Port::get);
+            let address = format!("{listen_ip}:{agent_port}");
+            let t = &fleet.timing;
+            let config = format!(
+                "[agent]\ncluster = \"{cluster_name}\"\nhost = \"{host}\"\nlisten = \"{address}\"\n\
+                 probe_interval_ms = {probe}\nprobe_timeout_ms = {probe_timeout}\nheartbeat_interval_ms = {hb}\n\
+                 [mysql]\nhost = \"{mip}\"\nport = {mport}\nuser = \"{user}\"\npassword_file = \"{pw}\"\n\
+                 [replication]\nuser = \"{ruser}\"\npassword_file = \"{repl}\"\n{zk}",
+                host = inst.name(),
+                probe = t.probe_ms,
+                probe_timeout = t.probe_timeout_ms,
+                hb = t.heartbeat_ms,
+                mip = inst.ip(),
+                mport = inst.port(),
+                user = cluster.admin().user,
+                pw = pw.display(),
+                ruser = cluster.repl().user,
+                repl = repl.display(),
+                zk = fleet.zk_section(),
+            );
+            let id = format!("agent-{}", inst.name());
+            let cfg = fleet.write(&format!("{id}.toml"), &config)?;
+            let bin = fleet.bin("altair-agent")?;
+            let mut cmd = match inst.namespace() {
+                Some(ns) => {
+                    let mut c = std::process::Command::new("ip");
+                    c.args(["netns", "exec", ns]).arg(bin);
+                    c
+                }
+                None => std::process::Command::new(bin),
+            };
+            cmd.arg("--config").arg(&cfg).env("RUST_LOG", "info");
+            let proc = Proc::spawn(&id, &mut cmd, &fleet.dir.path().join(format!("{id}.log")))?;
+            fleet.agents.push(RunningService {
+                id,
+                address,
+                config: cfg,
+                proc: Some(proc),
+                _port: port,
+            });
+        }
+        Ok(fleet)
+    }
+
+    /// Starts one more monitor (or restarts a killed one) with id `id`.
+    pub fn start_monitor(&mut self, id: &str) -> Result<()> {
+        let port = reserve(self.control_ip)?;
+        let address = format!("{}:{}", self.control_ip, port.get());
+        let config = format!(
+            "[monitor]\nid = \"{id}\"\nlisten = \"{address}\"\nheartbeat_interval_ms = {hb}\n{zk}",
+            hb = self.timing.heartbeat_ms,
+            zk = self.zk_section(),
+        );
+        let cfg = self.write(&format!("monitor-{id}.toml"), &config)?;
+        let mut cmd = std::process::Command::new(self.bin("altair-monitor")?);
+        cmd.arg("--config").arg(&cfg).env("RUST_LOG", "info");
+        let proc = Proc::spawn(
+            format!("monitor {id}"),
+            &mut cmd,
+            &self.dir.path().join(format!("monitor-{id}.log")),
+        )?;
+        self.monitors.retain(|m| m.id != id);
+        self.monitors.push(RunningService {
+            id: id.to_owned(),
+            address,
+            config: cfg,
+            proc: Some(proc),
+            _port: Some(port),
+        });
+        Ok(())
+    }
+
+    /// Writes an `altairctl` config for this fleet and returns its path.
+    pub fn ctl_config(&self) -> Result<PathBuf> {
+        let text = format!(
+            "orchestrators = [\"127.0.0.1:1\"]\ntimeout_ms = 3000\n{}",
+            self.zk_section()
+        );
+        self.write("altairctl.toml", &text)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn zk_section(&self) -> String {
+        format!(
+            "[zookeeper]\nservers = {:?}\nsession_timeout_ms = {}\n",
+            self.zk_servers, self.timing.zk_session_timeout_ms
+        )
+    }
+
+    fn write(&self, name: &str, text: &str) -> Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).map_err(io_err(format!("write {}", path.display())))?;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        Ok(path)
+    }
+
+    fn bin(&self, name: &'static str) -> Result<PathBuf> {
+        let path = self.bin_dir.join(name);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(Error::Command {
+                what: format!("start {name}"),
+                detail: format!(
+                    "{} is not built: run `cargo build --workspace --bins` (make test does)",
+                    path.display()
+                ),
+            })
+        }
+    }
+}

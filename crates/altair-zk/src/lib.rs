@@ -1,0 +1,217 @@
+//! The ZooKeeper adapter: one session, the paths of `altair_core::zkpath`, and the few
+//! operations the services need. Errors say whether to retry (connection loss) or to
+//! give up the session (expired: ephemeral nodes and watches are gone).
+
+mod membership;
+mod session;
+
+use std::time::Duration;
+
+use altair_core::config::ZkConfig;
+use altair_core::zkpath::ZkLayout;
+use zookeeper_client as zk;
+
+pub use membership::follow_monitors;
+pub use session::{SessionLoop, wait_session_end};
+pub use zk::{OneshotWatcher, SessionState, StateWatcher};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ZkError {
+    #[error("cannot connect to ZooKeeper {servers}: {source}")]
+    Connect {
+        servers: String,
+        #[source]
+        source: zk::Error,
+    },
+    /// The session is gone: ephemeral nodes and watches with it. Reconnect and
+    /// re-register; a leader steps down.
+    #[error("ZooKeeper session expired during {op} {path}")]
+    SessionExpired { op: &'static str, path: String },
+    /// Retryable: the operation may or may not have happened.
+    #[error("ZooKeeper connection lost during {op} {path}")]
+    ConnectionLoss { op: &'static str, path: String },
+    #[error("ZooKeeper {op} {path} failed: {source}")]
+    Op {
+        op: &'static str,
+        path: String,
+        #[source]
+        source: zk::Error,
+    },
+}
+
+impl ZkError {
+    fn from_op(op: &'static str, path: &str, source: zk::Error) -> Self {
+        let path = path.to_owned();
+        match source {
+            zk::Error::SessionExpired | zk::Error::ClientClosed => {
+                Self::SessionExpired { op, path }
+            }
+            zk::Error::ConnectionLoss | zk::Error::Timeout => Self::ConnectionLoss { op, path },
+            source => Self::Op { op, path, source },
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::ConnectionLoss { .. })
+    }
+
+    pub fn is_session_lost(&self) -> bool {
+        matches!(self, Self::SessionExpired { .. })
+    }
+}
+
+pub type Result<T, E = ZkError> = std::result::Result<T, E>;
+
+/// One ZooKeeper session.
+#[derive(Debug, Clone)]
+pub struct Zk {
+    client: zk::Client,
+    layout: ZkLayout,
+}
+
+fn open() -> zk::CreateOptions<'static> {
+    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
+}
+
+impl Zk {
+    /// Connects; `auth` is `user:password` for digest auth (never logged).
+    pub async fn connect(cfg: &ZkConfig, auth: Option<&str>) -> Result<Self> {
+        let servers = cfg.servers.join(",");
+        let mut connector = zk::Client::connector()
+            .with_session_timeout(Duration::from_millis(cfg.session_timeout_ms))
+            .with_connection_timeout(Duration::from_millis(cfg.connect_timeout_ms));
+        if let Some(auth) = auth {
+            connector = connector.with_auth("digest", auth.as_bytes());
+        }
+        let client = connector
+            .connect(&servers)
+            .await
+            .map_err(|source| ZkError::Connect {
+                servers: servers.clone(),
+                source,
+            })?;
+        Ok(Self {
+            client,
+            layout: ZkLayout::new(cfg.root.clone()),
+        })
+    }
+
+    pub fn layout(&self) -> &ZkLayout {
+        &self.layout
+    }
+
+    pub fn session_timeout(&self) -> Duration {
+        self.client.session_timeout()
+    }
+
+    /// Watches the session state (a terminal state means: reconnect).
+    pub fn state_watcher(&self) -> StateWatcher {
+        self.client.state_watcher()
+    }
+
+    /// Creates `path` and its missing parents as empty persistent nodes.
+    pub async fn ensure_path(&self, path: &str) -> Result<()> {
+        let mut prefix = String::new();
+        for segment in path.split('/').filter(|s| !s.is_empty()) {
+            prefix.push('/');
+            prefix.push_str(segment);
+            match self.client.create(&prefix, b"", &open()).await {
+                Ok(_) | Err(zk::Error::NodeExists) => {}
+                Err(e) => return Err(ZkError::from_op("create", &prefix, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates every persistent parent of the layout.
+    pub async fn ensure_layout(&self) -> Result<()> {
+        for path in self.layout.persistent_parents() {
+            self.ensure_path(&path).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates (or replaces) an ephemeral node owned by this session.
+    pub async fn register_ephemeral(&self, path: &str, data: &[u8]) -> Result<()> {
+        let options = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+        loop {
+            match self.client.create(path, data, &options).await {
+                Ok(_) => return Ok(()),
+                Err(zk::Error::NodeExists) => {
+                    // Left by an earlier session of ours that has not expired yet.
+                    match self.client.delete(path, None).await {
+                        Ok(()) | Err(zk::Error::NoNode) => {}
+                        Err(e) => return Err(ZkError::from_op("delete", path, e)),
+                    }
+                }
+                Err(e) => return Err(ZkError::from_op("create", path, e)),
+            }
+        }
+    }
+
+    /// Writes `data` to a persistent node, creating it (and its parents) when missing.
+    pub async fn put(&self, path: &str, data: &[u8]) -> Result<()> {
+        match self.client.set_data(path, data, None).await {
+            Ok(_) => Ok(()),
+            Err(zk::Error::NoNode) => {
+                if let Some((parent, _)) = path.rsplit_once('/') {
+                    self.ensure_path(parent).await?;
+                }
+                match self.client.create(path, data, &open()).await {
+                    Ok(_) => Ok(()),
+                    Err(zk::Error::NodeExists) => self
+                        .client
+                        .set_data(path, data, None)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| ZkError::from_op("set", path, e)),
+                    Err(e) => Err(ZkError::from_op("create", path, e)),
+                }
+            }
+            Err(e) => Err(ZkError::from_op("set", path, e)),
+        }
+    }
+
+    /// Creates a persistent sequential node under `prefix`; returns its path.
+    pub async fn append(&self, prefix: &str, data: &[u8]) -> Result<String> {
+        let options = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+        let (_, seq) = self
+            .client
+            .create(prefix, data, &options)
+            .await
+            .map_err(|e| ZkError::from_op("create", prefix, e))?;
+        Ok(format!("{prefix}{seq}"))
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        match self.client.get_data(path).await {
+            Ok((data, _)) => Ok(Some(data)),
+            Err(zk::Error::NoNode) => Ok(None),
+            Err(e) => Err(ZkError::from_op("get", path, e)),
+        }
+    }
+
+    /// Children of `path` (empty when it does not exist).
+    pub async fn children(&self, path: &str) -> Result<Vec<String>> {
+        match self.client.list_children(path).await {
+            Ok(c) => Ok(c),
+            Err(zk::Error::NoNode) => Ok(Vec::new()),
+            Err(e) => Err(ZkError::from_op("list", path, e)),
+        }
+    }
+
+    /// Children of `path` and a watch that fires on the next change.
+    pub async fn children_and_watch(&self, path: &str) -> Result<(Vec<String>, OneshotWatcher)> {
+        self.client
+            .list_and_watch_children(path)
+            .await
+            .map_err(|e| ZkError::from_op("watch", path, e))
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        match self.client.delete(path, None).await {
+            Ok(()) | Err(zk::Error::NoNode) => Ok(()),
+            Err(e) => Err(ZkError::from_op("delete", path, e)),
+        }
+    }
+}

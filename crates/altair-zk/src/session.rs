@@ -1,0 +1,67 @@
+//! Keeping a ZooKeeper session: connect with back-off, run the caller's work for the
+//! life of the session, reconnect when it expires.
+
+use std::future::Future;
+use std::time::Duration;
+
+use altair_core::config::ZkConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::{SessionState, Zk, ZkError};
+
+/// Reconnects forever (until cancelled), running `work` once per session.
+pub struct SessionLoop {
+    pub config: ZkConfig,
+    pub auth: Option<String>,
+    pub cancel: CancellationToken,
+}
+
+impl SessionLoop {
+    /// Runs `work(zk)` for each session. `work` should return when the session is lost
+    /// (any `ZkError::SessionExpired`) or `cancel` fires; a new session starts after it.
+    pub async fn run<F, Fut>(self, mut work: F)
+    where
+        F: FnMut(Zk) -> Fut,
+        Fut: Future<Output = Result<(), ZkError>>,
+    {
+        let mut backoff = Duration::from_millis(200);
+        while !self.cancel.is_cancelled() {
+            let zk = tokio::select! {
+                r = Zk::connect(&self.config, self.auth.as_deref()) => r,
+                () = self.cancel.cancelled() => return,
+            };
+            match zk {
+                Ok(zk) => {
+                    backoff = Duration::from_millis(200);
+                    tracing::info!(servers = %self.config.servers.join(","), "ZooKeeper session established");
+                    match work(zk).await {
+                        Ok(()) if self.cancel.is_cancelled() => return,
+                        Ok(()) => tracing::warn!("ZooKeeper session ended; reconnecting"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "ZooKeeper session lost; reconnecting")
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "cannot reach ZooKeeper");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = self.cancel.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+/// Resolves when the session reaches a terminal state (expired, closed, auth failed).
+pub async fn wait_session_end(zk: &Zk) -> SessionState {
+    let mut watcher = zk.state_watcher();
+    loop {
+        let state = watcher.changed().await;
+        if state.is_terminated() {
+            return state;
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! `altairctl status [CLUSTER]`: every cluster's hosts with role, health, read_only,
+//! GTID position and lag. Registrations and published health come from ZooKeeper; live
+//! health and each host's latest snapshot from the monitor that owns the cluster (when
+//! it does not answer, the published health is shown and `source` says so).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use altair_core::config::ZkConfig;
+use altair_core::registry::{HealthRecord, HostRecord, MonitorRecord, from_json};
+use altair_core::rendezvous;
+use altair_core::topology::{HostView, infer_roles};
+use altair_core::{ClusterName, HostName, Role};
+use altair_proto::v1::ClusterHealthRequest;
+use altair_proto::v1::monitor_client::MonitorClient;
+use altair_zk::Zk;
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub clusters: Vec<ClusterStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClusterStatus {
+    pub name: String,
+    /// The host that replicates from no one, when exactly one does.
+    pub primary: Option<String>,
+    /// The monitor that owns the cluster.
+    pub monitor: Option<String>,
+    /// `monitor` (live) or `zookeeper` (published transitions only: the monitor did not answer).
+    pub source: String,
+    pub hosts: Vec<HostStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HostStatus {
+    pub name: String,
+    /// `primary`, `replica`, or null when unknown.
+    pub role: Option<String>,
+    /// healthy | suspect | unreachable | mysql_down | replication_broken, or null before
+    /// the first judgement.
+    pub health: Option<String>,
+    pub mysql: String,
+    pub read_only: Option<bool>,
+    pub gtid_executed: Option<String>,
+    pub seconds_behind: Option<i64>,
+    pub replicates_from: Option<String>,
+    pub datacenter: String,
+}
+
+pub async fn status(
+    zk_config: &ZkConfig,
+    only: Option<&str>,
+    timeout: Duration,
+) -> Result<Status, String> {
+    let zk = tokio::time::timeout(timeout, Zk::connect(zk_config, None))
+        .await
+        .map_err(|_| {
+            format!(
+                "no ZooKeeper answer within {} ms from {}",
+                timeout.as_millis(),
+                zk_config.servers.join(",")
+            )
+        })?
+        .map_err(|e| e.to_string())?;
+    let mut names = zk
+        .children(&zk.layout().clusters())
+        .await
+        .map_err(|e| e.to_string())?;
+    names.sort();
+    if let Some(one) = only {
+        if !names.iter().any(|n| n == one) {
+            return Err(format!(
+                "no cluster named {one:?} (known: {})",
+                names.join(", ")
+            ));
+        }
+        names.retain(|n| n == one);
+    }
+    let monitors = read_monitors(&zk).await?;
+    let mut clusters = Vec::new();
+    for name in names {
+        let Ok(cluster) = ClusterName::new(name.clone()) else {
+            continue;
+        };
+        clusters.push(cluster_status(&zk, &cluster, &monitors, timeout).await?);
+    }
+    Ok(Status { clusters })
+}
+
+/// Reads and decodes a JSON record; a missing or malformed node is `None`.
+async fn read_record<T: for<'de> serde::Deserialize<'de>>(
+    zk: &Zk,
+    what: &str,
+    path: &str,
+) -> Result<Option<T>, String> {
+    let bytes = zk.get(path).await.map_err(|e| e.to_string())?;
+    Ok(bytes.and_then(|b| from_json::<T>(what, &b).ok()))
+}
+
+async fn read_monitors(zk: &Zk) -> Result<Vec<MonitorRecord>, String> {
+    let dir = zk.layout().monitors();
+    let mut out = Vec::new();
+    for id in zk.children(&dir).await.map_err(|e| e.to_string())? {
+        out.extend(read_record::<MonitorRecord>(zk, "monitor", &format!("{dir}/{id}")).await?);
+    }
+    Ok(out)
+}
+
+async fn cluster_status(
+    zk: &Zk,
+    cluster: &ClusterName,
+    monitors: &[MonitorRecord],
+    timeout: Duration,
+) -> Result<ClusterStatus, String> {
+    let layout = zk.layout();
+    let mut records: BTreeMap<String, HostRecord> = BTreeMap::new();
+    let mut published: BTreeMap<String, HealthRecord> = BTreeMap::new();
+    for host in zk
+        .children(&layout.hosts(cluster))
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        let Ok(h) = HostName::new(host.clone()) else {
+            continue;
+        };
+        if let Some(r) = read_record::<HostRecord>(zk, "host", &layout.host(cluster, &h)).await? {
+            records.insert(host.clone(), r);
+        }
+        if let Some(r) =
+            read_record::<HealthRecord>(zk, "health", &layout.host_health(cluster, &h)).await?
+        {
+            published.insert(host.clone(), r);
+        }
+    }
+    let ids: Vec<&str> = monitors.iter().map(|m| m.id.as_str()).collect();
+    let owner = rendezvous::owner(cluster.as_str(), &ids)
+        .and_then(|id| monitors.iter().find(|m| m.id == id));
+    let live = match owner {
+        Some(m) => ask_monitor(&m.address, cluster.as_str(), timeout)
+            .await
+            .ok(),
+        None => None,
+    };
+    let mut hosts: Vec<HostStatus> = records
+        .iter()
+        .map(|(name, r)| {
+            let snap = live.as_ref().and_then(|l| {
+                l.hosts.iter().find(|h| {
+                    h.registration
+                        .as_ref()
+                        .and_then(|r| r.id.as_ref())
+                        .is_some_and(|id| id.host == *name)
+                })
+            });
+            let health = match (&live, snap) {
+                (Some(_), Some(h)) => altair_proto::v1::Health::try_from(h.health)
+                    .ok()
+                    .and_then(|h| h.to_core())
+                    .map(|h| h.as_str().to_owned()),
+                _ => published.get(name).map(|p| p.health.as_str().to_owned()),
+            };
+            let s = snap
+                .and_then(|h| h.snapshot.as_ref())
+                .filter(|s| s.reachable);
+            HostStatus {
+                name: name.clone(),
+                role: None,
+                health,
+                mysql: r.mysql.clone(),
+                read_only: s.map(|s| s.read_only),
+                gtid_executed: s.map(|s| s.gtid_executed.clone()),
+                seconds_behind: s
+                    .and_then(|s| s.replication.as_ref())
+                    .and_then(|r| r.seconds_behind),
+                replicates_from: None,
+                datacenter: r.datacenter.clone(),
+            }
+        })
+        .collect();
+    let views: Vec<HostView> = hosts
+        .iter()
+        .filter_map(|h| {
+            let name = HostName::new(h.name.clone()).ok()?;
+            let snap = live
+                .as_ref()?
+                .hosts
+                .iter()
+                .find(|x| {
+                    x.registration
+                        .as_ref()
+                        .and_then(|r| r.id.as_ref())
+                        .is_some_and(|id| id.host == h.name)
+                })?
+                .snapshot
+                .as_ref()?;
+            Some(HostView {
+                name,
+                mysql: h.mysql.clone(),
+                source: snap
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.source.as_ref())
+                    .map(|e| format!("{}:{}", e.host, e.port)),
+                reachable: snap.reachable,
+            })
+        })
+        .collect();
+    let (primary, roles) = infer_roles(&views);
+    for (view, role) in views.iter().zip(roles) {
+        if let Some(h) = hosts.iter_mut().find(|h| h.name == view.name.as_str()) {
+            h.role = role.role.map(|r| match r {
+                Role::Primary => "primary".to_owned(),
+                Role::Replica => "replica".to_owned(),
+            });
+            h.replicates_from = role.replicates_from.map(String::from);
+        }
+    }
+    Ok(ClusterStatus {
+        name: cluster.to_string(),
+        primary: primary.map(String::from),
+        monitor: owner.map(|m| m.id.clone()),
+        source: if live.is_some() {
+            "monitor"
+        } else {
+            "zookeeper"
+        }
+        .to_owned(),
+        hosts,
+    })
+}
+
+async fn ask_monitor(
+    address: &str,
+    cluster: &str,
+    timeout: Duration,
+) -> Result<altair_proto::v1::ClusterHealthResponse, String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+    MonitorClient::new(channel)
+        .cluster_health(ClusterHealthRequest {
+            cluster: cluster.to_owned(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| s.message().to_owned())
+}
+
+/// The human table.
+pub fn render(status: &Status) -> String {
+    let mut out = String::new();
+    for c in &status.clusters {
+        out.push_str(&format!(
+            "cluster {}  primary {}  monitor {} ({})\n",
+            c.name,
+            c.primary.as_deref().unwrap_or("-"),
+            c.monitor.as_deref().unwrap_or("-"),
+            c.source
+        ));
+        out.push_str(&format!(
+            "  {:<12} {:<8} {:<19} {:<22} {:<9} {:<24} {}\n",
+            "host", "role", "health", "mysql", "read_only", "gtid", "lag"
+        ));
+        for h in &c.hosts {
+            out.push_str(&format!(
+                "  {:<12} {:<8} {:<19} {:<22} {:<9} {:<24} {}\n",
+                h.name,
+                h.role.as_deref().unwrap_or("-"),
+                h.health.as_deref().unwrap_or("-"),
+                h.mysql,
+                h.read_only.map_or("-", |r| if r { "ON" } else { "OFF" }),
+                h.gtid_executed.as_deref().unwrap_or("-"),
+                h.seconds_behind
+                    .map_or_else(|| "-".to_owned(), |s| format!("{s}s")),
+            ));
+        }
+    }
+    out
+}

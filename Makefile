@@ -50,10 +50,16 @@ sandbox-status:
 sandbox-down:
 	@if [ -x target/debug/altair-sandbox ]; then $(SANDBOX) down; else echo "no sandbox binary built"; fi
 
-## demo: build, bring up the sandbox, show it working, tear it down
+CTL := target/debug/altairctl --config $(SANDBOX_DIR)/altairctl.toml
+
+## demo: build, bring up the sandbox, show it working and detecting a crash, tear it down
 demo: deps build
 	$(SANDBOX) up
-	@$(SANDBOX) demo; rc=$$?; $(SANDBOX) down; exit $$rc
+	@{ $(SANDBOX) demo && \
+	   echo && echo "== altairctl status" && $(CTL) status && \
+	   echo && echo "== kill -9 the mysqld of replica db3" && $(SANDBOX) kill-mysqld db3 && sleep 1 && \
+	   echo && echo "== altairctl status, one second later" && $(CTL) status; }; \
+	 rc=$$?; $(SANDBOX) down; exit $$rc
 
 clean: sandbox-down
 	$(CARGO) clean

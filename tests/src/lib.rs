@@ -187,7 +187,9 @@ pub mod world {
 
         /// What `altairctl status` reports now.
         pub async fn status(&self) -> Result<Status, String> {
-            status(&self.zk_config(), Some(CLUSTER), Duration::from_secs(2)).await
+            status(&self.zk_config(), Some(CLUSTER), Duration::from_secs(2))
+                .await
+                .map_err(|e| e.to_string())
         }
 
         /// The health `altairctl status` reports for `host`.

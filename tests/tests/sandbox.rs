@@ -97,6 +97,26 @@ async fn sandbox_up_describes_real_components_and_down_leaves_nothing() {
         }
     }
 
+    // An agent per host and two monitors run; altairctl status sees every host healthy.
+    assert_eq!(desc.monitors.len(), 2);
+    for h in &cluster.hosts {
+        assert!(
+            alive(h.agent_pid.expect("agent pid")),
+            "agent of {} is not running",
+            h.name
+        );
+    }
+    let out = std::process::Command::new(bin("altairctl"))
+        .args(["--config", &desc.altairctl_config, "--json", "status"])
+        .output()
+        .expect("altairctl status");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(json["clusters"][0]["primary"], "db1");
+    for h in json["clusters"][0]["hosts"].as_array().expect("hosts") {
+        assert_eq!(h["health"], "healthy", "{h}");
+    }
+
     // The altairctl config it wrote is valid (no orchestrator runs yet: exit 3, not 2).
     let out = std::process::Command::new(bin("altairctl"))
         .args(["--config", &desc.altairctl_config, "ping"])
@@ -139,8 +159,20 @@ async fn sandbox_up_describes_real_components_and_down_leaves_nothing() {
             );
         }
     }
-    for pid in desc.zookeeper.pids.iter().chain(desc.dns.pid.iter()) {
-        assert!(!alive(*pid), "pid {pid} survived down");
+    let services = desc
+        .monitors
+        .iter()
+        .map(|m| m.pid)
+        .chain(cluster.hosts.iter().filter_map(|h| h.agent_pid));
+    for pid in desc
+        .zookeeper
+        .pids
+        .iter()
+        .copied()
+        .chain(desc.dns.pid)
+        .chain(services)
+    {
+        assert!(!alive(pid), "pid {pid} survived down");
     }
     assert!(!dir.join("sandbox.json").exists());
     assert!(!dir.join("tmp").exists(), "temp dirs survived down");

@@ -201,6 +201,59 @@ impl Fleet {
         self.write("altairctl.toml", &text)
     }
 
+    /// Waits until the monitors have published every host of `cluster` as healthy.
+    pub async fn wait_healthy(
+        &self,
+        cluster: &str,
+        hosts: &[String],
+        timeout: std::time::Duration,
+    ) -> Result<()> {
+        use altair_core::registry::{HealthRecord, from_json};
+        let config = altair_core::config::ZkConfig {
+            servers: self.zk_servers.clone(),
+            root: altair_core::config::DEFAULT_ZK_ROOT.into(),
+            session_timeout_ms: 6_000,
+            connect_timeout_ms: 2_000,
+            auth_file: None,
+        };
+        let zk = altair_zk::Zk::connect(&config, None)
+            .await
+            .map_err(|e| Error::Command {
+                what: "connect to ZooKeeper".into(),
+                detail: e.to_string(),
+            })?;
+        let cluster_name =
+            altair_core::ClusterName::new(cluster.to_owned()).map_err(|e| Error::Command {
+                what: "wait for the fleet".into(),
+                detail: e.to_string(),
+            })?;
+        crate::wait_for(
+            &format!("every host of {cluster} published healthy"),
+            timeout,
+            std::time::Duration::from_millis(100),
+            || {
+                let (zk, cluster_name) = (&zk, &cluster_name);
+                async move {
+                    for host in hosts {
+                        let Ok(h) = altair_core::HostName::new(host.clone()) else {
+                            return Err(format!("bad host name {host}"));
+                        };
+                        let path = zk.layout().host_health(cluster_name, &h);
+                        let record = zk.get(&path).await.map_err(|e| e.to_string())?;
+                        let health = record
+                            .and_then(|b| from_json::<HealthRecord>("health", &b).ok())
+                            .map(|r| r.health);
+                        if health != Some(altair_core::health::Health::Healthy) {
+                            return Err(format!("{host} is {health:?}"));
+                        }
+                    }
+                    Ok(Some(()))
+                }
+            },
+        )
+        .await
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

@@ -9,6 +9,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::bind::{Bind, BindOptions, TSIG_ALGORITHM, TSIG_KEY_NAME};
+use crate::fleet::{Fleet, FleetTiming};
 use crate::mariadb::{APP_DATABASE, Credentials, MariaDbCluster};
 use crate::netns::TestNet;
 use crate::ports::{Port, reserve};
@@ -28,6 +29,9 @@ pub struct SandboxOptions {
     pub hosts: usize,
     /// Put hosts in network namespaces; `None` = when root.
     pub namespaces: Option<bool>,
+    /// Where the altair binaries are; `None` = no agents or monitors.
+    pub bin_dir: Option<PathBuf>,
+    pub monitors: usize,
 }
 
 impl SandboxOptions {
@@ -37,6 +41,8 @@ impl SandboxOptions {
             cluster: "c1".into(),
             hosts: 3,
             namespaces: None,
+            bin_dir: None,
+            monitors: 2,
         }
     }
 }
@@ -45,6 +51,7 @@ impl SandboxOptions {
 /// databases, DNS, ZooKeeper, then the network).
 #[derive(Debug)]
 pub struct Sandbox {
+    fleet: Option<Fleet>,
     cluster: MariaDbCluster,
     dns: Bind,
     zk: ZooKeeper,
@@ -90,7 +97,29 @@ impl Sandbox {
         })
         .await?;
         let orchestrator_ports = vec![reserve(control_ip)?, reserve(control_ip)?];
+        let fleet = match &options.bin_dir {
+            Some(bin_dir) => Some(Fleet::start(
+                bin_dir,
+                &options.cluster,
+                &cluster,
+                control_ip,
+                zk.servers(),
+                options.monitors,
+                FleetTiming::default(),
+            )?),
+            None => None,
+        };
+        if let Some(f) = &fleet {
+            let names: Vec<String> = cluster
+                .instances()
+                .iter()
+                .map(|i| i.name().to_owned())
+                .collect();
+            f.wait_healthy(&options.cluster, &names, std::time::Duration::from_secs(60))
+                .await?;
+        }
         Ok(Self {
+            fleet,
             cluster,
             dns,
             zk,
@@ -115,6 +144,10 @@ impl Sandbox {
 
     pub fn zookeeper(&self) -> &ZooKeeper {
         &self.zk
+    }
+
+    pub fn fleet(&self) -> Option<&Fleet> {
+        self.fleet.as_ref()
     }
 
     pub fn net(&self) -> Option<&TestNet> {
@@ -172,13 +205,30 @@ impl Sandbox {
                         namespace: inst.namespace().map(str::to_owned),
                         mysql: inst.addr().to_string(),
                         mysqld_pid: inst.pid(),
-                        agent_pid: None,
-                        agent_grpc: None,
+                        agent_pid: self
+                            .fleet
+                            .as_ref()
+                            .and_then(|f| f.agents.get(i))
+                            .and_then(|a| a.pid()),
+                        agent_grpc: self
+                            .fleet
+                            .as_ref()
+                            .and_then(|f| f.agents.get(i))
+                            .map(|a| a.address.clone()),
                         initial_role: if i == 0 { "primary" } else { "replica" }.into(),
                     })
                     .collect(),
             }],
-            monitors: Vec::new(),
+            monitors: self
+                .fleet
+                .iter()
+                .flat_map(|f| &f.monitors)
+                .map(|m| ServiceDesc {
+                    id: m.id.clone(),
+                    pid: m.pid().unwrap_or(0),
+                    grpc: m.address.clone(),
+                })
+                .collect(),
             orchestrators: Vec::new(),
             planned_orchestrator_addresses: self
                 .orchestrator_ports

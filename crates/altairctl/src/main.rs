@@ -88,8 +88,15 @@ fn main() -> ExitCode {
                     }
                     ExitCode::from(exit::OK)
                 }
-                Err(e) => {
+                Err(e @ altairctl::status::StatusError::NotFound(_)) => {
                     eprintln!("altairctl: status: {e}");
+                    ExitCode::from(exit::FAILED)
+                }
+                Err(e) => {
+                    eprintln!(
+                        "altairctl: status: {e}; check the [zookeeper] servers in {}",
+                        cli.config.display()
+                    );
                     ExitCode::from(exit::UNREACHABLE)
                 }
             }

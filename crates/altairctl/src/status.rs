@@ -49,44 +49,62 @@ pub struct HostStatus {
     pub datacenter: String,
 }
 
+/// Why `status` could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// The cluster asked for does not exist (exit 1).
+    #[error("{0}")]
+    NotFound(String),
+    /// ZooKeeper could not be read (exit 3).
+    #[error("{0}")]
+    Unreachable(String),
+}
+
 pub async fn status(
     zk_config: &ZkConfig,
     only: Option<&str>,
     timeout: Duration,
-) -> Result<Status, String> {
+) -> Result<Status, StatusError> {
     let zk = tokio::time::timeout(timeout, Zk::connect(zk_config, None))
         .await
         .map_err(|_| {
-            format!(
+            StatusError::Unreachable(format!(
                 "no ZooKeeper answer within {} ms from {}",
                 timeout.as_millis(),
                 zk_config.servers.join(",")
-            )
+            ))
         })?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| StatusError::Unreachable(e.to_string()))?;
     let mut names = zk
         .children(&zk.layout().clusters())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| StatusError::Unreachable(e.to_string()))?;
     names.sort();
     if let Some(one) = only {
         if !names.iter().any(|n| n == one) {
-            return Err(format!(
+            return Err(StatusError::NotFound(format!(
                 "no cluster named {one:?} (known: {})",
-                names.join(", ")
-            ));
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            )));
         }
         names.retain(|n| n == one);
     }
-    let monitors = read_monitors(&zk).await?;
-    let mut clusters = Vec::new();
-    for name in names {
-        let Ok(cluster) = ClusterName::new(name.clone()) else {
-            continue;
-        };
-        clusters.push(cluster_status(&zk, &cluster, &monitors, timeout).await?);
-    }
-    Ok(Status { clusters })
+    let read = async {
+        let monitors = read_monitors(&zk).await?;
+        let mut clusters = Vec::new();
+        for name in names {
+            let Ok(cluster) = ClusterName::new(name.clone()) else {
+                continue;
+            };
+            clusters.push(cluster_status(&zk, &cluster, &monitors, timeout).await?);
+        }
+        Ok(Status { clusters })
+    };
+    read.await.map_err(StatusError::Unreachable)
 }
 
 /// Reads and decodes a JSON record; a missing or malformed node is `None`.

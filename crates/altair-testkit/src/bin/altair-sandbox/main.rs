@@ -49,6 +49,11 @@ enum Command {
     /// Write a row through the primary's DNS name as the application user and show it
     /// on every replica (and the replicas refusing that user's writes).
     Demo,
+    /// `kill -9` the mysqld of one host (its agent reports mysql_down at once).
+    KillMysqld {
+        /// Host name, e.g. db3.
+        host: String,
+    },
     /// Stop the sandbox and remove everything it made.
     Down,
 }
@@ -71,6 +76,7 @@ fn main() -> ExitCode {
             runtime().and_then(|rt| rt.block_on(status::status(&cli.dir, json)))
         }
         Command::Demo => runtime().and_then(|rt| rt.block_on(demo::demo(&cli.dir))),
+        Command::KillMysqld { host } => kill_mysqld(&cli.dir, &host),
         Command::Down => runtime().and_then(|rt| rt.block_on(down(&cli.dir))),
     };
     match result {
@@ -131,6 +137,10 @@ fn supervise(dir: &Path, no_namespaces: bool) -> Result<(), String> {
     std::fs::write(supervisor_pid_file(dir), std::process::id().to_string())
         .map_err(|e| format!("write the pid file: {e}"))?;
     let mut options = SandboxOptions::new(dir);
+    // The altair binaries sit next to this one (target/debug).
+    options.bin_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_owned));
     if no_namespaces {
         options.namespaces = Some(false);
     }
@@ -242,6 +252,28 @@ fn new_session(cmd: &mut std::process::Command) {
             Ok(())
         });
     }
+}
+
+#[allow(clippy::print_stdout)]
+fn kill_mysqld(dir: &Path, host: &str) -> Result<(), String> {
+    let desc = status::running(dir)?;
+    let h = desc
+        .clusters
+        .iter()
+        .flat_map(|c| &c.hosts)
+        .find(|h| h.name == host)
+        .ok_or_else(|| format!("no host {host:?} in the sandbox"))?;
+    let pid = h
+        .mysqld_pid
+        .filter(|p| pid_alive(*p))
+        .ok_or_else(|| format!("mysqld of {host} is not running"))?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .map_err(|e| format!("kill {pid}: {e}"))?;
+    println!("killed mysqld of {host} (pid {pid}) with SIGKILL");
+    Ok(())
 }
 
 #[allow(clippy::print_stdout)]

@@ -1,0 +1,166 @@
+//! The monitor fleet and ZooKeeper under failure (DESIGN §4 rows 5 and 7), and the
+//! "transitions only" promise: a steady fleet causes no ZooKeeper write.
+
+use std::time::{Duration, Instant};
+
+use altair_e2e::world::{CLUSTER, World};
+use altair_e2e::{bin, stderr, stdout};
+
+fn all_healthy(s: &altairctl::status::Status) -> bool {
+    s.clusters.first().is_some_and(|c| {
+        c.hosts
+            .iter()
+            .all(|h| h.health.as_deref() == Some("healthy"))
+    })
+}
+
+/// Samples status until `until` and fails if any host is ever reported unreachable.
+async fn assert_never_unreachable(w: &World, duration: Duration) {
+    let end = Instant::now() + duration;
+    while Instant::now() < end {
+        if let Ok(s) = w.status().await {
+            for h in s.clusters.iter().flat_map(|c| &c.hosts) {
+                assert_ne!(
+                    h.health.as_deref(),
+                    Some("unreachable"),
+                    "{} became unreachable: {s:?}",
+                    h.name
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_owning_monitor_moves_the_cluster_and_no_host_goes_unreachable() {
+    let mut w = World::start(1, 3, 2).await;
+    let owner = w.status().await.expect("status").clusters[0]
+        .monitor
+        .clone()
+        .expect("an owner");
+    let i = w
+        .fleet
+        .monitors
+        .iter()
+        .position(|m| m.id == owner)
+        .expect("owner runs");
+    w.fleet.monitors[i].kill();
+    let killed = Instant::now();
+    let watch = assert_never_unreachable(&w, Duration::from_secs(12));
+    let takeover = w.wait_until(
+        "another monitor owns the cluster",
+        Duration::from_secs(30),
+        |s| {
+            let c = &s.clusters[0];
+            c.monitor.as_deref().is_some_and(|m| m != owner)
+                && c.source == "monitor"
+                && all_healthy(s)
+        },
+    );
+    let (_, took) = tokio::join!(watch, takeover);
+    let bound = Duration::from_millis(w.timing.zk_session_timeout_ms + w.timing.heartbeat_ms);
+    eprintln!(
+        "another monitor owned {CLUSTER} and reported it healthy {took:?} after {owner} was killed (session timeout + heartbeat = {bound:?})"
+    );
+    assert!(killed.elapsed() >= took);
+    // ZooKeeper expires sessions on its tick (500 ms here): allow one tick and the
+    // status poll on top of the design bound.
+    assert!(
+        took <= bound + Duration::from_millis(1_000),
+        "takeover took {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_one_zookeeper_server_of_three_changes_no_health() {
+    let mut w = World::start(3, 3, 2).await;
+    let mut leader = None;
+    for i in 0..3 {
+        if w.zk.mode(i).await.as_deref() == Some("leader") {
+            leader = Some(i);
+        }
+    }
+    let leader = leader.expect("the ensemble has a leader");
+    w.zk.kill(leader);
+    assert_never_unreachable(&w, Duration::from_secs(10)).await;
+    let s = w.status().await.expect("status with two servers");
+    assert!(
+        all_healthy(&s),
+        "health changed after losing one ZooKeeper server: {s:?}"
+    );
+}
+
+fn zxid(srvr: &str) -> String {
+    srvr.lines()
+        .find_map(|l| l.strip_prefix("Zxid: "))
+        .expect("srvr reports Zxid")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_minute_of_heartbeats_writes_nothing_to_zookeeper() {
+    let w = World::start(1, 3, 2).await;
+    let addr = w.zk.client_addr(0);
+    // Let start-up writes (registrations, first judgements) settle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = zxid(
+        &altair_testkit::zookeeper::four_letter(addr, "srvr")
+            .await
+            .expect("srvr"),
+    );
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let after = zxid(
+        &altair_testkit::zookeeper::four_letter(addr, "srvr")
+            .await
+            .expect("srvr"),
+    );
+    eprintln!(
+        "ZooKeeper zxid over 60 s of heartbeats (3 agents, 1 s interval): {before} -> {after}"
+    );
+    assert_eq!(before, after, "heartbeats caused ZooKeeper writes");
+
+    // What an operator sees, through the real CLI.
+    let out = std::process::Command::new(bin("altairctl"))
+        .arg("--config")
+        .arg(&w.ctl_config)
+        .args(["--json", "status", CLUSTER])
+        .output()
+        .expect("altairctl");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let c = &json["clusters"][0];
+    assert_eq!(c["name"], CLUSTER);
+    assert_eq!(c["primary"], "db1");
+    let hosts = c["hosts"].as_array().expect("hosts");
+    assert_eq!(hosts.len(), 3);
+    for h in hosts {
+        assert_eq!(h["health"], "healthy", "{h}");
+        let want = if h["name"] == "db1" {
+            "primary"
+        } else {
+            "replica"
+        };
+        assert_eq!(h["role"], want, "{h}");
+    }
+    let table = std::process::Command::new(bin("altairctl"))
+        .arg("--config")
+        .arg(&w.ctl_config)
+        .arg("status")
+        .output()
+        .expect("altairctl");
+    assert!(stdout(&table).contains("db1"), "{}", stdout(&table));
+
+    let missing = std::process::Command::new(bin("altairctl"))
+        .arg("--config")
+        .arg(&w.ctl_config)
+        .args(["status", "nosuch"])
+        .output()
+        .expect("altairctl");
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("no cluster named \"nosuch\""),
+        "{}",
+        stderr(&missing)
+    );
+}

@@ -47,6 +47,12 @@ pub struct HostStatus {
     pub seconds_behind: Option<i64>,
     pub replicates_from: Option<String>,
     pub datacenter: String,
+    /// Last heartbeat the owning monitor received (its clock, ms since the Unix epoch).
+    pub last_heartbeat_unix_ms: Option<i64>,
+    /// When the current health began (monitor clock, ms since the Unix epoch).
+    pub health_since_unix_ms: Option<i64>,
+    /// Heartbeat intervals passed without a heartbeat, as the monitor counts them now.
+    pub missed_heartbeats: Option<u32>,
 }
 
 /// Why `status` could not answer.
@@ -194,6 +200,12 @@ async fn cluster_status(
                     .and_then(|r| r.seconds_behind),
                 replicates_from: None,
                 datacenter: r.datacenter.clone(),
+                last_heartbeat_unix_ms: snap.map(|h| h.last_heartbeat_unix_ms).filter(|t| *t > 0),
+                health_since_unix_ms: match snap {
+                    Some(h) => Some(h.health_since_unix_ms),
+                    None => published.get(name).map(|p| p.since_unix_ms as i64),
+                },
+                missed_heartbeats: snap.map(|h| h.consecutive_misses),
             }
         })
         .collect();

@@ -36,6 +36,7 @@ unit:
 
 ## bench: benchmarks, figures printed as tables (release build)
 bench: deps
+	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench --workspace
 
 ## sandbox: start the local sandbox in the background (described in target/sandbox/sandbox.json)

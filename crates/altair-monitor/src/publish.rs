@@ -1,12 +1,14 @@
 //! Publishing health transitions to ZooKeeper: the host's health znode and an event the
 //! orchestrator can watch. Only transitions are written, never a heartbeat. While
 //! ZooKeeper is unreachable the latest record per host is kept and written on return.
+//! Records of different hosts are written concurrently (bounded), one host's in order.
 
 use std::collections::BTreeMap;
 
 use altair_core::registry::to_json;
 use altair_core::{ClusterName, HostName};
 use altair_zk::Zk;
+use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +27,7 @@ pub async fn run(
                 None => return,
             },
             r = session.changed() => if r.is_err() { return },
+            () = tokio::time::sleep(RETRY_EVERY), if !pending.is_empty() => {}
             () = cancel.cancelled() => return,
         }
         while let Ok(p) = rx.try_recv() {
@@ -32,28 +35,45 @@ pub async fn run(
         }
         let zk = session.borrow().clone();
         let Some(zk) = zk else { continue };
-        let keys: Vec<_> = pending.keys().cloned().collect();
-        for key in keys {
-            let Some(p) = pending.get(&key) else { continue };
-            match write(&zk, p).await {
-                Ok(()) => {
-                    tracing::info!(
-                        cluster = %p.cluster, host = %p.host,
-                        health = %p.record.health,
-                        previous = ?p.record.previous.map(|h| h.as_str()),
-                        reason = %p.record.reason,
-                        "health transition published"
-                    );
-                    pending.remove(&key);
-                }
+        let batch: Vec<Published> = std::mem::take(&mut pending).into_values().collect();
+        let results: Vec<(Published, Result<(), altair_zk::ZkError>)> =
+            futures_util::stream::iter(batch)
+                .map(|p| {
+                    let zk = zk.clone();
+                    async move {
+                        let r = write(&zk, &p).await;
+                        (p, r)
+                    }
+                })
+                .buffer_unordered(WRITE_CONCURRENCY)
+                .collect()
+                .await;
+        for (p, result) in results {
+            match result {
+                Ok(()) => tracing::info!(
+                    cluster = %p.cluster, host = %p.host,
+                    health = %p.record.health,
+                    previous = ?p.record.previous.map(|h| h.as_str()),
+                    reason = %p.record.reason,
+                    "health transition published"
+                ),
                 Err(e) => {
                     tracing::warn!(cluster = %p.cluster, host = %p.host, error = %e, "cannot publish health; will retry");
-                    break;
+                    // Keep it unless a newer record for the host arrived meanwhile.
+                    pending
+                        .entry((p.cluster.clone(), p.host.clone()))
+                        .or_insert(p);
                 }
             }
         }
     }
 }
+
+/// How soon records that could not be written are tried again.
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// ZooKeeper writes in flight at once.
+const WRITE_CONCURRENCY: usize = 64;
 
 async fn write(zk: &Zk, p: &Published) -> Result<(), altair_zk::ZkError> {
     let (Ok(cluster), Ok(host)) = (

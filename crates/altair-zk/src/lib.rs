@@ -150,37 +150,60 @@ impl Zk {
     }
 
     /// Writes `data` to a persistent node, creating it (and its parents) when missing.
+    /// Parents are only created after ZooKeeper says they are missing: a failed write
+    /// still costs a transaction, so the common path is one `set`.
     pub async fn put(&self, path: &str, data: &[u8]) -> Result<()> {
         match self.client.set_data(path, data, None).await {
-            Ok(_) => Ok(()),
-            Err(zk::Error::NoNode) => {
-                if let Some((parent, _)) = path.rsplit_once('/') {
-                    self.ensure_path(parent).await?;
-                }
-                match self.client.create(path, data, &open()).await {
-                    Ok(_) => Ok(()),
-                    Err(zk::Error::NodeExists) => self
+            Ok(_) => return Ok(()),
+            Err(zk::Error::NoNode) => {}
+            Err(e) => return Err(ZkError::from_op("set", path, e)),
+        }
+        for attempt in 0..2 {
+            match self.client.create(path, data, &open()).await {
+                Ok(_) => return Ok(()),
+                Err(zk::Error::NodeExists) => {
+                    return self
                         .client
                         .set_data(path, data, None)
                         .await
                         .map(|_| ())
-                        .map_err(|e| ZkError::from_op("set", path, e)),
-                    Err(e) => Err(ZkError::from_op("create", path, e)),
+                        .map_err(|e| ZkError::from_op("set", path, e));
                 }
+                Err(zk::Error::NoNode) if attempt == 0 => {
+                    if let Some((parent, _)) = path.rsplit_once('/') {
+                        self.ensure_path(parent).await?;
+                    }
+                }
+                Err(e) => return Err(ZkError::from_op("create", path, e)),
             }
-            Err(e) => Err(ZkError::from_op("set", path, e)),
         }
+        Err(ZkError::Op {
+            op: "create",
+            path: path.to_owned(),
+            source: zk::Error::NoNode,
+        })
     }
 
-    /// Creates a persistent sequential node under `prefix`; returns its path.
+    /// Creates a persistent sequential node under `prefix` (creating the parent when
+    /// ZooKeeper says it is missing); returns its path.
     pub async fn append(&self, prefix: &str, data: &[u8]) -> Result<String> {
         let options = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
-        let (_, seq) = self
-            .client
-            .create(prefix, data, &options)
-            .await
-            .map_err(|e| ZkError::from_op("create", prefix, e))?;
-        Ok(format!("{prefix}{seq}"))
+        for attempt in 0..2 {
+            match self.client.create(prefix, data, &options).await {
+                Ok((_, seq)) => return Ok(format!("{prefix}{seq}")),
+                Err(zk::Error::NoNode) if attempt == 0 => {
+                    if let Some((parent, _)) = prefix.rsplit_once('/') {
+                        self.ensure_path(parent).await?;
+                    }
+                }
+                Err(e) => return Err(ZkError::from_op("create", prefix, e)),
+            }
+        }
+        Err(ZkError::Op {
+            op: "create",
+            path: prefix.to_owned(),
+            source: zk::Error::NoNode,
+        })
     }
 
     pub async fn get(&self, path: &str) -> Result<Option<Vec<u8>>> {

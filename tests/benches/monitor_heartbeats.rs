@@ -1,0 +1,257 @@
+//! One real altair-monitor against 10,000 simulated agents at a 10 s interval
+//! (1,000 heartbeats/s) through the same gRPC path real agents use. Reports the monitor's
+//! CPU, heartbeat latency (p50/p99 as the agents see it), ZooKeeper writes/s at steady
+//! state (from the server's zxid), and how long after its last heartbeat a silent agent
+//! turns unreachable (goal: 3 intervals + under 100 ms). Run with `make bench`.
+
+#![allow(clippy::print_stdout)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use altair_proto::v1::monitor_client::MonitorClient;
+use altair_proto::v1::{
+    ClusterHealthRequest, HeartbeatRequest, HostRef, HostRegistration, MysqlSnapshot,
+};
+use altair_testkit::ports::reserve;
+use altair_testkit::process::Proc;
+use altair_testkit::zookeeper::{ZooKeeper, four_letter};
+use tokio::sync::Mutex;
+use tonic::transport::Channel;
+
+const AGENTS: usize = 10_000;
+const HOSTS_PER_CLUSTER: usize = 4;
+const INTERVAL: Duration = Duration::from_secs(10);
+const CHANNELS: usize = 16;
+const WARMUP: Duration = Duration::from_secs(25);
+const MEASURE: Duration = Duration::from_secs(30);
+const SILENT: usize = 20;
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state is field 0, utime 11, stime 12.
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn zxid(srvr: &str) -> u64 {
+    srvr.lines()
+        .find_map(|l| l.strip_prefix("Zxid: 0x"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p) as usize]
+}
+
+#[tokio::main]
+async fn main() {
+    let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let zk = ZooKeeper::standalone(local).await.expect("zookeeper");
+    let work = tempfile::tempdir().expect("tempdir");
+    let port = reserve(local).expect("port");
+    let address = format!("127.0.0.1:{}", port.get());
+    let cfg = work.path().join("monitor.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[monitor]\nid = \"bench\"\nlisten = \"{address}\"\n[zookeeper]\nservers = {:?}\n[log]\nlevel = \"warn\"\n",
+            zk.servers()
+        ),
+    )
+    .expect("config");
+    drop(port);
+    let mut cmd = std::process::Command::new(altair_e2e::bin("altair-monitor"));
+    cmd.arg("--config").arg(&cfg);
+    let monitor =
+        Proc::spawn("altair-monitor", &mut cmd, &work.path().join("monitor.log")).expect("monitor");
+    let pid = monitor.pid().expect("pid");
+
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(format!("http://{address}")).expect("endpoint");
+    let mut channels = Vec::new();
+    for _ in 0..CHANNELS {
+        loop {
+            match endpoint.connect().await {
+                Ok(c) => break channels.push(c),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    // Wait until the monitor registered and owns clusters (first accepted heartbeat).
+    let probe = MonitorClient::new(channels[0].clone());
+    let latencies = Arc::new(Mutex::new(Vec::<Duration>::with_capacity(200_000)));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let silent_after = Instant::now() + INTERVAL + WARMUP + MEASURE;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..AGENTS {
+        let client = MonitorClient::new(channels[i % CHANNELS].clone());
+        let (lat, measuring) = (latencies.clone(), measuring.clone());
+        let silent = i < SILENT;
+        tasks.push(tokio::spawn(agent(
+            i,
+            client,
+            lat,
+            measuring,
+            silent,
+            silent_after,
+        )));
+    }
+    let _ = probe;
+    tokio::time::sleep(INTERVAL + Duration::from_secs(1)).await;
+    // Every agent has sent its first heartbeat: wait for the monitor to finish publishing
+    // their first judgements (zxid stable for 2 s), and report how long that took.
+    let mut last = zxid(&four_letter(zk.client_addr(0), "srvr").await.expect("srvr"));
+    let first_zx = last;
+    let flush_started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = zxid(&four_letter(zk.client_addr(0), "srvr").await.expect("srvr"));
+        if now == last || flush_started.elapsed() > WARMUP {
+            break;
+        }
+        last = now;
+    }
+    let flushed_in = started.elapsed().saturating_sub(Duration::from_secs(2));
+    let _ = first_zx;
+    let ticks0 = cpu_ticks(pid);
+    let zx0 = zxid(&four_letter(zk.client_addr(0), "srvr").await.expect("srvr"));
+    measuring.store(true, Ordering::SeqCst);
+    let t0 = Instant::now();
+    tokio::time::sleep(MEASURE).await;
+    measuring.store(false, Ordering::SeqCst);
+    let secs = t0.elapsed().as_secs_f64();
+    let ticks = cpu_ticks(pid) - ticks0;
+    let zx1 = zxid(&four_letter(zk.client_addr(0), "srvr").await.expect("srvr"));
+    let hz = 100.0; // USER_HZ on Linux
+    let mut lat = latencies.lock().await.clone();
+    lat.sort();
+
+    // Silent agents stop at `silent_after`; wait for their unreachable transitions.
+    tokio::time::sleep(
+        silent_after.saturating_duration_since(Instant::now())
+            + 3 * INTERVAL
+            + Duration::from_secs(2),
+    )
+    .await;
+    let mut detect = Vec::new();
+    let mut client = MonitorClient::new(channels[0].clone());
+    for i in 0..SILENT {
+        let cluster = format!("c{}", i / HOSTS_PER_CLUSTER);
+        let resp = client
+            .cluster_health(ClusterHealthRequest { cluster })
+            .await
+            .expect("cluster health")
+            .into_inner();
+        let host = format!("h{i}");
+        let unreachable = resp.hosts.iter().find(|h| {
+            h.health == altair_proto::v1::Health::Unreachable as i32
+                && h.registration
+                    .as_ref()
+                    .and_then(|r| r.id.as_ref())
+                    .is_some_and(|id| id.host == host)
+        });
+        if let Some(h) = unreachable {
+            detect.push(Duration::from_millis(
+                (h.health_since_unix_ms - h.last_heartbeat_unix_ms) as u64,
+            ));
+        }
+    }
+    detect.sort();
+    for t in tasks {
+        t.abort();
+    }
+    println!(
+        "benchmark: one monitor, {AGENTS} simulated agents, interval {INTERVAL:?} ({:.0} heartbeats/s), {:.0} s measured",
+        AGENTS as f64 / INTERVAL.as_secs_f64(),
+        secs
+    );
+    println!(
+        "first judgement of all hosts published within {:.1} s of start",
+        flushed_in.as_secs_f64()
+    );
+    println!("heartbeats measured                 {}", lat.len());
+    println!(
+        "monitor CPU                         {:.1} % of one core",
+        ticks as f64 / hz / secs * 100.0
+    );
+    println!(
+        "heartbeat latency p50 / p99         {:.2} ms / {:.2} ms",
+        pct(&lat, 0.5).as_secs_f64() * 1e3,
+        pct(&lat, 0.99).as_secs_f64() * 1e3
+    );
+    println!(
+        "ZooKeeper writes/s (steady)         {:.2}  (zxid {zx0:#x} -> {zx1:#x})",
+        (zx1 - zx0) as f64 / secs
+    );
+    if detect.is_empty() {
+        println!("silence -> unreachable              not observed");
+    } else {
+        println!(
+            "silence -> unreachable (n={})       min {} ms, max {} ms  (3 intervals = {} ms)",
+            detect.len(),
+            detect[0].as_millis(),
+            detect[detect.len() - 1].as_millis(),
+            (3 * INTERVAL).as_millis()
+        );
+    }
+    println!(
+        "total run                           {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+async fn agent(
+    i: usize,
+    mut client: MonitorClient<Channel>,
+    latencies: Arc<Mutex<Vec<Duration>>>,
+    measuring: Arc<AtomicBool>,
+    silent: bool,
+    silent_after: Instant,
+) {
+    // Spread agents evenly over the interval.
+    tokio::time::sleep(INTERVAL.mul_f64(i as f64 / AGENTS as f64)).await;
+    let registration = HostRegistration {
+        id: Some(HostRef {
+            cluster: format!("c{}", i / HOSTS_PER_CLUSTER),
+            host: format!("h{i}"),
+        }),
+        ..HostRegistration::default()
+    };
+    let snapshot = MysqlSnapshot {
+        reachable: true,
+        read_only: !i.is_multiple_of(HOSTS_PER_CLUSTER),
+        ..MysqlSnapshot::default()
+    };
+    let mut ticker = tokio::time::interval(INTERVAL);
+    let mut seq = 0;
+    loop {
+        ticker.tick().await;
+        if silent && Instant::now() >= silent_after {
+            return;
+        }
+        seq += 1;
+        let req = HeartbeatRequest {
+            registration: Some(registration.clone()),
+            sequence: seq,
+            agent_run_id: format!("sim{i}"),
+            reason: 1,
+            snapshot: Some(snapshot.clone()),
+            interval_ms: INTERVAL.as_millis() as u32,
+        };
+        let t = Instant::now();
+        let ok = client
+            .heartbeat(req)
+            .await
+            .is_ok_and(|r| r.get_ref().accepted);
+        if ok && measuring.load(Ordering::Relaxed) {
+            latencies.lock().await.push(t.elapsed());
+        }
+    }
+}

@@ -91,3 +91,80 @@ async fn frozen_agent_is_unreachable_after_three_missed_heartbeats_and_not_befor
         .await;
     eprintln!("healthy {back:?} after SIGCONT");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_answers_status_and_checks_reachability_with_a_real_handshake() {
+    use altair_proto::v1::agent_client::AgentClient;
+    use altair_proto::v1::{CheckReachabilityRequest, Endpoint, StatusRequest};
+
+    let mut w = World::start(1, 2, 1).await;
+    let mut agent = AgentClient::connect(format!("http://{}", w.fleet.agents[1].address))
+        .await
+        .expect("connect to the agent");
+    let status = agent
+        .status(StatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    let reg = status.registration.expect("registration");
+    assert_eq!(reg.id.expect("id").host, "db2");
+    let snap = status.snapshot.expect("snapshot");
+    assert!(
+        snap.reachable && snap.read_only,
+        "db2 is a reachable read-only replica: {snap:?}"
+    );
+    assert!(snap.replication.is_some());
+
+    let primary = w.cluster.instance(0).addr();
+    let target = |port: u16| {
+        Some(Endpoint {
+            host: primary.ip().to_string(),
+            port: u32::from(port),
+        })
+    };
+    let ok = agent
+        .check_reachability(CheckReachabilityRequest {
+            target: target(primary.port()),
+            timeout_ms: 2_000,
+        })
+        .await
+        .expect("check")
+        .into_inner();
+    assert!(
+        ok.reachable,
+        "db2's agent cannot reach the primary: {}",
+        ok.error
+    );
+
+    w.cluster.instance_mut(0).kill();
+    let down = agent
+        .check_reachability(CheckReachabilityRequest {
+            target: target(primary.port()),
+            timeout_ms: 2_000,
+        })
+        .await
+        .expect("check")
+        .into_inner();
+    assert!(!down.reachable);
+    assert!(!down.error.is_empty());
+    assert!(down.elapsed_ms < 2_500);
+
+    // Bad input is refused with a message naming the field.
+    let err = agent
+        .check_reachability(CheckReachabilityRequest {
+            target: target(0),
+            timeout_ms: 2_000,
+        })
+        .await
+        .expect_err("port 0");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("target.port"), "{}", err.message());
+    let err = agent
+        .check_reachability(CheckReachabilityRequest {
+            target: None,
+            timeout_ms: 2_000,
+        })
+        .await
+        .expect_err("no target");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+}

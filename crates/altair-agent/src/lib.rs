@@ -12,7 +12,7 @@ mod service;
 use std::sync::Arc;
 use std::time::Duration;
 
-use altair_core::config::{AgentConfig, ConfigErrors, SecretSource};
+use altair_core::config::{AgentConfig, ConfigErrors};
 use altair_core::registry::{HostRecord, to_json};
 use altair_proto::v1::{Endpoint, HostRef, HostRegistration, MysqlSnapshot};
 use altair_svc::{Secret, SecretReader, bind_listener, serve_grpc};
@@ -34,11 +34,7 @@ pub fn read_secrets(config: &AgentConfig) -> Result<AgentSecrets, ConfigErrors> 
     let secrets = AgentSecrets {
         mysql_password: r.password(&config.mysql.credentials(), "mysql"),
         replication_password: r.password(&config.replication, "replication"),
-        zookeeper_auth: config
-            .zookeeper
-            .auth_file
-            .as_ref()
-            .map(|f| r.read(&SecretSource::File(f.clone()), "zookeeper.auth_file")),
+        zookeeper_auth: r.zookeeper_auth(&config.zookeeper),
     };
     r.finish(secrets)
 }

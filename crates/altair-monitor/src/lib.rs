@@ -13,7 +13,7 @@ mod state;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use altair_core::config::{ConfigErrors, MonitorConfig, SecretSource};
+use altair_core::config::{ConfigErrors, MonitorConfig};
 use altair_core::health::DetectorConfig;
 use altair_core::registry::{MonitorRecord, to_json};
 use altair_svc::{Secret, SecretReader, bind_listener, serve_grpc};
@@ -38,11 +38,7 @@ pub struct MonitorSecrets {
 pub fn read_secrets(config: &MonitorConfig) -> Result<MonitorSecrets, ConfigErrors> {
     let mut r = SecretReader::default();
     let secrets = MonitorSecrets {
-        zookeeper_auth: config
-            .zookeeper
-            .auth_file
-            .as_ref()
-            .map(|f| r.read(&SecretSource::File(f.clone()), "zookeeper.auth_file")),
+        zookeeper_auth: r.zookeeper_auth(&config.zookeeper),
     };
     r.finish(secrets)
 }

@@ -43,11 +43,7 @@ pub fn read_secrets(config: &OrchestratorConfig) -> Result<OrchestratorSecrets, 
         mysql_password: r.password(&config.mysql, "mysql"),
         replication_password: r.password(&config.replication, "replication"),
         tsig_key,
-        zookeeper_auth: config
-            .zookeeper
-            .auth_file
-            .as_ref()
-            .map(|f| r.read(&SecretSource::File(f.clone()), "zookeeper.auth_file")),
+        zookeeper_auth: r.zookeeper_auth(&config.zookeeper),
     };
     r.finish(secrets)
 }

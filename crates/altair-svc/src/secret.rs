@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use altair_core::config::{ConfigError, ConfigErrors, Credentials, SecretSource};
+use altair_core::config::{ConfigError, ConfigErrors, Credentials, SecretSource, ZkConfig};
 
 /// A secret value. `Debug` and `Display` print `<redacted>`.
 #[derive(Clone, PartialEq, Eq)]
@@ -82,6 +82,13 @@ impl SecretReader {
             self.errors.push(e);
             Secret::new("")
         })
+    }
+
+    /// The ZooKeeper digest credentials, when `zookeeper.auth_file` is set.
+    pub fn zookeeper_auth(&mut self, zk: &ZkConfig) -> Option<Secret> {
+        zk.auth_file
+            .as_ref()
+            .map(|f| self.read(&SecretSource::File(f.clone()), "zookeeper.auth_file"))
     }
 
     /// Records a problem found while checking a secret's content.

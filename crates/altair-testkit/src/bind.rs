@@ -10,7 +10,7 @@ use base64::Engine;
 
 use crate::ports::{Port, reserve};
 use crate::process::Proc;
-use crate::{Error, Result, io_err, require_tool, temp_dir, wait_for};
+use crate::{Error, Result, io_err, require_tool, temp_dir, wait_for, with_log_tail};
 
 pub const TSIG_KEY_NAME: &str = "altair-update";
 pub const TSIG_ALGORITHM: &str = "hmac-sha256";
@@ -105,18 +105,7 @@ impl Bind {
             },
         )
         .await;
-        if let Err(Error::NotReady {
-            what,
-            waited,
-            detail,
-        }) = ready
-        {
-            return Err(Error::NotReady {
-                what,
-                waited,
-                detail: format!("{detail}; log tail:\n{}", bind.proc.log_tail(15)),
-            });
-        }
+        with_log_tail(ready, || bind.proc.log_tail(15))?;
         Ok(bind)
     }
 

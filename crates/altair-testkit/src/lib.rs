@@ -99,6 +99,22 @@ where
     }
 }
 
+/// Adds `tail` (a component's log) to a `NotReady` error, so a start-up failure says why.
+pub(crate) fn with_log_tail<T>(result: Result<T>, tail: impl FnOnce() -> String) -> Result<T> {
+    match result {
+        Err(Error::NotReady {
+            what,
+            waited,
+            detail,
+        }) => Err(Error::NotReady {
+            what,
+            waited,
+            detail: format!("{detail}; log tail:\n{}", tail()),
+        }),
+        other => other,
+    }
+}
+
 /// A random alphanumeric secret for generated credentials.
 pub fn random_secret(len: usize) -> String {
     use rand::Rng;

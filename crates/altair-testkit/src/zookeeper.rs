@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use crate::ports::{Port, reserve};
 use crate::process::Proc;
 use crate::tools::zookeeper_classpath;
-use crate::{Error, Result, io_err, require_tool, temp_dir, wait_for};
+use crate::{Error, Result, io_err, require_tool, temp_dir, wait_for, with_log_tail};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -151,24 +151,14 @@ impl ZooKeeper {
             },
         )
         .await;
-        if let Err(Error::NotReady {
-            what,
-            waited,
-            detail,
-        }) = result
-        {
-            let tail = self.nodes[i]
+        let tail = || {
+            self.nodes[i]
                 .proc
                 .as_ref()
                 .map(|p| p.log_tail(15))
-                .unwrap_or_default();
-            return Err(Error::NotReady {
-                what,
-                waited,
-                detail: format!("{detail}; log tail:\n{tail}"),
-            });
-        }
-        result.map(|_| ())
+                .unwrap_or_default()
+        };
+        with_log_tail(result, tail).map(|_| ())
     }
 
     pub fn len(&self) -> usize {

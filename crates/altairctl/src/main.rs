@@ -76,12 +76,8 @@ fn main() -> ExitCode {
             match runtime.block_on(altairctl::status::status(zk, cluster.as_deref(), timeout)) {
                 Ok(status) => {
                     if cli.json {
-                        match serde_json::to_string_pretty(&status) {
-                            Ok(text) => println!("{text}"),
-                            Err(e) => {
-                                eprintln!("altairctl: cannot print JSON: {e}");
-                                return ExitCode::from(exit::FAILED);
-                            }
+                        if let Err(code) = print_json(&status) {
+                            return code;
                         }
                     } else {
                         print!("{}", altairctl::status::render(&status));
@@ -110,12 +106,8 @@ fn main() -> ExitCode {
                 out
             });
             if cli.json {
-                match serde_json::to_string_pretty(&results) {
-                    Ok(text) => println!("{text}"),
-                    Err(e) => {
-                        eprintln!("altairctl: cannot print JSON: {e}");
-                        return ExitCode::from(exit::FAILED);
-                    }
+                if let Err(code) = print_json(&results) {
+                    return code;
                 }
             } else {
                 for r in &results {
@@ -137,6 +129,20 @@ fn main() -> ExitCode {
                 );
                 ExitCode::from(exit::UNREACHABLE)
             }
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn print_json<T: serde::Serialize>(value: &T) -> Result<(), ExitCode> {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => {
+            println!("{text}");
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("altairctl: cannot print JSON: {e}");
+            Err(ExitCode::from(exit::FAILED))
         }
     }
 }

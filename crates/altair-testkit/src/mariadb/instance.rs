@@ -9,7 +9,7 @@ use mysql_async::prelude::Queryable;
 use super::Credentials;
 use crate::ports::{Port, reserve};
 use crate::process::Proc;
-use crate::{Error, Result, io_err, is_root, require_tool, wait_for};
+use crate::{Error, Result, io_err, is_root, require_tool, wait_for, with_log_tail};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -200,20 +200,7 @@ impl Instance {
             },
         )
         .await;
-        if let Err(Error::NotReady {
-            what,
-            waited,
-            detail,
-        }) = ready
-        {
-            let tail = crate::process::log_tail(&self.error_log(), 15);
-            return Err(Error::NotReady {
-                what,
-                waited,
-                detail: format!("{detail}; error log tail:\n{tail}"),
-            });
-        }
-        Ok(())
+        with_log_tail(ready, || crate::process::log_tail(&self.error_log(), 15))
     }
 
     /// `kill -9` mysqld (the host stays up).

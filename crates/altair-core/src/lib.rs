@@ -4,6 +4,7 @@
 //! decision is unit-tested without a runtime or a network.
 
 pub mod config;
+pub mod failover;
 pub mod gtid;
 pub mod health;
 pub mod ids;

@@ -1,0 +1,11 @@
+//! The failover decisions (DESIGN §3, §5): is the primary really dead, may we fail over
+//! now, which replica to promote, and the persisted step machine a new leader resumes.
+//! All pure: the orchestrator gathers the facts and executes the steps.
+
+mod candidate;
+mod journal;
+mod verify;
+
+pub use candidate::{Candidate, CandidateRules, Refusal, choose};
+pub use journal::{Journal, Stage, Step};
+pub use verify::{BlockReason, Verdict, failover_blocked, verdict};

@@ -4,6 +4,7 @@
 //! gRPC API (status, "can you reach MySQL at X"). Fencing, salvage and promotion arrive
 //! with the orchestrator.
 
+mod actions;
 mod heartbeat;
 mod mysql;
 mod probe;
@@ -80,7 +81,26 @@ pub async fn run(
     let (snap_tx, snap_rx) = watch::channel(Arc::new(MysqlSnapshot::default()));
     let (mon_tx, mon_rx) = watch::channel(Vec::new());
 
+    let facts = Arc::new(std::sync::Mutex::new(probe::ServerFacts::default()));
+    let admin_opts = mysql::opts(
+        &config.mysql.host,
+        config.mysql.port,
+        &config.mysql.user,
+        &secrets.mysql_password,
+    );
+    let actions = Arc::new(actions::Actions {
+        opts: admin_opts,
+        host: config.mysql.host.clone(),
+        port: config.mysql.port,
+        admin_user: config.mysql.user.clone(),
+        admin_password: secrets.mysql_password.clone(),
+        repl_user: config.replication.user.clone(),
+        repl_password: secrets.replication_password.clone(),
+        facts: facts.clone(),
+        epoch: std::sync::atomic::AtomicU64::new(0),
+    });
     let probe = probe::ProbeSettings {
+        facts,
         opts: mysql::opts(
             &config.mysql.host,
             config.mysql.port,
@@ -144,6 +164,7 @@ pub async fn run(
         "altair-agent serving"
     );
     let service = service::AgentService {
+        actions,
         registration: wire,
         snapshots: snap_rx,
         mysql_user: config.mysql.user.clone(),

@@ -17,8 +17,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::mysql::{connect, field, rows};
 
+/// Facts about the local server that outlive it: where its binlog is (salvage reads the
+/// files after mysqld died) and its flavour.
+#[derive(Debug, Default)]
+pub struct ServerFacts {
+    pub binlog_basename: Option<String>,
+    pub flavor: Option<Flavor>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ProbeSettings {
+    pub facts: Arc<std::sync::Mutex<ServerFacts>>,
     pub opts: Opts,
     pub interval: Duration,
     pub timeout: Duration,
@@ -78,8 +87,14 @@ async fn probe_once(s: &ProbeSettings, conn: &mut Option<(Conn, Flavor)>) -> Mys
     };
     let flavor = *f;
     match tokio::time::timeout(s.timeout, collect(c, flavor)).await {
-        Ok(Ok(mut snap)) => {
+        Ok(Ok((mut snap, basename))) => {
             snap.observed_at_unix_ms = observed_at_unix_ms;
+            if let Ok(mut facts) = s.facts.lock() {
+                facts.flavor = Some(flavor);
+                if basename.is_some() {
+                    facts.binlog_basename = basename;
+                }
+            }
             snap
         }
         Ok(Err(e)) => {
@@ -120,23 +135,26 @@ async fn flavor(c: &mut Conn) -> Result<Flavor, String> {
     Ok(Flavor::from_version(&v.unwrap_or_default()))
 }
 
-async fn collect(c: &mut Conn, flavor: Flavor) -> Result<MysqlSnapshot, String> {
+async fn collect(c: &mut Conn, flavor: Flavor) -> Result<(MysqlSnapshot, Option<String>), String> {
     let (vars_sql, status_sql, replicas_sql) = match flavor {
         Flavor::MariaDb => (
             "SELECT @@version AS version, @@server_id AS server_id, @@read_only AS read_only, \
-             0 AS super_read_only, @@gtid_binlog_pos AS executed, @@gtid_slave_pos AS applied",
+             0 AS super_read_only, @@gtid_binlog_pos AS executed, @@gtid_slave_pos AS applied, \
+             @@log_bin_basename AS binlog_basename",
             "SHOW ALL SLAVES STATUS",
             "SHOW SLAVE HOSTS",
         ),
         Flavor::Mysql => (
             "SELECT @@version AS version, @@server_id AS server_id, @@read_only AS read_only, \
-             @@super_read_only AS super_read_only, @@gtid_executed AS executed, @@gtid_executed AS applied",
+             @@super_read_only AS super_read_only, @@gtid_executed AS executed, @@gtid_executed AS applied, \
+             @@log_bin_basename AS binlog_basename",
             "SHOW REPLICA STATUS",
             "SHOW REPLICAS",
         ),
     };
     let vars = rows(c, vars_sql).await?;
     let v = vars.first().ok_or("no answer to the variables query")?;
+    let basename = field(v, "binlog_basename").map(str::to_owned);
     let num = |name: &str| {
         field(v, name)
             .and_then(|x| x.parse::<u64>().ok())
@@ -206,7 +224,7 @@ async fn collect(c: &mut Conn, flavor: Flavor) -> Result<MysqlSnapshot, String> 
             }),
         })
         .collect();
-    Ok(snap)
+    Ok((snap, basename))
 }
 
 /// Holds a connection in `SELECT SLEEP(...)`; wakes the prober when it breaks.

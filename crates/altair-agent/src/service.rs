@@ -10,16 +10,16 @@ use mysql_async::prelude::Queryable;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
+use crate::actions::Actions;
 use crate::mysql::{connect, opts};
 
 pub struct AgentService {
+    pub actions: Arc<Actions>,
     pub registration: HostRegistration,
     pub snapshots: watch::Receiver<Arc<MysqlSnapshot>>,
     pub mysql_user: String,
     pub mysql_password: Secret,
 }
-
-const NOT_YET: &str = "this agent does not perform failover actions yet";
 
 #[tonic::async_trait]
 impl Agent for AgentService {
@@ -27,7 +27,7 @@ impl Agent for AgentService {
         Ok(Response::new(StatusResponse {
             registration: Some(self.registration.clone()),
             snapshot: Some(self.snapshots.borrow().as_ref().clone()),
-            epoch: 0,
+            epoch: self.actions.epoch(),
             self_fenced: false,
         }))
     }
@@ -92,43 +92,123 @@ impl Agent for AgentService {
         }))
     }
 
-    async fn fence(&self, _: Request<FenceRequest>) -> Result<Response<FenceResponse>, Status> {
-        Err(Status::unimplemented(NOT_YET))
+    async fn fence(
+        &self,
+        request: Request<FenceRequest>,
+    ) -> Result<Response<FenceResponse>, Status> {
+        let req = request.into_inner();
+        self.actions.check_epoch(req.epoch)?;
+        let (connections_killed, gtid_executed) = match FenceMode::try_from(req.mode) {
+            Ok(FenceMode::ReadOnly) => self.actions.fence_read_only().await?,
+            Ok(FenceMode::StopMysqld) => self.actions.stop_mysqld().await?,
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "mode {} is not a fence mode",
+                    req.mode
+                )));
+            }
+        };
+        tracing::warn!(epoch = req.epoch, failover_id = %req.failover_id, connections_killed, "mysqld fenced");
+        Ok(Response::new(FenceResponse {
+            connections_killed,
+            gtid_executed,
+        }))
     }
+
     async fn set_read_only(
         &self,
-        _: Request<SetReadOnlyRequest>,
+        request: Request<SetReadOnlyRequest>,
     ) -> Result<Response<SetReadOnlyResponse>, Status> {
-        Err(Status::unimplemented(NOT_YET))
+        let req = request.into_inner();
+        self.actions.check_epoch(req.epoch)?;
+        let read_only = self.actions.set_read_only(req.read_only).await?;
+        tracing::info!(epoch = req.epoch, read_only, "read_only set");
+        Ok(Response::new(SetReadOnlyResponse { read_only }))
     }
+
     async fn salvage_binlog(
         &self,
-        _: Request<SalvageBinlogRequest>,
+        request: Request<SalvageBinlogRequest>,
     ) -> Result<Response<SalvageBinlogResponse>, Status> {
-        Err(Status::unimplemented(NOT_YET))
+        let req = request.into_inner();
+        self.actions.check_epoch(req.epoch)?;
+        if req.after_gtid.is_empty() || req.after_gtid.contains(['\'', '"', ' ']) {
+            return Err(Status::invalid_argument(format!(
+                "after_gtid {:?} is not a GTID position",
+                req.after_gtid
+            )));
+        }
+        let (events, gtids, transaction_count) = self.actions.salvage(&req.after_gtid).await?;
+        tracing::warn!(epoch = req.epoch, failover_id = %req.failover_id, transaction_count, last = %gtids, "binlog salvaged");
+        Ok(Response::new(SalvageBinlogResponse {
+            events,
+            gtids,
+            transaction_count,
+        }))
     }
+
     async fn apply_salvage(
         &self,
-        _: Request<ApplySalvageRequest>,
+        request: Request<ApplySalvageRequest>,
     ) -> Result<Response<ApplySalvageResponse>, Status> {
-        Err(Status::unimplemented(NOT_YET))
+        let req = request.into_inner();
+        self.actions.check_epoch(req.epoch)?;
+        let gtid_executed = self.actions.apply_salvage(&req.events).await?;
+        tracing::warn!(epoch = req.epoch, failover_id = %req.failover_id, gtids = %req.gtids, "salvaged transactions applied");
+        Ok(Response::new(ApplySalvageResponse { gtid_executed }))
     }
+
     async fn catch_up(
         &self,
-        _: Request<CatchUpRequest>,
+        request: Request<CatchUpRequest>,
     ) -> Result<Response<CatchUpResponse>, Status> {
-        Err(Status::unimplemented(NOT_YET))
+        let req = request.into_inner();
+        self.actions.check_epoch(req.epoch)?;
+        if !(1..=600_000).contains(&req.timeout_ms) {
+            return Err(Status::invalid_argument(format!(
+                "timeout_ms {} is not 1..=600000",
+                req.timeout_ms
+            )));
+        }
+        if req.gtid.contains(['\'', '"']) {
+            return Err(Status::invalid_argument("gtid contains quotes"));
+        }
+        let (caught_up, gtid_executed) = self
+            .actions
+            .catch_up(&req.gtid, Duration::from_millis(u64::from(req.timeout_ms)))
+            .await?;
+        Ok(Response::new(CatchUpResponse {
+            caught_up,
+            gtid_executed,
+        }))
     }
+
     async fn promote(
         &self,
-        _: Request<PromoteRequest>,
+        request: Request<PromoteRequest>,
     ) -> Result<Response<PromoteResponse>, Status> {
-        Err(Status::unimplemented(NOT_YET))
+        let req = request.into_inner();
+        self.actions.check_epoch(req.epoch)?;
+        let gtid_executed = self.actions.promote().await?;
+        tracing::warn!(epoch = req.epoch, failover_id = %req.failover_id, gtid = %gtid_executed, "promoted to primary: writable");
+        Ok(Response::new(PromoteResponse { gtid_executed }))
     }
+
     async fn repoint(
         &self,
-        _: Request<RepointRequest>,
+        request: Request<RepointRequest>,
     ) -> Result<Response<RepointResponse>, Status> {
-        Err(Status::unimplemented(NOT_YET))
+        let req = request.into_inner();
+        self.actions.check_epoch(req.epoch)?;
+        let source = req
+            .source
+            .ok_or_else(|| Status::invalid_argument("source is required"))?;
+        let port = u16::try_from(source.port)
+            .map_err(|_| Status::invalid_argument("source.port is not 1..=65535"))?;
+        self.actions
+            .repoint(&source.host, port, req.use_current_pos)
+            .await?;
+        tracing::info!(epoch = req.epoch, source = %format!("{}:{}", source.host, port), "replication repointed");
+        Ok(Response::new(RepointResponse {}))
     }
 }

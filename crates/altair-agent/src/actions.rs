@@ -1,0 +1,473 @@
+//! Host-side actions the orchestrator asks for: fence, read-only, catch up, salvage,
+//! promote, repoint. Each is idempotent and checks the cluster epoch that authorised
+//! it: an action from an older epoch than the newest this agent has seen is refused, so
+//! a deposed orchestrator cannot act.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use altair_core::gtid::Flavor;
+use altair_svc::Secret;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+use tonic::Status;
+
+use crate::mysql::{connect, describe, field, rows};
+use crate::probe::ServerFacts;
+
+pub struct Actions {
+    pub opts: Opts,
+    pub host: String,
+    pub port: u16,
+    pub admin_user: String,
+    pub admin_password: Secret,
+    pub repl_user: String,
+    pub repl_password: Secret,
+    pub facts: Arc<Mutex<ServerFacts>>,
+    pub epoch: AtomicU64,
+}
+
+fn mysql_err(what: &str) -> impl Fn(mysql_async::Error) -> Status + '_ {
+    move |e| Status::unavailable(format!("{what}: {}", describe(&e)))
+}
+
+impl Actions {
+    /// Accepts `epoch` when it is not older than the newest seen; remembers it.
+    pub fn check_epoch(&self, epoch: u64) -> Result<(), Status> {
+        if epoch == 0 {
+            return Err(Status::invalid_argument("epoch is required (> 0)"));
+        }
+        let seen = self.epoch.fetch_max(epoch, Ordering::SeqCst);
+        if epoch < seen {
+            return Err(Status::failed_precondition(format!(
+                "epoch {epoch} is older than epoch {seen} already seen: refusing a stale orchestrator"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    fn flavor(&self) -> Flavor {
+        self.facts
+            .lock()
+            .ok()
+            .and_then(|f| f.flavor)
+            .unwrap_or(Flavor::MariaDb)
+    }
+
+    async fn conn(&self) -> Result<Conn, Status> {
+        connect(self.opts.clone(), Duration::from_secs(2))
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot connect to the local mysqld: {e}")))
+    }
+
+    async fn gtid_executed(&self, c: &mut Conn) -> Result<String, Status> {
+        let sql = match self.flavor() {
+            Flavor::MariaDb => "SELECT @@gtid_binlog_pos",
+            Flavor::Mysql => "SELECT @@gtid_executed",
+        };
+        let v: Option<String> = c.query_first(sql).await.map_err(mysql_err("read GTIDs"))?;
+        Ok(v.unwrap_or_default())
+    }
+
+    async fn set_read_only_on(&self, c: &mut Conn) -> Result<(), Status> {
+        c.query_drop("SET GLOBAL read_only=ON")
+            .await
+            .map_err(mysql_err("set read_only"))?;
+        if self.flavor() == Flavor::Mysql {
+            c.query_drop("SET GLOBAL super_read_only=ON")
+                .await
+                .map_err(mysql_err("set super_read_only"))?;
+        }
+        Ok(())
+    }
+
+    /// read_only=ON and kill every client connection but altair's own and replication.
+    /// A mysqld that is down is already fenced (it restarts read-only from its config).
+    pub async fn fence_read_only(&self) -> Result<(u32, String), Status> {
+        let mut c = match self.conn().await {
+            Ok(c) => c,
+            Err(_) => return Ok((0, String::new())),
+        };
+        self.set_read_only_on(&mut c).await?;
+        let list = rows(
+            &mut c,
+            "SELECT ID, USER, COMMAND FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()",
+        )
+        .await
+        .map_err(|e| Status::unavailable(format!("list connections: {e}")))?;
+        let mut killed = 0;
+        for r in &list {
+            let user = field(r, "USER").unwrap_or_default();
+            let command = field(r, "COMMAND").unwrap_or_default();
+            let internal = user == self.admin_user
+                || user == self.repl_user
+                || user == "system user"
+                || user == "event_scheduler"
+                || command.starts_with("Binlog Dump")
+                || command == "Daemon";
+            if internal {
+                continue;
+            }
+            if let Some(id) = field(r, "ID") {
+                // The connection may already be gone: not an error.
+                if c.query_drop(format!("KILL CONNECTION {id}")).await.is_ok() {
+                    killed += 1;
+                }
+            }
+        }
+        let gtid = self.gtid_executed(&mut c).await?;
+        Ok((killed, gtid))
+    }
+
+    pub async fn stop_mysqld(&self) -> Result<(u32, String), Status> {
+        let mut c = match self.conn().await {
+            Ok(c) => c,
+            Err(_) => return Ok((0, String::new())),
+        };
+        self.set_read_only_on(&mut c).await?;
+        let gtid = self.gtid_executed(&mut c).await?;
+        c.query_drop("SHUTDOWN")
+            .await
+            .map_err(mysql_err("shut mysqld down"))?;
+        Ok((0, gtid))
+    }
+
+    pub async fn set_read_only(&self, read_only: bool) -> Result<bool, Status> {
+        let mut c = self.conn().await?;
+        if read_only {
+            self.set_read_only_on(&mut c).await?;
+        } else {
+            if self.flavor() == Flavor::Mysql {
+                c.query_drop("SET GLOBAL super_read_only=OFF")
+                    .await
+                    .map_err(mysql_err("clear super_read_only"))?;
+            }
+            c.query_drop("SET GLOBAL read_only=OFF")
+                .await
+                .map_err(mysql_err("clear read_only"))?;
+        }
+        Ok(read_only)
+    }
+
+    /// Waits until the local replica applied `gtid` (or, when empty, all it received).
+    /// Replication is not stopped first: stopping discards unapplied relay logs.
+    pub async fn catch_up(&self, gtid: &str, timeout: Duration) -> Result<(bool, String), Status> {
+        let mut c = self.conn().await?;
+        let flavor = self.flavor();
+        let target = if gtid.is_empty() {
+            let status_sql = match flavor {
+                Flavor::MariaDb => "SHOW SLAVE STATUS",
+                Flavor::Mysql => "SHOW REPLICA STATUS",
+            };
+            let status = rows(&mut c, status_sql)
+                .await
+                .map_err(Status::unavailable)?;
+            let key = match flavor {
+                Flavor::MariaDb => "Gtid_IO_Pos",
+                Flavor::Mysql => "Retrieved_Gtid_Set",
+            };
+            status
+                .first()
+                .and_then(|r| field(r, key))
+                .unwrap_or_default()
+                .to_owned()
+        } else {
+            gtid.to_owned()
+        };
+        if target.is_empty() {
+            let executed = self.gtid_executed(&mut c).await?;
+            return Ok((true, executed));
+        }
+        let secs = timeout.as_secs_f64();
+        let (sql, ok) = match flavor {
+            Flavor::MariaDb => ("SELECT MASTER_GTID_WAIT(?, ?)", 0i64),
+            Flavor::Mysql => ("SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?)", 0i64),
+        };
+        let bound = timeout + Duration::from_secs(2);
+        let waited: Option<i64> =
+            tokio::time::timeout(bound, c.exec_first(sql, (target.clone(), secs)))
+                .await
+                .map_err(|_| Status::deadline_exceeded("catch-up did not answer in time"))?
+                .map_err(mysql_err("wait for the relay log"))?;
+        let executed = self.gtid_executed(&mut c).await?;
+        Ok((waited == Some(ok), executed))
+    }
+
+    /// Stop and clear replication, make the server writable.
+    pub async fn promote(&self) -> Result<String, Status> {
+        let mut c = self.conn().await?;
+        let stmts: &[&str] = match self.flavor() {
+            Flavor::MariaDb => &["STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL read_only=OFF"],
+            Flavor::Mysql => &[
+                "STOP REPLICA",
+                "RESET REPLICA ALL",
+                "SET GLOBAL super_read_only=OFF",
+                "SET GLOBAL read_only=OFF",
+            ],
+        };
+        for sql in stmts {
+            c.query_drop(*sql).await.map_err(mysql_err(sql))?;
+        }
+        self.gtid_executed(&mut c).await
+    }
+
+    /// Replicate from `host:port` with GTID auto-positioning.
+    pub async fn repoint(
+        &self,
+        host: &str,
+        port: u16,
+        use_current_pos: bool,
+    ) -> Result<(), Status> {
+        if !altair_core::config::is_host(host) || port == 0 {
+            return Err(Status::invalid_argument(format!(
+                "source {host}:{port} is not a valid address"
+            )));
+        }
+        let mut c = self.conn().await?;
+        // CHANGE MASTER takes no placeholders: literals, escaped. The statement holds the
+        // password, so it is never logged and errors carry only the server's code.
+        let user = sql_literal(&self.repl_user);
+        let pw = sql_literal(self.repl_password.expose());
+        let (stop, change, start) = match self.flavor() {
+            Flavor::MariaDb => (
+                "STOP SLAVE",
+                format!(
+                    "CHANGE MASTER TO MASTER_HOST='{host}', MASTER_PORT={port}, MASTER_USER={user}, MASTER_PASSWORD={pw}, \
+                     MASTER_USE_GTID={}, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
+                    if use_current_pos {
+                        "current_pos"
+                    } else {
+                        "slave_pos"
+                    }
+                ),
+                "START SLAVE",
+            ),
+            Flavor::Mysql => (
+                "STOP REPLICA",
+                format!(
+                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST='{host}', SOURCE_PORT={port}, SOURCE_USER={user}, \
+                     SOURCE_PASSWORD={pw}, SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1"
+                ),
+                "START REPLICA",
+            ),
+        };
+        c.query_drop(stop)
+            .await
+            .map_err(mysql_err("stop replication"))?;
+        c.query_drop(change).await.map_err(|e| match e {
+            mysql_async::Error::Server(s) => {
+                Status::unavailable(format!("change source: server error {}", s.code))
+            }
+            other => Status::unavailable(format!("change source: {}", describe(&other))),
+        })?;
+        c.query_drop(start)
+            .await
+            .map_err(mysql_err("start replication"))?;
+        Ok(())
+    }
+
+    /// Reads the local binlog files and returns every transaction after `after`.
+    pub async fn salvage(&self, after: &str) -> Result<(Vec<u8>, String, u32), Status> {
+        let basename = self
+            .facts
+            .lock()
+            .ok()
+            .and_then(|f| f.binlog_basename.clone())
+            .ok_or_else(|| {
+                Status::failed_precondition(
+                    "the binlog location is unknown (mysqld was never probed)",
+                )
+            })?;
+        let index = format!("{basename}.index");
+        let listed = tokio::fs::read_to_string(&index)
+            .await
+            .map_err(|e| Status::failed_precondition(format!("read {index}: {e}")))?;
+        let dir = std::path::Path::new(&basename)
+            .parent()
+            .map(std::path::Path::to_owned)
+            .unwrap_or_default();
+        let files: Vec<PathBuf> = listed
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let p = PathBuf::from(l.trim());
+                if p.is_absolute() { p } else { dir.join(p) }
+            })
+            .collect();
+        if files.is_empty() {
+            return Ok((Vec::new(), String::new(), 0));
+        }
+        let (tool, args): (&str, Vec<String>) = match self.flavor() {
+            Flavor::MariaDb => ("mariadb-binlog", vec![format!("--start-position={after}")]),
+            Flavor::Mysql => ("mysqlbinlog", vec![format!("--exclude-gtids={after}")]),
+        };
+        let out = tokio::process::Command::new(tool)
+            .args(&args)
+            .args(&files)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(|e| Status::failed_precondition(format!("run {tool}: {e}")))?;
+        if !out.status.success() {
+            return Err(Status::internal(format!(
+                "{tool} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+            )));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let gtids: Vec<&str> = text.lines().filter_map(gtid_of_line).collect();
+        let count = gtids.len() as u32;
+        let last = gtids.last().map(|s| (*s).to_owned()).unwrap_or_default();
+        Ok((
+            if count == 0 { Vec::new() } else { out.stdout },
+            last,
+            count,
+        ))
+    }
+
+    /// Applies salvaged events (keeping their GTIDs) through the `mariadb` client, after
+    /// stopping replication (the relay log was drained by catch-up).
+    pub async fn apply_salvage(&self, events: &[u8]) -> Result<String, Status> {
+        let mut c = self.conn().await?;
+        let stop = match self.flavor() {
+            Flavor::MariaDb => "STOP SLAVE",
+            Flavor::Mysql => "STOP REPLICA",
+        };
+        c.query_drop(stop)
+            .await
+            .map_err(mysql_err("stop replication"))?;
+        if !events.is_empty() {
+            let defaults = tempfile_with(&format!(
+                "[client]\nuser={}\npassword={}\nhost={}\nport={}\nprotocol=tcp\n",
+                self.admin_user,
+                self.admin_password.expose(),
+                self.host,
+                self.port
+            ))
+            .map_err(|e| Status::internal(format!("write client options: {e}")))?;
+            let tool = match self.flavor() {
+                Flavor::MariaDb => "mariadb",
+                Flavor::Mysql => "mysql",
+            };
+            let mut child = tokio::process::Command::new(tool)
+                .arg(format!(
+                    "--defaults-extra-file={}",
+                    defaults.path().display()
+                ))
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|e| Status::failed_precondition(format!("run {tool}: {e}")))?;
+            if let Some(mut stdin) = child.stdin.take() {
+                use tokio::io::AsyncWriteExt;
+                stdin
+                    .write_all(events)
+                    .await
+                    .map_err(|e| Status::internal(format!("feed {tool}: {e}")))?;
+            }
+            let out = child
+                .wait_with_output()
+                .await
+                .map_err(|e| Status::internal(format!("wait for {tool}: {e}")))?;
+            if !out.status.success() {
+                return Err(Status::internal(format!(
+                    "applying salvaged events failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                )));
+            }
+        }
+        if self.flavor() == Flavor::MariaDb {
+            c.query_drop("SET GLOBAL gtid_slave_pos=@@gtid_binlog_pos")
+                .await
+                .map_err(mysql_err("align gtid_slave_pos"))?;
+        }
+        self.gtid_executed(&mut c).await
+    }
+}
+
+/// A single-quoted SQL string literal with quotes and backslashes escaped.
+fn sql_literal(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for ch in value.chars() {
+        match ch {
+            '\'' => out.push_str("\\'"),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// The GTID a line of binlog-tool output starts a transaction with: MariaDB prints
+/// `#... server id 1 ... <TAB>GTID 0-1-5 trans`, MySQL `SET @@SESSION.GTID_NEXT= 'uuid:5'`.
+fn gtid_of_line(line: &str) -> Option<&str> {
+    if line.starts_with('#') {
+        let mut tokens = line.split_whitespace();
+        tokens.find(|t| *t == "GTID")?;
+        return tokens
+            .next()
+            .filter(|g| g.starts_with(|c: char| c.is_ascii_digit()));
+    }
+    let rest = line.strip_prefix("SET @@SESSION.GTID_NEXT=")?;
+    let quoted = rest.trim_start().strip_prefix('\'')?;
+    let gtid = &quoted[..quoted.find('\'')?];
+    (gtid != "AUTOMATIC").then_some(gtid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gtid_of_line;
+
+    #[test]
+    fn literals_are_escaped() {
+        assert_eq!(super::sql_literal("a'b\\c"), "'a\\'b\\\\c'");
+        assert_eq!(super::sql_literal("plain"), "'plain'");
+    }
+
+    #[test]
+    fn finds_transaction_gtids_in_binlog_tool_output() {
+        assert_eq!(
+            gtid_of_line(
+                "#261127 19:22:12 server id 1  end_log_pos 598 CRC32 0xe66190b8 \tGTID 0-1-2 trans"
+            ),
+            Some("0-1-2")
+        );
+        assert_eq!(
+            gtid_of_line("/*!100001 SET @@SESSION.GTID_DOMAIN_ID=@@GLOBAL.GTID_DOMAIN_ID */;"),
+            None
+        );
+        assert_eq!(
+            gtid_of_line("SET @@SESSION.GTID_NEXT= '3e11fa47-71ca-11e1-9e33-c80aa9429562:5'/*!*/;"),
+            Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:5")
+        );
+        assert_eq!(
+            gtid_of_line("SET @@SESSION.GTID_NEXT= 'AUTOMATIC' /* added by mysqlbinlog */ /*!*/;"),
+            None
+        );
+    }
+}
+
+/// A 0600 temp file holding `text` (client options with the password: never argv).
+fn tempfile_with(text: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    let mut f = tempfile::NamedTempFile::new()?;
+    f.write_all(text.as_bytes())?;
+    f.flush()?;
+    Ok(f)
+}

@@ -430,6 +430,15 @@ fn gtid_of_line(line: &str) -> Option<&str> {
     (gtid != "AUTOMATIC").then_some(gtid)
 }
 
+/// A 0600 temp file holding `text` (client options with the password: never argv).
+fn tempfile_with(text: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    let mut f = tempfile::NamedTempFile::new()?;
+    f.write_all(text.as_bytes())?;
+    f.flush()?;
+    Ok(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::gtid_of_line;
@@ -461,13 +470,4 @@ mod tests {
             None
         );
     }
-}
-
-/// A 0600 temp file holding `text` (client options with the password: never argv).
-fn tempfile_with(text: &str) -> std::io::Result<tempfile::NamedTempFile> {
-    use std::io::Write;
-    let mut f = tempfile::NamedTempFile::new()?;
-    f.write_all(text.as_bytes())?;
-    f.flush()?;
-    Ok(f)
 }

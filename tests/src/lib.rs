@@ -125,6 +125,8 @@ pub mod world {
         pub zk: ZooKeeper,
         pub ctl_config: PathBuf,
         pub timing: FleetTiming,
+        pub dns: Option<altair_testkit::bind::Bind>,
+        pub net: Option<altair_testkit::netns::TestNet>,
     }
 
     impl World {
@@ -161,6 +163,8 @@ pub mod world {
                 zk,
                 ctl_config,
                 timing,
+                dns: None,
+                net: None,
             };
             world
                 .wait_until("every host healthy", Duration::from_secs(30), |s| {
@@ -173,6 +177,98 @@ pub mod world {
                 })
                 .await;
             world
+        }
+
+        /// Hosts in network namespaces (distinct addresses, so DNS can point at one), BIND
+        /// for `primary.c1`, agents, `monitors` monitors and `orchestrators` orchestrators
+        /// (with `env` for their processes). Needs root.
+        pub async fn start_ha(
+            hosts: usize,
+            monitors: usize,
+            orchestrators: usize,
+            block_period_s: u64,
+            env: &[(&str, &str)],
+        ) -> Self {
+            use altair_testkit::bind::{Bind, BindOptions, TSIG_KEY_NAME};
+            use altair_testkit::fleet::DnsTarget;
+            use altair_testkit::netns::TestNet;
+            let net = TestNet::create(hosts)
+                .await
+                .expect("host namespaces (run as root)");
+            let control = IpAddr::V4(net.gateway());
+            let zk = ZooKeeper::standalone(control)
+                .await
+                .expect("start ZooKeeper");
+            let cluster = MariaDbCluster::start_in(&net).await.expect("start MariaDB");
+            let mut records = vec![(format!("primary.{CLUSTER}"), net.host(0).ip)];
+            for h in &net.hosts()[1..] {
+                records.push((format!("replicas.{CLUSTER}"), h.ip));
+            }
+            let dns = Bind::start(BindOptions {
+                records,
+                ..BindOptions::default()
+            })
+            .await
+            .expect("start BIND");
+            let timing = FleetTiming::default();
+            let bin_dir = crate::bin("altair-agent")
+                .parent()
+                .expect("bin dir")
+                .to_owned();
+            let mut fleet = Fleet::start(
+                &bin_dir,
+                CLUSTER,
+                &cluster,
+                control,
+                zk.servers(),
+                monitors,
+                timing.clone(),
+            )
+            .expect("start agents and monitors");
+            let target = DnsTarget {
+                server: dns.addr(),
+                zone: dns.zone().to_owned(),
+                tsig_key_name: TSIG_KEY_NAME.into(),
+                tsig_secret_file: dns.tsig_secret_file().to_owned(),
+            };
+            for i in 0..orchestrators {
+                fleet
+                    .start_orchestrator(&format!("o{}", i + 1), &target, block_period_s, env)
+                    .expect("start orchestrator");
+            }
+            let ctl_config = fleet.ctl_config().expect("altairctl config");
+            let world = Self {
+                fleet,
+                cluster,
+                zk,
+                ctl_config,
+                timing,
+                dns: Some(dns),
+                net: Some(net),
+            };
+            world
+                .wait_until("every host healthy", Duration::from_secs(30), |s| {
+                    s.clusters.first().is_some_and(|c| {
+                        c.hosts.len() == hosts
+                            && c.hosts
+                                .iter()
+                                .all(|h| h.health.as_deref() == Some("healthy"))
+                    })
+                })
+                .await;
+            world
+        }
+
+        /// What the authoritative DNS server answers for `primary.c1` now.
+        pub async fn primary_dns(&self) -> Vec<std::net::Ipv4Addr> {
+            let dns = self.dns.as_ref().expect("world has DNS");
+            altair_dns::lookup_a(
+                dns.addr(),
+                &format!("primary.{CLUSTER}.{}", dns.zone()),
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap_or_default()
         }
 
         pub fn zk_config(&self) -> ZkConfig {

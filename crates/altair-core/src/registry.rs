@@ -42,6 +42,34 @@ pub struct HealthRecord {
     pub reason: String,
 }
 
+/// `<root>/clusters/<cluster>/state`: written by the orchestrator leader only, with a
+/// compare-and-set on the znode version inside a leadership-checked multi-op.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// Increases with every failover; every action carries it.
+    pub epoch: u64,
+    pub primary: Option<String>,
+    pub last_failover_ms: Option<u64>,
+    /// An operator acknowledged the last failover (`altairctl ack`): the block is lifted.
+    pub acknowledged: bool,
+    /// Why the last automatic failover was refused, if it was (shown by `altairctl status`).
+    pub failover_blocked: Option<String>,
+    /// Old primaries fenced by a failover that need an operator or a rejoin.
+    pub needs_rejoin: Vec<String>,
+}
+
+/// `<root>/clusters/<cluster>/history/<id>`: the audit record of one failover.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverAudit {
+    pub journal: crate::failover::Journal,
+    /// `succeeded`, `failed`, `refused`, `primary_alive`.
+    pub outcome: String,
+    pub new_primary: Option<String>,
+    pub finished_at_ms: u64,
+    pub total_ms: u64,
+    pub detail: String,
+}
+
 /// JSON encoding of a record.
 pub fn to_json<T: Serialize>(record: &T) -> Vec<u8> {
     serde_json::to_vec(record).unwrap_or_default()

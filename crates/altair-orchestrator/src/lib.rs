@@ -1,13 +1,33 @@
-//! altair-orchestrator (DESIGN §2, §5–7): several run, one is the leader; it verifies
-//! failures and runs failover, fencing, DNS publication and switchover. Today it loads
-//! and checks its configuration and secrets (including that the TSIG secret is a usable
-//! key) and serves the standard gRPC health service on `orchestrator.listen`.
+//! altair-orchestrator (DESIGN §2, §5–7): several run, one is elected leader in
+//! ZooKeeper and only it acts. The leader watches each cluster's primary; when its
+//! monitor reports it unreachable or mysql_down, the leader verifies (itself or any
+//! replica can still connect → no failover), then runs the journaled failover: new epoch,
+//! fence, choose, catch up, salvage, promote, repoint, publish DNS, record. Every write it
+//! makes is a multi-op checked against its election node.
+
+mod agents;
+mod ctx;
+mod failover;
+mod leader;
+mod service;
+mod view;
+
+use std::sync::{Arc, Mutex};
+
+use altair_core::registry::{MonitorRecord, to_json};
+use altair_zk::{SessionLoop, Zk, wait_session_end};
 
 use altair_core::config::{ConfigErrors, OrchestratorConfig, SecretSource};
 use altair_dns::TsigKey;
 use altair_svc::{Secret, SecretReader, bind_listener, serve_grpc};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
+
+fn set<T>(slot: &Arc<Mutex<Option<T>>>, value: Option<T>) {
+    if let Ok(mut s) = slot.lock() {
+        *s = value;
+    }
+}
 
 #[derive(Debug)]
 pub struct OrchestratorSecrets {
@@ -50,15 +70,104 @@ pub fn read_secrets(config: &OrchestratorConfig) -> Result<OrchestratorSecrets, 
 
 pub async fn run(
     config: OrchestratorConfig,
-    _secrets: OrchestratorSecrets,
+    secrets: OrchestratorSecrets,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let listen = config.orchestrator.listen;
+    let listener = bind_listener(listen)
+        .await
+        .with_context(|| format!("bind orchestrator.listen {listen}"))?;
     let o = &config.orchestrator;
-    let listener = bind_listener(o.listen)
-        .await
-        .with_context(|| format!("bind orchestrator.listen {}", o.listen))?;
-    tracing::info!(orchestrator = %o.id, listen = %o.listen, zone = %config.dns.zone, "altair-orchestrator serving");
-    serve_grpc(listener, |router| router, shutdown)
-        .await
-        .context("serve gRPC")
+    let dns = altair_dns::DnsClient::new(
+        config.dns.server,
+        &config.dns.zone,
+        secrets.tsig_key.clone(),
+    )
+    .context("set up the DNS client")?;
+    let me = MonitorRecord {
+        id: o.id.to_string(),
+        address: o.advertised_address(),
+    };
+    let session_slot: Arc<Mutex<Option<Zk>>> = Arc::new(Mutex::new(None));
+    let leader_slot: Arc<Mutex<Option<ctx::Ctx>>> = Arc::new(Mutex::new(None));
+    let config = Arc::new(config);
+    let secrets = Arc::new(secrets);
+    let sessions = SessionLoop {
+        config: config.zookeeper.clone(),
+        auth: secrets
+            .zookeeper_auth
+            .as_ref()
+            .map(|s| s.expose().to_owned()),
+        cancel: shutdown.clone(),
+    };
+    let (s_slot, l_slot, cancel, cfg, sec, me2) = (
+        session_slot.clone(),
+        leader_slot.clone(),
+        shutdown.clone(),
+        config.clone(),
+        secrets.clone(),
+        me.clone(),
+    );
+    tokio::spawn(sessions.run(move |zk| {
+        let (s_slot, l_slot, cancel, cfg, sec, me, dns) = (
+            s_slot.clone(),
+            l_slot.clone(),
+            cancel.clone(),
+            cfg.clone(),
+            sec.clone(),
+            me2.clone(),
+            dns.clone(),
+        );
+        async move {
+            zk.ensure_layout().await?;
+            set(&s_slot, Some(zk.clone()));
+            let node = zk
+                .create_candidate(&zk.layout().election_candidate_prefix(), &to_json(&me))
+                .await?;
+            let work = async {
+                leader::await_leadership(&zk, &node).await?;
+                let ctx = ctx::Ctx {
+                    zk: zk.clone(),
+                    guard: node.clone(),
+                    config: cfg,
+                    secrets: sec,
+                    dns,
+                };
+                set(&l_slot, Some(ctx.clone()));
+                leader::lead(ctx, me, cancel.clone()).await
+            };
+            let result = tokio::select! {
+                r = work => r,
+                s = wait_session_end(&zk) => {
+                    tracing::warn!(state = ?s, "ZooKeeper session ended: not leading any more");
+                    Ok(())
+                }
+                () = cancel.cancelled() => Ok(()),
+            };
+            set(&l_slot, None);
+            set(&s_slot, None);
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "stepped down");
+            }
+            // Leave the election: a new session starts a new candidacy.
+            let _ = zk.delete(&node).await;
+            result
+        }
+    }));
+    let admin = service::AdminService {
+        me: me.id.clone(),
+        session: session_slot,
+        leader: leader_slot,
+    };
+    tracing::info!(orchestrator = %config.orchestrator.id, listen = %config.orchestrator.listen, zone = %config.dns.zone, "altair-orchestrator serving");
+    serve_grpc(
+        listener,
+        |router| {
+            router
+                .add_service(altair_proto::v1::orchestrator_server::OrchestratorServer::new(admin))
+        },
+        shutdown,
+    )
+    .await
+    .context("serve gRPC")
 }

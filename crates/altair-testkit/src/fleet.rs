@@ -73,11 +73,23 @@ impl RunningService {
     }
 }
 
-/// Agents for every instance of a cluster, and monitors.
+/// Where the orchestrators publish the primary's DNS name.
+#[derive(Debug, Clone)]
+pub struct DnsTarget {
+    pub server: std::net::SocketAddr,
+    pub zone: String,
+    pub tsig_key_name: String,
+    pub tsig_secret_file: PathBuf,
+}
+
+/// Agents for every instance of a cluster, monitors and orchestrators.
 #[derive(Debug)]
 pub struct Fleet {
     pub agents: Vec<RunningService>,
     pub monitors: Vec<RunningService>,
+    pub orchestrators: Vec<RunningService>,
+    admin: (String, PathBuf),
+    repl: (String, PathBuf),
     bin_dir: PathBuf,
     control_ip: IpAddr,
     zk_servers: Vec<String>,
@@ -98,9 +110,13 @@ impl Fleet {
         timing: FleetTiming,
     ) -> Result<Self> {
         let dir = temp_dir("altair-fleet-")?;
+        let pw_dir = dir.path().to_owned();
         let mut fleet = Self {
             agents: Vec::new(),
             monitors: Vec::new(),
+            orchestrators: Vec::new(),
+            admin: (cluster.admin().user.clone(), pw_dir.join("mysql.password")),
+            repl: (cluster.repl().user.clone(), pw_dir.join("repl.password")),
             bin_dir: bin_dir.to_owned(),
             control_ip,
             zk_servers,
@@ -192,10 +208,65 @@ impl Fleet {
         Ok(())
     }
 
+    /// Starts an orchestrator `id`; `env` is passed to its process (test pause points).
+    pub fn start_orchestrator(
+        &mut self,
+        id: &str,
+        dns: &DnsTarget,
+        block_period_s: u64,
+        env: &[(&str, &str)],
+    ) -> Result<()> {
+        let port = reserve(self.control_ip)?;
+        let address = format!("{}:{}", self.control_ip, port.get());
+        let config = format!(
+            "[orchestrator]\nid = \"{id}\"\nlisten = \"{address}\"\nverify_timeout_ms = 1000\nfailover_block_period_s = {block_period_s}\n\
+             [mysql]\nuser = \"{au}\"\npassword_file = \"{ap}\"\n\
+             [replication]\nuser = \"{ru}\"\npassword_file = \"{rp}\"\n\
+             [dns]\nserver = \"{server}\"\nzone = \"{zone}\"\nttl_s = 1\ntsig_key_name = \"{key}\"\ntsig_secret_file = \"{secret}\"\n{zk}",
+            au = self.admin.0,
+            ap = self.admin.1.display(),
+            ru = self.repl.0,
+            rp = self.repl.1.display(),
+            server = dns.server,
+            zone = dns.zone,
+            key = dns.tsig_key_name,
+            secret = dns.tsig_secret_file.display(),
+            zk = self.zk_section(),
+        );
+        let cfg = self.write(&format!("orchestrator-{id}.toml"), &config)?;
+        let mut cmd = std::process::Command::new(self.bin("altair-orchestrator")?);
+        cmd.arg("--config").arg(&cfg).env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let proc = Proc::spawn(
+            format!("orchestrator {id}"),
+            &mut cmd,
+            &self.dir.path().join(format!("orchestrator-{id}.log")),
+        )?;
+        self.orchestrators.retain(|o| o.id != id);
+        self.orchestrators.push(RunningService {
+            id: id.to_owned(),
+            address,
+            config: cfg,
+            proc: Some(proc),
+            _port: Some(port),
+        });
+        Ok(())
+    }
+
     /// Writes an `altairctl` config for this fleet and returns its path.
     pub fn ctl_config(&self) -> Result<PathBuf> {
+        let orchestrators: Vec<&str> = if self.orchestrators.is_empty() {
+            vec!["127.0.0.1:1"]
+        } else {
+            self.orchestrators
+                .iter()
+                .map(|o| o.address.as_str())
+                .collect()
+        };
         let text = format!(
-            "orchestrators = [\"127.0.0.1:1\"]\ntimeout_ms = 3000\n{}",
+            "orchestrators = {orchestrators:?}\ntimeout_ms = 3000\n{}",
             self.zk_section()
         );
         self.write("altairctl.toml", &text)

@@ -30,6 +30,12 @@ pub enum ZkError {
     /// Retryable: the operation may or may not have happened.
     #[error("ZooKeeper connection lost during {op} {path}")]
     ConnectionLoss { op: &'static str, path: String },
+    /// A fenced write found its guard gone: this process is no longer the leader.
+    #[error("not the leader any more (election node {guard} is gone)")]
+    NotLeader { guard: String },
+    /// A fenced write's compare-and-set failed: someone else changed the state.
+    #[error("conflicting change: {detail}")]
+    Conflict { detail: String },
     #[error("ZooKeeper {op} {path} failed: {source}")]
     Op {
         op: &'static str,
@@ -61,6 +67,33 @@ impl ZkError {
 }
 
 pub type Result<T, E = ZkError> = std::result::Result<T, E>;
+
+/// One operation of a fenced multi-op write.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Create {
+        path: String,
+        data: Vec<u8>,
+    },
+    /// `version: None` = any version.
+    Set {
+        path: String,
+        data: Vec<u8>,
+        version: Option<i32>,
+    },
+    Delete {
+        path: String,
+        version: Option<i32>,
+    },
+}
+
+impl Op {
+    fn path(&self) -> &str {
+        match self {
+            Self::Create { path, .. } | Self::Set { path, .. } | Self::Delete { path, .. } => path,
+        }
+    }
+}
 
 /// One ZooKeeper session.
 #[derive(Debug, Clone)]
@@ -229,6 +262,96 @@ impl Zk {
             .list_and_watch_children(path)
             .await
             .map_err(|e| ZkError::from_op("watch", path, e))
+    }
+
+    /// A JSON record (see `altair_core::registry`); a missing node is `None`, a malformed
+    /// one is `None` too, with a warning naming it.
+    pub async fn get_record<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        path: &str,
+    ) -> Result<Option<T>> {
+        let Some(bytes) = self.get(path).await? else {
+            return Ok(None);
+        };
+        match altair_core::registry::from_json::<T>(what, &bytes) {
+            Ok(record) => Ok(Some(record)),
+            Err(e) => {
+                tracing::warn!(path = %path, error = %e, "ignoring a malformed record");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Data and version of `path`, or `None` when it does not exist.
+    pub async fn get_versioned(&self, path: &str) -> Result<Option<(Vec<u8>, i32)>> {
+        match self.client.get_data(path).await {
+            Ok((data, stat)) => Ok(Some((data, stat.version))),
+            Err(zk::Error::NoNode) => Ok(None),
+            Err(e) => Err(ZkError::from_op("get", path, e)),
+        }
+    }
+
+    /// Creates an ephemeral sequential node under `prefix` (an election candidate).
+    pub async fn create_candidate(&self, prefix: &str, data: &[u8]) -> Result<String> {
+        let options = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+        let (_, seq) = self
+            .client
+            .create(prefix, data, &options)
+            .await
+            .map_err(|e| ZkError::from_op("create", prefix, e))?;
+        Ok(format!("{prefix}{seq}"))
+    }
+
+    /// Whether `path` exists, and a watch that fires when that changes.
+    pub async fn exists_and_watch(&self, path: &str) -> Result<(bool, OneshotWatcher)> {
+        let (stat, watcher) = self
+            .client
+            .check_and_watch_stat(path)
+            .await
+            .map_err(|e| ZkError::from_op("watch", path, e))?;
+        Ok((stat.is_some(), watcher))
+    }
+
+    /// Applies `ops` atomically, and only while `guard` (the leader's election node)
+    /// exists: a deposed leader's write fails with `NotLeader`.
+    pub async fn fenced_write(&self, guard: &str, ops: &[Op]) -> Result<()> {
+        let mut w = self
+            .client
+            .new_check_writer(guard, None)
+            .map_err(|e| ZkError::from_op("multi", guard, e))?;
+        for op in ops {
+            let added = match op {
+                Op::Create { path, data } => w.add_create(path, data, &open()),
+                Op::Set {
+                    path,
+                    data,
+                    version,
+                } => w.add_set_data(path, data, *version),
+                Op::Delete { path, version } => w.add_delete(path, *version),
+            };
+            added.map_err(|e| ZkError::from_op("multi", op.path(), e))?;
+        }
+        match w.commit().await {
+            Ok(_) => Ok(()),
+            Err(zk::CheckWriteError::CheckFailed { .. }) => Err(ZkError::NotLeader {
+                guard: guard.to_owned(),
+            }),
+            Err(zk::CheckWriteError::OperationFailed { index, source }) => {
+                let path = ops.get(index).map_or("?", Op::path).to_owned();
+                match source {
+                    zk::Error::BadVersion | zk::Error::NodeExists | zk::Error::NoNode => {
+                        Err(ZkError::Conflict {
+                            detail: format!("{path}: {source}"),
+                        })
+                    }
+                    other => Err(ZkError::from_op("multi", &path, other)),
+                }
+            }
+            Err(zk::CheckWriteError::RequestFailed { source }) => {
+                Err(ZkError::from_op("multi", guard, source))
+            }
+        }
     }
 
     pub async fn delete(&self, path: &str) -> Result<()> {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use altair_core::config::ZkConfig;
-use altair_core::registry::{HealthRecord, HostRecord, MonitorRecord, from_json};
+use altair_core::registry::{HealthRecord, HostRecord, MonitorRecord};
 use altair_core::rendezvous;
 use altair_core::topology::{HostView, infer_roles};
 use altair_core::{ClusterName, HostName, Role};
@@ -113,14 +113,12 @@ pub async fn status(
     read.await.map_err(StatusError::Unreachable)
 }
 
-/// Reads and decodes a JSON record; a missing or malformed node is `None`.
 async fn read_record<T: for<'de> serde::Deserialize<'de>>(
     zk: &Zk,
     what: &str,
     path: &str,
 ) -> Result<Option<T>, String> {
-    let bytes = zk.get(path).await.map_err(|e| e.to_string())?;
-    Ok(bytes.and_then(|b| from_json::<T>(what, &b).ok()))
+    zk.get_record(what, path).await.map_err(|e| e.to_string())
 }
 
 async fn read_monitors(zk: &Zk) -> Result<Vec<MonitorRecord>, String> {

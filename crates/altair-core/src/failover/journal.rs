@@ -83,6 +83,9 @@ pub struct Journal {
     pub gtids_salvaged: String,
     pub gtids_lost: String,
     pub transactions_salvaged: u32,
+    /// What an operator should know (an agent that did not answer, a replica left out).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 impl Journal {
@@ -129,6 +132,7 @@ mod tests {
             gtids_salvaged: String::new(),
             gtids_lost: String::new(),
             transactions_salvaged: 0,
+            notes: Vec::new(),
         };
         j.advance(Step::Fence, 100, 130);
         assert_eq!(j.step, Step::Choose);

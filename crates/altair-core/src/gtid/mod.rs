@@ -121,6 +121,15 @@ impl GtidState {
         })
     }
 
+    /// Everything either has.
+    pub fn union(&self, other: &Self) -> Result<Self, GtidError> {
+        match (self, other) {
+            (Self::MariaDb(a), Self::MariaDb(b)) => Ok(Self::MariaDb(a.union(b))),
+            (Self::Mysql(a), Self::Mysql(b)) => Ok(Self::Mysql(a.union(b))),
+            _ => Err(self.mismatch(other)),
+        }
+    }
+
     /// How many transactions `self` has that `other` lacks.
     pub fn count_missing_from(&self, other: &Self) -> Result<u64, GtidError> {
         match (self, other) {

@@ -1,0 +1,373 @@
+//! Running a failover from its journal (DESIGN §5). Each step is idempotent; the journal
+//! is written after each one with a leadership-checked write, so a new leader resumes
+//! where the old one stopped and nothing is done twice or left half-done.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use altair_core::failover::{Candidate, CandidateRules, Journal, Step, choose};
+use altair_core::gtid::{Flavor, GtidState};
+use altair_core::registry::{ClusterState, FailoverAudit, to_json};
+use altair_proto::v1::*;
+use altair_zk::Op;
+
+use crate::agents::{agent, endpoint};
+use crate::ctx::{Ctx, now_ms};
+use crate::view::ClusterView;
+
+const AGENT_TIMEOUT: Duration = Duration::from_secs(3);
+const CATCH_UP_TIMEOUT_MS: u32 = 30_000;
+
+/// Runs `journal` to the end. An error leaves the journal at the failed step; the
+/// leader retries it on its next pass.
+pub async fn run(ctx: &Ctx, view: &ClusterView, mut journal: Journal) -> Result<(), String> {
+    while journal.step != Step::Done {
+        let step = journal.step;
+        let started = now_ms();
+        tracing::info!(cluster = %journal.cluster, failover_id = %journal.id, epoch = journal.epoch, step = step.as_str(), "failover step");
+        if step == Step::Record {
+            return record(ctx, view, journal, started).await;
+        }
+        execute(ctx, view, &mut journal, step)
+            .await
+            .map_err(|e| format!("step {}: {e}", step.as_str()))?;
+        journal.advance(step, started, now_ms());
+        ctx.write(&[Op::Set {
+            path: ctx.zk.layout().failover_journal(&view.name),
+            data: to_json(&journal),
+            version: None,
+        }])
+        .await
+        .map_err(|e| format!("journal step {}: {e}", step.as_str()))?;
+        pause_point(step).await;
+    }
+    Ok(())
+}
+
+/// Test-only: `ALTAIR_TEST_PAUSE_AFTER_STEP=fence` holds the failover after that step
+/// (for the "leader dies mid-failover" test). Never set in production.
+async fn pause_point(step: Step) {
+    if std::env::var("ALTAIR_TEST_PAUSE_AFTER_STEP").is_ok_and(|s| s == step.as_str()) {
+        tracing::warn!(
+            step = step.as_str(),
+            "test pause point: holding the failover for 120 s"
+        );
+        tokio::time::sleep(Duration::from_secs(120)).await;
+    }
+}
+
+async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> Result<(), String> {
+    let old = view
+        .hosts
+        .get(&j.old_primary)
+        .ok_or("the old primary is not registered")?
+        .clone();
+    match step {
+        Step::Fence => {
+            let mode = match ctx.config.orchestrator.fence_mode {
+                altair_core::config::FenceMode::ReadOnly => FenceMode::ReadOnly,
+                altair_core::config::FenceMode::StopMysqld => FenceMode::StopMysqld,
+            };
+            match agent(&old.agent, AGENT_TIMEOUT).await {
+                Ok(mut a) => {
+                    let r = a
+                        .fence(FenceRequest { epoch: j.epoch, mode: mode as i32, failover_id: j.id.clone() })
+                        .await
+                        .map_err(|s| format!("fence through the agent of {}: {}", j.old_primary, s.message()))?
+                        .into_inner();
+                    j.notes.push(format!("{} fenced through its agent ({} client connections killed)", j.old_primary, r.connections_killed));
+                }
+                Err(e) => j.notes.push(format!(
+                    "{e}: fencing relies on verification (nobody can reach its mysqld) and its self-fencing bound"
+                )),
+            }
+            Ok(())
+        }
+        Step::Choose => {
+            let chosen = choose_candidate(view, j).await?;
+            j.notes.push(format!("candidate {chosen}"));
+            j.candidate = Some(chosen);
+            Ok(())
+        }
+        Step::CatchUp => {
+            let mut c = candidate_agent(view, j).await?;
+            let r = c
+                .catch_up(CatchUpRequest {
+                    epoch: j.epoch,
+                    gtid: String::new(),
+                    timeout_ms: CATCH_UP_TIMEOUT_MS,
+                })
+                .await
+                .map_err(|s| s.message().to_owned())?
+                .into_inner();
+            if r.caught_up {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the candidate did not apply its relay log within {CATCH_UP_TIMEOUT_MS} ms"
+                ))
+            }
+        }
+        Step::Salvage => salvage(view, j).await,
+        Step::Promote => {
+            let mut c = candidate_agent(view, j).await?;
+            c.promote(PromoteRequest {
+                epoch: j.epoch,
+                failover_id: j.id.clone(),
+            })
+            .await
+            .map_err(|s| s.message().to_owned())?;
+            Ok(())
+        }
+        Step::Repoint => {
+            let new = candidate_record(view, j)?;
+            let source = endpoint(&new.mysql).ok_or("bad candidate address")?;
+            for (name, h) in &view.hosts {
+                if *name == j.old_primary || Some(name) == j.candidate.as_ref() {
+                    continue;
+                }
+                let result = async {
+                    let mut a = agent(&h.agent, AGENT_TIMEOUT).await?;
+                    a.repoint(RepointRequest {
+                        epoch: j.epoch,
+                        source: Some(source.clone()),
+                        use_current_pos: false,
+                    })
+                    .await
+                    .map_err(|s| s.message().to_owned())
+                }
+                .await;
+                if let Err(e) = result {
+                    j.notes.push(format!("{name} not repointed: {e}"));
+                }
+            }
+            Ok(())
+        }
+        Step::Publish => publish(ctx, view, j).await,
+        Step::Record | Step::Done => Ok(()),
+    }
+}
+
+fn candidate_record<'a>(
+    view: &'a ClusterView,
+    j: &Journal,
+) -> Result<&'a altair_core::registry::HostRecord, String> {
+    let name = j.candidate.as_ref().ok_or("no candidate chosen")?;
+    view.hosts
+        .get(name)
+        .ok_or_else(|| format!("candidate {name} is not registered"))
+}
+
+async fn candidate_agent(
+    view: &ClusterView,
+    j: &Journal,
+) -> Result<agent_client::AgentClient<tonic::transport::Channel>, String> {
+    agent(&candidate_record(view, j)?.agent, AGENT_TIMEOUT).await
+}
+
+async fn choose_candidate(view: &ClusterView, j: &Journal) -> Result<String, String> {
+    let old = &view.hosts[&j.old_primary];
+    let mut candidates = Vec::new();
+    for (name, h) in view.hosts.iter().filter(|(n, _)| **n != j.old_primary) {
+        let status = match agent(&h.agent, AGENT_TIMEOUT).await {
+            Ok(mut a) => a
+                .status(StatusRequest {})
+                .await
+                .ok()
+                .map(tonic::Response::into_inner),
+            Err(_) => None,
+        };
+        let snap = status.and_then(|s| s.snapshot).filter(|s| s.reachable);
+        let flavor = match snap.as_ref().map(|s| s.flavor) {
+            Some(f) if f == altair_proto::v1::Flavor::Mysql as i32 => Flavor::Mysql,
+            _ => Flavor::MariaDb,
+        };
+        let received = snap
+            .as_ref()
+            .and_then(|s| {
+                let r = GtidState::parse(flavor, &s.gtid_received).ok()?;
+                let e = GtidState::parse(flavor, &s.gtid_executed).ok()?;
+                r.union(&e).ok()
+            })
+            .unwrap_or_else(|| GtidState::empty(flavor));
+        candidates.push(Candidate {
+            name: name.clone(),
+            healthy: snap.is_some(),
+            promotion_rule: h.promotion_rule,
+            datacenter: h.datacenter.clone(),
+            received,
+            lag_s: snap
+                .as_ref()
+                .and_then(|s| s.replication.as_ref())
+                .and_then(|r| r.seconds_behind),
+        });
+    }
+    let rules = CandidateRules {
+        // Lag behind a dead primary grows while it is dead; the relay-log catch-up
+        // bounds the real cost, so only a configured limit applies.
+        max_lag_s: u64::MAX / 2,
+        primary_datacenter: old.datacenter.clone(),
+    };
+    choose(&candidates, &rules).map_err(|e| e.to_string())
+}
+
+async fn salvage(view: &ClusterView, j: &mut Journal) -> Result<(), String> {
+    let old = &view.hosts[&j.old_primary];
+    let mut c = candidate_agent(view, j).await?;
+    // The candidate's position now (catch-up with no target returns it at once).
+    let pos = c
+        .catch_up(CatchUpRequest {
+            epoch: j.epoch,
+            gtid: String::new(),
+            timeout_ms: CATCH_UP_TIMEOUT_MS,
+        })
+        .await
+        .map_err(|s| s.message().to_owned())?
+        .into_inner()
+        .gtid_executed;
+    let mut old_agent = match agent(&old.agent, AGENT_TIMEOUT).await {
+        Ok(a) => a,
+        Err(e) => {
+            j.gtids_lost = "unknown: the old primary's host is unreachable".into();
+            j.notes.push(format!("no salvage: {e}"));
+            return Ok(());
+        }
+    };
+    if pos.is_empty() {
+        j.notes
+            .push("no salvage: the candidate reports no GTID position".into());
+        return Ok(());
+    }
+    let s = match old_agent
+        .salvage_binlog(SalvageBinlogRequest {
+            epoch: j.epoch,
+            after_gtid: pos.clone(),
+            failover_id: j.id.clone(),
+        })
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(st) => {
+            j.gtids_lost = format!("unknown: salvage failed: {}", st.message());
+            j.notes.push(format!(
+                "salvage from {} failed: {}",
+                j.old_primary,
+                st.message()
+            ));
+            return Ok(());
+        }
+    };
+    if s.transaction_count > 0 {
+        c.apply_salvage(ApplySalvageRequest {
+            epoch: j.epoch,
+            events: s.events,
+            gtids: s.gtids.clone(),
+            failover_id: j.id.clone(),
+        })
+        .await
+        .map_err(|st| format!("apply salvaged transactions: {}", st.message()))?;
+    }
+    j.transactions_salvaged = s.transaction_count;
+    j.gtids_salvaged = if s.transaction_count > 0 {
+        format!("after {pos} up to {}", s.gtids)
+    } else {
+        String::new()
+    };
+    Ok(())
+}
+
+fn ipv4(mysql: &str) -> Option<Ipv4Addr> {
+    mysql.rsplit_once(':')?.0.parse().ok()
+}
+
+async fn publish(ctx: &Ctx, view: &ClusterView, j: &mut Journal) -> Result<(), String> {
+    let new = candidate_record(view, j)?;
+    let new_ip = ipv4(&new.mysql).ok_or_else(|| format!("{} is not an IPv4 address", new.mysql))?;
+    let label = format!("primary.{}", view.name);
+    let current = ctx.dns.query_a(&label).await.map_err(|e| e.to_string())?;
+    if current != [new_ip] {
+        ctx.dns
+            .compare_and_swap_a(&label, &current, &[new_ip], ctx.config.dns.ttl_s)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    // Check with an uncached query that the server answers the new address.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if ctx.dns.query_a(&label).await.map_err(|e| e.to_string())? == [new_ip] {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("{label} does not answer {new_ip} after the update"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // replicas.<cluster>: every host but the old and the new primary.
+    let mut replicas: Vec<Ipv4Addr> = view
+        .hosts
+        .iter()
+        .filter(|(n, _)| **n != j.old_primary && Some(*n) != j.candidate.as_ref())
+        .filter_map(|(_, h)| ipv4(&h.mysql))
+        .collect();
+    replicas.sort_unstable();
+    let rlabel = format!("replicas.{}", view.name);
+    let current = ctx.dns.query_a(&rlabel).await.map_err(|e| e.to_string())?;
+    if current != replicas && !replicas.is_empty() {
+        let updated = ctx
+            .dns
+            .compare_and_swap_a(&rlabel, &current, &replicas, ctx.config.dns.ttl_s)
+            .await;
+        if let Err(e) = updated {
+            j.notes.push(format!("{rlabel} not updated: {e}"));
+        }
+    }
+    Ok(())
+}
+
+/// The last step: the new topology, the audit record and the end of the journal, in one
+/// leadership-checked write.
+async fn record(ctx: &Ctx, view: &ClusterView, mut j: Journal, started: u64) -> Result<(), String> {
+    let now = now_ms();
+    j.advance(Step::Record, started, now);
+    let state = ClusterState {
+        epoch: j.epoch,
+        primary: j.candidate.clone(),
+        last_failover_ms: Some(now),
+        acknowledged: false,
+        failover_blocked: None,
+        needs_rejoin: vec![j.old_primary.clone()],
+    };
+    let audit = FailoverAudit {
+        outcome: "succeeded".into(),
+        new_primary: j.candidate.clone(),
+        finished_at_ms: now,
+        total_ms: now.saturating_sub(j.started_at_ms),
+        detail: j.notes.join("; "),
+        journal: j.clone(),
+    };
+    let l = ctx.zk.layout();
+    ctx.write(&[
+        Op::Set {
+            path: l.cluster_state(&view.name),
+            data: to_json(&state),
+            version: None,
+        },
+        Op::Create {
+            path: l.history_entry(&view.name, &j.id),
+            data: to_json(&audit),
+        },
+        Op::Delete {
+            path: l.failover_journal(&view.name),
+            version: None,
+        },
+    ])
+    .await
+    .map_err(|e| format!("record: {e}"))?;
+    tracing::warn!(
+        cluster = %view.name, failover_id = %j.id, epoch = j.epoch,
+        old_primary = %j.old_primary, new_primary = ?j.candidate,
+        salvaged = j.transactions_salvaged, total_ms = audit.total_ms,
+        "failover complete"
+    );
+    Ok(())
+}

@@ -1,0 +1,331 @@
+//! Leader election and the leader's loop. Only the leader acts; it rebuilds everything
+//! from ZooKeeper on every pass, so a new leader needs no hand-over.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use altair_core::failover::{Journal, Stage, Step, Verdict, failover_blocked, verdict};
+use altair_core::health::Health;
+use altair_core::registry::{ClusterState, FailoverAudit, MonitorRecord, to_json};
+use altair_core::topology::{HostView, infer_roles};
+use altair_core::{ClusterName, HostName};
+use altair_proto::v1::{CheckReachabilityRequest, StatusRequest};
+use altair_zk::{Op, Zk, ZkError};
+use tokio_util::sync::CancellationToken;
+
+use crate::agents::{agent, endpoint, mysql_reachable};
+use crate::ctx::{Ctx, now_ms};
+use crate::failover;
+use crate::view::ClusterView;
+
+const PASS_EVERY: Duration = Duration::from_millis(100);
+
+/// Waits until this candidate node is the lowest in the election directory.
+pub async fn await_leadership(zk: &Zk, me: &str) -> Result<(), ZkError> {
+    let dir = zk.layout().election();
+    let my_name = me.rsplit('/').next().unwrap_or_default().to_owned();
+    loop {
+        let mut children = zk.children(&dir).await?;
+        children.sort();
+        let Some(pos) = children.iter().position(|c| *c == my_name) else {
+            return Err(ZkError::SessionExpired {
+                op: "election",
+                path: me.to_owned(),
+            });
+        };
+        if pos == 0 {
+            return Ok(());
+        }
+        let predecessor = format!("{dir}/{}", children[pos - 1]);
+        tracing::info!(watching = %predecessor, "following; waiting for the leader to go");
+        let (exists, watcher) = zk.exists_and_watch(&predecessor).await?;
+        if exists {
+            watcher.changed().await;
+        }
+    }
+}
+
+/// The leader's loop: until leadership or the session is lost.
+pub async fn lead(ctx: Ctx, me: MonitorRecord, cancel: CancellationToken) -> Result<(), ZkError> {
+    ctx.zk
+        .register_ephemeral(&ctx.zk.layout().leader(), &to_json(&me))
+        .await?;
+    tracing::warn!(orchestrator = %me.id, "elected leader");
+    let mut alive_seen: HashMap<String, u64> = HashMap::new();
+    loop {
+        let clusters = ctx.zk.children(&ctx.zk.layout().clusters()).await?;
+        for name in clusters {
+            let Ok(cluster) = ClusterName::new(name.clone()) else {
+                continue;
+            };
+            match pass(&ctx, &cluster, &mut alive_seen).await {
+                Ok(()) => {}
+                Err(e @ ZkError::NotLeader { .. }) | Err(e @ ZkError::SessionExpired { .. }) => {
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::warn!(cluster = %name, error = %e, "cluster pass failed; retrying")
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(PASS_EVERY) => {}
+            () = cancel.cancelled() => return Ok(()),
+        }
+    }
+}
+
+async fn pass(
+    ctx: &Ctx,
+    cluster: &ClusterName,
+    alive_seen: &mut HashMap<String, u64>,
+) -> Result<(), ZkError> {
+    let view = ClusterView::load(&ctx.zk, cluster).await?;
+    let Some((state, version)) = view.state.clone() else {
+        return bootstrap(ctx, &view).await;
+    };
+    if let Some(journal) = view.journal.clone() {
+        tracing::info!(cluster = %cluster, failover_id = %journal.id, step = journal.step.as_str(), "resuming failover from the journal");
+        if let Err(e) = failover::run(ctx, &view, journal).await {
+            tracing::error!(cluster = %cluster, error = %e, "failover step failed; will retry");
+        }
+        return Ok(());
+    }
+    let Some(primary) = state.primary.clone() else {
+        return Ok(());
+    };
+    let Some(health) = view.health.get(&primary) else {
+        return Ok(());
+    };
+    if !matches!(health.health, Health::Unreachable | Health::MysqlDown) {
+        return Ok(());
+    }
+    let now = now_ms();
+    let period = ctx.config.orchestrator.failover_block_period_s * 1000;
+    if let Some(block) = failover_blocked(now, state.last_failover_ms, state.acknowledged, period) {
+        if state.failover_blocked.is_none() {
+            tracing::error!(cluster = %cluster, primary = %primary, reason = %block, "automatic failover refused (anti-flapping)");
+            let mut s = state.clone();
+            s.failover_blocked = Some(format!("primary {primary} is {}: {block}", health.health));
+            let l = ctx.zk.layout();
+            ctx.write(&[Op::Set {
+                path: l.cluster_state(cluster),
+                data: to_json(&s),
+                version: Some(version),
+            }])
+            .await?;
+        }
+        return Ok(());
+    }
+    // Verify once per health transition of the primary.
+    if alive_seen.get(cluster.as_str()) == Some(&health.since_unix_ms) {
+        return Ok(());
+    }
+    let verify_started = now_ms();
+    match verify(ctx, &view, &primary).await {
+        Verdict::Alive { seen_by } => {
+            alive_seen.insert(cluster.to_string(), health.since_unix_ms);
+            tracing::warn!(cluster = %cluster, primary = %primary, seen_by = %seen_by, "primary reported {} but is reachable: no failover", health.health);
+            let audit = audit_only(
+                cluster,
+                &state,
+                &primary,
+                "primary_alive",
+                &format!("reachable from {seen_by}"),
+                verify_started,
+            );
+            let l = ctx.zk.layout();
+            ctx.write(&[Op::Create {
+                path: l.history_entry(cluster, &audit.journal.id),
+                data: to_json(&audit),
+            }])
+            .await?;
+            Ok(())
+        }
+        Verdict::Dead => {
+            let verified = now_ms();
+            let journal = Journal {
+                id: failover_id(),
+                cluster: cluster.to_string(),
+                epoch: state.epoch + 1,
+                old_primary: primary.clone(),
+                step: Step::Fence,
+                candidate: None,
+                trigger: format!("{primary} {}: {}", health.health, health.reason),
+                started_at_ms: health.since_unix_ms,
+                stages: vec![
+                    Stage {
+                        name: "detect".into(),
+                        started_at_ms: health.since_unix_ms,
+                        duration_ms: verify_started.saturating_sub(health.since_unix_ms),
+                        error: String::new(),
+                    },
+                    Stage {
+                        name: "verify".into(),
+                        started_at_ms: verify_started,
+                        duration_ms: verified - verify_started,
+                        error: String::new(),
+                    },
+                ],
+                gtids_salvaged: String::new(),
+                gtids_lost: String::new(),
+                transactions_salvaged: 0,
+                notes: Vec::new(),
+            };
+            let mut s = state.clone();
+            s.epoch = journal.epoch;
+            let l = ctx.zk.layout();
+            // Lock + new epoch: compare-and-set on the state, journal created with it.
+            ctx.write(&[
+                Op::Set {
+                    path: l.cluster_state(cluster),
+                    data: to_json(&s),
+                    version: Some(version),
+                },
+                Op::Create {
+                    path: l.failover_journal(cluster),
+                    data: to_json(&journal),
+                },
+            ])
+            .await?;
+            tracing::warn!(cluster = %cluster, failover_id = %journal.id, epoch = journal.epoch, old_primary = %primary, "primary verified down: failing over");
+            let view = ClusterView::load(&ctx.zk, cluster).await?;
+            if let Err(e) = failover::run(ctx, &view, journal).await {
+                tracing::error!(cluster = %cluster, error = %e, "failover step failed; will retry");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// DESIGN §3: alive if the orchestrator or any replica (through its agent) reaches it.
+async fn verify(ctx: &Ctx, view: &ClusterView, primary: &str) -> Verdict {
+    let Some(p) = view.hosts.get(primary) else {
+        return Verdict::Dead;
+    };
+    let timeout = Duration::from_millis(ctx.config.orchestrator.verify_timeout_ms);
+    let per_check = timeout.mul_f64(0.8);
+    let mine = mysql_reachable(
+        &p.mysql,
+        &ctx.config.mysql.user,
+        &ctx.secrets.mysql_password,
+        per_check,
+    );
+    let target = endpoint(&p.mysql);
+    let replicas = view
+        .hosts
+        .iter()
+        .filter(|(n, _)| n.as_str() != primary)
+        .map(|(n, h)| {
+            let (name, address, target) = (n.clone(), h.agent.clone(), target.clone());
+            async move {
+                let reached = async {
+                    let mut a = agent(&address, per_check).await.ok()?;
+                    let r = a
+                        .check_reachability(CheckReachabilityRequest {
+                            target,
+                            timeout_ms: per_check.as_millis() as u32,
+                        })
+                        .await
+                        .ok()?;
+                    Some(r.into_inner().reachable)
+                }
+                .await
+                .unwrap_or(false);
+                (name, reached)
+            }
+        });
+    let all = async { tokio::join!(mine, futures_util::future::join_all(replicas)) };
+    match tokio::time::timeout(timeout, all).await {
+        Ok((mine, checks)) => verdict(mine, &checks),
+        Err(_) => Verdict::Dead,
+    }
+}
+
+/// First pass over a cluster with no state: the primary is the one host that
+/// replicates from no one, as the agents report.
+async fn bootstrap(ctx: &Ctx, view: &ClusterView) -> Result<(), ZkError> {
+    let mut views = Vec::new();
+    for (name, h) in &view.hosts {
+        let Ok(host) = HostName::new(name.clone()) else {
+            continue;
+        };
+        let snap = match agent(&h.agent, Duration::from_secs(1)).await {
+            Ok(mut a) => a
+                .status(StatusRequest {})
+                .await
+                .ok()
+                .and_then(|r| r.into_inner().snapshot),
+            Err(_) => None,
+        };
+        let Some(snap) = snap else { continue };
+        views.push(HostView {
+            name: host,
+            mysql: h.mysql.clone(),
+            source: snap
+                .replication
+                .as_ref()
+                .and_then(|r| r.source.as_ref())
+                .map(|e| format!("{}:{}", e.host, e.port)),
+            reachable: snap.reachable && !snap.read_only,
+        });
+    }
+    let (primary, _) = infer_roles(&views);
+    let Some(primary) = primary else {
+        return Ok(());
+    };
+    let state = ClusterState {
+        epoch: 1,
+        primary: Some(primary.to_string()),
+        ..ClusterState::default()
+    };
+    ctx.write(&[Op::Create {
+        path: ctx.zk.layout().cluster_state(&view.name),
+        data: to_json(&state),
+    }])
+    .await?;
+    tracing::info!(cluster = %view.name, primary = %primary, "cluster state initialised (epoch 1)");
+    Ok(())
+}
+
+fn failover_id() -> String {
+    format!("{}-{:04x}", now_ms(), rand::random::<u16>())
+}
+
+fn audit_only(
+    cluster: &ClusterName,
+    state: &ClusterState,
+    primary: &str,
+    outcome: &str,
+    detail: &str,
+    started: u64,
+) -> FailoverAudit {
+    let now = now_ms();
+    FailoverAudit {
+        journal: Journal {
+            id: failover_id(),
+            cluster: cluster.to_string(),
+            epoch: state.epoch,
+            old_primary: primary.to_owned(),
+            step: Step::Done,
+            candidate: None,
+            trigger: outcome.to_owned(),
+            started_at_ms: started,
+            stages: vec![Stage {
+                name: "verify".into(),
+                started_at_ms: started,
+                duration_ms: now - started,
+                error: String::new(),
+            }],
+            gtids_salvaged: String::new(),
+            gtids_lost: String::new(),
+            transactions_salvaged: 0,
+            notes: Vec::new(),
+        },
+        outcome: outcome.to_owned(),
+        new_primary: None,
+        finished_at_ms: now,
+        total_ms: now - started,
+        detail: detail.to_owned(),
+    }
+}

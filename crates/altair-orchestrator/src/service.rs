@@ -1,0 +1,221 @@
+//! The admin API. Reads work on any orchestrator; actions go to the leader (a follower
+//! answers UNAVAILABLE naming the leader).
+
+use std::sync::{Arc, Mutex};
+
+use altair_core::ClusterName;
+use altair_core::registry::{ClusterState, FailoverAudit, MonitorRecord, from_json, to_json};
+use altair_proto::v1::orchestrator_server::Orchestrator;
+use altair_proto::v1::*;
+use altair_zk::{Op, Zk};
+use tonic::{Request, Response, Status};
+
+use crate::ctx::Ctx;
+
+pub struct AdminService {
+    pub me: String,
+    /// The current session (any role) and, when leading, the leader's context.
+    pub session: Arc<Mutex<Option<Zk>>>,
+    pub leader: Arc<Mutex<Option<Ctx>>>,
+}
+
+fn zk_err(e: altair_zk::ZkError) -> Status {
+    Status::unavailable(format!("ZooKeeper: {e}"))
+}
+
+impl AdminService {
+    fn zk(&self) -> Result<Zk, Status> {
+        self.session
+            .lock()
+            .ok()
+            .and_then(|z| z.clone())
+            .ok_or_else(|| Status::unavailable("this orchestrator has no ZooKeeper session"))
+    }
+
+    async fn leader_address(&self, zk: &Zk) -> String {
+        match zk.get(&zk.layout().leader()).await {
+            Ok(Some(b)) => from_json::<MonitorRecord>("leader", &b)
+                .map(|r| format!("{} at {}", r.id, r.address))
+                .unwrap_or_default(),
+            _ => "unknown".into(),
+        }
+    }
+
+    fn cluster(name: &str) -> Result<ClusterName, Status> {
+        ClusterName::new(name.to_owned())
+            .map_err(|e| Status::invalid_argument(format!("cluster: {e}")))
+    }
+}
+
+const LATER: &str = "not available yet: planned switchover, forced failover, rejoin and topology arrive with the operator-CLI work";
+
+#[tonic::async_trait]
+impl Orchestrator for AdminService {
+    async fn list_clusters(
+        &self,
+        _: Request<ListClustersRequest>,
+    ) -> Result<Response<ListClustersResponse>, Status> {
+        let zk = self.zk()?;
+        let l = zk.layout();
+        let mut clusters = Vec::new();
+        for name in zk.children(&l.clusters()).await.map_err(zk_err)? {
+            let Ok(c) = ClusterName::new(name.clone()) else {
+                continue;
+            };
+            let state = zk
+                .get(&l.cluster_state(&c))
+                .await
+                .map_err(zk_err)?
+                .and_then(|b| from_json::<ClusterState>("state", &b).ok())
+                .unwrap_or_default();
+            let in_progress = zk
+                .get(&l.failover_journal(&c))
+                .await
+                .map_err(zk_err)?
+                .and_then(|b| from_json::<altair_core::failover::Journal>("journal", &b).ok())
+                .map(|j| j.id)
+                .unwrap_or_default();
+            clusters.push(ClusterSummary {
+                name,
+                primary: state.primary.unwrap_or_default(),
+                epoch: state.epoch,
+                host_count: zk.children(&l.hosts(&c)).await.map_err(zk_err)?.len() as u32,
+                failover_blocked_reason: state.failover_blocked.unwrap_or_default(),
+                failover_in_progress: in_progress,
+            });
+        }
+        let leader = self.leader_address(&zk).await;
+        Ok(Response::new(ListClustersResponse {
+            clusters,
+            answered_by: self.me.clone(),
+            leader,
+        }))
+    }
+
+    async fn get_topology(
+        &self,
+        _: Request<GetTopologyRequest>,
+    ) -> Result<Response<Topology>, Status> {
+        Err(Status::unimplemented(LATER))
+    }
+
+    async fn switchover(
+        &self,
+        _: Request<SwitchoverRequest>,
+    ) -> Result<Response<FailoverRecord>, Status> {
+        Err(Status::unimplemented(LATER))
+    }
+
+    async fn failover(
+        &self,
+        _: Request<FailoverRequest>,
+    ) -> Result<Response<FailoverRecord>, Status> {
+        Err(Status::unimplemented(LATER))
+    }
+
+    async fn history(
+        &self,
+        request: Request<HistoryRequest>,
+    ) -> Result<Response<HistoryResponse>, Status> {
+        let req = request.into_inner();
+        let c = Self::cluster(&req.cluster)?;
+        let zk = self.zk()?;
+        let l = zk.layout();
+        let mut ids = zk.children(&l.history(&c)).await.map_err(zk_err)?;
+        ids.sort();
+        ids.reverse();
+        let limit = if req.limit == 0 {
+            20
+        } else {
+            req.limit as usize
+        };
+        let mut records = Vec::new();
+        for id in ids.into_iter().take(limit) {
+            let Some(b) = zk.get(&l.history_entry(&c, &id)).await.map_err(zk_err)? else {
+                continue;
+            };
+            let Ok(a) = from_json::<FailoverAudit>("audit", &b) else {
+                continue;
+            };
+            records.push(to_record(&a));
+        }
+        Ok(Response::new(HistoryResponse { records }))
+    }
+
+    async fn acknowledge(
+        &self,
+        request: Request<AcknowledgeRequest>,
+    ) -> Result<Response<AcknowledgeResponse>, Status> {
+        let c = Self::cluster(&request.into_inner().cluster)?;
+        let ctx = self.leader.lock().ok().and_then(|l| l.clone());
+        let Some(ctx) = ctx else {
+            let zk = self.zk()?;
+            return Err(Status::unavailable(format!(
+                "not the leader; the leader is {}",
+                self.leader_address(&zk).await
+            )));
+        };
+        let l = ctx.zk.layout();
+        let (bytes, version) = ctx
+            .zk
+            .get_versioned(&l.cluster_state(&c))
+            .await
+            .map_err(zk_err)?
+            .ok_or_else(|| Status::not_found(format!("cluster {c} has no state yet")))?;
+        let mut state: ClusterState = from_json("state", &bytes).map_err(Status::internal)?;
+        state.acknowledged = true;
+        state.failover_blocked = None;
+        ctx.write(&[Op::Set {
+            path: l.cluster_state(&c),
+            data: to_json(&state),
+            version: Some(version),
+        }])
+        .await
+        .map_err(zk_err)?;
+        tracing::warn!(cluster = %c, "failover block acknowledged by an operator");
+        Ok(Response::new(AcknowledgeResponse {}))
+    }
+
+    async fn rejoin(&self, _: Request<RejoinRequest>) -> Result<Response<RejoinResponse>, Status> {
+        Err(Status::unimplemented(LATER))
+    }
+}
+
+fn to_record(a: &FailoverAudit) -> FailoverRecord {
+    let j = &a.journal;
+    let outcome = match a.outcome.as_str() {
+        "succeeded" => FailoverOutcome::Succeeded,
+        "primary_alive" => FailoverOutcome::PrimaryAlive,
+        "refused" => FailoverOutcome::Refused,
+        _ => FailoverOutcome::Failed,
+    };
+    FailoverRecord {
+        id: j.id.clone(),
+        cluster: j.cluster.clone(),
+        epoch: j.epoch,
+        kind: FailoverKind::Automatic as i32,
+        outcome: outcome as i32,
+        reason: format!(
+            "{}{}{}",
+            j.trigger,
+            if a.detail.is_empty() { "" } else { "; " },
+            a.detail
+        ),
+        old_primary: j.old_primary.clone(),
+        new_primary: a.new_primary.clone().unwrap_or_default(),
+        stages: j
+            .stages
+            .iter()
+            .map(|s| StageTiming {
+                name: s.name.clone(),
+                started_at_unix_ms: s.started_at_ms as i64,
+                duration_ms: s.duration_ms as u32,
+                error: s.error.clone(),
+            })
+            .collect(),
+        gtids_lost: j.gtids_lost.clone(),
+        gtids_salvaged: j.gtids_salvaged.clone(),
+        started_at_unix_ms: j.started_at_ms as i64,
+        total_ms: a.total_ms as u32,
+    }
+}

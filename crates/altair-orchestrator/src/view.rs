@@ -1,0 +1,67 @@
+//! A cluster as ZooKeeper records it: state, journal, hosts, published health.
+
+use std::collections::BTreeMap;
+
+use altair_core::failover::Journal;
+use altair_core::registry::{ClusterState, HealthRecord, HostRecord, from_json};
+use altair_core::{ClusterName, HostName};
+use altair_zk::{Zk, ZkError};
+
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    pub name: ClusterName,
+    /// The state and its znode version.
+    pub state: Option<(ClusterState, i32)>,
+    pub journal: Option<Journal>,
+    pub hosts: BTreeMap<String, HostRecord>,
+    pub health: BTreeMap<String, HealthRecord>,
+}
+
+impl ClusterView {
+    pub async fn load(zk: &Zk, name: &ClusterName) -> Result<Self, ZkError> {
+        let l = zk.layout();
+        let state = match zk.get_versioned(&l.cluster_state(name)).await? {
+            Some((bytes, version)) => match from_json::<ClusterState>("cluster state", &bytes) {
+                Ok(s) => Some((s, version)),
+                Err(e) => {
+                    tracing::error!(cluster = %name, error = %e, "cluster state is unreadable; not acting on this cluster");
+                    return Err(ZkError::Conflict { detail: e });
+                }
+            },
+            None => None,
+        };
+        let journal = match zk.get(&l.failover_journal(name)).await? {
+            Some(bytes) => Some(
+                from_json::<Journal>("failover journal", &bytes)
+                    .map_err(|detail| ZkError::Conflict { detail })?,
+            ),
+            None => None,
+        };
+        let mut hosts = BTreeMap::new();
+        let mut health = BTreeMap::new();
+        for host in zk.children(&l.hosts(name)).await? {
+            let Ok(h) = HostName::new(host.clone()) else {
+                continue;
+            };
+            if let Some(r) = zk
+                .get_record::<HostRecord>("host", &l.host(name, &h))
+                .await?
+            {
+                hosts.insert(host.clone(), r);
+            }
+            if let Some(r) = zk
+                .get_record::<HealthRecord>("health", &l.host_health(name, &h))
+                .await?
+            {
+                health.insert(host.clone(), r);
+            }
+        }
+        Ok(Self {
+            name: name.clone(),
+            state,
+            journal,
+            hosts,
+            health,
+        })
+    }
+}

@@ -185,3 +185,261 @@ async fn mysqld_crash_fails_over_with_zero_lost_writes() {
         "{err}"
     );
 }
+
+/// Waits until `primary.c1` answers an address other than `from`.
+async fn wait_dns_moved(w: &World, from: Ipv4Addr, timeout: Duration) -> (Ipv4Addr, Duration) {
+    let started = Instant::now();
+    loop {
+        let ips = w.primary_dns().await;
+        if let Some(ip) = ips.first().copied().filter(|ip| *ip != from) {
+            return (ip, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "primary.c1 still answers {from} after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn host_index(w: &World, ip: Ipv4Addr) -> usize {
+    w.net
+        .as_ref()
+        .expect("net")
+        .hosts()
+        .iter()
+        .position(|h| h.ip == ip)
+        .expect("a host of the cluster")
+}
+
+fn kill9(pid: u32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
+}
+
+fn ctl(w: &World, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(altair_e2e::bin("altairctl"))
+        .arg("--config")
+        .arg(&w.ctl_config)
+        .args(args)
+        .output()
+        .expect("altairctl")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_failure_within_the_block_period_waits_for_ack() {
+    let mut w = World::start_ha(3, 1, 1, 3600, &[]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let first = w.net.as_ref().expect("net").host(0).ip;
+    kill9(w.cluster.instance(0).pid().expect("pid"));
+    let (second, _) = wait_dns_moved(&w, first, Duration::from_secs(60)).await;
+    let i = host_index(&w, second);
+    w.cluster.instance_mut(i).kill();
+    // Refused, with the reason in status; the DNS name does not move.
+    w.wait_until("failover blocked", Duration::from_secs(30), |s| {
+        s.clusters[0].failover_blocked.is_some()
+    })
+    .await;
+    let out = ctl(&w, &["status", "c1"]);
+    assert!(
+        altair_e2e::stdout(&out).contains("AUTOMATIC FAILOVER BLOCKED"),
+        "{}",
+        altair_e2e::stdout(&out)
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        w.primary_dns().await,
+        vec![second],
+        "a second automatic failover happened within the block period"
+    );
+
+    let out = ctl(&w, &["ack", "c1"]);
+    assert!(
+        out.status.success(),
+        "ack failed: {}",
+        altair_e2e::stderr(&out)
+    );
+    let (third, took) = wait_dns_moved(&w, second, Duration::from_secs(60)).await;
+    eprintln!("after ack, failed over to {third} in {took:?}");
+    assert_ne!(third, first);
+
+    let out = ctl(&w, &["--json", "history", "c1"]);
+    assert!(out.status.success(), "{}", altair_e2e::stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&altair_e2e::stdout(&out)).expect("JSON");
+    let succeeded = json
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter(|r| r["outcome"] == "succeeded")
+        .count();
+    assert_eq!(succeeded, 2, "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_loss_fails_over_and_the_healed_old_primary_is_fenced() {
+    let w = World::start_ha(3, 2, 2, 3600, &[]).await;
+    let mut app = w.cluster.app_conn(0).await.expect("app");
+    app.query_drop("CREATE TABLE n (id INT PRIMARY KEY)")
+        .await
+        .expect("create");
+    drop(app);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let old_ip = w.net.as_ref().expect("net").host(0).ip;
+    w.net
+        .as_ref()
+        .expect("net")
+        .isolate(0)
+        .await
+        .expect("isolate the primary's host");
+    let (new_ip, took) = wait_dns_moved(&w, old_ip, Duration::from_secs(60)).await;
+    eprintln!(
+        "node loss: DNS moved {took:?} after isolating the primary (heartbeat {} ms)",
+        w.timing.heartbeat_ms
+    );
+
+    // The application user writes through the DNS name to the new primary.
+    let new = host_index(&w, new_ip);
+    let mut app = w
+        .cluster
+        .app_conn(new)
+        .await
+        .expect("app on the new primary");
+    app.query_drop("INSERT INTO n VALUES (1)")
+        .await
+        .expect("the new primary takes writes");
+
+    let out = ctl(&w, &["--json", "history", "c1"]);
+    let json: serde_json::Value = serde_json::from_str(&altair_e2e::stdout(&out)).expect("JSON");
+    assert_eq!(json[0]["outcome"], "succeeded", "{json}");
+    assert!(
+        json[0]["gtids_lost"]
+            .as_str()
+            .is_some_and(|s| s.contains("unreachable")),
+        "{json}"
+    );
+
+    // Healed: the old primary is fenced again and refuses the application user.
+    w.net.as_ref().expect("net").heal(0).await.expect("heal");
+    let healed = Instant::now();
+    loop {
+        let mut c = w
+            .cluster
+            .admin_conn(0)
+            .await
+            .expect("old primary reachable after healing");
+        let ro = altair_testkit::mariadb::sql::query_value(&mut c, "SELECT @@read_only")
+            .await
+            .expect("read_only");
+        if ro.as_deref() == Some("1") {
+            eprintln!(
+                "healed old primary fenced {:?} after healing",
+                healed.elapsed()
+            );
+            break;
+        }
+        assert!(
+            healed.elapsed() < Duration::from_secs(15),
+            "the healed old primary stayed writable"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut old = w.cluster.app_conn(0).await.expect("app on the old primary");
+    let err = old
+        .query_drop("INSERT INTO n VALUES (2)")
+        .await
+        .expect_err("old primary must refuse");
+    assert!(
+        matches!(err, mysql_async::Error::Server(ref e) if e.code == 1290),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_finishes_a_failover_its_predecessor_started() {
+    use altair_core::failover::{Journal, Step};
+    use altair_core::registry::{ClusterState, MonitorRecord};
+
+    // Every orchestrator holds the failover for 120 s right after fencing.
+    let mut w = World::start_ha(3, 1, 2, 3600, &[("ALTAIR_TEST_PAUSE_AFTER_STEP", "fence")]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let zk = altair_zk::Zk::connect(&w.zk_config(), None)
+        .await
+        .expect("zk");
+    let cluster = altair_core::ClusterName::new("c1").expect("name");
+    let l = zk.layout().clone();
+    let first = w.net.as_ref().expect("net").host(0).ip;
+    kill9(w.cluster.instance(0).pid().expect("pid"));
+
+    // Wait until the leader has fenced and journaled "choose" next, then kill it.
+    let started = Instant::now();
+    loop {
+        let j: Option<Journal> = zk
+            .get_record("journal", &l.failover_journal(&cluster))
+            .await
+            .expect("read journal");
+        if j.as_ref().is_some_and(|j| j.step == Step::Choose) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the failover never reached its pause point"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let leader: MonitorRecord = zk
+        .get_record("leader", &l.leader())
+        .await
+        .expect("read")
+        .expect("a leader");
+    let i = w
+        .fleet
+        .orchestrators
+        .iter()
+        .position(|o| o.id == leader.id)
+        .expect("leader runs");
+    w.fleet.orchestrators[i].kill();
+    eprintln!("killed leader {} mid-failover", leader.id);
+
+    let (new_ip, took) = wait_dns_moved(&w, first, Duration::from_secs(60)).await;
+    eprintln!(
+        "the new leader finished the failover to {new_ip}: DNS moved {took:?} after the kill of the leader's predecessor's primary"
+    );
+    let state: ClusterState = zk
+        .get_record("state", &l.cluster_state(&cluster))
+        .await
+        .expect("read")
+        .expect("state");
+    assert_eq!(state.epoch, 2, "the epoch must move exactly once");
+    assert!(
+        zk.get(&l.failover_journal(&cluster))
+            .await
+            .expect("read")
+            .is_none(),
+        "journal left behind"
+    );
+    let history = zk.children(&l.history(&cluster)).await.expect("history");
+    assert_eq!(history.len(), 1, "one failover, recorded once: {history:?}");
+    let audit: altair_core::registry::FailoverAudit = zk
+        .get_record("audit", &l.history_entry(&cluster, &history[0]))
+        .await
+        .expect("read")
+        .expect("audit");
+    let names: Vec<&str> = audit
+        .journal
+        .stages
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    for step in [
+        "fence", "choose", "catch_up", "salvage", "promote", "repoint", "publish",
+    ] {
+        assert_eq!(
+            names.iter().filter(|n| **n == step).count(),
+            1,
+            "{step} not done exactly once: {names:?}"
+        );
+    }
+}

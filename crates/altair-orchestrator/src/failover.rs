@@ -16,6 +16,7 @@ use crate::ctx::{Ctx, now_ms};
 use crate::view::ClusterView;
 
 const AGENT_TIMEOUT: Duration = Duration::from_secs(3);
+const SILENT_AGENT_TIMEOUT: Duration = Duration::from_millis(500);
 const CATCH_UP_TIMEOUT_MS: u32 = 30_000;
 
 /// Runs `journal` to the end. An error leaves the journal at the failed step; the
@@ -68,18 +69,44 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                 altair_core::config::FenceMode::ReadOnly => FenceMode::ReadOnly,
                 altair_core::config::FenceMode::StopMysqld => FenceMode::StopMysqld,
             };
-            match agent(&old.agent, AGENT_TIMEOUT).await {
+            // An agent its monitor already reports silent gets a short chance only.
+            let silent = view
+                .health
+                .get(&j.old_primary)
+                .is_some_and(|h| h.health == altair_core::health::Health::Unreachable);
+            let timeout = if silent {
+                SILENT_AGENT_TIMEOUT
+            } else {
+                AGENT_TIMEOUT
+            };
+            match agent(&old.agent, timeout).await {
                 Ok(mut a) => {
                     let r = a
-                        .fence(FenceRequest { epoch: j.epoch, mode: mode as i32, failover_id: j.id.clone() })
+                        .fence(FenceRequest {
+                            epoch: j.epoch,
+                            mode: mode as i32,
+                            failover_id: j.id.clone(),
+                        })
                         .await
-                        .map_err(|s| format!("fence through the agent of {}: {}", j.old_primary, s.message()))?
+                        .map_err(|s| {
+                            format!(
+                                "fence through the agent of {}: {}",
+                                j.old_primary,
+                                s.message()
+                            )
+                        })?
                         .into_inner();
-                    j.notes.push(format!("{} fenced through its agent ({} client connections killed)", j.old_primary, r.connections_killed));
+                    j.notes.push(format!(
+                        "{} fenced through its agent ({} client connections killed)",
+                        j.old_primary, r.connections_killed
+                    ));
                 }
-                Err(e) => j.notes.push(format!(
-                    "{e}: fencing relies on verification (nobody can reach its mysqld) and its self-fencing bound"
-                )),
+                Err(e) => {
+                    j.old_host_unreachable = true;
+                    j.notes.push(format!(
+                        "{e}: fencing relies on verification (nobody can reach its mysqld) and its self-fencing bound"
+                    ));
+                }
             }
             Ok(())
         }
@@ -225,6 +252,12 @@ async fn salvage(view: &ClusterView, j: &mut Journal) -> Result<(), String> {
         .map_err(|s| s.message().to_owned())?
         .into_inner()
         .gtid_executed;
+    if j.old_host_unreachable {
+        j.gtids_lost = "unknown: the old primary's host is unreachable".into();
+        j.notes
+            .push("no salvage: the old primary's host did not answer when fencing".into());
+        return Ok(());
+    }
     let mut old_agent = match agent(&old.agent, AGENT_TIMEOUT).await {
         Ok(a) => a,
         Err(e) => {

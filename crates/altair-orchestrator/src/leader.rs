@@ -91,6 +91,7 @@ async fn pass(
         }
         return Ok(());
     }
+    keep_old_primaries_fenced(&view, &state).await;
     let Some(primary) = state.primary.clone() else {
         return Ok(());
     };
@@ -171,6 +172,7 @@ async fn pass(
                 gtids_lost: String::new(),
                 transactions_salvaged: 0,
                 notes: Vec::new(),
+                old_host_unreachable: false,
             };
             let mut s = state.clone();
             s.epoch = journal.epoch;
@@ -194,6 +196,42 @@ async fn pass(
                 tracing::error!(cluster = %cluster, error = %e, "failover step failed; will retry");
             }
             Ok(())
+        }
+    }
+}
+
+/// A failed-over old primary whose host comes back (a healed partition, an operator
+/// restart) must never take writes on its own: if its mysqld is writable, fence it
+/// again with the current epoch. It stays out until it is rejoined.
+async fn keep_old_primaries_fenced(view: &ClusterView, state: &ClusterState) {
+    for name in &state.needs_rejoin {
+        let Some(h) = view.hosts.get(name) else {
+            continue;
+        };
+        let Ok(mut a) = agent(&h.agent, Duration::from_millis(500)).await else {
+            continue;
+        };
+        let Ok(status) = a.status(StatusRequest {}).await else {
+            continue;
+        };
+        let writable = status
+            .into_inner()
+            .snapshot
+            .is_some_and(|s| s.reachable && !s.read_only);
+        if writable {
+            let req = altair_proto::v1::FenceRequest {
+                epoch: state.epoch,
+                mode: altair_proto::v1::FenceMode::ReadOnly as i32,
+                failover_id: "recover-old-primary".into(),
+            };
+            match a.fence(req).await {
+                Ok(_) => {
+                    tracing::warn!(cluster = %view.name, host = %name, epoch = state.epoch, "old primary came back writable: fenced it again")
+                }
+                Err(e) => {
+                    tracing::error!(cluster = %view.name, host = %name, error = %e.message(), "old primary is writable and could not be fenced")
+                }
+            }
         }
     }
 }
@@ -321,6 +359,7 @@ fn audit_only(
             gtids_lost: String::new(),
             transactions_salvaged: 0,
             notes: Vec::new(),
+            old_host_unreachable: false,
         },
         outcome: outcome.to_owned(),
         new_primary: None,

@@ -1,5 +1,6 @@
 //! altairctl: the operator CLI. It talks to the orchestrators' gRPC API.
 
+pub mod admin;
 pub mod ping;
 pub mod status;
 

@@ -35,6 +35,17 @@ struct Cli {
 enum Command {
     /// Check that the configured orchestrators answer (gRPC health).
     Ping,
+    /// The failover audit trail of a cluster: per-stage times, old and new primary,
+    /// transactions salvaged or lost (newest first).
+    History {
+        cluster: String,
+        /// How many records.
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+    },
+    /// Acknowledge a cluster's last failover: lifts the anti-flapping block so a new
+    /// failure fails over automatically again.
+    Ack { cluster: String },
     /// Show clusters and their hosts: role, health, read_only, GTID position, lag.
     /// Needs the [zookeeper] section in the config.
     Status {
@@ -65,6 +76,38 @@ fn main() -> ExitCode {
     };
     let timeout = Duration::from_millis(config.timeout_ms);
     match cli.command {
+        Command::History { cluster, limit } => {
+            let r = runtime.block_on(altairctl::admin::history(
+                &config.orchestrators,
+                &cluster,
+                limit,
+                timeout,
+            ));
+            match r {
+                Ok(records) if cli.json => match print_json(&records) {
+                    Ok(()) => ExitCode::from(exit::OK),
+                    Err(code) => code,
+                },
+                Ok(records) => {
+                    print!("{}", altairctl::admin::render_history(&cluster, &records));
+                    ExitCode::from(exit::OK)
+                }
+                Err(e) => admin_failure("history", &e, &cli.config),
+            }
+        }
+        Command::Ack { cluster } => match runtime.block_on(altairctl::admin::acknowledge(
+            &config.orchestrators,
+            &cluster,
+            timeout,
+        )) {
+            Ok(()) => {
+                println!(
+                    "cluster {cluster}: failover block lifted; a new failure fails over automatically"
+                );
+                ExitCode::from(exit::OK)
+            }
+            Err(e) => admin_failure("ack", &e, &cli.config),
+        },
         Command::Status { cluster } => {
             let Some(zk) = &config.zookeeper else {
                 eprintln!(
@@ -143,6 +186,31 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<(), ExitCode> {
         Err(e) => {
             eprintln!("altairctl: cannot print JSON: {e}");
             Err(ExitCode::from(exit::FAILED))
+        }
+    }
+}
+
+fn admin_failure(
+    what: &str,
+    e: &altairctl::admin::AdminError,
+    config: &std::path::Path,
+) -> ExitCode {
+    use altairctl::admin::AdminError;
+    match e {
+        AdminError::Unreachable(detail) => {
+            eprintln!(
+                "altairctl: {what}: no orchestrator answered ({detail}); check that they run and that {} lists their addresses",
+                config.display()
+            );
+            ExitCode::from(exit::UNREACHABLE)
+        }
+        AdminError::Refused(status) if status.code() == tonic::Code::InvalidArgument => {
+            eprintln!("altairctl: {what}: {}", status.message());
+            ExitCode::from(exit::USAGE)
+        }
+        AdminError::Refused(status) => {
+            eprintln!("altairctl: {what}: {}", status.message());
+            ExitCode::from(exit::FAILED)
         }
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use altair_core::config::ZkConfig;
-use altair_core::registry::{HealthRecord, HostRecord, MonitorRecord};
+use altair_core::registry::{ClusterState, HealthRecord, HostRecord, MonitorRecord};
 use altair_core::rendezvous;
 use altair_core::topology::{HostView, infer_roles};
 use altair_core::{ClusterName, HostName, Role};
@@ -30,6 +30,15 @@ pub struct ClusterStatus {
     pub monitor: Option<String>,
     /// `monitor` (live) or `zookeeper` (published transitions only: the monitor did not answer).
     pub source: String,
+    /// The cluster epoch (increases with every failover); null before the orchestrator
+    /// recorded the cluster.
+    pub epoch: Option<u64>,
+    /// Why automatic failover is refused right now (anti-flapping), if it is.
+    pub failover_blocked: Option<String>,
+    /// Id of a failover in progress.
+    pub failover_in_progress: Option<String>,
+    /// Old primaries fenced by a failover, waiting for a rejoin.
+    pub needs_rejoin: Vec<String>,
     pub hosts: Vec<HostStatus>,
 }
 
@@ -245,9 +254,22 @@ async fn cluster_status(
             h.replicates_from = role.replicates_from.map(String::from);
         }
     }
+    let state: Option<ClusterState> =
+        read_record(zk, "cluster state", &layout.cluster_state(cluster)).await?;
+    let journal: Option<altair_core::failover::Journal> =
+        read_record(zk, "failover journal", &layout.failover_journal(cluster)).await?;
+    // The orchestrator's record of the primary wins over inference from replication.
+    let primary = state
+        .as_ref()
+        .and_then(|s| s.primary.clone())
+        .or(primary.map(String::from));
     Ok(ClusterStatus {
+        epoch: state.as_ref().map(|s| s.epoch),
+        failover_blocked: state.as_ref().and_then(|s| s.failover_blocked.clone()),
+        failover_in_progress: journal.map(|j| j.id),
+        needs_rejoin: state.map(|s| s.needs_rejoin).unwrap_or_default(),
         name: cluster.to_string(),
-        primary: primary.map(String::from),
+        primary,
         monitor: owner.map(|m| m.id.clone()),
         source: if live.is_some() {
             "monitor"
@@ -289,6 +311,22 @@ pub fn render(status: &Status) -> String {
             c.monitor.as_deref().unwrap_or("-"),
             c.source
         ));
+        if let Some(epoch) = c.epoch {
+            out.push_str(&format!("  epoch {epoch}"));
+            if let Some(f) = &c.failover_in_progress {
+                out.push_str(&format!("  failover in progress: {f}"));
+            }
+            if !c.needs_rejoin.is_empty() {
+                out.push_str(&format!("  needs rejoin: {}", c.needs_rejoin.join(", ")));
+            }
+            out.push('\n');
+        }
+        if let Some(b) = &c.failover_blocked {
+            out.push_str(&format!(
+                "  AUTOMATIC FAILOVER BLOCKED: {b}\n  (run `altairctl ack {}` to allow it)\n",
+                c.name
+            ));
+        }
         out.push_str(&format!(
             "  {:<12} {:<8} {:<19} {:<22} {:<9} {:<24} {}\n",
             "host", "role", "health", "mysql", "read_only", "gtid", "lag"

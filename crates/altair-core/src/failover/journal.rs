@@ -86,6 +86,10 @@ pub struct Journal {
     /// What an operator should know (an agent that did not answer, a replica left out).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The old primary's agent did not answer when fencing: its host is gone or cut off,
+    /// so later steps do not wait for it again.
+    #[serde(default)]
+    pub old_host_unreachable: bool,
 }
 
 impl Journal {
@@ -133,6 +137,7 @@ mod tests {
             gtids_lost: String::new(),
             transactions_salvaged: 0,
             notes: Vec::new(),
+            old_host_unreachable: false,
         };
         j.advance(Step::Fence, 100, 130);
         assert_eq!(j.step, Step::Choose);

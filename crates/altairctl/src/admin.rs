@@ -1,0 +1,187 @@
+//! Talking to the orchestrators: reads go to the first that answers, actions to the
+//! leader (a follower answers UNAVAILABLE and the next address is tried).
+
+use std::time::Duration;
+
+use altair_proto::v1::orchestrator_client::OrchestratorClient;
+use altair_proto::v1::*;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+/// Why no orchestrator could do it.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// No orchestrator answered at all (exit 3).
+    #[error("no orchestrator answered ({0})")]
+    Unreachable(String),
+    /// An orchestrator answered with a refusal (exit 1 or 2).
+    #[error("{0}")]
+    Refused(tonic::Status),
+}
+
+async fn client(address: &str, timeout: Duration) -> Result<OrchestratorClient<Channel>, String> {
+    let channel = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| format!("{address}: {e}"))?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .connect()
+        .await
+        .map_err(|e| format!("{address}: {e}"))?;
+    Ok(OrchestratorClient::new(channel))
+}
+
+/// Calls `f` on each orchestrator in turn until one gives an answer that is not
+/// UNAVAILABLE.
+async fn each<T, F, Fut>(
+    orchestrators: &[String],
+    timeout: Duration,
+    mut f: F,
+) -> Result<T, AdminError>
+where
+    F: FnMut(OrchestratorClient<Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let mut tried = Vec::new();
+    for address in orchestrators {
+        let c = match client(address, timeout).await {
+            Ok(c) => c,
+            Err(e) => {
+                tried.push(e);
+                continue;
+            }
+        };
+        match f(c).await {
+            Ok(r) => return Ok(r.into_inner()),
+            Err(s) if s.code() == tonic::Code::Unavailable => {
+                tried.push(format!("{address}: {}", s.message()))
+            }
+            Err(s) => return Err(AdminError::Refused(s)),
+        }
+    }
+    Err(AdminError::Unreachable(tried.join("; ")))
+}
+
+pub async fn history(
+    orchestrators: &[String],
+    cluster: &str,
+    limit: u32,
+    timeout: Duration,
+) -> Result<Vec<Audit>, AdminError> {
+    let resp = each(orchestrators, timeout, |mut c| {
+        let req = HistoryRequest {
+            cluster: cluster.to_owned(),
+            limit,
+        };
+        async move { c.history(req).await }
+    })
+    .await?;
+    Ok(resp.records.iter().map(Audit::from).collect())
+}
+
+pub async fn acknowledge(
+    orchestrators: &[String],
+    cluster: &str,
+    timeout: Duration,
+) -> Result<(), AdminError> {
+    each(orchestrators, timeout, |mut c| {
+        let req = AcknowledgeRequest {
+            cluster: cluster.to_owned(),
+        };
+        async move { c.acknowledge(req).await }
+    })
+    .await
+    .map(|_| ())
+}
+
+/// One failover audit record, as `altairctl history --json` prints it.
+#[derive(Debug, Serialize)]
+pub struct Audit {
+    pub id: String,
+    pub outcome: String,
+    pub epoch: u64,
+    pub old_primary: String,
+    pub new_primary: String,
+    pub started_at_unix_ms: i64,
+    pub total_ms: u32,
+    pub stages: Vec<AuditStage>,
+    pub gtids_salvaged: String,
+    pub gtids_lost: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuditStage {
+    pub name: String,
+    pub duration_ms: u32,
+    pub error: String,
+}
+
+impl From<&FailoverRecord> for Audit {
+    fn from(r: &FailoverRecord) -> Self {
+        let outcome = FailoverOutcome::try_from(r.outcome)
+            .map(|o| {
+                o.as_str_name()
+                    .trim_start_matches("FAILOVER_OUTCOME_")
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_else(|_| "unknown".into());
+        Self {
+            id: r.id.clone(),
+            outcome,
+            epoch: r.epoch,
+            old_primary: r.old_primary.clone(),
+            new_primary: r.new_primary.clone(),
+            started_at_unix_ms: r.started_at_unix_ms,
+            total_ms: r.total_ms,
+            stages: r
+                .stages
+                .iter()
+                .map(|s| AuditStage {
+                    name: s.name.clone(),
+                    duration_ms: s.duration_ms,
+                    error: s.error.clone(),
+                })
+                .collect(),
+            gtids_salvaged: r.gtids_salvaged.clone(),
+            gtids_lost: r.gtids_lost.clone(),
+            reason: r.reason.clone(),
+        }
+    }
+}
+
+/// The human report.
+pub fn render_history(cluster: &str, records: &[Audit]) -> String {
+    if records.is_empty() {
+        return format!("cluster {cluster}: no failover recorded\n");
+    }
+    let mut out = String::new();
+    for r in records {
+        out.push_str(&format!(
+            "failover {}  cluster {cluster}  epoch {}  outcome {}\n  {} -> {}  total {} ms\n",
+            r.id,
+            r.epoch,
+            r.outcome,
+            r.old_primary,
+            if r.new_primary.is_empty() {
+                "-"
+            } else {
+                &r.new_primary
+            },
+            r.total_ms
+        ));
+        for s in &r.stages {
+            out.push_str(&format!(
+                "    {:<10} {:>7} ms  {}\n",
+                s.name, s.duration_ms, s.error
+            ));
+        }
+        if !r.gtids_salvaged.is_empty() {
+            out.push_str(&format!("  salvaged: {}\n", r.gtids_salvaged));
+        }
+        if !r.gtids_lost.is_empty() {
+            out.push_str(&format!("  lost: {}\n", r.gtids_lost));
+        }
+        out.push_str(&format!("  {}\n", r.reason));
+    }
+    out
+}

@@ -53,13 +53,16 @@ sandbox-down:
 
 CTL := target/debug/altairctl --config $(SANDBOX_DIR)/altairctl.toml
 
-## demo: build, bring up the sandbox, show it working and detecting a crash, tear it down
+## demo: build, bring up the sandbox, kill the primary's mysqld, show the failover, tear down
 demo: deps build
 	$(SANDBOX) up
 	@{ $(SANDBOX) demo && \
 	   echo && echo "== altairctl status" && $(CTL) status && \
-	   echo && echo "== kill -9 the mysqld of replica db3" && $(SANDBOX) kill-mysqld db3 && sleep 1 && \
-	   echo && echo "== altairctl status, one second later" && $(CTL) status; }; \
+	   echo && echo "== kill -9 the mysqld of the primary, db1 (its host stays up)" && $(SANDBOX) kill-mysqld db1 && \
+	   $(SANDBOX) wait-failover && \
+	   echo && echo "== altairctl history c1: the failover report" && $(CTL) history c1 && \
+	   echo && echo "== altairctl status" && $(CTL) status && \
+	   echo && echo "== write through the DNS name again" && $(SANDBOX) demo; }; \
 	 rc=$$?; $(SANDBOX) down; exit $$rc
 
 clean: sandbox-down

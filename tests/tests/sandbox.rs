@@ -117,12 +117,22 @@ async fn sandbox_up_describes_real_components_and_down_leaves_nothing() {
         assert_eq!(h["health"], "healthy", "{h}");
     }
 
-    // The altairctl config it wrote is valid (no orchestrator runs yet: exit 3, not 2).
+    // Two orchestrators run, and the altairctl config it wrote reaches them.
+    assert_eq!(desc.orchestrators.len(), 2);
     let out = std::process::Command::new(bin("altairctl"))
-        .args(["--config", &desc.altairctl_config, "ping"])
+        .args(["--config", &desc.altairctl_config, "--json", "ping"])
         .output()
         .expect("altairctl");
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pings: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert!(
+        pings
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|p| p["serving"] == true),
+        "{pings}"
+    );
 
     // The demo step works against it.
     let out = sandbox(&dir, &["demo"]);

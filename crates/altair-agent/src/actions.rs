@@ -315,13 +315,19 @@ impl Actions {
             .await
             .map_err(|e| Status::failed_precondition(format!("run {tool}: {e}")))?;
         if !out.status.success() {
-            return Err(Status::internal(format!(
-                "{tool} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or_default()
-            )));
+            let err = String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .to_owned();
+            // MariaDB fails when the start position is the binlog's very last GTID:
+            // then there is simply nothing after it.
+            if self.flavor() == Flavor::MariaDb
+                && self.binlog_ends_at_or_before(after, &files).await
+            {
+                return Ok((Vec::new(), String::new(), 0));
+            }
+            return Err(Status::internal(format!("{tool} failed: {err}")));
         }
         let text = String::from_utf8_lossy(&out.stdout);
         let gtids: Vec<&str> = text.lines().filter_map(gtid_of_line).collect();
@@ -332,6 +338,38 @@ impl Actions {
             last,
             count,
         ))
+    }
+
+    /// True when every GTID in the binlog is already covered by `after` (MariaDB: the last
+    /// file's `Gtid list` holds the state before it, its GTID events the rest).
+    async fn binlog_ends_at_or_before(&self, after: &str, files: &[PathBuf]) -> bool {
+        use altair_core::gtid::{GtidState, MariaGtidPos};
+        let Some(last) = files.last() else {
+            return true;
+        };
+        let Ok(out) = tokio::process::Command::new("mariadb-binlog")
+            .arg(last)
+            .output()
+            .await
+        else {
+            return false;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut end = MariaGtidPos::default();
+        for line in text.lines() {
+            let found = line
+                .split_once("Gtid list [")
+                .and_then(|(_, r)| r.split_once(']'))
+                .map(|(l, _)| l)
+                .or_else(|| gtid_of_line(line));
+            if let Some(Ok(p)) = found.map(MariaGtidPos::parse) {
+                end = end.union(&p);
+            }
+        }
+        match GtidState::parse(Flavor::MariaDb, after) {
+            Ok(GtidState::MariaDb(a)) => a.contains(&end),
+            _ => false,
+        }
     }
 
     /// Applies salvaged events (keeping their GTIDs) through the `mariadb` client, after

@@ -29,9 +29,10 @@ pub struct SandboxOptions {
     pub hosts: usize,
     /// Put hosts in network namespaces; `None` = when root.
     pub namespaces: Option<bool>,
-    /// Where the altair binaries are; `None` = no agents or monitors.
+    /// Where the altair binaries are; `None` = no agents, monitors or orchestrators.
     pub bin_dir: Option<PathBuf>,
     pub monitors: usize,
+    pub orchestrators: usize,
 }
 
 impl SandboxOptions {
@@ -43,6 +44,7 @@ impl SandboxOptions {
             namespaces: None,
             bin_dir: None,
             monitors: 2,
+            orchestrators: 2,
         }
     }
 }
@@ -98,15 +100,27 @@ impl Sandbox {
         .await?;
         let orchestrator_ports = vec![reserve(control_ip)?, reserve(control_ip)?];
         let fleet = match &options.bin_dir {
-            Some(bin_dir) => Some(Fleet::start(
-                bin_dir,
-                &options.cluster,
-                &cluster,
-                control_ip,
-                zk.servers(),
-                options.monitors,
-                FleetTiming::default(),
-            )?),
+            Some(bin_dir) => {
+                let mut f = Fleet::start(
+                    bin_dir,
+                    &options.cluster,
+                    &cluster,
+                    control_ip,
+                    zk.servers(),
+                    options.monitors,
+                    FleetTiming::default(),
+                )?;
+                let target = crate::fleet::DnsTarget {
+                    server: dns.addr(),
+                    zone: ZONE.into(),
+                    tsig_key_name: TSIG_KEY_NAME.into(),
+                    tsig_secret_file: dns.tsig_secret_file().to_owned(),
+                };
+                for i in 0..options.orchestrators {
+                    f.start_orchestrator(&format!("o{}", i + 1), &target, 3600, &[])?;
+                }
+                Some(f)
+            }
             None => None,
         };
         if let Some(f) = &fleet {
@@ -229,13 +243,29 @@ impl Sandbox {
                     grpc: m.address.clone(),
                 })
                 .collect(),
-            orchestrators: Vec::new(),
-            planned_orchestrator_addresses: self
+            orchestrators: self
+                .fleet
+                .iter()
+                .flat_map(|f| &f.orchestrators)
+                .map(|o| ServiceDesc {
+                    id: o.id.clone(),
+                    pid: o.pid().unwrap_or(0),
+                    grpc: o.address.clone(),
+                })
+                .collect(),
+            planned_orchestrator_addresses: self.orchestrator_addresses(&orchestrator_ip),
+            altairctl_config: dir.join(CTL_CONFIG_FILE).display().to_string(),
+        }
+    }
+
+    fn orchestrator_addresses(&self, ip: &str) -> Vec<String> {
+        match self.fleet.as_ref().filter(|f| !f.orchestrators.is_empty()) {
+            Some(f) => f.orchestrators.iter().map(|o| o.address.clone()).collect(),
+            None => self
                 .orchestrator_ports
                 .iter()
-                .map(|p| format!("{orchestrator_ip}:{}", p.get()))
+                .map(|p| format!("{ip}:{}", p.get()))
                 .collect(),
-            altairctl_config: dir.join(CTL_CONFIG_FILE).display().to_string(),
         }
     }
 

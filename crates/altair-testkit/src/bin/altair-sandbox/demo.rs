@@ -58,7 +58,13 @@ pub(crate) async fn demo(dir: &Path) -> Result<(), String> {
 
         for h in c.hosts.iter().filter(|h| h.name != primary.name) {
             let started = Instant::now();
-            let mut admin = connect(h, &c.admin_user).await?;
+            let mut admin = match connect(h, &c.admin_user).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    println!("{}: mysqld unreachable ({e})", h.name);
+                    continue;
+                }
+            };
             let waited = query_value(
                 &mut admin,
                 &format!("SELECT MASTER_GTID_WAIT('{gtid}', 10)"),

@@ -54,6 +54,12 @@ enum Command {
         /// Host name, e.g. db3.
         host: String,
     },
+    /// Wait until the primary's DNS name answers another host (after a failover).
+    WaitFailover {
+        /// Seconds to wait.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
     /// Stop the sandbox and remove everything it made.
     Down,
 }
@@ -77,6 +83,8 @@ fn main() -> ExitCode {
         }
         Command::Demo => runtime().and_then(|rt| rt.block_on(demo::demo(&cli.dir))),
         Command::KillMysqld { host } => kill_mysqld(&cli.dir, &host),
+        Command::WaitFailover { timeout } => runtime()
+            .and_then(|rt| rt.block_on(wait_failover(&cli.dir, Duration::from_secs(timeout)))),
         Command::Down => runtime().and_then(|rt| rt.block_on(down(&cli.dir))),
     };
     match result {
@@ -252,6 +260,46 @@ fn new_session(cmd: &mut std::process::Command) {
             Ok(())
         });
     }
+}
+
+#[allow(clippy::print_stdout)]
+async fn wait_failover(dir: &Path, timeout: Duration) -> Result<(), String> {
+    let desc = status::running(dir)?;
+    let dns: std::net::SocketAddr = desc
+        .dns
+        .server
+        .parse()
+        .map_err(|e| format!("dns.server: {e}"))?;
+    for c in &desc.clusters {
+        let first = c
+            .hosts
+            .iter()
+            .find(|h| h.initial_role == "primary")
+            .and_then(|h| h.mysql.rsplit_once(':').map(|(ip, _)| ip.to_owned()))
+            .unwrap_or_default();
+        let started = Instant::now();
+        loop {
+            let ips = altair_dns::lookup_a(dns, &c.primary_dns, Duration::from_secs(1))
+                .await
+                .unwrap_or_default();
+            if let Some(ip) = ips.first().filter(|ip| ip.to_string() != first) {
+                println!(
+                    "{} now answers {ip} ({:.2} s after this wait began)",
+                    c.primary_dns,
+                    started.elapsed().as_secs_f64()
+                );
+                break;
+            }
+            if started.elapsed() > timeout {
+                return Err(format!(
+                    "{} still answers {first} after {timeout:?}",
+                    c.primary_dns
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(())
 }
 
 #[allow(clippy::print_stdout)]

@@ -111,7 +111,7 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
             Ok(())
         }
         Step::Choose => {
-            let chosen = choose_candidate(view, j).await?;
+            let chosen = choose_candidate(ctx, view, j).await?;
             j.notes.push(format!("candidate {chosen}"));
             j.candidate = Some(chosen);
             Ok(())
@@ -192,7 +192,7 @@ async fn candidate_agent(
     agent(&candidate_record(view, j)?.agent, AGENT_TIMEOUT).await
 }
 
-async fn choose_candidate(view: &ClusterView, j: &Journal) -> Result<String, String> {
+async fn choose_candidate(ctx: &Ctx, view: &ClusterView, j: &Journal) -> Result<String, String> {
     let old = &view.hosts[&j.old_primary];
     let mut candidates = Vec::new();
     for (name, h) in view.hosts.iter().filter(|(n, _)| **n != j.old_primary) {
@@ -229,10 +229,10 @@ async fn choose_candidate(view: &ClusterView, j: &Journal) -> Result<String, Str
                 .and_then(|r| r.seconds_behind),
         });
     }
+    // Seconds_Behind_Master is NULL once the IO thread lost the dead primary: the limit
+    // applies to replicas that still report a lag.
     let rules = CandidateRules {
-        // Lag behind a dead primary grows while it is dead; the relay-log catch-up
-        // bounds the real cost, so only a configured limit applies.
-        max_lag_s: u64::MAX / 2,
+        max_lag_s: ctx.config.orchestrator.max_candidate_lag_s,
         primary_datacenter: old.datacenter.clone(),
     };
     choose(&candidates, &rules).map_err(|e| e.to_string())

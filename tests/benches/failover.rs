@@ -1,0 +1,194 @@
+//! Failover figures (`make bench`, needs root for network namespaces): the mysqld-crash
+//! failover over 20 runs, p50 and p99 per stage and in total (kill -9 → the DNS name
+//! answers the new primary and it accepts the application user's write), and node loss
+//! (the primary's namespace isolated) with a 1 s heartbeat.
+
+#![allow(clippy::print_stdout)]
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use altair_core::registry::{FailoverAudit, HealthRecord};
+use altair_e2e::world::{CLUSTER, World};
+use mysql_async::prelude::Queryable;
+
+const CRASH_RUNS: usize = 20;
+const NODE_LOSS_RUNS: usize = 5;
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Kill → DNS moved → a write accepted by the new primary; returns the total.
+async fn until_writable(w: &World, old: Ipv4Addr, started: Instant) -> Duration {
+    loop {
+        let ips = w.primary_dns().await;
+        if let Some(ip) = ips.first().copied().filter(|ip| *ip != old) {
+            let app = w.cluster.app();
+            let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
+                .ip_or_hostname(ip.to_string())
+                .tcp_port(3306)
+                .user(Some(app.user.clone()))
+                .pass(Some(app.password.clone()))
+                .db_name(Some("app"))
+                .prefer_socket(false)
+                .into();
+            if let Ok(mut c) = mysql_async::Conn::new(opts).await {
+                if c.query_drop("INSERT INTO b VALUES (NULL)").await.is_ok() {
+                    return started.elapsed();
+                }
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no failover within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn audit(w: &World) -> (FailoverAudit, Option<HealthRecord>) {
+    let zk = altair_zk::Zk::connect(&w.zk_config(), None)
+        .await
+        .expect("zk");
+    let c = altair_core::ClusterName::new(CLUSTER).expect("name");
+    let l = zk.layout().clone();
+    let started = Instant::now();
+    loop {
+        let ids = zk.children(&l.history(&c)).await.expect("history");
+        if let Some(id) = ids.first() {
+            let a: FailoverAudit = zk
+                .get_record("audit", &l.history_entry(&c, id))
+                .await
+                .expect("read")
+                .expect("audit");
+            let h = altair_core::HostName::new(a.journal.old_primary.clone()).expect("name");
+            let health: Option<HealthRecord> = zk
+                .get_record("health", &l.host_health(&c, &h))
+                .await
+                .expect("read");
+            return (a, health);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no audit record"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn prepare() -> (World, Ipv4Addr) {
+    let w = World::start_ha(3, 1, 2, 3600, &[]).await;
+    let mut app = w.cluster.app_conn(0).await.expect("app");
+    app.query_drop("CREATE TABLE b (id BIGINT AUTO_INCREMENT PRIMARY KEY)")
+        .await
+        .expect("create");
+    drop(app);
+    // Let the leader record the cluster before the fault.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let old = w.net.as_ref().expect("net").host(0).ip;
+    (w, old)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut stages: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut totals = Vec::new();
+    for run in 0..CRASH_RUNS {
+        let (w, old) = prepare().await;
+        let pid = w.cluster.instance(0).pid().expect("pid");
+        let killed_unix = unix_ms();
+        let started = Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill");
+        let total = until_writable(&w, old, started).await;
+        let (a, health) = audit(&w).await;
+        if let Some(h) = health {
+            stages
+                .entry("detect (kill → mysql_down)".into())
+                .or_default()
+                .push(h.since_unix_ms.saturating_sub(killed_unix) as f64);
+        }
+        for s in &a.journal.stages {
+            let name = if s.name == "detect" {
+                "pickup (transition → verify)".to_owned()
+            } else {
+                s.name.clone()
+            };
+            stages.entry(name).or_default().push(s.duration_ms as f64);
+        }
+        totals.push(total.as_secs_f64() * 1000.0);
+        eprintln!(
+            "crash run {}/{CRASH_RUNS}: {:.0} ms",
+            run + 1,
+            total.as_secs_f64() * 1000.0
+        );
+    }
+    let mut node_loss = Vec::new();
+    for run in 0..NODE_LOSS_RUNS {
+        let (w, old) = prepare().await;
+        let started = Instant::now();
+        w.net
+            .as_ref()
+            .expect("net")
+            .isolate(0)
+            .await
+            .expect("isolate");
+        let total = until_writable(&w, old, started).await;
+        node_loss.push(total.as_secs_f64() * 1000.0);
+        eprintln!(
+            "node-loss run {}/{NODE_LOSS_RUNS}: {:.0} ms",
+            run + 1,
+            total.as_secs_f64() * 1000.0
+        );
+    }
+    println!(
+        "benchmark: mysqld kill -9 failover, {CRASH_RUNS} runs (3 hosts in namespaces, 1 s heartbeat, 200 ms probe)"
+    );
+    println!("{:<32} {:>9} {:>9}", "stage", "p50 ms", "p99 ms");
+    let order = [
+        "detect (kill → mysql_down)",
+        "pickup (transition → verify)",
+        "verify",
+        "fence",
+        "choose",
+        "catch_up",
+        "salvage",
+        "promote",
+        "repoint",
+        "publish",
+        "record",
+    ];
+    for name in order {
+        if let Some(v) = stages.get_mut(name) {
+            println!("{name:<32} {:>9.0} {:>9.0}", pct(v, 0.5), pct(v, 0.99));
+        }
+    }
+    println!(
+        "{:<32} {:>9.0} {:>9.0}",
+        "total (kill → DNS + write ok)",
+        pct(&mut totals, 0.5),
+        pct(&mut totals, 0.99)
+    );
+    println!();
+    println!(
+        "benchmark: node loss (primary's namespace isolated), {NODE_LOSS_RUNS} runs, 1 s heartbeat"
+    );
+    println!(
+        "{:<32} {:>9.0} {:>9.0}",
+        "total (isolate → DNS + write ok)",
+        pct(&mut node_loss, 0.5),
+        pct(&mut node_loss, 0.99)
+    );
+}

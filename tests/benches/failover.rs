@@ -41,10 +41,10 @@ async fn until_writable(w: &World, old: Ipv4Addr, started: Instant) -> Duration 
                 .db_name(Some("app"))
                 .prefer_socket(false)
                 .into();
-            if let Ok(mut c) = mysql_async::Conn::new(opts).await {
-                if c.query_drop("INSERT INTO b VALUES (NULL)").await.is_ok() {
-                    return started.elapsed();
-                }
+            if let Ok(mut c) = mysql_async::Conn::new(opts).await
+                && c.query_drop("INSERT INTO b VALUES (NULL)").await.is_ok()
+            {
+                return started.elapsed();
             }
         }
         assert!(

@@ -61,7 +61,7 @@ demo: deps build
 	   echo && echo "== kill -9 the mysqld of the primary, db1 (its host stays up)" && $(SANDBOX) kill-mysqld db1 && \
 	   $(SANDBOX) wait-failover && \
 	   echo && echo "== altairctl history c1: the failover report" && $(CTL) history c1 && \
-	   echo && echo "== altairctl status" && $(CTL) status && \
+	   sleep 1 && echo && echo "== altairctl status" && $(CTL) status && \
 	   echo && echo "== write through the DNS name again" && $(SANDBOX) demo; }; \
 	 rc=$$?; $(SANDBOX) down; exit $$rc
 

@@ -166,16 +166,7 @@ pub mod world {
                 dns: None,
                 net: None,
             };
-            world
-                .wait_until("every host healthy", Duration::from_secs(30), |s| {
-                    s.clusters.first().is_some_and(|c| {
-                        c.hosts.len() == hosts
-                            && c.hosts
-                                .iter()
-                                .all(|h| h.health.as_deref() == Some("healthy"))
-                    })
-                })
-                .await;
+            world.wait_all_healthy(hosts).await;
             world
         }
 
@@ -246,16 +237,7 @@ pub mod world {
                 dns: Some(dns),
                 net: Some(net),
             };
-            world
-                .wait_until("every host healthy", Duration::from_secs(30), |s| {
-                    s.clusters.first().is_some_and(|c| {
-                        c.hosts.len() == hosts
-                            && c.hosts
-                                .iter()
-                                .all(|h| h.health.as_deref() == Some("healthy"))
-                    })
-                })
-                .await;
+            world.wait_all_healthy(hosts).await;
             world
         }
 
@@ -269,6 +251,19 @@ pub mod world {
             )
             .await
             .unwrap_or_default()
+        }
+
+        /// Waits until `altairctl status` shows `hosts` hosts, all healthy.
+        pub async fn wait_all_healthy(&self, hosts: usize) {
+            self.wait_until("every host healthy", Duration::from_secs(30), |s| {
+                s.clusters.first().is_some_and(|c| {
+                    c.hosts.len() == hosts
+                        && c.hosts
+                            .iter()
+                            .all(|h| h.health.as_deref() == Some("healthy"))
+                })
+            })
+            .await;
         }
 
         pub fn zk_config(&self) -> ZkConfig {

@@ -145,35 +145,18 @@ async fn pass(
         }
         Verdict::Dead => {
             let verified = now_ms();
-            let journal = Journal {
-                id: failover_id(),
-                cluster: cluster.to_string(),
-                epoch: state.epoch + 1,
-                old_primary: primary.clone(),
-                step: Step::Fence,
-                candidate: None,
-                trigger: format!("{primary} {}: {}", health.health, health.reason),
-                started_at_ms: health.since_unix_ms,
-                stages: vec![
-                    Stage {
-                        name: "detect".into(),
-                        started_at_ms: health.since_unix_ms,
-                        duration_ms: verify_started.saturating_sub(health.since_unix_ms),
-                        error: String::new(),
-                    },
-                    Stage {
-                        name: "verify".into(),
-                        started_at_ms: verify_started,
-                        duration_ms: verified - verify_started,
-                        error: String::new(),
-                    },
+            let journal = Journal::new(
+                failover_id(),
+                cluster.to_string(),
+                state.epoch + 1,
+                primary.clone(),
+                format!("{primary} {}: {}", health.health, health.reason),
+                health.since_unix_ms,
+                vec![
+                    Stage::new("detect", health.since_unix_ms, verify_started),
+                    Stage::new("verify", verify_started, verified),
                 ],
-                gtids_salvaged: String::new(),
-                gtids_lost: String::new(),
-                transactions_salvaged: 0,
-                notes: Vec::new(),
-                old_host_unreachable: false,
-            };
+            );
             let mut s = state.clone();
             s.epoch = journal.epoch;
             let l = ctx.zk.layout();
@@ -340,26 +323,18 @@ fn audit_only(
 ) -> FailoverAudit {
     let now = now_ms();
     FailoverAudit {
-        journal: Journal {
-            id: failover_id(),
-            cluster: cluster.to_string(),
-            epoch: state.epoch,
-            old_primary: primary.to_owned(),
-            step: Step::Done,
-            candidate: None,
-            trigger: outcome.to_owned(),
-            started_at_ms: started,
-            stages: vec![Stage {
-                name: "verify".into(),
-                started_at_ms: started,
-                duration_ms: now - started,
-                error: String::new(),
-            }],
-            gtids_salvaged: String::new(),
-            gtids_lost: String::new(),
-            transactions_salvaged: 0,
-            notes: Vec::new(),
-            old_host_unreachable: false,
+        journal: {
+            let mut j = Journal::new(
+                failover_id(),
+                cluster.to_string(),
+                state.epoch,
+                primary.to_owned(),
+                outcome.to_owned(),
+                started,
+                vec![Stage::new("verify", started, now)],
+            );
+            j.step = Step::Done;
+            j
         },
         outcome: outcome.to_owned(),
         new_primary: None,

@@ -189,22 +189,9 @@ impl Fleet {
             hb = self.timing.heartbeat_ms,
             zk = self.zk_section(),
         );
-        let cfg = self.write(&format!("monitor-{id}.toml"), &config)?;
-        let mut cmd = std::process::Command::new(self.bin("altair-monitor")?);
-        cmd.arg("--config").arg(&cfg).env("RUST_LOG", "info");
-        let proc = Proc::spawn(
-            format!("monitor {id}"),
-            &mut cmd,
-            &self.dir.path().join(format!("monitor-{id}.log")),
-        )?;
+        let service = self.spawn("monitor", id, address, port, &config, &[])?;
         self.monitors.retain(|m| m.id != id);
-        self.monitors.push(RunningService {
-            id: id.to_owned(),
-            address,
-            config: cfg,
-            proc: Some(proc),
-            _port: Some(port),
-        });
+        self.monitors.push(service);
         Ok(())
     }
 
@@ -233,26 +220,41 @@ impl Fleet {
             secret = dns.tsig_secret_file.display(),
             zk = self.zk_section(),
         );
-        let cfg = self.write(&format!("orchestrator-{id}.toml"), &config)?;
-        let mut cmd = std::process::Command::new(self.bin("altair-orchestrator")?);
+        let service = self.spawn("orchestrator", id, address, port, &config, env)?;
+        self.orchestrators.retain(|o| o.id != id);
+        self.orchestrators.push(service);
+        Ok(())
+    }
+
+    /// Writes `kind-id.toml` and starts `altair-<kind>` with it.
+    fn spawn(
+        &self,
+        kind: &'static str,
+        id: &str,
+        address: String,
+        port: Port,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Result<RunningService> {
+        let cfg = self.write(&format!("{kind}-{id}.toml"), config)?;
+        let bin = match kind {
+            "monitor" => self.bin("altair-monitor")?,
+            _ => self.bin("altair-orchestrator")?,
+        };
+        let mut cmd = std::process::Command::new(bin);
         cmd.arg("--config").arg(&cfg).env("RUST_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let proc = Proc::spawn(
-            format!("orchestrator {id}"),
-            &mut cmd,
-            &self.dir.path().join(format!("orchestrator-{id}.log")),
-        )?;
-        self.orchestrators.retain(|o| o.id != id);
-        self.orchestrators.push(RunningService {
+        let log = self.dir.path().join(format!("{kind}-{id}.log"));
+        let proc = Proc::spawn(format!("{kind} {id}"), &mut cmd, &log)?;
+        Ok(RunningService {
             id: id.to_owned(),
             address,
             config: cfg,
             proc: Some(proc),
             _port: Some(port),
-        });
-        Ok(())
+        })
     }
 
     /// Writes an `altairctl` config for this fleet and returns its path.

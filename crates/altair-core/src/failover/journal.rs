@@ -64,6 +64,17 @@ pub struct Stage {
     pub error: String,
 }
 
+impl Stage {
+    pub fn new(name: &str, started_at_ms: u64, finished_at_ms: u64) -> Self {
+        Self {
+            name: name.into(),
+            started_at_ms,
+            duration_ms: finished_at_ms.saturating_sub(started_at_ms),
+            error: String::new(),
+        }
+    }
+}
+
 /// `<root>/clusters/<cluster>/failover`: the failover in progress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Journal {
@@ -93,14 +104,38 @@ pub struct Journal {
 }
 
 impl Journal {
+    /// A journal at the first step (`Fence`) with the stages that ran before it.
+    pub fn new(
+        id: String,
+        cluster: String,
+        epoch: u64,
+        old_primary: String,
+        trigger: String,
+        started_at_ms: u64,
+        stages: Vec<Stage>,
+    ) -> Self {
+        Self {
+            id,
+            cluster,
+            epoch,
+            old_primary,
+            step: Step::Fence,
+            candidate: None,
+            trigger,
+            started_at_ms,
+            stages,
+            gtids_salvaged: String::new(),
+            gtids_lost: String::new(),
+            transactions_salvaged: 0,
+            notes: Vec::new(),
+            old_host_unreachable: false,
+        }
+    }
+
     /// Records that `step` finished (with its timing) and moves to the next.
     pub fn advance(&mut self, step: Step, started_at_ms: u64, finished_at_ms: u64) {
-        self.stages.push(Stage {
-            name: step.as_str().into(),
-            started_at_ms,
-            duration_ms: finished_at_ms.saturating_sub(started_at_ms),
-            error: String::new(),
-        });
+        self.stages
+            .push(Stage::new(step.as_str(), started_at_ms, finished_at_ms));
         self.step = step.next();
     }
 }
@@ -123,22 +158,15 @@ mod tests {
 
     #[test]
     fn journal_round_trips_and_records_stages() {
-        let mut j = Journal {
-            id: "f1".into(),
-            cluster: "c1".into(),
-            epoch: 2,
-            old_primary: "db1".into(),
-            step: Step::Fence,
-            candidate: None,
-            trigger: "mysql_down".into(),
-            started_at_ms: 100,
-            stages: Vec::new(),
-            gtids_salvaged: String::new(),
-            gtids_lost: String::new(),
-            transactions_salvaged: 0,
-            notes: Vec::new(),
-            old_host_unreachable: false,
-        };
+        let mut j = Journal::new(
+            "f1".into(),
+            "c1".into(),
+            2,
+            "db1".into(),
+            "mysql_down".into(),
+            100,
+            Vec::new(),
+        );
         j.advance(Step::Fence, 100, 130);
         assert_eq!(j.step, Step::Choose);
         assert_eq!(j.stages[0].duration_ms, 30);

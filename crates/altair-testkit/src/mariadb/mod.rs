@@ -290,7 +290,7 @@ fn mysql_code(e: &mysql_async::Error) -> Option<u16> {
 }
 
 fn users_sql_text(admin: &Credentials, repl: &Credentials, app: &Credentials) -> String {
-    // Bootstrap runs with grant tables skipped: FLUSH PRIVILEGES first, or CREATE USER fails.
+    // Bootstrap runs without the grant tables loaded: FLUSH PRIVILEGES first, or CREATE USER fails.
     format!(
         "FLUSH PRIVILEGES;\n\
          CREATE USER '{au}'@'%' IDENTIFIED BY '{ap}';\n\

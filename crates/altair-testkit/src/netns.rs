@@ -149,6 +149,31 @@ impl TestNet {
         nft(ns, &rules).await
     }
 
+    /// Drops TCP traffic between host `i` and the given `(address, port)` services only
+    /// (both directions), e.g. to cut an agent from the monitors but not from ZooKeeper
+    /// or the orchestrators that share the root namespace's address. Replaces any earlier
+    /// fault of that host.
+    pub async fn block_services(&self, i: usize, services: &[(Ipv4Addr, u16)]) -> Result<()> {
+        let ns = &self.host(i).namespace;
+        let _ = nft(ns, &format!("delete table inet {FAULT_TABLE}")).await;
+        if services.is_empty() {
+            return Ok(());
+        }
+        let mut input = String::new();
+        let mut output = String::new();
+        for (ip, port) in services {
+            input.push_str(&format!("ip saddr {ip} tcp sport {port} drop; "));
+            output.push_str(&format!("ip daddr {ip} tcp dport {port} drop; "));
+        }
+        let rules = format!(
+            "table inet {FAULT_TABLE} {{
+               chain input {{ type filter hook input priority 0; policy accept; {input}}}
+               chain output {{ type filter hook output priority 0; policy accept; {output}}}
+             }}"
+        );
+        nft(ns, &rules).await
+    }
+
     /// Cuts host `i` from everyone (its link goes down).
     pub async fn isolate(&self, i: usize) -> Result<()> {
         ip(&["-n", &self.host(i).namespace, "link", "set", "eth0", "down"]).await

@@ -311,8 +311,21 @@ async fn node_loss_fails_over_and_the_healed_old_primary_is_fenced() {
         .await
         .expect("the new primary takes writes");
 
-    let out = ctl(&w, &["--json", "history", "c1"]);
-    let json: serde_json::Value = serde_json::from_str(&altair_e2e::stdout(&out)).expect("JSON");
+    // DNS moves in "publish"; the audit record is written by "record" right after.
+    let published = Instant::now();
+    let json = loop {
+        let out = ctl(&w, &["--json", "history", "c1"]);
+        let json: serde_json::Value =
+            serde_json::from_str(&altair_e2e::stdout(&out)).expect("JSON");
+        if json.as_array().is_some_and(|a| !a.is_empty()) {
+            break json;
+        }
+        assert!(
+            published.elapsed() < Duration::from_secs(10),
+            "no audit record after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(json[0]["outcome"], "succeeded", "{json}");
     assert!(
         json[0]["gtids_lost"]

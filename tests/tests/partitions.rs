@@ -165,3 +165,86 @@ async fn losing_zookeeper_entirely_never_fences_a_healthy_primary_nor_fails_over
     assert_eq!(epoch(&w).await, Some(1));
     assert_eq!(w.primary_dns().await, vec![primary_ip]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_4c_isolated_primary_fences_itself_before_the_new_primary_is_promoted() {
+    use altair_proto::v1::StatusRequest;
+    use altair_proto::v1::agent_client::AgentClient;
+
+    let (w, primary_ip, _) = start().await;
+    let net = w.net.as_ref().expect("net");
+    net.isolate(0).await.expect("isolate the primary's host");
+    let started = std::time::Instant::now();
+    loop {
+        let ips = w.primary_dns().await;
+        if ips.first().is_some_and(|ip| *ip != primary_ip) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no failover of an isolated primary"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "row 4c: DNS moved {:?} after isolating the primary",
+        started.elapsed()
+    );
+    let h = history(&w);
+    let record = h
+        .as_array()
+        .expect("records")
+        .iter()
+        .find(|r| r["outcome"] == "succeeded")
+        .expect("a failover")
+        .clone();
+    net.heal(0).await.expect("heal");
+    let mut agent = AgentClient::connect(format!("http://{}", w.fleet.agents[0].address))
+        .await
+        .expect("agent");
+    let status = agent
+        .status(StatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    assert!(
+        status.self_fenced,
+        "the isolated primary did not fence itself"
+    );
+    // The audit record keeps per-stage start times: promotion came after self-fencing.
+    let zk = altair_zk::Zk::connect(&w.zk_config(), None)
+        .await
+        .expect("zk");
+    let c = altair_core::ClusterName::new("c1").expect("name");
+    let id = record["id"].as_str().expect("id");
+    let audit: altair_core::registry::FailoverAudit = zk
+        .get_record("audit", &zk.layout().history_entry(&c, id))
+        .await
+        .expect("read")
+        .expect("audit");
+    let promote = audit
+        .journal
+        .stages
+        .iter()
+        .find(|s| s.name == "promote")
+        .expect("promote stage");
+    let fenced_at = status.self_fenced_at_unix_ms as u64;
+    eprintln!(
+        "self-fenced {} ms before promotion began",
+        promote.started_at_ms as i64 - fenced_at as i64
+    );
+    assert!(
+        fenced_at < promote.started_at_ms,
+        "promotion at {} began before self-fencing at {fenced_at}",
+        promote.started_at_ms
+    );
+    let mut admin = w
+        .cluster
+        .admin_conn(0)
+        .await
+        .expect("old primary reachable after healing");
+    let ro = altair_testkit::mariadb::sql::query_value(&mut admin, "SELECT @@read_only")
+        .await
+        .expect("read_only");
+    assert_eq!(ro.as_deref(), Some("1"));
+}

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
 pub struct Heartbeater {
+    pub contact: Arc<crate::selffence::Contact>,
     pub cluster: String,
     pub registration: HostRegistration,
     pub interval: Duration,
@@ -97,7 +98,11 @@ impl Heartbeater {
                 interval_ms: self.interval.as_millis() as u32,
             };
             let timeout = self.interval.min(Duration::from_secs(2));
-            match tokio::time::timeout(timeout, t.client.heartbeat(request)).await {
+            let answer = tokio::time::timeout(timeout, t.client.heartbeat(request)).await;
+            if let Ok(Ok(_)) = &answer {
+                self.contact.control_answered();
+            }
+            match answer {
                 Ok(Ok(resp)) if resp.get_ref().accepted => return,
                 Ok(Ok(resp)) => {
                     tracing::info!(monitor = %t.id, owner = %resp.get_ref().owner_address, "monitor does not own the cluster; re-resolving");

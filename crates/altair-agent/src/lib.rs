@@ -8,6 +8,7 @@ mod actions;
 mod heartbeat;
 mod mysql;
 mod probe;
+mod selffence;
 mod service;
 
 use std::sync::Arc;
@@ -51,6 +52,8 @@ fn registration(config: &AgentConfig) -> (HostRecord, HostRegistration) {
         mysql: mysql.clone(),
         agent: a.advertised_address(),
         promotion_rule: a.promotion_rule,
+        self_fence_after_ms: Some(a.self_fence_after()),
+        probe_interval_ms: Some(a.probe_interval_ms),
     };
     let wire = HostRegistration {
         id: Some(HostRef {
@@ -146,7 +149,17 @@ pub async fn run(
         }
     }));
 
+    let contact = Arc::new(selffence::Contact::new());
+    tokio::spawn(selffence::run(
+        contact.clone(),
+        snap_rx.clone(),
+        actions.clone(),
+        a.self_fence_after(),
+        Duration::from_millis(a.probe_interval_ms),
+        shutdown.clone(),
+    ));
     let heartbeater = heartbeat::Heartbeater {
+        contact: contact.clone(),
         cluster: a.cluster.to_string(),
         registration: wire.clone(),
         interval: Duration::from_millis(a.heartbeat_interval_ms),
@@ -164,6 +177,7 @@ pub async fn run(
         "altair-agent serving"
     );
     let service = service::AgentService {
+        contact,
         actions,
         registration: wire,
         snapshots: snap_rx,

@@ -14,6 +14,7 @@ use crate::actions::Actions;
 use crate::mysql::{connect, opts};
 
 pub struct AgentService {
+    pub contact: Arc<crate::selffence::Contact>,
     pub actions: Arc<Actions>,
     pub registration: HostRegistration,
     pub snapshots: watch::Receiver<Arc<MysqlSnapshot>>,
@@ -24,11 +25,16 @@ pub struct AgentService {
 #[tonic::async_trait]
 impl Agent for AgentService {
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let fenced_at = self
+            .contact
+            .fenced_at_ms
+            .load(std::sync::atomic::Ordering::SeqCst);
         Ok(Response::new(StatusResponse {
             registration: Some(self.registration.clone()),
             snapshot: Some(self.snapshots.borrow().as_ref().clone()),
             epoch: self.actions.epoch(),
-            self_fenced: false,
+            self_fenced: fenced_at > 0,
+            self_fenced_at_unix_ms: fenced_at as i64,
         }))
     }
 

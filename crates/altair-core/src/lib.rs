@@ -11,6 +11,7 @@ pub mod ids;
 pub mod observe;
 pub mod registry;
 pub mod rendezvous;
+pub mod selffence;
 pub mod topology;
 pub mod zkpath;
 

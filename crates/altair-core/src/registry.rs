@@ -17,6 +17,12 @@ pub struct HostRecord {
     /// `host:port` of the agent's gRPC API.
     pub agent: String,
     pub promotion_rule: PromotionRule,
+    /// The agent's self-fencing bound and probe interval (see `selffence`); absent from
+    /// agents that predate self-fencing.
+    #[serde(default)]
+    pub self_fence_after_ms: Option<u64>,
+    #[serde(default)]
+    pub probe_interval_ms: Option<u64>,
 }
 
 /// `<root>/monitors/<id>`: an ephemeral node per live monitor.
@@ -40,6 +46,9 @@ pub struct HealthRecord {
     pub monitor: String,
     /// Why, in words (the agent's probe error, the number of missed heartbeats).
     pub reason: String,
+    /// The last heartbeat the monitor received from the host (monitor clock).
+    #[serde(default)]
+    pub last_heartbeat_unix_ms: Option<u64>,
 }
 
 /// `<root>/clusters/<cluster>/state`: written by the orchestrator leader only, with a

@@ -148,7 +148,8 @@ impl State {
         };
         h.registration = Some(registration);
         h.snapshot = Some(snapshot);
-        transition.map(|t| published(&me, &cluster, &host, t, reason))
+        let last = Some(now_ms);
+        transition.map(|t| published(&me, &cluster, &host, t, reason, last))
     }
 
     /// Judges silence everywhere.
@@ -162,7 +163,8 @@ impl State {
                         "{misses} heartbeat(s) missed (interval {} ms)",
                         h.detector.interval_ms()
                     );
-                    out.push(published(&self.me, cluster, host, t, reason));
+                    let last = h.detector.heard_once().then(|| h.detector.last_heard_ms());
+                    out.push(published(&self.me, cluster, host, t, reason, last));
                 }
             }
         }
@@ -184,7 +186,14 @@ impl State {
     }
 }
 
-fn published(me: &str, cluster: &str, host: &str, t: Transition, reason: String) -> Published {
+fn published(
+    me: &str,
+    cluster: &str,
+    host: &str,
+    t: Transition,
+    reason: String,
+    last_heartbeat: Option<u64>,
+) -> Published {
     Published {
         cluster: cluster.to_owned(),
         host: host.to_owned(),
@@ -196,6 +205,7 @@ fn published(me: &str, cluster: &str, host: &str, t: Transition, reason: String)
             since_unix_ms: t.at_ms,
             monitor: me.to_owned(),
             reason,
+            last_heartbeat_unix_ms: last_heartbeat,
         },
     }
 }

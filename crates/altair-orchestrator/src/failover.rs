@@ -103,9 +103,16 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                 }
                 Err(e) => {
                     j.old_host_unreachable = true;
+                    let wait = self_fence_wait(view, j);
                     j.notes.push(format!(
-                        "{e}: fencing relies on verification (nobody can reach its mysqld) and its self-fencing bound"
+                        "{e}: relying on its self-fencing: promotion held until {} ms since the epoch",
+                        wait
                     ));
+                    let left = wait.saturating_sub(now_ms());
+                    if left > 0 {
+                        tracing::warn!(old_primary = %j.old_primary, wait_ms = left, "waiting for the old primary's self-fencing bound");
+                        tokio::time::sleep(Duration::from_millis(left)).await;
+                    }
                 }
             }
             Ok(())
@@ -172,6 +179,22 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
         }
         Step::Publish => publish(ctx, view, j).await,
         Step::Record | Step::Done => Ok(()),
+    }
+}
+
+/// When the isolated old primary has provably fenced itself: its last heartbeat (or, when
+/// unknown, the monitor's later transition time) + its declared bound + probe + margin.
+/// An agent that declares no bound gets a conservative 60 s.
+fn self_fence_wait(view: &ClusterView, j: &Journal) -> u64 {
+    let health = view.health.get(&j.old_primary);
+    let last = health
+        .and_then(|h| h.last_heartbeat_unix_ms)
+        .or(health.map(|h| h.since_unix_ms))
+        .unwrap_or_else(now_ms);
+    let host = view.hosts.get(&j.old_primary);
+    match host.and_then(|h| h.self_fence_after_ms.zip(h.probe_interval_ms)) {
+        Some((bound, probe)) => altair_core::selffence::earliest_promotion_ms(last, bound, probe),
+        None => last + 60_000,
     }
 }
 

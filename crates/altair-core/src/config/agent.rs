@@ -38,6 +38,9 @@ pub struct AgentSection {
     pub probe_timeout_ms: u64,
     #[serde(default = "default_heartbeat_interval_ms")]
     pub heartbeat_interval_ms: u64,
+    /// A writable primary whose agent hears no monitor and reaches no replica for this
+    /// long makes itself read-only. Default: 2 × heartbeat_interval_ms.
+    pub self_fence_after_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,6 +152,17 @@ impl Validate for AgentConfig {
                 )
             },
         );
+        p.check(
+            a.self_fence_after() >= 2 * a.heartbeat_interval_ms,
+            "agent.self_fence_after_ms",
+            || {
+                format!(
+                    "{} ms is less than twice agent.heartbeat_interval_ms ({} ms): one late heartbeat would make the primary read-only",
+                    a.self_fence_after(),
+                    a.heartbeat_interval_ms
+                )
+            },
+        );
         self.mysql.endpoint().validate("mysql", p);
         self.mysql.credentials().validate("mysql", p);
         check_ms(
@@ -163,6 +177,11 @@ impl Validate for AgentConfig {
 }
 
 impl AgentSection {
+    pub fn self_fence_after(&self) -> u64 {
+        self.self_fence_after_ms
+            .unwrap_or(2 * self.heartbeat_interval_ms)
+    }
+
     /// The address others reach this agent at.
     pub fn advertised_address(&self) -> String {
         self.advertise
@@ -205,6 +224,10 @@ servers = ["127.0.0.1:2181"]
         assert_eq!(c.agent.promotion_rule, PromotionRule::Neutral);
         assert_eq!(c.agent.advertised_address(), "127.0.0.1:7400");
         assert_eq!(c.zookeeper.root, "/altair");
+        assert_eq!(c.agent.self_fence_after(), 20_000);
+        let e = load(&GOOD.replace("[agent]", "[agent]\nself_fence_after_ms = 5000"))
+            .expect_err("too short");
+        assert!(e.to_string().contains("agent.self_fence_after_ms"), "{e}");
     }
 
     #[test]

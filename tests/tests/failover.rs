@@ -220,6 +220,29 @@ fn kill9(pid: u32) {
     .expect("kill -9");
 }
 
+/// `altairctl history c1 --json` once it holds `succeeded` successful failovers: the
+/// DNS name moves in "publish", the audit record is written by "record" right after.
+async fn history_with(w: &World, succeeded: usize) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let out = ctl(w, &["--json", "history", "c1"]);
+        assert!(out.status.success(), "{}", altair_e2e::stderr(&out));
+        let json: serde_json::Value =
+            serde_json::from_str(&altair_e2e::stdout(&out)).expect("JSON");
+        let n = json.as_array().map_or(0, |a| {
+            a.iter().filter(|r| r["outcome"] == "succeeded").count()
+        });
+        if n >= succeeded {
+            return json;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "expected {succeeded} successful failovers: {json}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn ctl(w: &World, args: &[&str]) -> std::process::Output {
     std::process::Command::new(altair_e2e::bin("altairctl"))
         .arg("--config")
@@ -266,16 +289,14 @@ async fn a_second_failure_within_the_block_period_waits_for_ack() {
     eprintln!("after ack, failed over to {third} in {took:?}");
     assert_ne!(third, first);
 
-    let out = ctl(&w, &["--json", "history", "c1"]);
-    assert!(out.status.success(), "{}", altair_e2e::stderr(&out));
-    let json: serde_json::Value = serde_json::from_str(&altair_e2e::stdout(&out)).expect("JSON");
+    let json = history_with(&w, 2).await;
     let succeeded = json
         .as_array()
         .expect("records")
         .iter()
         .filter(|r| r["outcome"] == "succeeded")
         .count();
-    assert_eq!(succeeded, 2, "{json}");
+    assert_eq!(succeeded, 2, "exactly two failovers: {json}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,21 +332,7 @@ async fn node_loss_fails_over_and_the_healed_old_primary_is_fenced() {
         .await
         .expect("the new primary takes writes");
 
-    // DNS moves in "publish"; the audit record is written by "record" right after.
-    let published = Instant::now();
-    let json = loop {
-        let out = ctl(&w, &["--json", "history", "c1"]);
-        let json: serde_json::Value =
-            serde_json::from_str(&altair_e2e::stdout(&out)).expect("JSON");
-        if json.as_array().is_some_and(|a| !a.is_empty()) {
-            break json;
-        }
-        assert!(
-            published.elapsed() < Duration::from_secs(10),
-            "no audit record after the failover"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let json = history_with(&w, 1).await;
     assert_eq!(json[0]["outcome"], "succeeded", "{json}");
     assert!(
         json[0]["gtids_lost"]

@@ -14,7 +14,7 @@ use mysql_async::prelude::Queryable;
 
 /// Writes unique ids through `primary.c1` until stopped; returns (acknowledged ids with
 /// the address that acknowledged each).
-async fn workload(w: &World, stop: Arc<AtomicBool>) -> Vec<(u64, Ipv4Addr)> {
+async fn workload(w: &World, stop: Arc<AtomicBool>) -> Vec<(u64, Ipv4Addr, Instant)> {
     let dns = w.dns.as_ref().expect("dns");
     let (server, name) = (dns.addr(), format!("primary.{CLUSTER}.{}", dns.zone()));
     let app = w.cluster.app().clone();
@@ -51,7 +51,7 @@ async fn workload(w: &World, stop: Arc<AtomicBool>) -> Vec<(u64, Ipv4Addr)> {
                 .await;
                 match r {
                     Ok(Ok(())) => {
-                        acked.push((next, ip));
+                        acked.push((next, ip, Instant::now()));
                         next += 1;
                     }
                     // Refused (read-only), broken or timed out: re-resolve and reconnect.
@@ -90,6 +90,7 @@ async fn mysqld_crash_fails_over_with_zero_lost_writes() {
     // Let the leader record the cluster's state before the crash.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
+    let sampler = altair_testkit::checker::ReadOnlySampler::start(&w.cluster);
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let stop = stop.clone();
@@ -134,7 +135,8 @@ async fn mysqld_crash_fails_over_with_zero_lost_writes() {
         .position(|h| h.ip == new_ip)
         .expect("new primary is a host");
     assert_ne!(new, 0);
-    let after: Vec<_> = acked.iter().filter(|(_, ip)| *ip == new_ip).collect();
+    let rounds = sampler.stop().await;
+    let after: Vec<_> = acked.iter().filter(|(_, ip, _)| *ip == new_ip).collect();
     assert!(
         !after.is_empty(),
         "no write was acknowledged by the new primary"
@@ -146,10 +148,26 @@ async fn mysqld_crash_fails_over_with_zero_lost_writes() {
     );
 
     // Zero lost acknowledged writes; identical data on every survivor.
-    let expected: BTreeSet<u64> = acked.iter().map(|(id, _)| *id).collect();
     let on_new = ids_on(&w, new).await;
-    let lost: Vec<_> = expected.difference(&on_new).collect();
-    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    let acks: Vec<altair_testkit::checker::Ack> = acked
+        .iter()
+        .map(|(id, ip, at)| altair_testkit::checker::Ack {
+            id: *id,
+            instance: host_index(&w, *ip),
+            at: *at,
+        })
+        .collect();
+    let verdict = altair_testkit::checker::judge(&rounds, &acks, 0, new, &on_new);
+    eprintln!(
+        "split-brain checker: {} rounds, largest gap {} ms",
+        verdict.rounds, verdict.max_gap_ms
+    );
+    assert!(
+        verdict.max_gap_ms <= 250,
+        "the sampler fell behind: {} ms between rounds",
+        verdict.max_gap_ms
+    );
+    verdict.assert_clean(false);
     let gtid = w.cluster.gtid_current_pos(new).await.expect("gtid");
     for i in 1..3 {
         if i != new {

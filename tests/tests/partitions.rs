@@ -173,6 +173,7 @@ async fn row_4c_isolated_primary_fences_itself_before_the_new_primary_is_promote
 
     let (w, primary_ip, _) = start().await;
     let net = w.net.as_ref().expect("net");
+    let sampler = altair_testkit::checker::ReadOnlySampler::start(&w.cluster);
     net.isolate(0).await.expect("isolate the primary's host");
     let started = std::time::Instant::now();
     loop {
@@ -198,6 +199,31 @@ async fn row_4c_isolated_primary_fences_itself_before_the_new_primary_is_promote
         .find(|r| r["outcome"] == "succeeded")
         .expect("a failover")
         .clone();
+    // Sampled over unix sockets every 25 ms through isolation and failover: never two
+    // writable instances at once.
+    let rounds = sampler.stop().await;
+    let new_ip = w
+        .primary_dns()
+        .await
+        .first()
+        .copied()
+        .expect("a primary address");
+    let new = net
+        .hosts()
+        .iter()
+        .position(|h| h.ip == new_ip)
+        .expect("new primary");
+    let verdict = altair_testkit::checker::judge(&rounds, &[], 0, new, &Default::default());
+    eprintln!(
+        "split-brain checker: {} rounds, largest gap {} ms",
+        verdict.rounds, verdict.max_gap_ms
+    );
+    assert!(
+        verdict.max_gap_ms <= 250,
+        "the sampler fell behind: {} ms between rounds",
+        verdict.max_gap_ms
+    );
+    verdict.assert_clean(false);
     net.heal(0).await.expect("heal");
     let mut agent = AgentClient::connect(format!("http://{}", w.fleet.agents[0].address))
         .await

@@ -10,6 +10,7 @@
 //! (`PR_SET_PDEATHSIG`).
 
 pub mod bind;
+pub mod checker;
 pub mod fleet;
 pub mod mariadb;
 pub mod netns;

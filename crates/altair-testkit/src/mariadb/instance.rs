@@ -120,6 +120,21 @@ impl Instance {
         &self.dir
     }
 
+    /// The unix socket: shared across network namespaces, so it reaches an isolated host
+    /// (the split-brain checker samples through it; tests that mean the network use TCP).
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.join("mysqld.sock")
+    }
+
+    /// Admin connection options over the unix socket.
+    pub fn socket_opts(&self) -> mysql_async::Opts {
+        mysql_async::OptsBuilder::default()
+            .socket(Some(self.socket_path().display().to_string()))
+            .user(Some(self.admin.user.clone()))
+            .pass(Some(self.admin.password.clone()))
+            .into()
+    }
+
     pub fn cnf_path(&self) -> PathBuf {
         self.dir.join("my.cnf")
     }

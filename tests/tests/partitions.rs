@@ -191,14 +191,21 @@ async fn row_4c_isolated_primary_fences_itself_before_the_new_primary_is_promote
         "row 4c: DNS moved {:?} after isolating the primary",
         started.elapsed()
     );
-    let h = history(&w);
-    let record = h
-        .as_array()
-        .expect("records")
-        .iter()
-        .find(|r| r["outcome"] == "succeeded")
-        .expect("a failover")
-        .clone();
+    // The audit record follows the DNS move ("record" runs after "publish").
+    let record = loop {
+        let h = history(&w);
+        if let Some(r) = h
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["outcome"] == "succeeded"))
+        {
+            break r.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(70),
+            "no audit record: {h}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     // Sampled over unix sockets every 25 ms through isolation and failover: never two
     // writable instances at once.
     let rounds = sampler.stop().await;

@@ -158,15 +158,6 @@ async fn mysqld_crash_fails_over_with_zero_lost_writes() {
         })
         .collect();
     let verdict = altair_testkit::checker::judge(&rounds, &acks, 0, new, &on_new);
-    eprintln!(
-        "split-brain checker: {} rounds, largest gap {} ms",
-        verdict.rounds, verdict.max_gap_ms
-    );
-    assert!(
-        verdict.max_gap_ms <= 250,
-        "the sampler fell behind: {} ms between rounds",
-        verdict.max_gap_ms
-    );
     verdict.assert_clean(false);
     let gtid = w.cluster.gtid_current_pos(new).await.expect("gtid");
     for i in 1..3 {

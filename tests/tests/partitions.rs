@@ -221,15 +221,6 @@ async fn row_4c_isolated_primary_fences_itself_before_the_new_primary_is_promote
         .position(|h| h.ip == new_ip)
         .expect("new primary");
     let verdict = altair_testkit::checker::judge(&rounds, &[], 0, new, &Default::default());
-    eprintln!(
-        "split-brain checker: {} rounds, largest gap {} ms",
-        verdict.rounds, verdict.max_gap_ms
-    );
-    assert!(
-        verdict.max_gap_ms <= 250,
-        "the sampler fell behind: {} ms between rounds",
-        verdict.max_gap_ms
-    );
     verdict.assert_clean(false);
     net.heal(0).await.expect("heal");
     let mut agent = AgentClient::connect(format!("http://{}", w.fleet.agents[0].address))

@@ -129,7 +129,18 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// Panics on split brain, on lost acknowledged writes (unless `allow_loss`), or when
+    /// the sampler fell behind (rounds more than 250 ms apart prove nothing).
     pub fn assert_clean(&self, allow_loss: bool) {
+        eprintln!(
+            "split-brain checker: {} rounds, largest gap {} ms",
+            self.rounds, self.max_gap_ms
+        );
+        assert!(
+            self.max_gap_ms <= 250,
+            "the sampler fell behind: {} ms between rounds",
+            self.max_gap_ms
+        );
         assert!(
             self.two_writable.is_empty(),
             "split brain: two writable instances at once: {:?}",

@@ -31,21 +31,11 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 async fn until_writable(w: &World, old: Ipv4Addr, started: Instant) -> Duration {
     loop {
         let ips = w.primary_dns().await;
-        if let Some(ip) = ips.first().copied().filter(|ip| *ip != old) {
-            let app = w.cluster.app();
-            let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
-                .ip_or_hostname(ip.to_string())
-                .tcp_port(3306)
-                .user(Some(app.user.clone()))
-                .pass(Some(app.password.clone()))
-                .db_name(Some("app"))
-                .prefer_socket(false)
-                .into();
-            if let Ok(mut c) = mysql_async::Conn::new(opts).await
-                && c.query_drop("INSERT INTO b VALUES (NULL)").await.is_ok()
-            {
-                return started.elapsed();
-            }
+        if let Some(ip) = ips.first().copied().filter(|ip| *ip != old)
+            && let Ok(mut c) = mysql_async::Conn::new(w.app_opts(ip)).await
+            && c.query_drop("INSERT INTO b VALUES (NULL)").await.is_ok()
+        {
+            return started.elapsed();
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),

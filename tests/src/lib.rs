@@ -241,6 +241,20 @@ pub mod world {
             world
         }
 
+        /// Connection options for the application user at `ip:3306` (a host namespace's
+        /// address, e.g. what `primary.c1` answers).
+        pub fn app_opts(&self, ip: std::net::Ipv4Addr) -> mysql_async::Opts {
+            let app = self.cluster.app();
+            mysql_async::OptsBuilder::default()
+                .ip_or_hostname(ip.to_string())
+                .tcp_port(3306)
+                .user(Some(app.user.clone()))
+                .pass(Some(app.password.clone()))
+                .db_name(Some("app"))
+                .prefer_socket(false)
+                .into()
+        }
+
         /// What the authoritative DNS server answers for `primary.c1` now.
         pub async fn primary_dns(&self) -> Vec<std::net::Ipv4Addr> {
             let dns = self.dns.as_ref().expect("world has DNS");

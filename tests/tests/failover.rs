@@ -17,7 +17,6 @@ use mysql_async::prelude::Queryable;
 async fn workload(w: &World, stop: Arc<AtomicBool>) -> Vec<(u64, Ipv4Addr, Instant)> {
     let dns = w.dns.as_ref().expect("dns");
     let (server, name) = (dns.addr(), format!("primary.{CLUSTER}.{}", dns.zone()));
-    let app = w.cluster.app().clone();
     let mut acked = Vec::new();
     let mut next = 1u64;
     {
@@ -29,14 +28,7 @@ async fn workload(w: &World, stop: Arc<AtomicBool>) -> Vec<(u64, Ipv4Addr, Insta
             let Some(ip) = ips.first().copied() else {
                 continue;
             };
-            let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
-                .ip_or_hostname(ip.to_string())
-                .tcp_port(3306)
-                .user(Some(app.user.clone()))
-                .pass(Some(app.password.clone()))
-                .db_name(Some("app"))
-                .prefer_socket(false)
-                .into();
+            let opts = w.app_opts(ip);
             let Ok(Ok(mut conn)) =
                 tokio::time::timeout(Duration::from_secs(1), mysql_async::Conn::new(opts)).await
             else {

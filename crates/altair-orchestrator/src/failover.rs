@@ -124,16 +124,7 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
             Ok(())
         }
         Step::CatchUp => {
-            let mut c = candidate_agent(view, j).await?;
-            let r = c
-                .catch_up(CatchUpRequest {
-                    epoch: j.epoch,
-                    gtid: String::new(),
-                    timeout_ms: CATCH_UP_TIMEOUT_MS,
-                })
-                .await
-                .map_err(|s| s.message().to_owned())?
-                .into_inner();
+            let r = candidate_catch_up(view, j).await?;
             if r.caught_up {
                 Ok(())
             } else {
@@ -215,6 +206,20 @@ async fn candidate_agent(
     agent(&candidate_record(view, j)?.agent, AGENT_TIMEOUT).await
 }
 
+/// Asks the candidate to apply everything it received (idempotent: a caught-up candidate
+/// answers at once with its position).
+async fn candidate_catch_up(view: &ClusterView, j: &Journal) -> Result<CatchUpResponse, String> {
+    let mut c = candidate_agent(view, j).await?;
+    c.catch_up(CatchUpRequest {
+        epoch: j.epoch,
+        gtid: String::new(),
+        timeout_ms: CATCH_UP_TIMEOUT_MS,
+    })
+    .await
+    .map(tonic::Response::into_inner)
+    .map_err(|s| s.message().to_owned())
+}
+
 async fn choose_candidate(ctx: &Ctx, view: &ClusterView, j: &Journal) -> Result<String, String> {
     let old = &view.hosts[&j.old_primary];
     let mut candidates = Vec::new();
@@ -263,18 +268,9 @@ async fn choose_candidate(ctx: &Ctx, view: &ClusterView, j: &Journal) -> Result<
 
 async fn salvage(view: &ClusterView, j: &mut Journal) -> Result<(), String> {
     let old = &view.hosts[&j.old_primary];
+    // The candidate's position now (catch-up again returns it at once: it is caught up).
+    let pos = candidate_catch_up(view, j).await?.gtid_executed;
     let mut c = candidate_agent(view, j).await?;
-    // The candidate's position now (catch-up with no target returns it at once).
-    let pos = c
-        .catch_up(CatchUpRequest {
-            epoch: j.epoch,
-            gtid: String::new(),
-            timeout_ms: CATCH_UP_TIMEOUT_MS,
-        })
-        .await
-        .map_err(|s| s.message().to_owned())?
-        .into_inner()
-        .gtid_executed;
     if j.old_host_unreachable {
         j.gtids_lost = "unknown: the old primary's host is unreachable".into();
         j.notes

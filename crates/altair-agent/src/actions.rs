@@ -27,9 +27,10 @@ pub struct Actions {
     pub repl_password: Secret,
     pub facts: Arc<Mutex<ServerFacts>>,
     pub epoch: AtomicU64,
+    pub state_dir: PathBuf,
 }
 
-fn mysql_err(what: &str) -> impl Fn(mysql_async::Error) -> Status + '_ {
+pub(crate) fn mysql_err(what: &str) -> impl Fn(mysql_async::Error) -> Status + '_ {
     move |e| Status::unavailable(format!("{what}: {}", describe(&e)))
 }
 
@@ -52,7 +53,7 @@ impl Actions {
         self.epoch.load(Ordering::SeqCst)
     }
 
-    fn flavor(&self) -> Flavor {
+    pub(crate) fn flavor(&self) -> Flavor {
         self.facts
             .lock()
             .ok()
@@ -60,13 +61,13 @@ impl Actions {
             .unwrap_or(Flavor::MariaDb)
     }
 
-    async fn conn(&self) -> Result<Conn, Status> {
+    pub(crate) async fn conn(&self) -> Result<Conn, Status> {
         connect(self.opts.clone(), Duration::from_secs(2))
             .await
             .map_err(|e| Status::unavailable(format!("cannot connect to the local mysqld: {e}")))
     }
 
-    async fn gtid_executed(&self, c: &mut Conn) -> Result<String, Status> {
+    pub(crate) async fn gtid_executed(&self, c: &mut Conn) -> Result<String, Status> {
         let sql = match self.flavor() {
             Flavor::MariaDb => "SELECT @@gtid_binlog_pos",
             Flavor::Mysql => "SELECT @@gtid_executed",
@@ -274,6 +275,16 @@ impl Actions {
 
     /// Reads the local binlog files and returns every transaction after `after`.
     pub async fn salvage(&self, after: &str) -> Result<(Vec<u8>, String, u32), Status> {
+        self.read_binlog(after, false).await
+    }
+
+    /// Every transaction after `after` as a replayable stream, or (`flashback`, MariaDB)
+    /// as the stream that undoes them, newest first.
+    pub(crate) async fn read_binlog(
+        &self,
+        after: &str,
+        flashback: bool,
+    ) -> Result<(Vec<u8>, String, u32), Status> {
         let basename = self
             .facts
             .lock()
@@ -304,6 +315,10 @@ impl Actions {
             return Ok((Vec::new(), String::new(), 0));
         }
         let (tool, args): (&str, Vec<String>) = match self.flavor() {
+            Flavor::MariaDb if flashback => (
+                "mariadb-binlog",
+                vec![format!("--start-position={after}"), "--flashback".into()],
+            ),
             Flavor::MariaDb => ("mariadb-binlog", vec![format!("--start-position={after}")]),
             Flavor::Mysql => ("mysqlbinlog", vec![format!("--exclude-gtids={after}")]),
         };
@@ -383,6 +398,23 @@ impl Actions {
         c.query_drop(stop)
             .await
             .map_err(mysql_err("stop replication"))?;
+        self.pipe_to_client(b"", events, "applying salvaged events")
+            .await?;
+        if self.flavor() == Flavor::MariaDb {
+            c.query_drop("SET GLOBAL gtid_slave_pos=@@gtid_binlog_pos")
+                .await
+                .map_err(mysql_err("align gtid_slave_pos"))?;
+        }
+        self.gtid_executed(&mut c).await
+    }
+
+    /// Feeds `prefix` then `events` to the command-line client, as the admin user.
+    pub(crate) async fn pipe_to_client(
+        &self,
+        prefix: &[u8],
+        events: &[u8],
+        what: &str,
+    ) -> Result<(), Status> {
         if !events.is_empty() {
             let defaults = tempfile_with(&format!(
                 "[client]\nuser={}\npassword={}\nhost={}\nport={}\nprotocol=tcp\n",
@@ -409,6 +441,10 @@ impl Actions {
             if let Some(mut stdin) = child.stdin.take() {
                 use tokio::io::AsyncWriteExt;
                 stdin
+                    .write_all(prefix)
+                    .await
+                    .map_err(|e| Status::internal(format!("feed {tool}: {e}")))?;
+                stdin
                     .write_all(events)
                     .await
                     .map_err(|e| Status::internal(format!("feed {tool}: {e}")))?;
@@ -419,7 +455,7 @@ impl Actions {
                 .map_err(|e| Status::internal(format!("wait for {tool}: {e}")))?;
             if !out.status.success() {
                 return Err(Status::internal(format!(
-                    "applying salvaged events failed: {}",
+                    "{what} failed: {}",
                     String::from_utf8_lossy(&out.stderr)
                         .lines()
                         .last()
@@ -427,17 +463,12 @@ impl Actions {
                 )));
             }
         }
-        if self.flavor() == Flavor::MariaDb {
-            c.query_drop("SET GLOBAL gtid_slave_pos=@@gtid_binlog_pos")
-                .await
-                .map_err(mysql_err("align gtid_slave_pos"))?;
-        }
-        self.gtid_executed(&mut c).await
+        Ok(())
     }
 }
 
 /// A single-quoted SQL string literal with quotes and backslashes escaped.
-fn sql_literal(value: &str) -> String {
+pub(crate) fn sql_literal(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     out.push('\'');
     for ch in value.chars() {
@@ -469,7 +500,7 @@ fn gtid_of_line(line: &str) -> Option<&str> {
 }
 
 /// A 0600 temp file holding `text` (client options with the password: never argv).
-fn tempfile_with(text: &str) -> std::io::Result<tempfile::NamedTempFile> {
+pub(crate) fn tempfile_with(text: &str) -> std::io::Result<tempfile::NamedTempFile> {
     use std::io::Write;
     let mut f = tempfile::NamedTempFile::new()?;
     f.write_all(text.as_bytes())?;

@@ -102,6 +102,13 @@ impl Heartbeater {
             if let Ok(Ok(_)) = &answer {
                 self.contact.control_answered();
             }
+            let result = match &answer {
+                Ok(Ok(resp)) if resp.get_ref().accepted => "accepted",
+                Ok(Ok(_)) => "redirected",
+                Ok(Err(_)) => "failed",
+                Err(_) => "timeout",
+            };
+            crate::metrics::count(&crate::metrics::HEARTBEATS, "result", result);
             match answer {
                 Ok(Ok(resp)) if resp.get_ref().accepted => return,
                 Ok(Ok(resp)) => {

@@ -6,8 +6,10 @@
 
 mod actions;
 mod heartbeat;
+mod metrics;
 mod mysql;
 mod probe;
+mod rejoin;
 mod selffence;
 mod service;
 
@@ -76,6 +78,7 @@ pub async fn run(
     secrets: AgentSecrets,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    metrics::init();
     let a = &config.agent;
     let listener = bind_listener(a.listen)
         .await
@@ -101,6 +104,7 @@ pub async fn run(
         repl_password: secrets.replication_password.clone(),
         facts: facts.clone(),
         epoch: std::sync::atomic::AtomicU64::new(0),
+        state_dir: config.agent.state_dir.clone(),
     });
     let probe = probe::ProbeSettings {
         facts,

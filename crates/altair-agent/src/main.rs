@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         name: "altair-agent",
         env_prefix: "ALTAIR_AGENT",
         log: |c: &altair_core::config::AgentConfig| &c.log,
+        metrics: |c: &altair_core::config::AgentConfig| &c.metrics,
         secrets: altair_agent::read_secrets,
     };
     run_service(spec, &args.config, args.check_config, altair_agent::run)

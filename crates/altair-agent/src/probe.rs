@@ -58,6 +58,12 @@ pub async fn run(
             // as "mysqld down".
             snapshot = probe_once(&settings, &mut conn).await;
         }
+        crate::metrics::count(
+            &crate::metrics::PROBES,
+            "result",
+            if snapshot.reachable { "ok" } else { "failed" },
+        );
+        crate::metrics::MYSQL_UP.set(i64::from(snapshot.reachable));
         let changed = tx.borrow().observed_state() != snapshot.observed_state();
         if changed {
             tracing::info!(

@@ -100,6 +100,7 @@ pub async fn run(
             match actions.fence_read_only().await {
                 Ok((killed, gtid)) => {
                     contact.fenced_at_ms.store(now, Ordering::SeqCst);
+                    crate::metrics::SELF_FENCES.inc();
                     tracing::error!(
                         bound_ms, connections_killed = killed, gtid = %gtid,
                         "isolated primary: no monitor and no replica reachable; fenced itself (read_only, clients killed)"

@@ -217,4 +217,27 @@ impl Agent for AgentService {
         tracing::info!(epoch = req.epoch, source = %format!("{}:{}", source.host, port), "replication repointed");
         Ok(Response::new(RepointResponse {}))
     }
+
+    async fn rejoin(
+        &self,
+        request: Request<AgentRejoinRequest>,
+    ) -> Result<Response<AgentRejoinResponse>, Status> {
+        let req = request.into_inner();
+        self.actions.check_epoch(req.epoch)?;
+        let source = req
+            .source
+            .ok_or_else(|| Status::invalid_argument("source is required"))?;
+        let port = u16::try_from(source.port)
+            .map_err(|_| Status::invalid_argument("source.port is not 1..=65535"))?;
+        let done = self
+            .actions
+            .rejoin(&source.host, port, &req.fork_gtid, req.revert_errant)
+            .await?;
+        tracing::warn!(epoch = req.epoch, source = %format!("{}:{}", source.host, port), errant = %done.errant, saved_to = %done.saved_to, "rejoined as a replica");
+        Ok(Response::new(AgentRejoinResponse {
+            errant_gtids: done.errant,
+            saved_to: done.saved_to,
+            reverted: done.reverted,
+        }))
+    }
 }

@@ -1,6 +1,8 @@
 //! What services write about themselves in ZooKeeper (JSON in the znodes of
 //! `zkpath`). Fields are only ever added, so old and new releases read each other.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::health::Health;
@@ -65,6 +67,27 @@ pub struct ClusterState {
     pub failover_blocked: Option<String>,
     /// Old primaries fenced by a failover that need an operator or a rejoin.
     pub needs_rejoin: Vec<String>,
+    /// For each host in `needs_rejoin`: the new primary's GTID position when it was
+    /// promoted (the fork point its errant transactions are measured from).
+    #[serde(default)]
+    pub rejoin_fork: BTreeMap<String, String>,
+    /// Hosts refused an automatic rejoin: their errant GTIDs, until an operator acts
+    /// (`altairctl rejoin HOST --force`).
+    #[serde(default)]
+    pub errant: BTreeMap<String, String>,
+    /// Automatic failover is held until `altairctl ack` (a pre-failover hook refused
+    /// one); `failover_blocked` says why.
+    #[serde(default)]
+    pub held: bool,
+}
+
+impl ClusterState {
+    /// `host` rejoined: it no longer waits for anything.
+    pub fn rejoined(&mut self, host: &str) {
+        self.needs_rejoin.retain(|h| h != host);
+        self.rejoin_fork.remove(host);
+        self.errant.remove(host);
+    }
 }
 
 /// `<root>/clusters/<cluster>/history/<id>`: the audit record of one failover.

@@ -5,6 +5,7 @@
 //! report), and publishes transitions only to ZooKeeper. A monitor that takes a cluster
 //! over grants every host a full detection window before judging it.
 
+mod metrics;
 mod publish;
 mod reconcile;
 mod service;
@@ -48,6 +49,7 @@ pub async fn run(
     secrets: MonitorSecrets,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    metrics::init();
     let m = &config.monitor;
     let listener = bind_listener(m.listen)
         .await

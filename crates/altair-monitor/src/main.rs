@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         name: "altair-monitor",
         env_prefix: "ALTAIR_MONITOR",
         log: |c: &altair_core::config::MonitorConfig| &c.log,
+        metrics: |c: &altair_core::config::MonitorConfig| &c.metrics,
         secrets: altair_monitor::read_secrets,
     };
     run_service(spec, &args.config, args.check_config, altair_monitor::run)

@@ -50,14 +50,20 @@ pub async fn run(
                 .await;
         for (p, result) in results {
             match result {
-                Ok(()) => tracing::info!(
+                Ok(()) => {
+                    crate::metrics::TRANSITIONS
+                        .get_or_create(&vec![("health", p.record.health.as_str().to_owned())])
+                        .inc();
+                    tracing::info!(
                     cluster = %p.cluster, host = %p.host,
                     health = %p.record.health,
                     previous = ?p.record.previous.map(|h| h.as_str()),
                     reason = %p.record.reason,
                     "health transition published"
-                ),
+                    )
+                }
                 Err(e) => {
+                    crate::metrics::ZK_WRITE_ERRORS.inc();
                     tracing::warn!(cluster = %p.cluster, host = %p.host, error = %e, "cannot publish health; will retry");
                     // Keep it unless a newer record for the host arrived meanwhile.
                     pending

@@ -23,6 +23,7 @@ impl Monitor for MonitorService {
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let req = request.into_inner();
+        crate::metrics::HEARTBEATS.inc();
         let registration = req
             .registration
             .ok_or_else(|| Status::invalid_argument("registration is required"))?;

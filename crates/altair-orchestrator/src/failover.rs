@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use altair_core::failover::{Candidate, CandidateRules, Journal, Step, choose};
+use altair_core::failover::{Candidate, CandidateRules, Journal, Kind, Step, choose};
 use altair_core::gtid::{Flavor, GtidState};
 use altair_core::registry::{ClusterState, FailoverAudit, to_json};
 use altair_proto::v1::*;
@@ -22,16 +22,39 @@ const CATCH_UP_TIMEOUT_MS: u32 = 30_000;
 /// Runs `journal` to the end. An error leaves the journal at the failed step; the
 /// leader retries it on its next pass.
 pub async fn run(ctx: &Ctx, view: &ClusterView, mut journal: Journal) -> Result<(), String> {
+    if journal.aborting.is_some() {
+        return crate::abort::abort(ctx, view, journal).await;
+    }
     while journal.step != Step::Done {
         let step = journal.step;
         let started = now_ms();
-        tracing::info!(cluster = %journal.cluster, failover_id = %journal.id, epoch = journal.epoch, step = step.as_str(), "failover step");
+        tracing::info!(cluster = %journal.cluster, failover_id = %journal.id, epoch = journal.epoch, kind = journal.kind.as_str(), step = step.as_str(), "failover step");
         if step == Step::Record {
             return record(ctx, view, journal, started).await;
         }
-        execute(ctx, view, &mut journal, step)
-            .await
-            .map_err(|e| format!("step {}: {e}", step.as_str()))?;
+        if step == Step::Fence
+            && let Err(e) = crate::hooks::pre_failover(ctx, &journal).await
+        {
+            return crate::abort::refuse(ctx, view, journal, &e).await;
+        }
+        if let Err(e) = execute(ctx, view, &mut journal, step).await {
+            let e = format!("step {}: {e}", step.as_str());
+            crate::metrics::step_error(step.as_str());
+            // A switchover not yet promoted is rolled back rather than retried: the
+            // primary must not stay read-only for long.
+            if journal.kind == Kind::Switchover && step < Step::Promote {
+                journal.aborting = Some(e);
+                ctx.write(&[Op::Set {
+                    path: ctx.zk.layout().failover_journal(&view.name),
+                    data: to_json(&journal),
+                    version: None,
+                }])
+                .await
+                .map_err(|e| format!("journal: {e}"))?;
+                return crate::abort::abort(ctx, view, journal).await;
+            }
+            return Err(e);
+        }
         journal.advance(step, started, now_ms());
         ctx.write(&[Op::Set {
             path: ctx.zk.layout().failover_journal(&view.name),
@@ -66,6 +89,7 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
     match step {
         Step::Fence => {
             let mode = match ctx.config.orchestrator.fence_mode {
+                _ if j.kind == Kind::Switchover => FenceMode::ReadOnly,
                 altair_core::config::FenceMode::ReadOnly => FenceMode::ReadOnly,
                 altair_core::config::FenceMode::StopMysqld => FenceMode::StopMysqld,
             };
@@ -100,7 +124,9 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                         "{} fenced through its agent ({} client connections killed)",
                         j.old_primary, r.connections_killed
                     ));
+                    j.fenced_gtid = r.gtid_executed;
                 }
+                Err(e) if j.kind == Kind::Switchover => return Err(e),
                 Err(e) => {
                     j.old_host_unreachable = true;
                     let wait = self_fence_wait(view, j);
@@ -124,31 +150,55 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
             Ok(())
         }
         Step::CatchUp => {
-            let r = candidate_catch_up(view, j).await?;
+            // A switchover waits for everything the fenced primary has, within its bound.
+            let (gtid, timeout) = match j.kind {
+                Kind::Switchover => (
+                    j.fenced_gtid.clone(),
+                    ctx.config.orchestrator.switchover_catch_up_timeout_ms as u32,
+                ),
+                _ => (String::new(), CATCH_UP_TIMEOUT_MS),
+            };
+            let r = candidate_catch_up(view, j, &gtid, timeout).await?;
             if r.caught_up {
                 Ok(())
             } else {
                 Err(format!(
-                    "the candidate did not apply its relay log within {CATCH_UP_TIMEOUT_MS} ms"
+                    "the candidate did not apply {} within {timeout} ms",
+                    if gtid.is_empty() {
+                        "its relay log".to_owned()
+                    } else {
+                        gtid
+                    }
                 ))
             }
+        }
+        Step::Salvage if j.kind == Kind::Switchover => {
+            j.notes
+                .push("planned: the candidate has every transaction of the old primary".into());
+            Ok(())
         }
         Step::Salvage => salvage(view, j).await,
         Step::Promote => {
             let mut c = candidate_agent(view, j).await?;
-            c.promote(PromoteRequest {
-                epoch: j.epoch,
-                failover_id: j.id.clone(),
-            })
-            .await
-            .map_err(|s| s.message().to_owned())?;
+            let r = c
+                .promote(PromoteRequest {
+                    epoch: j.epoch,
+                    failover_id: j.id.clone(),
+                })
+                .await
+                .map_err(|s| s.message().to_owned())?;
+            j.fork_gtid = r.into_inner().gtid_executed;
             Ok(())
         }
         Step::Repoint => {
             let new = candidate_record(view, j)?;
             let source = endpoint(&new.mysql).ok_or("bad candidate address")?;
+            let waiting = waiting_for_rejoin(view);
             for (name, h) in &view.hosts {
-                if *name == j.old_primary || Some(name) == j.candidate.as_ref() {
+                if *name == j.old_primary
+                    || Some(name) == j.candidate.as_ref()
+                    || waiting.contains(name)
+                {
                     continue;
                 }
                 let result = async {
@@ -164,6 +214,27 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                 .await;
                 if let Err(e) = result {
                     j.notes.push(format!("{name} not repointed: {e}"));
+                }
+            }
+            if j.kind == Kind::Switchover {
+                let result = async {
+                    let mut a = agent(&old.agent, AGENT_TIMEOUT).await?;
+                    a.rejoin(AgentRejoinRequest {
+                        epoch: j.epoch,
+                        source: Some(source.clone()),
+                        fork_gtid: j.fork_gtid.clone(),
+                        revert_errant: false,
+                    })
+                    .await
+                    .map_err(|s| s.message().to_owned())
+                }
+                .await;
+                match result {
+                    Ok(_) => j.old_primary_rejoined = true,
+                    Err(e) => j.notes.push(format!(
+                        "old primary {} not re-attached: {e} (it waits for rejoin)",
+                        j.old_primary
+                    )),
                 }
             }
             Ok(())
@@ -208,22 +279,44 @@ async fn candidate_agent(
 
 /// Asks the candidate to apply everything it received (idempotent: a caught-up candidate
 /// answers at once with its position).
-async fn candidate_catch_up(view: &ClusterView, j: &Journal) -> Result<CatchUpResponse, String> {
+async fn candidate_catch_up(
+    view: &ClusterView,
+    j: &Journal,
+    gtid: &str,
+    timeout_ms: u32,
+) -> Result<CatchUpResponse, String> {
     let mut c = candidate_agent(view, j).await?;
     c.catch_up(CatchUpRequest {
         epoch: j.epoch,
-        gtid: String::new(),
-        timeout_ms: CATCH_UP_TIMEOUT_MS,
+        gtid: gtid.to_owned(),
+        timeout_ms,
     })
     .await
     .map(tonic::Response::into_inner)
     .map_err(|s| s.message().to_owned())
 }
 
+/// Old primaries not yet rejoined: neither candidates nor repointed.
+fn waiting_for_rejoin(view: &ClusterView) -> Vec<String> {
+    view.state
+        .as_ref()
+        .map(|(s, _)| s.needs_rejoin.clone())
+        .unwrap_or_default()
+}
+
 async fn choose_candidate(ctx: &Ctx, view: &ClusterView, j: &Journal) -> Result<String, String> {
     let old = &view.hosts[&j.old_primary];
+    let waiting = waiting_for_rejoin(view);
+    if let Some(t) = &j.target
+        && (!view.hosts.contains_key(t) || *t == j.old_primary || waiting.contains(t))
+    {
+        return Err(format!("{t} is not a replica of this cluster"));
+    }
     let mut candidates = Vec::new();
-    for (name, h) in view.hosts.iter().filter(|(n, _)| **n != j.old_primary) {
+    let eligible = view.hosts.iter().filter(|(n, _)| {
+        **n != j.old_primary && !waiting.contains(n) && j.target.as_ref().is_none_or(|t| t == *n)
+    });
+    for (name, h) in eligible {
         let status = match agent(&h.agent, AGENT_TIMEOUT).await {
             Ok(mut a) => a
                 .status(StatusRequest {})
@@ -260,7 +353,10 @@ async fn choose_candidate(ctx: &Ctx, view: &ClusterView, j: &Journal) -> Result<
     // Seconds_Behind_Master is NULL once the IO thread lost the dead primary: the limit
     // applies to replicas that still report a lag.
     let rules = CandidateRules {
-        max_lag_s: ctx.config.orchestrator.max_candidate_lag_s,
+        max_lag_s: match j.kind {
+            Kind::Switchover => ctx.config.orchestrator.switchover_max_lag_s,
+            _ => ctx.config.orchestrator.max_candidate_lag_s,
+        },
         primary_datacenter: old.datacenter.clone(),
     };
     choose(&candidates, &rules).map_err(|e| e.to_string())
@@ -269,7 +365,9 @@ async fn choose_candidate(ctx: &Ctx, view: &ClusterView, j: &Journal) -> Result<
 async fn salvage(view: &ClusterView, j: &mut Journal) -> Result<(), String> {
     let old = &view.hosts[&j.old_primary];
     // The candidate's position now (catch-up again returns it at once: it is caught up).
-    let pos = candidate_catch_up(view, j).await?.gtid_executed;
+    let pos = candidate_catch_up(view, j, "", CATCH_UP_TIMEOUT_MS)
+        .await?
+        .gtid_executed;
     let mut c = candidate_agent(view, j).await?;
     if j.old_host_unreachable {
         j.gtids_lost = "unknown: the old primary's host is unreachable".into();
@@ -333,6 +431,12 @@ fn ipv4(mysql: &str) -> Option<Ipv4Addr> {
 }
 
 async fn publish(ctx: &Ctx, view: &ClusterView, j: &mut Journal) -> Result<(), String> {
+    publish_dns(ctx, view, j).await.inspect_err(|_| {
+        crate::metrics::DNS_ERRORS.inc();
+    })
+}
+
+async fn publish_dns(ctx: &Ctx, view: &ClusterView, j: &mut Journal) -> Result<(), String> {
     let new = candidate_record(view, j)?;
     let new_ip = ipv4(&new.mysql).ok_or_else(|| format!("{} is not an IPv4 address", new.mysql))?;
     let label = format!("primary.{}", view.name);
@@ -381,14 +485,7 @@ async fn publish(ctx: &Ctx, view: &ClusterView, j: &mut Journal) -> Result<(), S
 async fn record(ctx: &Ctx, view: &ClusterView, mut j: Journal, started: u64) -> Result<(), String> {
     let now = now_ms();
     j.advance(Step::Record, started, now);
-    let state = ClusterState {
-        epoch: j.epoch,
-        primary: j.candidate.clone(),
-        last_failover_ms: Some(now),
-        acknowledged: false,
-        failover_blocked: None,
-        needs_rejoin: vec![j.old_primary.clone()],
-    };
+    let state = after_failover(view, &j, now);
     let audit = FailoverAudit {
         outcome: "succeeded".into(),
         new_primary: j.candidate.clone(),
@@ -416,10 +513,40 @@ async fn record(ctx: &Ctx, view: &ClusterView, mut j: Journal, started: u64) -> 
     .await
     .map_err(|e| format!("record: {e}"))?;
     tracing::warn!(
-        cluster = %view.name, failover_id = %j.id, epoch = j.epoch,
+        cluster = %view.name, failover_id = %j.id, epoch = j.epoch, kind = j.kind.as_str(),
         old_primary = %j.old_primary, new_primary = ?j.candidate,
         salvaged = j.transactions_salvaged, total_ms = audit.total_ms,
         "failover complete"
     );
+    crate::metrics::observe_failover(&audit);
+    crate::hooks::post_failover(ctx, &audit).await;
     Ok(())
+}
+
+/// The cluster state a finished failover leaves: the new primary and epoch; the old
+/// primary waits for rejoin (unless a switchover re-attached it). Only an automatic
+/// failover starts the anti-flapping period: operators' actions are deliberate.
+fn after_failover(view: &ClusterView, j: &Journal, now: u64) -> ClusterState {
+    let mut state = view
+        .state
+        .as_ref()
+        .map(|(s, _)| s.clone())
+        .unwrap_or_default();
+    state.epoch = j.epoch;
+    state.primary = j.candidate.clone();
+    state.failover_blocked = None;
+    if j.kind == Kind::Automatic {
+        state.last_failover_ms = Some(now);
+        state.acknowledged = false;
+    }
+    if let Some(new) = &j.candidate {
+        state.rejoined(new);
+    }
+    if !j.old_primary_rejoined && !state.needs_rejoin.contains(&j.old_primary) {
+        state.needs_rejoin.push(j.old_primary.clone());
+        state
+            .rejoin_fork
+            .insert(j.old_primary.clone(), j.fork_gtid.clone());
+    }
+    state
 }

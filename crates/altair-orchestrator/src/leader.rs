@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agents::{agent, endpoint, mysql_reachable};
 use crate::ctx::{Ctx, now_ms};
 use crate::failover;
+use crate::rejoin::Tending;
 use crate::view::ClusterView;
 
 const PASS_EVERY: Duration = Duration::from_millis(100);
@@ -52,18 +53,20 @@ pub async fn lead(ctx: Ctx, me: MonitorRecord, cancel: CancellationToken) -> Res
         .await?;
     tracing::warn!(orchestrator = %me.id, "elected leader");
     let mut alive_seen: HashMap<String, u64> = HashMap::new();
+    let mut tending = Tending::default();
     loop {
         let clusters = ctx.zk.children(&ctx.zk.layout().clusters()).await?;
         for name in clusters {
             let Ok(cluster) = ClusterName::new(name.clone()) else {
                 continue;
             };
-            match pass(&ctx, &cluster, &mut alive_seen).await {
+            match pass(&ctx, &cluster, &mut alive_seen, &mut tending).await {
                 Ok(()) => {}
                 Err(e @ ZkError::NotLeader { .. }) | Err(e @ ZkError::SessionExpired { .. }) => {
                     return Err(e);
                 }
                 Err(e) => {
+                    crate::metrics::ZK_ERRORS.inc();
                     tracing::warn!(cluster = %name, error = %e, "cluster pass failed; retrying")
                 }
             }
@@ -79,6 +82,7 @@ async fn pass(
     ctx: &Ctx,
     cluster: &ClusterName,
     alive_seen: &mut HashMap<String, u64>,
+    tending: &mut Tending,
 ) -> Result<(), ZkError> {
     let view = ClusterView::load(&ctx.zk, cluster).await?;
     let Some((state, version)) = view.state.clone() else {
@@ -91,7 +95,10 @@ async fn pass(
         }
         return Ok(());
     }
-    keep_old_primaries_fenced(&view, &state).await;
+    tending.maybe_start(ctx, &view);
+    if state.held {
+        return Ok(());
+    }
     let Some(primary) = state.primary.clone() else {
         return Ok(());
     };
@@ -183,44 +190,8 @@ async fn pass(
     }
 }
 
-/// A failed-over old primary whose host comes back (a healed partition, an operator
-/// restart) must never take writes on its own: if its mysqld is writable, fence it
-/// again with the current epoch. It stays out until it is rejoined.
-async fn keep_old_primaries_fenced(view: &ClusterView, state: &ClusterState) {
-    for name in &state.needs_rejoin {
-        let Some(h) = view.hosts.get(name) else {
-            continue;
-        };
-        let Ok(mut a) = agent(&h.agent, Duration::from_millis(500)).await else {
-            continue;
-        };
-        let Ok(status) = a.status(StatusRequest {}).await else {
-            continue;
-        };
-        let writable = status
-            .into_inner()
-            .snapshot
-            .is_some_and(|s| s.reachable && !s.read_only);
-        if writable {
-            let req = altair_proto::v1::FenceRequest {
-                epoch: state.epoch,
-                mode: altair_proto::v1::FenceMode::ReadOnly as i32,
-                failover_id: "recover-old-primary".into(),
-            };
-            match a.fence(req).await {
-                Ok(_) => {
-                    tracing::warn!(cluster = %view.name, host = %name, epoch = state.epoch, "old primary came back writable: fenced it again")
-                }
-                Err(e) => {
-                    tracing::error!(cluster = %view.name, host = %name, error = %e.message(), "old primary is writable and could not be fenced")
-                }
-            }
-        }
-    }
-}
-
 /// DESIGN §3: alive if the orchestrator or any replica (through its agent) reaches it.
-async fn verify(ctx: &Ctx, view: &ClusterView, primary: &str) -> Verdict {
+pub(crate) async fn verify(ctx: &Ctx, view: &ClusterView, primary: &str) -> Verdict {
     let Some(p) = view.hosts.get(primary) else {
         return Verdict::Dead;
     };
@@ -258,7 +229,12 @@ async fn verify(ctx: &Ctx, view: &ClusterView, primary: &str) -> Verdict {
         });
     let all = async { tokio::join!(mine, futures_util::future::join_all(replicas)) };
     match tokio::time::timeout(timeout, all).await {
-        Ok((mine, checks)) => verdict(mine, &checks),
+        Ok((mine, checks)) => {
+            if !mine {
+                crate::metrics::MYSQL_VERIFY_FAILURES.inc();
+            }
+            verdict(mine, &checks)
+        }
         Err(_) => Verdict::Dead,
     }
 }
@@ -309,7 +285,7 @@ async fn bootstrap(ctx: &Ctx, view: &ClusterView) -> Result<(), ZkError> {
     Ok(())
 }
 
-fn failover_id() -> String {
+pub(crate) fn failover_id() -> String {
     format!("{}-{:04x}", now_ms(), rand::random::<u16>())
 }
 

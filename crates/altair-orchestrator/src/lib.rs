@@ -5,11 +5,17 @@
 //! fence, choose, catch up, salvage, promote, repoint, publish DNS, record. Every write it
 //! makes is a multi-op checked against its election node.
 
+mod abort;
 mod agents;
 mod ctx;
 mod failover;
+mod hooks;
 mod leader;
+mod metrics;
+mod operator;
+mod rejoin;
 mod service;
+mod topology;
 mod view;
 
 use std::sync::{Arc, Mutex};
@@ -84,6 +90,8 @@ pub async fn run(
         secrets.tsig_key.clone(),
     )
     .context("set up the DNS client")?;
+    let dns_for_reads = dns.clone();
+    metrics::init();
     let me = MonitorRecord {
         id: o.id.to_string(),
         address: o.advertised_address(),
@@ -134,7 +142,10 @@ pub async fn run(
                     dns,
                 };
                 set(&l_slot, Some(ctx.clone()));
-                leader::lead(ctx, me, cancel.clone()).await
+                metrics::LEADER.set(1);
+                let led = leader::lead(ctx, me, cancel.clone()).await;
+                metrics::LEADER.set(0);
+                led
             };
             let result = tokio::select! {
                 r = work => r,
@@ -158,6 +169,7 @@ pub async fn run(
         me: me.id.clone(),
         session: session_slot,
         leader: leader_slot,
+        dns: dns_for_reads,
     };
     tracing::info!(orchestrator = %config.orchestrator.id, listen = %config.orchestrator.listen, zone = %config.dns.zone, "altair-orchestrator serving");
     serve_grpc(

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         name: "altair-orchestrator",
         env_prefix: "ALTAIR_ORCHESTRATOR",
         log: |c: &altair_core::config::OrchestratorConfig| &c.log,
+        metrics: |c: &altair_core::config::OrchestratorConfig| &c.metrics,
         secrets: altair_orchestrator::read_secrets,
     };
     run_service(

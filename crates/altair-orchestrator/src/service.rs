@@ -10,13 +10,20 @@ use altair_proto::v1::*;
 use altair_zk::{Op, Zk};
 use tonic::{Request, Response, Status};
 
+use std::time::Duration;
+
+use altair_core::failover::Kind;
+
 use crate::ctx::Ctx;
+use crate::operator;
+use crate::view::ClusterView;
 
 pub struct AdminService {
     pub me: String,
     /// The current session (any role) and, when leading, the leader's context.
     pub session: Arc<Mutex<Option<Zk>>>,
     pub leader: Arc<Mutex<Option<Ctx>>>,
+    pub dns: altair_dns::DnsClient,
 }
 
 fn zk_err(e: altair_zk::ZkError) -> Status {
@@ -41,13 +48,61 @@ impl AdminService {
         }
     }
 
+    /// The leader's context, or UNAVAILABLE naming the leader.
+    async fn leading(&self) -> Result<Ctx, Status> {
+        if let Some(ctx) = self.leader.lock().ok().and_then(|l| l.clone()) {
+            return Ok(ctx);
+        }
+        let zk = self.zk()?;
+        Err(Status::unavailable(format!(
+            "not the leader; the leader is {}",
+            self.leader_address(&zk).await
+        )))
+    }
+
+    async fn view(zk: &Zk, c: &ClusterName) -> Result<ClusterView, Status> {
+        if !zk.exists(&zk.layout().cluster(c)).await.map_err(zk_err)? {
+            return Err(Status::not_found(format!(
+                "no cluster {c}: `altairctl status` lists the clusters"
+            )));
+        }
+        ClusterView::load(zk, c).await.map_err(zk_err)
+    }
+
+    async fn operator_failover(
+        &self,
+        cluster: &str,
+        to_host: &str,
+        kind: Kind,
+        force: bool,
+    ) -> Result<Response<FailoverRecord>, Status> {
+        let c = Self::cluster(cluster)?;
+        let target = if to_host.is_empty() {
+            None
+        } else {
+            Some(
+                altair_core::HostName::new(to_host.to_owned())
+                    .map_err(|e| Status::invalid_argument(format!("to_host: {e}")))?
+                    .to_string(),
+            )
+        };
+        let ctx = self.leading().await?;
+        let view = Self::view(&ctx.zk, &c).await?;
+        let id = operator::start(&ctx, &view, kind, target, force).await?;
+        let bound = Duration::from_millis(
+            60_000
+                + ctx.config.orchestrator.switchover_catch_up_timeout_ms
+                + ctx.config.hooks.timeout_ms,
+        );
+        let audit = operator::await_audit(&ctx, &view, &id, bound).await?;
+        Ok(Response::new(to_record(&audit)))
+    }
+
     fn cluster(name: &str) -> Result<ClusterName, Status> {
         ClusterName::new(name.to_owned())
             .map_err(|e| Status::invalid_argument(format!("cluster: {e}")))
     }
 }
-
-const LATER: &str = "not available yet: planned switchover, forced failover, rejoin and topology arrive with the operator-CLI work";
 
 #[tonic::async_trait]
 impl Orchestrator for AdminService {
@@ -94,23 +149,32 @@ impl Orchestrator for AdminService {
 
     async fn get_topology(
         &self,
-        _: Request<GetTopologyRequest>,
+        request: Request<GetTopologyRequest>,
     ) -> Result<Response<Topology>, Status> {
-        Err(Status::unimplemented(LATER))
+        let c = Self::cluster(&request.into_inner().cluster)?;
+        let zk = self.zk()?;
+        let view = Self::view(&zk, &c).await?;
+        Ok(Response::new(
+            crate::topology::build(&view, &self.dns).await,
+        ))
     }
 
     async fn switchover(
         &self,
-        _: Request<SwitchoverRequest>,
+        request: Request<SwitchoverRequest>,
     ) -> Result<Response<FailoverRecord>, Status> {
-        Err(Status::unimplemented(LATER))
+        let r = request.into_inner();
+        self.operator_failover(&r.cluster, &r.to_host, Kind::Switchover, false)
+            .await
     }
 
     async fn failover(
         &self,
-        _: Request<FailoverRequest>,
+        request: Request<FailoverRequest>,
     ) -> Result<Response<FailoverRecord>, Status> {
-        Err(Status::unimplemented(LATER))
+        let r = request.into_inner();
+        self.operator_failover(&r.cluster, &r.to_host, Kind::Forced, r.force)
+            .await
     }
 
     async fn history(
@@ -164,6 +228,7 @@ impl Orchestrator for AdminService {
             .ok_or_else(|| Status::not_found(format!("cluster {c} has no state yet")))?;
         let mut state: ClusterState = from_json("state", &bytes).map_err(Status::internal)?;
         state.acknowledged = true;
+        state.held = false;
         state.failover_blocked = None;
         ctx.write(&[Op::Set {
             path: l.cluster_state(&c),
@@ -176,8 +241,47 @@ impl Orchestrator for AdminService {
         Ok(Response::new(AcknowledgeResponse {}))
     }
 
-    async fn rejoin(&self, _: Request<RejoinRequest>) -> Result<Response<RejoinResponse>, Status> {
-        Err(Status::unimplemented(LATER))
+    async fn rejoin(
+        &self,
+        request: Request<RejoinRequest>,
+    ) -> Result<Response<RejoinResponse>, Status> {
+        let r = request.into_inner();
+        let c = Self::cluster(&r.cluster)?;
+        let host = altair_core::HostName::new(r.host.clone())
+            .map_err(|e| Status::invalid_argument(format!("host: {e}")))?
+            .to_string();
+        let ctx = self.leading().await?;
+        let view = Self::view(&ctx.zk, &c).await?;
+        let (state, version) = view
+            .state
+            .clone()
+            .ok_or_else(|| Status::failed_precondition(format!("cluster {c} has no state yet")))?;
+        if !state.needs_rejoin.contains(&host) {
+            return Err(Status::failed_precondition(format!(
+                "{host} is not waiting for rejoin in {c} (waiting: {})",
+                if state.needs_rejoin.is_empty() {
+                    "none".to_owned()
+                } else {
+                    state.needs_rejoin.join(", ")
+                }
+            )));
+        }
+        if view.journal.is_some() {
+            return Err(Status::aborted(format!(
+                "a failover is in progress on {c}; retry after it"
+            )));
+        }
+        let out = crate::rejoin::rejoin_host(&ctx, &view, &state, version, &host, r.force)
+            .await
+            .map_err(Status::failed_precondition)?;
+        if r.force && out.rejoined {
+            tracing::warn!(cluster = %c, host = %host, errant = %out.errant, saved_to = %out.saved_to, "forced rejoin by an operator");
+        }
+        Ok(Response::new(RejoinResponse {
+            rejoined: out.rejoined,
+            errant_gtids: out.errant,
+            saved_to: out.saved_to,
+        }))
     }
 }
 
@@ -189,11 +293,16 @@ fn to_record(a: &FailoverAudit) -> FailoverRecord {
         "refused" => FailoverOutcome::Refused,
         _ => FailoverOutcome::Failed,
     };
+    let kind = match j.kind {
+        Kind::Automatic => FailoverKind::Automatic,
+        Kind::Forced => FailoverKind::Forced,
+        Kind::Switchover => FailoverKind::Switchover,
+    };
     FailoverRecord {
         id: j.id.clone(),
         cluster: j.cluster.clone(),
         epoch: j.epoch,
-        kind: FailoverKind::Automatic as i32,
+        kind: kind as i32,
         outcome: outcome as i32,
         reason: format!(
             "{}{}{}",

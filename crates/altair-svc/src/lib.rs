@@ -4,6 +4,7 @@
 
 mod load;
 mod main_loop;
+pub mod metrics;
 mod secret;
 mod serve;
 mod telemetry;

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::path::Path;
 use std::process::ExitCode;
 
-use altair_core::config::{ConfigErrors, LogConfig, Validate};
+use altair_core::config::{ConfigErrors, LogConfig, MetricsConfig, Validate};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +19,7 @@ pub struct ServiceSpec<C, S> {
     /// Environment override prefix (`ALTAIR_AGENT`).
     pub env_prefix: &'static str,
     pub log: fn(&C) -> &LogConfig,
+    pub metrics: fn(&C) -> &MetricsConfig,
     /// Reads the secrets the config points at; errors name the key.
     pub secrets: fn(&C) -> Result<S, ConfigErrors>,
 }
@@ -78,6 +79,9 @@ where
     let shutdown = CancellationToken::new();
     let result = runtime.block_on(async {
         shutdown_on_signal(shutdown.clone());
+        if let Some(addr) = (spec.metrics)(&loaded.config).listen {
+            crate::metrics::serve_metrics(addr, shutdown.clone()).await?;
+        }
         run(loaded.config, secrets, shutdown).await
     });
     match result {

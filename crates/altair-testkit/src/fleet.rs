@@ -142,9 +142,15 @@ impl Fleet {
             let config = format!(
                 "[agent]\ncluster = \"{cluster_name}\"\nhost = \"{host}\"\nlisten = \"{address}\"\n\
                  probe_interval_ms = {probe}\nprobe_timeout_ms = {probe_timeout}\nheartbeat_interval_ms = {hb}\n\
+                 state_dir = \"{state}\"\n\
                  [mysql]\nhost = \"{mip}\"\nport = {mport}\nuser = \"{user}\"\npassword_file = \"{pw}\"\n\
                  [replication]\nuser = \"{ruser}\"\npassword_file = \"{repl}\"\n{zk}",
                 host = inst.name(),
+                state = fleet
+                    .dir
+                    .path()
+                    .join(format!("state-{}", inst.name()))
+                    .display(),
                 probe = t.probe_ms,
                 probe_timeout = t.probe_timeout_ms,
                 hb = t.heartbeat_ms,

@@ -303,6 +303,16 @@ impl Zk {
         Ok(format!("{prefix}{seq}"))
     }
 
+    /// Whether `path` exists.
+    pub async fn exists(&self, path: &str) -> Result<bool> {
+        let stat = self
+            .client
+            .check_stat(path)
+            .await
+            .map_err(|e| ZkError::from_op("exists", path, e))?;
+        Ok(stat.is_some())
+    }
+
     /// Whether `path` exists, and a watch that fires when that changes.
     pub async fn exists_and_watch(&self, path: &str) -> Result<(bool, OneshotWatcher)> {
         let (stat, watcher) = self

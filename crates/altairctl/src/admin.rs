@@ -19,11 +19,19 @@ pub enum AdminError {
     Refused(tonic::Status),
 }
 
-async fn client(address: &str, timeout: Duration) -> Result<OrchestratorClient<Channel>, String> {
+/// Operator actions (a switchover waits for the failover's audit record) may take this
+/// long once an orchestrator accepted them; connecting keeps the configured timeout.
+pub const ACTION_TIMEOUT: Duration = Duration::from_secs(180);
+
+async fn client(
+    address: &str,
+    timeout: Duration,
+    call_timeout: Duration,
+) -> Result<OrchestratorClient<Channel>, String> {
     let channel = Endpoint::from_shared(format!("http://{address}"))
         .map_err(|e| format!("{address}: {e}"))?
         .connect_timeout(timeout)
-        .timeout(timeout)
+        .timeout(call_timeout)
         .connect()
         .await
         .map_err(|e| format!("{address}: {e}"))?;
@@ -32,9 +40,19 @@ async fn client(address: &str, timeout: Duration) -> Result<OrchestratorClient<C
 
 /// Calls `f` on each orchestrator in turn until one gives an answer that is not
 /// UNAVAILABLE.
-async fn each<T, F, Fut>(
+async fn each<T, F, Fut>(orchestrators: &[String], timeout: Duration, f: F) -> Result<T, AdminError>
+where
+    F: FnMut(OrchestratorClient<Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    each_within(orchestrators, timeout, timeout, f).await
+}
+
+/// `each` with a separate bound on the call itself (operator actions).
+pub(crate) async fn each_within<T, F, Fut>(
     orchestrators: &[String],
     timeout: Duration,
+    call_timeout: Duration,
     mut f: F,
 ) -> Result<T, AdminError>
 where
@@ -43,7 +61,7 @@ where
 {
     let mut tried = Vec::new();
     for address in orchestrators {
-        let c = match client(address, timeout).await {
+        let c = match client(address, timeout, call_timeout).await {
             Ok(c) => c,
             Err(e) => {
                 tried.push(e);
@@ -97,6 +115,8 @@ pub async fn acknowledge(
 #[derive(Debug, Serialize)]
 pub struct Audit {
     pub id: String,
+    /// automatic, forced or switchover.
+    pub kind: String,
     pub outcome: String,
     pub epoch: u64,
     pub old_primary: String,
@@ -125,8 +145,16 @@ impl From<&FailoverRecord> for Audit {
                     .to_ascii_lowercase()
             })
             .unwrap_or_else(|_| "unknown".into());
+        let kind = FailoverKind::try_from(r.kind)
+            .map(|k| {
+                k.as_str_name()
+                    .trim_start_matches("FAILOVER_KIND_")
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_else(|_| "unknown".into());
         Self {
             id: r.id.clone(),
+            kind,
             outcome,
             epoch: r.epoch,
             old_primary: r.old_primary.clone(),
@@ -157,7 +185,12 @@ pub fn render_history(cluster: &str, records: &[Audit]) -> String {
     let mut out = String::new();
     for r in records {
         out.push_str(&format!(
-            "failover {}  cluster {cluster}  epoch {}  outcome {}\n  {} -> {}  total {} ms\n",
+            "{} {}  cluster {cluster}  epoch {}  outcome {}\n  {} -> {}  total {} ms\n",
+            if r.kind == "switchover" {
+                "switchover"
+            } else {
+                "failover"
+            },
             r.id,
             r.epoch,
             r.outcome,

@@ -1,8 +1,10 @@
 //! altairctl: the operator CLI. It talks to the orchestrators' gRPC API.
 
+pub mod actions;
 pub mod admin;
 pub mod ping;
 pub mod status;
+pub mod topology;
 
 /// Exit statuses scripts can rely on.
 pub mod exit {

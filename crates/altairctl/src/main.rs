@@ -52,6 +52,42 @@ enum Command {
         /// Only this cluster.
         cluster: Option<String>,
     },
+    /// The replication tree of a cluster as the agents report it now: who replicates
+    /// from whom, health, read_only, GTIDs, lag, old primaries waiting for rejoin.
+    Topology { cluster: String },
+    /// Planned switchover: the primary goes read-only (client connections killed), the
+    /// candidate applies everything, is promoted, the old primary replicates from it and
+    /// DNS moves. Nothing is lost. Refused unless the primary and a candidate are healthy.
+    Switchover {
+        cluster: String,
+        /// The replica to promote; default: altair chooses.
+        #[arg(long, value_name = "HOST")]
+        to: Option<String>,
+    },
+    /// Forced failover: fence the primary and promote a replica now, like an automatic
+    /// failover (the old primary then waits for rejoin). Asks for confirmation.
+    Failover {
+        cluster: String,
+        #[arg(long, value_name = "HOST")]
+        to: Option<String>,
+        /// Even when the primary is verified alive (otherwise refused: use switchover).
+        #[arg(long)]
+        force: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Re-attach a fenced old primary as a replica. Refused while it has errant
+    /// transactions (listed); `--force` saves them to a file on the host, reverts them and
+    /// re-attaches it.
+    Rejoin {
+        host: String,
+        /// The host's cluster; default: the cluster in which HOST waits for rejoin.
+        #[arg(long)]
+        cluster: Option<String>,
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[allow(clippy::print_stdout)]
@@ -140,6 +176,97 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Topology { cluster } => {
+            let orch = &config.orchestrators;
+            match runtime.block_on(altairctl::topology::topology(orch, &cluster, timeout)) {
+                Ok(t) => {
+                    let tree = altairctl::topology::Tree::from(&t);
+                    if cli.json {
+                        return print_json(&tree).err().unwrap_or(ExitCode::from(exit::OK));
+                    }
+                    print!("{}", altairctl::topology::render(&tree));
+                    ExitCode::from(exit::OK)
+                }
+                Err(e) => admin_failure("topology", &e, &cli.config),
+            }
+        }
+        Command::Switchover { cluster, to } => {
+            let orch = &config.orchestrators;
+            let r = runtime.block_on(altairctl::actions::switchover(
+                orch,
+                &cluster,
+                to.as_deref(),
+                timeout,
+            ));
+            report_failover("switchover", &cluster, r, cli.json, &cli.config)
+        }
+        Command::Failover {
+            cluster,
+            to,
+            force,
+            yes,
+        } => {
+            if !yes && !confirm(&cluster) {
+                return ExitCode::from(exit::USAGE);
+            }
+            let orch = &config.orchestrators;
+            let r = runtime.block_on(altairctl::actions::failover(
+                orch,
+                &cluster,
+                to.as_deref(),
+                force,
+                timeout,
+            ));
+            report_failover("failover", &cluster, r, cli.json, &cli.config)
+        }
+        Command::Rejoin {
+            host,
+            cluster,
+            force,
+        } => {
+            let orch = &config.orchestrators;
+            let cluster = match cluster {
+                Some(c) => c,
+                None => match runtime.block_on(altairctl::actions::cluster_of_waiting_host(
+                    orch, &host, timeout,
+                )) {
+                    Ok(Some(c)) => c,
+                    Ok(None) => {
+                        eprintln!(
+                            "altairctl: rejoin: {host} waits for rejoin in no cluster (`altairctl status` shows the hosts; pass --cluster to name one)"
+                        );
+                        return ExitCode::from(exit::FAILED);
+                    }
+                    Err(e) => return admin_failure("rejoin", &e, &cli.config),
+                },
+            };
+            match runtime.block_on(altairctl::actions::rejoin(
+                orch, &cluster, &host, force, timeout,
+            )) {
+                Ok(r) => {
+                    if cli.json {
+                        if let Err(code) = print_json(&r) {
+                            return code;
+                        }
+                    } else if r.rejoined {
+                        println!("{host} rejoined cluster {cluster} as a replica");
+                        if !r.errant_gtids.is_empty() {
+                            println!(
+                                "  errant transactions {} were reverted; they are saved on {host} in {}",
+                                r.errant_gtids, r.saved_to
+                            );
+                        }
+                    } else {
+                        eprintln!(
+                            "altairctl: rejoin: {host} has errant transactions the cluster does not: {}\n  inspect them (mariadb-binlog on {host}), then `altairctl rejoin {host} --cluster {cluster} --force` saves them to a file, reverts them and re-attaches {host}",
+                            r.errant_gtids
+                        );
+                    }
+                    ExitCode::from(if r.rejoined { exit::OK } else { exit::FAILED })
+                }
+                Err(e) => admin_failure("rejoin", &e, &cli.config),
+            }
+        }
         Command::Ping => {
             let results = runtime.block_on(async {
                 let mut out = Vec::new();
@@ -173,6 +300,57 @@ fn main() -> ExitCode {
                 ExitCode::from(exit::UNREACHABLE)
             }
         }
+    }
+}
+
+/// Asks on the terminal; anything but the cluster's name (or no terminal) is a no.
+fn confirm(cluster: &str) -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        eprintln!(
+            "altairctl: failover: refusing without confirmation: stdin is not a terminal; pass --yes"
+        );
+        return false;
+    }
+    eprint!(
+        "Force a failover of cluster {cluster}? Its primary is fenced now. Type the cluster name to confirm: "
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let ok = std::io::stdin().lock().read_line(&mut answer).is_ok() && answer.trim() == cluster;
+    if !ok {
+        eprintln!("altairctl: failover: not confirmed; nothing done");
+    }
+    ok
+}
+
+#[allow(clippy::print_stdout)]
+fn report_failover(
+    what: &str,
+    cluster: &str,
+    r: Result<altairctl::admin::Audit, altairctl::admin::AdminError>,
+    json: bool,
+    config: &std::path::Path,
+) -> ExitCode {
+    match r {
+        Ok(a) => {
+            let ok = a.outcome == "succeeded";
+            if json {
+                if let Err(code) = print_json(&a) {
+                    return code;
+                }
+            } else {
+                print!(
+                    "{}",
+                    altairctl::admin::render_history(cluster, std::slice::from_ref(&a))
+                );
+            }
+            if !ok {
+                eprintln!("altairctl: {what}: {}: {}", a.outcome, a.reason);
+            }
+            ExitCode::from(if ok { exit::OK } else { exit::FAILED })
+        }
+        Err(e) => admin_failure(what, &e, config),
     }
 }
 

@@ -18,6 +18,8 @@ pub struct AgentConfig {
     pub zookeeper: ZkConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub metrics: super::common::MetricsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -41,6 +43,14 @@ pub struct AgentSection {
     /// A writable primary whose agent hears no monitor and reaches no replica for this
     /// long makes itself read-only. Default: 2 × heartbeat_interval_ms.
     pub self_fence_after_ms: Option<u64>,
+    /// Where the agent keeps what it must never lose: the errant transactions of a
+    /// forced rejoin, saved before they are reverted.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: std::path::PathBuf,
+}
+
+fn default_state_dir() -> std::path::PathBuf {
+    "/var/lib/altair-agent".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]

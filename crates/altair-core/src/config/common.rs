@@ -181,6 +181,13 @@ fn default_level() -> String {
     "info".to_owned()
 }
 
+/// `[metrics]`: where the service serves Prometheus metrics (`GET /metrics`); off when
+/// `listen` is not set.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct MetricsConfig {
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 /// A DNS name or an IP address (v6 without brackets).
 pub fn is_host(host: &str) -> bool {
     if host.parse::<std::net::IpAddr>().is_ok() {

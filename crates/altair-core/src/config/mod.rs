@@ -17,12 +17,14 @@ use serde::de::DeserializeOwned;
 
 pub use agent::{AgentConfig, AgentSection, MysqlSection};
 pub use common::{
-    Credentials, DEFAULT_ZK_ROOT, LogConfig, LogFormat, MysqlEndpoint, SecretSource, ZkConfig,
-    is_host,
+    Credentials, DEFAULT_ZK_ROOT, LogConfig, LogFormat, MetricsConfig, MysqlEndpoint, SecretSource,
+    ZkConfig, is_host,
 };
 pub use ctl::CtlConfig;
 pub use monitor::{MonitorConfig, MonitorSection};
-pub use orchestrator::{DnsConfig, FenceMode, OrchestratorConfig, OrchestratorSection};
+pub use orchestrator::{
+    DnsConfig, FenceMode, HooksConfig, OrchestratorConfig, OrchestratorSection,
+};
 
 /// One problem with a configuration, naming the key it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -14,6 +14,8 @@ pub struct MonitorConfig {
     pub zookeeper: ZkConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub metrics: super::common::MetricsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -20,6 +20,10 @@ pub struct OrchestratorConfig {
     pub zookeeper: ZkConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub metrics: super::common::MetricsConfig,
+    #[serde(default)]
+    pub hooks: HooksConfig,
 }
 
 /// How an old primary whose host answers is fenced.
@@ -49,6 +53,57 @@ pub struct OrchestratorSection {
     pub max_candidate_lag_s: u64,
     #[serde(default)]
     pub fence_mode: FenceMode,
+    /// Re-attach a returning old primary as a replica on its own when it has no errant
+    /// transactions (otherwise it waits for `altairctl rejoin HOST --force`).
+    #[serde(default = "yes")]
+    pub auto_rejoin: bool,
+    /// A planned switchover is refused when the candidate lags more than this.
+    #[serde(default = "default_switchover_max_lag_s")]
+    pub switchover_max_lag_s: u64,
+    /// How long a switchover waits (writes paused) for the candidate to apply everything
+    /// the old primary has; past it the switchover is rolled back.
+    #[serde(default = "default_switchover_catch_up_ms")]
+    pub switchover_catch_up_timeout_ms: u64,
+}
+
+/// `[hooks]`: commands run around a failover or switchover, the event as JSON on stdin.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HooksConfig {
+    /// argv of the command run before fencing; empty: none.
+    #[serde(default)]
+    pub pre_failover: Vec<String>,
+    /// argv of the command run after the new topology is recorded; empty: none.
+    #[serde(default)]
+    pub post_failover: Vec<String>,
+    #[serde(default = "default_hook_timeout_ms")]
+    pub timeout_ms: u64,
+    /// A pre-failover hook that fails (non-zero exit, timeout) aborts the failover.
+    #[serde(default)]
+    pub abort_on_pre_failure: bool,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        Self {
+            pre_failover: Vec::new(),
+            post_failover: Vec::new(),
+            timeout_ms: default_hook_timeout_ms(),
+            abort_on_pre_failure: false,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_switchover_max_lag_s() -> u64 {
+    10
+}
+fn default_switchover_catch_up_ms() -> u64 {
+    10_000
+}
+fn default_hook_timeout_ms() -> u64 {
+    10_000
 }
 
 fn default_verify_timeout_ms() -> u64 {
@@ -114,6 +169,28 @@ impl Validate for OrchestratorConfig {
             o.failover_block_period_s <= 7 * 24 * 3600,
             "orchestrator.failover_block_period_s",
             || format!("{} s is longer than a week", o.failover_block_period_s),
+        );
+        check_ms(
+            p,
+            "orchestrator.switchover_catch_up_timeout_ms",
+            o.switchover_catch_up_timeout_ms,
+            100..=600_000,
+        );
+        check_ms(p, "hooks.timeout_ms", self.hooks.timeout_ms, 100..=600_000);
+        for (key, argv) in [
+            ("hooks.pre_failover", &self.hooks.pre_failover),
+            ("hooks.post_failover", &self.hooks.post_failover),
+        ] {
+            p.check(
+                argv.first().is_none_or(|c| !c.trim().is_empty()),
+                key,
+                || "the command (first element) is empty".into(),
+            );
+        }
+        p.check(
+            !self.hooks.abort_on_pre_failure || !self.hooks.pre_failover.is_empty(),
+            "hooks.abort_on_pre_failure",
+            || "is set but hooks.pre_failover is empty".into(),
         );
         self.mysql.validate("mysql", p);
         self.replication.validate("replication", p);

@@ -101,6 +101,49 @@ pub struct Journal {
     /// so later steps do not wait for it again.
     #[serde(default)]
     pub old_host_unreachable: bool,
+    /// Automatic, forced by an operator, or a planned switchover.
+    #[serde(default)]
+    pub kind: Kind,
+    /// The host an operator asked for (`--to`); `None` lets altair choose.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// The old primary's GTID position when it was fenced (a switchover waits for it).
+    #[serde(default)]
+    pub fenced_gtid: String,
+    /// The new primary's position when it was promoted: the old primary's history past
+    /// it is errant (see `gtid::errant_gtids`).
+    #[serde(default)]
+    pub fork_gtid: String,
+    /// A switchover that failed before promotion is being rolled back (the old primary
+    /// made writable again); the reason.
+    #[serde(default)]
+    pub aborting: Option<String>,
+    /// A switchover re-attached the old primary as a replica.
+    #[serde(default)]
+    pub old_primary_rejoined: bool,
+}
+
+/// Why a failover runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// The primary was detected and verified down.
+    #[default]
+    Automatic,
+    /// An operator forced it (`altairctl failover`).
+    Forced,
+    /// A planned switchover: read-only first, nothing lost, the old primary replicates.
+    Switchover,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Automatic => "automatic",
+            Self::Forced => "forced",
+            Self::Switchover => "switchover",
+        }
+    }
 }
 
 impl Journal {
@@ -129,6 +172,12 @@ impl Journal {
             transactions_salvaged: 0,
             notes: Vec::new(),
             old_host_unreachable: false,
+            kind: Kind::Automatic,
+            target: None,
+            fenced_gtid: String::new(),
+            fork_gtid: String::new(),
+            aborting: None,
+            old_primary_rejoined: false,
         }
     }
 

@@ -7,5 +7,5 @@ mod journal;
 mod verify;
 
 pub use candidate::{Candidate, CandidateRules, Refusal, choose};
-pub use journal::{Journal, Stage, Step};
+pub use journal::{Journal, Kind, Stage, Step};
 pub use verify::{BlockReason, Verdict, failover_blocked, verdict};

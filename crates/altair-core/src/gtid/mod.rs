@@ -6,6 +6,7 @@
 //! received everything that one has, which one has received the most, and how many
 //! transactions does one have that another lacks.
 
+mod errant;
 mod mariadb;
 mod mysql;
 
@@ -14,6 +15,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use errant::errant_gtids;
 pub use mariadb::{MariaGtid, MariaGtidPos};
 pub use mysql::{MysqlGtidSet, SourceKey};
 

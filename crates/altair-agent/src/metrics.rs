@@ -1,0 +1,37 @@
+//! The agent's Prometheus metrics (`altair_agent_*`, see `[metrics] listen`).
+
+use std::sync::LazyLock;
+
+use altair_svc::metrics::{Counter, Family, Gauge, Labels, register};
+
+pub static PROBES: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
+pub static MYSQL_UP: LazyLock<Gauge> = LazyLock::new(Gauge::default);
+pub static HEARTBEATS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
+pub static SELF_FENCES: LazyLock<Counter> = LazyLock::new(Counter::default);
+
+pub fn init() {
+    register(
+        "agent_probes",
+        "Probes of the local mysqld, by result (ok, failed)",
+        PROBES.clone(),
+    );
+    register(
+        "agent_mysql_up",
+        "1 when the last probe reached mysqld",
+        MYSQL_UP.clone(),
+    );
+    register(
+        "agent_heartbeats",
+        "Heartbeats sent to the owning monitor, by result (accepted, redirected, failed, timeout)",
+        HEARTBEATS.clone(),
+    );
+    register(
+        "agent_self_fences",
+        "Times this agent fenced its isolated primary itself",
+        SELF_FENCES.clone(),
+    );
+}
+
+pub fn count(family: &Family<Labels, Counter>, key: &'static str, value: &str) {
+    family.get_or_create(&vec![(key, value.to_owned())]).inc();
+}

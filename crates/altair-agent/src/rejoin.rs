@@ -1,0 +1,115 @@
+//! Rejoin: a fenced old primary becomes a replica of the new one. Its transactions past
+//! the fork point (errant: no survivor has them) refuse the rejoin unless an operator
+//! forces it; then they are saved to a file first and reverted (MariaDB flashback), so
+//! nothing is lost and the host's data matches the cluster's history again.
+
+use altair_core::gtid::{Flavor, GtidState, errant_gtids};
+use mysql_async::prelude::Queryable;
+use tonic::Status;
+
+use crate::actions::{Actions, mysql_err, sql_literal};
+
+pub struct Rejoined {
+    pub errant: String,
+    pub saved_to: String,
+    pub reverted: u32,
+}
+
+impl Actions {
+    pub async fn rejoin(
+        &self,
+        host: &str,
+        port: u16,
+        fork: &str,
+        revert: bool,
+    ) -> Result<Rejoined, Status> {
+        let flavor = self.flavor();
+        let mut c = self.conn().await?;
+        let own = self.gtid_executed(&mut c).await?;
+        let fork = if fork.is_empty() { own.as_str() } else { fork };
+        let parse = |what: &str, text: &str| {
+            GtidState::parse(flavor, text)
+                .map_err(|e| Status::invalid_argument(format!("{what}: {e}")))
+        };
+        let errant = errant_gtids(&parse("own position", &own)?, &parse("fork_gtid", fork)?)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let mut done = Rejoined {
+            errant: errant.clone(),
+            saved_to: String::new(),
+            reverted: 0,
+        };
+        if !errant.is_empty() {
+            if !revert {
+                return Err(Status::failed_precondition(format!(
+                    "errant transactions (not in the cluster's history past {fork}): {errant}"
+                )));
+            }
+            if flavor == Flavor::Mysql {
+                return Err(Status::failed_precondition(format!(
+                    "reverting errant transactions is MariaDB-only; on MySQL inject empty transactions for {errant} on the primary, or re-clone this host"
+                )));
+            }
+            let (saved_to, reverted) = self.save_and_revert(fork).await?;
+            done.saved_to = saved_to;
+            done.reverted = reverted;
+            // The reverted history must not stay in this host's binlog (strict mode
+            // would refuse the new primary's sequence numbers).
+            c.query_drop("RESET MASTER")
+                .await
+                .map_err(mysql_err("reset the binlog"))?;
+        }
+        if flavor == Flavor::MariaDb {
+            let start = if errant.is_empty() {
+                own.as_str()
+            } else {
+                fork
+            };
+            c.query_drop("STOP SLAVE")
+                .await
+                .map_err(mysql_err("stop replication"))?;
+            c.query_drop(format!("SET GLOBAL gtid_slave_pos={}", sql_literal(start)))
+                .await
+                .map_err(mysql_err("set gtid_slave_pos"))?;
+        }
+        drop(c);
+        self.repoint(host, port, false).await?;
+        Ok(done)
+    }
+
+    /// Saves the transactions past `fork` to a file in the state directory, then applies
+    /// their flashback without binlogging it.
+    async fn save_and_revert(&self, fork: &str) -> Result<(String, u32), Status> {
+        let (events, _, count) = self.read_binlog(fork, false).await?;
+        let (undo, _, _) = self.read_binlog(fork, true).await?;
+        if count == 0 || undo.is_empty() {
+            return Err(Status::failed_precondition(format!(
+                "the binlog holds no transactions past {fork}: cannot save or revert them (purged?)"
+            )));
+        }
+        let dir = &self.state_dir;
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| Status::internal(format!("create {}: {e}", dir.display())))?;
+        let path = dir.join(format!(
+            "errant-epoch{}-{}.binlog.sql",
+            self.epoch(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+        ));
+        tokio::fs::write(&path, &events).await.map_err(|e| {
+            Status::internal(format!(
+                "save errant transactions to {}: {e}",
+                path.display()
+            ))
+        })?;
+        self.pipe_to_client(
+            b"SET SESSION sql_log_bin=0;\n",
+            &undo,
+            "reverting errant transactions",
+        )
+        .await?;
+        tracing::warn!(saved_to = %path.display(), transactions = count, "errant transactions saved and reverted");
+        Ok((path.display().to_string(), count))
+    }
+}

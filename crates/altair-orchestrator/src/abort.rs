@@ -1,0 +1,106 @@
+//! Ending a failover without a new primary: refused before anything was done (a
+//! pre-failover hook said no), or a switchover rolled back before promotion (the old
+//! primary is made writable again). Either way an audit record says what happened.
+
+use altair_core::failover::{Journal, Kind, Stage, Step};
+use altair_core::registry::{ClusterState, FailoverAudit, to_json};
+use altair_proto::v1::SetReadOnlyRequest;
+use altair_zk::Op;
+
+use crate::agents::agent;
+use crate::ctx::{Ctx, now_ms};
+use crate::view::ClusterView;
+
+/// Nothing was fenced yet: record `outcome` and end the journal. An automatic failover
+/// refused this way holds automatic failover until an operator acknowledges.
+pub async fn refuse(ctx: &Ctx, view: &ClusterView, j: Journal, reason: &str) -> Result<(), String> {
+    let mut state = None;
+    if j.kind == Kind::Automatic
+        && let Some((s, _)) = &view.state
+    {
+        let mut s: ClusterState = s.clone();
+        s.epoch = s.epoch.max(j.epoch);
+        s.held = true;
+        s.failover_blocked = Some(format!(
+            "{reason}; automatic failover held until `altairctl ack {}`",
+            j.cluster
+        ));
+        state = Some(s);
+    }
+    finish(ctx, view, j, "refused", reason, state).await
+}
+
+/// Rolls a switchover back: the old primary is made writable again (it was only fenced
+/// read-only; nothing was promoted). Retried on the next pass until it succeeds.
+pub async fn abort(ctx: &Ctx, view: &ClusterView, j: Journal) -> Result<(), String> {
+    let reason = j.aborting.clone().unwrap_or_default();
+    if j.step <= Step::Promote {
+        let old = view
+            .hosts
+            .get(&j.old_primary)
+            .ok_or("the old primary is not registered")?;
+        let mut a = agent(&old.agent, std::time::Duration::from_secs(3)).await?;
+        a.set_read_only(SetReadOnlyRequest {
+            epoch: j.epoch,
+            read_only: false,
+        })
+        .await
+        .map_err(|s| {
+            format!(
+                "roll back: make {} writable again: {}",
+                j.old_primary,
+                s.message()
+            )
+        })?;
+    }
+    tracing::error!(cluster = %j.cluster, failover_id = %j.id, reason = %reason, old_primary = %j.old_primary, "switchover rolled back: the old primary is writable again");
+    let detail = format!(
+        "{reason}; rolled back: {} is the primary again",
+        j.old_primary
+    );
+    finish(ctx, view, j, "failed", &detail, None).await
+}
+
+async fn finish(
+    ctx: &Ctx,
+    view: &ClusterView,
+    mut j: Journal,
+    outcome: &str,
+    detail: &str,
+    state: Option<ClusterState>,
+) -> Result<(), String> {
+    let now = now_ms();
+    j.stages.push(Stage {
+        error: detail.to_owned(),
+        ..Stage::new(j.step.as_str(), now, now)
+    });
+    let audit = FailoverAudit {
+        outcome: outcome.into(),
+        new_primary: None,
+        finished_at_ms: now,
+        total_ms: now.saturating_sub(j.started_at_ms),
+        detail: detail.to_owned(),
+        journal: j.clone(),
+    };
+    let l = ctx.zk.layout();
+    let mut ops = vec![
+        Op::Create {
+            path: l.history_entry(&view.name, &j.id),
+            data: to_json(&audit),
+        },
+        Op::Delete {
+            path: l.failover_journal(&view.name),
+            version: None,
+        },
+    ];
+    if let Some(s) = state {
+        ops.push(Op::Set {
+            path: l.cluster_state(&view.name),
+            data: to_json(&s),
+            version: None,
+        });
+    }
+    ctx.write(&ops).await.map_err(|e| format!("record: {e}"))?;
+    crate::metrics::observe_failover(&audit);
+    Ok(())
+}

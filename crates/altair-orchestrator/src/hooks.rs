@@ -1,0 +1,110 @@
+//! Operator hooks around a failover (`[hooks]`): a command receives the event as JSON on
+//! stdin and must finish within `hooks.timeout_ms`. A failing pre-failover hook aborts
+//! the failover only when `hooks.abort_on_pre_failure` is set; a post-failover hook's
+//! failure is logged and counted, never undoes anything.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use altair_core::failover::Journal;
+use altair_core::registry::FailoverAudit;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+use crate::ctx::Ctx;
+use crate::metrics::{HOOKS, labels};
+
+/// Runs the pre-failover hook, if any. `Err` means: abort (the reason says why).
+pub async fn pre_failover(ctx: &Ctx, j: &Journal) -> Result<(), String> {
+    let hooks = &ctx.config.hooks;
+    if hooks.pre_failover.is_empty() {
+        return Ok(());
+    }
+    let event = json!({
+        "event": "pre_failover",
+        "cluster": j.cluster,
+        "failover_id": j.id,
+        "kind": j.kind.as_str(),
+        "epoch": j.epoch,
+        "old_primary": j.old_primary,
+        "target": j.target,
+        "trigger": j.trigger,
+    });
+    match run(&hooks.pre_failover, &event, hooks.timeout_ms).await {
+        Ok(()) => Ok(()),
+        Err(e) if hooks.abort_on_pre_failure => {
+            tracing::error!(cluster = %j.cluster, failover_id = %j.id, error = %e, "pre-failover hook failed: failover aborted");
+            Err(format!("pre-failover hook failed: {e}"))
+        }
+        Err(e) => {
+            tracing::warn!(cluster = %j.cluster, failover_id = %j.id, error = %e, "pre-failover hook failed; continuing (hooks.abort_on_pre_failure is off)");
+            Ok(())
+        }
+    }
+}
+
+/// Runs the post-failover hook, if any, with the audit record.
+pub async fn post_failover(ctx: &Ctx, audit: &FailoverAudit) {
+    let hooks = &ctx.config.hooks;
+    if hooks.post_failover.is_empty() {
+        return;
+    }
+    let mut event = serde_json::to_value(audit).unwrap_or_default();
+    if let Some(map) = event.as_object_mut() {
+        map.insert("event".into(), json!("post_failover"));
+    }
+    if let Err(e) = run(&hooks.post_failover, &event, hooks.timeout_ms).await {
+        tracing::warn!(cluster = %audit.journal.cluster, failover_id = %audit.journal.id, error = %e, "post-failover hook failed");
+    }
+}
+
+async fn run(argv: &[String], event: &serde_json::Value, timeout_ms: u64) -> Result<(), String> {
+    let result = run_inner(argv, event, timeout_ms).await;
+    let hook = argv.first().map_or("", String::as_str);
+    let outcome = if result.is_ok() { "ok" } else { "failed" };
+    HOOKS
+        .get_or_create(&labels(&[("hook", hook), ("outcome", outcome)]))
+        .inc();
+    result
+}
+
+async fn run_inner(
+    argv: &[String],
+    event: &serde_json::Value,
+    timeout_ms: u64,
+) -> Result<(), String> {
+    let (program, args) = argv.split_first().ok_or("no command")?;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("{program}: cannot start: {e}"))?;
+    let input = serde_json::to_vec(event).unwrap_or_default();
+    let stdin = child.stdin.take();
+    let waited = tokio::time::timeout(Duration::from_millis(timeout_ms), async move {
+        if let Some(mut stdin) = stdin {
+            // A hook that ignores stdin and exits early closes the pipe: not an error.
+            let _ = stdin.write_all(&input).await;
+        }
+        child.wait_with_output().await
+    })
+    .await;
+    match waited {
+        Err(_) => Err(format!(
+            "{program}: no exit within {timeout_ms} ms (killed)"
+        )),
+        Ok(Err(e)) => Err(format!("{program}: {e}")),
+        Ok(Ok(out)) if out.status.success() => Ok(()),
+        Ok(Ok(out)) => Err(format!(
+            "{program}: {} ({})",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
+        )),
+    }
+}

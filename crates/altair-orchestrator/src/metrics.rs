@@ -1,0 +1,95 @@
+//! The orchestrator's Prometheus metrics (`altair_*`, see `[metrics] listen`).
+
+use std::sync::LazyLock;
+
+use altair_core::registry::FailoverAudit;
+use altair_svc::metrics::{Counter, Family, Gauge, Histogram, Labels, duration_family, register};
+
+pub static LEADER: LazyLock<Gauge> = LazyLock::new(Gauge::default);
+pub static FAILOVERS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
+pub static STAGE_SECONDS: LazyLock<Family<Labels, Histogram>> = LazyLock::new(duration_family);
+pub static FAILOVER_SECONDS: LazyLock<Family<Labels, Histogram>> = LazyLock::new(duration_family);
+pub static STEP_ERRORS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
+pub static ZK_ERRORS: LazyLock<Counter> = LazyLock::new(Counter::default);
+pub static DNS_ERRORS: LazyLock<Counter> = LazyLock::new(Counter::default);
+pub static MYSQL_VERIFY_FAILURES: LazyLock<Counter> = LazyLock::new(Counter::default);
+pub static REJOINS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
+pub static HOOKS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
+
+pub fn init() {
+    register(
+        "orchestrator_leader",
+        "1 while this orchestrator is the leader",
+        LEADER.clone(),
+    );
+    register(
+        "failovers",
+        "Failovers and switchovers by cluster, kind and outcome (succeeded, failed, refused, primary_alive)",
+        FAILOVERS.clone(),
+    );
+    register(
+        "failover_stage_seconds",
+        "Duration of each failover stage (detect, verify, fence, choose, catch_up, salvage, promote, repoint, publish, record)",
+        STAGE_SECONDS.clone(),
+    );
+    register(
+        "failover_seconds",
+        "Detection to recorded topology, by kind",
+        FAILOVER_SECONDS.clone(),
+    );
+    register(
+        "failover_step_errors",
+        "Failover steps that failed (and were retried or rolled back), by step",
+        STEP_ERRORS.clone(),
+    );
+    register(
+        "orchestrator_zookeeper_errors",
+        "ZooKeeper calls of the leader's passes that failed",
+        ZK_ERRORS.clone(),
+    );
+    register(
+        "orchestrator_dns_errors",
+        "DNS queries or updates that failed while publishing a primary",
+        DNS_ERRORS.clone(),
+    );
+    register(
+        "orchestrator_mysql_verify_failures",
+        "Verifications in which the orchestrator's own MySQL connection to the primary failed",
+        MYSQL_VERIFY_FAILURES.clone(),
+    );
+    register(
+        "rejoins",
+        "Old primaries re-attached as replicas or refused (errant transactions), by outcome",
+        REJOINS.clone(),
+    );
+    register("hooks", "Hook runs by hook and outcome", HOOKS.clone());
+}
+
+pub fn labels(pairs: &[(&'static str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
+}
+
+pub fn step_error(step: &str) {
+    STEP_ERRORS.get_or_create(&labels(&[("step", step)])).inc();
+}
+
+pub fn observe_failover(a: &FailoverAudit) {
+    let j = &a.journal;
+    FAILOVERS
+        .get_or_create(&labels(&[
+            ("cluster", &j.cluster),
+            ("kind", j.kind.as_str()),
+            ("outcome", &a.outcome),
+        ]))
+        .inc();
+    if a.outcome == "succeeded" {
+        FAILOVER_SECONDS
+            .get_or_create(&labels(&[("kind", j.kind.as_str())]))
+            .observe(a.total_ms as f64 / 1000.0);
+        for s in &j.stages {
+            STAGE_SECONDS
+                .get_or_create(&labels(&[("stage", &s.name)]))
+                .observe(s.duration_ms as f64 / 1000.0);
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Old primaries after a failover (DESIGN §6): one that comes back writable is fenced
+//! again; one that comes back with nothing the cluster lacks is re-attached as a replica
+//! (`orchestrator.auto_rejoin`); one with errant transactions is reported and left out
+//! until an operator forces it (`altairctl rejoin HOST --force`).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use altair_core::gtid::{Flavor, GtidState, errant_gtids};
+use altair_core::registry::{ClusterState, to_json};
+use altair_proto::v1::*;
+use altair_zk::Op;
+use tokio::task::JoinHandle;
+
+use crate::agents::{agent, endpoint};
+use crate::ctx::Ctx;
+use crate::metrics::{REJOINS, labels};
+use crate::view::ClusterView;
+
+const TEND_EVERY: Duration = Duration::from_secs(1);
+const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Tending runs beside the leader's pass (a silent agent must not slow failover
+/// detection), at most once a second per cluster.
+#[derive(Default)]
+pub struct Tending {
+    running: HashMap<String, (Instant, JoinHandle<()>)>,
+}
+
+impl Tending {
+    pub fn maybe_start(&mut self, ctx: &Ctx, view: &ClusterView) {
+        let Some((state, version)) = view.state.clone() else {
+            return;
+        };
+        if state.needs_rejoin.is_empty() || view.journal.is_some() {
+            return;
+        }
+        let key = view.name.to_string();
+        if let Some((started, handle)) = self.running.get(&key)
+            && (!handle.is_finished() || started.elapsed() < TEND_EVERY)
+        {
+            return;
+        }
+        let (ctx, view) = (ctx.clone(), view.clone());
+        let handle = tokio::spawn(async move { tend(&ctx, &view, state, version).await });
+        self.running.insert(key, (Instant::now(), handle));
+    }
+}
+
+async fn tend(ctx: &Ctx, view: &ClusterView, state: ClusterState, version: i32) {
+    for name in state.needs_rejoin.clone() {
+        let Some(status) = status_of(view, &name).await else {
+            continue;
+        };
+        let Some(snap) = status.snapshot.filter(|s| s.reachable) else {
+            continue;
+        };
+        if !snap.read_only {
+            refence(view, &state, &name).await;
+            continue;
+        }
+        if !ctx.config.orchestrator.auto_rejoin || state.errant.contains_key(&name) {
+            continue;
+        }
+        match rejoin_host(ctx, view, &state, version, &name, false).await {
+            Ok(_) => return, // the state changed: the next round reads it afresh
+            Err(e) => {
+                tracing::warn!(cluster = %view.name, host = %name, error = %e, "old primary not rejoined")
+            }
+        }
+    }
+}
+
+async fn status_of(view: &ClusterView, name: &str) -> Option<StatusResponse> {
+    let h = view.hosts.get(name)?;
+    let mut a = agent(&h.agent, STATUS_TIMEOUT).await.ok()?;
+    a.status(StatusRequest {})
+        .await
+        .ok()
+        .map(tonic::Response::into_inner)
+}
+
+/// A failed-over old primary must never take writes on its own.
+async fn refence(view: &ClusterView, state: &ClusterState, name: &str) {
+    let Some(h) = view.hosts.get(name) else {
+        return;
+    };
+    let fenced = async {
+        let mut a = agent(&h.agent, STATUS_TIMEOUT).await?;
+        a.fence(FenceRequest {
+            epoch: state.epoch,
+            mode: FenceMode::ReadOnly as i32,
+            failover_id: "recover-old-primary".into(),
+        })
+        .await
+        .map_err(|s| s.message().to_owned())
+    }
+    .await;
+    match fenced {
+        Ok(_) => {
+            tracing::warn!(cluster = %view.name, host = %name, epoch = state.epoch, "old primary came back writable: fenced it again")
+        }
+        Err(e) => {
+            tracing::error!(cluster = %view.name, host = %name, error = %e, "old primary is writable and could not be fenced")
+        }
+    }
+}
+
+/// What became of a rejoin.
+pub struct Outcome {
+    pub rejoined: bool,
+    pub errant: String,
+    pub saved_to: String,
+}
+
+/// Re-attaches `name` to the current primary. Without `force`, errant transactions are
+/// recorded in the cluster state and the host stays out.
+pub async fn rejoin_host(
+    ctx: &Ctx,
+    view: &ClusterView,
+    state: &ClusterState,
+    version: i32,
+    name: &str,
+    force: bool,
+) -> Result<Outcome, String> {
+    let primary = state.primary.clone().ok_or("the cluster has no primary")?;
+    let p = view
+        .hosts
+        .get(&primary)
+        .ok_or_else(|| format!("primary {primary} is not registered"))?;
+    let source = endpoint(&p.mysql).ok_or("bad primary address")?;
+    let status = status_of(view, name)
+        .await
+        .ok_or_else(|| format!("the agent of {name} does not answer"))?;
+    let snap = status
+        .snapshot
+        .filter(|s| s.reachable)
+        .ok_or_else(|| format!("mysqld on {name} is not running"))?;
+    let flavor = if snap.flavor == altair_proto::v1::Flavor::Mysql as i32 {
+        Flavor::Mysql
+    } else {
+        Flavor::MariaDb
+    };
+    // MariaDB measures against the fork point recorded at promotion; MySQL (and an old
+    // record without one) against the primary's whole history.
+    let fork = match state.rejoin_fork.get(name).filter(|f| !f.is_empty()) {
+        Some(f) if flavor == Flavor::MariaDb => f.clone(),
+        _ => status_of(view, &primary)
+            .await
+            .and_then(|s| s.snapshot)
+            .map(|s| s.gtid_executed)
+            .ok_or_else(|| format!("the primary {primary} does not report its GTIDs"))?,
+    };
+    let parse = |t: &str| GtidState::parse(flavor, t).map_err(|e| e.to_string());
+    let errant =
+        errant_gtids(&parse(&snap.gtid_executed)?, &parse(&fork)?).map_err(|e| e.to_string())?;
+    let l = ctx.zk.layout();
+    let mut next = state.clone();
+    if !errant.is_empty() && !force {
+        if state.errant.get(name) != Some(&errant) {
+            next.errant.insert(name.to_owned(), errant.clone());
+            ctx.write(&[Op::Set {
+                path: l.cluster_state(&view.name),
+                data: to_json(&next),
+                version: Some(version),
+            }])
+            .await
+            .map_err(|e| e.to_string())?;
+            REJOINS
+                .get_or_create(&labels(&[("outcome", "refused_errant")]))
+                .inc();
+            tracing::error!(cluster = %view.name, host = %name, errant = %errant, "old primary has errant transactions: left out until `altairctl rejoin {name} --force`");
+        }
+        return Ok(Outcome {
+            rejoined: false,
+            errant,
+            saved_to: String::new(),
+        });
+    }
+    let mut a = agent(&view.hosts[name].agent, Duration::from_secs(3)).await?;
+    let done = a
+        .rejoin(AgentRejoinRequest {
+            epoch: state.epoch,
+            source: Some(source),
+            fork_gtid: fork,
+            revert_errant: force,
+        })
+        .await
+        .map_err(|s| format!("rejoin through the agent of {name}: {}", s.message()))?
+        .into_inner();
+    next.rejoined(name);
+    ctx.write(&[Op::Set {
+        path: l.cluster_state(&view.name),
+        data: to_json(&next),
+        version: Some(version),
+    }])
+    .await
+    .map_err(|e| e.to_string())?;
+    REJOINS
+        .get_or_create(&labels(&[(
+            "outcome",
+            if force { "forced" } else { "rejoined" },
+        )]))
+        .inc();
+    tracing::warn!(cluster = %view.name, host = %name, primary = %primary, errant_reverted = %done.errant_gtids, saved_to = %done.saved_to, "old primary rejoined as a replica");
+    Ok(Outcome {
+        rejoined: true,
+        errant: done.errant_gtids,
+        saved_to: done.saved_to,
+    })
+}

@@ -2,72 +2,13 @@
 //! real ZooKeeper, BIND, agents, monitors and orchestrators. A client writes through the
 //! DNS name as the application user the whole time.
 
-use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use altair_e2e::world::{CLUSTER, World};
-use altair_testkit::mariadb::sql::query_maps;
+use altair_e2e::ops::{ctl, history_with, host_index, ids_on, wait_dns_moved, workload};
+use altair_e2e::world::World;
 use mysql_async::prelude::Queryable;
-
-/// Writes unique ids through `primary.c1` until stopped; returns (acknowledged ids with
-/// the address that acknowledged each).
-async fn workload(w: &World, stop: Arc<AtomicBool>) -> Vec<(u64, Ipv4Addr, Instant)> {
-    let dns = w.dns.as_ref().expect("dns");
-    let (server, name) = (dns.addr(), format!("primary.{CLUSTER}.{}", dns.zone()));
-    let mut acked = Vec::new();
-    let mut next = 1u64;
-    {
-        while !stop.load(Ordering::SeqCst) {
-            let Ok(ips) = altair_dns::lookup_a(server, &name, Duration::from_millis(500)).await
-            else {
-                continue;
-            };
-            let Some(ip) = ips.first().copied() else {
-                continue;
-            };
-            let opts = w.app_opts(ip);
-            let Ok(Ok(mut conn)) =
-                tokio::time::timeout(Duration::from_secs(1), mysql_async::Conn::new(opts)).await
-            else {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            };
-            while !stop.load(Ordering::SeqCst) {
-                let r = tokio::time::timeout(
-                    Duration::from_secs(1),
-                    conn.query_drop(format!("INSERT INTO w (id) VALUES ({next})")),
-                )
-                .await;
-                match r {
-                    Ok(Ok(())) => {
-                        acked.push((next, ip, Instant::now()));
-                        next += 1;
-                    }
-                    // Refused (read-only), broken or timed out: re-resolve and reconnect.
-                    _ => {
-                        next += 1;
-                        break;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-    }
-    acked
-}
-
-async fn ids_on(w: &World, i: usize) -> BTreeSet<u64> {
-    let mut c = w.cluster.admin_conn(i).await.expect("admin");
-    query_maps(&mut c, "SELECT id FROM app.w")
-        .await
-        .expect("select")
-        .iter()
-        .filter_map(|r| r["id"].as_deref().and_then(|v| v.parse().ok()))
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysqld_crash_fails_over_with_zero_lost_writes() {
@@ -185,32 +126,28 @@ async fn mysqld_crash_fails_over_with_zero_lost_writes() {
         matches!(err, mysql_async::Error::Server(ref e) if e.code == 1290),
         "{err}"
     );
-}
-
-/// Waits until `primary.c1` answers an address other than `from`.
-async fn wait_dns_moved(w: &World, from: Ipv4Addr, timeout: Duration) -> (Ipv4Addr, Duration) {
-    let started = Instant::now();
-    loop {
-        let ips = w.primary_dns().await;
-        if let Some(ip) = ips.first().copied().filter(|ip| *ip != from) {
-            return (ip, started.elapsed());
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "primary.c1 still answers {from} after {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn host_index(w: &World, ip: Ipv4Addr) -> usize {
-    w.net
-        .as_ref()
-        .expect("net")
-        .hosts()
-        .iter()
-        .position(|h| h.ip == ip)
-        .expect("a host of the cluster")
+    // Everything it had was salvaged, so it has no errant transaction: altair re-attaches
+    // it as a replica of the new primary on its own, and it catches up.
+    let mut app = w
+        .cluster
+        .app_conn(new)
+        .await
+        .expect("app on the new primary");
+    app.query_drop("INSERT INTO w (id) VALUES (888888888)")
+        .await
+        .expect("write on the new primary");
+    let gtid = w.cluster.gtid_current_pos(new).await.expect("gtid");
+    w.cluster
+        .wait_for_gtid(0, &gtid, Duration::from_secs(30))
+        .await
+        .expect("the old primary rejoined and replicates from the new one");
+    assert_eq!(ids_on(&w, 0).await, ids_on(&w, new).await);
+    w.wait_until(
+        "the rejoined old primary no longer listed as waiting",
+        Duration::from_secs(10),
+        |s| s.clusters[0].needs_rejoin.is_empty(),
+    )
+    .await;
 }
 
 fn kill9(pid: u32) {
@@ -219,38 +156,6 @@ fn kill9(pid: u32) {
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill -9");
-}
-
-/// `altairctl history c1 --json` once it holds `succeeded` successful failovers: the
-/// DNS name moves in "publish", the audit record is written by "record" right after.
-async fn history_with(w: &World, succeeded: usize) -> serde_json::Value {
-    let started = Instant::now();
-    loop {
-        let out = ctl(w, &["--json", "history", "c1"]);
-        assert!(out.status.success(), "{}", altair_e2e::stderr(&out));
-        let json: serde_json::Value =
-            serde_json::from_str(&altair_e2e::stdout(&out)).expect("JSON");
-        let n = json.as_array().map_or(0, |a| {
-            a.iter().filter(|r| r["outcome"] == "succeeded").count()
-        });
-        if n >= succeeded {
-            return json;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "expected {succeeded} successful failovers: {json}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn ctl(w: &World, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(altair_e2e::bin("altairctl"))
-        .arg("--config")
-        .arg(&w.ctl_config)
-        .args(args)
-        .output()
-        .expect("altairctl")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

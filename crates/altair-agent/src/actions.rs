@@ -28,6 +28,8 @@ pub struct Actions {
     pub facts: Arc<Mutex<ServerFacts>>,
     pub epoch: AtomicU64,
     pub state_dir: PathBuf,
+    /// Wakes the prober: after an action the next snapshot shows its effect at once.
+    pub reprobe: Arc<tokio::sync::Notify>,
 }
 
 pub(crate) fn mysql_err(what: &str) -> impl Fn(mysql_async::Error) -> Status + '_ {
@@ -349,7 +351,12 @@ impl Actions {
         let count = gtids.len() as u32;
         let last = gtids.last().map(|s| (*s).to_owned()).unwrap_or_default();
         Ok((
-            if count == 0 { Vec::new() } else { out.stdout },
+            // A flashback stream names no GTIDs (its transactions are new): keep it whole.
+            if count == 0 && !flashback {
+                Vec::new()
+            } else {
+                out.stdout
+            },
             last,
             count,
         ))

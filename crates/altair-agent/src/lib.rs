@@ -94,6 +94,7 @@ pub async fn run(
         &config.mysql.user,
         &secrets.mysql_password,
     );
+    let reprobe = Arc::new(tokio::sync::Notify::new());
     let actions = Arc::new(actions::Actions {
         opts: admin_opts,
         host: config.mysql.host.clone(),
@@ -105,6 +106,7 @@ pub async fn run(
         facts: facts.clone(),
         epoch: std::sync::atomic::AtomicU64::new(0),
         state_dir: config.agent.state_dir.clone(),
+        reprobe: reprobe.clone(),
     });
     let probe = probe::ProbeSettings {
         facts,
@@ -117,6 +119,7 @@ pub async fn run(
         interval: Duration::from_millis(a.probe_interval_ms),
         timeout: Duration::from_millis(a.probe_timeout_ms),
         connect_timeout: Duration::from_millis(config.mysql.connect_timeout_ms),
+        wake: reprobe.clone(),
     };
     tokio::spawn(probe::run(probe, snap_tx, shutdown.clone()));
 

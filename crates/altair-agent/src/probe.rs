@@ -32,6 +32,9 @@ pub struct ProbeSettings {
     pub interval: Duration,
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// Notified to probe at once (the sentinel lost its connection, an action changed
+    /// the server).
+    pub wake: Arc<Notify>,
 }
 
 /// Runs the probe loop, publishing every snapshot on `tx`, until `cancel`.
@@ -40,7 +43,7 @@ pub async fn run(
     tx: watch::Sender<Arc<MysqlSnapshot>>,
     cancel: CancellationToken,
 ) {
-    let wake = Arc::new(Notify::new());
+    let wake = settings.wake.clone();
     tokio::spawn(sentinel(settings.clone(), wake.clone(), cancel.clone()));
     let mut conn: Option<(Conn, Flavor)> = None;
     let mut ticker = tokio::time::interval(settings.interval);
@@ -48,7 +51,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            () = wake.notified() => tracing::debug!("sentinel lost its connection: probing now"),
+            () = wake.notified() => tracing::debug!("woken: probing now"),
             () = cancel.cancelled() => return,
         }
         let had_connection = conn.is_some();

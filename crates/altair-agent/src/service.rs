@@ -115,6 +115,7 @@ impl Agent for AgentService {
             }
         };
         tracing::warn!(epoch = req.epoch, failover_id = %req.failover_id, connections_killed, "mysqld fenced");
+        self.actions.reprobe.notify_one();
         Ok(Response::new(FenceResponse {
             connections_killed,
             gtid_executed,
@@ -129,6 +130,7 @@ impl Agent for AgentService {
         self.actions.check_epoch(req.epoch)?;
         let read_only = self.actions.set_read_only(req.read_only).await?;
         tracing::info!(epoch = req.epoch, read_only, "read_only set");
+        self.actions.reprobe.notify_one();
         Ok(Response::new(SetReadOnlyResponse { read_only }))
     }
 
@@ -161,6 +163,7 @@ impl Agent for AgentService {
         self.actions.check_epoch(req.epoch)?;
         let gtid_executed = self.actions.apply_salvage(&req.events).await?;
         tracing::warn!(epoch = req.epoch, failover_id = %req.failover_id, gtids = %req.gtids, "salvaged transactions applied");
+        self.actions.reprobe.notify_one();
         Ok(Response::new(ApplySalvageResponse { gtid_executed }))
     }
 
@@ -197,6 +200,7 @@ impl Agent for AgentService {
         self.actions.check_epoch(req.epoch)?;
         let gtid_executed = self.actions.promote().await?;
         tracing::warn!(epoch = req.epoch, failover_id = %req.failover_id, gtid = %gtid_executed, "promoted to primary: writable");
+        self.actions.reprobe.notify_one();
         Ok(Response::new(PromoteResponse { gtid_executed }))
     }
 
@@ -215,6 +219,7 @@ impl Agent for AgentService {
             .repoint(&source.host, port, req.use_current_pos)
             .await?;
         tracing::info!(epoch = req.epoch, source = %format!("{}:{}", source.host, port), "replication repointed");
+        self.actions.reprobe.notify_one();
         Ok(Response::new(RepointResponse {}))
     }
 
@@ -234,6 +239,7 @@ impl Agent for AgentService {
             .rejoin(&source.host, port, &req.fork_gtid, req.revert_errant)
             .await?;
         tracing::warn!(epoch = req.epoch, source = %format!("{}:{}", source.host, port), errant = %done.errant, saved_to = %done.saved_to, "rejoined as a replica");
+        self.actions.reprobe.notify_one();
         Ok(Response::new(AgentRejoinResponse {
             errant_gtids: done.errant,
             saved_to: done.saved_to,

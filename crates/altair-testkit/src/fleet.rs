@@ -11,6 +11,8 @@ use crate::process::Proc;
 use crate::{Error, Result, io_err, temp_dir};
 
 pub const AGENT_PORT: u16 = 7400;
+/// The agents' Prometheus port in host namespaces.
+pub const AGENT_METRICS_PORT: u16 = 9104;
 
 /// Timing of the fleet (tests shorten the 10 s production heartbeat).
 #[derive(Debug, Clone)]
@@ -37,9 +39,12 @@ pub struct RunningService {
     pub id: String,
     /// `host:port` of its gRPC API.
     pub address: String,
+    /// `host:port` of its Prometheus endpoint (`GET /metrics`).
+    pub metrics: String,
     pub config: PathBuf,
     proc: Option<Proc>,
     _port: Option<Port>,
+    _metrics_port: Option<Port>,
 }
 
 impl RunningService {
@@ -138,13 +143,22 @@ impl Fleet {
             };
             let agent_port = port.as_ref().map_or(AGENT_PORT, Port::get);
             let address = format!("{listen_ip}:{agent_port}");
+            let metrics_port = match inst.namespace() {
+                Some(_) => None,
+                None => Some(reserve(inst.ip())?),
+            };
+            let metrics = format!(
+                "{listen_ip}:{}",
+                metrics_port.as_ref().map_or(AGENT_METRICS_PORT, Port::get)
+            );
             let t = &fleet.timing;
             let config = format!(
                 "[agent]\ncluster = \"{cluster_name}\"\nhost = \"{host}\"\nlisten = \"{address}\"\n\
                  probe_interval_ms = {probe}\nprobe_timeout_ms = {probe_timeout}\nheartbeat_interval_ms = {hb}\n\
                  state_dir = \"{state}\"\n\
                  [mysql]\nhost = \"{mip}\"\nport = {mport}\nuser = \"{user}\"\npassword_file = \"{pw}\"\n\
-                 [replication]\nuser = \"{ruser}\"\npassword_file = \"{repl}\"\n{zk}",
+                 [replication]\nuser = \"{ruser}\"\npassword_file = \"{repl}\"\n{zk}\n\
+                 [metrics]\nlisten = \"{metrics}\"\n",
                 host = inst.name(),
                 state = fleet
                     .dir
@@ -178,9 +192,11 @@ impl Fleet {
             fleet.agents.push(RunningService {
                 id,
                 address,
+                metrics,
                 config: cfg,
                 proc: Some(proc),
                 _port: port,
+                _metrics_port: metrics_port,
             });
         }
         Ok(fleet)
@@ -242,7 +258,10 @@ impl Fleet {
         config: &str,
         env: &[(&str, &str)],
     ) -> Result<RunningService> {
-        let cfg = self.write(&format!("{kind}-{id}.toml"), config)?;
+        let metrics_port = reserve(self.control_ip)?;
+        let metrics = format!("{}:{}", self.control_ip, metrics_port.get());
+        let config = format!("{config}\n[metrics]\nlisten = \"{metrics}\"\n");
+        let cfg = self.write(&format!("{kind}-{id}.toml"), &config)?;
         let bin = match kind {
             "monitor" => self.bin("altair-monitor")?,
             _ => self.bin("altair-orchestrator")?,
@@ -257,9 +276,11 @@ impl Fleet {
         Ok(RunningService {
             id: id.to_owned(),
             address,
+            metrics,
             config: cfg,
             proc: Some(proc),
             _port: Some(port),
+            _metrics_port: Some(metrics_port),
         })
     }
 

@@ -39,6 +39,8 @@ pub struct ClusterStatus {
     pub failover_in_progress: Option<String>,
     /// Old primaries fenced by a failover, waiting for a rejoin.
     pub needs_rejoin: Vec<String>,
+    /// Old primaries refused an automatic rejoin: host → errant GTIDs.
+    pub errant: std::collections::BTreeMap<String, String>,
     pub hosts: Vec<HostStatus>,
 }
 
@@ -267,7 +269,11 @@ async fn cluster_status(
         epoch: state.as_ref().map(|s| s.epoch),
         failover_blocked: state.as_ref().and_then(|s| s.failover_blocked.clone()),
         failover_in_progress: journal.map(|j| j.id),
-        needs_rejoin: state.map(|s| s.needs_rejoin).unwrap_or_default(),
+        needs_rejoin: state
+            .as_ref()
+            .map(|s| s.needs_rejoin.clone())
+            .unwrap_or_default(),
+        errant: state.map(|s| s.errant).unwrap_or_default(),
         name: cluster.to_string(),
         primary,
         monitor: owner.map(|m| m.id.clone()),
@@ -318,6 +324,11 @@ pub fn render(status: &Status) -> String {
             }
             if !c.needs_rejoin.is_empty() {
                 out.push_str(&format!("  needs rejoin: {}", c.needs_rejoin.join(", ")));
+            }
+            for (host, gtids) in &c.errant {
+                out.push_str(&format!(
+                    "\n  {host} has errant transactions {gtids}: `altairctl rejoin {host} --force` after inspection"
+                ));
             }
             out.push('\n');
         }

@@ -1,0 +1,163 @@
+//! What the end-to-end tests do with a running world: write through the DNS name,
+//! read the ids back, map addresses to hosts, run altairctl.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use altair_testkit::mariadb::sql::query_maps;
+use mysql_async::prelude::Queryable;
+
+use crate::world::{CLUSTER, World};
+
+/// Writes unique ids through `primary.c1` until stopped; returns (acknowledged ids with
+/// the address that acknowledged each).
+pub async fn workload(w: &World, stop: Arc<AtomicBool>) -> Vec<(u64, Ipv4Addr, Instant)> {
+    let dns = w.dns.as_ref().expect("dns");
+    let (server, name) = (dns.addr(), format!("primary.{CLUSTER}.{}", dns.zone()));
+    let mut acked = Vec::new();
+    let mut next = 1u64;
+    {
+        while !stop.load(Ordering::SeqCst) {
+            let Ok(ips) = altair_dns::lookup_a(server, &name, Duration::from_millis(500)).await
+            else {
+                continue;
+            };
+            let Some(ip) = ips.first().copied() else {
+                continue;
+            };
+            let opts = w.app_opts(ip);
+            let Ok(Ok(mut conn)) =
+                tokio::time::timeout(Duration::from_secs(1), mysql_async::Conn::new(opts)).await
+            else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            while !stop.load(Ordering::SeqCst) {
+                let r = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    conn.query_drop(format!("INSERT INTO w (id) VALUES ({next})")),
+                )
+                .await;
+                match r {
+                    Ok(Ok(())) => {
+                        acked.push((next, ip, Instant::now()));
+                        next += 1;
+                    }
+                    // Refused (read-only), broken or timed out: re-resolve and reconnect.
+                    _ => {
+                        next += 1;
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+    acked
+}
+
+pub async fn ids_on(w: &World, i: usize) -> BTreeSet<u64> {
+    let mut c = w.cluster.admin_conn(i).await.expect("admin");
+    query_maps(&mut c, "SELECT id FROM app.w")
+        .await
+        .expect("select")
+        .iter()
+        .filter_map(|r| r["id"].as_deref().and_then(|v| v.parse().ok()))
+        .collect()
+}
+
+/// Waits until `primary.c1` answers an address other than `from`.
+pub async fn wait_dns_moved(w: &World, from: Ipv4Addr, timeout: Duration) -> (Ipv4Addr, Duration) {
+    let started = Instant::now();
+    loop {
+        let ips = w.primary_dns().await;
+        if let Some(ip) = ips.first().copied().filter(|ip| *ip != from) {
+            return (ip, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "primary.c1 still answers {from} after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn host_index(w: &World, ip: Ipv4Addr) -> usize {
+    w.net
+        .as_ref()
+        .expect("net")
+        .hosts()
+        .iter()
+        .position(|h| h.ip == ip)
+        .expect("a host of the cluster")
+}
+
+/// `altairctl history c1 --json` once it holds `succeeded` successful failovers: the
+/// DNS name moves in "publish", the audit record is written by "record" right after.
+pub async fn history_with(w: &World, succeeded: usize) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let out = ctl(w, &["--json", "history", "c1"]);
+        assert!(out.status.success(), "{}", crate::stderr(&out));
+        let json: serde_json::Value = serde_json::from_str(&crate::stdout(&out)).expect("JSON");
+        let n = json.as_array().map_or(0, |a| {
+            a.iter().filter(|r| r["outcome"] == "succeeded").count()
+        });
+        if n >= succeeded {
+            return json;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "expected {succeeded} successful failovers: {json}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn ctl(w: &World, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(crate::bin("altairctl"))
+        .arg("--config")
+        .arg(&w.ctl_config)
+        .args(args)
+        .output()
+        .expect("altairctl")
+}
+
+/// `GET /metrics` from a service's Prometheus endpoint: (name with labels → value) for
+/// every sample; panics on a line that is not valid exposition text.
+pub async fn scrape(addr: &str) -> std::collections::BTreeMap<String, f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect to the metrics endpoint {addr}: {e}"));
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .expect("send");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(
+        head.starts_with("HTTP/1.") && head.contains(" 200 "),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain"),
+        "{head}"
+    );
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (name, value) = l
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("bad sample line {l:?}"));
+            let v: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {l:?}"));
+            (name.to_owned(), v)
+        })
+        .collect()
+}

@@ -129,6 +129,33 @@ pub fn ctl(w: &World, args: &[&str]) -> std::process::Output {
 /// `GET /metrics` from a service's Prometheus endpoint: (name with labels → value) for
 /// every sample; panics on a line that is not valid exposition text.
 pub async fn scrape(addr: &str) -> std::collections::BTreeMap<String, f64> {
+    scrape_text(addr)
+        .await
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (name, value) = l
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("bad sample line {l:?}"));
+            let v: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {l:?}"));
+            (name.to_owned(), v)
+        })
+        .collect()
+}
+
+/// The metric families a scrape declares (`# TYPE name kind`), samples or not.
+pub fn declared(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The body of `GET /metrics`, after checking the answer is 200 text/plain.
+pub async fn scrape_text(addr: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
@@ -143,21 +170,7 @@ pub async fn scrape(addr: &str) -> std::collections::BTreeMap<String, f64> {
         head.starts_with("HTTP/1.") && head.contains(" 200 "),
         "{head}"
     );
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: text/plain"),
-        "{head}"
-    );
-    body.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let (name, value) = l
-                .rsplit_once(' ')
-                .unwrap_or_else(|| panic!("bad sample line {l:?}"));
-            let v: f64 = value
-                .parse()
-                .unwrap_or_else(|_| panic!("bad value in {l:?}"));
-            (name.to_owned(), v)
-        })
-        .collect()
+    let head_lc = head.to_ascii_lowercase();
+    assert!(head_lc.contains("content-type: text/plain"), "{head}");
+    body.to_owned()
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use altair_e2e::ops::{ctl, host_index, ids_on, scrape, workload};
+use altair_e2e::ops::{ctl, declared, host_index, ids_on, scrape, scrape_text, workload};
 use altair_e2e::world::World;
 use altair_e2e::{stderr, stdout};
 use altair_testkit::mariadb::sql::query_maps;
@@ -152,6 +152,33 @@ async fn switchover_under_a_write_workload_loses_nothing_and_the_old_primary_rep
         "{monitor:?}"
     );
     let agent = scrape(&w.fleet.agents[0].metrics).await;
+    // Every metric the Grafana dashboard charts is one the services declare.
+    let mut names = std::collections::BTreeSet::new();
+    for addr in [
+        &o.metrics,
+        &w.fleet.monitors[0].metrics,
+        &w.fleet.agents[0].metrics,
+    ] {
+        names.extend(declared(&scrape_text(addr).await));
+    }
+    let dashboard = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/grafana/altair-dashboard.json"),
+    )
+    .expect("dashboard");
+    for name in dashboard
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("altair_"))
+    {
+        let family = ["_total", "_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        assert!(
+            names.contains(family),
+            "the dashboard charts {name}, which no service declares: {names:?}"
+        );
+    }
     assert_eq!(agent.get("altair_agent_mysql_up"), Some(&1.0), "{agent:?}");
     assert!(
         agent

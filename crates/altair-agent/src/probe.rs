@@ -13,6 +13,7 @@ use altair_proto::v1::{ConnectedReplica, Endpoint, MysqlSnapshot, ReplicationSta
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::mysql::{connect, field, rows};
@@ -45,7 +46,7 @@ pub async fn run(
 ) {
     let wake = settings.wake.clone();
     tokio::spawn(sentinel(settings.clone(), wake.clone(), cancel.clone()));
-    let mut conn: Option<(Conn, Flavor)> = None;
+    let mut conn = Prober::default();
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -54,7 +55,7 @@ pub async fn run(
             () = wake.notified() => tracing::debug!("woken: probing now"),
             () = cancel.cancelled() => return,
         }
-        let had_connection = conn.is_some();
+        let had_connection = conn.conn.is_some();
         let mut snapshot = probe_once(&settings, &mut conn).await;
         if !snapshot.reachable && had_connection {
             // One retry on a fresh connection, so a broken old connection never reads
@@ -80,23 +81,52 @@ pub async fn run(
     }
 }
 
-async fn probe_once(s: &ProbeSettings, conn: &mut Option<(Conn, Flavor)>) -> MysqlSnapshot {
+type ProbeResult = Result<(MysqlSnapshot, Option<String>), String>;
+
+/// The probe's connection, and a probe query that outlived its timeout. Never more than
+/// one probe query is in flight: a server stuck on a lock must not collect a new
+/// blocked connection every probe interval.
+#[derive(Default)]
+struct Prober {
+    conn: Option<(Conn, Flavor)>,
+    pending: Option<(std::time::Instant, JoinHandle<(Conn, Flavor, ProbeResult)>)>,
+}
+
+async fn probe_once(s: &ProbeSettings, p: &mut Prober) -> MysqlSnapshot {
     let observed_at_unix_ms = now_ms();
-    if conn.is_none() {
+    if let Some((since, handle)) = p.pending.take() {
+        if !handle.is_finished() {
+            let waited = since.elapsed().as_millis();
+            p.pending = Some((since, handle));
+            return down(
+                format!("the previous probe has not answered for {waited} ms"),
+                observed_at_unix_ms,
+            );
+        }
+        // It answered late: its snapshot is stale, its connection good again.
+        if let Ok((c, f, Ok(_))) = handle.await {
+            p.conn = Some((c, f));
+        }
+    }
+    if p.conn.is_none() {
         match connect(s.opts.clone(), s.connect_timeout).await {
             Ok(mut c) => match flavor(&mut c).await {
-                Ok(f) => *conn = Some((c, f)),
+                Ok(f) => p.conn = Some((c, f)),
                 Err(e) => return down(e, observed_at_unix_ms),
             },
             Err(e) => return down(e, observed_at_unix_ms),
         }
     }
-    let Some((c, f)) = conn.as_mut() else {
+    let Some((mut c, flavor)) = p.conn.take() else {
         return down("no connection".into(), observed_at_unix_ms);
     };
-    let flavor = *f;
-    match tokio::time::timeout(s.timeout, collect(c, flavor)).await {
-        Ok(Ok((mut snap, basename))) => {
+    let mut handle = tokio::spawn(async move {
+        let r = collect(&mut c, flavor).await;
+        (c, flavor, r)
+    });
+    match tokio::time::timeout(s.timeout, &mut handle).await {
+        Ok(Ok((c, flavor, Ok((mut snap, basename))))) => {
+            p.conn = Some((c, flavor));
             snap.observed_at_unix_ms = observed_at_unix_ms;
             if let Ok(mut facts) = s.facts.lock() {
                 facts.flavor = Some(flavor);
@@ -106,12 +136,10 @@ async fn probe_once(s: &ProbeSettings, conn: &mut Option<(Conn, Flavor)>) -> Mys
             }
             snap
         }
-        Ok(Err(e)) => {
-            *conn = None;
-            down(e, observed_at_unix_ms)
-        }
+        Ok(Ok((_, _, Err(e)))) => down(e, observed_at_unix_ms),
+        Ok(Err(e)) => down(format!("probe task failed: {e}"), observed_at_unix_ms),
         Err(_) => {
-            *conn = None;
+            p.pending = Some((std::time::Instant::now(), handle));
             down(
                 format!("probe took longer than {} ms", s.timeout.as_millis()),
                 observed_at_unix_ms,

@@ -9,6 +9,8 @@ use tonic::Status;
 
 use crate::actions::{Actions, mysql_err, sql_literal};
 
+const SET_POS_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct Rejoined {
     pub errant: String,
     pub saved_to: String,
@@ -67,13 +69,41 @@ impl Actions {
             c.query_drop("STOP SLAVE")
                 .await
                 .map_err(mysql_err("stop replication"))?;
-            c.query_drop(format!("SET GLOBAL gtid_slave_pos={}", sql_literal(start)))
-                .await
-                .map_err(mysql_err("set gtid_slave_pos"))?;
+            self.set_slave_pos(c, start).await?;
+        } else {
+            drop(c);
         }
-        drop(c);
         self.repoint(host, port, false).await?;
         Ok(done)
+    }
+
+    /// `SET GLOBAL gtid_slave_pos` (skipped when already there). MariaDB holds it — and
+    /// every `SHOW SLAVE STATUS` behind it — while any session waits in
+    /// `MASTER_GTID_WAIT()`: bounded, and killed on expiry so the server is not left
+    /// blocked.
+    async fn set_slave_pos(&self, mut c: mysql_async::Conn, start: &str) -> Result<(), Status> {
+        let current: Option<String> = c
+            .query_first("SELECT @@gtid_slave_pos")
+            .await
+            .map_err(mysql_err("read gtid_slave_pos"))?;
+        if current.as_deref() == Some(start) {
+            return Ok(());
+        }
+        let id = c.id();
+        let set = format!("SET GLOBAL gtid_slave_pos={}", sql_literal(start));
+        match tokio::time::timeout(SET_POS_BOUND, c.query_drop(set)).await {
+            Ok(r) => r.map_err(mysql_err("set gtid_slave_pos")),
+            Err(_) => {
+                drop(c);
+                if let Ok(mut k) = self.conn().await {
+                    let _ = k.query_drop(format!("KILL QUERY {id}")).await;
+                }
+                Err(Status::unavailable(format!(
+                    "SET GLOBAL gtid_slave_pos did not finish in {} s: a session on this server waits in MASTER_GTID_WAIT(); retried later",
+                    SET_POS_BOUND.as_secs()
+                )))
+            }
+        }
     }
 
     /// Saves the transactions past `fork` to a file in the state directory, then applies

@@ -5,7 +5,7 @@ SANDBOX     := target/debug/altair-sandbox --dir $(SANDBOX_DIR)
 # A hung test fails the run with a clear message instead of eating CI's 90 minutes.
 TEST_TIMEOUT ?= 3000
 
-.PHONY: all deps build lint fmt test unit bench sandbox sandbox-down sandbox-status demo clean
+.PHONY: all deps build lint fmt test unit bench chaos sandbox sandbox-down sandbox-status demo clean
 
 all: build
 
@@ -33,6 +33,13 @@ test: deps lint build
 ## unit: only the fast pure tests (altair-core)
 unit:
 	$(CARGO) test -p altair-core
+
+## chaos: the randomized fault run, ROUNDS rounds (SEED= replays a run; `make test` runs 3)
+ROUNDS ?= 100
+SEED   ?=
+chaos: deps build
+	ALTAIR_CHAOS_ROUNDS=$(ROUNDS) $(if $(SEED),ALTAIR_CHAOS_SEED=$(SEED)) \
+	  $(CARGO) test -p altair-e2e --test chaos -- --nocapture
 
 ## bench: benchmarks, figures printed as tables (release build)
 bench: deps

@@ -15,10 +15,19 @@ use crate::world::{CLUSTER, World};
 /// Writes unique ids through `primary.c1` until stopped; returns (acknowledged ids with
 /// the address that acknowledged each).
 pub async fn workload(w: &World, stop: Arc<AtomicBool>) -> Vec<(u64, Ipv4Addr, Instant)> {
+    workload_from(w, stop, 1).await
+}
+
+/// `workload` with ids from `first` on (rounds of a chaos run do not collide).
+pub async fn workload_from(
+    w: &World,
+    stop: Arc<AtomicBool>,
+    first: u64,
+) -> Vec<(u64, Ipv4Addr, Instant)> {
     let dns = w.dns.as_ref().expect("dns");
     let (server, name) = (dns.addr(), format!("primary.{CLUSTER}.{}", dns.zone()));
     let mut acked = Vec::new();
-    let mut next = 1u64;
+    let mut next = first;
     {
         while !stop.load(Ordering::SeqCst) {
             let Ok(ips) = altair_dns::lookup_a(server, &name, Duration::from_millis(500)).await

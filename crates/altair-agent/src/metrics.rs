@@ -30,6 +30,16 @@ pub fn init() {
         "Times this agent fenced its isolated primary itself",
         SELF_FENCES.clone(),
     );
+    for result in ["ok", "failed"] {
+        PROBES
+            .get_or_create(&vec![("result", result.to_owned())])
+            .inc_by(0);
+    }
+    for result in ["accepted", "redirected", "failed", "timeout"] {
+        HEARTBEATS
+            .get_or_create(&vec![("result", result.to_owned())])
+            .inc_by(0);
+    }
 }
 
 pub fn count(family: &Family<Labels, Counter>, key: &'static str, value: &str) {

@@ -82,6 +82,8 @@ pub async fn run(
 }
 
 type ProbeResult = Result<(MysqlSnapshot, Option<String>), String>;
+/// A probe query running on its own task: it gives the connection back when done.
+type InFlight = JoinHandle<(Conn, Flavor, ProbeResult)>;
 
 /// The probe's connection, and a probe query that outlived its timeout. Never more than
 /// one probe query is in flight: a server stuck on a lock must not collect a new
@@ -89,7 +91,7 @@ type ProbeResult = Result<(MysqlSnapshot, Option<String>), String>;
 #[derive(Default)]
 struct Prober {
     conn: Option<(Conn, Flavor)>,
-    pending: Option<(std::time::Instant, JoinHandle<(Conn, Flavor, ProbeResult)>)>,
+    pending: Option<(std::time::Instant, InFlight)>,
 }
 
 async fn probe_once(s: &ProbeSettings, p: &mut Prober) -> MysqlSnapshot {

@@ -12,6 +12,8 @@ use crate::actions::{Actions, mysql_err, sql_literal};
 const SET_POS_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub struct Rejoined {
+    /// False when errant transactions stopped it (without `revert`).
+    pub rejoined: bool,
     pub errant: String,
     pub saved_to: String,
     pub reverted: u32,
@@ -36,15 +38,14 @@ impl Actions {
         let errant = errant_gtids(&parse("own position", &own)?, &parse("fork_gtid", fork)?)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let mut done = Rejoined {
+            rejoined: false,
             errant: errant.clone(),
             saved_to: String::new(),
             reverted: 0,
         };
         if !errant.is_empty() {
             if !revert {
-                return Err(Status::failed_precondition(format!(
-                    "errant transactions (not in the cluster's history past {fork}): {errant}"
-                )));
+                return Ok(done);
             }
             if flavor == Flavor::Mysql {
                 return Err(Status::failed_precondition(format!(
@@ -74,6 +75,7 @@ impl Actions {
             drop(c);
         }
         self.repoint(host, port, false).await?;
+        done.rejoined = true;
         Ok(done)
     }
 

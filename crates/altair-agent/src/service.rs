@@ -238,9 +238,14 @@ impl Agent for AgentService {
             .actions
             .rejoin(&source.host, port, &req.fork_gtid, req.revert_errant)
             .await?;
-        tracing::warn!(epoch = req.epoch, source = %format!("{}:{}", source.host, port), errant = %done.errant, saved_to = %done.saved_to, "rejoined as a replica");
+        if done.rejoined {
+            tracing::warn!(epoch = req.epoch, source = %format!("{}:{}", source.host, port), errant = %done.errant, saved_to = %done.saved_to, "rejoined as a replica");
+        } else {
+            tracing::error!(errant = %done.errant, "not rejoined: this host has errant transactions");
+        }
         self.actions.reprobe.notify_one();
         Ok(Response::new(AgentRejoinResponse {
+            rejoined: done.rejoined,
             errant_gtids: done.errant,
             saved_to: done.saved_to,
             reverted: done.reverted,

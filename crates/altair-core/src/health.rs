@@ -31,6 +31,14 @@ pub enum Health {
 }
 
 impl Health {
+    pub const ALL: [Health; 5] = [
+        Self::Healthy,
+        Self::Suspect,
+        Self::Unreachable,
+        Self::MysqlDown,
+        Self::ReplicationBroken,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Healthy => "healthy",
@@ -42,15 +50,7 @@ impl Health {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Healthy,
-            Self::Suspect,
-            Self::Unreachable,
-            Self::MysqlDown,
-            Self::ReplicationBroken,
-        ]
-        .into_iter()
-        .find(|h| h.as_str() == s)
+        Self::ALL.into_iter().find(|h| h.as_str() == s)
     }
 
     /// What a heartbeat carrying `state` says about the host.

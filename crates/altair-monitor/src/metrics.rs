@@ -24,4 +24,9 @@ pub fn init() {
         "Health publications that failed (and are retried)",
         ZK_WRITE_ERRORS.clone(),
     );
+    for h in altair_core::health::Health::ALL {
+        TRANSITIONS
+            .get_or_create(&vec![("health", h.as_str().to_owned())])
+            .inc_by(0);
+    }
 }

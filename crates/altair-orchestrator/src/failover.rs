@@ -229,8 +229,12 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                     .map_err(|s| s.message().to_owned())
                 }
                 .await;
-                match result {
-                    Ok(_) => j.old_primary_rejoined = true,
+                match result.map(tonic::Response::into_inner) {
+                    Ok(r) if r.rejoined => j.old_primary_rejoined = true,
+                    Ok(r) => j.notes.push(format!(
+                        "old primary {} not re-attached: errant transactions {} (it waits for rejoin)",
+                        j.old_primary, r.errant_gtids
+                    )),
                     Err(e) => j.notes.push(format!(
                         "old primary {} not re-attached: {e} (it waits for rejoin)",
                         j.old_primary

@@ -30,7 +30,14 @@ pub async fn pre_failover(ctx: &Ctx, j: &Journal) -> Result<(), String> {
         "target": j.target,
         "trigger": j.trigger,
     });
-    match run(&hooks.pre_failover, &event, hooks.timeout_ms).await {
+    match run(
+        "pre_failover",
+        &hooks.pre_failover,
+        &event,
+        hooks.timeout_ms,
+    )
+    .await
+    {
         Ok(()) => Ok(()),
         Err(e) if hooks.abort_on_pre_failure => {
             tracing::error!(cluster = %j.cluster, failover_id = %j.id, error = %e, "pre-failover hook failed: failover aborted");
@@ -53,14 +60,25 @@ pub async fn post_failover(ctx: &Ctx, audit: &FailoverAudit) {
     if let Some(map) = event.as_object_mut() {
         map.insert("event".into(), json!("post_failover"));
     }
-    if let Err(e) = run(&hooks.post_failover, &event, hooks.timeout_ms).await {
+    if let Err(e) = run(
+        "post_failover",
+        &hooks.post_failover,
+        &event,
+        hooks.timeout_ms,
+    )
+    .await
+    {
         tracing::warn!(cluster = %audit.journal.cluster, failover_id = %audit.journal.id, error = %e, "post-failover hook failed");
     }
 }
 
-async fn run(argv: &[String], event: &serde_json::Value, timeout_ms: u64) -> Result<(), String> {
+async fn run(
+    hook: &str,
+    argv: &[String],
+    event: &serde_json::Value,
+    timeout_ms: u64,
+) -> Result<(), String> {
     let result = run_inner(argv, event, timeout_ms).await;
-    let hook = argv.first().map_or("", String::as_str);
     let outcome = if result.is_ok() { "ok" } else { "failed" };
     HOOKS
         .get_or_create(&labels(&[("hook", hook), ("outcome", outcome)]))

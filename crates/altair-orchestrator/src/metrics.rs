@@ -62,7 +62,29 @@ pub fn init() {
         "Old primaries re-attached as replicas or refused (errant transactions), by outcome",
         REJOINS.clone(),
     );
-    register("hooks", "Hook runs by hook and outcome", HOOKS.clone());
+    register(
+        "hooks",
+        "Hook runs by hook (pre_failover, post_failover) and outcome",
+        HOOKS.clone(),
+    );
+    // Known label values start at 0, so rate() and alerts see them before the first event.
+    for step in altair_core::failover::Step::ALL {
+        STEP_ERRORS
+            .get_or_create(&labels(&[("step", step.as_str())]))
+            .inc_by(0);
+    }
+    for outcome in ["rejoined", "forced", "refused_errant"] {
+        REJOINS
+            .get_or_create(&labels(&[("outcome", outcome)]))
+            .inc_by(0);
+    }
+    for hook in ["pre_failover", "post_failover"] {
+        for outcome in ["ok", "failed"] {
+            HOOKS
+                .get_or_create(&labels(&[("hook", hook), ("outcome", outcome)]))
+                .inc_by(0);
+        }
+    }
 }
 
 pub fn labels(pairs: &[(&'static str, &str)]) -> Labels {

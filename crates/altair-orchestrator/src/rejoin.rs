@@ -154,28 +154,8 @@ pub async fn rejoin_host(
     let parse = |t: &str| GtidState::parse(flavor, t).map_err(|e| e.to_string());
     let errant =
         errant_gtids(&parse(&snap.gtid_executed)?, &parse(&fork)?).map_err(|e| e.to_string())?;
-    let l = ctx.zk.layout();
-    let mut next = state.clone();
     if !errant.is_empty() && !force {
-        if state.errant.get(name) != Some(&errant) {
-            next.errant.insert(name.to_owned(), errant.clone());
-            ctx.write(&[Op::Set {
-                path: l.cluster_state(&view.name),
-                data: to_json(&next),
-                version: Some(version),
-            }])
-            .await
-            .map_err(|e| e.to_string())?;
-            REJOINS
-                .get_or_create(&labels(&[("outcome", "refused_errant")]))
-                .inc();
-            tracing::error!(cluster = %view.name, host = %name, errant = %errant, "old primary has errant transactions: left out until `altairctl rejoin {name} --force`");
-        }
-        return Ok(Outcome {
-            rejoined: false,
-            errant,
-            saved_to: String::new(),
-        });
+        return refuse(ctx, view, state, version, name, errant).await;
     }
     let mut a = agent(&view.hosts[name].agent, Duration::from_secs(3)).await?;
     let done = a
@@ -188,6 +168,12 @@ pub async fn rejoin_host(
         .await
         .map_err(|s| format!("rejoin through the agent of {name}: {}", s.message()))?
         .into_inner();
+    // The agent checks again on its own, newer position.
+    if !done.rejoined {
+        return refuse(ctx, view, state, version, name, done.errant_gtids).await;
+    }
+    let l = ctx.zk.layout();
+    let mut next = state.clone();
     next.rejoined(name);
     ctx.write(&[Op::Set {
         path: l.cluster_state(&view.name),
@@ -207,5 +193,36 @@ pub async fn rejoin_host(
         rejoined: true,
         errant: done.errant_gtids,
         saved_to: done.saved_to,
+    })
+}
+
+/// Records `errant` for `name` (once) and reports it not rejoined.
+async fn refuse(
+    ctx: &Ctx,
+    view: &ClusterView,
+    state: &ClusterState,
+    version: i32,
+    name: &str,
+    errant: String,
+) -> Result<Outcome, String> {
+    if state.errant.get(name) != Some(&errant) {
+        let mut next = state.clone();
+        next.errant.insert(name.to_owned(), errant.clone());
+        ctx.write(&[Op::Set {
+            path: ctx.zk.layout().cluster_state(&view.name),
+            data: to_json(&next),
+            version: Some(version),
+        }])
+        .await
+        .map_err(|e| e.to_string())?;
+        REJOINS
+            .get_or_create(&labels(&[("outcome", "refused_errant")]))
+            .inc();
+        tracing::error!(cluster = %view.name, host = %name, errant = %errant, "old primary has errant transactions: left out until `altairctl rejoin {name} --force`");
+    }
+    Ok(Outcome {
+        rejoined: false,
+        errant,
+        saved_to: String::new(),
     })
 }

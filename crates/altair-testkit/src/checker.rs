@@ -194,9 +194,10 @@ pub fn judge(
             ));
         }
     }
+    // With no change of primary there is no "old" one to catch acknowledging late.
     if let Some(first_new) = acks
         .iter()
-        .filter(|a| a.instance == new)
+        .filter(|a| a.instance == new && old != new)
         .map(|a| a.at)
         .min()
     {

@@ -2,7 +2,9 @@
 //! pre-failover hook said no), or a switchover rolled back before promotion (the old
 //! primary is made writable again). Either way an audit record says what happened.
 
-use altair_core::failover::{Journal, Kind, Stage, Step};
+use std::time::Duration;
+
+use altair_core::failover::{Journal, Kind, Stage};
 use altair_core::registry::{ClusterState, FailoverAudit, to_json};
 use altair_proto::v1::SetReadOnlyRequest;
 use altair_zk::Op;
@@ -31,34 +33,55 @@ pub async fn refuse(ctx: &Ctx, view: &ClusterView, j: Journal, reason: &str) -> 
 }
 
 /// Rolls a switchover back: the old primary is made writable again (it was only fenced
-/// read-only; nothing was promoted). Retried on the next pass until it succeeds.
+/// read-only; nothing was promoted). If its agent cannot be reached after a few tries the
+/// switchover still ends (so automatic failover and operators are not blocked behind it)
+/// and the audit record says the primary stayed read-only.
 pub async fn abort(ctx: &Ctx, view: &ClusterView, j: Journal) -> Result<(), String> {
     let reason = j.aborting.clone().unwrap_or_default();
-    if j.step <= Step::Promote {
-        let old = view
-            .hosts
-            .get(&j.old_primary)
-            .ok_or("the old primary is not registered")?;
-        let mut a = agent(&old.agent, std::time::Duration::from_secs(3)).await?;
-        a.set_read_only(SetReadOnlyRequest {
-            epoch: j.epoch,
-            read_only: false,
-        })
-        .await
-        .map_err(|s| {
-            format!(
-                "roll back: make {} writable again: {}",
-                j.old_primary,
-                s.message()
-            )
-        })?;
+    let mut unfenced = Err(String::new());
+    for attempt in 0..UNFENCE_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        unfenced = unfence(view, &j).await;
+        if unfenced.is_ok() {
+            break;
+        }
     }
-    tracing::error!(cluster = %j.cluster, failover_id = %j.id, reason = %reason, old_primary = %j.old_primary, "switchover rolled back: the old primary is writable again");
-    let detail = format!(
-        "{reason}; rolled back: {} is the primary again",
-        j.old_primary
-    );
+    let detail = match unfenced {
+        Ok(()) => {
+            tracing::error!(cluster = %j.cluster, failover_id = %j.id, reason = %reason, old_primary = %j.old_primary, "switchover rolled back: the old primary is writable again");
+            format!(
+                "{reason}; rolled back: {} is the primary again",
+                j.old_primary
+            )
+        }
+        Err(e) => {
+            tracing::error!(cluster = %j.cluster, failover_id = %j.id, reason = %reason, error = %e, "switchover rolled back but the old primary stays read-only");
+            format!(
+                "{reason}; rolled back, but {} could not be made writable again ({e}): it is read-only; run `altairctl switchover {}` or `altairctl failover {}`",
+                j.old_primary, j.cluster, j.cluster
+            )
+        }
+    };
     finish(ctx, view, j, "failed", &detail, None).await
+}
+
+const UNFENCE_ATTEMPTS: u32 = 3;
+
+async fn unfence(view: &ClusterView, j: &Journal) -> Result<(), String> {
+    let old = view
+        .hosts
+        .get(&j.old_primary)
+        .ok_or("the old primary is not registered")?;
+    let mut a = agent(&old.agent, Duration::from_secs(3)).await?;
+    a.set_read_only(SetReadOnlyRequest {
+        epoch: j.epoch,
+        read_only: false,
+    })
+    .await
+    .map(|_| ())
+    .map_err(|s| s.message().to_owned())
 }
 
 async fn finish(

@@ -136,6 +136,11 @@ fn main() -> ExitCode {
             &cluster,
             timeout,
         )) {
+            Ok(()) if cli.json => {
+                print_json(&serde_json::json!({"cluster": cluster, "acknowledged": true}))
+                    .err()
+                    .unwrap_or(ExitCode::from(exit::OK))
+            }
             Ok(()) => {
                 println!(
                     "cluster {cluster}: failover block lifted; a new failure fails over automatically"

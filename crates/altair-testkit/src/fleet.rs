@@ -204,15 +204,17 @@ impl Fleet {
 
     /// Starts one more monitor (or restarts a killed one) with id `id`.
     pub fn start_monitor(&mut self, id: &str) -> Result<()> {
-        let port = reserve(self.control_ip)?;
+        let (port, metrics_port) = match take_ports(&mut self.monitors, id) {
+            Some(p) => p,
+            None => (reserve(self.control_ip)?, reserve(self.control_ip)?),
+        };
         let address = format!("{}:{}", self.control_ip, port.get());
         let config = format!(
             "[monitor]\nid = \"{id}\"\nlisten = \"{address}\"\nheartbeat_interval_ms = {hb}\n{zk}",
             hb = self.timing.heartbeat_ms,
             zk = self.zk_section(),
         );
-        let service = self.spawn("monitor", id, address, port, &config, &[])?;
-        self.monitors.retain(|m| m.id != id);
+        let service = self.spawn("monitor", id, address, (port, metrics_port), &config, &[])?;
         self.monitors.push(service);
         Ok(())
     }
@@ -225,7 +227,12 @@ impl Fleet {
         block_period_s: u64,
         env: &[(&str, &str)],
     ) -> Result<()> {
-        let port = reserve(self.control_ip)?;
+        // A restarted orchestrator keeps its addresses, as on a real host (altairctl's
+        // config lists them).
+        let (port, metrics_port) = match take_ports(&mut self.orchestrators, id) {
+            Some(p) => p,
+            None => (reserve(self.control_ip)?, reserve(self.control_ip)?),
+        };
         let address = format!("{}:{}", self.control_ip, port.get());
         let config = format!(
             "[orchestrator]\nid = \"{id}\"\nlisten = \"{address}\"\nverify_timeout_ms = 1000\nfailover_block_period_s = {block_period_s}\n\
@@ -242,8 +249,14 @@ impl Fleet {
             secret = dns.tsig_secret_file.display(),
             zk = self.zk_section(),
         );
-        let service = self.spawn("orchestrator", id, address, port, &config, env)?;
-        self.orchestrators.retain(|o| o.id != id);
+        let service = self.spawn(
+            "orchestrator",
+            id,
+            address,
+            (port, metrics_port),
+            &config,
+            env,
+        )?;
         self.orchestrators.push(service);
         Ok(())
     }
@@ -254,11 +267,10 @@ impl Fleet {
         kind: &'static str,
         id: &str,
         address: String,
-        port: Port,
+        (port, metrics_port): (Port, Port),
         config: &str,
         env: &[(&str, &str)],
     ) -> Result<RunningService> {
-        let metrics_port = reserve(self.control_ip)?;
         let metrics = format!("{}:{}", self.control_ip, metrics_port.get());
         let config = format!("{config}\n[metrics]\nlisten = \"{metrics}\"\n");
         let cfg = self.write(&format!("{kind}-{id}.toml"), &config)?;
@@ -387,4 +399,12 @@ impl Fleet {
             })
         }
     }
+}
+
+/// The ports of service `id` in `list`, taking it out (killed first if it still runs).
+fn take_ports(list: &mut Vec<RunningService>, id: &str) -> Option<(Port, Port)> {
+    let i = list.iter().position(|s| s.id == id)?;
+    let mut old = list.remove(i);
+    old.kill();
+    Some((old._port.take()?, old._metrics_port.take()?))
 }

@@ -216,35 +216,52 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                     j.notes.push(format!("{name} not repointed: {e}"));
                 }
             }
+            Ok(())
+        }
+        Step::Publish => {
+            publish(ctx, view, j).await?;
+            // Off the write-pause path: clients already reach the new primary.
             if j.kind == Kind::Switchover {
-                let result = async {
-                    let mut a = agent(&old.agent, AGENT_TIMEOUT).await?;
-                    a.rejoin(AgentRejoinRequest {
-                        epoch: j.epoch,
-                        source: Some(source.clone()),
-                        fork_gtid: j.fork_gtid.clone(),
-                        revert_errant: false,
-                    })
-                    .await
-                    .map_err(|s| s.message().to_owned())
-                }
-                .await;
-                match result.map(tonic::Response::into_inner) {
-                    Ok(r) if r.rejoined => j.old_primary_rejoined = true,
-                    Ok(r) => j.notes.push(format!(
-                        "old primary {} not re-attached: errant transactions {} (it waits for rejoin)",
-                        j.old_primary, r.errant_gtids
-                    )),
-                    Err(e) => j.notes.push(format!(
-                        "old primary {} not re-attached: {e} (it waits for rejoin)",
-                        j.old_primary
-                    )),
-                }
+                reattach_old_primary(view, j, &old).await;
             }
             Ok(())
         }
-        Step::Publish => publish(ctx, view, j).await,
         Step::Record | Step::Done => Ok(()),
+    }
+}
+
+/// A switchover's old primary becomes a replica of the new one (errant check first);
+/// when it cannot, it waits for rejoin like a failed-over one.
+async fn reattach_old_primary(
+    view: &ClusterView,
+    j: &mut Journal,
+    old: &altair_core::registry::HostRecord,
+) {
+    let result = async {
+        let new = candidate_record(view, j)?;
+        let source = endpoint(&new.mysql).ok_or("bad candidate address")?;
+        let mut a = agent(&old.agent, AGENT_TIMEOUT).await?;
+        a.rejoin(AgentRejoinRequest {
+            epoch: j.epoch,
+            source: Some(source),
+            fork_gtid: j.fork_gtid.clone(),
+            revert_errant: false,
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| s.message().to_owned())
+    }
+    .await;
+    match result {
+        Ok(r) if r.rejoined => j.old_primary_rejoined = true,
+        Ok(r) => j.notes.push(format!(
+            "old primary {} not re-attached: errant transactions {} (it waits for rejoin)",
+            j.old_primary, r.errant_gtids
+        )),
+        Err(e) => j.notes.push(format!(
+            "old primary {} not re-attached: {e} (it waits for rejoin)",
+            j.old_primary
+        )),
     }
 }
 

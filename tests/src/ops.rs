@@ -183,3 +183,27 @@ pub async fn scrape_text(addr: &str) -> String {
     assert!(head_lc.contains("content-type: text/plain"), "{head}");
     body.to_owned()
 }
+
+/// altairctl's stdout as JSON; panics with both outputs when it is not.
+pub fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_str(&crate::stdout(out)).unwrap_or_else(|e| {
+        panic!(
+            "JSON from altairctl: {e}: {}{}",
+            crate::stdout(out),
+            crate::stderr(out)
+        )
+    })
+}
+
+/// Runs altairctl, checks it exits with `code`, and returns its JSON output.
+pub fn ctl_json(w: &World, args: &[&str], code: i32) -> serde_json::Value {
+    let out = ctl(w, args);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "altairctl {args:?}: {}{}",
+        crate::stdout(&out),
+        crate::stderr(&out)
+    );
+    json(&out)
+}

@@ -105,20 +105,10 @@ async fn finish(
         detail: detail.to_owned(),
         journal: j.clone(),
     };
-    let l = ctx.zk.layout();
-    let mut ops = vec![
-        Op::Create {
-            path: l.history_entry(&view.name, &j.id),
-            data: to_json(&audit),
-        },
-        Op::Delete {
-            path: l.failover_journal(&view.name),
-            version: None,
-        },
-    ];
+    let mut ops = crate::failover::closing_ops(ctx, view, &audit);
     if let Some(s) = state {
         ops.push(Op::Set {
-            path: l.cluster_state(&view.name),
+            path: ctx.zk.layout().cluster_state(&view.name),
             data: to_json(&s),
             version: None,
         });

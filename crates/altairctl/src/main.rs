@@ -6,6 +6,12 @@ use altair_core::config::CtlConfig;
 use altairctl::exit;
 use clap::{Parser, Subcommand};
 
+mod operate;
+mod output;
+
+use operate::{confirm, report_failover};
+use output::{admin_failure, print_json};
+
 /// altairctl: operate altair from the command line.
 ///
 /// Exit status: 0 done, 1 the operation failed, 2 bad arguments or config,
@@ -228,50 +234,15 @@ fn main() -> ExitCode {
             host,
             cluster,
             force,
-        } => {
-            let orch = &config.orchestrators;
-            let cluster = match cluster {
-                Some(c) => c,
-                None => match runtime.block_on(altairctl::actions::cluster_of_waiting_host(
-                    orch, &host, timeout,
-                )) {
-                    Ok(Some(c)) => c,
-                    Ok(None) => {
-                        eprintln!(
-                            "altairctl: rejoin: {host} waits for rejoin in no cluster (`altairctl status` shows the hosts; pass --cluster to name one)"
-                        );
-                        return ExitCode::from(exit::FAILED);
-                    }
-                    Err(e) => return admin_failure("rejoin", &e, &cli.config),
-                },
-            };
-            match runtime.block_on(altairctl::actions::rejoin(
-                orch, &cluster, &host, force, timeout,
-            )) {
-                Ok(r) => {
-                    if cli.json {
-                        if let Err(code) = print_json(&r) {
-                            return code;
-                        }
-                    } else if r.rejoined {
-                        println!("{host} rejoined cluster {cluster} as a replica");
-                        if !r.errant_gtids.is_empty() {
-                            println!(
-                                "  errant transactions {} were reverted; they are saved on {host} in {}",
-                                r.errant_gtids, r.saved_to
-                            );
-                        }
-                    } else {
-                        eprintln!(
-                            "altairctl: rejoin: {host} has errant transactions the cluster does not: {}\n  inspect them (mariadb-binlog on {host}), then `altairctl rejoin {host} --cluster {cluster} --force` saves them to a file, reverts them and re-attaches {host}",
-                            r.errant_gtids
-                        );
-                    }
-                    ExitCode::from(if r.rejoined { exit::OK } else { exit::FAILED })
-                }
-                Err(e) => admin_failure("rejoin", &e, &cli.config),
-            }
-        }
+        } => operate::rejoin(
+            &runtime,
+            &config,
+            &cli.config,
+            cli.json,
+            &host,
+            cluster,
+            force,
+        ),
         Command::Ping => {
             let results = runtime.block_on(async {
                 let mut out = Vec::new();
@@ -304,96 +275,6 @@ fn main() -> ExitCode {
                 );
                 ExitCode::from(exit::UNREACHABLE)
             }
-        }
-    }
-}
-
-/// Asks on the terminal; anything but the cluster's name (or no terminal) is a no.
-fn confirm(cluster: &str) -> bool {
-    use std::io::{BufRead, IsTerminal, Write};
-    if !std::io::stdin().is_terminal() {
-        eprintln!(
-            "altairctl: failover: refusing without confirmation: stdin is not a terminal; pass --yes"
-        );
-        return false;
-    }
-    eprint!(
-        "Force a failover of cluster {cluster}? Its primary is fenced now. Type the cluster name to confirm: "
-    );
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    let ok = std::io::stdin().lock().read_line(&mut answer).is_ok() && answer.trim() == cluster;
-    if !ok {
-        eprintln!("altairctl: failover: not confirmed; nothing done");
-    }
-    ok
-}
-
-#[allow(clippy::print_stdout)]
-fn report_failover(
-    what: &str,
-    cluster: &str,
-    r: Result<altairctl::admin::Audit, altairctl::admin::AdminError>,
-    json: bool,
-    config: &std::path::Path,
-) -> ExitCode {
-    match r {
-        Ok(a) => {
-            let ok = a.outcome == "succeeded";
-            if json {
-                if let Err(code) = print_json(&a) {
-                    return code;
-                }
-            } else {
-                print!(
-                    "{}",
-                    altairctl::admin::render_history(cluster, std::slice::from_ref(&a))
-                );
-            }
-            if !ok {
-                eprintln!("altairctl: {what}: {}: {}", a.outcome, a.reason);
-            }
-            ExitCode::from(if ok { exit::OK } else { exit::FAILED })
-        }
-        Err(e) => admin_failure(what, &e, config),
-    }
-}
-
-#[allow(clippy::print_stdout)]
-fn print_json<T: serde::Serialize>(value: &T) -> Result<(), ExitCode> {
-    match serde_json::to_string_pretty(value) {
-        Ok(text) => {
-            println!("{text}");
-            Ok(())
-        }
-        Err(e) => {
-            eprintln!("altairctl: cannot print JSON: {e}");
-            Err(ExitCode::from(exit::FAILED))
-        }
-    }
-}
-
-fn admin_failure(
-    what: &str,
-    e: &altairctl::admin::AdminError,
-    config: &std::path::Path,
-) -> ExitCode {
-    use altairctl::admin::AdminError;
-    match e {
-        AdminError::Unreachable(detail) => {
-            eprintln!(
-                "altairctl: {what}: no orchestrator answered ({detail}); check that they run and that {} lists their addresses",
-                config.display()
-            );
-            ExitCode::from(exit::UNREACHABLE)
-        }
-        AdminError::Refused(status) if status.code() == tonic::Code::InvalidArgument => {
-            eprintln!("altairctl: {what}: {}", status.message());
-            ExitCode::from(exit::USAGE)
-        }
-        AdminError::Refused(status) => {
-            eprintln!("altairctl: {what}: {}", status.message());
-            ExitCode::from(exit::FAILED)
         }
     }
 }

@@ -2,11 +2,9 @@
 //! is written after each one with a leadership-checked write, so a new leader resumes
 //! where the old one stopped and nothing is done twice or left half-done.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use altair_core::failover::{Candidate, CandidateRules, Journal, Kind, Step, choose};
-use altair_core::gtid::{Flavor, GtidState};
+use altair_core::failover::{Journal, Kind, Step};
 use altair_core::registry::{ClusterState, FailoverAudit, to_json};
 use altair_proto::v1::*;
 use altair_zk::Op;
@@ -14,6 +12,15 @@ use altair_zk::Op;
 use crate::agents::{agent, endpoint};
 use crate::ctx::{Ctx, now_ms};
 use crate::view::ClusterView;
+
+mod candidate;
+mod publish;
+
+use candidate::{
+    candidate_agent, candidate_catch_up, candidate_record, choose_candidate, salvage,
+    waiting_for_rejoin,
+};
+use publish::{publish, reattach_old_primary};
 
 const AGENT_TIMEOUT: Duration = Duration::from_secs(3);
 const SILENT_AGENT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -230,41 +237,6 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
     }
 }
 
-/// A switchover's old primary becomes a replica of the new one (errant check first);
-/// when it cannot, it waits for rejoin like a failed-over one.
-async fn reattach_old_primary(
-    view: &ClusterView,
-    j: &mut Journal,
-    old: &altair_core::registry::HostRecord,
-) {
-    let result = async {
-        let new = candidate_record(view, j)?;
-        let source = endpoint(&new.mysql).ok_or("bad candidate address")?;
-        let mut a = agent(&old.agent, AGENT_TIMEOUT).await?;
-        a.rejoin(AgentRejoinRequest {
-            epoch: j.epoch,
-            source: Some(source),
-            fork_gtid: j.fork_gtid.clone(),
-            revert_errant: false,
-        })
-        .await
-        .map(tonic::Response::into_inner)
-        .map_err(|s| s.message().to_owned())
-    }
-    .await;
-    match result {
-        Ok(r) if r.rejoined => j.old_primary_rejoined = true,
-        Ok(r) => j.notes.push(format!(
-            "old primary {} not re-attached: errant transactions {} (it waits for rejoin)",
-            j.old_primary, r.errant_gtids
-        )),
-        Err(e) => j.notes.push(format!(
-            "old primary {} not re-attached: {e} (it waits for rejoin)",
-            j.old_primary
-        )),
-    }
-}
-
 /// When the isolated old primary has provably fenced itself: its last heartbeat (or, when
 /// unknown, the monitor's later transition time) + its declared bound + probe + margin.
 /// An agent that declares no bound gets a conservative 60 s.
@@ -281,226 +253,6 @@ fn self_fence_wait(view: &ClusterView, j: &Journal) -> u64 {
     }
 }
 
-fn candidate_record<'a>(
-    view: &'a ClusterView,
-    j: &Journal,
-) -> Result<&'a altair_core::registry::HostRecord, String> {
-    let name = j.candidate.as_ref().ok_or("no candidate chosen")?;
-    view.hosts
-        .get(name)
-        .ok_or_else(|| format!("candidate {name} is not registered"))
-}
-
-async fn candidate_agent(
-    view: &ClusterView,
-    j: &Journal,
-) -> Result<agent_client::AgentClient<tonic::transport::Channel>, String> {
-    agent(&candidate_record(view, j)?.agent, AGENT_TIMEOUT).await
-}
-
-/// Asks the candidate to apply everything it received (idempotent: a caught-up candidate
-/// answers at once with its position).
-async fn candidate_catch_up(
-    view: &ClusterView,
-    j: &Journal,
-    gtid: &str,
-    timeout_ms: u32,
-) -> Result<CatchUpResponse, String> {
-    let mut c = candidate_agent(view, j).await?;
-    c.catch_up(CatchUpRequest {
-        epoch: j.epoch,
-        gtid: gtid.to_owned(),
-        timeout_ms,
-    })
-    .await
-    .map(tonic::Response::into_inner)
-    .map_err(|s| s.message().to_owned())
-}
-
-/// Old primaries not yet rejoined: neither candidates nor repointed.
-fn waiting_for_rejoin(view: &ClusterView) -> Vec<String> {
-    view.state
-        .as_ref()
-        .map(|(s, _)| s.needs_rejoin.clone())
-        .unwrap_or_default()
-}
-
-async fn choose_candidate(ctx: &Ctx, view: &ClusterView, j: &Journal) -> Result<String, String> {
-    let old = &view.hosts[&j.old_primary];
-    let waiting = waiting_for_rejoin(view);
-    if let Some(t) = &j.target
-        && (!view.hosts.contains_key(t) || *t == j.old_primary || waiting.contains(t))
-    {
-        return Err(format!("{t} is not a replica of this cluster"));
-    }
-    let mut candidates = Vec::new();
-    let eligible = view.hosts.iter().filter(|(n, _)| {
-        **n != j.old_primary && !waiting.contains(n) && j.target.as_ref().is_none_or(|t| t == *n)
-    });
-    for (name, h) in eligible {
-        let status = match agent(&h.agent, AGENT_TIMEOUT).await {
-            Ok(mut a) => a
-                .status(StatusRequest {})
-                .await
-                .ok()
-                .map(tonic::Response::into_inner),
-            Err(_) => None,
-        };
-        let snap = status.and_then(|s| s.snapshot).filter(|s| s.reachable);
-        let flavor = match snap.as_ref().map(|s| s.flavor) {
-            Some(f) if f == altair_proto::v1::Flavor::Mysql as i32 => Flavor::Mysql,
-            _ => Flavor::MariaDb,
-        };
-        let received = snap
-            .as_ref()
-            .and_then(|s| {
-                let r = GtidState::parse(flavor, &s.gtid_received).ok()?;
-                let e = GtidState::parse(flavor, &s.gtid_executed).ok()?;
-                r.union(&e).ok()
-            })
-            .unwrap_or_else(|| GtidState::empty(flavor));
-        candidates.push(Candidate {
-            name: name.clone(),
-            healthy: snap.is_some(),
-            promotion_rule: h.promotion_rule,
-            datacenter: h.datacenter.clone(),
-            received,
-            lag_s: snap
-                .as_ref()
-                .and_then(|s| s.replication.as_ref())
-                .and_then(|r| r.seconds_behind),
-        });
-    }
-    // Seconds_Behind_Master is NULL once the IO thread lost the dead primary: the limit
-    // applies to replicas that still report a lag.
-    let rules = CandidateRules {
-        max_lag_s: match j.kind {
-            Kind::Switchover => ctx.config.orchestrator.switchover_max_lag_s,
-            _ => ctx.config.orchestrator.max_candidate_lag_s,
-        },
-        primary_datacenter: old.datacenter.clone(),
-    };
-    choose(&candidates, &rules).map_err(|e| e.to_string())
-}
-
-async fn salvage(view: &ClusterView, j: &mut Journal) -> Result<(), String> {
-    let old = &view.hosts[&j.old_primary];
-    // The candidate's position now (catch-up again returns it at once: it is caught up).
-    let pos = candidate_catch_up(view, j, "", CATCH_UP_TIMEOUT_MS)
-        .await?
-        .gtid_executed;
-    let mut c = candidate_agent(view, j).await?;
-    if j.old_host_unreachable {
-        j.gtids_lost = "unknown: the old primary's host is unreachable".into();
-        j.notes
-            .push("no salvage: the old primary's host did not answer when fencing".into());
-        return Ok(());
-    }
-    let mut old_agent = match agent(&old.agent, AGENT_TIMEOUT).await {
-        Ok(a) => a,
-        Err(e) => {
-            j.gtids_lost = "unknown: the old primary's host is unreachable".into();
-            j.notes.push(format!("no salvage: {e}"));
-            return Ok(());
-        }
-    };
-    if pos.is_empty() {
-        j.notes
-            .push("no salvage: the candidate reports no GTID position".into());
-        return Ok(());
-    }
-    let s = match old_agent
-        .salvage_binlog(SalvageBinlogRequest {
-            epoch: j.epoch,
-            after_gtid: pos.clone(),
-            failover_id: j.id.clone(),
-        })
-        .await
-    {
-        Ok(r) => r.into_inner(),
-        Err(st) => {
-            j.gtids_lost = format!("unknown: salvage failed: {}", st.message());
-            j.notes.push(format!(
-                "salvage from {} failed: {}",
-                j.old_primary,
-                st.message()
-            ));
-            return Ok(());
-        }
-    };
-    if s.transaction_count > 0 {
-        c.apply_salvage(ApplySalvageRequest {
-            epoch: j.epoch,
-            events: s.events,
-            gtids: s.gtids.clone(),
-            failover_id: j.id.clone(),
-        })
-        .await
-        .map_err(|st| format!("apply salvaged transactions: {}", st.message()))?;
-    }
-    j.transactions_salvaged = s.transaction_count;
-    j.gtids_salvaged = if s.transaction_count > 0 {
-        format!("after {pos} up to {}", s.gtids)
-    } else {
-        String::new()
-    };
-    Ok(())
-}
-
-fn ipv4(mysql: &str) -> Option<Ipv4Addr> {
-    mysql.rsplit_once(':')?.0.parse().ok()
-}
-
-async fn publish(ctx: &Ctx, view: &ClusterView, j: &mut Journal) -> Result<(), String> {
-    publish_dns(ctx, view, j).await.inspect_err(|_| {
-        crate::metrics::DNS_ERRORS.inc();
-    })
-}
-
-async fn publish_dns(ctx: &Ctx, view: &ClusterView, j: &mut Journal) -> Result<(), String> {
-    let new = candidate_record(view, j)?;
-    let new_ip = ipv4(&new.mysql).ok_or_else(|| format!("{} is not an IPv4 address", new.mysql))?;
-    let label = format!("primary.{}", view.name);
-    let current = ctx.dns.query_a(&label).await.map_err(|e| e.to_string())?;
-    if current != [new_ip] {
-        ctx.dns
-            .compare_and_swap_a(&label, &current, &[new_ip], ctx.config.dns.ttl_s)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    // Check with an uncached query that the server answers the new address.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        if ctx.dns.query_a(&label).await.map_err(|e| e.to_string())? == [new_ip] {
-            break;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!("{label} does not answer {new_ip} after the update"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // replicas.<cluster>: every host but the old and the new primary.
-    let mut replicas: Vec<Ipv4Addr> = view
-        .hosts
-        .iter()
-        .filter(|(n, _)| **n != j.old_primary && Some(*n) != j.candidate.as_ref())
-        .filter_map(|(_, h)| ipv4(&h.mysql))
-        .collect();
-    replicas.sort_unstable();
-    let rlabel = format!("replicas.{}", view.name);
-    let current = ctx.dns.query_a(&rlabel).await.map_err(|e| e.to_string())?;
-    if current != replicas && !replicas.is_empty() {
-        let updated = ctx
-            .dns
-            .compare_and_swap_a(&rlabel, &current, &replicas, ctx.config.dns.ttl_s)
-            .await;
-        if let Err(e) = updated {
-            j.notes.push(format!("{rlabel} not updated: {e}"));
-        }
-    }
-    Ok(())
-}
-
 /// The last step: the new topology, the audit record and the end of the journal, in one
 /// leadership-checked write.
 async fn record(ctx: &Ctx, view: &ClusterView, mut j: Journal, started: u64) -> Result<(), String> {
@@ -515,24 +267,13 @@ async fn record(ctx: &Ctx, view: &ClusterView, mut j: Journal, started: u64) -> 
         detail: j.notes.join("; "),
         journal: j.clone(),
     };
-    let l = ctx.zk.layout();
-    ctx.write(&[
-        Op::Set {
-            path: l.cluster_state(&view.name),
-            data: to_json(&state),
-            version: None,
-        },
-        Op::Create {
-            path: l.history_entry(&view.name, &j.id),
-            data: to_json(&audit),
-        },
-        Op::Delete {
-            path: l.failover_journal(&view.name),
-            version: None,
-        },
-    ])
-    .await
-    .map_err(|e| format!("record: {e}"))?;
+    let mut ops = closing_ops(ctx, view, &audit);
+    ops.push(Op::Set {
+        path: ctx.zk.layout().cluster_state(&view.name),
+        data: to_json(&state),
+        version: None,
+    });
+    ctx.write(&ops).await.map_err(|e| format!("record: {e}"))?;
     tracing::warn!(
         cluster = %view.name, failover_id = %j.id, epoch = j.epoch, kind = j.kind.as_str(),
         old_primary = %j.old_primary, new_primary = ?j.candidate,
@@ -570,4 +311,20 @@ fn after_failover(view: &ClusterView, j: &Journal, now: u64) -> ClusterState {
             .insert(j.old_primary.clone(), j.fork_gtid.clone());
     }
     state
+}
+
+/// The end of a failover in ZooKeeper: its audit record written and its journal removed
+/// (to be written in one multi-op with whatever else changes).
+pub(crate) fn closing_ops(ctx: &Ctx, view: &ClusterView, audit: &FailoverAudit) -> Vec<Op> {
+    let l = ctx.zk.layout();
+    vec![
+        Op::Create {
+            path: l.history_entry(&view.name, &audit.journal.id),
+            data: to_json(audit),
+        },
+        Op::Delete {
+            path: l.failover_journal(&view.name),
+            version: None,
+        },
+    ]
 }

@@ -1,0 +1,182 @@
+//! The candidate: who may be promoted, choosing one, its catch-up, and salvaging the old
+//! primary's unreplicated binlog events onto it.
+
+use altair_core::failover::{Candidate, CandidateRules, Journal, Kind, choose};
+use altair_core::gtid::{Flavor, GtidState};
+use altair_proto::v1::*;
+
+use crate::agents::agent;
+use crate::ctx::Ctx;
+use crate::view::ClusterView;
+
+use super::{AGENT_TIMEOUT, CATCH_UP_TIMEOUT_MS};
+
+pub(super) fn candidate_record<'a>(
+    view: &'a ClusterView,
+    j: &Journal,
+) -> Result<&'a altair_core::registry::HostRecord, String> {
+    let name = j.candidate.as_ref().ok_or("no candidate chosen")?;
+    view.hosts
+        .get(name)
+        .ok_or_else(|| format!("candidate {name} is not registered"))
+}
+
+pub(super) async fn candidate_agent(
+    view: &ClusterView,
+    j: &Journal,
+) -> Result<agent_client::AgentClient<tonic::transport::Channel>, String> {
+    agent(&candidate_record(view, j)?.agent, AGENT_TIMEOUT).await
+}
+
+/// Asks the candidate to apply everything it received (idempotent: a caught-up candidate
+/// answers at once with its position).
+pub(super) async fn candidate_catch_up(
+    view: &ClusterView,
+    j: &Journal,
+    gtid: &str,
+    timeout_ms: u32,
+) -> Result<CatchUpResponse, String> {
+    let mut c = candidate_agent(view, j).await?;
+    c.catch_up(CatchUpRequest {
+        epoch: j.epoch,
+        gtid: gtid.to_owned(),
+        timeout_ms,
+    })
+    .await
+    .map(tonic::Response::into_inner)
+    .map_err(|s| s.message().to_owned())
+}
+
+/// Old primaries not yet rejoined: neither candidates nor repointed.
+pub(super) fn waiting_for_rejoin(view: &ClusterView) -> Vec<String> {
+    view.state
+        .as_ref()
+        .map(|(s, _)| s.needs_rejoin.clone())
+        .unwrap_or_default()
+}
+
+pub(super) async fn choose_candidate(
+    ctx: &Ctx,
+    view: &ClusterView,
+    j: &Journal,
+) -> Result<String, String> {
+    let old = &view.hosts[&j.old_primary];
+    let waiting = waiting_for_rejoin(view);
+    if let Some(t) = &j.target
+        && (!view.hosts.contains_key(t) || *t == j.old_primary || waiting.contains(t))
+    {
+        return Err(format!("{t} is not a replica of this cluster"));
+    }
+    let mut candidates = Vec::new();
+    let eligible = view.hosts.iter().filter(|(n, _)| {
+        **n != j.old_primary && !waiting.contains(n) && j.target.as_ref().is_none_or(|t| t == *n)
+    });
+    for (name, h) in eligible {
+        let status = match agent(&h.agent, AGENT_TIMEOUT).await {
+            Ok(mut a) => a
+                .status(StatusRequest {})
+                .await
+                .ok()
+                .map(tonic::Response::into_inner),
+            Err(_) => None,
+        };
+        let snap = status.and_then(|s| s.snapshot).filter(|s| s.reachable);
+        let flavor = match snap.as_ref().map(|s| s.flavor) {
+            Some(f) if f == altair_proto::v1::Flavor::Mysql as i32 => Flavor::Mysql,
+            _ => Flavor::MariaDb,
+        };
+        let received = snap
+            .as_ref()
+            .and_then(|s| {
+                let r = GtidState::parse(flavor, &s.gtid_received).ok()?;
+                let e = GtidState::parse(flavor, &s.gtid_executed).ok()?;
+                r.union(&e).ok()
+            })
+            .unwrap_or_else(|| GtidState::empty(flavor));
+        candidates.push(Candidate {
+            name: name.clone(),
+            healthy: snap.is_some(),
+            promotion_rule: h.promotion_rule,
+            datacenter: h.datacenter.clone(),
+            received,
+            lag_s: snap
+                .as_ref()
+                .and_then(|s| s.replication.as_ref())
+                .and_then(|r| r.seconds_behind),
+        });
+    }
+    // Seconds_Behind_Master is NULL once the IO thread lost the dead primary: the limit
+    // applies to replicas that still report a lag.
+    let rules = CandidateRules {
+        max_lag_s: match j.kind {
+            Kind::Switchover => ctx.config.orchestrator.switchover_max_lag_s,
+            _ => ctx.config.orchestrator.max_candidate_lag_s,
+        },
+        primary_datacenter: old.datacenter.clone(),
+    };
+    choose(&candidates, &rules).map_err(|e| e.to_string())
+}
+
+pub(super) async fn salvage(view: &ClusterView, j: &mut Journal) -> Result<(), String> {
+    let old = &view.hosts[&j.old_primary];
+    // The candidate's position now (catch-up again returns it at once: it is caught up).
+    let pos = candidate_catch_up(view, j, "", CATCH_UP_TIMEOUT_MS)
+        .await?
+        .gtid_executed;
+    let mut c = candidate_agent(view, j).await?;
+    if j.old_host_unreachable {
+        j.gtids_lost = "unknown: the old primary's host is unreachable".into();
+        j.notes
+            .push("no salvage: the old primary's host did not answer when fencing".into());
+        return Ok(());
+    }
+    let mut old_agent = match agent(&old.agent, AGENT_TIMEOUT).await {
+        Ok(a) => a,
+        Err(e) => {
+            j.gtids_lost = "unknown: the old primary's host is unreachable".into();
+            j.notes.push(format!("no salvage: {e}"));
+            return Ok(());
+        }
+    };
+    if pos.is_empty() {
+        j.notes
+            .push("no salvage: the candidate reports no GTID position".into());
+        return Ok(());
+    }
+    let s = match old_agent
+        .salvage_binlog(SalvageBinlogRequest {
+            epoch: j.epoch,
+            after_gtid: pos.clone(),
+            failover_id: j.id.clone(),
+        })
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(st) => {
+            j.gtids_lost = format!("unknown: salvage failed: {}", st.message());
+            j.notes.push(format!(
+                "salvage from {} failed: {}",
+                j.old_primary,
+                st.message()
+            ));
+            return Ok(());
+        }
+    };
+    if s.transaction_count > 0 {
+        c.apply_salvage(ApplySalvageRequest {
+            epoch: j.epoch,
+            events: s.events,
+            gtids: s.gtids.clone(),
+            failover_id: j.id.clone(),
+        })
+        .await
+        .map_err(|st| format!("apply salvaged transactions: {}", st.message()))?;
+    }
+    j.transactions_salvaged = s.transaction_count;
+    j.gtids_salvaged = if s.transaction_count > 0 {
+        format!("after {pos} up to {}", s.gtids)
+    } else {
+        String::new()
+    };
+    Ok(())
+}

@@ -11,9 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use altair_e2e::ops::{ctl, workload};
+use altair_e2e::ops::{create_workload_table, ctl, workload};
 use altair_e2e::world::World;
-use mysql_async::prelude::Queryable;
 
 const RUNS: usize = 20;
 
@@ -25,11 +24,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let w = World::start_ha(3, 1, 1, 3600, &[]).await;
-    let mut app = w.cluster.app_conn(0).await.expect("app");
-    app.query_drop("CREATE TABLE w (id BIGINT PRIMARY KEY)")
-        .await
-        .expect("create");
-    drop(app);
+    create_workload_table(&w).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {

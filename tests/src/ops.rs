@@ -12,6 +12,24 @@ use mysql_async::prelude::Queryable;
 
 use crate::world::{CLUSTER, World};
 
+/// Creates table `w`, the one `workload` writes to, on the primary (instance 0).
+pub async fn create_workload_table(w: &World) {
+    let mut app = w.cluster.app_conn(0).await.expect("app on the primary");
+    app.query_drop("CREATE TABLE w (id BIGINT PRIMARY KEY)")
+        .await
+        .expect("create the workload's table");
+}
+
+/// Every monitor's gRPC endpoint (to cut them off with nft).
+pub fn monitor_endpoints(w: &World) -> Vec<(Ipv4Addr, u16)> {
+    w.fleet
+        .monitors
+        .iter()
+        .filter_map(|m| m.address.parse::<std::net::SocketAddrV4>().ok())
+        .map(|a| (*a.ip(), a.port()))
+        .collect()
+}
+
 /// Writes unique ids through `primary.c1` until stopped; returns (acknowledged ids with
 /// the address that acknowledged each).
 pub async fn workload(w: &World, stop: Arc<AtomicBool>) -> Vec<(u64, Ipv4Addr, Instant)> {

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use altair_e2e::ops::{ctl, host_index, ids_on, workload_from};
+use altair_e2e::ops::{
+    create_workload_table, ctl, host_index, ids_on, monitor_endpoints, workload_from,
+};
 use altair_e2e::world::World;
 use altair_testkit::checker::{Ack, ReadOnlySampler, judge};
 use rand::rngs::StdRng;
@@ -147,11 +149,7 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
     let mut rng = StdRng::seed_from_u64(seed);
     // No anti-flapping: a run fails over many times on purpose.
     let mut w = World::start_ha(3, 2, 2, 0, &[]).await;
-    let mut app = w.cluster.app_conn(0).await.expect("app");
-    mysql_async::prelude::Queryable::query_drop(&mut app, "CREATE TABLE w (id BIGINT PRIMARY KEY)")
-        .await
-        .expect("create");
-    drop(app);
+    create_workload_table(&w).await;
     w.wait_until("cluster recorded", Duration::from_secs(20), |s| {
         s.clusters[0].epoch == Some(1)
     })
@@ -213,13 +211,7 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
                     net.partition(p, &peers).await.expect("partition");
                 }
                 Fault::MonitorsCutFromPrimaryAgent => {
-                    let monitors: Vec<_> = w
-                        .fleet
-                        .monitors
-                        .iter()
-                        .filter_map(|m| m.address.parse::<std::net::SocketAddrV4>().ok())
-                        .map(|a| (*a.ip(), a.port()))
-                        .collect();
+                    let monitors = monitor_endpoints(&w);
                     net.block_services(p, &monitors).await.expect("block");
                 }
                 Fault::ControlPlaneCutFromPrimary => {

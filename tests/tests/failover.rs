@@ -6,18 +6,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use altair_e2e::ops::{ctl, history_with, host_index, ids_on, wait_dns_moved, workload};
+use altair_e2e::ops::{
+    create_workload_table, ctl, history_with, host_index, ids_on, wait_dns_moved, workload,
+};
 use altair_e2e::world::World;
 use mysql_async::prelude::Queryable;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysqld_crash_fails_over_with_zero_lost_writes() {
     let mut w = World::start_ha(3, 2, 2, 3600, &[]).await;
-    let mut app = w.cluster.app_conn(0).await.expect("app");
-    app.query_drop("CREATE TABLE w (id BIGINT PRIMARY KEY)")
-        .await
-        .expect("create");
-    drop(app);
+    create_workload_table(&w).await;
     let old_ip = w.net.as_ref().expect("net").host(0).ip;
     assert_eq!(w.primary_dns().await, vec![old_ip]);
     // Let the leader record the cluster's state before the crash.

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use altair_e2e::ops::{
-    ctl, ctl_json, declared, host_index, ids_on, json, scrape, scrape_text, workload,
+    create_workload_table, ctl, ctl_json, declared, host_index, ids_on, json, scrape, scrape_text,
+    workload,
 };
 use altair_e2e::world::World;
 use altair_e2e::{stderr, stdout};
@@ -29,11 +30,7 @@ async fn source_of(w: &World, i: usize) -> Option<(String, bool)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchover_under_a_write_workload_loses_nothing_and_the_old_primary_replicates() {
     let w = World::start_ha(3, 1, 1, 3600, &[]).await;
-    let mut app = w.cluster.app_conn(0).await.expect("app");
-    app.query_drop("CREATE TABLE w (id BIGINT PRIMARY KEY)")
-        .await
-        .expect("create");
-    drop(app);
+    create_workload_table(&w).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let net = w.net.as_ref().expect("net");
     let target = w.cluster.instance(1).name().to_owned();

@@ -84,13 +84,7 @@ async fn row_3_primary_cut_from_its_replicas_only_does_not_fail_over() {
 async fn row_4a_monitor_cut_from_the_primarys_agent_does_not_fail_over() {
     let (w, primary_ip, e) = start().await;
     let net = w.net.as_ref().expect("net");
-    let monitors: Vec<(Ipv4Addr, u16)> = w
-        .fleet
-        .monitors
-        .iter()
-        .filter_map(|m| m.address.parse::<std::net::SocketAddrV4>().ok())
-        .map(|a| (*a.ip(), a.port()))
-        .collect();
+    let monitors = altair_e2e::ops::monitor_endpoints(&w);
     assert_eq!(monitors.len(), 2);
     net.block_services(0, &monitors)
         .await

@@ -123,14 +123,11 @@ pub async fn run(
     };
     tokio::spawn(probe::run(probe, snap_tx, shutdown.clone()));
 
-    let sessions = SessionLoop {
-        config: config.zookeeper.clone(),
-        auth: secrets
-            .zookeeper_auth
-            .as_ref()
-            .map(|s| s.expose().to_owned()),
-        cancel: shutdown.clone(),
-    };
+    let sessions = SessionLoop::new(
+        &config.zookeeper,
+        secrets.zookeeper_auth.as_ref().map(|s| s.expose()),
+        shutdown.clone(),
+    );
     let zk_record = record.clone();
     let (cluster, host) = (a.cluster.clone(), a.host.clone());
     let cancel = shutdown.clone();

@@ -210,15 +210,11 @@ impl Agent for AgentService {
     ) -> Result<Response<RepointResponse>, Status> {
         let req = request.into_inner();
         self.actions.check_epoch(req.epoch)?;
-        let source = req
-            .source
-            .ok_or_else(|| Status::invalid_argument("source is required"))?;
-        let port = u16::try_from(source.port)
-            .map_err(|_| Status::invalid_argument("source.port is not 1..=65535"))?;
+        let (host, port) = source_of(req.source)?;
         self.actions
-            .repoint(&source.host, port, req.use_current_pos)
+            .repoint(&host, port, req.use_current_pos)
             .await?;
-        tracing::info!(epoch = req.epoch, source = %format!("{}:{}", source.host, port), "replication repointed");
+        tracing::info!(epoch = req.epoch, source = %format!("{host}:{port}"), "replication repointed");
         self.actions.reprobe.notify_one();
         Ok(Response::new(RepointResponse {}))
     }
@@ -229,17 +225,13 @@ impl Agent for AgentService {
     ) -> Result<Response<AgentRejoinResponse>, Status> {
         let req = request.into_inner();
         self.actions.check_epoch(req.epoch)?;
-        let source = req
-            .source
-            .ok_or_else(|| Status::invalid_argument("source is required"))?;
-        let port = u16::try_from(source.port)
-            .map_err(|_| Status::invalid_argument("source.port is not 1..=65535"))?;
+        let (host, port) = source_of(req.source)?;
         let done = self
             .actions
-            .rejoin(&source.host, port, &req.fork_gtid, req.revert_errant)
+            .rejoin(&host, port, &req.fork_gtid, req.revert_errant)
             .await?;
         if done.rejoined {
-            tracing::warn!(epoch = req.epoch, source = %format!("{}:{}", source.host, port), errant = %done.errant, saved_to = %done.saved_to, "rejoined as a replica");
+            tracing::warn!(epoch = req.epoch, source = %format!("{host}:{port}"), errant = %done.errant, saved_to = %done.saved_to, "rejoined as a replica");
         } else {
             tracing::error!(errant = %done.errant, "not rejoined: this host has errant transactions");
         }
@@ -251,4 +243,12 @@ impl Agent for AgentService {
             reverted: done.reverted,
         }))
     }
+}
+
+/// The replication source of a request: required, with a port that fits.
+fn source_of(source: Option<Endpoint>) -> Result<(String, u16), Status> {
+    let source = source.ok_or_else(|| Status::invalid_argument("source is required"))?;
+    let port = u16::try_from(source.port)
+        .map_err(|_| Status::invalid_argument("source.port is not 1..=65535"))?;
+    Ok((source.host, port))
 }

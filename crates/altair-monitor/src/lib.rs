@@ -78,14 +78,11 @@ pub async fn run(
         id: m.id.to_string(),
         address: m.advertised_address(),
     };
-    let sessions = SessionLoop {
-        config: config.zookeeper.clone(),
-        auth: secrets
-            .zookeeper_auth
-            .as_ref()
-            .map(|s| s.expose().to_owned()),
-        cancel: shutdown.clone(),
-    };
+    let sessions = SessionLoop::new(
+        &config.zookeeper,
+        secrets.zookeeper_auth.as_ref().map(|s| s.expose()),
+        shutdown.clone(),
+    );
     let (id, session_state, cancel) = (m.id.clone(), state.clone(), shutdown.clone());
     tokio::spawn(sessions.run(move |zk| {
         let (me, id, state, zk_tx, cancel) = (

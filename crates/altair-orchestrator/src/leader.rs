@@ -259,11 +259,7 @@ async fn bootstrap(ctx: &Ctx, view: &ClusterView) -> Result<(), ZkError> {
         views.push(HostView {
             name: host,
             mysql: h.mysql.clone(),
-            source: snap
-                .replication
-                .as_ref()
-                .and_then(|r| r.source.as_ref())
-                .map(|e| format!("{}:{}", e.host, e.port)),
+            source: snap.source_address(),
             reachable: snap.reachable && !snap.read_only,
         });
     }

@@ -100,14 +100,11 @@ pub async fn run(
     let leader_slot: Arc<Mutex<Option<ctx::Ctx>>> = Arc::new(Mutex::new(None));
     let config = Arc::new(config);
     let secrets = Arc::new(secrets);
-    let sessions = SessionLoop {
-        config: config.zookeeper.clone(),
-        auth: secrets
-            .zookeeper_auth
-            .as_ref()
-            .map(|s| s.expose().to_owned()),
-        cancel: shutdown.clone(),
-    };
+    let sessions = SessionLoop::new(
+        &config.zookeeper,
+        secrets.zookeeper_auth.as_ref().map(|s| s.expose()),
+        shutdown.clone(),
+    );
     let (s_slot, l_slot, cancel, cfg, sec, me2) = (
         session_slot.clone(),
         leader_slot.clone(),

@@ -7,6 +7,14 @@ use altair_core::observe::{ObservedState, ReplicationState, classify_replication
 use crate::v1;
 
 impl v1::MysqlSnapshot {
+    /// `host:port` this server replicates from, when it is a replica.
+    pub fn source_address(&self) -> Option<String> {
+        self.replication
+            .as_ref()
+            .and_then(|r| r.source.as_ref())
+            .map(|e| format!("{}:{}", e.host, e.port))
+    }
+
     /// The part of the snapshot that is "state" (see `ObservedState`).
     pub fn observed_state(&self) -> ObservedState {
         if !self.reachable {
@@ -14,20 +22,13 @@ impl v1::MysqlSnapshot {
         }
         let replication = match &self.replication {
             None => ReplicationState::NotReplica,
-            Some(r) => {
-                let source = r
-                    .source
-                    .as_ref()
-                    .map(|e| format!("{}:{}", e.host, e.port))
-                    .unwrap_or_default();
-                classify_replication(
-                    source,
-                    if r.io_running { "Yes" } else { "No" },
-                    if r.sql_running { "Yes" } else { "No" },
-                    &r.last_io_error,
-                    &r.last_sql_error,
-                )
-            }
+            Some(r) => classify_replication(
+                self.source_address().unwrap_or_default(),
+                if r.io_running { "Yes" } else { "No" },
+                if r.sql_running { "Yes" } else { "No" },
+                &r.last_io_error,
+                &r.last_sql_error,
+            ),
         };
         ObservedState {
             mysql_reachable: true,

@@ -17,6 +17,16 @@ pub struct SessionLoop {
 }
 
 impl SessionLoop {
+    /// Sessions to `config`, with digest `auth` (`user:password`) when given, until
+    /// `cancel`.
+    pub fn new(config: &ZkConfig, auth: Option<&str>, cancel: CancellationToken) -> Self {
+        Self {
+            config: config.clone(),
+            auth: auth.map(str::to_owned),
+            cancel,
+        }
+    }
+
     /// Runs `work(zk)` for each session. `work` should return when the session is lost
     /// (any `ZkError::SessionExpired`) or `cancel` fires; a new session starts after it.
     pub async fn run<F, Fut>(self, mut work: F)

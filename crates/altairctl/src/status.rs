@@ -237,11 +237,7 @@ async fn cluster_status(
             Some(HostView {
                 name,
                 mysql: h.mysql.clone(),
-                source: snap
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.source.as_ref())
-                    .map(|e| format!("{}:{}", e.host, e.port)),
+                source: snap.source_address(),
                 reachable: snap.reachable,
             })
         })

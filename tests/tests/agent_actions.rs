@@ -17,6 +17,53 @@ async fn agent(w: &World, i: usize) -> AgentClient<Channel> {
         .expect("agent")
 }
 
+/// The old agent's salvage stream: its plan and every event chunk (each at most 1 MiB).
+async fn salvage_of(
+    old: &mut AgentClient<Channel>,
+    epoch: u64,
+    after: &str,
+) -> Result<(SalvagePlan, Vec<Vec<u8>>), tonic::Status> {
+    let mut stream = old
+        .salvage_binlog(SalvageBinlogRequest {
+            epoch,
+            after_gtid: after.to_owned(),
+            failover_id: "t".into(),
+            timeout_ms: 20_000,
+        })
+        .await?
+        .into_inner();
+    let first = stream.message().await?.expect("a first message");
+    let plan = first.plan.expect("the first message is the plan");
+    let mut chunks = Vec::new();
+    while let Some(c) = stream.message().await? {
+        assert!(c.events.len() <= 1 << 20, "a chunk over 1 MiB");
+        chunks.push(c.events);
+    }
+    Ok((plan, chunks))
+}
+
+/// Applies `chunks` on `cand` as one apply stream.
+async fn apply(
+    cand: &mut AgentClient<Channel>,
+    epoch: u64,
+    chunks: Vec<Vec<u8>>,
+) -> Result<ApplySalvageResponse, tonic::Status> {
+    let mut msgs = vec![ApplySalvageChunk {
+        epoch,
+        failover_id: "t".into(),
+        gtids: String::new(),
+        timeout_ms: 20_000,
+        events: Vec::new(),
+    }];
+    msgs.extend(chunks.into_iter().map(|events| ApplySalvageChunk {
+        events,
+        ..ApplySalvageChunk::default()
+    }));
+    cand.apply_salvage(tokio_stream::iter(msgs))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn salvage_promote_and_repoint_through_the_agents_lose_nothing() {
     let mut w = World::start(1, 3, 1).await;
@@ -76,29 +123,20 @@ async fn salvage_promote_and_repoint_through_the_agents_lose_nothing() {
         .expect("catch up")
         .into_inner();
     assert!(caught.caught_up);
-    let salvage = old
-        .salvage_binlog(SalvageBinlogRequest {
-            epoch,
-            after_gtid: caught.gtid_executed.clone(),
-            failover_id: "t".into(),
-        })
+    let (plan, chunks) = salvage_of(&mut old, epoch, &caught.gtid_executed)
         .await
-        .expect("salvage")
-        .into_inner();
+        .expect("salvage");
     assert_eq!(
-        salvage.transaction_count, 5,
+        plan.transaction_count, 5,
         "five transactions only the primary had"
     );
-    let applied = cand
-        .apply_salvage(ApplySalvageRequest {
-            epoch,
-            events: salvage.events,
-            gtids: salvage.gtids.clone(),
-            failover_id: "t".into(),
-        })
-        .await
-        .expect("apply")
-        .into_inner();
+    assert!(plan.scanned);
+    assert_eq!(
+        plan.end_gtid, primary_gtid,
+        "the plan names the binlog's end"
+    );
+    assert!(plan.torn_gtid.is_empty());
+    let applied = apply(&mut cand, epoch, chunks).await.expect("apply");
     assert_eq!(
         applied.gtid_executed, primary_gtid,
         "the candidate now has exactly the primary's GTIDs"
@@ -173,4 +211,105 @@ async fn salvage_promote_and_repoint_through_the_agents_lose_nothing() {
             .as_deref(),
         Some("7")
     );
+}
+
+/// The newest binlog file of instance `i` (from its index).
+fn newest_binlog(w: &World, i: usize) -> std::path::PathBuf {
+    let dir = w.cluster.instance(i).binlog_dir();
+    let index = std::fs::read_to_string(dir.join("mysql-bin.index")).expect("index");
+    let last = index
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .expect("a file");
+    let p = std::path::PathBuf::from(last.trim());
+    if p.is_absolute() {
+        p
+    } else {
+        dir.join(p.file_name().expect("name"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salvage_reports_bad_binlogs_clearly_and_never_runs_client_commands() {
+    let mut w = World::start(1, 2, 1).await;
+    let mut app = w.cluster.app_conn(0).await.expect("app on primary");
+    app.query_drop("CREATE TABLE t (id INT PRIMARY KEY, pad TEXT)")
+        .await
+        .expect("create");
+    let pos = w.cluster.gtid_current_pos(0).await.expect("gtid");
+    w.cluster
+        .wait_for_gtid(1, &pos, Duration::from_secs(20))
+        .await
+        .expect("replicated");
+    let mut c = w.cluster.admin_conn(1).await.expect("admin");
+    c.query_drop("STOP SLAVE IO_THREAD").await.expect("stop io");
+    for id in 1..=5 {
+        app.query_drop(format!("INSERT INTO t VALUES ({id}, REPEAT('x', 2000))"))
+            .await
+            .expect("insert");
+    }
+    drop(app);
+    w.cluster.instance_mut(0).kill();
+    let epoch = 3;
+    let mut old = agent(&w, 0).await;
+    let mut cand = agent(&w, 1).await;
+    let (plan, _) = salvage_of(&mut old, epoch, &pos).await.expect("salvage");
+    assert_eq!(plan.transaction_count, 5);
+
+    // A missing binlog index: a clear error naming it.
+    let dir = w.cluster.instance(0).binlog_dir();
+    let index = dir.join("mysql-bin.index");
+    std::fs::rename(&index, dir.join("moved")).expect("move the index");
+    let e = salvage_of(&mut old, epoch, &pos)
+        .await
+        .expect_err("no index");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{}", e.message());
+    assert!(e.message().contains("mysql-bin.index"), "{}", e.message());
+    std::fs::rename(dir.join("moved"), &index).expect("restore the index");
+
+    // A corrupted byte inside the tail: the checksum finds it, the error names the file
+    // and the offset, and no event is sent.
+    let file = newest_binlog(&w, 0);
+    let good = std::fs::read(&file).expect("read binlog");
+    let mut bad = good.clone();
+    let at = good.len() - 1500;
+    bad[at] ^= 0x5a;
+    std::fs::write(&file, &bad).expect("corrupt");
+    let e = salvage_of(&mut old, epoch, &pos)
+        .await
+        .expect_err("corrupt");
+    assert_eq!(e.code(), tonic::Code::DataLoss, "{}", e.message());
+    assert!(
+        e.message().contains("mysql-bin.") && e.message().contains("offset"),
+        "{}",
+        e.message()
+    );
+
+    // A file cut inside its last transaction (a torn write): the four complete ones are
+    // salvaged, the torn one is named and left out.
+    std::fs::write(&file, &good[..good.len() - 40]).expect("truncate");
+    let (plan, chunks) = salvage_of(&mut old, epoch, &pos)
+        .await
+        .expect("salvage torn");
+    assert_eq!(plan.transaction_count, 4, "{plan:?}");
+    assert!(!plan.torn_gtid.is_empty(), "{plan:?}");
+
+    // Client commands inside a salvage stream are never run: the client is sandboxed.
+    let marker = w.cluster.instance(1).dir().join("pwned");
+    for evil in [
+        format!("\\! touch {}\n", marker.display()),
+        format!("system touch {}\n", marker.display()),
+        "source /etc/passwd\n".to_owned(),
+    ] {
+        let r = apply(&mut cand, epoch, vec![evil.clone().into_bytes()]).await;
+        assert!(r.is_err(), "{evil:?} was accepted");
+        assert!(!marker.exists(), "{evil:?} ran a shell command");
+    }
+    // The real tail still applies afterwards.
+    let applied = apply(&mut cand, epoch, chunks).await.expect("apply");
+    let mut c = w.cluster.app_conn(1).await.expect("app on candidate");
+    let n = query_value(&mut c, "SELECT COUNT(*) FROM t")
+        .await
+        .expect("count");
+    assert_eq!(n.as_deref(), Some("4"), "after {}", applied.gtid_executed);
 }

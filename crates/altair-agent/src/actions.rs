@@ -275,11 +275,6 @@ impl Actions {
         Ok(())
     }
 
-    /// Reads the local binlog files and returns every transaction after `after`.
-    pub async fn salvage(&self, after: &str) -> Result<(Vec<u8>, String, u32), Status> {
-        self.read_binlog(after, false).await
-    }
-
     /// Every transaction after `after` as a replayable stream, or (`flashback`, MariaDB)
     /// as the stream that undoes them, newest first.
     pub(crate) async fn read_binlog(
@@ -287,34 +282,19 @@ impl Actions {
         after: &str,
         flashback: bool,
     ) -> Result<(Vec<u8>, String, u32), Status> {
-        let basename = self
-            .facts
-            .lock()
-            .ok()
-            .and_then(|f| f.binlog_basename.clone())
-            .ok_or_else(|| {
-                Status::failed_precondition(
-                    "the binlog location is unknown (mysqld was never probed)",
-                )
-            })?;
-        let index = format!("{basename}.index");
-        let listed = tokio::fs::read_to_string(&index)
-            .await
-            .map_err(|e| Status::failed_precondition(format!("read {index}: {e}")))?;
-        let dir = std::path::Path::new(&basename)
-            .parent()
-            .map(std::path::Path::to_owned)
-            .unwrap_or_default();
-        let files: Vec<PathBuf> = listed
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                let p = PathBuf::from(l.trim());
-                if p.is_absolute() { p } else { dir.join(p) }
-            })
-            .collect();
+        let basename = self.binlog_basename()?;
+        let files = crate::binlog_files::list(&basename)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
         if files.is_empty() {
             return Ok((Vec::new(), String::new(), 0));
+        }
+        if self.flavor() == Flavor::MariaDb {
+            // The tool refuses a start position at the binlog's very end: decide "nothing
+            // after it" natively first.
+            let nothing = self.prepare_salvage(after).await?.plan.transaction_count == 0;
+            if nothing {
+                return Ok((Vec::new(), String::new(), 0));
+            }
         }
         let (tool, args): (&str, Vec<String>) = match self.flavor() {
             Flavor::MariaDb if flashback => (
@@ -332,19 +312,10 @@ impl Actions {
             .await
             .map_err(|e| Status::failed_precondition(format!("run {tool}: {e}")))?;
         if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or_default()
-                .to_owned();
-            // MariaDB fails when the start position is the binlog's very last GTID:
-            // then there is simply nothing after it.
-            if self.flavor() == Flavor::MariaDb
-                && self.binlog_ends_at_or_before(after, &files).await
-            {
-                return Ok((Vec::new(), String::new(), 0));
-            }
-            return Err(Status::internal(format!("{tool} failed: {err}")));
+            return Err(Status::internal(format!(
+                "{tool} failed: {}",
+                crate::salvage::last_line(&out.stderr)
+            )));
         }
         let text = String::from_utf8_lossy(&out.stdout);
         let gtids: Vec<&str> = text.lines().filter_map(gtid_of_line).collect();
@@ -362,115 +333,25 @@ impl Actions {
         ))
     }
 
-    /// True when every GTID in the binlog is already covered by `after` (MariaDB: the last
-    /// file's `Gtid list` holds the state before it, its GTID events the rest).
-    async fn binlog_ends_at_or_before(&self, after: &str, files: &[PathBuf]) -> bool {
-        use altair_core::gtid::{GtidState, MariaGtidPos};
-        let Some(last) = files.last() else {
-            return true;
-        };
-        let Ok(out) = tokio::process::Command::new("mariadb-binlog")
-            .arg(last)
-            .output()
-            .await
-        else {
-            return false;
-        };
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut end = MariaGtidPos::default();
-        for line in text.lines() {
-            let found = line
-                .split_once("Gtid list [")
-                .and_then(|(_, r)| r.split_once(']'))
-                .map(|(l, _)| l)
-                .or_else(|| gtid_of_line(line));
-            if let Some(Ok(p)) = found.map(MariaGtidPos::parse) {
-                end = end.union(&p);
-            }
-        }
-        match GtidState::parse(Flavor::MariaDb, after) {
-            Ok(GtidState::MariaDb(a)) => a.contains(&end),
-            _ => false,
-        }
-    }
-
-    /// Applies salvaged events (keeping their GTIDs) through the `mariadb` client, after
-    /// stopping replication (the relay log was drained by catch-up).
-    pub async fn apply_salvage(&self, events: &[u8]) -> Result<String, Status> {
-        let mut c = self.conn().await?;
-        let stop = match self.flavor() {
-            Flavor::MariaDb => "STOP SLAVE",
-            Flavor::Mysql => "STOP REPLICA",
-        };
-        c.query_drop(stop)
-            .await
-            .map_err(mysql_err("stop replication"))?;
-        self.pipe_to_client(b"", events, "applying salvaged events")
-            .await?;
-        if self.flavor() == Flavor::MariaDb {
-            c.query_drop("SET GLOBAL gtid_slave_pos=@@gtid_binlog_pos")
-                .await
-                .map_err(mysql_err("align gtid_slave_pos"))?;
-        }
-        self.gtid_executed(&mut c).await
-    }
-
-    /// Feeds `prefix` then `events` to the command-line client, as the admin user.
+    /// Feeds `prefix` then `events` to the command-line client (sandbox mode), as the
+    /// admin user.
     pub(crate) async fn pipe_to_client(
         &self,
         prefix: &[u8],
         events: &[u8],
-        what: &str,
+        what: &'static str,
     ) -> Result<(), Status> {
-        if !events.is_empty() {
-            let defaults = tempfile_with(&format!(
-                "[client]\nuser={}\npassword={}\nhost={}\nport={}\nprotocol=tcp\n",
-                self.admin_user,
-                self.admin_password.expose(),
-                self.host,
-                self.port
-            ))
-            .map_err(|e| Status::internal(format!("write client options: {e}")))?;
-            let tool = match self.flavor() {
-                Flavor::MariaDb => "mariadb",
-                Flavor::Mysql => "mysql",
-            };
-            let mut child = tokio::process::Command::new(tool)
-                .arg(format!(
-                    "--defaults-extra-file={}",
-                    defaults.path().display()
-                ))
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .map_err(|e| Status::failed_precondition(format!("run {tool}: {e}")))?;
-            if let Some(mut stdin) = child.stdin.take() {
-                use tokio::io::AsyncWriteExt;
-                stdin
-                    .write_all(prefix)
-                    .await
-                    .map_err(|e| Status::internal(format!("feed {tool}: {e}")))?;
-                stdin
-                    .write_all(events)
-                    .await
-                    .map_err(|e| Status::internal(format!("feed {tool}: {e}")))?;
-            }
-            let out = child
-                .wait_with_output()
-                .await
-                .map_err(|e| Status::internal(format!("wait for {tool}: {e}")))?;
-            if !out.status.success() {
-                return Err(Status::internal(format!(
-                    "{what} failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                        .lines()
-                        .last()
-                        .unwrap_or_default()
-                )));
-            }
+        if events.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let mut client = self.client(what)?;
+        if let Some(mut stdin) = client.child.stdin.take() {
+            use tokio::io::AsyncWriteExt;
+            let feed = |e: std::io::Error| Status::internal(format!("feed the client: {e}"));
+            stdin.write_all(prefix).await.map_err(feed)?;
+            stdin.write_all(events).await.map_err(feed)?;
+        }
+        client.finish().await
     }
 }
 

@@ -5,11 +5,13 @@
 //! with the orchestrator.
 
 mod actions;
+mod binlog_files;
 mod heartbeat;
 mod metrics;
 mod mysql;
 mod probe;
 mod rejoin;
+mod salvage;
 mod selffence;
 mod service;
 

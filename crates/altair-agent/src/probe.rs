@@ -16,6 +16,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::binlog_files::Checkpoint;
 use crate::mysql::{connect, field, rows};
 
 /// Facts about the local server that outlive it: where its binlog is (salvage reads the
@@ -24,6 +25,25 @@ use crate::mysql::{connect, field, rows};
 pub struct ServerFacts {
     pub binlog_basename: Option<String>,
     pub flavor: Option<Flavor>,
+    /// Recent binlog positions with the GTID state at each (MariaDB), oldest first: a
+    /// salvage starts reading at the newest one the candidate has, so its cost follows
+    /// the missing tail, not the binlog's history.
+    pub checkpoints: std::collections::VecDeque<Checkpoint>,
+}
+
+/// Checkpoints kept: 15 minutes at the default 1 s probe.
+const CHECKPOINTS: usize = 900;
+
+impl ServerFacts {
+    fn checkpoint(&mut self, c: Checkpoint) {
+        if self.checkpoints.back() == Some(&c) {
+            return;
+        }
+        if self.checkpoints.len() == CHECKPOINTS {
+            self.checkpoints.pop_front();
+        }
+        self.checkpoints.push_back(c);
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -81,7 +101,8 @@ pub async fn run(
     }
 }
 
-type ProbeResult = Result<(MysqlSnapshot, Option<String>), String>;
+/// A snapshot, the binlog basename and (MariaDB) a binlog checkpoint.
+type ProbeResult = Result<(MysqlSnapshot, Option<String>, Option<Checkpoint>), String>;
 /// A probe query running on its own task: it gives the connection back when done.
 type InFlight = JoinHandle<(Conn, Flavor, ProbeResult)>;
 
@@ -127,13 +148,16 @@ async fn probe_once(s: &ProbeSettings, p: &mut Prober) -> MysqlSnapshot {
         (c, flavor, r)
     });
     match tokio::time::timeout(s.timeout, &mut handle).await {
-        Ok(Ok((c, flavor, Ok((mut snap, basename))))) => {
+        Ok(Ok((c, flavor, Ok((mut snap, basename, checkpoint))))) => {
             p.conn = Some((c, flavor));
             snap.observed_at_unix_ms = observed_at_unix_ms;
             if let Ok(mut facts) = s.facts.lock() {
                 facts.flavor = Some(flavor);
                 if basename.is_some() {
                     facts.binlog_basename = basename;
+                }
+                if let Some(c) = checkpoint {
+                    facts.checkpoint(c);
                 }
             }
             snap
@@ -174,7 +198,14 @@ async fn flavor(c: &mut Conn) -> Result<Flavor, String> {
     Ok(Flavor::from_version(&v.unwrap_or_default()))
 }
 
-async fn collect(c: &mut Conn, flavor: Flavor) -> Result<(MysqlSnapshot, Option<String>), String> {
+async fn collect(c: &mut Conn, flavor: Flavor) -> ProbeResult {
+    // The binlog position first, the GTID state after it: the state then holds at least
+    // every transaction before the position, which is what a checkpoint promises.
+    let master = if flavor == Flavor::MariaDb {
+        rows(c, "SHOW MASTER STATUS").await?
+    } else {
+        Vec::new()
+    };
     let (vars_sql, status_sql, replicas_sql) = match flavor {
         Flavor::MariaDb => (
             "SELECT @@version AS version, @@server_id AS server_id, @@read_only AS read_only, \
@@ -263,7 +294,14 @@ async fn collect(c: &mut Conn, flavor: Flavor) -> Result<(MysqlSnapshot, Option<
             }),
         })
         .collect();
-    Ok((snap, basename))
+    let checkpoint = master.first().and_then(|m| {
+        Some(Checkpoint {
+            file_name: field(m, "File")?.to_owned(),
+            offset: field(m, "Position")?.parse().ok()?,
+            state: altair_core::gtid::MariaGtidPos::parse(&snap.gtid_executed).ok()?,
+        })
+    });
+    Ok((snap, basename, checkpoint))
 }
 
 /// Holds a connection in `SELECT SLEEP(...)`; wakes the prober when it breaks.

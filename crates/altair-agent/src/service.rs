@@ -134,10 +134,12 @@ impl Agent for AgentService {
         Ok(Response::new(SetReadOnlyResponse { read_only }))
     }
 
+    type SalvageBinlogStream = tokio_stream::wrappers::ReceiverStream<Result<SalvageChunk, Status>>;
+
     async fn salvage_binlog(
         &self,
         request: Request<SalvageBinlogRequest>,
-    ) -> Result<Response<SalvageBinlogResponse>, Status> {
+    ) -> Result<Response<Self::SalvageBinlogStream>, Status> {
         let req = request.into_inner();
         self.actions.check_epoch(req.epoch)?;
         if req.after_gtid.is_empty() || req.after_gtid.contains(['\'', '"', ' ']) {
@@ -146,23 +148,43 @@ impl Agent for AgentService {
                 req.after_gtid
             )));
         }
-        let (events, gtids, transaction_count) = self.actions.salvage(&req.after_gtid).await?;
-        tracing::warn!(epoch = req.epoch, failover_id = %req.failover_id, transaction_count, last = %gtids, "binlog salvaged");
-        Ok(Response::new(SalvageBinlogResponse {
-            events,
-            gtids,
-            transaction_count,
-        }))
+        let deadline = deadline_of(req.timeout_ms)?;
+        let prepared =
+            tokio::time::timeout_at(deadline, self.actions.prepare_salvage(&req.after_gtid))
+                .await
+                .map_err(|_| {
+                    Status::deadline_exceeded("the binlog scan did not finish by its deadline")
+                })??;
+        let plan = &prepared.plan;
+        tracing::warn!(
+            epoch = req.epoch, failover_id = %req.failover_id, after = %req.after_gtid,
+            missing = %plan.missing_gtids, transactions = plan.transaction_count,
+            bytes = plan.bytes, start = %plan.start, end = %plan.end_gtid, torn = %plan.torn_gtid,
+            "binlog salvage planned"
+        );
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        tokio::spawn(crate::salvage::stream(prepared, deadline, tx));
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
     }
 
     async fn apply_salvage(
         &self,
-        request: Request<ApplySalvageRequest>,
+        request: Request<tonic::Streaming<ApplySalvageChunk>>,
     ) -> Result<Response<ApplySalvageResponse>, Status> {
-        let req = request.into_inner();
-        self.actions.check_epoch(req.epoch)?;
-        let gtid_executed = self.actions.apply_salvage(&req.events).await?;
-        tracing::warn!(epoch = req.epoch, failover_id = %req.failover_id, gtids = %req.gtids, "salvaged transactions applied");
+        let mut stream = request.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("an empty salvage stream"))?;
+        self.actions.check_epoch(first.epoch)?;
+        let deadline = deadline_of(first.timeout_ms)?;
+        let gtid_executed = self
+            .actions
+            .apply_salvage_stream(first.events, stream, deadline)
+            .await?;
+        tracing::warn!(epoch = first.epoch, failover_id = %first.failover_id, gtids = %first.gtids, executed = %gtid_executed, "salvaged transactions applied");
         self.actions.reprobe.notify_one();
         Ok(Response::new(ApplySalvageResponse { gtid_executed }))
     }
@@ -243,6 +265,16 @@ impl Agent for AgentService {
             reverted: done.reverted,
         }))
     }
+}
+
+/// A request's deadline from its `timeout_ms` (required, at most 10 minutes).
+fn deadline_of(timeout_ms: u32) -> Result<tokio::time::Instant, Status> {
+    if !(1..=600_000).contains(&timeout_ms) {
+        return Err(Status::invalid_argument(format!(
+            "timeout_ms {timeout_ms} is not 1..=600000"
+        )));
+    }
+    Ok(tokio::time::Instant::now() + Duration::from_millis(u64::from(timeout_ms)))
 }
 
 /// The replication source of a request: required, with a port that fits.

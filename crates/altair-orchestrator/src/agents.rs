@@ -6,12 +6,23 @@ use altair_proto::v1::agent_client::AgentClient;
 use altair_svc::Secret;
 use tonic::transport::{Channel, Endpoint};
 
-/// A client for the agent at `address` (`host:port`), connected within `timeout`.
+/// A client for the agent at `address` (`host:port`), connected within `timeout`; each
+/// request on it must answer within `timeout` too.
 pub async fn agent(address: &str, timeout: Duration) -> Result<AgentClient<Channel>, String> {
+    agent_with_deadline(address, timeout, timeout).await
+}
+
+/// A client connected within `connect` whose requests carry `deadline` (sent as the gRPC
+/// timeout, so the agent stops at the same instant).
+pub async fn agent_with_deadline(
+    address: &str,
+    connect: Duration,
+    deadline: Duration,
+) -> Result<AgentClient<Channel>, String> {
     let endpoint = Endpoint::from_shared(format!("http://{address}"))
         .map_err(|e| format!("bad agent address {address}: {e}"))?
-        .connect_timeout(timeout)
-        .timeout(timeout);
+        .connect_timeout(connect)
+        .timeout(deadline);
     let channel = endpoint
         .connect()
         .await

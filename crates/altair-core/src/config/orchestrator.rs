@@ -64,6 +64,29 @@ pub struct OrchestratorSection {
     /// the old primary has; past it the switchover is rolled back.
     #[serde(default = "default_switchover_catch_up_ms")]
     pub switchover_catch_up_timeout_ms: u64,
+    /// How long a failover's candidate may take to apply its relay log (sent to its
+    /// agent as the wait's bound and the RPC's deadline).
+    #[serde(default = "default_catch_up_timeout_ms")]
+    pub catch_up_timeout_ms: u64,
+    /// How long reading, sending and applying the old primary's unreplicated binlog
+    /// events may take, end to end.
+    #[serde(default = "default_salvage_timeout_ms")]
+    pub salvage_timeout_ms: u64,
+    /// What a failover does when a salvage from a host that answers fails or runs out of
+    /// time: `promote` (availability first: promote, the journal lists what was lost) or
+    /// `wait` (no promotion: the cluster stays without a primary and the step is retried
+    /// until salvage succeeds or an operator acts).
+    #[serde(default)]
+    pub on_salvage_timeout: OnSalvageTimeout,
+}
+
+/// `orchestrator.on_salvage_timeout`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnSalvageTimeout {
+    #[default]
+    Promote,
+    Wait,
 }
 
 /// `[hooks]`: commands run around a failover or switchover, the event as JSON on stdin.
@@ -101,6 +124,12 @@ fn default_switchover_max_lag_s() -> u64 {
 }
 fn default_switchover_catch_up_ms() -> u64 {
     10_000
+}
+fn default_catch_up_timeout_ms() -> u64 {
+    30_000
+}
+fn default_salvage_timeout_ms() -> u64 {
+    30_000
 }
 fn default_hook_timeout_ms() -> u64 {
     10_000
@@ -174,6 +203,18 @@ impl Validate for OrchestratorConfig {
             p,
             "orchestrator.switchover_catch_up_timeout_ms",
             o.switchover_catch_up_timeout_ms,
+            100..=600_000,
+        );
+        check_ms(
+            p,
+            "orchestrator.catch_up_timeout_ms",
+            o.catch_up_timeout_ms,
+            100..=600_000,
+        );
+        check_ms(
+            p,
+            "orchestrator.salvage_timeout_ms",
+            o.salvage_timeout_ms,
             100..=600_000,
         );
         check_ms(p, "hooks.timeout_ms", self.hooks.timeout_ms, 100..=600_000);
@@ -267,6 +308,34 @@ servers = ["127.0.0.1:2181"]
         assert_eq!(c.orchestrator.failover_block_period_s, 3600);
         assert_eq!(c.dns.tsig_algorithm, "hmac-sha256");
         assert_eq!(c.orchestrator.fence_mode, FenceMode::ReadOnly);
+        assert_eq!(c.orchestrator.catch_up_timeout_ms, 30_000);
+        assert_eq!(c.orchestrator.salvage_timeout_ms, 30_000);
+        assert_eq!(c.orchestrator.on_salvage_timeout, OnSalvageTimeout::Promote);
+    }
+
+    #[test]
+    fn salvage_policy_and_deadlines_are_checked() {
+        let wait = GOOD.replace(
+            "listen = \"127.0.0.1:7600\"",
+            "listen = \"127.0.0.1:7600\"\non_salvage_timeout = \"wait\"\nsalvage_timeout_ms = 5000",
+        );
+        let c = parse::<OrchestratorConfig>(&wait, "X", Vec::new())
+            .expect("valid")
+            .config;
+        assert_eq!(c.orchestrator.on_salvage_timeout, OnSalvageTimeout::Wait);
+        assert_eq!(c.orchestrator.salvage_timeout_ms, 5000);
+        let bad = GOOD.replace(
+            "listen = \"127.0.0.1:7600\"",
+            "listen = \"127.0.0.1:7600\"\non_salvage_timeout = \"hope\"",
+        );
+        let e = parse::<OrchestratorConfig>(&bad, "X", Vec::new()).expect_err("bad policy");
+        assert!(e.to_string().contains("on_salvage_timeout"), "{e}");
+        let short = GOOD.replace(
+            "listen = \"127.0.0.1:7600\"",
+            "listen = \"127.0.0.1:7600\"\ncatch_up_timeout_ms = 5",
+        );
+        let e = parse::<OrchestratorConfig>(&short, "X", Vec::new()).expect_err("too short");
+        assert!(e.to_string().contains("catch_up_timeout_ms"), "{e}");
     }
 
     #[test]

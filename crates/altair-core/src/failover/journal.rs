@@ -92,7 +92,13 @@ pub struct Journal {
     /// carried in here for the audit record.
     pub stages: Vec<Stage>,
     pub gtids_salvaged: String,
+    /// The acknowledged-or-not transactions the new primary lacks: an exact GTID set
+    /// whenever the old host answered (empty: nothing lost); `unknown: …` only when it
+    /// could not be asked, saying what the candidate had and when the host was last heard.
     pub gtids_lost: String,
+    /// The old primary's binlog end state, as its agent read it (empty when not read).
+    #[serde(default)]
+    pub old_binlog_end: String,
     pub transactions_salvaged: u32,
     /// What an operator should know (an agent that did not answer, a replica left out).
     #[serde(default)]
@@ -169,6 +175,7 @@ impl Journal {
             stages,
             gtids_salvaged: String::new(),
             gtids_lost: String::new(),
+            old_binlog_end: String::new(),
             transactions_salvaged: 0,
             notes: Vec::new(),
             old_host_unreachable: false,

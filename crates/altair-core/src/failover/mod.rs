@@ -4,6 +4,7 @@
 
 mod candidate;
 mod journal;
+pub mod salvage;
 mod verify;
 
 pub use candidate::{Candidate, CandidateRules, Refusal, choose};

@@ -1,15 +1,14 @@
-//! The candidate: who may be promoted, choosing one, its catch-up, and salvaging the old
-//! primary's unreplicated binlog events onto it.
+//! The candidate: who may be promoted, choosing one, and its catch-up.
 
 use altair_core::failover::{Candidate, CandidateRules, Journal, Kind, choose};
 use altair_core::gtid::{Flavor, GtidState};
 use altair_proto::v1::*;
 
-use crate::agents::agent;
+use crate::agents::{agent, agent_with_deadline};
 use crate::ctx::Ctx;
 use crate::view::ClusterView;
 
-use super::{AGENT_TIMEOUT, CATCH_UP_TIMEOUT_MS};
+use super::AGENT_TIMEOUT;
 
 pub(super) fn candidate_record<'a>(
     view: &'a ClusterView,
@@ -36,7 +35,10 @@ pub(super) async fn candidate_catch_up(
     gtid: &str,
     timeout_ms: u32,
 ) -> Result<CatchUpResponse, String> {
-    let mut c = candidate_agent(view, j).await?;
+    // The agent bounds the wait itself; the RPC's deadline leaves it time to answer.
+    let deadline = std::time::Duration::from_millis(u64::from(timeout_ms) + 2_000);
+    let mut c =
+        agent_with_deadline(&candidate_record(view, j)?.agent, AGENT_TIMEOUT, deadline).await?;
     c.catch_up(CatchUpRequest {
         epoch: j.epoch,
         gtid: gtid.to_owned(),
@@ -115,68 +117,4 @@ pub(super) async fn choose_candidate(
         primary_datacenter: old.datacenter.clone(),
     };
     choose(&candidates, &rules).map_err(|e| e.to_string())
-}
-
-pub(super) async fn salvage(view: &ClusterView, j: &mut Journal) -> Result<(), String> {
-    let old = &view.hosts[&j.old_primary];
-    // The candidate's position now (catch-up again returns it at once: it is caught up).
-    let pos = candidate_catch_up(view, j, "", CATCH_UP_TIMEOUT_MS)
-        .await?
-        .gtid_executed;
-    let mut c = candidate_agent(view, j).await?;
-    if j.old_host_unreachable {
-        j.gtids_lost = "unknown: the old primary's host is unreachable".into();
-        j.notes
-            .push("no salvage: the old primary's host did not answer when fencing".into());
-        return Ok(());
-    }
-    let mut old_agent = match agent(&old.agent, AGENT_TIMEOUT).await {
-        Ok(a) => a,
-        Err(e) => {
-            j.gtids_lost = "unknown: the old primary's host is unreachable".into();
-            j.notes.push(format!("no salvage: {e}"));
-            return Ok(());
-        }
-    };
-    if pos.is_empty() {
-        j.notes
-            .push("no salvage: the candidate reports no GTID position".into());
-        return Ok(());
-    }
-    let s = match old_agent
-        .salvage_binlog(SalvageBinlogRequest {
-            epoch: j.epoch,
-            after_gtid: pos.clone(),
-            failover_id: j.id.clone(),
-        })
-        .await
-    {
-        Ok(r) => r.into_inner(),
-        Err(st) => {
-            j.gtids_lost = format!("unknown: salvage failed: {}", st.message());
-            j.notes.push(format!(
-                "salvage from {} failed: {}",
-                j.old_primary,
-                st.message()
-            ));
-            return Ok(());
-        }
-    };
-    if s.transaction_count > 0 {
-        c.apply_salvage(ApplySalvageRequest {
-            epoch: j.epoch,
-            events: s.events,
-            gtids: s.gtids.clone(),
-            failover_id: j.id.clone(),
-        })
-        .await
-        .map_err(|st| format!("apply salvaged transactions: {}", st.message()))?;
-    }
-    j.transactions_salvaged = s.transaction_count;
-    j.gtids_salvaged = if s.transaction_count > 0 {
-        format!("after {pos} up to {}", s.gtids)
-    } else {
-        String::new()
-    };
-    Ok(())
 }

@@ -15,16 +15,15 @@ use crate::view::ClusterView;
 
 mod candidate;
 mod publish;
+mod salvage;
 
 use candidate::{
-    candidate_agent, candidate_catch_up, candidate_record, choose_candidate, salvage,
-    waiting_for_rejoin,
+    candidate_agent, candidate_catch_up, candidate_record, choose_candidate, waiting_for_rejoin,
 };
 use publish::{publish, reattach_old_primary};
 
 const AGENT_TIMEOUT: Duration = Duration::from_secs(3);
 const SILENT_AGENT_TIMEOUT: Duration = Duration::from_millis(500);
-const CATCH_UP_TIMEOUT_MS: u32 = 30_000;
 
 /// Runs `journal` to the end. An error leaves the journal at the failed step; the
 /// leader retries it on its next pass.
@@ -163,7 +162,10 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                     j.fenced_gtid.clone(),
                     ctx.config.orchestrator.switchover_catch_up_timeout_ms as u32,
                 ),
-                _ => (String::new(), CATCH_UP_TIMEOUT_MS),
+                _ => (
+                    String::new(),
+                    ctx.config.orchestrator.catch_up_timeout_ms as u32,
+                ),
             };
             let r = candidate_catch_up(view, j, &gtid, timeout).await?;
             if r.caught_up {
@@ -184,7 +186,7 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                 .push("planned: the candidate has every transaction of the old primary".into());
             Ok(())
         }
-        Step::Salvage => salvage(view, j).await,
+        Step::Salvage => salvage::salvage(ctx, view, j).await,
         Step::Promote => {
             let mut c = candidate_agent(view, j).await?;
             let r = c

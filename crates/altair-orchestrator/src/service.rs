@@ -326,5 +326,7 @@ fn to_record(a: &FailoverAudit) -> FailoverRecord {
         gtids_salvaged: j.gtids_salvaged.clone(),
         started_at_unix_ms: j.started_at_ms as i64,
         total_ms: a.total_ms as u32,
+        transactions_salvaged: j.transactions_salvaged,
+        old_binlog_end: j.old_binlog_end.clone(),
     }
 }

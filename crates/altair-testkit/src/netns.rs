@@ -179,10 +179,56 @@ impl TestNet {
         ip(&["-n", &self.host(i).namespace, "link", "set", "eth0", "down"]).await
     }
 
+    /// Slows what host `i`'s mysqld sends to `peers` (its replicas' binlog stream: TCP
+    /// from port 3306) to `kbit` kbit/s in all, with `tc` in its namespace; everything
+    /// else it sends (client answers, its agent's traffic) keeps full speed.
+    pub async fn slow_replication(&self, i: usize, peers: &[Ipv4Addr], kbit: u32) -> Result<()> {
+        let ns = &self.host(i).namespace;
+        let _ = tc(ns, &["qdisc", "del", "dev", "eth0", "root"]).await;
+        tc(
+            ns,
+            &[
+                "qdisc", "add", "dev", "eth0", "root", "handle", "1:", "htb", "default", "10",
+            ],
+        )
+        .await?;
+        tc(
+            ns,
+            &[
+                "class", "add", "dev", "eth0", "parent", "1:", "classid", "1:10", "htb", "rate",
+                "10gbit",
+            ],
+        )
+        .await?;
+        let rate = format!("{kbit}kbit");
+        tc(
+            ns,
+            &[
+                "class", "add", "dev", "eth0", "parent", "1:", "classid", "1:20", "htb", "rate",
+                &rate, "ceil", &rate,
+            ],
+        )
+        .await?;
+        for peer in peers {
+            let dst = format!("{peer}/32");
+            tc(
+                ns,
+                &[
+                    "filter", "add", "dev", "eth0", "parent", "1:", "protocol", "ip", "u32",
+                    "match", "ip", "sport", "3306", "0xffff", "match", "ip", "dst", &dst, "flowid",
+                    "1:20",
+                ],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Removes every fault of host `i`.
     pub async fn heal(&self, i: usize) -> Result<()> {
         let ns = &self.host(i).namespace;
         let _ = nft(ns, &format!("delete table inet {FAULT_TABLE}")).await;
+        let _ = tc(ns, &["qdisc", "del", "dev", "eth0", "root"]).await;
         ip(&["-n", ns, "link", "set", "eth0", "up"]).await
     }
 
@@ -218,6 +264,17 @@ async fn ip(args: &[&str]) -> Result<()> {
     run(
         &format!("ip {}", args.join(" ")),
         Command::new("ip").args(args),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn tc(ns: &str, args: &[&str]) -> Result<()> {
+    run(
+        &format!("tc in {ns}: {}", args.join(" ")),
+        Command::new("ip")
+            .args(["netns", "exec", ns, "tc"])
+            .args(args),
     )
     .await?;
     Ok(())

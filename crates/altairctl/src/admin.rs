@@ -125,7 +125,10 @@ pub struct Audit {
     pub total_ms: u32,
     pub stages: Vec<AuditStage>,
     pub gtids_salvaged: String,
+    pub transactions_salvaged: u32,
+    /// Exact whenever the old host answered (empty: nothing lost).
     pub gtids_lost: String,
+    pub old_binlog_end: String,
     pub reason: String,
 }
 
@@ -171,7 +174,9 @@ impl From<&FailoverRecord> for Audit {
                 })
                 .collect(),
             gtids_salvaged: r.gtids_salvaged.clone(),
+            transactions_salvaged: r.transactions_salvaged,
             gtids_lost: r.gtids_lost.clone(),
+            old_binlog_end: r.old_binlog_end.clone(),
             reason: r.reason.clone(),
         }
     }
@@ -209,10 +214,20 @@ pub fn render_history(cluster: &str, records: &[Audit]) -> String {
             ));
         }
         if !r.gtids_salvaged.is_empty() {
-            out.push_str(&format!("  salvaged: {}\n", r.gtids_salvaged));
+            out.push_str(&format!(
+                "  salvaged: {} ({} transactions)\n",
+                r.gtids_salvaged, r.transactions_salvaged
+            ));
         }
-        if !r.gtids_lost.is_empty() {
-            out.push_str(&format!("  lost: {}\n", r.gtids_lost));
+        if r.outcome == "succeeded" {
+            out.push_str(&format!(
+                "  lost: {}\n",
+                if r.gtids_lost.is_empty() {
+                    "none"
+                } else {
+                    &r.gtids_lost
+                }
+            ));
         }
         out.push_str(&format!("  {}\n", r.reason));
     }

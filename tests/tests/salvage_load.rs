@@ -141,7 +141,7 @@ async fn a_tail_over_20_mb_under_load_is_salvaged_whole() {
     };
     eprintln!(
         "kill -9 with {missing} transactions (~{} MB) only on the primary",
-        missing * ROW as u64 >> 20
+        (missing * ROW as u64) >> 20
     );
     kill_mysqld(&w, 0);
     // The writers stop on their first failed write.

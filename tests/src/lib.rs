@@ -182,6 +182,26 @@ pub mod world {
             block_period_s: u64,
             env: &[(&str, &str)],
         ) -> Self {
+            Self::start_ha_with(
+                hosts,
+                monitors,
+                orchestrators,
+                block_period_s,
+                env,
+                FleetTiming::default(),
+            )
+            .await
+        }
+
+        /// `start_ha` with the fleet's timing and durability mode given.
+        pub async fn start_ha_with(
+            hosts: usize,
+            monitors: usize,
+            orchestrators: usize,
+            block_period_s: u64,
+            env: &[(&str, &str)],
+            timing: FleetTiming,
+        ) -> Self {
             use altair_testkit::bind::{Bind, BindOptions, TSIG_KEY_NAME};
             use altair_testkit::fleet::DnsTarget;
             use altair_testkit::netns::TestNet;
@@ -203,7 +223,6 @@ pub mod world {
             })
             .await
             .expect("start BIND");
-            let timing = FleetTiming::default();
             let bin_dir = crate::bin("altair-agent")
                 .parent()
                 .expect("bin dir")

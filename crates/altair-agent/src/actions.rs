@@ -30,6 +30,8 @@ pub struct Actions {
     pub state_dir: PathBuf,
     /// Wakes the prober: after an action the next snapshot shows its effect at once.
     pub reprobe: Arc<tokio::sync::Notify>,
+    /// Set when the cluster runs semi-synchronously.
+    pub semi_sync: Option<crate::semisync::SemiSync>,
 }
 
 pub(crate) fn mysql_err(what: &str) -> impl Fn(mysql_async::Error) -> Status + '_ {
@@ -92,14 +94,43 @@ impl Actions {
 
     /// read_only=ON and kill every client connection but altair's own and replication.
     /// A mysqld that is down is already fenced (it restarts read-only from its config).
+    ///
+    /// Clients are killed first: `SET GLOBAL read_only` waits for commits in progress,
+    /// and a commit waiting for a semi-sync acknowledgement would hold it until the ack
+    /// timeout — then be acknowledged without any replica. A killed session's wait ends
+    /// at once and its client never gets an acknowledgement. The read_only wait is bounded
+    /// and retried, killing again in between; clients that connected meanwhile are killed
+    /// once it is set.
     pub async fn fence_read_only(&self) -> Result<(u32, String), Status> {
         let mut c = match self.conn().await {
             Ok(c) => c,
             Err(_) => return Ok((0, String::new())),
         };
-        self.set_read_only_on(&mut c).await?;
+        let mut killed = self.kill_clients(&mut c).await?;
+        c.query_drop("SET SESSION lock_wait_timeout = 1")
+            .await
+            .map_err(mysql_err("bound the read_only wait"))?;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.set_read_only_on(&mut c).await {
+                Ok(()) => break,
+                Err(e) if tries >= 5 => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e.message(), "read_only not set yet: killing clients again");
+                    killed += self.kill_clients(&mut c).await?;
+                }
+            }
+        }
+        killed += self.kill_clients(&mut c).await?;
+        let gtid = self.gtid_executed(&mut c).await?;
+        Ok((killed, gtid))
+    }
+
+    /// Kills every client connection but altair's own, replication and the server's.
+    async fn kill_clients(&self, c: &mut Conn) -> Result<u32, Status> {
         let list = rows(
-            &mut c,
+            c,
             "SELECT ID, USER, COMMAND FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()",
         )
         .await
@@ -124,8 +155,7 @@ impl Actions {
                 }
             }
         }
-        let gtid = self.gtid_executed(&mut c).await?;
-        Ok((killed, gtid))
+        Ok(killed)
     }
 
     pub async fn stop_mysqld(&self) -> Result<(u32, String), Status> {
@@ -205,6 +235,8 @@ impl Actions {
     /// Stop and clear replication, make the server writable.
     pub async fn promote(&self) -> Result<String, Status> {
         let mut c = self.conn().await?;
+        // Semi-sync: commits wait for a replica from the first one on.
+        self.semi_sync_primary(&mut c, true).await?;
         let stmts: &[&str] = match self.flavor() {
             Flavor::MariaDb => &["STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL read_only=OFF"],
             Flavor::Mysql => &[
@@ -263,6 +295,8 @@ impl Actions {
         c.query_drop(stop)
             .await
             .map_err(mysql_err("stop replication"))?;
+        // A replica never waits for acknowledgements of its own.
+        self.semi_sync_primary(&mut c, false).await?;
         c.query_drop(change).await.map_err(|e| match e {
             mysql_async::Error::Server(s) => {
                 Status::unavailable(format!("change source: server error {}", s.code))

@@ -13,6 +13,7 @@ mod probe;
 mod rejoin;
 mod salvage;
 mod selffence;
+mod semisync;
 mod service;
 
 use std::sync::Arc;
@@ -58,6 +59,7 @@ fn registration(config: &AgentConfig) -> (HostRecord, HostRegistration) {
         promotion_rule: a.promotion_rule,
         self_fence_after_ms: Some(a.self_fence_after()),
         probe_interval_ms: Some(a.probe_interval_ms),
+        durability: a.durability,
     };
     let wire = HostRegistration {
         id: Some(HostRef {
@@ -109,6 +111,12 @@ pub async fn run(
         epoch: std::sync::atomic::AtomicU64::new(0),
         state_dir: config.agent.state_dir.clone(),
         reprobe: reprobe.clone(),
+        semi_sync: (a.durability == altair_core::config::Durability::SemiSync).then(|| {
+            semisync::SemiSync {
+                timeout_ms: a.semi_sync_timeout(),
+                ackers: a.semi_sync_ackers,
+            }
+        }),
     });
     let probe = probe::ProbeSettings {
         facts,
@@ -122,8 +130,17 @@ pub async fn run(
         timeout: Duration::from_millis(a.probe_timeout_ms),
         connect_timeout: Duration::from_millis(config.mysql.connect_timeout_ms),
         wake: reprobe.clone(),
+        semi_sync: actions.semi_sync.is_some(),
     };
+    let semi_sync_rx = snap_tx.subscribe();
     tokio::spawn(probe::run(probe, snap_tx, shutdown.clone()));
+    if actions.semi_sync.is_some() {
+        tokio::spawn(semisync::reconcile(
+            actions.clone(),
+            semi_sync_rx,
+            shutdown.clone(),
+        ));
+    }
 
     let sessions = SessionLoop::new(
         &config.zookeeper,

@@ -8,6 +8,7 @@ pub static PROBES: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::def
 pub static MYSQL_UP: LazyLock<Gauge> = LazyLock::new(Gauge::default);
 pub static HEARTBEATS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
 pub static SELF_FENCES: LazyLock<Counter> = LazyLock::new(Counter::default);
+pub static SEMI_SYNC_DEGRADED: LazyLock<Gauge> = LazyLock::new(Gauge::default);
 
 pub fn init() {
     register(
@@ -29,6 +30,11 @@ pub fn init() {
         "agent_self_fences",
         "Times this agent fenced its isolated primary itself",
         SELF_FENCES.clone(),
+    );
+    register(
+        "agent_semi_sync_degraded",
+        "1 while this host is a writable primary of a semi-synchronous cluster that commits without waiting for a replica (ack timeout expired)",
+        SEMI_SYNC_DEGRADED.clone(),
     );
     for result in ["ok", "failed"] {
         PROBES

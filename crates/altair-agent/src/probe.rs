@@ -56,6 +56,8 @@ pub struct ProbeSettings {
     /// Notified to probe at once (the sentinel lost its connection, an action changed
     /// the server).
     pub wake: Arc<Notify>,
+    /// The cluster runs semi-synchronously: read its state on every probe.
+    pub semi_sync: bool,
 }
 
 /// Runs the probe loop, publishing every snapshot on `tx`, until `cancel`.
@@ -88,6 +90,7 @@ pub async fn run(
             if snapshot.reachable { "ok" } else { "failed" },
         );
         crate::metrics::MYSQL_UP.set(i64::from(snapshot.reachable));
+        crate::metrics::SEMI_SYNC_DEGRADED.set(i64::from(snapshot.semi_sync_degraded()));
         let changed = tx.borrow().observed_state() != snapshot.observed_state();
         if changed {
             tracing::info!(
@@ -143,8 +146,15 @@ async fn probe_once(s: &ProbeSettings, p: &mut Prober) -> MysqlSnapshot {
     let Some((mut c, flavor)) = p.conn.take() else {
         return down("no connection".into(), observed_at_unix_ms);
     };
+    let semi_sync = s.semi_sync;
     let mut handle = tokio::spawn(async move {
-        let r = collect(&mut c, flavor).await;
+        let mut r = collect(&mut c, flavor).await;
+        if semi_sync && let Ok((snap, _, _)) = &mut r {
+            match crate::semisync::read(&mut c).await {
+                Ok(st) => snap.semi_sync = Some(st),
+                Err(e) => r = Err(e),
+            }
+        }
         (c, flavor, r)
     });
     match tokio::time::timeout(s.timeout, &mut handle).await {

@@ -25,6 +25,9 @@ pub struct HostRecord {
     pub self_fence_after_ms: Option<u64>,
     #[serde(default)]
     pub probe_interval_ms: Option<u64>,
+    /// `async` or `semi_sync` (see `config::Durability`).
+    #[serde(default)]
+    pub durability: crate::config::Durability,
 }
 
 /// `<root>/monitors/<id>`: an ephemeral node per live monitor.

@@ -15,6 +15,15 @@ impl v1::MysqlSnapshot {
             .map(|e| format!("{}:{}", e.host, e.port))
     }
 
+    /// A writable primary of a semi-synchronous cluster that is not waiting for replica
+    /// acknowledgements now (degraded to asynchronous: an ack timeout expired).
+    pub fn semi_sync_degraded(&self) -> bool {
+        self.reachable
+            && !self.read_only
+            && self.replication.is_none()
+            && self.semi_sync.as_ref().is_some_and(|s| !s.master_active)
+    }
+
     /// The part of the snapshot that is "state" (see `ObservedState`).
     pub fn observed_state(&self) -> ObservedState {
         if !self.reachable {

@@ -14,13 +14,16 @@ pub const AGENT_PORT: u16 = 7400;
 /// The agents' Prometheus port in host namespaces.
 pub const AGENT_METRICS_PORT: u16 = 9104;
 
-/// Timing of the fleet (tests shorten the 10 s production heartbeat).
+/// Timing of the fleet (tests shorten the 10 s production heartbeat), and the agents'
+/// durability mode.
 #[derive(Debug, Clone)]
 pub struct FleetTiming {
     pub heartbeat_ms: u64,
     pub probe_ms: u64,
     pub probe_timeout_ms: u64,
     pub zk_session_timeout_ms: u64,
+    /// `agent.durability`: `async` or `semi_sync`.
+    pub durability: &'static str,
 }
 
 impl Default for FleetTiming {
@@ -30,6 +33,7 @@ impl Default for FleetTiming {
             probe_ms: 200,
             probe_timeout_ms: 150,
             zk_session_timeout_ms: 4_000,
+            durability: "async",
         }
     }
 }
@@ -155,7 +159,7 @@ impl Fleet {
             let config = format!(
                 "[agent]\ncluster = \"{cluster_name}\"\nhost = \"{host}\"\nlisten = \"{address}\"\n\
                  probe_interval_ms = {probe}\nprobe_timeout_ms = {probe_timeout}\nheartbeat_interval_ms = {hb}\n\
-                 state_dir = \"{state}\"\n\
+                 state_dir = \"{state}\"\ndurability = \"{durability}\"\n\
                  [mysql]\nhost = \"{mip}\"\nport = {mport}\nuser = \"{user}\"\npassword_file = \"{pw}\"\n\
                  [replication]\nuser = \"{ruser}\"\npassword_file = \"{repl}\"\n{zk}\n\
                  [metrics]\nlisten = \"{metrics}\"\n",
@@ -168,6 +172,7 @@ impl Fleet {
                 probe = t.probe_ms,
                 probe_timeout = t.probe_timeout_ms,
                 hb = t.heartbeat_ms,
+                durability = t.durability,
                 mip = inst.ip(),
                 mport = inst.port(),
                 user = cluster.admin().user,

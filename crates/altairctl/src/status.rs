@@ -64,6 +64,12 @@ pub struct HostStatus {
     pub health_since_unix_ms: Option<i64>,
     /// Heartbeat intervals passed without a heartbeat, as the monitor counts them now.
     pub missed_heartbeats: Option<u32>,
+    /// Semi-sync (null in async clusters): on a writable primary `waiting` (commits wait
+    /// for a replica's acknowledgement) or `degraded` (an ack timeout expired: commits are
+    /// asynchronous); on a replica `acking` or `off`.
+    pub semi_sync: Option<String>,
+    /// Semi-synchronous replicas connected to this host (a primary's ackers).
+    pub semi_sync_clients: Option<u32>,
 }
 
 /// Why `status` could not answer.
@@ -215,6 +221,20 @@ async fn cluster_status(
                     None => published.get(name).map(|p| p.since_unix_ms as i64),
                 },
                 missed_heartbeats: snap.map(|h| h.consecutive_misses),
+                semi_sync: s.and_then(|s| {
+                    let ss = s.semi_sync.as_ref()?;
+                    let writable = !s.read_only && s.replication.is_none();
+                    Some(
+                        match (writable, ss.master_active, ss.slave_enabled) {
+                            (true, true, _) => "waiting",
+                            (true, false, _) => "degraded",
+                            (false, _, true) => "acking",
+                            (false, _, false) => "off",
+                        }
+                        .to_owned(),
+                    )
+                }),
+                semi_sync_clients: s.and_then(|s| s.semi_sync.as_ref()).map(|ss| ss.clients),
             }
         })
         .collect();
@@ -327,6 +347,24 @@ pub fn render(status: &Status) -> String {
                 ));
             }
             out.push('\n');
+        }
+        if let Some(p) = c
+            .hosts
+            .iter()
+            .find(|h| matches!(h.semi_sync.as_deref(), Some("waiting" | "degraded")))
+        {
+            if p.semi_sync.as_deref() == Some("degraded") {
+                out.push_str(&format!(
+                    "  durability semi_sync: DEGRADED: {} commits without waiting for a replica (no acknowledgement within the timeout)\n",
+                    p.name
+                ));
+            } else {
+                out.push_str(&format!(
+                    "  durability semi_sync: {} waits for a replica's acknowledgement ({} semi-sync replicas connected)\n",
+                    p.name,
+                    p.semi_sync_clients.unwrap_or(0)
+                ));
+            }
         }
         if let Some(b) = &c.failover_blocked {
             out.push_str(&format!(

@@ -47,6 +47,41 @@ pub struct AgentSection {
     /// forced rejoin, saved before they are reverted.
     #[serde(default = "default_state_dir")]
     pub state_dir: std::path::PathBuf,
+    /// `async` (default) or `semi_sync`: every agent of a cluster says the same. In
+    /// `semi_sync` the primary acknowledges a commit only once a replica has it
+    /// (AFTER_SYNC), so even an isolated primary loses no acknowledged write.
+    #[serde(default)]
+    pub durability: Durability,
+    /// How long a commit waits for a replica's acknowledgement before the primary
+    /// degrades to asynchronous. Must exceed the self-fencing bound (an isolated primary
+    /// fences itself, killing the waiting sessions, before any commit is acknowledged
+    /// without a replica). Default: self_fence_after_ms + 2 × probe_interval_ms + 5 s.
+    pub semi_sync_timeout_ms: Option<u64>,
+    /// Replica acknowledgements a commit waits for (MySQL 8; MariaDB waits for one).
+    #[serde(default = "default_semi_sync_ackers")]
+    pub semi_sync_ackers: u32,
+}
+
+/// `agent.durability`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    #[default]
+    Async,
+    SemiSync,
+}
+
+impl Durability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Async => "async",
+            Self::SemiSync => "semi_sync",
+        }
+    }
+}
+
+fn default_semi_sync_ackers() -> u32 {
+    1
 }
 
 fn default_state_dir() -> std::path::PathBuf {
@@ -173,6 +208,30 @@ impl Validate for AgentConfig {
                 )
             },
         );
+        if a.durability == Durability::SemiSync {
+            let bound = a.self_fence_after() + a.probe_interval_ms;
+            p.check(
+                a.semi_sync_timeout() > bound,
+                "agent.semi_sync_timeout_ms",
+                || {
+                    format!(
+                        "{} ms does not exceed the self-fencing bound ({bound} ms = self_fence_after_ms + probe_interval_ms): an isolated primary would acknowledge writes no replica has",
+                        a.semi_sync_timeout()
+                    )
+                },
+            );
+            check_ms(
+                p,
+                "agent.semi_sync_timeout_ms",
+                a.semi_sync_timeout(),
+                1..=3_600_000,
+            );
+            p.check(
+                (1..=16).contains(&a.semi_sync_ackers),
+                "agent.semi_sync_ackers",
+                || format!("{} is outside 1..=16", a.semi_sync_ackers),
+            );
+        }
         self.mysql.endpoint().validate("mysql", p);
         self.mysql.credentials().validate("mysql", p);
         check_ms(
@@ -190,6 +249,11 @@ impl AgentSection {
     pub fn self_fence_after(&self) -> u64 {
         self.self_fence_after_ms
             .unwrap_or(2 * self.heartbeat_interval_ms)
+    }
+
+    pub fn semi_sync_timeout(&self) -> u64 {
+        self.semi_sync_timeout_ms
+            .unwrap_or(self.self_fence_after() + 2 * self.probe_interval_ms + 5_000)
     }
 
     /// The address others reach this agent at.
@@ -258,6 +322,24 @@ servers = ["127.0.0.1:2181"]
         ] {
             assert!(err.contains(key), "{key} missing from {err}");
         }
+    }
+
+    #[test]
+    fn semi_sync_must_outlast_the_self_fencing_bound() {
+        let c = load(&GOOD.replace("[agent]", "[agent]\ndurability = \"semi_sync\""))
+            .expect("valid")
+            .config;
+        assert_eq!(c.agent.durability, Durability::SemiSync);
+        assert_eq!(c.agent.semi_sync_timeout(), 20_000 + 2_000 + 5_000);
+        let e = load(&GOOD.replace(
+            "[agent]",
+            "[agent]\ndurability = \"semi_sync\"\nsemi_sync_timeout_ms = 3000",
+        ))
+        .expect_err("shorter than the bound");
+        assert!(e.to_string().contains("agent.semi_sync_timeout_ms"), "{e}");
+        let e = load(&GOOD.replace("[agent]", "[agent]\ndurability = \"sync\""))
+            .expect_err("unknown mode");
+        assert!(e.to_string().contains("sync"), "{e}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::fmt;
 
 use serde::de::DeserializeOwned;
 
-pub use agent::{AgentConfig, AgentSection, MysqlSection};
+pub use agent::{AgentConfig, AgentSection, Durability, MysqlSection};
 pub use common::{
     Credentials, DEFAULT_ZK_ROOT, LogConfig, LogFormat, MetricsConfig, MysqlEndpoint, SecretSource,
     ZkConfig, is_host,

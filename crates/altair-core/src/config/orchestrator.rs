@@ -64,6 +64,14 @@ pub struct OrchestratorSection {
     /// the old primary has; past it the switchover is rolled back.
     #[serde(default = "default_switchover_catch_up_ms")]
     pub switchover_catch_up_timeout_ms: u64,
+    /// Before a switchover pauses writes, its candidate applies what the primary already
+    /// has for at most this long (writes still flow; 0: do not drain first).
+    #[serde(default = "default_switchover_drain_ms")]
+    pub switchover_drain_timeout_ms: u64,
+    /// The drain stops once one round (wait for the primary's position of that instant)
+    /// takes less than this: the candidate is that close behind.
+    #[serde(default = "default_switchover_drain_close_ms")]
+    pub switchover_drain_close_ms: u64,
     /// How long a failover's candidate may take to apply its relay log (sent to its
     /// agent as the wait's bound and the RPC's deadline).
     #[serde(default = "default_catch_up_timeout_ms")]
@@ -124,6 +132,12 @@ fn default_switchover_max_lag_s() -> u64 {
 }
 fn default_switchover_catch_up_ms() -> u64 {
     10_000
+}
+fn default_switchover_drain_ms() -> u64 {
+    5_000
+}
+fn default_switchover_drain_close_ms() -> u64 {
+    20
 }
 fn default_catch_up_timeout_ms() -> u64 {
     30_000
@@ -204,6 +218,17 @@ impl Validate for OrchestratorConfig {
             "orchestrator.switchover_catch_up_timeout_ms",
             o.switchover_catch_up_timeout_ms,
             100..=600_000,
+        );
+        p.check(
+            o.switchover_drain_timeout_ms <= 600_000,
+            "orchestrator.switchover_drain_timeout_ms",
+            || format!("{} ms is outside 0..=600000", o.switchover_drain_timeout_ms),
+        );
+        check_ms(
+            p,
+            "orchestrator.switchover_drain_close_ms",
+            o.switchover_drain_close_ms,
+            1..=10_000,
         );
         check_ms(
             p,

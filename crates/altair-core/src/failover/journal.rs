@@ -127,6 +127,9 @@ pub struct Journal {
     /// A switchover re-attached the old primary as a replica.
     #[serde(default)]
     pub old_primary_rejoined: bool,
+    /// A switchover's candidate, drained while writes still flowed; choose prefers it.
+    #[serde(default)]
+    pub drained: Option<String>,
 }
 
 /// Why a failover runs.
@@ -184,6 +187,7 @@ impl Journal {
             fenced_gtid: String::new(),
             fork_gtid: String::new(),
             aborting: None,
+            drained: None,
             old_primary_rejoined: false,
         }
     }

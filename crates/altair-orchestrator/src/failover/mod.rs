@@ -14,6 +14,7 @@ use crate::ctx::{Ctx, now_ms};
 use crate::view::ClusterView;
 
 mod candidate;
+mod drain;
 mod publish;
 mod salvage;
 
@@ -109,6 +110,9 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
             } else {
                 AGENT_TIMEOUT
             };
+            if j.kind == Kind::Switchover {
+                drain::drain_before_fence(ctx, view, j).await;
+            }
             match agent(&old.agent, timeout).await {
                 Ok(mut a) => {
                     let r = a
@@ -150,7 +154,19 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
             Ok(())
         }
         Step::Choose => {
-            let chosen = choose_candidate(ctx, view, j).await?;
+            // A switchover keeps the candidate it drained, if it still qualifies.
+            let drained = match (&j.drained, &j.target) {
+                (Some(d), None) => {
+                    let mut with = j.clone();
+                    with.target = Some(d.clone());
+                    choose_candidate(ctx, view, &with).await.ok()
+                }
+                _ => None,
+            };
+            let chosen = match drained {
+                Some(c) => c,
+                None => choose_candidate(ctx, view, j).await?,
+            };
             j.notes.push(format!("candidate {chosen}"));
             j.candidate = Some(chosen);
             Ok(())

@@ -47,12 +47,14 @@ async fn apply(
     cand: &mut AgentClient<Channel>,
     epoch: u64,
     chunks: Vec<Vec<u8>>,
+    after: &str,
 ) -> Result<ApplySalvageResponse, tonic::Status> {
     let mut msgs = vec![ApplySalvageChunk {
         epoch,
         failover_id: "t".into(),
         gtids: String::new(),
         timeout_ms: 20_000,
+        after_gtid: after.to_owned(),
         events: Vec::new(),
     }];
     msgs.extend(chunks.into_iter().map(|events| ApplySalvageChunk {
@@ -136,7 +138,9 @@ async fn salvage_promote_and_repoint_through_the_agents_lose_nothing() {
         "the plan names the binlog's end"
     );
     assert!(plan.torn_gtid.is_empty());
-    let applied = apply(&mut cand, epoch, chunks).await.expect("apply");
+    let applied = apply(&mut cand, epoch, chunks, &caught.gtid_executed)
+        .await
+        .expect("apply");
     assert_eq!(
         applied.gtid_executed, primary_gtid,
         "the candidate now has exactly the primary's GTIDs"
@@ -288,11 +292,23 @@ async fn salvage_reports_bad_binlogs_clearly_and_never_runs_client_commands() {
     // A file cut inside its last transaction (a torn write): the four complete ones are
     // salvaged, the torn one is named and left out.
     std::fs::write(&file, &good[..good.len() - 40]).expect("truncate");
-    let (plan, chunks) = salvage_of(&mut old, epoch, &pos)
+    let (plan, _) = salvage_of(&mut old, epoch, &pos)
         .await
         .expect("salvage torn");
     assert_eq!(plan.transaction_count, 4, "{plan:?}");
     assert!(!plan.torn_gtid.is_empty(), "{plan:?}");
+    // The crashed mysqld restarted (read-only) and went on in a new binlog file: the torn
+    // file is no longer the last one, and the same four are salvaged.
+    w.cluster
+        .instance_mut(0)
+        .start()
+        .await
+        .expect("restart the old primary");
+    let (again, chunks) = salvage_of(&mut old, epoch, &pos)
+        .await
+        .expect("salvage after a restart");
+    assert_eq!(again.transaction_count, 4, "{again:?}");
+    assert_eq!(again.torn_gtid, plan.torn_gtid, "{again:?}");
 
     // Client commands inside a salvage stream are never run: the client is sandboxed.
     let marker = w.cluster.instance(1).dir().join("pwned");
@@ -301,12 +317,17 @@ async fn salvage_reports_bad_binlogs_clearly_and_never_runs_client_commands() {
         format!("system touch {}\n", marker.display()),
         "source /etc/passwd\n".to_owned(),
     ] {
-        let r = apply(&mut cand, epoch, vec![evil.clone().into_bytes()]).await;
+        let r = apply(&mut cand, epoch, vec![evil.clone().into_bytes()], &pos).await;
         assert!(r.is_err(), "{evil:?} was accepted");
         assert!(!marker.exists(), "{evil:?} ran a shell command");
     }
+    // A plan made after another position than the candidate's is refused.
+    let e = apply(&mut cand, epoch, chunks.clone(), "0-1-999")
+        .await
+        .expect_err("stale plan");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{}", e.message());
     // The real tail still applies afterwards.
-    let applied = apply(&mut cand, epoch, chunks).await.expect("apply");
+    let applied = apply(&mut cand, epoch, chunks, &pos).await.expect("apply");
     let mut c = w.cluster.app_conn(1).await.expect("app on candidate");
     let n = query_value(&mut c, "SELECT COUNT(*) FROM t")
         .await

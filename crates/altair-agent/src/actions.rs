@@ -379,6 +379,11 @@ impl Actions {
             return Ok(());
         }
         let mut client = self.client(what)?;
+        if let Some(mut out) = client.child.stdout.take() {
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut out, &mut tokio::io::sink()).await;
+            });
+        }
         if let Some(mut stdin) = client.child.stdin.take() {
             use tokio::io::AsyncWriteExt;
             let feed = |e: std::io::Error| Status::internal(format!("feed the client: {e}"));

@@ -22,6 +22,10 @@ pub struct Checkpoint {
     pub file_name: String,
     pub offset: u64,
     pub state: MariaGtidPos,
+    /// The file's opening GTID list when the checkpoint was taken: a file of the same
+    /// name after `RESET MASTER` or a re-clone opens differently, and its checkpoints are
+    /// not used.
+    pub opening: Option<MariaGtidPos>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,36 +86,54 @@ pub fn scan_tail(
             .iter()
             .position(|f| f.file_name().is_some_and(|n| n == name))
     };
-    let usable = checkpoints.iter().filter_map(|c| {
-        index_of(&c.file_name).map(|file| {
-            (
+    // A checkpoint counts only in a file that still opens as it did when it was taken.
+    let mut openings: std::collections::HashMap<usize, Option<MariaGtidPos>> =
+        std::collections::HashMap::new();
+    let mut usable = Vec::new();
+    for c in checkpoints {
+        let Some(file) = index_of(&c.file_name) else {
+            continue;
+        };
+        let opening = match openings.get(&file) {
+            Some(o) => o.clone(),
+            None => {
+                let o = opening_gtid_list(&files[file]).ok().flatten();
+                openings.insert(file, o.clone());
+                o
+            }
+        };
+        if opening.is_some() && opening == c.opening {
+            usable.push((
                 BinlogPos {
                     file,
                     offset: c.offset,
                 },
                 &c.state,
-            )
-        })
-    });
-    let (start, state) = match start_from_checkpoints(have, usable) {
+            ));
+        }
+    }
+    let (start, state) = match start_from_checkpoints(have, usable.into_iter()) {
         Some(found) => found,
         None => {
-            // Newest first, reading only each file's first events.
-            let mut lists = Vec::new();
+            // Newest first, reading only each file's first events. A file whose list
+            // cannot be found is no starting point.
+            let mut oldest = None;
             let mut chosen = None;
             for (i, f) in files.iter().enumerate().rev() {
-                let list = opening_gtid_list(f)?;
-                if have.contains(&list) {
-                    chosen = Some(i);
-                    break;
+                match opening_gtid_list(f)? {
+                    Some(list) if have.contains(&list) => {
+                        chosen = Some((i, list));
+                        break;
+                    }
+                    Some(list) => oldest = Some(list),
+                    None => {}
                 }
-                lists.push(list);
             }
             match chosen {
-                Some(file) => (BinlogPos { file, offset: 4 }, MariaGtidPos::default()),
+                Some((file, list)) => (BinlogPos { file, offset: 4 }, list),
                 None => {
                     return Err(FilesError::Purged(
-                        lists.last().map(ToString::to_string).unwrap_or_default(),
+                        oldest.map(|l| l.to_string()).unwrap_or_default(),
                     ));
                 }
             }
@@ -125,12 +147,14 @@ pub fn scan_tail(
             scan.event(at, header, payload)
                 .map(|()| ControlFlow::Continue(()))
         })?;
+        scan.end_of_file();
     }
     Ok((scan.finish(), start))
 }
 
-/// The GTID list that opens a file: the binlog state before it.
-pub fn opening_gtid_list(path: &Path) -> Result<MariaGtidPos, FilesError> {
+/// The GTID list that opens a file: the binlog state before it (`None`: not among its
+/// first events).
+pub fn opening_gtid_list(path: &Path) -> Result<Option<MariaGtidPos>, FilesError> {
     let mut found = None;
     let mut seen = 0;
     read_events(path, 0, 4, true, &mut |_, header, payload| {
@@ -146,7 +170,7 @@ pub fn opening_gtid_list(path: &Path) -> Result<MariaGtidPos, FilesError> {
             ControlFlow::Continue(())
         })
     })?;
-    Ok(found.unwrap_or_default())
+    Ok(found)
 }
 
 /// Header flag of the format description event while its file is open.
@@ -186,11 +210,14 @@ fn read_events(
     let mut head = [0u8; HEADER_LEN];
     let mut body = Vec::new();
     let mut checksum = None;
+    // A file the server did not close (it crashed, then maybe went on in a new file) may
+    // end inside an event; a closed one may not.
+    let mut may_end_torn = last;
     loop {
         match read_full(&mut r, &mut head).map_err(io)? {
             0 => return Ok(()),
             n if n < HEADER_LEN => {
-                return if last {
+                return if may_end_torn {
                     Ok(())
                 } else {
                     Err(fmt(offset, BinlogError::Truncated("event header")))
@@ -209,14 +236,6 @@ fn read_events(
                 )),
             ));
         }
-        body.resize(header.body_len(), 0);
-        if read_full(&mut r, &mut body).map_err(io)? < body.len() {
-            return if last {
-                Ok(())
-            } else {
-                Err(fmt(offset, BinlogError::Truncated("event")))
-            };
-        }
         let sum = match checksum {
             Some(c) => c,
             None => {
@@ -228,32 +247,45 @@ fn read_events(
                         ),
                     ));
                 }
-                let c = Checksum::from_format_description(&body).map_err(|e| fmt(offset, e))?;
-                checksum = Some(c);
-                c
+                may_end_torn |= head[17] & LOG_EVENT_BINLOG_IN_USE != 0;
+                Checksum::default()
             }
         };
+        // The server sets "binlog in use" in the format description's flags after
+        // checksumming it.
+        let mut hashed_head = head;
         if header.type_code == FORMAT_DESCRIPTION_EVENT {
-            // The server sets "binlog in use" in this event's flags after checksumming it.
-            let mut h = head;
-            h[17] &= !LOG_EVENT_BINLOG_IN_USE;
-            sum.verify(&h, &body, offset).map_err(|e| fmt(offset, e))?;
-        } else {
-            sum.verify(&head, &body, offset)
-                .map_err(|e| fmt(offset, e))?;
+            hashed_head[17] &= !LOG_EVENT_BINLOG_IN_USE;
         }
-        if offset == 4 && from > 4 {
-            // Past the format description: jump to the starting point.
-            r.seek(SeekFrom::Start(from)).map_err(io)?;
-            offset = from;
-            continue;
-        }
-        if header.type_code != FORMAT_DESCRIPTION_EVENT {
-            let payload = if needs_payload(header.type_code) {
-                Some(sum.payload(&body).map_err(|e| fmt(offset, e))?)
+        let complete = read_body(
+            &mut r,
+            &header,
+            &hashed_head,
+            checksum.is_none(),
+            sum,
+            &mut body,
+        )
+        .map_err(|e| match e {
+            BodyError::Io(e) => io(e),
+            BodyError::Format(e) => fmt(offset, e),
+        })?;
+        let Some(sum) = complete else {
+            return if may_end_torn {
+                Ok(())
             } else {
-                None
+                Err(fmt(offset, BinlogError::Truncated("event")))
             };
+        };
+        if checksum.is_none() {
+            checksum = Some(sum);
+            if from > 4 {
+                // Past the format description: jump to the starting point.
+                r.seek(SeekFrom::Start(from)).map_err(io)?;
+                offset = from;
+                continue;
+            }
+        } else {
+            let payload = needs_payload(header.type_code).then_some(body.as_slice());
             if on(BinlogPos { file, offset }, &header, payload)
                 .map_err(|e| fmt(offset, e))?
                 .is_break()
@@ -263,6 +295,73 @@ fn read_events(
         }
         offset += u64::from(header.event_length);
     }
+}
+
+/// Bytes of an event body kept for parsing (GTID, GTID list, the start of a query); the
+/// rest is only checksummed as it streams by, so a huge row event costs no memory.
+const KEEP: usize = 64 * 1024;
+
+enum BodyError {
+    Io(std::io::Error),
+    Format(BinlogError),
+}
+
+/// Reads an event's body, keeping at most `KEEP` bytes of its payload in `kept` and
+/// verifying its CRC32. For the format description (`fde`), the checksum setting is
+/// read from the body itself and returned. `None`: the file ended inside the event.
+fn read_body(
+    r: &mut impl Read,
+    header: &EventHeader,
+    hashed_head: &[u8],
+    fde: bool,
+    sum: Checksum,
+    kept: &mut Vec<u8>,
+) -> Result<Option<Checksum>, BodyError> {
+    let n = header.body_len();
+    if fde {
+        kept.resize(n, 0);
+        if read_full(r, kept).map_err(BodyError::Io)? < n {
+            return Ok(None);
+        }
+        let c = Checksum::from_format_description(kept).map_err(BodyError::Format)?;
+        c.verify(hashed_head, kept, 4).map_err(BodyError::Format)?;
+        return Ok(Some(c));
+    }
+    let data = if sum.crc32 {
+        n.checked_sub(4)
+            .ok_or(BodyError::Format(BinlogError::Truncated("event checksum")))?
+    } else {
+        n
+    };
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(hashed_head);
+    kept.resize(data.min(KEEP), 0);
+    if read_full(r, kept).map_err(BodyError::Io)? < kept.len() {
+        return Ok(None);
+    }
+    hasher.update(kept);
+    let mut left = data - kept.len();
+    let mut chunk = [0u8; 64 * 1024];
+    while left > 0 {
+        let take = left.min(chunk.len());
+        if read_full(r, &mut chunk[..take]).map_err(BodyError::Io)? < take {
+            return Ok(None);
+        }
+        hasher.update(&chunk[..take]);
+        left -= take;
+    }
+    if sum.crc32 {
+        let mut crc = [0u8; 4];
+        if read_full(r, &mut crc).map_err(BodyError::Io)? < 4 {
+            return Ok(None);
+        }
+        if hasher.finalize() != u32::from_le_bytes(crc) {
+            return Err(BodyError::Format(BinlogError::Corrupt(
+                "checksum mismatch".into(),
+            )));
+        }
+    }
+    Ok(Some(sum))
 }
 
 /// Reads until `buf` is full or the end of the file; the number of bytes read.

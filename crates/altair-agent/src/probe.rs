@@ -35,7 +35,18 @@ pub struct ServerFacts {
 const CHECKPOINTS: usize = 900;
 
 impl ServerFacts {
-    fn checkpoint(&mut self, c: Checkpoint) {
+    /// Records a checkpoint with its file's opening GTID list (read once per file: a few
+    /// hundred bytes).
+    fn checkpoint(&mut self, mut c: Checkpoint) {
+        c.opening = match self.checkpoints.back() {
+            Some(prev) if prev.file_name == c.file_name => prev.opening.clone(),
+            _ => self.binlog_basename.as_deref().and_then(|base| {
+                let dir = std::path::Path::new(base).parent()?;
+                crate::binlog_files::opening_gtid_list(&dir.join(&c.file_name))
+                    .ok()
+                    .flatten()
+            }),
+        };
         if self.checkpoints.back() == Some(&c) {
             return;
         }
@@ -309,6 +320,7 @@ async fn collect(c: &mut Conn, flavor: Flavor) -> ProbeResult {
             file_name: field(m, "File")?.to_owned(),
             offset: field(m, "Position")?.parse().ok()?,
             state: altair_core::gtid::MariaGtidPos::parse(&snap.gtid_executed).ok()?,
+            opening: None,
         })
     });
     Ok((snap, basename, checkpoint))

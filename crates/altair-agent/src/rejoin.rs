@@ -60,6 +60,10 @@ impl Actions {
             c.query_drop("RESET MASTER")
                 .await
                 .map_err(mysql_err("reset the binlog"))?;
+            // The old files' names come back with other contents: their checkpoints go.
+            if let Ok(mut f) = self.facts.lock() {
+                f.checkpoints.clear();
+            }
         }
         if flavor == Flavor::MariaDb {
             let start = if errant.is_empty() {

@@ -5,7 +5,6 @@
 //! through the client in sandbox mode (no shell escape, no file access), keeping the GTIDs.
 //! Memory is constant on both ends whatever the tail's size; both stop at their deadline.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 
 use altair_core::gtid::{Flavor, MariaGtidPos};
@@ -22,11 +21,11 @@ use crate::binlog_files::{self, FilesError};
 /// Largest chunk of events sent in one message.
 pub const CHUNK: usize = 1 << 20;
 
-/// A salvage ready to stream: its plan, and the tool that prints the events (none when
-/// nothing is missing).
+/// A salvage ready to stream: its plan, and the tool runs that print the events, one per
+/// segment of the tail (none when nothing is missing).
 pub struct Prepared {
     pub plan: SalvagePlan,
-    tool: Option<tokio::process::Command>,
+    tools: Vec<tokio::process::Command>,
 }
 
 impl Actions {
@@ -55,7 +54,7 @@ impl Actions {
                     start: "mysqlbinlog over every file (not scanned natively)".into(),
                     ..SalvagePlan::default()
                 },
-                tool: Some(cmd),
+                tools: vec![cmd],
             });
         }
         let have = MariaGtidPos::parse(after)
@@ -85,30 +84,19 @@ impl Actions {
             bytes: 0,
             scanned: true,
         };
-        let (Some(first), Some(end)) = (plan.first_missing, plan.last_end) else {
-            return Ok(Prepared {
-                plan: wire,
-                tool: None,
-            });
-        };
-        let mut cmd = tokio::process::Command::new("mariadb-binlog");
-        let used: Vec<&PathBuf> = files[first.file..=end.file].iter().collect();
-        if plan.present_inside == 0 {
-            // One domain (or domains in step): the byte range is exactly what is missing.
-            cmd.arg(format!("--start-position={}", first.offset))
-                .arg(format!("--stop-position={}", end.offset));
-            wire.bytes = byte_span(&files, first, end);
-        } else {
-            // Another domain's transactions the candidate has sit inside the range: let
-            // the tool filter by GTID.
-            cmd.arg(format!("--start-position={after}"));
-            wire.bytes = byte_span(&files, first, end);
+        // One run per segment: each replays exactly a run of complete missing
+        // transactions of one file, so a torn group or a transaction the candidate has
+        // is never replayed.
+        let mut tools = Vec::new();
+        for seg in &plan.segments {
+            let mut cmd = tokio::process::Command::new("mariadb-binlog");
+            cmd.arg(format!("--start-position={}", seg.start))
+                .arg(format!("--stop-position={}", seg.end))
+                .arg(&files[seg.file]);
+            wire.bytes += seg.end.saturating_sub(seg.start);
+            tools.push(cmd);
         }
-        cmd.args(used);
-        Ok(Prepared {
-            plan: wire,
-            tool: Some(cmd),
-        })
+        Ok(Prepared { plan: wire, tools })
     }
 
     fn checkpoints(&self) -> Vec<binlog_files::Checkpoint> {
@@ -119,50 +107,118 @@ impl Actions {
     }
 
     /// Applies a salvage stream as it arrives; returns the server's GTID position after.
+    /// Runs on its own task: a caller that goes away (the orchestrator cancelled) ends
+    /// the stream, and the client's server session is killed rather than left running.
     pub async fn apply_salvage_stream(
+        self: std::sync::Arc<Self>,
+        first: altair_proto::v1::ApplySalvageChunk,
+        rest: tonic::Streaming<altair_proto::v1::ApplySalvageChunk>,
+        deadline: Instant,
+    ) -> Result<String, Status> {
+        tokio::spawn(async move { self.apply_until(first, rest, deadline).await })
+            .await
+            .map_err(|e| Status::internal(format!("apply task: {e}")))?
+    }
+
+    async fn apply_until(
         &self,
-        first: Vec<u8>,
+        first: altair_proto::v1::ApplySalvageChunk,
         mut rest: tonic::Streaming<altair_proto::v1::ApplySalvageChunk>,
         deadline: Instant,
     ) -> Result<String, Status> {
         let mut c = self.conn().await?;
-        let stop = match self.flavor() {
-            Flavor::MariaDb => "STOP SLAVE",
-            Flavor::Mysql => "STOP REPLICA",
-        };
-        c.query_drop(stop)
-            .await
-            .map_err(mysql_err("stop replication"))?;
-        let mut client = self.client("applying salvaged events")?;
-        let mut stdin = client
-            .child
-            .stdin
-            .take()
-            .ok_or_else(|| Status::internal("the client has no stdin"))?;
-        let feed = async {
-            stdin.write_all(&first).await.map_err(feed_err)?;
+        let session = std::sync::Arc::new(std::sync::Mutex::new(None::<u64>));
+        let work = async {
+            let stop = match self.flavor() {
+                Flavor::MariaDb => "STOP SLAVE",
+                Flavor::Mysql => "STOP REPLICA",
+            };
+            c.query_drop(stop)
+                .await
+                .map_err(mysql_err("stop replication"))?;
+            // The plan was made after this position: if the server applied more since
+            // (its SQL thread ran on), replaying the plan would apply some twice.
+            let now = self.gtid_executed(&mut c).await?;
+            if !first.after_gtid.is_empty()
+                && !same_position(self.flavor(), &now, &first.after_gtid)
+            {
+                return Err(Status::failed_precondition(format!(
+                    "this server is at {now}, not at {} the salvage was planned after: plan it again",
+                    first.after_gtid
+                )));
+            }
+            let mut client = self.client("applying salvaged events")?;
+            let mut stdin = client
+                .child
+                .stdin
+                .take()
+                .ok_or_else(|| Status::internal("the client has no stdin"))?;
+            let stdout = client.child.stdout.take();
+            let reader = tokio::spawn(session_id(stdout, session.clone()));
+            // Its own connection id first, so a failed apply can be killed on the server.
+            stdin
+                .write_all(b"SELECT CONNECTION_ID();\n")
+                .await
+                .map_err(feed_err)?;
+            stdin.write_all(&first.events).await.map_err(feed_err)?;
             while let Some(chunk) = rest.message().await? {
                 stdin.write_all(&chunk.events).await.map_err(feed_err)?;
             }
             stdin.shutdown().await.map_err(feed_err)?;
             drop(stdin);
-            Ok::<(), Status>(())
+            client.finish().await?;
+            let _ = reader.await;
+            if self.flavor() == Flavor::MariaDb {
+                c.query_drop("SET GLOBAL gtid_slave_pos=@@gtid_binlog_pos")
+                    .await
+                    .map_err(mysql_err("align gtid_slave_pos"))?;
+            }
+            self.gtid_executed(&mut c).await
         };
-        let applied = async {
-            feed.await?;
-            client.finish().await
+        let result = match tokio::time::timeout_at(deadline, work).await {
+            Ok(r) => r,
+            Err(_) => Err(Status::deadline_exceeded(
+                "applying salvaged events did not finish by its deadline",
+            )),
         };
-        tokio::time::timeout_at(deadline, applied)
-            .await
-            .map_err(|_| {
-                Status::deadline_exceeded("applying salvaged events did not finish by its deadline")
-            })??;
-        if self.flavor() == Flavor::MariaDb {
-            c.query_drop("SET GLOBAL gtid_slave_pos=@@gtid_binlog_pos")
-                .await
-                .map_err(mysql_err("align gtid_slave_pos"))?;
+        if result.is_err() {
+            let id = session.lock().ok().and_then(|g| *g);
+            self.abandon_apply(id).await;
         }
-        self.gtid_executed(&mut c).await
+        result
+    }
+
+    /// After a failed apply: kill the client's server session (a statement it sent may
+    /// still run there), wait until it is gone, and align gtid_slave_pos with what did
+    /// apply — each bounded.
+    async fn abandon_apply(&self, session: Option<u64>) {
+        let Ok(mut c) = self.conn().await else {
+            return;
+        };
+        if let Some(id) = session {
+            let _ = c.query_drop(format!("KILL CONNECTION {id}")).await;
+            for _ in 0..50 {
+                let left: Option<u64> = c
+                    .exec_first(
+                        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?",
+                        (id,),
+                    )
+                    .await
+                    .ok()
+                    .flatten();
+                if left == Some(0) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+        if self.flavor() == Flavor::MariaDb {
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                c.query_drop("SET GLOBAL gtid_slave_pos=@@gtid_binlog_pos"),
+            )
+            .await;
+        }
     }
 
     /// The command-line client as the admin user, in sandbox mode: the statements it is fed
@@ -188,10 +244,13 @@ impl Actions {
         if self.flavor() == Flavor::MariaDb {
             cmd.arg("--sandbox");
         }
+        // Binary mode: a statement's bytes reach the server as they are (no \r\n
+        // rewriting, NUL allowed); the client still stops at its first error.
         let child = cmd
             .arg("--batch")
+            .arg("--binary-mode")
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -249,54 +308,10 @@ pub async fn stream(
         {
             return Ok(());
         }
-        let Some(mut cmd) = prepared.tool else {
-            return Ok(());
-        };
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| Status::failed_precondition(format!("run the binlog tool: {e}")))?;
-        let stderr = child.stderr.take().map(|e| tokio::spawn(bounded_tail(e)));
-        let mut out = child
-            .stdout
-            .take()
-            .ok_or_else(|| Status::internal("the binlog tool has no stdout"))?;
-        loop {
-            let mut buf = vec![0u8; CHUNK];
-            let n = fill(&mut out, &mut buf)
-                .await
-                .map_err(|e| Status::internal(format!("read the binlog tool: {e}")))?;
-            if n == 0 {
-                break;
-            }
-            buf.truncate(n);
-            if tx
-                .send(Ok(SalvageChunk {
-                    plan: None,
-                    events: buf,
-                }))
-                .await
-                .is_err()
-            {
+        for mut cmd in prepared.tools {
+            if !run_tool(&mut cmd, &tx).await? {
                 return Ok(());
             }
-        }
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| Status::internal(format!("wait for the binlog tool: {e}")))?;
-        if !status.success() {
-            let err = match stderr {
-                Some(h) => h.await.unwrap_or_default(),
-                None => Vec::new(),
-            };
-            return Err(Status::internal(format!(
-                "the binlog tool failed: {}",
-                last_line(&err)
-            )));
         }
         Ok(())
     };
@@ -308,6 +323,96 @@ pub async fn stream(
     };
     if let Err(e) = result {
         let _ = tx.send(Err(e)).await;
+    }
+}
+
+/// Streams one tool run's output; `false` when the receiver went away.
+async fn run_tool(
+    cmd: &mut tokio::process::Command,
+    tx: &mpsc::Sender<Result<SalvageChunk, Status>>,
+) -> Result<bool, Status> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| Status::failed_precondition(format!("run the binlog tool: {e}")))?;
+    let stderr = child.stderr.take().map(|e| tokio::spawn(bounded_tail(e)));
+    let mut out = child
+        .stdout
+        .take()
+        .ok_or_else(|| Status::internal("the binlog tool has no stdout"))?;
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        let n = fill(&mut out, &mut buf)
+            .await
+            .map_err(|e| Status::internal(format!("read the binlog tool: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        buf.truncate(n);
+        if tx
+            .send(Ok(SalvageChunk {
+                plan: None,
+                events: buf,
+            }))
+            .await
+            .is_err()
+        {
+            return Ok(false);
+        }
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| Status::internal(format!("wait for the binlog tool: {e}")))?;
+    let err = match stderr {
+        Some(h) => h.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    // The tool exits 0 after some partial reads ("Event truncated", "Did not reach stop
+    // position"): any error line fails the run.
+    let text = String::from_utf8_lossy(&err);
+    let complained = text.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.contains("error") || l.contains("truncated") || l.contains("did not reach")
+    });
+    if !status.success() || complained {
+        return Err(Status::internal(format!(
+            "the binlog tool failed: {}",
+            last_line(&err)
+        )));
+    }
+    Ok(true)
+}
+
+/// Whether two GTID texts name the same position.
+fn same_position(flavor: Flavor, a: &str, b: &str) -> bool {
+    use altair_core::gtid::GtidState;
+    match (GtidState::parse(flavor, a), GtidState::parse(flavor, b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// Reads the client's output: the first number is its connection id; the rest drains.
+async fn session_id(
+    stdout: Option<tokio::process::ChildStdout>,
+    slot: std::sync::Arc<std::sync::Mutex<Option<u64>>>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let Some(out) = stdout else {
+        return;
+    };
+    let mut lines = tokio::io::BufReader::new(out).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Ok(id) = line.trim().parse::<u64>()
+            && let Ok(mut s) = slot.lock()
+            && s.is_none()
+        {
+            *s = Some(id);
+        }
     }
 }
 
@@ -366,21 +471,4 @@ fn file_name(p: &std::path::Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-/// Binlog bytes between two positions (sizes of the files in between from the disk).
-fn byte_span(
-    files: &[PathBuf],
-    first: altair_core::binlog::BinlogPos,
-    end: altair_core::binlog::BinlogPos,
-) -> u64 {
-    if first.file == end.file {
-        return end.offset.saturating_sub(first.offset);
-    }
-    let size = |p: &PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
-    let mut total = size(&files[first.file]).saturating_sub(first.offset);
-    for f in &files[first.file + 1..end.file] {
-        total += size(f);
-    }
-    total + end.offset
 }

@@ -180,11 +180,14 @@ impl Agent for AgentService {
             .ok_or_else(|| Status::invalid_argument("an empty salvage stream"))?;
         self.actions.check_epoch(first.epoch)?;
         let deadline = deadline_of(first.timeout_ms)?;
+        let (epoch, failover_id, gtids) =
+            (first.epoch, first.failover_id.clone(), first.gtids.clone());
         let gtid_executed = self
             .actions
-            .apply_salvage_stream(first.events, stream, deadline)
+            .clone()
+            .apply_salvage_stream(first, stream, deadline)
             .await?;
-        tracing::warn!(epoch = first.epoch, failover_id = %first.failover_id, gtids = %first.gtids, executed = %gtid_executed, "salvaged transactions applied");
+        tracing::warn!(epoch, failover_id = %failover_id, gtids = %gtids, executed = %gtid_executed, "salvaged transactions applied");
         self.actions.reprobe.notify_one();
         Ok(Response::new(ApplySalvageResponse { gtid_executed }))
     }

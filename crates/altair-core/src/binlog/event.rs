@@ -182,9 +182,13 @@ pub fn query_ends_transaction(payload: &[u8]) -> Result<bool, BinlogError> {
     let Some(text) = payload.get(start..) else {
         return Err(BinlogError::Corrupt("query event too short".into()));
     };
-    let text = String::from_utf8_lossy(&text[..text.len().min(16)]).to_ascii_uppercase();
-    let text = text.trim_start();
-    Ok(text.starts_with("COMMIT") || text.starts_with("ROLLBACK") || text.starts_with("XA "))
+    // Only the statements that end a group: not `ROLLBACK TO sp`, not `XA END`.
+    let text = String::from_utf8_lossy(&text[..text.len().min(32)]).to_ascii_uppercase();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    Ok(matches!(
+        words.as_slice(),
+        ["COMMIT"] | ["ROLLBACK"] | ["XA", "COMMIT", ..] | ["XA", "ROLLBACK", ..]
+    ))
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {

@@ -26,6 +26,15 @@ pub struct MissingRange {
     pub count: u64,
 }
 
+/// A run of consecutive missing complete transactions inside one file: replaying the
+/// bytes `start..end` of that file replays exactly them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub file: usize,
+    pub start: u64,
+    pub end: u64,
+}
+
 /// What the scan found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TailPlan {
@@ -36,14 +45,18 @@ pub struct TailPlan {
     /// Missing complete transactions.
     pub missing: u64,
     /// Transactions after the first missing one that the candidate already has (another
-    /// replication domain): a byte range would replay them, so the GTID form is needed.
+    /// replication domain): they split the tail into several segments.
     pub present_inside: u64,
+    /// The byte ranges to replay, in order. A present transaction, a torn one or the end
+    /// of a file ends a segment.
+    pub segments: Vec<Segment>,
     /// Per domain, the missing GTIDs.
     pub ranges: BTreeMap<u32, MissingRange>,
     /// The binlog's GTID state at its end (complete transactions only).
     pub end_state: MariaGtidPos,
-    /// A transaction whose events stop before its end (a write cut by the crash): never
-    /// committed, so never acknowledged; not salvaged.
+    /// A transaction whose events stop before its end (a write cut by the crash, at the
+    /// end of a file the server did not close): never committed, so never acknowledged;
+    /// not salvaged. The last one seen.
     pub torn_tail: Option<MariaGtid>,
 }
 
@@ -77,6 +90,8 @@ struct Open {
 pub struct TailScan {
     have: MariaGtidPos,
     open: Option<Open>,
+    /// The segment the current run of missing transactions extends.
+    run: Option<usize>,
     plan: TailPlan,
 }
 
@@ -92,6 +107,7 @@ impl TailScan {
         Self {
             have,
             open: None,
+            run: None,
             plan: TailPlan {
                 end_state: start_state,
                 ..TailPlan::default()
@@ -114,10 +130,8 @@ impl TailScan {
             GTID_EVENT => {
                 let p = payload.ok_or(BinlogError::Truncated("GTID event body"))?;
                 let gtid = super::event::parse_gtid(header.server_id, p)?;
-                if let Some(open) = self.open.take() {
-                    // A group with no terminator: only a standalone one can end this way.
-                    self.close(open, at);
-                }
+                // A group still open here never got its terminator: it did not commit.
+                self.tear();
                 self.open = Some(Open {
                     gtid,
                     start: at,
@@ -133,8 +147,9 @@ impl TailScan {
                 if let Some(mut open) = self.open.take() {
                     open.events += 1;
                     let ends = match header.type_code {
+                        // A standalone group (DDL) is its one event.
+                        _ if open.gtid.standalone => true,
                         XID_EVENT | XA_PREPARE_EVENT => true,
-                        QUERY_EVENT if open.gtid.standalone => true,
                         QUERY_EVENT => super::event::query_ends_transaction(
                             payload.ok_or(BinlogError::Truncated("query event body"))?,
                         )?,
@@ -151,6 +166,20 @@ impl TailScan {
         Ok(())
     }
 
+    /// The end of a file: a group still open there was cut (the server restarted and went
+    /// on in a new file), and no segment spans two files.
+    pub fn end_of_file(&mut self) {
+        self.tear();
+        self.run = None;
+    }
+
+    fn tear(&mut self) {
+        if let Some(open) = self.open.take() {
+            self.plan.torn_tail = Some(open.gtid.gtid);
+            self.run = None;
+        }
+    }
+
     fn close(&mut self, open: Open, end: BinlogPos) {
         let gtid = open.gtid.gtid;
         self.plan.end_state.advance(gtid);
@@ -162,11 +191,23 @@ impl TailScan {
             if self.plan.first_missing.is_some() {
                 self.plan.present_inside += 1;
             }
+            self.run = None;
             return;
         }
         self.plan.missing += 1;
         self.plan.first_missing.get_or_insert(open.start);
         self.plan.last_end = Some(end);
+        match self.run {
+            Some(i) => self.plan.segments[i].end = end.offset,
+            None => {
+                self.plan.segments.push(Segment {
+                    file: end.file,
+                    start: open.start.offset,
+                    end: end.offset,
+                });
+                self.run = Some(self.plan.segments.len() - 1);
+            }
+        }
         self.plan
             .ranges
             .entry(gtid.domain)
@@ -183,9 +224,7 @@ impl TailScan {
 
     /// The end of the binlog: an open group there was cut by the crash.
     pub fn finish(mut self) -> TailPlan {
-        if let Some(open) = self.open.take() {
-            self.plan.torn_tail = Some(open.gtid.gtid);
-        }
+        self.tear();
         self.plan
     }
 }

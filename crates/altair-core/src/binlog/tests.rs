@@ -221,3 +221,104 @@ fn headers_and_checksums() {
     assert!(!query_ends_transaction(&query_payload("INSERT")).expect("query"));
     assert!(query_ends_transaction(&[0u8; 3]).is_err());
 }
+
+#[test]
+fn segments_follow_runs_of_missing_transactions() {
+    let mut f = Feed::new("0-1-2,1-2-7", "0-1-1,1-2-6");
+    f.row_txn(0, 1, 2); // 4..404: present
+    f.row_txn(0, 1, 3); // 404..804: missing
+    f.row_txn(0, 1, 4); // 804..1204: missing
+    f.row_txn(1, 2, 7); // 1204..1604: present (another domain)
+    f.row_txn(0, 1, 5); // 1604..2004: missing
+    let plan = f.scan.finish();
+    assert_eq!(
+        plan.segments,
+        vec![
+            Segment {
+                file: 0,
+                start: 404,
+                end: 1204
+            },
+            Segment {
+                file: 0,
+                start: 1604,
+                end: 2004
+            },
+        ]
+    );
+    assert_eq!(plan.present_inside, 1);
+}
+
+#[test]
+fn a_group_torn_at_the_end_of_a_file_is_left_out_and_the_next_file_goes_on() {
+    let mut f = Feed::new("0-1-1", "0-1-1");
+    f.row_txn(0, 1, 2);
+    // The crash cut 0-1-3 in file 0; the restarted server wrote a real 0-1-3 in file 1.
+    f.event(GTID_EVENT, 1, Some(gtid_payload(3, 0, 0)));
+    f.event(19, 1, None);
+    f.scan.end_of_file();
+    let at = BinlogPos { file: 1, offset: 4 };
+    let len = |n| header(n, 1, 100);
+    f.scan
+        .event(at, &len(GTID_EVENT), Some(&gtid_payload(3, 0, 0)))
+        .expect("gtid");
+    f.scan
+        .event(
+            BinlogPos {
+                file: 1,
+                offset: 104,
+            },
+            &len(XID_EVENT),
+            None,
+        )
+        .expect("xid");
+    let plan = f.scan.finish();
+    assert_eq!(plan.missing, 2);
+    assert_eq!(plan.torn_tail.map(|g| g.seq), Some(3));
+    assert_eq!(
+        plan.segments,
+        vec![
+            Segment {
+                file: 0,
+                start: 4,
+                end: 404
+            },
+            Segment {
+                file: 1,
+                start: 4,
+                end: 204
+            },
+        ]
+    );
+    assert_eq!(plan.end_state.to_string(), "0-1-3");
+}
+
+#[test]
+fn only_real_terminators_end_a_group() {
+    for text in [
+        "ROLLBACK TO sp1",
+        "XA END 'x'",
+        "COMMIT_LOG",
+        "INSERT INTO t VALUES (1)",
+    ] {
+        assert!(
+            !query_ends_transaction(&query_payload(text)).expect("query"),
+            "{text}"
+        );
+    }
+    for text in ["COMMIT", "ROLLBACK", "XA COMMIT 'x'", "xa rollback 'x'"] {
+        assert!(
+            query_ends_transaction(&query_payload(text)).expect("query"),
+            "{text}"
+        );
+    }
+    // A group that meets the next GTID before its terminator never committed.
+    let mut f = Feed::new("0-1-1", "0-1-1");
+    f.event(GTID_EVENT, 1, Some(gtid_payload(2, 0, 0)));
+    f.event(19, 1, None);
+    f.row_txn(0, 1, 3);
+    let plan = f.scan.finish();
+    assert_eq!(plan.missing, 1);
+    assert_eq!(plan.torn_tail.map(|g| g.seq), Some(2));
+    assert_eq!(plan.missing_text(), "0-1-3");
+}

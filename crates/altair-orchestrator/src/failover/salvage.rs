@@ -30,7 +30,14 @@ struct Transfer {
 struct Failed {
     plan: Option<Box<SalvagePlan>>,
     error: String,
+    /// The candidate had moved past the planned position (its IO thread was still
+    /// receiving what the dead primary's socket had sent): plan again from where it is.
+    replan: bool,
 }
+
+/// Plans at most this many times (the candidate's replication is stopped by the first
+/// apply, so the second plan holds).
+const PLANS: usize = 3;
 
 pub(super) async fn salvage(ctx: &Ctx, view: &ClusterView, j: &mut Journal) -> Result<(), String> {
     let o = &ctx.config.orchestrator;
@@ -51,15 +58,45 @@ pub(super) async fn salvage(ctx: &Ctx, view: &ClusterView, j: &mut Journal) -> R
         return Ok(());
     }
     let timeout = Duration::from_millis(o.salvage_timeout_ms);
-    let outcome = tokio::time::timeout(
-        timeout + Duration::from_secs(1),
-        transfer(view, j, &pos, timeout),
-    )
-    .await
-    .unwrap_or_else(|_| {
+    // One deadline for the whole transfer; the plan survives it running out.
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut planned = None;
+    let mut pos = pos;
+    let mut outcome = None;
+    for attempt in 1..=PLANS {
+        let r = match tokio::time::timeout_at(
+            deadline + Duration::from_secs(1),
+            transfer(view, j, &pos, deadline, &mut planned),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(Failed {
+                plan: planned.clone().map(Box::new),
+                error: format!("salvage did not finish within {} ms", o.salvage_timeout_ms),
+                replan: false,
+            }),
+        };
+        match r {
+            Err(f) if f.replan && attempt < PLANS => {
+                let now = candidate_catch_up(view, j, "", catch_up_ms).await?;
+                j.notes.push(format!(
+                    "the candidate moved from {pos} to {} while salvage was planned: planned again",
+                    now.gtid_executed
+                ));
+                pos = now.gtid_executed;
+            }
+            r => {
+                outcome = Some(r);
+                break;
+            }
+        }
+    }
+    let outcome = outcome.unwrap_or_else(|| {
         Err(Failed {
             plan: None,
-            error: format!("salvage did not finish within {} ms", o.salvage_timeout_ms),
+            error: "salvage planned too often".into(),
+            replan: false,
         })
     });
     match outcome {
@@ -77,7 +114,7 @@ pub(super) async fn salvage(ctx: &Ctx, view: &ClusterView, j: &mut Journal) -> R
             };
             Ok(())
         }
-        Err(Failed { plan, error }) => {
+        Err(Failed { plan, error, .. }) => {
             let error = format!("salvage from {}: {error}", j.old_primary);
             tracing::error!(cluster = %view.name, failover_id = %j.id, %error, "salvage failed");
             if let AfterSalvageFailure::Hold(why) =
@@ -134,14 +171,18 @@ async fn transfer(
     view: &ClusterView,
     j: &Journal,
     pos: &str,
-    timeout: Duration,
+    deadline: tokio::time::Instant,
+    planned: &mut Option<SalvagePlan>,
 ) -> Result<Transfer, Failed> {
     let fail = |plan: Option<&SalvagePlan>, error: String| Failed {
         plan: plan.cloned().map(Box::new),
         error,
+        replan: false,
     };
     let old = &view.hosts[&j.old_primary];
-    let timeout_ms = timeout.as_millis() as u32;
+    let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
+    let timeout = left();
+    let timeout_ms = (timeout.as_millis() as u32).max(1);
     let mut old_agent = agent_with_deadline(&old.agent, AGENT_TIMEOUT, timeout)
         .await
         .map_err(|e| fail(None, e))?;
@@ -165,6 +206,7 @@ async fn transfer(
         }
         Err(s) => return Err(fail(None, s.message().to_owned())),
     };
+    *planned = Some(plan.clone());
     if plan.scanned && plan.transaction_count == 0 {
         return Ok(Transfer {
             plan,
@@ -172,7 +214,7 @@ async fn transfer(
         });
     }
     let candidate = candidate_record(view, j).map_err(|e| fail(Some(&plan), e))?;
-    let mut cand = agent_with_deadline(&candidate.agent, AGENT_TIMEOUT, timeout)
+    let mut cand = agent_with_deadline(&candidate.agent, AGENT_TIMEOUT, left())
         .await
         .map_err(|e| fail(Some(&plan), e))?;
     let (tx, rx) = tokio::sync::mpsc::channel(2);
@@ -180,7 +222,8 @@ async fn transfer(
         epoch: j.epoch,
         failover_id: j.id.clone(),
         gtids: plan.missing_gtids.clone(),
-        timeout_ms,
+        timeout_ms: (left().as_millis() as u32).max(1),
+        after_gtid: pos.to_owned(),
         events: Vec::new(),
     };
     let forward = async move {
@@ -218,7 +261,11 @@ async fn transfer(
                         Ok(Transfer { plan, applied: Some(resp.into_inner().gtid_executed) })
                     }
                     (Ok(_), None) => Err(fail(Some(&plan), "the candidate answered before the stream ended".into())),
-                    (Err(s), _) => Err(fail(Some(&plan), format!("apply on the candidate: {}", s.message()))),
+                    (Err(s), _) => Err(Failed {
+                        replan: s.code() == tonic::Code::FailedPrecondition
+                            && s.message().contains("plan it again"),
+                        ..fail(Some(&plan), format!("apply on the candidate: {}", s.message()))
+                    }),
                 };
             }
         }

@@ -46,9 +46,11 @@ bench: deps
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench --workspace
 
-## sandbox: start the local sandbox in the background (described in target/sandbox/sandbox.json)
+## sandbox: start the local sandbox in the background (described in target/sandbox/sandbox.json);
+##          DURABILITY=semi_sync runs its cluster semi-synchronously
+DURABILITY ?= async
 sandbox: deps build
-	$(SANDBOX) up
+	$(SANDBOX) up --durability $(DURABILITY)
 
 ## sandbox-status: print what every host of the sandbox says
 sandbox-status:

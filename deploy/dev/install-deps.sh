@@ -8,6 +8,7 @@ PACKAGES=(
   zookeeper libslf4j-java         # the ZooKeeper server jar and its logger (pulls in a JRE)
   bind9 bind9-utils               # named, tsig-keygen, nsupdate, dig
   iproute2 nftables               # network namespaces and fault injection
+  sysbench                        # the realistic write load of the tests and benchmarks
 )
 
 missing=()

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod ops;
+pub mod sysbench;
 
 /// The path of a workspace binary next to this test executable's target directory.
 pub fn bin(name: &str) -> PathBuf {

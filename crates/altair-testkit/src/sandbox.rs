@@ -33,6 +33,8 @@ pub struct SandboxOptions {
     pub bin_dir: Option<PathBuf>,
     pub monitors: usize,
     pub orchestrators: usize,
+    /// `agent.durability` of every host: `async` or `semi_sync`.
+    pub durability: &'static str,
 }
 
 impl SandboxOptions {
@@ -45,6 +47,7 @@ impl SandboxOptions {
             bin_dir: None,
             monitors: 2,
             orchestrators: 2,
+            durability: "async",
         }
     }
 }
@@ -108,7 +111,10 @@ impl Sandbox {
                     control_ip,
                     zk.servers(),
                     options.monitors,
-                    FleetTiming::default(),
+                    FleetTiming {
+                        durability: options.durability,
+                        ..FleetTiming::default()
+                    },
                 )?;
                 let target = crate::fleet::DnsTarget {
                     server: dns.addr(),
@@ -207,6 +213,7 @@ impl Sandbox {
                 name: name.clone(),
                 primary_dns: format!("primary.{name}.{ZONE}"),
                 replicas_dns: format!("replicas.{name}.{ZONE}"),
+                durability: self.options.durability.to_owned(),
                 app_user: UserDesc::new(self.cluster.app(), Some(APP_DATABASE)),
                 admin_user: UserDesc::new(self.cluster.admin(), None),
                 hosts: self
@@ -357,6 +364,9 @@ pub struct ClusterDesc {
     pub name: String,
     pub primary_dns: String,
     pub replicas_dns: String,
+    /// `async` or `semi_sync` (absent in descriptions written before it existed).
+    #[serde(default)]
+    pub durability: String,
     pub app_user: UserDesc,
     pub admin_user: UserDesc,
     pub hosts: Vec<HostDesc>,

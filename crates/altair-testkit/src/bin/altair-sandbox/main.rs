@@ -39,6 +39,10 @@ enum Command {
         /// Seconds to wait for the sandbox to come up.
         #[arg(long, default_value_t = 180)]
         timeout: u64,
+        /// The cluster's durability: `async`, or `semi_sync` (the primary acknowledges a
+        /// commit only once a replica has it).
+        #[arg(long, default_value = "async", value_parser = ["async", "semi_sync"])]
+        durability: String,
     },
     /// Print the state of the running sandbox.
     Status {
@@ -71,13 +75,20 @@ fn main() -> ExitCode {
         Command::Up {
             foreground: true,
             no_namespaces,
+            durability,
             ..
-        } => supervise(&cli.dir, no_namespaces),
+        } => supervise(&cli.dir, no_namespaces, &durability),
         Command::Up {
             timeout,
             no_namespaces,
+            durability,
             ..
-        } => up_detached(&cli.dir, no_namespaces, Duration::from_secs(timeout)),
+        } => up_detached(
+            &cli.dir,
+            no_namespaces,
+            &durability,
+            Duration::from_secs(timeout),
+        ),
         Command::Status { json } => {
             runtime().and_then(|rt| rt.block_on(status::status(&cli.dir, json)))
         }
@@ -127,7 +138,7 @@ fn supervisor_pid_file(dir: &Path) -> PathBuf {
 }
 
 /// The supervisor: starts the sandbox, publishes sandbox.json, waits for a signal, stops.
-fn supervise(dir: &Path, no_namespaces: bool) -> Result<(), String> {
+fn supervise(dir: &Path, no_namespaces: bool, durability: &str) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();
@@ -145,6 +156,11 @@ fn supervise(dir: &Path, no_namespaces: bool) -> Result<(), String> {
     std::fs::write(supervisor_pid_file(dir), std::process::id().to_string())
         .map_err(|e| format!("write the pid file: {e}"))?;
     let mut options = SandboxOptions::new(dir);
+    options.durability = if durability == "semi_sync" {
+        "semi_sync"
+    } else {
+        "async"
+    };
     // The altair binaries sit next to this one (target/debug).
     options.bin_dir = std::env::current_exe()
         .ok()
@@ -191,7 +207,12 @@ async fn wait_for_signal() {
 
 /// Starts the supervisor in its own session and waits until sandbox.json appears.
 #[allow(clippy::print_stdout)]
-fn up_detached(dir: &Path, no_namespaces: bool, timeout: Duration) -> Result<(), String> {
+fn up_detached(
+    dir: &Path,
+    no_namespaces: bool,
+    durability: &str,
+    timeout: Duration,
+) -> Result<(), String> {
     if let Some(desc) = read_description(dir)? {
         if pid_alive(desc.supervisor_pid) {
             return Err(format!(
@@ -208,7 +229,9 @@ fn up_detached(dir: &Path, no_namespaces: bool, timeout: Duration) -> Result<(),
     let log_err = log.try_clone().map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| format!("find my own executable: {e}"))?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("--dir").arg(dir).args(["up", "--foreground"]);
+    cmd.arg("--dir")
+        .arg(dir)
+        .args(["up", "--foreground", "--durability", durability]);
     if no_namespaces {
         cmd.arg("--no-namespaces");
     }

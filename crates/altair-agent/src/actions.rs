@@ -34,6 +34,15 @@ pub struct Actions {
     pub semi_sync: Option<crate::semisync::SemiSync>,
 }
 
+/// What a fence achieved: the server is read-only (clients killed) or not running.
+#[derive(Debug, Clone, Default)]
+pub struct Fenced {
+    pub killed: u32,
+    /// GTIDs executed when writes stopped (empty when not running).
+    pub gtid: String,
+    pub not_running: bool,
+}
+
 pub(crate) fn mysql_err(what: &str) -> impl Fn(mysql_async::Error) -> Status + '_ {
     move |e| Status::unavailable(format!("{what}: {}", describe(&e)))
 }
@@ -101,10 +110,10 @@ impl Actions {
     /// at once and its client never gets an acknowledgement. The read_only wait is bounded
     /// and retried, killing again in between; clients that connected meanwhile are killed
     /// once it is set.
-    pub async fn fence_read_only(&self) -> Result<(u32, String), Status> {
+    pub async fn fence_read_only(&self) -> Result<Fenced, Status> {
         let mut c = match self.conn().await {
             Ok(c) => c,
-            Err(_) => return Ok((0, String::new())),
+            Err(e) => return self.not_running_after(e).await,
         };
         let mut killed = self.kill_clients(&mut c).await?;
         c.query_drop("SET SESSION lock_wait_timeout = 1")
@@ -124,7 +133,26 @@ impl Actions {
         }
         killed += self.kill_clients(&mut c).await?;
         let gtid = self.gtid_executed(&mut c).await?;
-        Ok((killed, gtid))
+        Ok(Fenced {
+            killed,
+            gtid,
+            not_running: false,
+        })
+    }
+
+    /// mysqld did not answer: fenced only once it is provably not running.
+    async fn not_running_after(&self, connect_error: Status) -> Result<Fenced, Status> {
+        match self.make_not_running().await {
+            Ok(()) => Ok(Fenced {
+                not_running: true,
+                ..Fenced::default()
+            }),
+            Err(e) => Err(Status::unavailable(format!(
+                "not fenced: {}; {}",
+                connect_error.message(),
+                e.message()
+            ))),
+        }
     }
 
     /// Kills every client connection but altair's own, replication and the server's.
@@ -158,17 +186,23 @@ impl Actions {
         Ok(killed)
     }
 
-    pub async fn stop_mysqld(&self) -> Result<(u32, String), Status> {
+    pub async fn stop_mysqld(&self) -> Result<Fenced, Status> {
         let mut c = match self.conn().await {
             Ok(c) => c,
-            Err(_) => return Ok((0, String::new())),
+            Err(e) => return self.not_running_after(e).await,
         };
         self.set_read_only_on(&mut c).await?;
         let gtid = self.gtid_executed(&mut c).await?;
         c.query_drop("SHUTDOWN")
             .await
             .map_err(mysql_err("shut mysqld down"))?;
-        Ok((0, gtid))
+        // Fenced once it is gone, not when it was asked to go.
+        self.make_not_running().await?;
+        Ok(Fenced {
+            killed: 0,
+            gtid,
+            not_running: true,
+        })
     }
 
     pub async fn set_read_only(&self, read_only: bool) -> Result<bool, Status> {

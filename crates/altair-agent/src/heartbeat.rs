@@ -99,8 +99,13 @@ impl Heartbeater {
             };
             let timeout = self.interval.min(Duration::from_secs(2));
             let answer = tokio::time::timeout(timeout, t.client.heartbeat(request)).await;
-            if let Ok(Ok(_)) = &answer {
-                self.contact.control_answered();
+            // Only an accepted answer is the lease: a monitor that does not own the
+            // cluster (or has no ZooKeeper session, so owns nothing) answers but does not
+            // vouch for this primary.
+            if let Ok(Ok(resp)) = &answer
+                && resp.get_ref().accepted
+            {
+                self.contact.lease_renewed();
             }
             let result = match &answer {
                 Ok(Ok(resp)) if resp.get_ref().accepted => "accepted",

@@ -9,6 +9,7 @@ mod binlog_files;
 mod heartbeat;
 mod metrics;
 mod mysql;
+mod notrunning;
 mod probe;
 mod rejoin;
 mod salvage;
@@ -44,6 +45,37 @@ pub fn read_secrets(config: &AgentConfig) -> Result<AgentSecrets, ConfigErrors> 
         zookeeper_auth: r.zookeeper_auth(&config.zookeeper),
     };
     r.finish(secrets)
+}
+
+/// Keeps the self-fence's list of the cluster's other agents current (read every 2 s; the
+/// last list stays in force while ZooKeeper is unreachable).
+async fn follow_peers(
+    zk: &altair_zk::Zk,
+    cluster: &altair_core::ClusterName,
+    me: &altair_core::HostName,
+    contact: &selffence::Contact,
+) -> Result<(), altair_zk::ZkError> {
+    let l = zk.layout().clone();
+    loop {
+        let mut peers = Vec::new();
+        for name in zk.children(&l.hosts(cluster)).await? {
+            let Ok(h) = altair_core::HostName::new(name) else {
+                continue;
+            };
+            if h == *me {
+                continue;
+            }
+            if let Some(r) = zk
+                .get_record::<HostRecord>("host", &l.host(cluster, &h))
+                .await?
+            {
+                peers.push(r.agent);
+            }
+        }
+        peers.sort();
+        contact.set_peers(peers);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 fn registration(config: &AgentConfig) -> (HostRecord, HostRegistration) {
@@ -150,11 +182,14 @@ pub async fn run(
     let zk_record = record.clone();
     let (cluster, host) = (a.cluster.clone(), a.host.clone());
     let cancel = shutdown.clone();
+    let contact = Arc::new(selffence::Contact::new());
+    let zk_contact = contact.clone();
     tokio::spawn(sessions.run(move |zk| {
         let record = zk_record.clone();
         let (cluster, host) = (cluster.clone(), host.clone());
         let mon_tx = mon_tx.clone();
         let cancel = cancel.clone();
+        let contact = zk_contact.clone();
         async move {
             zk.ensure_layout().await?;
             for parent in zk.layout().cluster_parents(&cluster) {
@@ -164,6 +199,7 @@ pub async fn run(
             tracing::info!(cluster = %record.cluster, host = %record.host, "host registered in ZooKeeper");
             tokio::select! {
                 r = follow_monitors(&zk, &mon_tx, &cancel) => r,
+                r = follow_peers(&zk, &cluster, &host, &contact) => r,
                 state = wait_session_end(&zk) => {
                     tracing::warn!(?state, "ZooKeeper session ended");
                     Ok(())
@@ -172,7 +208,6 @@ pub async fn run(
         }
     }));
 
-    let contact = Arc::new(selffence::Contact::new());
     tokio::spawn(selffence::run(
         contact.clone(),
         snap_rx.clone(),

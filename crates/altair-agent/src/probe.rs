@@ -24,6 +24,9 @@ use crate::mysql::{connect, field, rows};
 #[derive(Debug, Default)]
 pub struct ServerFacts {
     pub binlog_basename: Option<String>,
+    /// mysqld's pid file: the agent kills a mysqld that no longer answers before anything
+    /// is promoted around it.
+    pub pid_file: Option<String>,
     pub flavor: Option<Flavor>,
     /// Recent binlog positions with the GTID state at each (MariaDB), oldest first: a
     /// salvage starts reading at the newest one the candidate has, so its cost follows
@@ -115,8 +118,15 @@ pub async fn run(
     }
 }
 
-/// A snapshot, the binlog basename and (MariaDB) a binlog checkpoint.
-type ProbeResult = Result<(MysqlSnapshot, Option<String>, Option<Checkpoint>), String>;
+/// Where the server keeps its binlog and its pid.
+#[derive(Debug, Default)]
+struct Files {
+    binlog_basename: Option<String>,
+    pid_file: Option<String>,
+}
+
+/// A snapshot, the server's files and (MariaDB) a binlog checkpoint.
+type ProbeResult = Result<(MysqlSnapshot, Files, Option<Checkpoint>), String>;
 /// A probe query running on its own task: it gives the connection back when done.
 type InFlight = JoinHandle<(Conn, Flavor, ProbeResult)>;
 
@@ -169,13 +179,16 @@ async fn probe_once(s: &ProbeSettings, p: &mut Prober) -> MysqlSnapshot {
         (c, flavor, r)
     });
     match tokio::time::timeout(s.timeout, &mut handle).await {
-        Ok(Ok((c, flavor, Ok((mut snap, basename, checkpoint))))) => {
+        Ok(Ok((c, flavor, Ok((mut snap, files, checkpoint))))) => {
             p.conn = Some((c, flavor));
             snap.observed_at_unix_ms = observed_at_unix_ms;
             if let Ok(mut facts) = s.facts.lock() {
                 facts.flavor = Some(flavor);
-                if basename.is_some() {
-                    facts.binlog_basename = basename;
+                if files.binlog_basename.is_some() {
+                    facts.binlog_basename = files.binlog_basename;
+                }
+                if files.pid_file.is_some() {
+                    facts.pid_file = files.pid_file;
                 }
                 if let Some(c) = checkpoint {
                     facts.checkpoint(c);
@@ -231,21 +244,24 @@ async fn collect(c: &mut Conn, flavor: Flavor) -> ProbeResult {
         Flavor::MariaDb => (
             "SELECT @@version AS version, @@server_id AS server_id, @@read_only AS read_only, \
              0 AS super_read_only, @@gtid_binlog_pos AS executed, @@gtid_slave_pos AS applied, \
-             @@log_bin_basename AS binlog_basename",
+             @@log_bin_basename AS binlog_basename, @@pid_file AS pid_file",
             "SHOW ALL SLAVES STATUS",
             "SHOW SLAVE HOSTS",
         ),
         Flavor::Mysql => (
             "SELECT @@version AS version, @@server_id AS server_id, @@read_only AS read_only, \
              @@super_read_only AS super_read_only, @@gtid_executed AS executed, @@gtid_executed AS applied, \
-             @@log_bin_basename AS binlog_basename",
+             @@log_bin_basename AS binlog_basename, @@pid_file AS pid_file",
             "SHOW REPLICA STATUS",
             "SHOW REPLICAS",
         ),
     };
     let vars = rows(c, vars_sql).await?;
     let v = vars.first().ok_or("no answer to the variables query")?;
-    let basename = field(v, "binlog_basename").map(str::to_owned);
+    let files = Files {
+        binlog_basename: field(v, "binlog_basename").map(str::to_owned),
+        pid_file: field(v, "pid_file").map(str::to_owned),
+    };
     let num = |name: &str| {
         field(v, name)
             .and_then(|x| x.parse::<u64>().ok())
@@ -323,7 +339,7 @@ async fn collect(c: &mut Conn, flavor: Flavor) -> ProbeResult {
             opening: None,
         })
     });
-    Ok((snap, basename, checkpoint))
+    Ok((snap, files, checkpoint))
 }
 
 /// Holds a connection in `SELECT SLEEP(...)`; wakes the prober when it breaks.

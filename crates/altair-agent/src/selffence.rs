@@ -1,44 +1,70 @@
-//! Self-fencing: a writable primary that hears no monitor and reaches no replica for
-//! `self_fence_after_ms` makes itself read-only and kills client connections, before the
-//! orchestrator may promote another host (see `altair_core::selffence`).
+//! Self-fencing (DESIGN §6, `altair_core::selffence`): a writable primary keeps writing
+//! only while it holds a control-plane lease (an accepted heartbeat answer) or reaches
+//! every replica's agent; without either for `self_fence_after_ms` it fences itself —
+//! clients killed, read_only, and if that cannot be done, mysqld killed — before the
+//! orchestrator may promote another host.
+//!
+//! Times are on a monotonic clock (an `Instant` at start), so a wall-clock step can
+//! neither delay nor hasten the fence. Every replica is checked in parallel within one
+//! deadline; the replicas are the cluster's registered hosts (from ZooKeeper, kept when
+//! ZooKeeper is gone) plus any the server reports, so a replica dropping out of
+//! `SHOW SLAVE HOSTS` never shrinks "every replica".
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use altair_core::selffence::self_fence_due;
-use altair_proto::v1::{Endpoint, MysqlSnapshot};
+use altair_core::selffence::{reached_every_replica, self_fence_due};
+use altair_proto::v1::MysqlSnapshot;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::actions::Actions;
 use crate::probe::now_ms;
 
-/// When the agent last had contact, ms since the Unix epoch.
+/// When the agent last had what keeps its primary writable, in ms of its monotonic clock.
 #[derive(Debug)]
 pub struct Contact {
-    /// Any answer from a monitor (accepted or not: the control plane answered).
-    pub last_control_ms: AtomicU64,
-    /// A TCP connection to one of the primary's replicas.
-    pub last_replica_ms: AtomicU64,
-    /// When this agent fenced its mysqld itself; 0 = never.
+    start: Instant,
+    /// An accepted heartbeat answer (the lease).
+    pub last_lease_ms: AtomicU64,
+    /// A round of checks that reached every replica's agent.
+    pub last_all_replicas_ms: AtomicU64,
+    /// When this agent fenced its mysqld itself, ms since the Unix epoch; 0 = never.
     pub fenced_at_ms: AtomicU64,
+    /// The other hosts' agent addresses, as registered in ZooKeeper.
+    pub peers: Mutex<Vec<String>>,
 }
 
 impl Contact {
     /// Starting counts as contact: a fresh agent gets the full bound.
     pub fn new() -> Self {
-        let now = now_ms() as u64;
         Self {
-            last_control_ms: AtomicU64::new(now),
-            last_replica_ms: AtomicU64::new(now),
+            start: Instant::now(),
+            last_lease_ms: AtomicU64::new(0),
+            last_all_replicas_ms: AtomicU64::new(0),
             fenced_at_ms: AtomicU64::new(0),
+            peers: Mutex::new(Vec::new()),
         }
     }
 
-    pub fn control_answered(&self) {
-        self.last_control_ms
-            .store(now_ms() as u64, Ordering::SeqCst);
+    /// Now on the monotonic clock.
+    pub fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    pub fn lease_renewed(&self) {
+        self.last_lease_ms.store(self.now(), Ordering::SeqCst);
+    }
+
+    pub fn set_peers(&self, peers: Vec<String>) {
+        if let Ok(mut p) = self.peers.lock() {
+            *p = peers;
+        }
+    }
+
+    fn peers(&self) -> Vec<String> {
+        self.peers.lock().map(|p| p.clone()).unwrap_or_default()
     }
 }
 
@@ -56,7 +82,6 @@ pub async fn run(
     every: Duration,
     cancel: CancellationToken,
 ) {
-    let mut replicas: Vec<Endpoint> = Vec::new();
     let mut ticker = tokio::time::interval(every);
     loop {
         tokio::select! {
@@ -68,46 +93,65 @@ pub async fn run(
         if !writable_primary {
             continue;
         }
-        let seen: Vec<Endpoint> = snap
-            .replicas
-            .iter()
-            .filter_map(|r| r.endpoint.clone())
-            .collect();
-        if !seen.is_empty() {
-            replicas = seen;
+        let mut targets = contact.peers();
+        if targets.is_empty() {
+            // No registration read yet: the replicas the server reports (their mysqld).
+            targets = snap
+                .replicas
+                .iter()
+                .filter_map(|r| r.endpoint.as_ref())
+                .map(|e| format!("{}:{}", e.host, e.port))
+                .collect();
         }
-        let timeout = every.min(Duration::from_millis(500));
-        for r in &replicas {
-            let addr = format!("{}:{}", r.host, r.port);
-            if let Ok(Ok(_)) =
-                tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await
-            {
-                contact
-                    .last_replica_ms
-                    .store(now_ms() as u64, Ordering::SeqCst);
-                break;
-            }
+        let deadline = every.min(Duration::from_millis(500));
+        let checks = targets.iter().map(|addr| async move {
+            matches!(
+                tokio::time::timeout(deadline, tokio::net::TcpStream::connect(addr.as_str())).await,
+                Ok(Ok(_))
+            )
+        });
+        let results = futures_util::future::join_all(checks).await;
+        if reached_every_replica(&results) {
+            contact
+                .last_all_replicas_ms
+                .store(contact.now(), Ordering::SeqCst);
         }
-        let now = now_ms() as u64;
         let due = self_fence_due(
-            now,
+            contact.now(),
             true,
-            contact.last_control_ms.load(Ordering::SeqCst),
-            contact.last_replica_ms.load(Ordering::SeqCst),
+            contact.last_lease_ms.load(Ordering::SeqCst),
+            contact.last_all_replicas_ms.load(Ordering::SeqCst),
             bound_ms,
         );
-        if due {
-            match actions.fence_read_only().await {
-                Ok((killed, gtid)) => {
-                    contact.fenced_at_ms.store(now, Ordering::SeqCst);
-                    crate::metrics::SELF_FENCES.inc();
-                    tracing::error!(
-                        bound_ms, connections_killed = killed, gtid = %gtid,
-                        "isolated primary: no monitor and no replica reachable; fenced itself (read_only, clients killed)"
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(error = %e.message(), "isolated primary could not fence itself")
+        if !due {
+            continue;
+        }
+        let reached = results.iter().filter(|r| **r).count();
+        match actions.fence_read_only().await {
+            Ok(f) => {
+                contact
+                    .fenced_at_ms
+                    .store(now_ms() as u64, Ordering::SeqCst);
+                crate::metrics::SELF_FENCES.inc();
+                tracing::error!(
+                    bound_ms, connections_killed = f.killed, gtid = %f.gtid, not_running = f.not_running,
+                    replicas_reached = reached, replicas = targets.len(),
+                    "primary without a lease and out of reach of some replicas: fenced itself (clients killed, read_only)"
+                );
+            }
+            Err(e) => {
+                // It could not be made read-only: stop it rather than stay writable.
+                tracing::error!(error = %e.message(), "could not fence the isolated primary read-only: killing mysqld");
+                match actions.make_not_running().await {
+                    Ok(()) => {
+                        contact
+                            .fenced_at_ms
+                            .store(now_ms() as u64, Ordering::SeqCst);
+                        crate::metrics::SELF_FENCES.inc();
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e.message(), "isolated primary could not be fenced")
+                    }
                 }
             }
         }

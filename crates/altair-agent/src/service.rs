@@ -104,7 +104,7 @@ impl Agent for AgentService {
     ) -> Result<Response<FenceResponse>, Status> {
         let req = request.into_inner();
         self.actions.check_epoch(req.epoch)?;
-        let (connections_killed, gtid_executed) = match FenceMode::try_from(req.mode) {
+        let fenced = match FenceMode::try_from(req.mode) {
             Ok(FenceMode::ReadOnly) => self.actions.fence_read_only().await?,
             Ok(FenceMode::StopMysqld) => self.actions.stop_mysqld().await?,
             _ => {
@@ -114,11 +114,17 @@ impl Agent for AgentService {
                 )));
             }
         };
-        tracing::warn!(epoch = req.epoch, failover_id = %req.failover_id, connections_killed, "mysqld fenced");
+        let outcome = if fenced.not_running {
+            FenceOutcome::NotRunning
+        } else {
+            FenceOutcome::ReadOnly
+        };
+        tracing::warn!(epoch = req.epoch, failover_id = %req.failover_id, connections_killed = fenced.killed, outcome = outcome.as_str_name(), "mysqld fenced");
         self.actions.reprobe.notify_one();
         Ok(Response::new(FenceResponse {
-            connections_killed,
-            gtid_executed,
+            connections_killed: fenced.killed,
+            gtid_executed: fenced.gtid,
+            outcome: outcome as i32,
         }))
     }
 

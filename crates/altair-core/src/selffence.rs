@@ -14,20 +14,32 @@
 /// Slack for clock skew between hosts and for the network round trip.
 pub const SELF_FENCE_MARGIN_MS: u64 = 1_000;
 
-/// Should a primary's agent fence its mysqld now? Only a writable primary that has heard
-/// from no monitor and reached no replica for `bound_ms` does: it is isolated, and the
-/// control plane may already be failing it over. A primary that still reaches a monitor
-/// or a replica stays writable (losing ZooKeeper alone never fences).
+/// Should a primary's agent fence its mysqld now? The rule that covers every partition
+/// (DESIGN §6): a writable primary stays writable only while it holds a control-plane
+/// *lease* — an accepted heartbeat answer from the monitor that owns its cluster (only a
+/// monitor with a ZooKeeper session accepts) — or reaches *every* replica's agent
+/// (Patroni's failsafe rule: no replica can then be promoted behind its back). When it
+/// has had neither for `bound_ms`, it fences. Rows 3 (replicas cut: lease held) and 4a
+/// (monitors cut: every replica reached) keep it writable; a primary cut off with only
+/// some of its replicas fences, so the majority side may promote after the bound.
+///
+/// `last_lease_ms` and `last_all_replicas_ms` are on the agent's monotonic clock.
 pub fn self_fence_due(
     now_ms: u64,
     writable_primary: bool,
-    last_control_ms: u64,
-    last_replica_ms: u64,
+    last_lease_ms: u64,
+    last_all_replicas_ms: u64,
     bound_ms: u64,
 ) -> bool {
     writable_primary
-        && now_ms.saturating_sub(last_control_ms) >= bound_ms
-        && now_ms.saturating_sub(last_replica_ms) >= bound_ms
+        && now_ms.saturating_sub(last_lease_ms) >= bound_ms
+        && now_ms.saturating_sub(last_all_replicas_ms) >= bound_ms
+}
+
+/// Did one round of checks reach every replica? An empty list of known replicas never
+/// counts as "every replica" (a primary that knows none cannot claim the failsafe).
+pub fn reached_every_replica(results: &[bool]) -> bool {
+    !results.is_empty() && results.iter().all(|r| *r)
 }
 
 /// The earliest time the orchestrator may promote another host when it could not fence
@@ -49,15 +61,28 @@ mod tests {
         );
         assert!(
             !self_fence_due(20_000, true, 15_000, 0, 10_000),
-            "still hears a monitor"
+            "still holds the lease"
         );
         assert!(
             !self_fence_due(20_000, true, 0, 15_000, 10_000),
-            "still reaches a replica"
+            "still reaches every replica"
         );
         assert!(
             !self_fence_due(20_000, false, 0, 0, 10_000),
             "a replica or read-only server"
+        );
+    }
+
+    #[test]
+    fn some_replicas_are_not_every_replica() {
+        assert!(reached_every_replica(&[true, true]));
+        assert!(
+            !reached_every_replica(&[true, false]),
+            "a primary cut off with one of two replicas"
+        );
+        assert!(
+            !reached_every_replica(&[]),
+            "knowing no replica is no failsafe"
         );
     }
 

@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use altair_core::failover::{Journal, Stage, Step, Verdict, failover_blocked, verdict};
+use altair_core::failover::{
+    Journal, LastVerify, Stage, Step, Verdict, failover_blocked, health_fingerprint, verdict,
+    verify_due,
+};
 use altair_core::health::Health;
 use altair_core::registry::{ClusterState, FailoverAudit, MonitorRecord, to_json};
 use altair_core::topology::{HostView, infer_roles};
@@ -52,7 +55,7 @@ pub async fn lead(ctx: Ctx, me: MonitorRecord, cancel: CancellationToken) -> Res
         .register_ephemeral(&ctx.zk.layout().leader(), &to_json(&me))
         .await?;
     tracing::warn!(orchestrator = %me.id, "elected leader");
-    let mut alive_seen: HashMap<String, u64> = HashMap::new();
+    let mut alive_seen: HashMap<String, LastVerify> = HashMap::new();
     let mut tending = Tending::default();
     loop {
         let clusters = ctx.zk.children(&ctx.zk.layout().clusters()).await?;
@@ -81,7 +84,7 @@ pub async fn lead(ctx: Ctx, me: MonitorRecord, cancel: CancellationToken) -> Res
 async fn pass(
     ctx: &Ctx,
     cluster: &ClusterName,
-    alive_seen: &mut HashMap<String, u64>,
+    alive_seen: &mut HashMap<String, LastVerify>,
     tending: &mut Tending,
 ) -> Result<(), ZkError> {
     let view = ClusterView::load(&ctx.zk, cluster).await?;
@@ -125,14 +128,43 @@ async fn pass(
         }
         return Ok(());
     }
-    // Verify once per health transition of the primary.
-    if alive_seen.get(cluster.as_str()) == Some(&health.since_unix_ms) {
+    // Verify once per health transition of the primary, again while it stays unhealthy,
+    // and at once when any host's health changes.
+    let fingerprint = health_fingerprint(
+        view.health
+            .iter()
+            .map(|(n, h)| (n.as_str(), h.health.as_str(), h.since_unix_ms)),
+    );
+    if !verify_due(
+        now,
+        health.since_unix_ms,
+        fingerprint,
+        alive_seen.get(cluster.as_str()),
+        ctx.config.orchestrator.reverify_interval_ms,
+    ) {
         return Ok(());
     }
+    let first = alive_seen
+        .get(cluster.as_str())
+        .is_none_or(|l| l.since_ms != health.since_unix_ms);
     let verify_started = now_ms();
+    let last = LastVerify {
+        since_ms: health.since_unix_ms,
+        at_ms: verify_started,
+        fingerprint,
+    };
     match verify(ctx, &view, &primary).await {
+        Verdict::Inconclusive { unknown } => {
+            alive_seen.insert(cluster.to_string(), last);
+            tracing::warn!(cluster = %cluster, primary = %primary, unknown = ?unknown, "primary reported {} but no replica's agent answered: cannot tell, verifying again", health.health);
+            Ok(())
+        }
         Verdict::Alive { seen_by } => {
-            alive_seen.insert(cluster.to_string(), health.since_unix_ms);
+            alive_seen.insert(cluster.to_string(), last);
+            if !first {
+                tracing::info!(cluster = %cluster, primary = %primary, seen_by = %seen_by, "re-verified: still reachable");
+                return Ok(());
+            }
             tracing::warn!(cluster = %cluster, primary = %primary, seen_by = %seen_by, "primary reported {} but is reachable: no failover", health.health);
             let audit = audit_only(
                 cluster,
@@ -150,7 +182,10 @@ async fn pass(
             .await?;
             Ok(())
         }
-        Verdict::Dead => {
+        Verdict::Dead { unknown } => {
+            if !unknown.is_empty() {
+                tracing::warn!(cluster = %cluster, primary = %primary, unknown = ?unknown, "replicas whose agent did not answer count as unknown");
+            }
             let verified = now_ms();
             let journal = Journal::new(
                 failover_id(),
@@ -193,7 +228,7 @@ async fn pass(
 /// DESIGN §3: alive if the orchestrator or any replica (through its agent) reaches it.
 pub(crate) async fn verify(ctx: &Ctx, view: &ClusterView, primary: &str) -> Verdict {
     let Some(p) = view.hosts.get(primary) else {
-        return Verdict::Dead;
+        return Verdict::Dead { unknown: vec![] };
     };
     let timeout = Duration::from_millis(ctx.config.orchestrator.verify_timeout_ms);
     let per_check = timeout.mul_f64(0.8);
@@ -211,19 +246,21 @@ pub(crate) async fn verify(ctx: &Ctx, view: &ClusterView, primary: &str) -> Verd
         .map(|(n, h)| {
             let (name, address, target) = (n.clone(), h.agent.clone(), target.clone());
             async move {
+                // None: the agent did not answer (unknown, not "cannot reach").
                 let reached = async {
                     let mut a = agent(&address, per_check).await.ok()?;
+                    // The agent's own check ends well inside the RPC's deadline, so a
+                    // primary that hangs reads as "cannot reach", not as a silent agent.
                     let r = a
                         .check_reachability(CheckReachabilityRequest {
                             target,
-                            timeout_ms: per_check.as_millis() as u32,
+                            timeout_ms: (per_check.as_millis() as u32 * 7 / 10).max(1),
                         })
                         .await
                         .ok()?;
                     Some(r.into_inner().reachable)
                 }
-                .await
-                .unwrap_or(false);
+                .await;
                 (name, reached)
             }
         });
@@ -235,7 +272,14 @@ pub(crate) async fn verify(ctx: &Ctx, view: &ClusterView, primary: &str) -> Verd
             }
             verdict(mine, &checks)
         }
-        Err(_) => Verdict::Dead,
+        Err(_) => Verdict::Inconclusive {
+            unknown: view
+                .hosts
+                .keys()
+                .filter(|n| n.as_str() != primary)
+                .cloned()
+                .collect(),
+        },
     }
 }
 

@@ -45,6 +45,11 @@ pub struct OrchestratorSection {
     /// Upper bound for verifying that a primary is really down.
     #[serde(default = "default_verify_timeout_ms")]
     pub verify_timeout_ms: u64,
+    /// While the primary stays reported unreachable or mysql_down after a verification
+    /// found it alive (or could not tell), it is verified again this often — and at once
+    /// when any host's health changes.
+    #[serde(default = "default_reverify_interval_ms")]
+    pub reverify_interval_ms: u64,
     /// No automatic failover of a cluster within this period after its last one.
     #[serde(default = "default_block_period_s")]
     pub failover_block_period_s: u64,
@@ -149,6 +154,9 @@ fn default_hook_timeout_ms() -> u64 {
     10_000
 }
 
+fn default_reverify_interval_ms() -> u64 {
+    2_000
+}
 fn default_verify_timeout_ms() -> u64 {
     2_000
 }
@@ -207,6 +215,12 @@ impl Validate for OrchestratorConfig {
             "orchestrator.verify_timeout_ms",
             o.verify_timeout_ms,
             100..=60_000,
+        );
+        check_ms(
+            p,
+            "orchestrator.reverify_interval_ms",
+            o.reverify_interval_ms,
+            100..=600_000,
         );
         p.check(
             o.failover_block_period_s <= 7 * 24 * 3600,

@@ -9,4 +9,6 @@ mod verify;
 
 pub use candidate::{Candidate, CandidateRules, Refusal, choose};
 pub use journal::{Journal, Kind, Stage, Step};
-pub use verify::{BlockReason, Verdict, failover_blocked, verdict};
+pub use verify::{
+    BlockReason, LastVerify, Verdict, failover_blocked, health_fingerprint, verdict, verify_due,
+};

@@ -7,25 +7,81 @@ use serde::{Deserialize, Serialize};
 pub enum Verdict {
     /// Someone can still connect to it: no failover.
     Alive { seen_by: String },
-    /// Neither the orchestrator nor any replica could connect.
-    Dead,
+    /// Neither the orchestrator nor any replica that answered could connect, and at
+    /// least one replica answered (or there is none). Replicas whose agent did not
+    /// answer are listed: they are unknown, not evidence.
+    Dead { unknown: Vec<String> },
+    /// The orchestrator could not connect and no replica's agent answered: nothing says
+    /// the primary is dead (it may be cut off together with its replicas). Asked again
+    /// at the next verification.
+    Inconclusive { unknown: Vec<String> },
 }
 
 /// The primary is alive if the orchestrator itself or at least one replica (through its
-/// agent) can connect to it. `replica_checks` are `(replica, reached)`; an agent that did
-/// not answer counts as "could not reach".
-pub fn verdict(orchestrator_reached: bool, replica_checks: &[(String, bool)]) -> Verdict {
+/// agent) can connect to it. `replica_checks` are `(replica, Some(reached))`, or `None`
+/// when that replica's agent did not answer — unknown, never "could not reach".
+pub fn verdict(orchestrator_reached: bool, replica_checks: &[(String, Option<bool>)]) -> Verdict {
     if orchestrator_reached {
         return Verdict::Alive {
             seen_by: "orchestrator".into(),
         };
     }
-    match replica_checks.iter().find(|(_, reached)| *reached) {
-        Some((replica, _)) => Verdict::Alive {
+    if let Some((replica, _)) = replica_checks.iter().find(|(_, r)| *r == Some(true)) {
+        return Verdict::Alive {
             seen_by: replica.clone(),
-        },
-        None => Verdict::Dead,
+        };
     }
+    let unknown: Vec<String> = replica_checks
+        .iter()
+        .filter(|(_, r)| r.is_none())
+        .map(|(n, _)| n.clone())
+        .collect();
+    if !replica_checks.is_empty() && unknown.len() == replica_checks.len() {
+        Verdict::Inconclusive { unknown }
+    } else {
+        Verdict::Dead { unknown }
+    }
+}
+
+/// The last verification of a cluster's unhealthy primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastVerify {
+    /// The health transition it was made for.
+    pub since_ms: u64,
+    pub at_ms: u64,
+    /// The cluster's health as it was then (see `health_fingerprint`).
+    pub fingerprint: u64,
+}
+
+/// Verify (again) now? Once per health transition of the primary, again at every
+/// `interval_ms` while it stays unhealthy ("verified alive once" is not "alive
+/// forever"), and at once when any host's health changed since.
+pub fn verify_due(
+    now_ms: u64,
+    since_ms: u64,
+    fingerprint: u64,
+    last: Option<&LastVerify>,
+    interval_ms: u64,
+) -> bool {
+    match last {
+        None => true,
+        Some(l) => {
+            l.since_ms != since_ms
+                || l.fingerprint != fingerprint
+                || now_ms >= l.at_ms.saturating_add(interval_ms)
+        }
+    }
+}
+
+/// A fingerprint of every host's `(name, health, since)`: it changes whenever any agent's
+/// report changes what its monitor published.
+pub fn health_fingerprint<'a>(hosts: impl IntoIterator<Item = (&'a str, &'a str, u64)>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut all: Vec<_> = hosts.into_iter().collect();
+    all.sort();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    all.hash(&mut h);
+    h.finish()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,14 +124,68 @@ mod tests {
     #[test]
     fn alive_if_anyone_reaches_it() {
         assert_eq!(
-            verdict(false, &[("db2".into(), false), ("db3".into(), true)]),
+            verdict(
+                false,
+                &[("db2".into(), Some(false)), ("db3".into(), Some(true))]
+            ),
             Verdict::Alive {
                 seen_by: "db3".into()
             }
         );
         assert!(matches!(verdict(true, &[]), Verdict::Alive { .. }));
-        assert_eq!(verdict(false, &[("db2".into(), false)]), Verdict::Dead);
-        assert_eq!(verdict(false, &[]), Verdict::Dead);
+        assert_eq!(
+            verdict(false, &[("db2".into(), Some(false))]),
+            Verdict::Dead { unknown: vec![] }
+        );
+        assert_eq!(verdict(false, &[]), Verdict::Dead { unknown: vec![] });
+    }
+
+    #[test]
+    fn a_silent_replica_is_unknown_not_evidence() {
+        // The primary and db2 cut off together: db2's agent does not answer.
+        assert_eq!(
+            verdict(false, &[("db2".into(), None), ("db3".into(), Some(false))]),
+            Verdict::Dead {
+                unknown: vec!["db2".into()]
+            }
+        );
+        assert_eq!(
+            verdict(false, &[("db2".into(), None), ("db3".into(), None)]),
+            Verdict::Inconclusive {
+                unknown: vec!["db2".into(), "db3".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn verification_is_repeated_while_the_primary_stays_unhealthy() {
+        let last = LastVerify {
+            since_ms: 100,
+            at_ms: 1_000,
+            fingerprint: 7,
+        };
+        assert!(verify_due(1_000, 100, 7, None, 2_000), "first time");
+        assert!(
+            !verify_due(2_999, 100, 7, Some(&last), 2_000),
+            "within the interval"
+        );
+        assert!(
+            verify_due(3_000, 100, 7, Some(&last), 2_000),
+            "the interval passed"
+        );
+        assert!(
+            verify_due(1_001, 200, 7, Some(&last), 2_000),
+            "a new transition"
+        );
+        assert!(
+            verify_due(1_001, 100, 8, Some(&last), 2_000),
+            "another host changed"
+        );
+        let a = health_fingerprint([("db1", "unreachable", 5), ("db2", "healthy", 1)]);
+        let b = health_fingerprint([("db2", "healthy", 1), ("db1", "unreachable", 5)]);
+        let c = health_fingerprint([("db2", "replication_broken", 9), ("db1", "unreachable", 5)]);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
     }
 
     #[test]

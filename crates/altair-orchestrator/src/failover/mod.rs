@@ -130,9 +130,23 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                             )
                         })?
                         .into_inner();
+                    let how = match FenceOutcome::try_from(r.outcome) {
+                        Ok(FenceOutcome::NotRunning) => "mysqld not running".to_owned(),
+                        Ok(FenceOutcome::ReadOnly) => format!(
+                            "read_only, {} client connections killed",
+                            r.connections_killed
+                        ),
+                        // An agent that does not say what it achieved did not fence.
+                        _ => {
+                            return Err(format!(
+                                "the agent of {} answered the fence without an outcome",
+                                j.old_primary
+                            ));
+                        }
+                    };
                     j.notes.push(format!(
-                        "{} fenced through its agent ({} client connections killed)",
-                        j.old_primary, r.connections_killed
+                        "{} fenced through its agent ({how})",
+                        j.old_primary
                     ));
                     j.fenced_gtid = r.gtid_executed;
                 }

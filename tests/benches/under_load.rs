@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use altair_e2e::ops::{create_workload_table, ctl, history_with, host_index, ids_on, workload};
+use altair_e2e::ops::{
+    create_workload_table, ctl, history_with, host_index, ids_on, kill_mysqld, workload,
+};
 use altair_e2e::sysbench::Target;
 use altair_e2e::world::World;
 use altair_testkit::fleet::FleetTiming;
@@ -77,15 +79,6 @@ async fn until_writable(w: &World, old: Ipv4Addr, started: Instant) -> Duration 
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-}
-
-fn kill_mysqld(w: &World, i: usize) {
-    let pid = w.cluster.instance(i).pid().expect("pid");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill -9");
 }
 
 struct Crash {

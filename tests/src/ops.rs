@@ -86,6 +86,18 @@ pub async fn workload_from(
     acked
 }
 
+/// Sends `sig` to instance `i`'s mysqld (SIGKILL: a crash with the host up; SIGSTOP: a
+/// freeze).
+pub fn signal_mysqld(w: &World, i: usize, sig: nix::sys::signal::Signal) -> nix::Result<()> {
+    let pid = w.cluster.instance(i).pid().expect("mysqld pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
+}
+
+/// `kill -9` of instance `i`'s mysqld.
+pub fn kill_mysqld(w: &World, i: usize) {
+    signal_mysqld(w, i, nix::sys::signal::Signal::SIGKILL).expect("kill -9");
+}
+
 pub async fn ids_on(w: &World, i: usize) -> BTreeSet<u64> {
     let mut c = w.cluster.admin_conn(i).await.expect("admin");
     query_maps(&mut c, "SELECT id FROM app.w")

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use altair_e2e::ops::{create_workload_table, host_index, monitor_endpoints, wait_dns_moved};
+use altair_e2e::ops::{
+    create_workload_table, host_index, monitor_endpoints, signal_mysqld, wait_dns_moved,
+};
 use altair_e2e::world::World;
 use altair_testkit::checker::{ReadOnlySampler, judge};
 use mysql_async::prelude::Queryable;
@@ -63,11 +65,6 @@ async fn dns_moved_or_logs(
     }
 }
 
-fn signal(w: &World, i: usize, sig: nix::sys::signal::Signal) -> nix::Result<()> {
-    let pid = w.cluster.instance(i).pid().expect("pid");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_primary_cut_off_with_one_replica_fences_before_the_majority_promotes() {
     let w = start().await;
@@ -118,7 +115,7 @@ async fn monitors_cut_from_the_primary_then_its_mysqld_killed_fails_over() {
     assert_eq!(w.status().await.expect("status").clusters[0].epoch, Some(1));
     // Now the primary really dies; its agent cannot tell the monitors.
     let killed = Instant::now();
-    signal(&w, 0, nix::sys::signal::Signal::SIGKILL).expect("kill -9");
+    signal_mysqld(&w, 0, nix::sys::signal::Signal::SIGKILL).expect("kill -9");
     let interval = Duration::from_millis(2_000);
     let (_, took) = wait_dns_moved(&w, old_ip, 3 * interval + Duration::from_secs(2)).await;
     eprintln!(
@@ -139,7 +136,7 @@ async fn a_frozen_primary_that_resumes_acknowledges_no_write() {
         .query_drop("INSERT INTO w (id) VALUES (1)")
         .await
         .expect("write before the freeze");
-    signal(&w, 0, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    signal_mysqld(&w, 0, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
     let (new_ip, took) = dns_moved_or_logs(&w, old_ip, Duration::from_secs(40)).await;
     eprintln!("frozen primary: DNS moved after {took:?}");
     let new = host_index(&w, new_ip);
@@ -152,7 +149,7 @@ async fn a_frozen_primary_that_resumes_acknowledges_no_write() {
         .await
         .expect("the new primary takes a write");
     // The old one resumes (if it still exists): its pooled connection must not commit.
-    let _ = signal(&w, 0, nix::sys::signal::Signal::SIGCONT);
+    let _ = signal_mysqld(&w, 0, nix::sys::signal::Signal::SIGCONT);
     let late = tokio::time::timeout(
         Duration::from_secs(5),
         pooled.query_drop("INSERT INTO w (id) VALUES (3)"),

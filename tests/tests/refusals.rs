@@ -104,6 +104,10 @@ async fn a_switchover_whose_candidate_cannot_catch_up_is_rolled_back() {
         .await
         .expect("insert");
     drop(app);
+    // Its IO thread reconnects after the CHANGE MASTER: a switchover asked in that instant
+    // would be refused for a replication_broken candidate, not rolled back.
+    w.wait_health(&db2, "healthy", Duration::from_secs(10))
+        .await;
 
     let record = ctl_json(&w, &["--json", "switchover", "c1", "--to", &db2], 1);
     assert_eq!(record["outcome"], "failed", "{record}");

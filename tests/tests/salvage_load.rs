@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use altair_e2e::ops::{history_with, host_index, wait_dns_moved};
+use altair_e2e::ops::{history_with, host_index, kill_mysqld, wait_dns_moved};
 use altair_e2e::world::World;
 use altair_testkit::mariadb::sql::{query_maps, query_value};
 use mysql_async::prelude::Queryable;
@@ -56,15 +56,6 @@ async fn big_ids_on(w: &World, i: usize) -> BTreeSet<u64> {
         .iter()
         .filter_map(|r| r["id"].as_deref().and_then(|v| v.parse().ok()))
         .collect()
-}
-
-fn kill_mysqld(w: &World, i: usize) {
-    let pid = w.cluster.instance(i).pid().expect("pid");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill -9");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,10 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use altair_e2e::ops::{
-    create_workload_table, ctl, host_index, ids_on, monitor_endpoints, workload_from,
+    create_workload_table, ctl, host_index, ids_on, monitor_endpoints, signal_mysqld, workload_from,
 };
 use altair_e2e::world::World;
 use altair_testkit::checker::{Ack, ReadOnlySampler, judge};
+use nix::sys::signal::Signal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -43,9 +44,14 @@ enum Fault {
     OrchestratorKilled,
     /// The primary's agent frozen (SIGSTOP) for a few seconds.
     PrimaryAgentFrozen,
+    /// The primary's mysqld frozen (SIGSTOP, a VM pause or a stalled host): its agent kills
+    /// it before anything is promoted; SIGCONT at the heal finds nothing to resume.
+    PrimaryMysqldFrozen,
+    /// Row 4a, then the primary's mysqld killed: re-verification must fail it over.
+    MonitorsCutThenPrimaryKilled,
 }
 
-const FAULTS: [Fault; 9] = [
+const FAULTS: [Fault; 11] = [
     Fault::PrimaryCutFromReplicas,
     Fault::MonitorsCutFromPrimaryAgent,
     Fault::ControlPlaneCutFromPrimary,
@@ -55,11 +61,19 @@ const FAULTS: [Fault; 9] = [
     Fault::MonitorKilled,
     Fault::OrchestratorKilled,
     Fault::PrimaryAgentFrozen,
+    Fault::PrimaryMysqldFrozen,
+    Fault::MonitorsCutThenPrimaryKilled,
 ];
 
 impl Fault {
     fn fails_over(self) -> bool {
-        matches!(self, Fault::PrimaryIsolated | Fault::PrimaryMysqldKilled)
+        matches!(
+            self,
+            Fault::PrimaryIsolated
+                | Fault::PrimaryMysqldKilled
+                | Fault::PrimaryMysqldFrozen
+                | Fault::MonitorsCutThenPrimaryKilled
+        )
     }
 }
 
@@ -223,6 +237,16 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
                     kill9(w.cluster.instance(replica).pid().expect("pid"))
                 }
                 Fault::PrimaryAgentFrozen => w.fleet.agents[p].pause().expect("SIGSTOP"),
+                Fault::PrimaryMysqldFrozen => {
+                    signal_mysqld(&w, p, Signal::SIGSTOP).expect("SIGSTOP")
+                }
+                Fault::MonitorsCutThenPrimaryKilled => {
+                    net.block_services(p, &monitor_endpoints(&w))
+                        .await
+                        .expect("block");
+                    tokio::time::sleep(hold).await;
+                    kill9(w.cluster.instance(p).pid().expect("pid"));
+                }
                 Fault::MonitorKilled | Fault::OrchestratorKilled => {}
             }
             if fault.fails_over() {
@@ -243,12 +267,19 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
             Fault::PrimaryCutFromReplicas
             | Fault::MonitorsCutFromPrimaryAgent
             | Fault::ControlPlaneCutFromPrimary
+            | Fault::MonitorsCutThenPrimaryKilled
             | Fault::PrimaryIsolated => net.heal(p).await.expect("heal"),
             Fault::PrimaryAgentFrozen => w.fleet.agents[p].resume().expect("SIGCONT"),
+            // Killed by its agent meanwhile: nothing to resume, usually.
+            Fault::PrimaryMysqldFrozen => {
+                let _ = signal_mysqld(&w, p, Signal::SIGCONT);
+            }
             _ => {}
         }
         match fault {
-            Fault::PrimaryMysqldKilled => w
+            Fault::PrimaryMysqldKilled
+            | Fault::PrimaryMysqldFrozen
+            | Fault::MonitorsCutThenPrimaryKilled => w
                 .cluster
                 .instance_mut(p)
                 .start()

@@ -271,19 +271,26 @@ impl Actions {
         let mut c = self.conn().await?;
         // Semi-sync: commits wait for a replica from the first one on.
         self.semi_sync_primary(&mut c, true).await?;
-        let stmts: &[&str] = match self.flavor() {
-            Flavor::MariaDb => &["STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL read_only=OFF"],
-            Flavor::Mysql => &[
-                "STOP REPLICA",
-                "RESET REPLICA ALL",
-                "SET GLOBAL super_read_only=OFF",
-                "SET GLOBAL read_only=OFF",
-            ],
+        let (stop, writable): (&[&str], &[&str]) = match self.flavor() {
+            Flavor::MariaDb => (
+                &["STOP SLAVE", "RESET SLAVE ALL"],
+                &["SET GLOBAL read_only=OFF"],
+            ),
+            Flavor::Mysql => (
+                &["STOP REPLICA", "RESET REPLICA ALL"],
+                &["SET GLOBAL super_read_only=OFF", "SET GLOBAL read_only=OFF"],
+            ),
         };
-        for sql in stmts {
+        for sql in stop {
             c.query_drop(*sql).await.map_err(mysql_err(sql))?;
         }
-        self.gtid_executed(&mut c).await
+        // The fork point is the position before the first write this server takes as the
+        // primary: read while it is still read-only.
+        let fork = self.gtid_executed(&mut c).await?;
+        for sql in writable {
+            c.query_drop(*sql).await.map_err(mysql_err(sql))?;
+        }
+        Ok(fork)
     }
 
     /// Replicate from `host:port` with GTID auto-positioning.

@@ -95,6 +95,7 @@ async fn pass(
         tracing::info!(cluster = %cluster, failover_id = %journal.id, step = journal.step.as_str(), "resuming failover from the journal");
         if let Err(e) = failover::run(ctx, &view, journal).await {
             tracing::error!(cluster = %cluster, error = %e, "failover step failed; will retry");
+            still_leader(ctx).await?;
         }
         return Ok(());
     }
@@ -219,9 +220,22 @@ async fn pass(
             let view = ClusterView::load(&ctx.zk, cluster).await?;
             if let Err(e) = failover::run(ctx, &view, journal).await {
                 tracing::error!(cluster = %cluster, error = %e, "failover step failed; will retry");
+                still_leader(ctx).await?;
             }
             Ok(())
         }
+    }
+}
+
+/// After a failed step: a deposed leader (its election node gone, its session expired)
+/// stops at once instead of driving agents alongside the new one.
+async fn still_leader(ctx: &Ctx) -> Result<(), ZkError> {
+    match ctx.write(&[]).await {
+        Err(e @ (ZkError::NotLeader { .. } | ZkError::SessionExpired { .. })) => {
+            tracing::error!(error = %e, "no longer the leader: stepping down mid-failover");
+            Err(e)
+        }
+        _ => Ok(()),
     }
 }
 

@@ -93,6 +93,22 @@ async fn the_primary_cut_off_with_one_replica_fences_before_the_majority_promote
     );
     net.heal(0).await.expect("heal");
     net.heal(1).await.expect("heal");
+    // After the heal both the old primary and the replica cut off with it (still fed by
+    // it) replicate from the new primary: nothing is left diverging.
+    w.wait_until(
+        "db1 and db2 replicate from db3",
+        Duration::from_secs(60),
+        |s| {
+            let c = &s.clusters[0];
+            c.needs_rejoin.is_empty()
+                && ["db1", "db2"].iter().all(|n| {
+                    c.hosts
+                        .iter()
+                        .any(|h| h.name == *n && h.replicates_from.as_deref() == Some("db3"))
+                })
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

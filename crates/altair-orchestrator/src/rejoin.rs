@@ -1,7 +1,10 @@
 //! Old primaries after a failover (DESIGN §6): one that comes back writable is fenced
 //! again; one that comes back with nothing the cluster lacks is re-attached as a replica
 //! (`orchestrator.auto_rejoin`); one with errant transactions is reported and left out
-//! until an operator forces it (`altairctl rejoin HOST --force`).
+//! until an operator forces it (`altairctl rejoin HOST --force`). A replica still
+//! replicating from an old primary (it was cut off with it when the others were
+//! repointed) is queued the same way, with the same fork point: it rejoins when clean, and
+//! is reported with its errant GTIDs otherwise — never left diverging silently.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -32,6 +35,8 @@ impl Tending {
         let Some((state, version)) = view.state.clone() else {
             return;
         };
+        // A replica fed by an old primary exists only while one waits for rejoin (its
+        // fork point is what that replica is judged by): nothing to tend otherwise.
         if state.needs_rejoin.is_empty() || view.journal.is_some() {
             return;
         }
@@ -48,6 +53,10 @@ impl Tending {
 }
 
 async fn tend(ctx: &Ctx, view: &ClusterView, state: ClusterState, version: i32) {
+    // Before any old primary rejoins (and its fork point goes): replicas still fed by it.
+    if queue_stray_replicas(ctx, view, &state, version).await {
+        return; // the state changed: the next round reads it afresh
+    }
     for name in state.needs_rejoin.clone() {
         let Some(status) = status_of(view, &name).await else {
             continue;
@@ -69,6 +78,62 @@ async fn tend(ctx: &Ctx, view: &ClusterView, state: ClusterState, version: i32) 
             }
         }
     }
+}
+
+/// Queues for rejoin every replica that replicates from an old primary waiting for rejoin
+/// (not from the primary): true when the state was changed.
+async fn queue_stray_replicas(
+    ctx: &Ctx,
+    view: &ClusterView,
+    state: &ClusterState,
+    version: i32,
+) -> bool {
+    let Some(primary) = state.primary.as_ref() else {
+        return false;
+    };
+    let mut s = state.clone();
+    for (name, _) in view.hosts.iter() {
+        if name == primary || state.needs_rejoin.contains(name) {
+            continue;
+        }
+        let Some(snap) = status_of(view, name)
+            .await
+            .and_then(|st| st.snapshot)
+            .filter(|sn| sn.reachable)
+        else {
+            continue;
+        };
+        let Some(source) = snap.source_address() else {
+            continue;
+        };
+        let fed_by = view
+            .hosts
+            .iter()
+            .find(|(n, h)| h.mysql == source && state.needs_rejoin.contains(*n))
+            .map(|(n, _)| n.clone());
+        let Some((old, fork)) =
+            fed_by.and_then(|o| state.rejoin_fork.get(&o).cloned().map(|f| (o, f)))
+        else {
+            continue;
+        };
+        tracing::warn!(cluster = %view.name, host = %name, old_primary = %old, "replica still replicates from an old primary: queued for rejoin with its fork point");
+        s.needs_rejoin.push(name.clone());
+        s.rejoin_fork.insert(name.clone(), fork);
+    }
+    if s.needs_rejoin.len() == state.needs_rejoin.len() {
+        return false;
+    }
+    let written = ctx
+        .write(&[Op::Set {
+            path: ctx.zk.layout().cluster_state(&view.name),
+            data: to_json(&s),
+            version: Some(version),
+        }])
+        .await;
+    if let Err(e) = written {
+        tracing::warn!(cluster = %view.name, error = %e, "stray replicas not queued (retried)");
+    }
+    true
 }
 
 async fn status_of(view: &ClusterView, name: &str) -> Option<StatusResponse> {

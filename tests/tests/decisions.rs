@@ -186,3 +186,38 @@ async fn a_frozen_primary_that_resumes_acknowledges_no_write() {
         .expect("count");
     assert_eq!(n, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_out_of_connections_keeps_serving_and_is_not_failed_over() {
+    let w = start().await;
+    create_workload_table(&w).await;
+    let old_ip = w.net.as_ref().expect("net").host(0).ip;
+    // Fill max_connections (300) with the application's connections; a new one is
+    // refused ("Too many connections"), the open ones keep working.
+    let mut held = Vec::new();
+    loop {
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            mysql_async::Conn::new(w.app_opts(old_ip)),
+        )
+        .await
+        {
+            Ok(Ok(c)) => held.push(c),
+            _ => break,
+        }
+        assert!(held.len() <= 400, "max_connections never reached");
+    }
+    eprintln!(
+        "{} application connections open; the next one was refused",
+        held.len()
+    );
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    // No failover: the primary still serves its clients, the DNS name and epoch stay.
+    assert_eq!(w.primary_dns().await, vec![old_ip]);
+    assert_eq!(w.status().await.expect("status").clusters[0].epoch, Some(1));
+    held[0]
+        .query_drop("INSERT INTO w (id) VALUES (1)")
+        .await
+        .expect("an open connection still writes");
+    drop(held);
+}

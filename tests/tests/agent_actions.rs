@@ -111,6 +111,7 @@ async fn salvage_promote_and_repoint_through_the_agents_lose_nothing() {
         epoch,
         mode: FenceMode::ReadOnly as i32,
         failover_id: "t".into(),
+        allow_kill: true,
     })
     .await
     .expect("fence a dead mysqld");

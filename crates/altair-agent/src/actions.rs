@@ -110,10 +110,16 @@ impl Actions {
     /// at once and its client never gets an acknowledgement. The read_only wait is bounded
     /// and retried, killing again in between; clients that connected meanwhile are killed
     /// once it is set.
-    pub async fn fence_read_only(&self) -> Result<Fenced, Status> {
+    pub async fn fence_read_only(&self, allow_kill: bool) -> Result<Fenced, Status> {
         let mut c = match self.conn().await {
             Ok(c) => c,
-            Err(e) => return self.not_running_after(e).await,
+            Err(e) if allow_kill => return self.not_running_after(e).await,
+            Err(e) => {
+                return Err(Status::unavailable(format!(
+                    "not fenced: {} (a planned switchover never kills mysqld)",
+                    e.message()
+                )));
+            }
         };
         let mut killed = self.kill_clients(&mut c).await?;
         c.query_drop("SET SESSION lock_wait_timeout = 1")
@@ -142,7 +148,7 @@ impl Actions {
 
     /// mysqld did not answer: fenced only once it is provably not running.
     async fn not_running_after(&self, connect_error: Status) -> Result<Fenced, Status> {
-        match self.make_not_running().await {
+        match self.make_not_running(std::time::Duration::ZERO).await {
             Ok(()) => Ok(Fenced {
                 not_running: true,
                 ..Fenced::default()
@@ -196,8 +202,10 @@ impl Actions {
         c.query_drop("SHUTDOWN")
             .await
             .map_err(mysql_err("shut mysqld down"))?;
-        // Fenced once it is gone, not when it was asked to go.
-        self.make_not_running().await?;
+        // Fenced once it is gone, not when it was asked to go: a clean shutdown gets its
+        // time before anything is killed.
+        self.make_not_running(std::time::Duration::from_secs(30))
+            .await?;
         Ok(Fenced {
             killed: 0,
             gtid,

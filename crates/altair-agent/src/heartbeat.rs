@@ -98,6 +98,9 @@ impl Heartbeater {
                 interval_ms: self.interval.as_millis() as u32,
             };
             let timeout = self.interval.min(Duration::from_secs(2));
+            // The lease runs from the send, not the answer: a slow answer must not
+            // stretch it past what the monitor saw.
+            let sent = self.contact.now();
             let answer = tokio::time::timeout(timeout, t.client.heartbeat(request)).await;
             // Only an accepted answer is the lease: a monitor that does not own the
             // cluster (or has no ZooKeeper session, so owns nothing) answers but does not
@@ -105,7 +108,7 @@ impl Heartbeater {
             if let Ok(Ok(resp)) = &answer
                 && resp.get_ref().accepted
             {
-                self.contact.lease_renewed();
+                self.contact.lease_renewed_at(sent);
             }
             let result = match &answer {
                 Ok(Ok(resp)) if resp.get_ref().accepted => "accepted",

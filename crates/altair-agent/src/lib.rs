@@ -57,12 +57,22 @@ async fn follow_peers(
 ) -> Result<(), altair_zk::ZkError> {
     let l = zk.layout().clone();
     loop {
+        // Old primaries waiting for rejoin are no replicas of this one (and may be dead
+        // hardware): they never count in "every replica".
+        let waiting = zk
+            .get_record::<altair_core::registry::ClusterState>(
+                "cluster state",
+                &l.cluster_state(cluster),
+            )
+            .await?
+            .map(|s| s.needs_rejoin)
+            .unwrap_or_default();
         let mut peers = Vec::new();
         for name in zk.children(&l.hosts(cluster)).await? {
             let Ok(h) = altair_core::HostName::new(name) else {
                 continue;
             };
-            if h == *me {
+            if h == *me || waiting.iter().any(|w| w == h.as_str()) {
                 continue;
             }
             if let Some(r) = zk

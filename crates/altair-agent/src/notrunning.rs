@@ -29,29 +29,40 @@ fn running(pid: i32) -> bool {
 }
 
 impl Actions {
+    /// Is the local mysqld's port refusing connections (nothing listens)? On its own
+    /// host that is proof it does not run; a timeout proves nothing.
+    async fn port_refused(&self) -> bool {
+        let addr = format!("{}:{}", self.host, self.port);
+        matches!(
+            tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(&addr)).await,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused
+        )
+    }
+
     /// Ensures the local mysqld is not running: `Ok` when it is gone (it was not running,
-    /// or it was killed and went away); an error when that cannot be established.
-    pub async fn make_not_running(&self) -> Result<(), Status> {
-        let pid_file = self
-            .facts
-            .lock()
-            .ok()
-            .and_then(|f| f.pid_file.clone())
-            .ok_or_else(|| {
-                Status::unavailable(
-                    "mysqld does not answer and its pid file is unknown (never probed): cannot tell whether it runs",
-                )
-            })?;
-        let pid = match std::fs::read_to_string(&pid_file) {
-            Ok(text) => text.trim().parse::<i32>().map_err(|_| {
-                Status::unavailable(format!(
-                    "{pid_file} holds no pid: cannot tell whether mysqld runs"
+    /// it stopped within `grace`, or it was killed and went away); an error when that
+    /// cannot be established. Without a pid to check, only a port that refuses
+    /// connections counts as "not running".
+    pub async fn make_not_running(&self, grace: Duration) -> Result<(), Status> {
+        let pid_file = self.facts.lock().ok().and_then(|f| f.pid_file.clone());
+        let pid = pid_file
+            .as_deref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|t| t.trim().parse::<i32>().ok());
+        let Some(pid) = pid.filter(|p| mysqld_state(*p).is_some()) else {
+            // No pid file (removed by a clean stop), or its pid is no mysqld we can see.
+            return if self.port_refused().await {
+                Ok(())
+            } else {
+                Err(Status::unavailable(
+                    "mysqld does not answer, and neither its pid nor a refused port shows it stopped",
                 ))
-            })?,
-            // A mysqld that stopped cleanly removed its pid file.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Status::unavailable(format!("read {pid_file}: {e}"))),
+            };
         };
+        let started = std::time::Instant::now();
+        while running(pid) && started.elapsed() < grace {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         if !running(pid) {
             return Ok(());
         }

@@ -53,8 +53,9 @@ impl Contact {
         self.start.elapsed().as_millis() as u64
     }
 
-    pub fn lease_renewed(&self) {
-        self.last_lease_ms.store(self.now(), Ordering::SeqCst);
+    /// The lease from a heartbeat sent at `sent_ms` (monotonic) and accepted.
+    pub fn lease_renewed_at(&self, sent_ms: u64) {
+        self.last_lease_ms.fetch_max(sent_ms, Ordering::SeqCst);
     }
 
     pub fn set_peers(&self, peers: Vec<String>) {
@@ -83,14 +84,19 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval(every);
+    // The last answering probe showed a writable primary: a mysqld that stops answering
+    // (frozen, hung) may resume writable, so it stays subject to the rule.
+    let mut was_writable = false;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             () = cancel.cancelled() => return,
         }
         let snap = snapshots.borrow().clone();
-        let writable_primary = snap.reachable && !snap.read_only && snap.replication.is_none();
-        if !writable_primary {
+        if snap.reachable {
+            was_writable = !snap.read_only && snap.replication.is_none();
+        }
+        if !was_writable {
             continue;
         }
         let mut targets = contact.peers();
@@ -127,7 +133,27 @@ pub async fn run(
             continue;
         }
         let reached = results.iter().filter(|r| **r).count();
-        match actions.fence_read_only().await {
+        if !snap.reachable {
+            // It does not answer its own agent: only killing it is sure.
+            match actions.make_not_running(Duration::ZERO).await {
+                Ok(()) => {
+                    contact
+                        .fenced_at_ms
+                        .store(now_ms() as u64, Ordering::SeqCst);
+                    crate::metrics::SELF_FENCES.inc();
+                    was_writable = false;
+                    tracing::error!(
+                        bound_ms,
+                        "primary without a lease and out of reach of some replicas does not answer: killed"
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(error = %e.message(), "unanswering isolated primary could not be stopped")
+                }
+            }
+            continue;
+        }
+        match actions.fence_read_only(true).await {
             Ok(f) => {
                 contact
                     .fenced_at_ms
@@ -142,7 +168,7 @@ pub async fn run(
             Err(e) => {
                 // It could not be made read-only: stop it rather than stay writable.
                 tracing::error!(error = %e.message(), "could not fence the isolated primary read-only: killing mysqld");
-                match actions.make_not_running().await {
+                match actions.make_not_running(Duration::ZERO).await {
                     Ok(()) => {
                         contact
                             .fenced_at_ms

@@ -105,7 +105,7 @@ impl Agent for AgentService {
         let req = request.into_inner();
         self.actions.check_epoch(req.epoch)?;
         let fenced = match FenceMode::try_from(req.mode) {
-            Ok(FenceMode::ReadOnly) => self.actions.fence_read_only().await?,
+            Ok(FenceMode::ReadOnly) => self.actions.fence_read_only(req.allow_kill).await?,
             Ok(FenceMode::StopMysqld) => self.actions.stop_mysqld().await?,
             _ => {
                 return Err(Status::invalid_argument(format!(

@@ -156,6 +156,7 @@ async fn refence(view: &ClusterView, state: &ClusterState, name: &str) {
             epoch: state.epoch,
             mode: FenceMode::ReadOnly as i32,
             failover_id: "recover-old-primary".into(),
+            allow_kill: true,
         })
         .await
         .map_err(|s| s.message().to_owned())

@@ -120,6 +120,8 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                             epoch: j.epoch,
                             mode: mode as i32,
                             failover_id: j.id.clone(),
+                            // A switchover never kills: it rolls back instead.
+                            allow_kill: j.kind != Kind::Switchover,
                         })
                         .await
                         .map_err(|s| {

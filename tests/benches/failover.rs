@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use altair_core::registry::{FailoverAudit, HealthRecord};
+use altair_e2e::ops::until_writable;
 use altair_e2e::world::{CLUSTER, World};
 use mysql_async::prelude::Queryable;
 
@@ -25,24 +26,6 @@ fn unix_ms() -> u64 {
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
-/// Kill → DNS moved → a write accepted by the new primary; returns the total.
-async fn until_writable(w: &World, old: Ipv4Addr, started: Instant) -> Duration {
-    loop {
-        let ips = w.primary_dns().await;
-        if let Some(ip) = ips.first().copied().filter(|ip| *ip != old)
-            && let Ok(mut c) = mysql_async::Conn::new(w.app_opts(ip)).await
-            && c.query_drop("INSERT INTO b VALUES (NULL)").await.is_ok()
-        {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no failover within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 async fn audit(w: &World) -> (FailoverAudit, Option<HealthRecord>) {
@@ -102,7 +85,7 @@ async fn main() {
             nix::sys::signal::Signal::SIGKILL,
         )
         .expect("kill");
-        let total = until_writable(&w, old, started).await;
+        let total = until_writable(&w, old, started, "INSERT INTO b VALUES (NULL)").await;
         let (a, health) = audit(&w).await;
         if let Some(h) = health {
             stages
@@ -135,7 +118,7 @@ async fn main() {
             .isolate(0)
             .await
             .expect("isolate");
-        let total = until_writable(&w, old, started).await;
+        let total = until_writable(&w, old, started, "INSERT INTO b VALUES (NULL)").await;
         node_loss.push(total.as_secs_f64() * 1000.0);
         eprintln!(
             "node-loss run {}/{NODE_LOSS_RUNS}: {:.0} ms",

@@ -9,18 +9,17 @@
 #![allow(clippy::print_stdout)]
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use altair_e2e::ops::{
-    create_workload_table, ctl, history_with, host_index, ids_on, kill_mysqld, workload,
+    create_workload_table, ctl, history_with, host_index, ids_on, kill_mysqld, until_writable,
+    workload,
 };
 use altair_e2e::sysbench::Target;
 use altair_e2e::world::World;
 use altair_testkit::fleet::FleetTiming;
-use mysql_async::prelude::Queryable;
 
 const CRASH_RUNS: usize = 10;
 const LAG_RUNS: usize = 3;
@@ -63,24 +62,6 @@ async fn world(durability: &'static str, orchestrators: usize) -> World {
     w
 }
 
-/// Kill → DNS names another host → it accepts the application user's write.
-async fn until_writable(w: &World, old: Ipv4Addr, started: Instant) -> Duration {
-    loop {
-        let ips = w.primary_dns().await;
-        if let Some(ip) = ips.first().copied().filter(|ip| *ip != old)
-            && let Ok(mut c) = mysql_async::Conn::new(w.app_opts(ip)).await
-            && c.query_drop("INSERT INTO w (id) VALUES (0)").await.is_ok()
-        {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no failover within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 struct Crash {
     total_ms: f64,
     catch_up_ms: f64,
@@ -108,7 +89,7 @@ async fn crash_run(lag_kbit: Option<u32>) -> Crash {
         tokio::time::sleep(Duration::from_secs(4)).await;
         let started = Instant::now();
         kill_mysqld(&w, 0);
-        let total = until_writable(&w, old, started).await;
+        let total = until_writable(&w, old, started, "INSERT INTO w (id) VALUES (0)").await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         stop.store(true, Ordering::SeqCst);
         total

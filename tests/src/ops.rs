@@ -86,6 +86,25 @@ pub async fn workload_from(
     acked
 }
 
+/// Waits until `primary.c1` names another host than `old` and that host accepts
+/// `insert` as the application user; the time since `started`. Panics after 60 s.
+pub async fn until_writable(w: &World, old: Ipv4Addr, started: Instant, insert: &str) -> Duration {
+    loop {
+        let ips = w.primary_dns().await;
+        if let Some(ip) = ips.first().copied().filter(|ip| *ip != old)
+            && let Ok(mut c) = mysql_async::Conn::new(w.app_opts(ip)).await
+            && c.query_drop(insert).await.is_ok()
+        {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no failover within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Sends `sig` to instance `i`'s mysqld (SIGKILL: a crash with the host up; SIGSTOP: a
 /// freeze).
 pub fn signal_mysqld(w: &World, i: usize, sig: nix::sys::signal::Signal) -> nix::Result<()> {

@@ -58,6 +58,13 @@ impl Contact {
         self.last_lease_ms.fetch_max(sent_ms, Ordering::SeqCst);
     }
 
+    /// Records that this agent fenced its mysqld itself (status reports when; the metric
+    /// counts it).
+    fn fenced_itself(&self) {
+        self.fenced_at_ms.store(now_ms() as u64, Ordering::SeqCst);
+        crate::metrics::SELF_FENCES.inc();
+    }
+
     pub fn set_peers(&self, peers: Vec<String>) {
         if let Ok(mut p) = self.peers.lock() {
             *p = peers;
@@ -137,10 +144,7 @@ pub async fn run(
             // It does not answer its own agent: only killing it is sure.
             match actions.make_not_running(Duration::ZERO).await {
                 Ok(()) => {
-                    contact
-                        .fenced_at_ms
-                        .store(now_ms() as u64, Ordering::SeqCst);
-                    crate::metrics::SELF_FENCES.inc();
+                    contact.fenced_itself();
                     was_writable = false;
                     tracing::error!(
                         bound_ms,
@@ -155,10 +159,7 @@ pub async fn run(
         }
         match actions.fence_read_only(true).await {
             Ok(f) => {
-                contact
-                    .fenced_at_ms
-                    .store(now_ms() as u64, Ordering::SeqCst);
-                crate::metrics::SELF_FENCES.inc();
+                contact.fenced_itself();
                 tracing::error!(
                     bound_ms, connections_killed = f.killed, gtid = %f.gtid, not_running = f.not_running,
                     replicas_reached = reached, replicas = targets.len(),
@@ -170,10 +171,7 @@ pub async fn run(
                 tracing::error!(error = %e.message(), "could not fence the isolated primary read-only: killing mysqld");
                 match actions.make_not_running(Duration::ZERO).await {
                     Ok(()) => {
-                        contact
-                            .fenced_at_ms
-                            .store(now_ms() as u64, Ordering::SeqCst);
-                        crate::metrics::SELF_FENCES.inc();
+                        contact.fenced_itself();
                     }
                     Err(e) => {
                         tracing::error!(error = %e.message(), "isolated primary could not be fenced")

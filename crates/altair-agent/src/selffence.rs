@@ -94,6 +94,7 @@ pub async fn run(
     // The last answering probe showed a writable primary: a mysqld that stops answering
     // (frozen, hung) may resume writable, so it stays subject to the rule.
     let mut was_writable = false;
+    let mut seen = std::collections::BTreeMap::<String, String>::new();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -106,16 +107,23 @@ pub async fn run(
         if !was_writable {
             continue;
         }
-        let mut targets = contact.peers();
-        if targets.is_empty() {
-            // No registration read yet: the replicas the server reports (their mysqld).
-            targets = snap
-                .replicas
-                .iter()
-                .filter_map(|r| r.endpoint.as_ref())
-                .map(|e| format!("{}:{}", e.host, e.port))
-                .collect();
+        // Every replica: the registered agents, plus every replica the server has shown
+        // on a host no registration names (remembered: a cut replica soon drops out of
+        // SHOW SLAVE HOSTS, and a registration read can miss a host). More targets only
+        // ever make the failsafe harder to claim.
+        for r in snap.replicas.iter().filter_map(|r| r.endpoint.as_ref()) {
+            seen.insert(r.host.clone(), format!("{}:{}", r.host, r.port));
         }
+        let mut targets = contact.peers();
+        let peer_hosts: Vec<String> = targets
+            .iter()
+            .filter_map(|a| a.rsplit_once(':').map(|(h, _)| h.to_owned()))
+            .collect();
+        targets.extend(
+            seen.iter()
+                .filter(|(host, _)| !peer_hosts.contains(host))
+                .map(|(_, addr)| addr.clone()),
+        );
         let deadline = every.min(Duration::from_millis(500));
         let checks = targets.iter().map(|addr| async move {
             matches!(

@@ -9,6 +9,14 @@ use std::process::{Command, Output};
 pub mod ops;
 pub mod sysbench;
 
+/// Held by the tests of one test binary that load the disk or the network heavily or
+/// measure commit latency: `cargo test` runs a binary's tests two at a time, and two such
+/// tests side by side on a 2-core machine measure each other, not altair.
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}
+
 /// The path of a workspace binary next to this test executable's target directory.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

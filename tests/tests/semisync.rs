@@ -93,6 +93,7 @@ async fn isolate_under_load(w: &World) -> (Vec<u64>, serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_4c_semi_sync_loses_no_acknowledged_write() {
+    let _heavy = altair_e2e::heavy().await;
     let w = world("semi_sync").await;
     let (lost, record) = isolate_under_load(&w).await;
     assert!(
@@ -125,6 +126,7 @@ async fn row_4c_semi_sync_loses_no_acknowledged_write() {
 /// what semi_sync is for. (DESIGN §4 row 4c's known async exception.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_4c_async_loses_the_unreplicated_acknowledged_writes() {
+    let _heavy = altair_e2e::heavy().await;
     let w = world("async").await;
     let (lost, _) = isolate_under_load(&w).await;
     assert!(
@@ -155,6 +157,7 @@ async fn semi_sync_state(w: &World) -> (Option<String>, Option<u32>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acker_dying_degrades_only_when_none_is_left_and_recovers() {
+    let _heavy = altair_e2e::heavy().await;
     let mut w = world("semi_sync").await;
     create_workload_table(&w).await;
     assert!(timed_write(&w, 0, 1).await < Duration::from_secs(2));

@@ -5,6 +5,7 @@
 //! with the orchestrator.
 
 mod actions;
+mod apply_durability;
 mod binlog_files;
 mod heartbeat;
 mod metrics;
@@ -174,6 +175,11 @@ pub async fn run(
         wake: reprobe.clone(),
         semi_sync: actions.semi_sync.is_some(),
     };
+    tokio::spawn(apply_durability::restore_leftover(
+        actions.opts.clone(),
+        actions.state_dir.clone(),
+        shutdown.clone(),
+    ));
     let semi_sync_rx = snap_tx.subscribe();
     tokio::spawn(probe::run(probe, snap_tx, shutdown.clone()));
     if actions.semi_sync.is_some() {

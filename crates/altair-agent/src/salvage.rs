@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tonic::Status;
 
 use crate::actions::{Actions, mysql_err, tempfile_with};
+use crate::apply_durability;
 use crate::binlog_files::{self, FilesError};
 
 /// Largest chunk of events sent in one message.
@@ -90,7 +91,10 @@ impl Actions {
         let mut tools = Vec::new();
         for seg in &plan.segments {
             let mut cmd = tokio::process::Command::new("mariadb-binlog");
-            cmd.arg(format!("--start-position={}", seg.start))
+            // Annotate_rows events only become `#Q>` comments (with every value of the
+            // statement, a blob's too): the candidate never runs them, so they are not sent.
+            cmd.arg("--skip-annotate-row-events")
+                .arg(format!("--start-position={}", seg.start))
                 .arg(format!("--stop-position={}", seg.end))
                 .arg(&files[seg.file]);
             wire.bytes += seg.end.saturating_sub(seg.start);
@@ -128,6 +132,7 @@ impl Actions {
     ) -> Result<String, Status> {
         let mut c = self.conn().await?;
         let session = std::sync::Arc::new(std::sync::Mutex::new(None::<u64>));
+        let relaxed = std::sync::Mutex::new(None::<apply_durability::Relaxed>);
         let work = async {
             let stop = match self.flavor() {
                 Flavor::MariaDb => "STOP SLAVE",
@@ -146,6 +151,14 @@ impl Actions {
                     "this server is at {now}, not at {} the salvage was planned after: plan it again",
                     first.after_gtid
                 )));
+            }
+            // Commits of the apply are not flushed one by one (see apply_durability);
+            // what relaxes is kept first, so it is put back whatever happens next.
+            if let Some(r) = apply_durability::prepare(&mut c, &self.state_dir).await? {
+                if let Ok(mut slot) = relaxed.lock() {
+                    *slot = Some(r.clone());
+                }
+                r.apply(&mut c).await?;
             }
             let mut client = self.client("applying salvaged events")?;
             let mut stdin = client
@@ -185,7 +198,43 @@ impl Actions {
             let id = session.lock().ok().and_then(|g| *g);
             self.abandon_apply(id).await;
         }
-        result
+        let relaxed = relaxed.lock().ok().and_then(|mut g| g.take());
+        match relaxed {
+            Some(r) => {
+                let restored = self.restore_durability(r).await;
+                result.and_then(|pos| restored.map(|()| pos))
+            }
+            None => result,
+        }
+    }
+
+    /// Puts back the commit flushing an apply relaxed, bounded; when that fails the agent
+    /// keeps trying in the background, and the apply is reported failed (the candidate
+    /// must not be promoted as if nothing had changed).
+    async fn restore_durability(&self, r: apply_durability::Relaxed) -> Result<(), Status> {
+        let dir = self
+            .binlog_basename()
+            .ok()
+            .and_then(|b| std::path::Path::new(&b).parent().map(ToOwned::to_owned));
+        let restored = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            let mut c = self.conn().await?;
+            apply_durability::restore(&mut c, r, dir.as_deref()).await
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(Status::deadline_exceeded(
+                "putting back the commit flushing settings did not answer in 10 s",
+            ))
+        });
+        if let Err(e) = &restored {
+            tracing::error!(error = %e.message(), "commit flushing settings relaxed for a salvage apply are not back yet: retrying");
+            tokio::spawn(apply_durability::restore_leftover(
+                self.opts.clone(),
+                self.state_dir.clone(),
+                tokio_util::sync::CancellationToken::new(),
+            ));
+        }
+        restored
     }
 
     /// After a failed apply: kill the client's server session (a statement it sent may

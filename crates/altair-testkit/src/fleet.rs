@@ -107,6 +107,36 @@ pub struct Fleet {
 }
 
 impl Fleet {
+    /// The last `per_file` WARN and ERROR lines of every service's log (colours removed),
+    /// each prefixed by the service: what a failing test prints to explain itself.
+    pub fn warnings(&self, per_file: usize) -> String {
+        let mut out = String::new();
+        let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
+            return out;
+        };
+        let mut logs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        logs.sort();
+        for log in logs {
+            let Ok(text) = std::fs::read(&log) else {
+                continue;
+            };
+            let text = strip_ansi(&String::from_utf8_lossy(&text));
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+                .collect();
+            let name = log.file_stem().map(|s| s.to_string_lossy().into_owned());
+            for line in &lines[lines.len().saturating_sub(per_file)..] {
+                let line: String = line.chars().take(400).collect();
+                out.push_str(&format!("[{}] {line}\n", name.as_deref().unwrap_or("?")));
+            }
+        }
+        out
+    }
+
     /// Starts an agent per instance of `cluster` (named `cluster_name`) and `monitors`
     /// monitors on `control_ip` (the bridge address when hosts are namespaces).
     pub fn start(
@@ -412,4 +442,22 @@ fn take_ports(list: &mut Vec<RunningService>, id: &str) -> Option<(Port, Port)> 
     let mut old = list.remove(i);
     old.kill();
     Some((old._port.take()?, old._metrics_port.take()?))
+}
+
+/// Removes terminal colour sequences (`ESC [ ... m`).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

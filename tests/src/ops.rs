@@ -175,6 +175,27 @@ pub async fn history_with(w: &World, succeeded: usize) -> serde_json::Value {
     }
 }
 
+/// The newest audit record with `outcome`, waiting up to 10 s for it.
+pub async fn history_with_outcome(w: &World, outcome: &str) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let out = ctl(w, &["--json", "history", "c1"]);
+        assert!(out.status.success(), "{}", crate::stderr(&out));
+        let json: serde_json::Value = serde_json::from_str(&crate::stdout(&out)).expect("JSON");
+        if let Some(r) = json
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["outcome"] == outcome))
+        {
+            return r.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no {outcome} failover in the history: {json}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn ctl(w: &World, args: &[&str]) -> std::process::Output {
     std::process::Command::new(crate::bin("altairctl"))
         .arg("--config")

@@ -167,7 +167,11 @@ async fn a_tail_over_20_mb_under_load_is_salvaged_whole() {
         lost.iter().take(10).collect::<Vec<_>>()
     );
     // The apply ran without per-commit flushing; the new primary's own settings are back.
-    let mut admin = w.cluster.admin_conn(new).await.expect("admin on the new primary");
+    let mut admin = w
+        .cluster
+        .admin_conn(new)
+        .await
+        .expect("admin on the new primary");
     let flushing = query_value(
         &mut admin,
         "SELECT CONCAT(@@GLOBAL.innodb_flush_log_at_trx_commit, '/', @@GLOBAL.sync_binlog)",

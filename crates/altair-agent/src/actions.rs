@@ -235,21 +235,21 @@ impl Actions {
     pub async fn catch_up(&self, gtid: &str, timeout: Duration) -> Result<(bool, String), Status> {
         let mut c = self.conn().await?;
         let flavor = self.flavor();
+        let (status_sql, received_key, sql_key) = match flavor {
+            Flavor::MariaDb => ("SHOW SLAVE STATUS", "Gtid_IO_Pos", "Slave_SQL_Running"),
+            Flavor::Mysql => (
+                "SHOW REPLICA STATUS",
+                "Retrieved_Gtid_Set",
+                "Replica_SQL_Running",
+            ),
+        };
+        let status = tokio::time::timeout(Duration::from_secs(5), rows(&mut c, status_sql))
+            .await
+            .map_err(|_| Status::unavailable("SHOW SLAVE STATUS did not answer in 5 s"))?
+            .map_err(Status::unavailable)?;
+        let row = status.first();
         let target = if gtid.is_empty() {
-            let status_sql = match flavor {
-                Flavor::MariaDb => "SHOW SLAVE STATUS",
-                Flavor::Mysql => "SHOW REPLICA STATUS",
-            };
-            let status = rows(&mut c, status_sql)
-                .await
-                .map_err(Status::unavailable)?;
-            let key = match flavor {
-                Flavor::MariaDb => "Gtid_IO_Pos",
-                Flavor::Mysql => "Retrieved_Gtid_Set",
-            };
-            status
-                .first()
-                .and_then(|r| field(r, key))
+            row.and_then(|r| field(r, received_key))
                 .unwrap_or_default()
                 .to_owned()
         } else {
@@ -258,6 +258,19 @@ impl Actions {
         if target.is_empty() {
             let executed = self.gtid_executed(&mut c).await?;
             return Ok((true, executed));
+        }
+        // Nothing applies what is received while the SQL thread is stopped (a salvage
+        // apply stopped it, or an error did): waiting would only run out the timeout.
+        if row.and_then(|r| field(r, sql_key)) != Some("Yes") {
+            let executed = self.gtid_executed(&mut c).await?;
+            let reached = matches!(
+                (
+                    altair_core::gtid::GtidState::parse(flavor, &executed),
+                    altair_core::gtid::GtidState::parse(flavor, &target),
+                ),
+                (Ok(have), Ok(want)) if have.contains(&want).unwrap_or(false)
+            );
+            return Ok((reached, executed));
         }
         let secs = timeout.as_secs_f64();
         let (sql, ok) = match flavor {

@@ -97,12 +97,23 @@ impl ClusterState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailoverAudit {
     pub journal: crate::failover::Journal,
-    /// `succeeded`, `failed`, `refused`, `primary_alive`.
+    /// `succeeded`, `failed`, `refused`, `aborted`, `primary_alive`.
     pub outcome: String,
     pub new_primary: Option<String>,
     pub finished_at_ms: u64,
     pub total_ms: u64,
     pub detail: String,
+}
+
+/// `<root>/clusters/<cluster>/abort`: an operator asked to abort the failover in
+/// progress. The leader honours it before promotion starts and removes it when the
+/// failover ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortRequest {
+    /// The failover it is meant for (a later failover is not aborted by it).
+    pub failover_id: String,
+    pub reason: String,
+    pub requested_at_ms: u64,
 }
 
 /// JSON encoding of a record.

@@ -90,6 +90,11 @@ impl ZkLayout {
         format!("{}/failover", self.cluster(c))
     }
 
+    /// An operator's request to abort the failover in progress (`altairctl abort`).
+    pub fn failover_abort(&self, c: &ClusterName) -> String {
+        format!("{}/abort", self.cluster(c))
+    }
+
     pub fn history(&self, c: &ClusterName) -> String {
         format!("{}/history", self.cluster(c))
     }

@@ -1,6 +1,7 @@
 //! Ending a failover without a new primary: refused before anything was done (a
-//! pre-failover hook said no), or a switchover rolled back before promotion (the old
-//! primary is made writable again). Either way an audit record says what happened.
+//! pre-failover hook said no), aborted by an operator before promotion, or a switchover
+//! rolled back before promotion (the old primary is made writable again). Each way an
+//! audit record says what happened.
 
 use std::time::Duration;
 
@@ -11,32 +12,60 @@ use altair_zk::Op;
 
 use crate::agents::agent;
 use crate::ctx::{Ctx, now_ms};
+use crate::failover::FailoverError;
 use crate::view::ClusterView;
 
 /// Nothing was fenced yet: record `outcome` and end the journal. An automatic failover
 /// refused this way holds automatic failover until an operator acknowledges.
-pub async fn refuse(ctx: &Ctx, view: &ClusterView, j: Journal, reason: &str) -> Result<(), String> {
-    let mut state = None;
-    if j.kind == Kind::Automatic
-        && let Some((s, _)) = &view.state
-    {
-        let mut s: ClusterState = s.clone();
-        s.epoch = s.epoch.max(j.epoch);
-        s.held = true;
-        s.failover_blocked = Some(format!(
-            "{reason}; automatic failover held until `altairctl ack {}`",
-            j.cluster
-        ));
-        state = Some(s);
-    }
+pub async fn refuse(
+    ctx: &Ctx,
+    view: &ClusterView,
+    j: Journal,
+    reason: &str,
+) -> Result<(), FailoverError> {
+    let state = (j.kind == Kind::Automatic)
+        .then(|| held(view, &j, reason))
+        .flatten();
     finish(ctx, view, j, "refused", reason, state).await
+}
+
+/// An operator aborted before promotion started. The old primary stays fenced (it may
+/// be dead, or cut off and self-fenced); automatic failover of the cluster is held until
+/// an operator acknowledges (`altairctl ack`), so it is not started again behind them.
+pub async fn aborted(
+    ctx: &Ctx,
+    view: &ClusterView,
+    j: Journal,
+    reason: &str,
+) -> Result<(), FailoverError> {
+    let detail = format!(
+        "aborted by an operator at step {}: {reason}; {} was not promoted around",
+        j.step.as_str(),
+        j.old_primary
+    );
+    tracing::error!(cluster = %j.cluster, failover_id = %j.id, step = j.step.as_str(), reason = %reason, "failover aborted by an operator");
+    let state = held(view, &j, &detail);
+    finish(ctx, view, j, "aborted", &detail, state).await
+}
+
+/// The cluster state with automatic failover held until an acknowledgement.
+fn held(view: &ClusterView, j: &Journal, why: &str) -> Option<ClusterState> {
+    let (s, _) = view.state.as_ref()?;
+    let mut s: ClusterState = s.clone();
+    s.epoch = s.epoch.max(j.epoch);
+    s.held = true;
+    s.failover_blocked = Some(format!(
+        "{why}; automatic failover held until `altairctl ack {}`",
+        j.cluster
+    ));
+    Some(s)
 }
 
 /// Rolls a switchover back: the old primary is made writable again (it was only fenced
 /// read-only; nothing was promoted). If its agent cannot be reached after a few tries the
 /// switchover still ends (so automatic failover and operators are not blocked behind it)
 /// and the audit record says the primary stayed read-only.
-pub async fn abort(ctx: &Ctx, view: &ClusterView, j: Journal) -> Result<(), String> {
+pub async fn abort(ctx: &Ctx, view: &ClusterView, j: Journal) -> Result<(), FailoverError> {
     let reason = j.aborting.clone().unwrap_or_default();
     let mut unfenced = Err(String::new());
     for attempt in 0..UNFENCE_ATTEMPTS {
@@ -91,7 +120,7 @@ async fn finish(
     outcome: &str,
     detail: &str,
     state: Option<ClusterState>,
-) -> Result<(), String> {
+) -> Result<(), FailoverError> {
     let now = now_ms();
     j.stages.push(Stage {
         error: detail.to_owned(),
@@ -113,7 +142,7 @@ async fn finish(
             version: None,
         });
     }
-    ctx.write(&ops).await.map_err(|e| format!("record: {e}"))?;
+    ctx.write(&ops).await?;
     crate::metrics::observe_failover(&audit);
     Ok(())
 }

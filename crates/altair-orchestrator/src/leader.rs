@@ -92,13 +92,13 @@ async fn pass(
         return bootstrap(ctx, &view).await;
     };
     if let Some(journal) = view.journal.clone() {
-        tracing::info!(cluster = %cluster, failover_id = %journal.id, step = journal.step.as_str(), "resuming failover from the journal");
-        if let Err(e) = failover::run(ctx, &view, journal).await {
-            tracing::error!(cluster = %cluster, error = %e, "failover step failed; will retry");
-            still_leader(ctx).await?;
-        }
-        return Ok(());
+        crate::metrics::journal_age(
+            cluster.as_str(),
+            now_ms().saturating_sub(journal.started_at_ms),
+        );
+        return drive(ctx, &view, journal).await;
     }
+    crate::metrics::journal_age(cluster.as_str(), 0);
     tending.maybe_start(ctx, &view);
     if state.held {
         return Ok(());
@@ -218,24 +218,33 @@ async fn pass(
             .await?;
             tracing::warn!(cluster = %cluster, failover_id = %journal.id, epoch = journal.epoch, old_primary = %primary, "primary verified down: failing over");
             let view = ClusterView::load(&ctx.zk, cluster).await?;
-            if let Err(e) = failover::run(ctx, &view, journal).await {
-                tracing::error!(cluster = %cluster, error = %e, "failover step failed; will retry");
-                still_leader(ctx).await?;
-            }
-            Ok(())
+            drive(ctx, &view, journal).await
         }
     }
 }
 
-/// After a failed step: a deposed leader (its election node gone, its session expired)
-/// stops at once instead of driving agents alongside the new one.
-async fn still_leader(ctx: &Ctx) -> Result<(), ZkError> {
-    match ctx.write(&[]).await {
-        Err(e @ (ZkError::NotLeader { .. } | ZkError::SessionExpired { .. })) => {
-            tracing::error!(error = %e, "no longer the leader: stepping down mid-failover");
+/// Runs a failover as far as it goes now. A deposed leader (its election node gone, its
+/// session expired) stops at once instead of driving agents alongside the new one; a
+/// failed step waits in the journal for its retry time.
+async fn drive(ctx: &Ctx, view: &ClusterView, journal: Journal) -> Result<(), ZkError> {
+    match failover::run(ctx, view, journal).await {
+        Ok(()) => Ok(()),
+        Err(failover::FailoverError::Zk(e))
+            if e.is_session_lost() || matches!(e, ZkError::NotLeader { .. }) =>
+        {
+            tracing::error!(cluster = %view.name, error = %e, "no longer the leader: stepping down mid-failover");
             Err(e)
         }
-        _ => Ok(()),
+        Err(e @ failover::FailoverError::Zk(_)) => {
+            // The journal write may not have happened: make sure we still lead.
+            tracing::error!(cluster = %view.name, error = %e, "failover journal write failed; will retry");
+            match ctx.write(&[]).await {
+                Err(e @ (ZkError::NotLeader { .. } | ZkError::SessionExpired { .. })) => Err(e),
+                _ => Ok(()),
+            }
+        }
+        // Logged with its retry time where it failed.
+        Err(failover::FailoverError::Step { .. }) => Ok(()),
     }
 }
 

@@ -15,6 +15,7 @@ pub static DNS_ERRORS: LazyLock<Counter> = LazyLock::new(Counter::default);
 pub static MYSQL_VERIFY_FAILURES: LazyLock<Counter> = LazyLock::new(Counter::default);
 pub static REJOINS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
 pub static HOOKS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
+pub static JOURNAL_AGE: LazyLock<Family<Labels, Gauge>> = LazyLock::new(Family::default);
 
 pub fn init() {
     register(
@@ -67,6 +68,11 @@ pub fn init() {
         "Hook runs by hook (pre_failover, post_failover) and outcome",
         HOOKS.clone(),
     );
+    register(
+        "failover_journal_age_seconds",
+        "Age of the failover in progress by cluster (0 when none): alert when it stays above a few minutes — a stuck failover (`altairctl abort` ends one before promotion)",
+        JOURNAL_AGE.clone(),
+    );
     // Known label values start at 0, so rate() and alerts see them before the first event.
     for step in altair_core::failover::Step::ALL {
         STEP_ERRORS
@@ -89,6 +95,13 @@ pub fn init() {
 
 pub fn labels(pairs: &[(&'static str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
+}
+
+/// The age of a cluster's failover journal in milliseconds (0: none).
+pub fn journal_age(cluster: &str, age_ms: u64) {
+    JOURNAL_AGE
+        .get_or_create(&labels(&[("cluster", cluster)]))
+        .set(i64::try_from(age_ms / 1000).unwrap_or(i64::MAX));
 }
 
 pub fn step_error(step: &str) {

@@ -188,3 +188,42 @@ pub async fn await_audit(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Records an operator's abort of the failover in progress (the leader's next pass acts
+/// on it). Refused when there is none, or when its promotion has started.
+pub async fn request_abort(ctx: &Ctx, view: &ClusterView, reason: &str) -> Result<String, Status> {
+    let c = &view.name;
+    let j = view
+        .journal
+        .as_ref()
+        .ok_or_else(|| precondition(format!("no failover is in progress on {c}")))?;
+    if !altair_core::failover::machine::abortable(j) {
+        return Err(precondition(format!(
+            "failover {} of {c} is at step {}: promotion has started, so it can only go forward (follow it with `altairctl history {c}`)",
+            j.id,
+            j.step.as_str()
+        )));
+    }
+    let request = altair_core::registry::AbortRequest {
+        failover_id: j.id.clone(),
+        reason: reason.to_owned(),
+        requested_at_ms: now_ms(),
+    };
+    let path = ctx.zk.layout().failover_abort(c);
+    let op = match ctx.zk.exists(&path).await {
+        Ok(true) => Op::Set {
+            path,
+            data: to_json(&request),
+            version: None,
+        },
+        _ => Op::Create {
+            path,
+            data: to_json(&request),
+        },
+    };
+    ctx.write(&[op])
+        .await
+        .map_err(|e| Status::aborted(format!("the abort request was not written, retry: {e}")))?;
+    tracing::warn!(cluster = %c, failover_id = %j.id, step = j.step.as_str(), reason = %reason, "an operator asked to abort the failover");
+    Ok(j.id.clone())
+}

@@ -241,6 +241,28 @@ impl Orchestrator for AdminService {
         Ok(Response::new(AcknowledgeResponse {}))
     }
 
+    async fn abort(
+        &self,
+        request: Request<AbortRequest>,
+    ) -> Result<Response<FailoverRecord>, Status> {
+        let r = request.into_inner();
+        let c = Self::cluster(&r.cluster)?;
+        let reason = r.reason.trim();
+        if reason.is_empty() {
+            return Err(Status::invalid_argument(
+                "reason is required: say why the failover is aborted (it goes into the audit record)",
+            ));
+        }
+        if reason.len() > 1000 {
+            return Err(Status::invalid_argument("reason is longer than 1000 bytes"));
+        }
+        let ctx = self.leading().await?;
+        let view = Self::view(&ctx.zk, &c).await?;
+        let id = crate::operator::request_abort(&ctx, &view, reason).await?;
+        let audit = operator::await_audit(&ctx, &view, &id, Duration::from_secs(120)).await?;
+        Ok(Response::new(to_record(&audit)))
+    }
+
     async fn rejoin(
         &self,
         request: Request<RejoinRequest>,
@@ -291,6 +313,7 @@ fn to_record(a: &FailoverAudit) -> FailoverRecord {
         "succeeded" => FailoverOutcome::Succeeded,
         "primary_alive" => FailoverOutcome::PrimaryAlive,
         "refused" => FailoverOutcome::Refused,
+        "aborted" => FailoverOutcome::Aborted,
         _ => FailoverOutcome::Failed,
     };
     let kind = match j.kind {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use altair_core::failover::Journal;
-use altair_core::registry::{ClusterState, HealthRecord, HostRecord, from_json};
+use altair_core::registry::{AbortRequest, ClusterState, HealthRecord, HostRecord, from_json};
 use altair_core::{ClusterName, HostName};
 use altair_zk::{Zk, ZkError};
 
@@ -13,6 +13,8 @@ pub struct ClusterView {
     /// The state and its znode version.
     pub state: Option<(ClusterState, i32)>,
     pub journal: Option<Journal>,
+    /// An operator's abort request (only read while a journal exists).
+    pub abort: Option<AbortRequest>,
     pub hosts: BTreeMap<String, HostRecord>,
     pub health: BTreeMap<String, HealthRecord>,
 }
@@ -35,6 +37,13 @@ impl ClusterView {
                 from_json::<Journal>("failover journal", &bytes)
                     .map_err(|detail| ZkError::Conflict { detail })?,
             ),
+            None => None,
+        };
+        let abort = match &journal {
+            Some(_) => {
+                zk.get_record::<AbortRequest>("abort request", &l.failover_abort(name))
+                    .await?
+            }
             None => None,
         };
         let mut hosts = BTreeMap::new();
@@ -60,6 +69,7 @@ impl ClusterView {
             name: name.clone(),
             state,
             journal,
+            abort,
             hosts,
             health,
         })

@@ -103,3 +103,21 @@ pub async fn cluster_of_waiting_host(
     }
     Ok(None)
 }
+
+/// Aborts the failover in progress (before its promotion); waits until the leader ended it.
+pub async fn abort(
+    orchestrators: &[String],
+    cluster: &str,
+    reason: &str,
+    timeout: Duration,
+) -> Result<Audit, AdminError> {
+    let r = each_within(orchestrators, timeout, ACTION_TIMEOUT, |mut c| {
+        let req = AbortRequest {
+            cluster: cluster.to_owned(),
+            reason: reason.to_owned(),
+        };
+        async move { c.abort(req).await }
+    })
+    .await?;
+    Ok(Audit::from(&r))
+}

@@ -83,6 +83,17 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Abort a stuck failover before its promotion starts (e.g. every candidate is
+    /// down and it retries with backoff): it ends without a new primary, the reason goes
+    /// into the audit record, and automatic failover of the cluster is held until
+    /// `altairctl ack`. A switchover is rolled back (the old primary writable again).
+    /// Refused once promotion has started: from there it only goes forward.
+    Abort {
+        cluster: String,
+        /// Why (required; recorded in the audit record).
+        #[arg(long)]
+        reason: String,
+    },
     /// Re-attach a fenced old primary as a replica. Refused while it has errant
     /// transactions (listed); `--force` saves them to a file on the host, reverts them and
     /// re-attaches it.
@@ -229,6 +240,11 @@ fn main() -> ExitCode {
                 timeout,
             ));
             report_failover("failover", &cluster, r, cli.json, &cli.config)
+        }
+        Command::Abort { cluster, reason } => {
+            let orch = &config.orchestrators;
+            let r = runtime.block_on(altairctl::actions::abort(orch, &cluster, &reason, timeout));
+            operate::report_abort(&cluster, r, cli.json, &cli.config)
         }
         Command::Rejoin {
             host,

@@ -60,6 +60,38 @@ pub fn report_failover(
     }
 }
 
+/// `altairctl abort`: done when the failover ended without a new primary; a failover
+/// that finished (promoted) before the abort took effect is a failure to abort.
+pub fn report_abort(
+    cluster: &str,
+    r: Result<altairctl::admin::Audit, altairctl::admin::AdminError>,
+    json: bool,
+    config: &std::path::Path,
+) -> ExitCode {
+    match r {
+        Ok(a) => {
+            if json {
+                if let Err(code) = print_json(&a) {
+                    return code;
+                }
+            } else {
+                print!(
+                    "{}",
+                    altairctl::admin::render_history(cluster, std::slice::from_ref(&a))
+                );
+            }
+            if a.outcome == "succeeded" {
+                eprintln!(
+                    "altairctl: abort: the failover finished (promoted) before the abort took effect"
+                );
+                return ExitCode::from(exit::FAILED);
+            }
+            ExitCode::from(exit::OK)
+        }
+        Err(e) => admin_failure("abort", &e, config),
+    }
+}
+
 /// `altairctl rejoin`: finds the host's cluster when not given, then asks the leader.
 #[allow(clippy::print_stdout)]
 pub fn rejoin(

@@ -130,6 +130,22 @@ pub struct Journal {
     /// A switchover's candidate, drained while writes still flowed; choose prefers it.
     #[serde(default)]
     pub drained: Option<String>,
+    /// The pre-failover hook ran (and allowed it): a retried fence does not run it again.
+    #[serde(default)]
+    pub hook_ran: bool,
+    /// Failures of the current step so far (reset when it succeeds).
+    #[serde(default)]
+    pub attempts: u32,
+    /// The current step failed; it is tried again at this time (ms since the epoch).
+    #[serde(default)]
+    pub retry_at_ms: Option<u64>,
+    /// The current step's last error.
+    #[serde(default)]
+    pub last_error: String,
+    /// The old primary's agent did not answer the fence: nothing is promoted before its
+    /// self-fence has surely fired (ms since the epoch). Choose and catch-up run meanwhile.
+    #[serde(default)]
+    pub promote_not_before_ms: Option<u64>,
 }
 
 /// Why a failover runs.
@@ -189,6 +205,11 @@ impl Journal {
             aborting: None,
             drained: None,
             old_primary_rejoined: false,
+            hook_ran: false,
+            attempts: 0,
+            retry_at_ms: None,
+            last_error: String::new(),
+            promote_not_before_ms: None,
         }
     }
 
@@ -197,6 +218,9 @@ impl Journal {
         self.stages
             .push(Stage::new(step.as_str(), started_at_ms, finished_at_ms));
         self.step = step.next();
+        self.attempts = 0;
+        self.retry_at_ms = None;
+        self.last_error.clear();
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod candidate;
 mod journal;
+pub mod machine;
 pub mod salvage;
 mod verify;
 

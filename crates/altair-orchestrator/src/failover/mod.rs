@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
+use altair_core::failover::machine::{self, Next, Outcome};
 use altair_core::failover::{Journal, Kind, Step};
 use altair_core::registry::{ClusterState, FailoverAudit, to_json};
 use altair_proto::v1::*;
-use altair_zk::Op;
+use altair_zk::{Op, ZkError};
 
 use crate::agents::{agent, endpoint};
 use crate::ctx::{Ctx, now_ms};
@@ -26,53 +27,129 @@ use publish::{publish, reattach_old_primary};
 const AGENT_TIMEOUT: Duration = Duration::from_secs(3);
 const SILENT_AGENT_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Runs `journal` to the end. An error leaves the journal at the failed step; the
-/// leader retries it on its next pass.
-pub async fn run(ctx: &Ctx, view: &ClusterView, mut journal: Journal) -> Result<(), String> {
-    if journal.aborting.is_some() {
-        return crate::abort::abort(ctx, view, journal).await;
-    }
-    while journal.step != Step::Done {
-        let step = journal.step;
+/// Why a failover pass stopped short of the end.
+#[derive(Debug, thiserror::Error)]
+pub enum FailoverError {
+    /// A journal or record write failed; `NotLeader` / `SessionExpired` mean this
+    /// orchestrator must stop leading.
+    #[error("journal: {0}")]
+    Zk(#[from] ZkError),
+    /// A step failed; the journal says when it is tried again.
+    #[error("step {step}: {error}")]
+    Step { step: &'static str, error: String },
+}
+
+/// Retries of a failing step (see `machine::backoff_ms`).
+const RULES: machine::Rules = machine::Rules {
+    retry_first_ms: 200,
+    retry_max_ms: 10_000,
+};
+
+/// Runs `journal` as far as it can go now: to the end, or until a step must wait (its
+/// retry time, the old primary's self-fence bound); a later pass of the leader resumes
+/// it from the journal. What to do next is decided by `altair_core::failover::machine`.
+pub async fn run(ctx: &Ctx, view: &ClusterView, mut j: Journal) -> Result<(), FailoverError> {
+    let abort = view
+        .abort
+        .as_ref()
+        .filter(|a| a.failover_id == j.id)
+        .map(|a| a.reason.clone());
+    loop {
+        let step = match machine::before(&j, abort.as_deref(), now_ms()) {
+            Next::Run(step) => step,
+            Next::RetryAt { .. } | Next::AwaitSelfFence { .. } | Next::Finish => return Ok(()),
+            Next::RollBack { reason } => return roll_back(ctx, view, j, reason).await,
+            Next::Abort { reason } => return crate::abort::aborted(ctx, view, j, &reason).await,
+            Next::Refuse { reason } => return crate::abort::refuse(ctx, view, j, &reason).await,
+        };
+        if abort.is_some() && !j.notes.iter().any(|n| n.starts_with(ABORT_REFUSED)) {
+            j.notes.push(format!(
+                "{ABORT_REFUSED}: promotion had started, so the failover goes on"
+            ));
+        }
         let started = now_ms();
-        tracing::info!(cluster = %journal.cluster, failover_id = %journal.id, epoch = journal.epoch, kind = journal.kind.as_str(), step = step.as_str(), "failover step");
+        tracing::info!(cluster = %j.cluster, failover_id = %j.id, epoch = j.epoch, kind = j.kind.as_str(), step = step.as_str(), attempt = j.attempts + 1, "failover step");
         if step == Step::Record {
-            return record(ctx, view, journal, started).await;
+            return record(ctx, view, j, started).await;
         }
-        if step == Step::Fence
-            && let Err(e) = crate::hooks::pre_failover(ctx, &journal).await
-        {
-            return crate::abort::refuse(ctx, view, journal, &e).await;
-        }
-        if let Err(e) = execute(ctx, view, &mut journal, step).await {
-            let e = format!("step {}: {e}", step.as_str());
-            crate::metrics::step_error(step.as_str());
-            // A switchover not yet promoted is rolled back rather than retried: the
-            // primary must not stay read-only for long.
-            if journal.kind == Kind::Switchover && step < Step::Promote {
-                journal.aborting = Some(e);
-                ctx.write(&[Op::Set {
-                    path: ctx.zk.layout().failover_journal(&view.name),
-                    data: to_json(&journal),
-                    version: None,
-                }])
-                .await
-                .map_err(|e| format!("journal: {e}"))?;
-                return crate::abort::abort(ctx, view, journal).await;
+        let outcome = run_step(ctx, view, &mut j, step).await;
+        let now = now_ms();
+        match machine::after(&j, step, &outcome, now, RULES) {
+            Next::Run(_) => {
+                j.advance(step, started, now);
+                write_journal(ctx, view, &j).await?;
+                pause_point(step).await;
             }
-            return Err(e);
+            Next::RetryAt { at_ms, .. } => {
+                let error = failure(&outcome);
+                crate::metrics::step_error(step.as_str());
+                j.attempts += 1;
+                j.retry_at_ms = Some(at_ms);
+                j.last_error = error.clone();
+                write_journal(ctx, view, &j).await?;
+                tracing::error!(cluster = %j.cluster, failover_id = %j.id, step = step.as_str(), attempt = j.attempts, retry_in_ms = at_ms.saturating_sub(now), error = %error, "failover step failed; retried later");
+                return Err(FailoverError::Step {
+                    step: step.as_str(),
+                    error,
+                });
+            }
+            Next::RollBack { reason } => {
+                crate::metrics::step_error(step.as_str());
+                let reason = format!("step {}: {reason}", step.as_str());
+                return roll_back(ctx, view, j, reason).await;
+            }
+            Next::Refuse { reason } => return crate::abort::refuse(ctx, view, j, &reason).await,
+            Next::Finish | Next::Abort { .. } | Next::AwaitSelfFence { .. } => return Ok(()),
         }
-        journal.advance(step, started, now_ms());
-        ctx.write(&[Op::Set {
-            path: ctx.zk.layout().failover_journal(&view.name),
-            data: to_json(&journal),
-            version: None,
-        }])
-        .await
-        .map_err(|e| format!("journal step {}: {e}", step.as_str()))?;
-        pause_point(step).await;
     }
-    Ok(())
+}
+
+const ABORT_REFUSED: &str = "an operator's abort was refused";
+
+fn failure(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Failed { error } => error.clone(),
+        Outcome::Refused { reason } => reason.clone(),
+        Outcome::Done => String::new(),
+    }
+}
+
+/// Runs one step; the pre-failover hook runs once, before the first fence.
+async fn run_step(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> Outcome {
+    if step == Step::Fence && !j.hook_ran {
+        if let Err(reason) = crate::hooks::pre_failover(ctx, j).await {
+            return Outcome::Refused { reason };
+        }
+        j.hook_ran = true;
+    }
+    match execute(ctx, view, j, step).await {
+        Ok(()) => Outcome::Done,
+        Err(error) => Outcome::Failed { error },
+    }
+}
+
+/// A switchover that cannot finish before promotion: journaled as rolling back (so a new
+/// leader finishes the roll-back), then the old primary is made writable again.
+async fn roll_back(
+    ctx: &Ctx,
+    view: &ClusterView,
+    mut j: Journal,
+    reason: String,
+) -> Result<(), FailoverError> {
+    if j.aborting.is_none() {
+        j.aborting = Some(reason);
+        write_journal(ctx, view, &j).await?;
+    }
+    crate::abort::abort(ctx, view, j).await
+}
+
+async fn write_journal(ctx: &Ctx, view: &ClusterView, j: &Journal) -> Result<(), ZkError> {
+    ctx.write(&[Op::Set {
+        path: ctx.zk.layout().failover_journal(&view.name),
+        data: to_json(j),
+        version: None,
+    }])
+    .await
 }
 
 /// Test-only: `ALTAIR_TEST_PAUSE_AFTER_STEP=fence` holds the failover after that step
@@ -157,14 +234,13 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                     j.old_host_unreachable = true;
                     let wait = self_fence_wait(view, j);
                     j.notes.push(format!(
-                        "{e}: relying on its self-fencing: promotion held until {} ms since the epoch",
-                        wait
+                        "{e}: relying on its self-fencing: promotion held until {wait} ms since the epoch"
                     ));
                     let left = wait.saturating_sub(now_ms());
                     if left > 0 {
-                        tracing::warn!(old_primary = %j.old_primary, wait_ms = left, "waiting for the old primary's self-fencing bound");
-                        tokio::time::sleep(Duration::from_millis(left)).await;
+                        tracing::warn!(old_primary = %j.old_primary, wait_ms = left, "promotion waits for the old primary's self-fencing bound; choose and catch-up go on meanwhile");
                     }
+                    j.promote_not_before_ms = Some(wait);
                 }
             }
             Ok(())
@@ -289,10 +365,14 @@ fn self_fence_wait(view: &ClusterView, j: &Journal) -> u64 {
 
 /// The last step: the new topology, the audit record and the end of the journal, in one
 /// leadership-checked write.
-async fn record(ctx: &Ctx, view: &ClusterView, mut j: Journal, started: u64) -> Result<(), String> {
+async fn record(
+    ctx: &Ctx,
+    view: &ClusterView,
+    mut j: Journal,
+    started: u64,
+) -> Result<(), FailoverError> {
     let now = now_ms();
     j.advance(Step::Record, started, now);
-    let state = after_failover(view, &j, now);
     let audit = FailoverAudit {
         outcome: "succeeded".into(),
         new_primary: j.candidate.clone(),
@@ -301,13 +381,39 @@ async fn record(ctx: &Ctx, view: &ClusterView, mut j: Journal, started: u64) -> 
         detail: j.notes.join("; "),
         journal: j.clone(),
     };
-    let mut ops = closing_ops(ctx, view, &audit);
-    ops.push(Op::Set {
-        path: ctx.zk.layout().cluster_state(&view.name),
-        data: to_json(&state),
-        version: None,
-    });
-    ctx.write(&ops).await.map_err(|e| format!("record: {e}"))?;
+    // The state as it is now (an operator's ack may have changed it since the failover
+    // started), written only if it did not change again meanwhile.
+    let l = ctx.zk.layout();
+    let mut tries = 0;
+    loop {
+        let current = ctx.zk.get_versioned(&l.cluster_state(&view.name)).await?;
+        let (base, version) = match current {
+            Some((bytes, v)) => (
+                altair_core::registry::from_json::<ClusterState>("cluster state", &bytes)
+                    .map_err(|detail| ZkError::Conflict { detail })?,
+                Some(v),
+            ),
+            None => (ClusterState::default(), None),
+        };
+        let state = after_failover(&base, &j, now);
+        let mut ops = closing_ops(ctx, view, &audit);
+        ops.push(match version {
+            Some(v) => Op::Set {
+                path: l.cluster_state(&view.name),
+                data: to_json(&state),
+                version: Some(v),
+            },
+            None => Op::Create {
+                path: l.cluster_state(&view.name),
+                data: to_json(&state),
+            },
+        });
+        match ctx.write(&ops).await {
+            Ok(()) => break,
+            Err(ZkError::Conflict { .. }) if tries < 3 => tries += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
     tracing::warn!(
         cluster = %view.name, failover_id = %j.id, epoch = j.epoch, kind = j.kind.as_str(),
         old_primary = %j.old_primary, new_primary = ?j.candidate,
@@ -322,12 +428,8 @@ async fn record(ctx: &Ctx, view: &ClusterView, mut j: Journal, started: u64) -> 
 /// The cluster state a finished failover leaves: the new primary and epoch; the old
 /// primary waits for rejoin (unless a switchover re-attached it). Only an automatic
 /// failover starts the anti-flapping period: operators' actions are deliberate.
-fn after_failover(view: &ClusterView, j: &Journal, now: u64) -> ClusterState {
-    let mut state = view
-        .state
-        .as_ref()
-        .map(|(s, _)| s.clone())
-        .unwrap_or_default();
+fn after_failover(base: &ClusterState, j: &Journal, now: u64) -> ClusterState {
+    let mut state = base.clone();
     state.epoch = j.epoch;
     state.primary = j.candidate.clone();
     state.failover_blocked = None;
@@ -351,7 +453,7 @@ fn after_failover(view: &ClusterView, j: &Journal, now: u64) -> ClusterState {
 /// (to be written in one multi-op with whatever else changes).
 pub(crate) fn closing_ops(ctx: &Ctx, view: &ClusterView, audit: &FailoverAudit) -> Vec<Op> {
     let l = ctx.zk.layout();
-    vec![
+    let mut ops = vec![
         Op::Create {
             path: l.history_entry(&view.name, &audit.journal.id),
             data: to_json(audit),
@@ -360,5 +462,12 @@ pub(crate) fn closing_ops(ctx: &Ctx, view: &ClusterView, audit: &FailoverAudit) 
             path: l.failover_journal(&view.name),
             version: None,
         },
-    ]
+    ];
+    if view.abort.is_some() {
+        ops.push(Op::Delete {
+            path: l.failover_abort(&view.name),
+            version: None,
+        });
+    }
+    ops
 }

@@ -62,6 +62,7 @@ pub fn report_failover(
 
 /// `altairctl abort`: done when the failover ended without a new primary; a failover
 /// that finished (promoted) before the abort took effect is a failure to abort.
+#[allow(clippy::print_stdout)]
 pub fn report_abort(
     cluster: &str,
     r: Result<altairctl::admin::Audit, altairctl::admin::AdminError>,

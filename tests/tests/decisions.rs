@@ -1,6 +1,7 @@
 //! The failover decisions on the hard path (issue "A failover that can neither split the
-//! brain nor get stuck"): a partition that leaves the primary one replica, a monitor
-//! partition followed by a crash, and a frozen primary that resumes. Real mariadbd in
+//! brain nor get stuck"): a partition that leaves the primary one replica, one that
+//! leaves it its owning monitor, a monitor partition followed by a crash, and a frozen
+//! primary that resumes. Real mariadbd in
 //! namespaces, nft rules, SIGSTOP/SIGCONT, the real control plane.
 
 use std::time::{Duration, Instant};
@@ -109,6 +110,71 @@ async fn the_primary_cut_off_with_one_replica_fences_before_the_majority_promote
         },
     )
     .await;
+}
+
+/// {the primary + the monitor that owns the cluster} cut from {the replicas, the other
+/// monitor, the orchestrators, ZooKeeper}: the owning monitor still holds its ZooKeeper
+/// session and accepts the primary's heartbeats, so the primary keeps its lease. Whatever
+/// the control plane then does, at no instant are two instances writable, and after the
+/// heal the cluster has one primary that every other host replicates from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primary_cut_off_with_its_owning_monitor_never_splits_the_brain() {
+    let w = start().await;
+    let net = w.net.as_ref().expect("net");
+    let old_ip = net.host(0).ip;
+    let s = w.status().await.expect("status");
+    let owner = s.clusters[0].monitor.clone().expect("an owning monitor");
+    let keep: Vec<_> = w
+        .fleet
+        .monitors
+        .iter()
+        .filter(|m| m.id == owner)
+        .filter_map(|m| m.address.parse::<std::net::SocketAddrV4>().ok())
+        .map(|a| (*a.ip(), a.port()))
+        .collect();
+    assert_eq!(
+        keep.len(),
+        1,
+        "the owning monitor {owner} is one of the fleet's"
+    );
+    let sampler = ReadOnlySampler::start(&w.cluster);
+    let rest = [net.host(1).ip, net.host(2).ip, net.gateway()];
+    net.partition_except(0, &rest, &keep)
+        .await
+        .expect("partition db1");
+    // Long enough for detection, verification and a self-fence bound to play out.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let dns = w.primary_dns().await;
+    let failed_over = dns.first() != Some(&old_ip);
+    eprintln!(
+        "{{primary + owning monitor {owner}}} cut off for 20 s: {}",
+        if failed_over {
+            format!("failed over, DNS names {dns:?}")
+        } else {
+            "no failover (the owning monitor keeps the primary's lease)".to_owned()
+        }
+    );
+    net.heal(0).await.expect("heal");
+    w.wait_until(
+        "one primary, every other host replicating from it",
+        Duration::from_secs(60),
+        |s| {
+            let c = &s.clusters[0];
+            let Some(p) = c.primary.clone() else {
+                return false;
+            };
+            c.needs_rejoin.is_empty()
+                && c.hosts.iter().all(|h| {
+                    h.health.as_deref() == Some("healthy")
+                        && (h.name == p || h.replicates_from.as_deref() == Some(p.as_str()))
+                })
+        },
+    )
+    .await;
+    let rounds = sampler.stop().await;
+    let new = host_index(&w, w.primary_dns().await[0]);
+    let verdict = judge(&rounds, &[], 0, new, &Default::default());
+    verdict.assert_clean(true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,4 +286,105 @@ async fn a_primary_out_of_connections_keeps_serving_and_is_not_failed_over() {
         .await
         .expect("an open connection still writes");
     drop(held);
+}
+
+/// The chosen candidate is lost mid-failover (its agent dies after `choose`, and the
+/// leader with it): the next leader resumes, finds the candidate gone, chooses the other
+/// replica and promotes it; the lost one is never promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_lost_after_choose_is_replaced_by_the_next_best() {
+    use altair_core::failover::{Journal, Step};
+    // o1 holds every failover right after `choose`; o2 (started second, so a follower)
+    // does not.
+    let mut w = World::start_ha(3, 1, 1, 3600, &[("ALTAIR_TEST_PAUSE_AFTER_STEP", "choose")]).await;
+    w.wait_until("cluster recorded", Duration::from_secs(20), |s| {
+        s.clusters[0].epoch == Some(1)
+    })
+    .await;
+    let dns = w.dns.as_ref().expect("dns");
+    let target = altair_testkit::fleet::DnsTarget {
+        server: dns.addr(),
+        zone: dns.zone().to_owned(),
+        tsig_key_name: altair_testkit::bind::TSIG_KEY_NAME.into(),
+        tsig_secret_file: dns.tsig_secret_file().to_owned(),
+    };
+    w.fleet
+        .start_orchestrator("o2", &target, 3600, &[])
+        .expect("start o2");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let zk = altair_zk::Zk::connect(&w.zk_config(), None)
+        .await
+        .expect("zk");
+    let cluster = altair_core::ClusterName::new("c1").expect("name");
+    let journal_path = zk.layout().failover_journal(&cluster);
+    let old_ip = w.net.as_ref().expect("net").host(0).ip;
+    altair_e2e::ops::kill_mysqld(&w, 0);
+
+    let started = Instant::now();
+    let chosen = loop {
+        let j: Option<Journal> = zk
+            .get_record("journal", &journal_path)
+            .await
+            .expect("read journal");
+        if let Some(j) = j
+            && j.step == Step::CatchUp
+            && let Some(c) = j.candidate
+        {
+            break c;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the failover never reached its pause point"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let lost = (0..3)
+        .find(|i| w.cluster.instance(*i).name() == chosen)
+        .expect("the candidate is a host");
+    let other = 3 - lost;
+    w.fleet.agents[lost].kill();
+    w.fleet.orchestrators[0].kill();
+    eprintln!("candidate {chosen} lost (its agent killed) with the leader o1");
+
+    let (new_ip, took) = wait_dns_moved(&w, old_ip, Duration::from_secs(90)).await;
+    eprintln!("o2 finished the failover: DNS moved {took:?} after the primary's kill");
+    assert_eq!(
+        new_ip,
+        w.net.as_ref().expect("net").host(other).ip,
+        "the lost candidate {chosen} was promoted"
+    );
+    // The lost candidate's mysqld was never made writable.
+    let mut c = w.cluster.admin_conn(lost).await.expect("admin");
+    let ro: Option<String> = c
+        .query_first("SELECT @@read_only")
+        .await
+        .expect("read_only");
+    assert_eq!(ro.as_deref(), Some("1"), "the lost candidate is writable");
+    // The audit record (read from ZooKeeper: altairctl's config names only o1).
+    let l = zk.layout().clone();
+    let started = Instant::now();
+    let audit = loop {
+        let ids = zk.children(&l.history(&cluster)).await.expect("history");
+        if let Some(id) = ids.first() {
+            let a: Option<altair_core::registry::FailoverAudit> = zk
+                .get_record("audit", &l.history_entry(&cluster, id))
+                .await
+                .expect("read audit");
+            if let Some(a) = a {
+                break a;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no audit record"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(audit.outcome, "succeeded");
+    assert_eq!(audit.journal.lost_candidates, vec![chosen.clone()]);
+    assert!(
+        audit.detail.contains("choosing another candidate"),
+        "the record does not say the candidate was replaced: {}",
+        audit.detail
+    );
 }

@@ -149,6 +149,41 @@ impl TestNet {
         nft(ns, &rules).await
     }
 
+    /// Drops all traffic between host `i` and `peers` like [`Self::partition`], except TCP
+    /// with the given `(address, port)` services on those peers (e.g. one monitor in the
+    /// root namespace, whose address the orchestrators and ZooKeeper share). Replaces any
+    /// earlier fault of that host.
+    pub async fn partition_except(
+        &self,
+        i: usize,
+        peers: &[Ipv4Addr],
+        keep: &[(Ipv4Addr, u16)],
+    ) -> Result<()> {
+        let ns = &self.host(i).namespace;
+        let _ = nft(ns, &format!("delete table inet {FAULT_TABLE}")).await;
+        if peers.is_empty() {
+            return Ok(());
+        }
+        let set = peers
+            .iter()
+            .map(Ipv4Addr::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut input = String::new();
+        let mut output = String::new();
+        for (ip, port) in keep {
+            input.push_str(&format!("ip saddr {ip} tcp sport {port} accept; "));
+            output.push_str(&format!("ip daddr {ip} tcp dport {port} accept; "));
+        }
+        let rules = format!(
+            "table inet {FAULT_TABLE} {{
+               chain input {{ type filter hook input priority 0; policy accept; {input}ip saddr {{ {set} }} drop; }}
+               chain output {{ type filter hook output priority 0; policy accept; {output}ip daddr {{ {set} }} drop; }}
+             }}"
+        );
+        nft(ns, &rules).await
+    }
+
     /// Drops TCP traffic between host `i` and the given `(address, port)` services only
     /// (both directions), e.g. to cut an agent from the monitors but not from ZooKeeper
     /// or the orchestrators that share the root namespace's address. Replaces any earlier

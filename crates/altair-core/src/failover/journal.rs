@@ -146,6 +146,10 @@ pub struct Journal {
     /// self-fence has surely fired (ms since the epoch). Choose and catch-up run meanwhile.
     #[serde(default)]
     pub promote_not_before_ms: Option<u64>,
+    /// Candidates lost during this failover (their agent stopped answering): not chosen
+    /// again.
+    #[serde(default)]
+    pub lost_candidates: Vec<String>,
 }
 
 /// Why a failover runs.
@@ -210,6 +214,7 @@ impl Journal {
             retry_at_ms: None,
             last_error: String::new(),
             promote_not_before_ms: None,
+            lost_candidates: Vec::new(),
         }
     }
 

@@ -71,7 +71,10 @@ pub(super) async fn choose_candidate(
     }
     let mut candidates = Vec::new();
     let eligible = view.hosts.iter().filter(|(n, _)| {
-        **n != j.old_primary && !waiting.contains(n) && j.target.as_ref().is_none_or(|t| t == *n)
+        **n != j.old_primary
+            && !waiting.contains(n)
+            && !j.lost_candidates.contains(n)
+            && j.target.as_ref().is_none_or(|t| t == *n)
     });
     for (name, h) in eligible {
         let status = match agent(&h.agent, AGENT_TIMEOUT).await {

@@ -57,7 +57,11 @@ pub async fn run(ctx: &Ctx, view: &ClusterView, mut j: Journal) -> Result<(), Fa
     loop {
         let step = match machine::before(&j, abort.as_deref(), now_ms()) {
             Next::Run(step) => step,
-            Next::RetryAt { .. } | Next::AwaitSelfFence { .. } | Next::Finish => return Ok(()),
+            // `before` never asks to choose again; a later pass resumes these.
+            Next::RetryAt { .. }
+            | Next::AwaitSelfFence { .. }
+            | Next::Finish
+            | Next::Rechoose { .. } => return Ok(()),
             Next::RollBack { reason } => return roll_back(ctx, view, j, reason).await,
             Next::Abort { reason } => return crate::abort::aborted(ctx, view, j, &reason).await,
             Next::Refuse { reason } => return crate::abort::refuse(ctx, view, j, &reason).await,
@@ -99,6 +103,30 @@ pub async fn run(ctx: &Ctx, view: &ClusterView, mut j: Journal) -> Result<(), Fa
                 return roll_back(ctx, view, j, reason).await;
             }
             Next::Refuse { reason } => return crate::abort::refuse(ctx, view, j, &reason).await,
+            Next::Rechoose {
+                reason,
+                promote_not_before_ms,
+            } => {
+                crate::metrics::step_error(step.as_str());
+                let lost = j.candidate.take().unwrap_or_default();
+                tracing::error!(cluster = %j.cluster, failover_id = %j.id, step = step.as_str(), candidate = %lost, error = %reason, "candidate lost: choosing another");
+                j.notes.push(format!(
+                    "{reason} (at step {}): choosing another candidate{}",
+                    step.as_str(),
+                    promote_not_before_ms.map_or(String::new(), |t| format!(
+                        "; promotion held until {t} ms since the epoch (its self-fence)"
+                    ))
+                ));
+                j.lost_candidates.push(lost);
+                if let Some(t) = promote_not_before_ms {
+                    j.promote_not_before_ms = Some(j.promote_not_before_ms.unwrap_or(0).max(t));
+                }
+                j.step = Step::Choose;
+                j.attempts = 0;
+                j.retry_at_ms = None;
+                j.last_error.clear();
+                write_journal(ctx, view, &j).await?;
+            }
             Next::Finish | Next::Abort { .. } | Next::AwaitSelfFence { .. } => return Ok(()),
         }
     }
@@ -108,7 +136,7 @@ const ABORT_REFUSED: &str = "an operator's abort was refused";
 
 fn failure(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Failed { error } => error.clone(),
+        Outcome::Failed { error } | Outcome::CandidateLost { error, .. } => error.clone(),
         Outcome::Refused { reason } => reason.clone(),
         Outcome::Done => String::new(),
     }
@@ -124,7 +152,7 @@ async fn run_step(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) ->
     }
     match execute(ctx, view, j, step).await {
         Ok(()) => Outcome::Done,
-        Err(error) => Outcome::Failed { error },
+        Err(error) => candidate_lost(view, j, step, error).await,
     }
 }
 
@@ -356,10 +384,46 @@ fn self_fence_wait(view: &ClusterView, j: &Journal) -> u64 {
         .and_then(|h| h.last_heartbeat_unix_ms)
         .or(health.map(|h| h.since_unix_ms))
         .unwrap_or_else(now_ms);
-    let host = view.hosts.get(&j.old_primary);
-    match host.and_then(|h| h.self_fence_after_ms.zip(h.probe_interval_ms)) {
-        Some((bound, probe)) => altair_core::selffence::earliest_promotion_ms(last, bound, probe),
-        None => last + 60_000,
+    fenced_by(view, &j.old_primary, last)
+}
+
+/// When `host`, heard from last at `last_ms`, has surely fenced itself if it was writable.
+fn fenced_by(view: &ClusterView, host: &str, last_ms: u64) -> u64 {
+    match view
+        .hosts
+        .get(host)
+        .and_then(|h| h.self_fence_after_ms.zip(h.probe_interval_ms))
+    {
+        Some((bound, probe)) => {
+            altair_core::selffence::earliest_promotion_ms(last_ms, bound, probe)
+        }
+        None => last_ms + 60_000,
+    }
+}
+
+/// After a failed catch-up, salvage or promotion: is it the candidate that is gone (its
+/// agent does not answer a status call)? Then the machine may choose another.
+async fn candidate_lost(view: &ClusterView, j: &Journal, step: Step, error: String) -> Outcome {
+    if !matches!(step, Step::CatchUp | Step::Salvage | Step::Promote) {
+        return Outcome::Failed { error };
+    }
+    let Some(name) = j.candidate.clone() else {
+        return Outcome::Failed { error };
+    };
+    let answers = match candidate_agent(view, j).await {
+        Ok(mut a) => tokio::time::timeout(Duration::from_secs(1), a.status(StatusRequest {}))
+            .await
+            .is_ok_and(|r| r.is_ok()),
+        Err(_) => false,
+    };
+    if answers {
+        return Outcome::Failed { error };
+    }
+    // It may have been promoted just before it went silent: its lease runs from now at
+    // the latest.
+    Outcome::CandidateLost {
+        error: format!("candidate {name} does not answer: {error}"),
+        fenced_by_ms: fenced_by(view, &name, now_ms()),
     }
 }
 

@@ -164,3 +164,41 @@ async fn a_steady_minute_of_heartbeats_writes_nothing_to_zookeeper() {
         stderr(&missing)
     );
 }
+
+/// A health transition costs ZooKeeper one write (the health record), not a log entry
+/// with its parents created again each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_transition_costs_zookeeper_one_write() {
+    let mut w = World::start(1, 3, 2).await;
+    let addr = w.zk.client_addr(0);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let zxid_now = || async {
+        let text = zxid(
+            &altair_testkit::zookeeper::four_letter(addr, "srvr")
+                .await
+                .expect("srvr"),
+        );
+        u64::from_str_radix(text.trim_start_matches("0x"), 16).expect("hex zxid")
+    };
+    let before = zxid_now().await;
+    // One transition: a replica's mysqld goes down (its agent reports it at once). No
+    // ZooKeeper client is opened meanwhile: a session's start and end are transactions.
+    w.cluster.instance_mut(2).kill();
+    let host = w.cluster.instance(2).name().to_owned();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = zxid_now().await;
+    let s = w.status().await.expect("status");
+    assert!(
+        s.clusters[0]
+            .hosts
+            .iter()
+            .any(|h| h.name == host && h.health.as_deref() == Some("mysql_down")),
+        "{host} is not reported mysql_down: {s:?}"
+    );
+    eprintln!("one health transition: ZooKeeper zxid {before:#x} -> {after:#x}");
+    assert_eq!(
+        after - before,
+        1,
+        "ZooKeeper transactions for one transition"
+    );
+}

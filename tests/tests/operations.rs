@@ -365,3 +365,41 @@ async fn an_old_primary_with_an_errant_transaction_is_refused_until_forced() {
     })
     .await;
 }
+
+/// History has a retention: with `history_keep = 2`, three switchovers leave the newest
+/// two audit records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_keeps_only_the_newest_records() {
+    let w = World::start_ha(
+        3,
+        1,
+        1,
+        3600,
+        &[("ALTAIR_ORCHESTRATOR__ORCHESTRATOR__HISTORY_KEEP", "2")],
+    )
+    .await;
+    let mut ids = Vec::new();
+    for round in 0..3 {
+        w.wait_until("every host healthy", Duration::from_secs(30), |s| {
+            let c = &s.clusters[0];
+            c.epoch.is_some()
+                && c.needs_rejoin.is_empty()
+                && c.hosts
+                    .iter()
+                    .all(|h| h.health.as_deref() == Some("healthy"))
+        })
+        .await;
+        let out = ctl(&w, &["--json", "switchover", "c1"]);
+        assert!(out.status.success(), "switchover {round}: {}", stderr(&out));
+        ids.push(json(&out)["id"].as_str().expect("id").to_owned());
+    }
+    let out = ctl(&w, &["--json", "history", "c1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kept: Vec<String> = json(&out)
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(kept, vec![ids[2].clone(), ids[1].clone()], "newest first");
+}

@@ -116,6 +116,20 @@ pub struct AbortRequest {
     pub requested_at_ms: u64,
 }
 
+/// The audit records to delete so that `keep` remain once one more is written: the
+/// oldest first (ids start with their start time in ms, so they sort by age), at most
+/// `per_write` at a time (one multi-op stays small; later writes finish the job).
+pub fn history_to_prune(ids: &[String], keep: usize, per_write: usize) -> Vec<String> {
+    let mut sorted: Vec<&String> = ids.iter().collect();
+    sorted.sort();
+    let excess = (sorted.len() + 1).saturating_sub(keep.max(1));
+    sorted
+        .into_iter()
+        .take(excess.min(per_write))
+        .cloned()
+        .collect()
+}
+
 /// JSON encoding of a record.
 pub fn to_json<T: Serialize>(record: &T) -> Vec<u8> {
     serde_json::to_vec(record).unwrap_or_default()
@@ -124,6 +138,29 @@ pub fn to_json<T: Serialize>(record: &T) -> Vec<u8> {
 /// Decodes a record; a malformed znode is an error naming what was expected.
 pub fn from_json<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, String> {
     serde_json::from_slice(bytes).map_err(|e| format!("malformed {what} record: {e}"))
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::history_to_prune;
+
+    fn ids(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_oldest_records_beyond_the_limit_go_first() {
+        let h = ids(&["1796-c", "1794-a", "1795-b"]);
+        // Keeping 3 with one more coming: the oldest one goes.
+        assert_eq!(history_to_prune(&h, 3, 10), ids(&["1794-a"]));
+        assert_eq!(history_to_prune(&h, 2, 10), ids(&["1794-a", "1795-b"]));
+        assert!(history_to_prune(&h, 4, 10).is_empty());
+        // Bounded per write.
+        assert_eq!(history_to_prune(&h, 1, 1), ids(&["1794-a"]));
+        // keep 0 is treated as 1: the new record stays.
+        assert_eq!(history_to_prune(&h, 0, 10).len(), 3);
+        assert!(history_to_prune(&[], 1, 10).is_empty());
+    }
 }
 
 #[cfg(test)]

@@ -7,9 +7,10 @@
 //! <root>/clusters/<cluster>/state              epoch, primary, topology (compare-and-set on version)
 //! <root>/clusters/<cluster>/hosts/<host>       a host's registration (written by its agent)
 //! <root>/clusters/<cluster>/health/<host>      the host's health (monitor: transitions only)
-//! <root>/clusters/<cluster>/events/e_<seq>     sequential: health transitions the orchestrator watches
 //! <root>/clusters/<cluster>/failover           the journal of the failover in progress
-//! <root>/clusters/<cluster>/history/<id>       one audit record per failover
+//! <root>/clusters/<cluster>/abort              an operator's abort of it (`altairctl abort`)
+//! <root>/clusters/<cluster>/history/<id>       one audit record per failover (the newest
+//!                                              `orchestrator.history_keep` are kept)
 //! ```
 //! Cluster and host names are validated DNS labels, so they cannot escape their segment.
 
@@ -78,14 +79,6 @@ impl ZkLayout {
         format!("{}/health/{h}", self.cluster(c))
     }
 
-    pub fn events(&self, c: &ClusterName) -> String {
-        format!("{}/events", self.cluster(c))
-    }
-
-    pub fn event_prefix(&self, c: &ClusterName) -> String {
-        format!("{}/events/e_", self.cluster(c))
-    }
-
     pub fn failover_journal(&self, c: &ClusterName) -> String {
         format!("{}/failover", self.cluster(c))
     }
@@ -120,7 +113,6 @@ impl ZkLayout {
             self.cluster(c),
             self.hosts(c),
             self.health(c),
-            self.events(c),
             self.history(c),
         ]
     }

@@ -91,10 +91,9 @@ async fn write(zk: &Zk, p: &Published) -> Result<(), altair_zk::ZkError> {
         return Ok(());
     };
     let data = to_json(&p.record);
+    // One write per transition: the health record is what the leader reads (the
+    // append-only events log this once also wrote was never read and grew forever).
     zk.put(&zk.layout().host_health(&cluster, &host), &data)
-        .await?;
-    zk.ensure_path(&zk.layout().events(&cluster)).await?;
-    zk.append(&zk.layout().event_prefix(&cluster), &data)
         .await?;
     Ok(())
 }

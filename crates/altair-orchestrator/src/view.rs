@@ -15,6 +15,9 @@ pub struct ClusterView {
     pub journal: Option<Journal>,
     /// An operator's abort request (only read while a journal exists).
     pub abort: Option<AbortRequest>,
+    /// Ids of the audit records kept (only read while a journal exists: the failover's
+    /// closing write prunes the oldest).
+    pub history: Vec<String>,
     pub hosts: BTreeMap<String, HostRecord>,
     pub health: BTreeMap<String, HealthRecord>,
 }
@@ -38,6 +41,10 @@ impl ClusterView {
                     .map_err(|detail| ZkError::Conflict { detail })?,
             ),
             None => None,
+        };
+        let history = match &journal {
+            Some(_) => zk.children(&l.history(name)).await?,
+            None => Vec::new(),
         };
         let abort = match &journal {
             Some(_) => {
@@ -70,6 +77,7 @@ impl ClusterView {
             state,
             journal,
             abort,
+            history,
             hosts,
             health,
         })

@@ -91,6 +91,10 @@ pub struct OrchestratorSection {
     /// until salvage succeeds or an operator acts).
     #[serde(default)]
     pub on_salvage_timeout: OnSalvageTimeout,
+    /// Audit records kept per cluster in ZooKeeper (`altairctl history`); the oldest are
+    /// deleted as new ones are written, so history does not grow without bound.
+    #[serde(default = "default_history_keep")]
+    pub history_keep: u32,
 }
 
 /// `orchestrator.on_salvage_timeout`.
@@ -147,6 +151,10 @@ fn default_switchover_drain_close_ms() -> u64 {
 fn default_catch_up_timeout_ms() -> u64 {
     30_000
 }
+fn default_history_keep() -> u32 {
+    200
+}
+
 fn default_salvage_timeout_ms() -> u64 {
     30_000
 }
@@ -255,6 +263,11 @@ impl Validate for OrchestratorConfig {
             "orchestrator.salvage_timeout_ms",
             o.salvage_timeout_ms,
             100..=600_000,
+        );
+        p.check(
+            (1..=100_000).contains(&o.history_keep),
+            "orchestrator.history_keep",
+            || format!("{} is outside 1..=100000", o.history_keep),
         );
         check_ms(p, "hooks.timeout_ms", self.hooks.timeout_ms, 100..=600_000);
         for (key, argv) in [

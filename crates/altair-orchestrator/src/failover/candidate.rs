@@ -69,22 +69,30 @@ pub(super) async fn choose_candidate(
     {
         return Err(format!("{t} is not a replica of this cluster"));
     }
-    let mut candidates = Vec::new();
     let eligible = view.hosts.iter().filter(|(n, _)| {
         **n != j.old_primary
             && !waiting.contains(n)
             && !j.lost_candidates.contains(n)
             && j.target.as_ref().is_none_or(|t| t == *n)
     });
-    for (name, h) in eligible {
-        let status = match agent(&h.agent, AGENT_TIMEOUT).await {
-            Ok(mut a) => a
-                .status(StatusRequest {})
-                .await
-                .ok()
-                .map(tonic::Response::into_inner),
-            Err(_) => None,
-        };
+    // Every eligible replica is asked at once; one whose monitor reports it silent gets a
+    // short chance only, so a dead host costs half a second, not one timeout per host.
+    let asks = eligible.map(|(name, h)| {
+        let timeout = super::agent_timeout(view, name);
+        async move {
+            let status = match agent(&h.agent, timeout).await {
+                Ok(mut a) => tokio::time::timeout(timeout, a.status(StatusRequest {}))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(tonic::Response::into_inner),
+                Err(_) => None,
+            };
+            (name, h, status)
+        }
+    });
+    let mut candidates = Vec::new();
+    for (name, h, status) in futures_util::future::join_all(asks).await {
         let snap = status.and_then(|s| s.snapshot).filter(|s| s.reachable);
         let flavor = match snap.as_ref().map(|s| s.flavor) {
             Some(f) if f == altair_proto::v1::Flavor::Mysql as i32 => Flavor::Mysql,

@@ -206,15 +206,7 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                 altair_core::config::FenceMode::StopMysqld => FenceMode::StopMysqld,
             };
             // An agent its monitor already reports silent gets a short chance only.
-            let silent = view
-                .health
-                .get(&j.old_primary)
-                .is_some_and(|h| h.health == altair_core::health::Health::Unreachable);
-            let timeout = if silent {
-                SILENT_AGENT_TIMEOUT
-            } else {
-                AGENT_TIMEOUT
-            };
+            let timeout = agent_timeout(view, &j.old_primary);
             if j.kind == Kind::Switchover {
                 drain::drain_before_fence(ctx, view, j).await;
             }
@@ -339,24 +331,34 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
             let new = candidate_record(view, j)?;
             let source = endpoint(&new.mysql).ok_or("bad candidate address")?;
             let waiting = waiting_for_rejoin(view);
-            for (name, h) in &view.hosts {
-                if *name == j.old_primary
-                    || Some(name) == j.candidate.as_ref()
-                    || waiting.contains(name)
-                {
-                    continue;
-                }
-                let result = async {
-                    let mut a = agent(&h.agent, AGENT_TIMEOUT).await?;
-                    a.repoint(RepointRequest {
-                        epoch: j.epoch,
-                        source: Some(source.clone()),
-                        use_current_pos: false,
-                    })
-                    .await
-                    .map_err(|s| s.message().to_owned())
-                }
-                .await;
+            // Every other replica at once: one that does not answer delays nobody.
+            let repoints = view
+                .hosts
+                .iter()
+                .filter(|(name, _)| {
+                    **name != j.old_primary
+                        && Some(*name) != j.candidate.as_ref()
+                        && !waiting.contains(*name)
+                })
+                .map(|(name, h)| {
+                    let (source, epoch) = (source.clone(), j.epoch);
+                    let timeout = agent_timeout(view, name);
+                    async move {
+                        let result = async {
+                            let mut a = agent(&h.agent, timeout).await?;
+                            a.repoint(RepointRequest {
+                                epoch,
+                                source: Some(source),
+                                use_current_pos: false,
+                            })
+                            .await
+                            .map_err(|s| s.message().to_owned())
+                        }
+                        .await;
+                        (name, result)
+                    }
+                });
+            for (name, result) in futures_util::future::join_all(repoints).await {
                 if let Err(e) = result {
                     j.notes.push(format!("{name} not repointed: {e}"));
                 }
@@ -372,6 +374,19 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
             Ok(())
         }
         Step::Record | Step::Done => Ok(()),
+    }
+}
+
+/// How long to wait for a host's agent: short for one its monitor already reports silent.
+pub(super) fn agent_timeout(view: &ClusterView, host: &str) -> Duration {
+    let silent = view
+        .health
+        .get(host)
+        .is_some_and(|h| h.health == altair_core::health::Health::Unreachable);
+    if silent {
+        SILENT_AGENT_TIMEOUT
+    } else {
+        AGENT_TIMEOUT
     }
 }
 

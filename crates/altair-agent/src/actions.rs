@@ -32,6 +32,9 @@ pub struct Actions {
     pub reprobe: Arc<tokio::sync::Notify>,
     /// Set when the cluster runs semi-synchronously.
     pub semi_sync: Option<crate::semisync::SemiSync>,
+    /// Held by a salvage apply from its start until its flushing settings are back, and by
+    /// a promotion: nothing is made writable while an apply (or its clean-up) still runs.
+    pub apply_lock: tokio::sync::Mutex<()>,
 }
 
 /// What a fence achieved: the server is read-only (clients killed) or not running.
@@ -289,7 +292,10 @@ impl Actions {
 
     /// Stop and clear replication, make the server writable.
     pub async fn promote(&self) -> Result<String, Status> {
+        let _apply = self.apply_lock.lock().await;
         let mut c = self.conn().await?;
+        // Flushing an interrupted apply relaxed comes back before any write is taken.
+        crate::apply_durability::restore_saved(&mut c, &self.state_dir).await?;
         // Semi-sync: commits wait for a replica from the first one on.
         self.semi_sync_primary(&mut c, true).await?;
         let (stop, writable): (&[&str], &[&str]) = match self.flavor() {

@@ -160,6 +160,29 @@ pub(crate) async fn restore(
     Ok(())
 }
 
+/// Before a promotion: settings an apply relaxed and could not put back (its restore
+/// failed, or the agent died mid-apply and has not restored them yet) are put back now;
+/// an error stops the promotion.
+pub(crate) async fn restore_saved(c: &mut Conn, state_dir: &Path) -> Result<(), Status> {
+    let file = state_dir.join(SAVED);
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return Ok(());
+    };
+    if let Some(saved) = Flushing::from_text(&text) {
+        set(c, saved).await?;
+        c.query_drop("FLUSH NO_WRITE_TO_BINLOG ENGINE LOGS")
+            .await
+            .map_err(mysql_err("flush the redo log"))?;
+        tracing::warn!(
+            innodb_flush_log_at_trx_commit = saved.flush_log_at_trx_commit,
+            sync_binlog = saved.sync_binlog,
+            "commit flushing settings a salvage apply relaxed put back before promotion"
+        );
+    }
+    let _ = std::fs::remove_file(&file);
+    Ok(())
+}
+
 /// At agent start: settings an earlier run relaxed and never put back are restored (unless
 /// mysqld restarted since, which read them from its configuration again). Retries until
 /// mysqld answers or the agent stops.

@@ -160,6 +160,7 @@ pub async fn run(
                 ackers: a.semi_sync_ackers,
             }
         }),
+        apply_lock: tokio::sync::Mutex::new(()),
     });
     let probe = probe::ProbeSettings {
         facts,

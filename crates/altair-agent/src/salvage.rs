@@ -130,6 +130,7 @@ impl Actions {
         mut rest: tonic::Streaming<altair_proto::v1::ApplySalvageChunk>,
         deadline: Instant,
     ) -> Result<String, Status> {
+        let _apply = self.apply_lock.lock().await;
         let mut c = self.conn().await?;
         let session = std::sync::Arc::new(std::sync::Mutex::new(None::<u64>));
         let relaxed = std::sync::Mutex::new(None::<apply_durability::Relaxed>);

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use altair_core::gtid::{Flavor, GtidState, errant_gtids, followed_primary};
+use altair_core::gtid::{Flavor, GtidState, errant_gtids};
 use altair_core::registry::{ClusterState, to_json};
 use altair_proto::v1::*;
 use altair_zk::Op;
@@ -218,24 +218,8 @@ pub async fn rejoin_host(
             .ok_or_else(|| format!("the primary {primary} does not report its GTIDs"))?,
     };
     let parse = |t: &str| GtidState::parse(flavor, t).map_err(|e| e.to_string());
-    let mut fork = fork;
-    let mut errant =
+    let errant =
         errant_gtids(&parse(&snap.gtid_executed)?, &parse(&fork)?).map_err(|e| e.to_string())?;
-    // A replica that already followed the new primary past the fork (it was fed by the
-    // old one, then repointed or re-fetched) holds nothing errant: it rejoins from where
-    // it is.
-    if !errant.is_empty()
-        && flavor == Flavor::MariaDb
-        && let Some(primary_now) = status_of(view, &primary)
-            .await
-            .and_then(|s| s.snapshot)
-            .and_then(|s| parse(&s.gtid_executed).ok())
-        && followed_primary(&parse(&snap.gtid_executed)?, &parse(&fork)?, &primary_now)
-    {
-        tracing::info!(cluster = %view.name, host = %name, position = %snap.gtid_executed, fork = %fork, "past the fork it holds only the new primary's transactions: rejoins from its own position");
-        fork = snap.gtid_executed.clone();
-        errant.clear();
-    }
     if !errant.is_empty() && !force {
         return refuse(ctx, view, state, version, name, errant).await;
     }

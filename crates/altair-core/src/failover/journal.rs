@@ -146,8 +146,8 @@ pub struct Journal {
     /// self-fence has surely fired (ms since the epoch). Choose and catch-up run meanwhile.
     #[serde(default)]
     pub promote_not_before_ms: Option<u64>,
-    /// Candidates lost during this failover (their agent stopped answering): not chosen
-    /// again.
+    /// Candidates lost before their promotion (their agent stopped answering during
+    /// catch-up or salvage): read-only, not chosen again.
     #[serde(default)]
     pub lost_candidates: Vec<String>,
 }

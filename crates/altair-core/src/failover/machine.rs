@@ -42,11 +42,9 @@ pub enum Outcome {
     Refused {
         reason: String,
     },
-    /// The chosen candidate's agent does not answer any more. `fenced_by_ms`: when its
-    /// self-fence has surely fired, should it have become writable meanwhile.
+    /// The chosen candidate's agent does not answer any more.
     CandidateLost {
         error: String,
-        fenced_by_ms: u64,
     },
 }
 
@@ -65,12 +63,9 @@ pub enum Next {
     Abort { reason: String },
     /// The pre-failover hook refused: end, nothing was done.
     Refuse { reason: String },
-    /// The candidate is lost: choose another one (the lost one excluded); when it may
-    /// have been made writable, nothing is promoted before `promote_not_before_ms`.
-    Rechoose {
-        reason: String,
-        promote_not_before_ms: Option<u64>,
-    },
+    /// The candidate is lost before its promotion: choose another one (the lost one
+    /// excluded).
+    Rechoose { reason: String },
     /// The failover is over (its record is written).
     Finish,
 }
@@ -136,40 +131,24 @@ pub fn after(j: &Journal, step: Step, outcome: &Outcome, now_ms: u64, rules: Rul
                 reason: error.clone(),
             }
         }
-        // Never promoted: choose another at once (a switchover rolls back, as above).
-        Outcome::CandidateLost { error, .. } if step < Step::Promote => match j.kind {
+        // Never asked to promote, so never writable: choose another at once (a switchover
+        // rolls back, as above). From promotion on a lost candidate may be writable
+        // without anyone able to fence it (its lease can outlive the orchestrator's
+        // reach), so its promotion is retried, never replaced.
+        Outcome::CandidateLost { error } if step < Step::Promote => match j.kind {
             Kind::Switchover => Next::RollBack {
                 reason: error.clone(),
             },
             _ => Next::Rechoose {
                 reason: error.clone(),
-                promote_not_before_ms: None,
             },
         },
-        // Its promotion may have happened before it went silent: another is promoted only
-        // once its self-fence has surely fired, and only after a few tries (a passing
-        // blip must not cost a second promotion).
-        Outcome::CandidateLost {
-            error,
-            fenced_by_ms,
-        } if step == Step::Promote
-            && j.kind != Kind::Switchover
-            && j.attempts + 1 >= PROMOTE_TRIES_BEFORE_RECHOOSE =>
-        {
-            Next::Rechoose {
-                reason: error.clone(),
-                promote_not_before_ms: Some(*fenced_by_ms),
-            }
-        }
         Outcome::Failed { .. } | Outcome::CandidateLost { .. } => Next::RetryAt {
             step,
             at_ms: now_ms + backoff_ms(j.attempts + 1, rules),
         },
     }
 }
-
-/// Tries of a promotion whose candidate does not answer before another is chosen.
-pub const PROMOTE_TRIES_BEFORE_RECHOOSE: u32 = 3;
 
 /// The wait before retry number `attempt` (1-based): doubling from the first, capped.
 pub fn backoff_ms(attempt: u32, rules: Rules) -> u64 {
@@ -345,10 +324,9 @@ mod tests {
         assert_eq!(before(&j, None, 9_000), Next::Run(Step::Promote));
     }
 
-    fn lost(at: u64) -> Outcome {
+    fn lost() -> Outcome {
         Outcome::CandidateLost {
             error: "db2 unreachable".into(),
-            fenced_by_ms: at,
         }
     }
 
@@ -357,10 +335,9 @@ mod tests {
         for step in [Step::CatchUp, Step::Salvage] {
             let j = journal(Kind::Automatic, step);
             assert_eq!(
-                after(&j, step, &lost(9_000), 0, R),
+                after(&j, step, &lost(), 0, R),
                 Next::Rechoose {
-                    reason: "db2 unreachable".into(),
-                    promote_not_before_ms: None
+                    reason: "db2 unreachable".into()
                 },
                 "{step:?}"
             );
@@ -368,43 +345,23 @@ mod tests {
         // A switchover rolls back instead.
         let j = journal(Kind::Switchover, Step::CatchUp);
         assert!(matches!(
-            after(&j, Step::CatchUp, &lost(9_000), 0, R),
+            after(&j, Step::CatchUp, &lost(), 0, R),
             Next::RollBack { .. }
         ));
     }
 
     #[test]
-    fn a_candidate_lost_at_promotion_is_replaced_after_tries_and_its_self_fence() {
-        let mut j = journal(Kind::Automatic, Step::Promote);
-        for attempts in 0..PROMOTE_TRIES_BEFORE_RECHOOSE - 1 {
-            j.attempts = attempts;
-            assert!(matches!(
-                after(&j, Step::Promote, &lost(9_000), 0, R),
-                Next::RetryAt { .. }
-            ));
-        }
-        j.attempts = PROMOTE_TRIES_BEFORE_RECHOOSE - 1;
-        assert_eq!(
-            after(&j, Step::Promote, &lost(9_000), 0, R),
-            Next::Rechoose {
-                reason: "db2 unreachable".into(),
-                promote_not_before_ms: Some(9_000)
+    fn a_candidate_lost_from_promotion_on_is_retried_never_replaced() {
+        for kind in [Kind::Automatic, Kind::Switchover] {
+            for step in [Step::Promote, Step::Repoint, Step::Publish] {
+                let mut j = journal(kind, step);
+                j.attempts = 10;
+                assert!(
+                    matches!(after(&j, step, &lost(), 0, R), Next::RetryAt { .. }),
+                    "{kind:?} {step:?}"
+                );
             }
-        );
-        // After promotion it only goes forward.
-        let mut j = journal(Kind::Automatic, Step::Repoint);
-        j.attempts = 10;
-        assert!(matches!(
-            after(&j, Step::Repoint, &lost(9_000), 0, R),
-            Next::RetryAt { .. }
-        ));
-        // A switchover's promotion is retried, never replaced.
-        let mut j = journal(Kind::Switchover, Step::Promote);
-        j.attempts = 10;
-        assert!(matches!(
-            after(&j, Step::Promote, &lost(9_000), 0, R),
-            Next::RetryAt { .. }
-        ));
+        }
     }
 
     #[test]

@@ -37,28 +37,6 @@ pub fn errant_gtids(host: &GtidState, history: &GtidState) -> Result<String, Gti
     }
 }
 
-/// MariaDB: whether everything `host` has past `fork` came from the current primary (a
-/// replica that followed the new primary before it was asked to rejoin). Past the fork,
-/// every transaction of a domain on the primary carries the primary's own server id
-/// (strict mode), so a host whose last GTID of such a domain has the primary's server id
-/// and a sequence number the primary reached holds only the primary's history there.
-/// Such a host is not errant: it rejoins from its own position. MySQL's sets say this
-/// already (use [`errant_gtids`] against the primary's set).
-pub fn followed_primary(host: &GtidState, fork: &GtidState, primary_now: &GtidState) -> bool {
-    match (host, fork, primary_now) {
-        (GtidState::MariaDb(h), GtidState::MariaDb(f), GtidState::MariaDb(p)) => {
-            h.iter().all(|ours| {
-                let forked_at = f.get(ours.domain).map_or(0, |g| g.seq);
-                ours.seq <= forked_at
-                    || p.get(ours.domain).is_some_and(|theirs| {
-                        theirs.server_id == ours.server_id && theirs.seq >= ours.seq
-                    })
-            })
-        }
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,26 +68,6 @@ mod tests {
             errant_gtids(&maria("2-1-1"), &maria("")),
             Ok("2-1-1".into())
         );
-    }
-
-    #[test]
-    fn a_host_that_followed_the_new_primary_past_the_fork_is_not_errant() {
-        // Forked at 0-1-10; the new primary (server 2) is at 0-2-60.
-        let (fork, primary) = (maria("0-1-10"), maria("0-2-60"));
-        assert!(followed_primary(&maria("0-2-45"), &fork, &primary));
-        assert!(followed_primary(&maria("0-2-60"), &fork, &primary));
-        assert!(followed_primary(&maria("0-1-9"), &fork, &primary));
-        // The old primary's own writes past the fork are errant, whatever their seq.
-        assert!(!followed_primary(&maria("0-1-11"), &fork, &primary));
-        // Further than the primary got, or another server's: errant.
-        assert!(!followed_primary(&maria("0-2-61"), &fork, &primary));
-        assert!(!followed_primary(&maria("0-3-20"), &fork, &primary));
-        // Every domain counts.
-        assert!(!followed_primary(
-            &maria("0-2-45,1-1-5"),
-            &maria("0-1-10,1-1-4"),
-            &primary
-        ));
     }
 
     #[test]

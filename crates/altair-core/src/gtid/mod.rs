@@ -15,7 +15,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use errant::{errant_gtids, followed_primary};
+pub use errant::errant_gtids;
 pub use mariadb::{MariaGtid, MariaGtidPos};
 pub use mysql::{MysqlGtidSet, SourceKey};
 

@@ -103,24 +103,15 @@ pub async fn run(ctx: &Ctx, view: &ClusterView, mut j: Journal) -> Result<(), Fa
                 return roll_back(ctx, view, j, reason).await;
             }
             Next::Refuse { reason } => return crate::abort::refuse(ctx, view, j, &reason).await,
-            Next::Rechoose {
-                reason,
-                promote_not_before_ms,
-            } => {
+            Next::Rechoose { reason } => {
                 crate::metrics::step_error(step.as_str());
                 let lost = j.candidate.take().unwrap_or_default();
                 tracing::error!(cluster = %j.cluster, failover_id = %j.id, step = step.as_str(), candidate = %lost, error = %reason, "candidate lost: choosing another");
                 j.notes.push(format!(
-                    "{reason} (at step {}): choosing another candidate{}",
-                    step.as_str(),
-                    promote_not_before_ms.map_or(String::new(), |t| format!(
-                        "; promotion held until {t} ms since the epoch (its self-fence)"
-                    ))
+                    "{reason} (at step {}): choosing another candidate",
+                    step.as_str()
                 ));
                 j.lost_candidates.push(lost);
-                if let Some(t) = promote_not_before_ms {
-                    j.promote_not_before_ms = Some(j.promote_not_before_ms.unwrap_or(0).max(t));
-                }
                 j.step = Step::Choose;
                 j.attempts = 0;
                 j.retry_at_ms = None;
@@ -399,27 +390,21 @@ fn self_fence_wait(view: &ClusterView, j: &Journal) -> u64 {
         .and_then(|h| h.last_heartbeat_unix_ms)
         .or(health.map(|h| h.since_unix_ms))
         .unwrap_or_else(now_ms);
-    fenced_by(view, &j.old_primary, last)
-}
-
-/// When `host`, heard from last at `last_ms`, has surely fenced itself if it was writable.
-fn fenced_by(view: &ClusterView, host: &str, last_ms: u64) -> u64 {
     match view
         .hosts
-        .get(host)
+        .get(&j.old_primary)
         .and_then(|h| h.self_fence_after_ms.zip(h.probe_interval_ms))
     {
-        Some((bound, probe)) => {
-            altair_core::selffence::earliest_promotion_ms(last_ms, bound, probe)
-        }
-        None => last_ms + 60_000,
+        Some((bound, probe)) => altair_core::selffence::earliest_promotion_ms(last, bound, probe),
+        None => last + 60_000,
     }
 }
 
-/// After a failed catch-up, salvage or promotion: is it the candidate that is gone (its
-/// agent does not answer a status call)? Then the machine may choose another.
+/// After a failed catch-up or salvage: is it the candidate that is gone (its agent does
+/// not answer a status call)? Then the machine chooses another (it was never asked to
+/// promote, so it is read-only).
 async fn candidate_lost(view: &ClusterView, j: &Journal, step: Step, error: String) -> Outcome {
-    if !matches!(step, Step::CatchUp | Step::Salvage | Step::Promote) {
+    if !matches!(step, Step::CatchUp | Step::Salvage) {
         return Outcome::Failed { error };
     }
     let Some(name) = j.candidate.clone() else {
@@ -434,11 +419,8 @@ async fn candidate_lost(view: &ClusterView, j: &Journal, step: Step, error: Stri
     if answers {
         return Outcome::Failed { error };
     }
-    // It may have been promoted just before it went silent: its lease runs from now at
-    // the latest.
     Outcome::CandidateLost {
         error: format!("candidate {name} does not answer: {error}"),
-        fenced_by_ms: fenced_by(view, &name, now_ms()),
     }
 }
 

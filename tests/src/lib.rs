@@ -211,8 +211,7 @@ pub mod world {
             env: &[(&str, &str)],
             timing: FleetTiming,
         ) -> Self {
-            use altair_testkit::bind::{Bind, BindOptions, TSIG_KEY_NAME};
-            use altair_testkit::fleet::DnsTarget;
+            use altair_testkit::bind::{Bind, BindOptions};
             use altair_testkit::netns::TestNet;
             let net = TestNet::create(hosts)
                 .await
@@ -246,12 +245,7 @@ pub mod world {
                 timing.clone(),
             )
             .expect("start agents and monitors");
-            let target = DnsTarget {
-                server: dns.addr(),
-                zone: dns.zone().to_owned(),
-                tsig_key_name: TSIG_KEY_NAME.into(),
-                tsig_secret_file: dns.tsig_secret_file().to_owned(),
-            };
+            let target = dns.target();
             for i in 0..orchestrators {
                 fleet
                     .start_orchestrator(&format!("o{}", i + 1), &target, block_period_s, env)

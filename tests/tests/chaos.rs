@@ -183,13 +183,7 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
         s.clusters[0].epoch == Some(1)
     })
     .await;
-    let dns = w.dns.as_ref().expect("dns");
-    let target = altair_testkit::fleet::DnsTarget {
-        server: dns.addr(),
-        zone: dns.zone().to_owned(),
-        tsig_key_name: altair_testkit::bind::TSIG_KEY_NAME.into(),
-        tsig_secret_file: dns.tsig_secret_file().to_owned(),
-    };
+    let target = w.dns.as_ref().expect("dns").target();
     let (mut failovers, mut lost_total, mut acked_total) = (0, 0, 0);
     let run_started = Instant::now();
     for round in 1..=rounds {

@@ -301,13 +301,7 @@ async fn a_candidate_lost_after_choose_is_replaced_by_the_next_best() {
         s.clusters[0].epoch == Some(1)
     })
     .await;
-    let dns = w.dns.as_ref().expect("dns");
-    let target = altair_testkit::fleet::DnsTarget {
-        server: dns.addr(),
-        zone: dns.zone().to_owned(),
-        tsig_key_name: altair_testkit::bind::TSIG_KEY_NAME.into(),
-        tsig_secret_file: dns.tsig_secret_file().to_owned(),
-    };
+    let target = w.dns.as_ref().expect("dns").target();
     w.fleet
         .start_orchestrator("o2", &target, 3600, &[])
         .expect("start o2");

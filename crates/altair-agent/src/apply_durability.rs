@@ -87,6 +87,15 @@ async fn set(c: &mut Conn, f: Flushing) -> Result<(), Status> {
     .map_err(mysql_err("set the commit flushing settings"))
 }
 
+/// Puts `saved` back and flushes InnoDB's redo log, so what was applied while relaxed is
+/// durable too. NO_WRITE_TO_BINLOG: a FLUSH is binlogged otherwise, an errant GTID.
+async fn put_back(c: &mut Conn, saved: Flushing) -> Result<(), Status> {
+    set(c, saved).await?;
+    c.query_drop("FLUSH NO_WRITE_TO_BINLOG ENGINE LOGS")
+        .await
+        .map_err(mysql_err("flush the redo log"))
+}
+
 /// The server's settings, saved (durably) before the apply changes them.
 #[derive(Debug, Clone)]
 pub(crate) struct Relaxed {
@@ -131,11 +140,7 @@ pub(crate) async fn restore(
     r: Relaxed,
     binlog_dir: Option<&Path>,
 ) -> Result<(), Status> {
-    set(c, r.saved).await?;
-    // NO_WRITE_TO_BINLOG: a FLUSH is binlogged otherwise, an errant GTID on a replica.
-    c.query_drop("FLUSH NO_WRITE_TO_BINLOG ENGINE LOGS")
-        .await
-        .map_err(mysql_err("flush the redo log"))?;
+    put_back(c, r.saved).await?;
     if r.saved.sync_binlog != 0
         && let Some(dir) = binlog_dir
     {
@@ -169,10 +174,7 @@ pub(crate) async fn restore_saved(c: &mut Conn, state_dir: &Path) -> Result<(), 
         return Ok(());
     };
     if let Some(saved) = Flushing::from_text(&text) {
-        set(c, saved).await?;
-        c.query_drop("FLUSH NO_WRITE_TO_BINLOG ENGINE LOGS")
-            .await
-            .map_err(mysql_err("flush the redo log"))?;
+        put_back(c, saved).await?;
         tracing::warn!(
             innodb_flush_log_at_trx_commit = saved.flush_log_at_trx_commit,
             sync_binlog = saved.sync_binlog,
@@ -213,7 +215,7 @@ pub(crate) async fn restore_leftover(
                 .ok()
                 .flatten();
             let restarted = uptime.is_some_and(|(_, s)| Duration::from_secs(s) < age);
-            if restarted || set(&mut c, saved).await.is_ok() {
+            if restarted || put_back(&mut c, saved).await.is_ok() {
                 tracing::warn!(
                     innodb_flush_log_at_trx_commit = saved.flush_log_at_trx_commit,
                     sync_binlog = saved.sync_binlog,

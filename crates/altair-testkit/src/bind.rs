@@ -128,6 +128,16 @@ impl Bind {
         &self.secret_file
     }
 
+    /// What an orchestrator needs to publish into this server's zone.
+    pub fn target(&self) -> crate::fleet::DnsTarget {
+        crate::fleet::DnsTarget {
+            server: self.addr(),
+            zone: self.zone().to_owned(),
+            tsig_key_name: TSIG_KEY_NAME.into(),
+            tsig_secret_file: self.tsig_secret_file().to_owned(),
+        }
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.proc.pid()
     }

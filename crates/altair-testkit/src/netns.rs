@@ -130,23 +130,7 @@ impl TestNet {
     /// Drops all traffic between host `i` and `peers` (both directions), inside host
     /// `i`'s namespace. Replaces any earlier partition of that host.
     pub async fn partition(&self, i: usize, peers: &[Ipv4Addr]) -> Result<()> {
-        let ns = &self.host(i).namespace;
-        let _ = nft(ns, &format!("delete table inet {FAULT_TABLE}")).await;
-        if peers.is_empty() {
-            return Ok(());
-        }
-        let set = peers
-            .iter()
-            .map(Ipv4Addr::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let rules = format!(
-            "table inet {FAULT_TABLE} {{
-               chain input {{ type filter hook input priority 0; policy accept; ip saddr {{ {set} }} drop; }}
-               chain output {{ type filter hook output priority 0; policy accept; ip daddr {{ {set} }} drop; }}
-             }}"
-        );
-        nft(ns, &rules).await
+        self.partition_except(i, peers, &[]).await
     }
 
     /// Drops all traffic between host `i` and `peers` like [`Self::partition`], except TCP

@@ -30,7 +30,20 @@ pub fn confirm(cluster: &str) -> bool {
     ok
 }
 
+/// Prints an audit record as a table, or as JSON.
 #[allow(clippy::print_stdout)]
+fn print_audit(cluster: &str, a: &altairctl::admin::Audit, json: bool) -> Result<(), ExitCode> {
+    if json {
+        print_json(a)
+    } else {
+        print!(
+            "{}",
+            altairctl::admin::render_history(cluster, std::slice::from_ref(a))
+        );
+        Ok(())
+    }
+}
+
 pub fn report_failover(
     what: &str,
     cluster: &str,
@@ -40,17 +53,10 @@ pub fn report_failover(
 ) -> ExitCode {
     match r {
         Ok(a) => {
-            let ok = a.outcome == "succeeded";
-            if json {
-                if let Err(code) = print_json(&a) {
-                    return code;
-                }
-            } else {
-                print!(
-                    "{}",
-                    altairctl::admin::render_history(cluster, std::slice::from_ref(&a))
-                );
+            if let Err(code) = print_audit(cluster, &a, json) {
+                return code;
             }
+            let ok = a.outcome == "succeeded";
             if !ok {
                 eprintln!("altairctl: {what}: {}: {}", a.outcome, a.reason);
             }
@@ -62,7 +68,6 @@ pub fn report_failover(
 
 /// `altairctl abort`: done when the failover ended without a new primary; a failover
 /// that finished (promoted) before the abort took effect is a failure to abort.
-#[allow(clippy::print_stdout)]
 pub fn report_abort(
     cluster: &str,
     r: Result<altairctl::admin::Audit, altairctl::admin::AdminError>,
@@ -71,15 +76,8 @@ pub fn report_abort(
 ) -> ExitCode {
     match r {
         Ok(a) => {
-            if json {
-                if let Err(code) = print_json(&a) {
-                    return code;
-                }
-            } else {
-                print!(
-                    "{}",
-                    altairctl::admin::render_history(cluster, std::slice::from_ref(&a))
-                );
+            if let Err(code) = print_audit(cluster, &a, json) {
+                return code;
             }
             if a.outcome == "succeeded" {
                 eprintln!(

@@ -43,44 +43,53 @@ pub async fn workload_from(
     first: u64,
 ) -> Vec<(u64, Ipv4Addr, Instant)> {
     let dns = w.dns.as_ref().expect("dns");
-    let (server, name) = (dns.addr(), format!("primary.{CLUSTER}.{}", dns.zone()));
+    let name = format!("primary.{CLUSTER}.{}", dns.zone());
+    write_through(dns.addr(), &name, |ip| w.app_opts(ip), stop, first).await
+}
+
+/// Writes unique ids from `first` on into table `w` of whatever host DNS name `name`
+/// (asked of `server`) answers, re-resolving after every failed write, until stopped;
+/// the acknowledged ids with the address that acknowledged each.
+pub async fn write_through(
+    server: std::net::SocketAddr,
+    name: &str,
+    opts: impl Fn(Ipv4Addr) -> mysql_async::Opts,
+    stop: Arc<AtomicBool>,
+    first: u64,
+) -> Vec<(u64, Ipv4Addr, Instant)> {
     let mut acked = Vec::new();
     let mut next = first;
-    {
+    while !stop.load(Ordering::SeqCst) {
+        let Ok(ips) = altair_dns::lookup_a(server, name, Duration::from_millis(500)).await else {
+            continue;
+        };
+        let Some(ip) = ips.first().copied() else {
+            continue;
+        };
+        let Ok(Ok(mut conn)) =
+            tokio::time::timeout(Duration::from_secs(1), mysql_async::Conn::new(opts(ip))).await
+        else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
         while !stop.load(Ordering::SeqCst) {
-            let Ok(ips) = altair_dns::lookup_a(server, &name, Duration::from_millis(500)).await
-            else {
-                continue;
-            };
-            let Some(ip) = ips.first().copied() else {
-                continue;
-            };
-            let opts = w.app_opts(ip);
-            let Ok(Ok(mut conn)) =
-                tokio::time::timeout(Duration::from_secs(1), mysql_async::Conn::new(opts)).await
-            else {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            };
-            while !stop.load(Ordering::SeqCst) {
-                let r = tokio::time::timeout(
-                    Duration::from_secs(1),
-                    conn.query_drop(format!("INSERT INTO w (id) VALUES ({next})")),
-                )
-                .await;
-                match r {
-                    Ok(Ok(())) => {
-                        acked.push((next, ip, Instant::now()));
-                        next += 1;
-                    }
-                    // Refused (read-only), broken or timed out: re-resolve and reconnect.
-                    _ => {
-                        next += 1;
-                        break;
-                    }
+            let r = tokio::time::timeout(
+                Duration::from_secs(1),
+                conn.query_drop(format!("INSERT INTO w (id) VALUES ({next})")),
+            )
+            .await;
+            match r {
+                Ok(Ok(())) => {
+                    acked.push((next, ip, Instant::now()));
+                    next += 1;
                 }
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                // Refused (read-only), broken or timed out: re-resolve and reconnect.
+                _ => {
+                    next += 1;
+                    break;
+                }
             }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
     acked

@@ -1,33 +1,110 @@
 //! Talking to agents and to MySQL directly, always bounded in time.
+//!
+//! One gRPC channel per agent address is kept and shared by every caller (a channel
+//! multiplexes requests): a failover's fan-out pays no TCP/HTTP-2 set-up. A request that
+//! fails at the transport level or outlives its deadline drops the cached channel, so the
+//! next request dials afresh instead of queueing on a connection a partition left dead.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use altair_proto::v1::agent_client::AgentClient;
 use altair_svc::Secret;
+use tonic::body::Body;
+use tonic::codegen::{BoxFuture, Context, Poll, Service, StdError, http};
 use tonic::transport::{Channel, Endpoint};
 
-/// A client for the agent at `address` (`host:port`), connected within `timeout`; each
-/// request on it must answer within `timeout` too.
-pub async fn agent(address: &str, timeout: Duration) -> Result<AgentClient<Channel>, String> {
-    agent_with_deadline(address, timeout, timeout).await
+/// A client for one agent whose every request carries one deadline.
+pub type AgentRpc = AgentClient<Deadlined>;
+
+/// Connect timeout of a cached channel; each request's deadline bounds it further.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A client for the agent at `address` (`host:port`); each request on it must answer
+/// within `deadline`, connection set-up included. The deadline is the orchestrator's:
+/// it is not sent to the agent (an agent's long actions take their bound in the request).
+pub async fn agent(address: &str, deadline: Duration) -> Result<AgentRpc, String> {
+    let (generation, channel) = CHANNELS.get(address)?;
+    Ok(AgentClient::new(Deadlined {
+        channel,
+        deadline,
+        address: Arc::from(address),
+        generation,
+    }))
 }
 
-/// A client connected within `connect` whose requests carry `deadline` (sent as the gRPC
-/// timeout, so the agent stops at the same instant).
-pub async fn agent_with_deadline(
-    address: &str,
-    connect: Duration,
+/// The shared channels, by agent address.
+static CHANNELS: LazyLock<Channels> = LazyLock::new(Channels::default);
+
+#[derive(Default)]
+struct Channels {
+    open: Mutex<HashMap<String, (u64, Channel)>>,
+    next: AtomicU64,
+}
+
+impl Channels {
+    fn get(&self, address: &str) -> Result<(u64, Channel), String> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((generation, channel)) = open.get(address) {
+            return Ok((*generation, channel.clone()));
+        }
+        let channel = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| format!("bad agent address {address}: {e}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let generation = self.next.fetch_add(1, Ordering::Relaxed);
+        open.insert(address.to_owned(), (generation, channel.clone()));
+        crate::metrics::AGENT_CHANNELS.set(open.len() as i64);
+        Ok((generation, channel))
+    }
+
+    /// Drops the channel of `generation` (not a newer one another caller opened since).
+    fn evict(&self, address: &str, generation: u64) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.get(address).is_some_and(|(g, _)| *g == generation) {
+            open.remove(address);
+            crate::metrics::AGENT_CHANNEL_DROPS.inc();
+        }
+        crate::metrics::AGENT_CHANNELS.set(open.len() as i64);
+    }
+}
+
+/// A shared channel with a per-request deadline; a transport failure or an expired
+/// deadline evicts the channel from the cache.
+#[derive(Clone)]
+pub struct Deadlined {
+    channel: Channel,
     deadline: Duration,
-) -> Result<AgentClient<Channel>, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| format!("bad agent address {address}: {e}"))?
-        .connect_timeout(connect)
-        .timeout(deadline);
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| format!("agent {address} unreachable: {e}"))?;
-    Ok(AgentClient::new(channel))
+    address: Arc<str>,
+    generation: u64,
+}
+
+impl Service<http::Request<Body>> for Deadlined {
+    type Response = http::Response<Body>;
+    type Error = StdError;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.channel.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let response = self.channel.call(request);
+        let (deadline, address, generation) =
+            (self.deadline, self.address.clone(), self.generation);
+        Box::pin(async move {
+            let failed: StdError = match tokio::time::timeout(deadline, response).await {
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(e)) => e.into(),
+                Err(_) => format!("no answer within {} ms", deadline.as_millis()).into(),
+            };
+            CHANNELS.evict(&address, generation);
+            Err(failed)
+        })
+    }
 }
 
 /// Can the orchestrator itself open a MySQL session to `mysql` (`host:port`)?

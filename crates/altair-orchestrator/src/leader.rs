@@ -1,7 +1,6 @@
-//! Leader election and the leader's loop. Only the leader acts; it rebuilds everything
-//! from ZooKeeper on every pass, so a new leader needs no hand-over.
+//! Leader election and a cluster's pass. Only the leader acts; a pass rebuilds what it
+//! knows of its cluster from ZooKeeper, so a new leader needs no hand-over.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use altair_core::failover::{
@@ -19,10 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::agents::{agent, endpoint, mysql_reachable};
 use crate::ctx::{Ctx, now_ms};
 use crate::failover;
-use crate::rejoin::Tending;
+use crate::rejoin::{TEND_EVERY, Tending};
 use crate::view::ClusterView;
-
-const PASS_EVERY: Duration = Duration::from_millis(100);
+use crate::workers::Slots;
 
 /// Waits until this candidate node is the lowest in the election directory.
 pub async fn await_leadership(zk: &Zk, me: &str) -> Result<(), ZkError> {
@@ -49,68 +47,66 @@ pub async fn await_leadership(zk: &Zk, me: &str) -> Result<(), ZkError> {
     }
 }
 
-/// The leader's loop: until leadership or the session is lost.
+/// The leader's work: until leadership or the session is lost. Each cluster has a
+/// worker of its own (see `workers`).
 pub async fn lead(ctx: Ctx, me: MonitorRecord, cancel: CancellationToken) -> Result<(), ZkError> {
     ctx.zk
         .register_ephemeral(&ctx.zk.layout().leader(), &to_json(&me))
         .await?;
     tracing::warn!(orchestrator = %me.id, "elected leader");
-    let mut alive_seen: HashMap<String, LastVerify> = HashMap::new();
-    let mut tending = Tending::default();
-    loop {
-        let clusters = ctx.zk.children(&ctx.zk.layout().clusters()).await?;
-        for name in clusters {
-            let Ok(cluster) = ClusterName::new(name.clone()) else {
-                continue;
-            };
-            match pass(&ctx, &cluster, &mut alive_seen, &mut tending).await {
-                Ok(()) => {}
-                Err(e @ ZkError::NotLeader { .. }) | Err(e @ ZkError::SessionExpired { .. }) => {
-                    return Err(e);
-                }
-                Err(e) => {
-                    crate::metrics::ZK_ERRORS.inc();
-                    tracing::warn!(cluster = %name, error = %e, "cluster pass failed; retrying")
-                }
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(PASS_EVERY) => {}
-            () = cancel.cancelled() => return Ok(()),
-        }
-    }
+    crate::workers::supervise(&ctx, &cancel).await
 }
 
-async fn pass(
+/// When a cluster's worker should look again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Something is under way (an unhealthy primary, a failover): soon.
+    Active,
+    /// Something is due within this time (a retry, tending, the end of a block).
+    Within(Duration),
+    /// Nothing is: at the next watch event or resync.
+    Idle,
+}
+
+/// One look at a cluster: bootstrap it, drive its failover, or check its primary.
+pub(crate) async fn pass(
     ctx: &Ctx,
     cluster: &ClusterName,
-    alive_seen: &mut HashMap<String, LastVerify>,
+    alive_seen: &mut Option<LastVerify>,
     tending: &mut Tending,
-) -> Result<(), ZkError> {
+    slots: &Slots,
+) -> Result<Pace, ZkError> {
+    crate::metrics::VIEW_LOADS.inc();
     let view = ClusterView::load(&ctx.zk, cluster).await?;
     let Some((state, version)) = view.state.clone() else {
-        return bootstrap(ctx, &view).await;
+        bootstrap(ctx, &view).await?;
+        return Ok(Pace::Within(Duration::from_secs(1)));
     };
     if let Some(journal) = view.journal.clone() {
         crate::metrics::journal_age(
             cluster.as_str(),
             now_ms().saturating_sub(journal.started_at_ms),
         );
-        return drive(ctx, &view, journal).await;
+        drive(ctx, &view, journal, slots).await?;
+        return Ok(Pace::Active);
     }
     crate::metrics::journal_age(cluster.as_str(), 0);
-    tending.maybe_start(ctx, &view);
+    let idle = if tending.maybe_start(ctx, &view) {
+        Pace::Within(TEND_EVERY)
+    } else {
+        Pace::Idle
+    };
     if state.held {
-        return Ok(());
+        return Ok(idle);
     }
     let Some(primary) = state.primary.clone() else {
-        return Ok(());
+        return Ok(idle);
     };
     let Some(health) = view.health.get(&primary) else {
-        return Ok(());
+        return Ok(idle);
     };
     if !matches!(health.health, Health::Unreachable | Health::MysqlDown) {
-        return Ok(());
+        return Ok(idle);
     }
     let now = now_ms();
     let period = ctx.config.orchestrator.failover_block_period_s * 1000;
@@ -127,7 +123,8 @@ async fn pass(
             }])
             .await?;
         }
-        return Ok(());
+        let ends = (state.last_failover_ms.unwrap_or(0) + period).saturating_sub(now);
+        return Ok(Pace::Within(Duration::from_millis(ends.max(100))));
     }
     // Verify once per health transition of the primary, again while it stays unhealthy,
     // and at once when any host's health changes.
@@ -140,13 +137,13 @@ async fn pass(
         now,
         health.since_unix_ms,
         fingerprint,
-        alive_seen.get(cluster.as_str()),
+        alive_seen.as_ref(),
         ctx.config.orchestrator.reverify_interval_ms,
     ) {
-        return Ok(());
+        return Ok(Pace::Active);
     }
     let first = alive_seen
-        .get(cluster.as_str())
+        .as_ref()
         .is_none_or(|l| l.since_ms != health.since_unix_ms);
     let verify_started = now_ms();
     let last = LastVerify {
@@ -156,15 +153,15 @@ async fn pass(
     };
     match verify(ctx, &view, &primary).await {
         Verdict::Inconclusive { unknown } => {
-            alive_seen.insert(cluster.to_string(), last);
+            *alive_seen = Some(last);
             tracing::warn!(cluster = %cluster, primary = %primary, unknown = ?unknown, "primary reported {} but no replica's agent answered: cannot tell, verifying again", health.health);
-            Ok(())
+            Ok(Pace::Active)
         }
         Verdict::Alive { seen_by } => {
-            alive_seen.insert(cluster.to_string(), last);
+            *alive_seen = Some(last);
             if !first {
                 tracing::info!(cluster = %cluster, primary = %primary, seen_by = %seen_by, "re-verified: still reachable");
-                return Ok(());
+                return Ok(Pace::Active);
             }
             tracing::warn!(cluster = %cluster, primary = %primary, seen_by = %seen_by, "primary reported {} but is reachable: no failover", health.health);
             let audit = audit_only(
@@ -181,7 +178,7 @@ async fn pass(
                 data: to_json(&audit),
             }])
             .await?;
-            Ok(())
+            Ok(Pace::Active)
         }
         Verdict::Dead { unknown } => {
             if !unknown.is_empty() {
@@ -218,16 +215,27 @@ async fn pass(
             .await?;
             tracing::warn!(cluster = %cluster, failover_id = %journal.id, epoch = journal.epoch, old_primary = %primary, "primary verified down: failing over");
             let view = ClusterView::load(&ctx.zk, cluster).await?;
-            drive(ctx, &view, journal).await
+            drive(ctx, &view, journal, slots).await?;
+            Ok(Pace::Active)
         }
     }
 }
 
 /// Runs a failover as far as it goes now. A deposed leader (its election node gone, its
 /// session expired) stops at once instead of driving agents alongside the new one; a
-/// failed step waits in the journal for its retry time.
-async fn drive(ctx: &Ctx, view: &ClusterView, journal: Journal) -> Result<(), ZkError> {
-    match failover::run(ctx, view, journal).await {
+/// failed step waits in the journal for its retry time. At most
+/// `orchestrator.max_parallel_failovers` run at once.
+async fn drive(
+    ctx: &Ctx,
+    view: &ClusterView,
+    journal: Journal,
+    slots: &Slots,
+) -> Result<(), ZkError> {
+    let _slot = slots.acquire().await;
+    crate::metrics::FAILOVERS_RUNNING.inc();
+    let result = failover::run(ctx, view, journal).await;
+    crate::metrics::FAILOVERS_RUNNING.dec();
+    match result {
         Ok(()) => Ok(()),
         Err(failover::FailoverError::Zk(e))
             if e.is_session_lost() || matches!(e, ZkError::NotLeader { .. }) =>

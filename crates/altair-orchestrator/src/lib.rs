@@ -17,6 +17,7 @@ mod rejoin;
 mod service;
 mod topology;
 mod view;
+mod workers;
 
 use std::sync::{Arc, Mutex};
 

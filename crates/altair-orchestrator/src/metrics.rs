@@ -16,8 +16,50 @@ pub static MYSQL_VERIFY_FAILURES: LazyLock<Counter> = LazyLock::new(Counter::def
 pub static REJOINS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
 pub static HOOKS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
 pub static JOURNAL_AGE: LazyLock<Family<Labels, Gauge>> = LazyLock::new(Family::default);
+pub static AGENT_CHANNELS: LazyLock<Gauge> = LazyLock::new(Gauge::default);
+pub static AGENT_CHANNEL_DROPS: LazyLock<Counter> = LazyLock::new(Counter::default);
+pub static CLUSTER_WORKERS: LazyLock<Gauge> = LazyLock::new(Gauge::default);
+pub static FAILOVERS_RUNNING: LazyLock<Gauge> = LazyLock::new(Gauge::default);
+pub static FAILOVERS_QUEUED: LazyLock<Gauge> = LazyLock::new(Gauge::default);
+pub static VIEW_LOADS: LazyLock<Counter> = LazyLock::new(Counter::default);
+pub static WATCH_EVENTS: LazyLock<Counter> = LazyLock::new(Counter::default);
 
 pub fn init() {
+    register(
+        "orchestrator_agent_channels",
+        "gRPC channels to agents kept open for reuse",
+        AGENT_CHANNELS.clone(),
+    );
+    register(
+        "orchestrator_agent_channel_drops",
+        "Cached agent channels dropped after a transport failure or an expired deadline",
+        AGENT_CHANNEL_DROPS.clone(),
+    );
+    register(
+        "orchestrator_cluster_workers",
+        "Clusters the leader has a worker for",
+        CLUSTER_WORKERS.clone(),
+    );
+    register(
+        "orchestrator_failovers_running",
+        "Failovers being driven now (at most orchestrator.max_parallel_failovers)",
+        FAILOVERS_RUNNING.clone(),
+    );
+    register(
+        "orchestrator_failovers_queued",
+        "Failovers waiting for a free slot of orchestrator.max_parallel_failovers",
+        FAILOVERS_QUEUED.clone(),
+    );
+    register(
+        "orchestrator_view_loads",
+        "Cluster views read from ZooKeeper by the leader's workers",
+        VIEW_LOADS.clone(),
+    );
+    register(
+        "orchestrator_watch_events",
+        "ZooKeeper watch events received by the leader",
+        WATCH_EVENTS.clone(),
+    );
     register(
         "orchestrator_leader",
         "1 while this orchestrator is the leader",

@@ -20,7 +20,7 @@ use crate::ctx::Ctx;
 use crate::metrics::{REJOINS, labels};
 use crate::view::ClusterView;
 
-const TEND_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const TEND_EVERY: Duration = Duration::from_secs(1);
 const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Tending runs beside the leader's pass (a silent agent must not slow failover
@@ -31,24 +31,36 @@ pub struct Tending {
 }
 
 impl Tending {
-    pub fn maybe_start(&mut self, ctx: &Ctx, view: &ClusterView) {
+    /// Starts a round when one is due; whether the cluster has anything to tend (the
+    /// caller looks again within `TEND_EVERY`).
+    pub fn maybe_start(&mut self, ctx: &Ctx, view: &ClusterView) -> bool {
         let Some((state, version)) = view.state.clone() else {
-            return;
+            return false;
         };
         // A replica fed by an old primary exists only while one waits for rejoin (its
         // fork point is what that replica is judged by): nothing to tend otherwise.
         if state.needs_rejoin.is_empty() || view.journal.is_some() {
-            return;
+            return false;
         }
         let key = view.name.to_string();
         if let Some((started, handle)) = self.running.get(&key)
             && (!handle.is_finished() || started.elapsed() < TEND_EVERY)
         {
-            return;
+            return true;
         }
         let (ctx, view) = (ctx.clone(), view.clone());
         let handle = tokio::spawn(async move { tend(&ctx, &view, state, version).await });
         self.running.insert(key, (Instant::now(), handle));
+        true
+    }
+}
+
+/// A worker that stops (its leader deposed) stops its tending too.
+impl Drop for Tending {
+    fn drop(&mut self) {
+        for (_, handle) in self.running.values() {
+            handle.abort();
+        }
     }
 }
 

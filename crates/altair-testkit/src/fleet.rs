@@ -166,7 +166,39 @@ impl Fleet {
             fleet.start_monitor(&format!("m{}", i + 1))?;
         }
         let pw = fleet.write("mysql.password", &cluster.admin().password)?;
-        let repl = fleet.write("repl.password", &cluster.repl().password)?;
+        fleet.write("repl.password", &cluster.repl().password)?;
+        fleet.start_agents(cluster_name, cluster, "", &pw)?;
+        Ok(fleet)
+    }
+
+    /// Starts an agent per instance of one more cluster, `cluster_name`, whose users are
+    /// those of the first (see `MariaDbCluster::start_sharing_users`). Its agents are
+    /// `agent-<cluster_name>-<host>`.
+    pub fn add_cluster(&mut self, cluster_name: &str, cluster: &MariaDbCluster) -> Result<()> {
+        let same = std::fs::read_to_string(&self.admin.1).ok().as_deref()
+            == Some(cluster.admin().password.as_str())
+            && self.admin.0 == cluster.admin().user
+            && self.repl.0 == cluster.repl().user;
+        if !same {
+            return Err(Error::Command {
+                what: format!("add cluster {cluster_name}"),
+                detail: "its users differ from the fleet's (start it with start_sharing_users)"
+                    .into(),
+            });
+        }
+        let pw = self.admin.1.clone();
+        self.start_agents(cluster_name, cluster, &format!("{cluster_name}-"), &pw)
+    }
+
+    fn start_agents(
+        &mut self,
+        cluster_name: &str,
+        cluster: &MariaDbCluster,
+        prefix: &str,
+        pw: &Path,
+    ) -> Result<()> {
+        let fleet = self;
+        let repl = fleet.repl.1.clone();
         for inst in cluster.instances() {
             let (listen_ip, port) = match inst.namespace() {
                 Some(_) => (inst.ip(), None),
@@ -197,7 +229,7 @@ impl Fleet {
                 state = fleet
                     .dir
                     .path()
-                    .join(format!("state-{}", inst.name()))
+                    .join(format!("state-{prefix}{}", inst.name()))
                     .display(),
                 probe = t.probe_ms,
                 probe_timeout = t.probe_timeout_ms,
@@ -211,7 +243,7 @@ impl Fleet {
                 repl = repl.display(),
                 zk = fleet.zk_section(),
             );
-            let id = format!("agent-{}", inst.name());
+            let id = format!("agent-{prefix}{}", inst.name());
             let cfg = fleet.write(&format!("{id}.toml"), &config)?;
             let bin = fleet.bin("altair-agent")?;
             let mut cmd = match inst.namespace() {
@@ -234,7 +266,7 @@ impl Fleet {
                 _metrics_port: metrics_port,
             });
         }
-        Ok(fleet)
+        Ok(())
     }
 
     /// Starts one more monitor (or restarts a killed one) with id `id`.
@@ -262,6 +294,19 @@ impl Fleet {
         block_period_s: u64,
         env: &[(&str, &str)],
     ) -> Result<()> {
+        self.start_orchestrator_with(id, dns, block_period_s, env, "")
+    }
+
+    /// `start_orchestrator` with `sections` (whole TOML sections, e.g. `[hooks]`)
+    /// added to its config.
+    pub fn start_orchestrator_with(
+        &mut self,
+        id: &str,
+        dns: &DnsTarget,
+        block_period_s: u64,
+        env: &[(&str, &str)],
+        sections: &str,
+    ) -> Result<()> {
         // A restarted orchestrator keeps its addresses, as on a real host (altairctl's
         // config lists them).
         let (port, metrics_port) = match take_ports(&mut self.orchestrators, id) {
@@ -273,7 +318,7 @@ impl Fleet {
             "[orchestrator]\nid = \"{id}\"\nlisten = \"{address}\"\nverify_timeout_ms = 1000\nfailover_block_period_s = {block_period_s}\n\
              [mysql]\nuser = \"{au}\"\npassword_file = \"{ap}\"\n\
              [replication]\nuser = \"{ru}\"\npassword_file = \"{rp}\"\n\
-             [dns]\nserver = \"{server}\"\nzone = \"{zone}\"\nttl_s = 1\ntsig_key_name = \"{key}\"\ntsig_secret_file = \"{secret}\"\n{zk}",
+             [dns]\nserver = \"{server}\"\nzone = \"{zone}\"\nttl_s = 1\ntsig_key_name = \"{key}\"\ntsig_secret_file = \"{secret}\"\n{zk}\n{sections}",
             au = self.admin.0,
             ap = self.admin.1.display(),
             ru = self.repl.0,

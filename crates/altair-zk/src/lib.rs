@@ -13,7 +13,9 @@ use zookeeper_client as zk;
 
 pub use membership::follow_monitors;
 pub use session::{SessionLoop, wait_session_end};
-pub use zk::{OneshotWatcher, SessionState, StateWatcher};
+pub use zk::{
+    EventType, OneshotWatcher, PersistentWatcher, SessionState, StateWatcher, WatchedEvent,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ZkError {
@@ -311,6 +313,17 @@ impl Zk {
             .await
             .map_err(|e| ZkError::from_op("exists", path, e))?;
         Ok(stat.is_some())
+    }
+
+    /// A persistent recursive watch: every create, change and delete at or under `path`.
+    /// Events during a reconnection can be lost (ZOOKEEPER-4698): after a
+    /// `Disconnected` → `SyncConnected` pair the caller re-reads what it knows. Do not
+    /// wait on it again after a terminal session state (the client panics).
+    pub async fn watch_tree(&self, path: &str) -> Result<PersistentWatcher> {
+        self.client
+            .watch(path, zk::AddWatchMode::PersistentRecursive)
+            .await
+            .map_err(|e| ZkError::from_op("watch", path, e))
     }
 
     /// Whether `path` exists, and a watch that fires when that changes.

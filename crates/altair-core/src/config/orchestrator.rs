@@ -95,6 +95,14 @@ pub struct OrchestratorSection {
     /// deleted as new ones are written, so history does not grow without bound.
     #[serde(default = "default_history_keep")]
     pub history_keep: u32,
+    /// Failovers (and switchovers) the leader drives at the same time, across all
+    /// clusters; more wait for a free slot. Detection and verification are never held.
+    #[serde(default = "default_max_parallel_failovers")]
+    pub max_parallel_failovers: u32,
+    /// Besides reacting to ZooKeeper watch events, every cluster's view is re-read this
+    /// often (events can be lost while the session reconnects).
+    #[serde(default = "default_resync_interval_s")]
+    pub resync_interval_s: u64,
 }
 
 /// `orchestrator.on_salvage_timeout`.
@@ -153,6 +161,12 @@ fn default_catch_up_timeout_ms() -> u64 {
 }
 fn default_history_keep() -> u32 {
     200
+}
+fn default_max_parallel_failovers() -> u32 {
+    64
+}
+fn default_resync_interval_s() -> u64 {
+    30
 }
 
 fn default_salvage_timeout_ms() -> u64 {
@@ -269,6 +283,16 @@ impl Validate for OrchestratorConfig {
             "orchestrator.history_keep",
             || format!("{} is outside 1..=100000", o.history_keep),
         );
+        p.check(
+            (1..=10_000).contains(&o.max_parallel_failovers),
+            "orchestrator.max_parallel_failovers",
+            || format!("{} is outside 1..=10000", o.max_parallel_failovers),
+        );
+        p.check(
+            (1..=3_600).contains(&o.resync_interval_s),
+            "orchestrator.resync_interval_s",
+            || format!("{} s is outside 1..=3600", o.resync_interval_s),
+        );
         check_ms(p, "hooks.timeout_ms", self.hooks.timeout_ms, 100..=600_000);
         for (key, argv) in [
             ("hooks.pre_failover", &self.hooks.pre_failover),
@@ -363,6 +387,24 @@ servers = ["127.0.0.1:2181"]
         assert_eq!(c.orchestrator.catch_up_timeout_ms, 30_000);
         assert_eq!(c.orchestrator.salvage_timeout_ms, 30_000);
         assert_eq!(c.orchestrator.on_salvage_timeout, OnSalvageTimeout::Promote);
+        assert_eq!(c.orchestrator.max_parallel_failovers, 64);
+        assert_eq!(c.orchestrator.resync_interval_s, 30);
+    }
+
+    #[test]
+    fn worker_limits_are_checked() {
+        let bad = GOOD.replace(
+            "listen = \"127.0.0.1:7600\"",
+            "listen = \"127.0.0.1:7600\"\nmax_parallel_failovers = 0\nresync_interval_s = 0",
+        );
+        let e = parse::<OrchestratorConfig>(&bad, "X", Vec::new())
+            .expect_err("zero limits")
+            .to_string();
+        assert!(
+            e.contains("orchestrator.max_parallel_failovers")
+                && e.contains("orchestrator.resync_interval_s"),
+            "{e}"
+        );
     }
 
     #[test]

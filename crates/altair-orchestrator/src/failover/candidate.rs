@@ -4,7 +4,7 @@ use altair_core::failover::{Candidate, CandidateRules, Journal, Kind, choose};
 use altair_core::gtid::{Flavor, GtidState};
 use altair_proto::v1::*;
 
-use crate::agents::{agent, agent_with_deadline};
+use crate::agents::{AgentRpc, agent};
 use crate::ctx::Ctx;
 use crate::view::ClusterView;
 
@@ -20,10 +20,7 @@ pub(super) fn candidate_record<'a>(
         .ok_or_else(|| format!("candidate {name} is not registered"))
 }
 
-pub(super) async fn candidate_agent(
-    view: &ClusterView,
-    j: &Journal,
-) -> Result<agent_client::AgentClient<tonic::transport::Channel>, String> {
+pub(super) async fn candidate_agent(view: &ClusterView, j: &Journal) -> Result<AgentRpc, String> {
     agent(&candidate_record(view, j)?.agent, AGENT_TIMEOUT).await
 }
 
@@ -37,8 +34,7 @@ pub(super) async fn candidate_catch_up(
 ) -> Result<CatchUpResponse, String> {
     // The agent bounds the wait itself; the RPC's deadline leaves it time to answer.
     let deadline = std::time::Duration::from_millis(u64::from(timeout_ms) + 2_000);
-    let mut c =
-        agent_with_deadline(&candidate_record(view, j)?.agent, AGENT_TIMEOUT, deadline).await?;
+    let mut c = agent(&candidate_record(view, j)?.agent, deadline).await?;
     c.catch_up(CatchUpRequest {
         epoch: j.epoch,
         gtid: gtid.to_owned(),

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use altair_core::failover::Journal;
 use altair_proto::v1::CatchUpRequest;
 
-use super::AGENT_TIMEOUT;
 use super::candidate::choose_candidate;
-use crate::agents::agent_with_deadline;
+use crate::agents::agent;
 use crate::ctx::Ctx;
 use crate::view::ClusterView;
 
@@ -67,7 +66,7 @@ async fn position(
 ) -> Result<String, String> {
     let h = view.hosts.get(host).ok_or("not registered")?;
     let deadline = Duration::from_millis(u64::from(timeout_ms) + 2_000);
-    let mut a = agent_with_deadline(&h.agent, AGENT_TIMEOUT, deadline).await?;
+    let mut a = agent(&h.agent, deadline).await?;
     let r = a
         .catch_up(CatchUpRequest {
             epoch: j.epoch,

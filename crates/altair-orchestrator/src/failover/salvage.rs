@@ -13,9 +13,8 @@ use altair_core::failover::salvage::{
 use altair_proto::v1::*;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::AGENT_TIMEOUT;
 use super::candidate::{candidate_catch_up, candidate_record};
-use crate::agents::agent_with_deadline;
+use crate::agents::agent;
 use crate::ctx::Ctx;
 use crate::view::ClusterView;
 
@@ -183,7 +182,7 @@ async fn transfer(
     let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
     let timeout = left();
     let timeout_ms = (timeout.as_millis() as u32).max(1);
-    let mut old_agent = agent_with_deadline(&old.agent, AGENT_TIMEOUT, timeout)
+    let mut old_agent = agent(&old.agent, timeout)
         .await
         .map_err(|e| fail(None, e))?;
     let mut stream = old_agent
@@ -214,7 +213,7 @@ async fn transfer(
         });
     }
     let candidate = candidate_record(view, j).map_err(|e| fail(Some(&plan), e))?;
-    let mut cand = agent_with_deadline(&candidate.agent, AGENT_TIMEOUT, left())
+    let mut cand = agent(&candidate.agent, left())
         .await
         .map_err(|e| fail(Some(&plan), e))?;
     let (tx, rx) = tokio::sync::mpsc::channel(2);

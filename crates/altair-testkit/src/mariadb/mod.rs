@@ -88,6 +88,25 @@ impl MariaDbCluster {
     /// Initializes and starts one instance per host, the first as the writable primary
     /// and the rest replicating from it with GTIDs.
     pub async fn start(hosts: Vec<HostAddr>) -> Result<Self> {
+        let users = (
+            Credentials::generate("altair"),
+            Credentials::generate("repl"),
+            Credentials::generate("app"),
+        );
+        Self::start_with_users(hosts, users).await
+    }
+
+    /// `start` with the users (and passwords) of `other`: one more cluster of a fleet
+    /// whose control plane uses one admin and one replication account.
+    pub async fn start_sharing_users(hosts: Vec<HostAddr>, other: &MariaDbCluster) -> Result<Self> {
+        let users = (other.admin.clone(), other.repl.clone(), other.app.clone());
+        Self::start_with_users(hosts, users).await
+    }
+
+    async fn start_with_users(
+        hosts: Vec<HostAddr>,
+        (admin, repl, app): (Credentials, Credentials, Credentials),
+    ) -> Result<Self> {
         if hosts.is_empty() {
             return Err(Error::Command {
                 what: "start a MariaDB cluster".into(),
@@ -97,11 +116,6 @@ impl MariaDbCluster {
         require_tool("mariadbd")?;
         require_tool("mariadb-install-db")?;
         let dir = temp_dir("altair-mariadb-")?;
-        let (admin, repl, app) = (
-            Credentials::generate("altair"),
-            Credentials::generate("repl"),
-            Credentials::generate("app"),
-        );
         let users_sql = dir.path().join("users.sql");
         std::fs::write(&users_sql, users_sql_text(&admin, &repl, &app))
             .map_err(io_err("write users.sql"))?;

@@ -1,0 +1,231 @@
+//! The leader's workers: one task per cluster, woken by ZooKeeper watch events.
+//!
+//! A failover, its hooks and its waits run in their cluster's worker, so they never
+//! delay another cluster; at most `orchestrator.max_parallel_failovers` are driven at
+//! once (detection and verification never wait for a slot). A worker re-reads its
+//! cluster when an event under it arrives, while something is under way there (an
+//! unhealthy primary, a journal, an old primary to tend) and at least every
+//! `orchestrator.resync_interval_s`; an idle fleet costs ZooKeeper no reads between
+//! resyncs. The journal + epoch compare-and-set stays the lock between processes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use altair_core::ClusterName;
+use altair_zk::{EventType, SessionState, ZkError};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::ctx::Ctx;
+use crate::leader::{Pace, pass};
+use crate::rejoin::Tending;
+
+/// How soon a worker looks again while something is under way in its cluster.
+const ACTIVE_EVERY: Duration = Duration::from_millis(100);
+/// How soon a worker looks again after a pass failed (ZooKeeper connection loss, an
+/// unreadable record).
+const RETRY_EVERY: Duration = Duration::from_millis(500);
+
+/// Failover slots shared by every worker of this leader.
+#[derive(Clone)]
+pub struct Slots(Arc<Semaphore>);
+
+impl Slots {
+    fn new(n: u32) -> Self {
+        Self(Arc::new(Semaphore::new(n as usize)))
+    }
+
+    /// Waits for a free slot; the permit is given back when dropped.
+    pub async fn acquire(&self) -> OwnedSemaphorePermit {
+        if let Ok(p) = self.0.clone().try_acquire_owned() {
+            return p;
+        }
+        crate::metrics::FAILOVERS_QUEUED.inc();
+        let permit = self.0.clone().acquire_owned().await;
+        crate::metrics::FAILOVERS_QUEUED.dec();
+        permit.expect("the failover semaphore is never closed")
+    }
+}
+
+struct Worker {
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+    task: Option<tokio::task::Id>,
+}
+
+/// Runs the workers until leadership or the session is lost (an error) or `cancel`.
+/// Dropping the returned future stops every worker.
+pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkError> {
+    let root = ctx.zk.layout().clusters();
+    // Watch first, then list: nothing created in between is missed.
+    let mut events = ctx.zk.watch_tree(&root).await?;
+    let slots = Slots::new(ctx.config.orchestrator.max_parallel_failovers);
+    let resync = Duration::from_secs(ctx.config.orchestrator.resync_interval_s);
+    let mut tasks: JoinSet<(String, Result<(), ZkError>)> = JoinSet::new();
+    let mut workers: HashMap<String, Worker> = HashMap::new();
+    let mut list = tokio::time::interval(resync);
+    let mut disconnected = false;
+    let result = loop {
+        tokio::select! {
+            _ = list.tick() => {
+                let names = ctx.zk.children(&root).await?;
+                workers.retain(|name, w| {
+                    let keep = names.contains(name);
+                    if !keep {
+                        tracing::info!(cluster = %name, "cluster gone from ZooKeeper: its worker stops");
+                        w.stop.cancel();
+                    }
+                    keep
+                });
+                for name in names {
+                    start(ctx, &slots, &mut tasks, &mut workers, &name);
+                }
+            }
+            event = events.changed() => {
+                crate::metrics::WATCH_EVENTS.inc();
+                if event.event_type == EventType::Session {
+                    match event.session_state {
+                        s if s.is_terminated() => {
+                            break Err(ZkError::SessionExpired { op: "watch", path: root.clone() });
+                        }
+                        SessionState::Disconnected => disconnected = true,
+                        SessionState::SyncConnected if disconnected => {
+                            // Events of the gap may be lost: every worker re-reads.
+                            disconnected = false;
+                            tracing::info!(clusters = workers.len(), "ZooKeeper reconnected: re-reading every cluster");
+                            for w in workers.values() {
+                                w.wake.notify_one();
+                            }
+                        }
+                        _ => {}
+                    }
+                    continue;
+                }
+                if let Some(name) = cluster_of(&root, &event.path) {
+                    // A deletion wakes a worker but never starts one (the cluster may
+                    // be the thing deleted; the next listing stops its worker).
+                    if event.event_type != EventType::NodeDeleted {
+                        start(ctx, &slots, &mut tasks, &mut workers, name);
+                    }
+                    if let Some(w) = workers.get(name) {
+                        w.wake.notify_one();
+                    }
+                }
+            }
+            Some(done) = tasks.join_next() => match done {
+                // A worker ends on its own only when this orchestrator must stop leading.
+                Ok((_, Err(e))) => break Err(e),
+                // Stopped: it was removed when its cluster went.
+                Ok((_, Ok(()))) => {}
+                Err(e) => {
+                    // Its cluster has no worker until the next listing starts one.
+                    workers.retain(|name, w| {
+                        let lost = w.task == Some(e.id());
+                        if lost {
+                            tracing::error!(cluster = %name, error = %e, "a cluster worker panicked; restarted at the next listing");
+                        }
+                        !lost
+                    });
+                }
+            },
+            () = cancel.cancelled() => break Ok(()),
+        }
+        crate::metrics::CLUSTER_WORKERS.set(workers.len() as i64);
+    };
+    crate::metrics::CLUSTER_WORKERS.set(0);
+    result
+}
+
+/// The cluster an event path under `root` (`<root>/<cluster>/…`) belongs to.
+fn cluster_of<'a>(root: &str, path: &'a str) -> Option<&'a str> {
+    let rest = path.strip_prefix(root)?.strip_prefix('/')?;
+    rest.split('/').next().filter(|n| !n.is_empty())
+}
+
+fn start(
+    ctx: &Ctx,
+    slots: &Slots,
+    tasks: &mut JoinSet<(String, Result<(), ZkError>)>,
+    workers: &mut HashMap<String, Worker>,
+    name: &str,
+) {
+    if workers.contains_key(name) {
+        return;
+    }
+    let Ok(cluster) = ClusterName::new(name.to_owned()) else {
+        return;
+    };
+    let mut worker = Worker {
+        wake: Arc::new(Notify::new()),
+        stop: CancellationToken::new(),
+        task: None,
+    };
+    let (ctx, slots, wake, stop) = (
+        ctx.clone(),
+        slots.clone(),
+        worker.wake.clone(),
+        worker.stop.clone(),
+    );
+    let handle = tasks.spawn(async move {
+        let result = tokio::select! {
+            r = work(&ctx, &cluster, &slots, &wake) => r,
+            () = stop.cancelled() => Ok(()),
+        };
+        (cluster.to_string(), result)
+    });
+    worker.task = Some(handle.id());
+    workers.insert(name.to_owned(), worker);
+}
+
+/// One cluster's loop; returns only when this orchestrator must stop leading.
+async fn work(
+    ctx: &Ctx,
+    cluster: &ClusterName,
+    slots: &Slots,
+    wake: &Notify,
+) -> Result<(), ZkError> {
+    let resync = Duration::from_secs(ctx.config.orchestrator.resync_interval_s);
+    let mut alive_seen = None;
+    let mut tending = Tending::default();
+    loop {
+        let wait = match pass(ctx, cluster, &mut alive_seen, &mut tending, slots).await {
+            Ok(Pace::Active) => ACTIVE_EVERY,
+            Ok(Pace::Within(d)) => d.min(resync),
+            // Spread the resyncs of a fleet over time.
+            Ok(Pace::Idle) => resync.mul_f64(0.75 + rand::random::<f64>() * 0.5),
+            Err(e @ (ZkError::NotLeader { .. } | ZkError::SessionExpired { .. })) => {
+                return Err(e);
+            }
+            Err(e) => {
+                crate::metrics::ZK_ERRORS.inc();
+                tracing::warn!(cluster = %cluster, error = %e, "cluster pass failed; retrying");
+                RETRY_EVERY
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = wake.notified() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_of;
+
+    #[test]
+    fn events_are_routed_to_their_cluster() {
+        let root = "/altair/clusters";
+        assert_eq!(cluster_of(root, "/altair/clusters/c1/state"), Some("c1"));
+        assert_eq!(cluster_of(root, "/altair/clusters/c1"), Some("c1"));
+        assert_eq!(
+            cluster_of(root, "/altair/clusters/c2/hosts/h1/health"),
+            Some("c2")
+        );
+        assert_eq!(cluster_of(root, "/altair/clusters"), None);
+        assert_eq!(cluster_of(root, "/altair/clustersX/c1"), None);
+        assert_eq!(cluster_of(root, "/other/c1"), None);
+    }
+}

@@ -1,0 +1,287 @@
+//! A fleet of several clusters (`c1`, `c2`, …) behind one control plane: every host in
+//! a network namespace of one test network, one BIND serving `primary.<cluster>` for
+//! each, one ZooKeeper, shared monitors and orchestrators. Needs root.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use altair_core::config::ZkConfig;
+use altair_testkit::bind::{Bind, BindOptions};
+use altair_testkit::fleet::{Fleet, FleetTiming};
+use altair_testkit::mariadb::sql::query_maps;
+use altair_testkit::mariadb::{Credentials, HostAddr, MariaDbCluster};
+use altair_testkit::netns::TestNet;
+use altair_testkit::zookeeper::ZooKeeper;
+use altairctl::status::{Status, status};
+use mysql_async::prelude::Queryable;
+
+pub struct Fleetwide {
+    pub net: TestNet,
+    pub zk: ZooKeeper,
+    pub dns: Bind,
+    /// `clusters[k]` is cluster `c{k+1}`; its hosts are `hosts` consecutive hosts of `net`.
+    pub clusters: Vec<MariaDbCluster>,
+    pub fleet: Fleet,
+    hosts: usize,
+}
+
+pub fn name(k: usize) -> String {
+    format!("c{}", k + 1)
+}
+
+impl Fleetwide {
+    /// `clusters` clusters of `hosts` hosts, 2 monitors and one orchestrator with
+    /// `orchestrator_sections` added to its config; returns once every host is healthy
+    /// and every cluster has its table `w`.
+    pub async fn start(
+        clusters: usize,
+        hosts: usize,
+        block_period_s: u64,
+        orchestrator_sections: &str,
+    ) -> Self {
+        let net = TestNet::create(clusters * hosts)
+            .await
+            .expect("host namespaces (run as root)");
+        let control = IpAddr::V4(net.gateway());
+        let zk = ZooKeeper::standalone(control)
+            .await
+            .expect("start ZooKeeper");
+        let mut dbs: Vec<MariaDbCluster> = Vec::new();
+        let mut records = Vec::new();
+        for k in 0..clusters {
+            let addrs: Vec<HostAddr> = net.hosts()[k * hosts..(k + 1) * hosts]
+                .iter()
+                .map(|h| HostAddr {
+                    ip: IpAddr::V4(h.ip),
+                    namespace: Some(h.namespace.clone()),
+                })
+                .collect();
+            let db = match dbs.first() {
+                None => MariaDbCluster::start(addrs).await,
+                Some(first) => MariaDbCluster::start_sharing_users(addrs, first).await,
+            }
+            .unwrap_or_else(|e| panic!("start MariaDB of {}: {e}", name(k)));
+            records.push((format!("primary.{}", name(k)), net.host(k * hosts).ip));
+            dbs.push(db);
+        }
+        let dns = Bind::start(BindOptions {
+            records,
+            ..BindOptions::default()
+        })
+        .await
+        .expect("start BIND");
+        let bin_dir = crate::bin("altair-agent")
+            .parent()
+            .expect("bin dir")
+            .to_owned();
+        let mut fleet = Fleet::start(
+            &bin_dir,
+            &name(0),
+            &dbs[0],
+            control,
+            zk.servers(),
+            2,
+            FleetTiming::default(),
+        )
+        .expect("start agents and monitors");
+        for (k, db) in dbs.iter().enumerate().skip(1) {
+            fleet
+                .add_cluster(&name(k), db)
+                .unwrap_or_else(|e| panic!("agents of {}: {e}", name(k)));
+        }
+        fleet
+            .start_orchestrator_with(
+                "o1",
+                &dns.target(),
+                block_period_s,
+                &[],
+                orchestrator_sections,
+            )
+            .expect("start orchestrator");
+        for db in &dbs {
+            let mut app = db.app_conn(0).await.expect("app on a primary");
+            app.query_drop("CREATE TABLE w (id BIGINT PRIMARY KEY)")
+                .await
+                .expect("create the workload's table");
+        }
+        let world = Self {
+            net,
+            zk,
+            dns,
+            clusters: dbs,
+            fleet,
+            hosts,
+        };
+        world.wait_all_healthy().await;
+        world
+    }
+
+    fn zk_config(&self) -> ZkConfig {
+        ZkConfig {
+            servers: self.zk.servers(),
+            root: "/altair".into(),
+            session_timeout_ms: 6_000,
+            connect_timeout_ms: 2_000,
+            auth_file: None,
+        }
+    }
+
+    pub async fn status(&self) -> Result<Status, String> {
+        status(&self.zk_config(), None, Duration::from_secs(2))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Waits until every cluster has a primary and all its hosts healthy.
+    pub async fn wait_all_healthy(&self) {
+        let started = Instant::now();
+        loop {
+            let last = match self.status().await {
+                Ok(s)
+                    if s.clusters.len() == self.clusters.len()
+                        && s.clusters.iter().all(|c| {
+                            c.primary.is_some()
+                                && c.hosts.len() == self.hosts
+                                && c.hosts
+                                    .iter()
+                                    .all(|h| h.health.as_deref() == Some("healthy"))
+                        }) =>
+                {
+                    return;
+                }
+                Ok(s) => format!("{s:?}"),
+                Err(e) => e,
+            };
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "not every host of every cluster is healthy after 60 s; last status: {last}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What BIND answers for `primary.<cluster k>` now.
+    pub async fn primary_dns(&self, k: usize) -> Option<Ipv4Addr> {
+        altair_dns::lookup_a(
+            self.dns.addr(),
+            &format!("primary.{}.{}", name(k), self.dns.zone()),
+            Duration::from_secs(1),
+        )
+        .await
+        .ok()?
+        .first()
+        .copied()
+    }
+
+    /// Waits until `primary.<cluster k>` answers an address other than `from`; the new
+    /// address and when it was first seen.
+    pub async fn wait_dns_moved(
+        &self,
+        k: usize,
+        from: Ipv4Addr,
+        timeout: Duration,
+    ) -> (Ipv4Addr, Instant) {
+        let started = Instant::now();
+        loop {
+            if let Some(ip) = self.primary_dns(k).await.filter(|ip| *ip != from) {
+                return (ip, Instant::now());
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "primary.{} still answers {from} after {timeout:?}",
+                name(k)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the host every `primary.<cluster>` names accepts writes.
+    pub async fn wait_until_all_writable(&self, timeout: Duration) {
+        let started = Instant::now();
+        for k in 0..self.clusters.len() {
+            loop {
+                if let Some(ip) = self.primary_dns(k).await
+                    && let Ok(mut c) = mysql_async::Conn::new(self.app_opts(k, ip)).await
+                    && c.query_first::<u8, _>("SELECT @@global.read_only")
+                        .await
+                        .ok()
+                        .flatten()
+                        == Some(0)
+                {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < timeout,
+                    "primary.{} does not name a writable host after {timeout:?}",
+                    name(k)
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    /// Connection options for the application user at `ip:3306` (cluster `k`).
+    pub fn app_opts(&self, k: usize, ip: Ipv4Addr) -> mysql_async::Opts {
+        app_opts(self.clusters[k].app(), ip)
+    }
+
+    /// The instance of cluster `k` at `ip`.
+    pub fn instance_at(&self, k: usize, ip: Ipv4Addr) -> usize {
+        self.clusters[k]
+            .instances()
+            .iter()
+            .position(|i| i.ip() == IpAddr::V4(ip))
+            .unwrap_or_else(|| panic!("{ip} is not a host of {}", name(k)))
+    }
+
+    /// `kill -9` of the mysqld at `ip` (a host of cluster `k`; the host stays up).
+    pub fn kill_mysqld(&self, k: usize, ip: Ipv4Addr) {
+        let i = self.instance_at(k, ip);
+        let pid = self.clusters[k].instance(i).pid().expect("mysqld pid");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill -9");
+    }
+
+    /// Writes through `primary.<cluster k>` until stopped (see `ops::write_through`).
+    pub fn writer(
+        &self,
+        k: usize,
+        stop: Arc<AtomicBool>,
+    ) -> impl std::future::Future<Output = Vec<(u64, Ipv4Addr, Instant)>> + Send + 'static {
+        let server = self.dns.addr();
+        let dns_name = format!("primary.{}.{}", name(k), self.dns.zone());
+        let app = self.clusters[k].app().clone();
+        async move {
+            crate::ops::write_through(server, &dns_name, |ip| app_opts(&app, ip), stop, 1).await
+        }
+    }
+
+    /// The ids in table `w` of the mysqld at `ip` (cluster `k`).
+    pub async fn ids_at(&self, k: usize, ip: Ipv4Addr) -> BTreeSet<u64> {
+        let i = self.instance_at(k, ip);
+        let mut c = self.clusters[k].admin_conn(i).await.expect("admin");
+        query_maps(&mut c, "SELECT id FROM app.w")
+            .await
+            .expect("select")
+            .iter()
+            .filter_map(|r| r["id"].as_deref().and_then(|v| v.parse().ok()))
+            .collect()
+    }
+}
+
+fn app_opts(app: &Credentials, ip: Ipv4Addr) -> mysql_async::Opts {
+    mysql_async::OptsBuilder::default()
+        .ip_or_hostname(ip.to_string())
+        .tcp_port(3306)
+        .user(Some(app.user.clone()))
+        .pass(Some(app.password.clone()))
+        .db_name(Some("app"))
+        .prefer_socket(false)
+        .into()
+}

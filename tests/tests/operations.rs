@@ -403,3 +403,61 @@ async fn history_keeps_only_the_newest_records() {
         .collect();
     assert_eq!(kept, vec![ids[2].clone(), ids[1].clone()], "newest first");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decommissioned_host_is_forgotten_and_stays_forgotten() {
+    let mut w = World::start_ha(3, 1, 1, 3600, &[]).await;
+    w.wait_until("cluster recorded", Duration::from_secs(20), |s| {
+        s.clusters[0].epoch == Some(1)
+    })
+    .await;
+    // db3 is decommissioned: its agent and mysqld stop.
+    w.fleet.agents[2].kill();
+    w.cluster.instance_mut(2).kill();
+
+    let out = ctl(&w, &["forget", "c1", "db1"]);
+    assert!(!out.status.success(), "the primary was forgotten");
+    assert!(stderr(&out).contains("primary"), "{}", stderr(&out));
+    let out = ctl(&w, &["forget", "c1", "db2"]);
+    assert!(
+        !out.status.success(),
+        "a host whose agent runs was forgotten"
+    );
+    assert!(stderr(&out).contains("still answers"), "{}", stderr(&out));
+    let out = ctl(&w, &["forget", "c1", "nosuch"]);
+    assert!(!out.status.success(), "an unknown host was forgotten");
+    assert!(stderr(&out).contains("not registered"), "{}", stderr(&out));
+
+    let out = ctl(&w, &["--json", "forget", "c1", "db3"]);
+    assert!(out.status.success(), "forget db3: {}", stderr(&out));
+    assert_eq!(json(&out)["forgotten"], true);
+    let hosts = |s: &altairctl::status::Status| -> Vec<String> {
+        s.clusters[0].hosts.iter().map(|h| h.name.clone()).collect()
+    };
+    w.wait_until("db3 gone", Duration::from_secs(10), |s| {
+        hosts(s) == ["db1", "db2"]
+    })
+    .await;
+    // Past the monitor's reconciliation and its detection window: nothing brings it back.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let s = w.status().await.expect("status");
+    assert_eq!(hosts(&s), ["db1", "db2"]);
+    let zk = altair_zk::Zk::connect(&w.zk_config(), None)
+        .await
+        .expect("zookeeper");
+    let c = altair_core::ClusterName::new("c1".to_owned()).expect("name");
+    let h = altair_core::HostName::new("db3".to_owned()).expect("name");
+    for path in [zk.layout().host(&c, &h), zk.layout().host_health(&c, &h)] {
+        assert!(
+            !zk.exists(&path).await.expect("exists"),
+            "{path} still exists"
+        );
+    }
+    assert!(
+        s.clusters[0]
+            .hosts
+            .iter()
+            .all(|h| h.health.as_deref() == Some("healthy")),
+        "{s:?}"
+    );
+}

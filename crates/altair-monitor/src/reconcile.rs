@@ -1,5 +1,5 @@
 //! Taking clusters over and letting them go: on every membership change, and every few
-//! seconds to find new clusters and hosts, compare what ZooKeeper lists with what this
+//! seconds to find new clusters and hosts (and forgotten ones), compare what ZooKeeper lists with what this
 //! monitor tracks. Only reads: reconciliation never writes to ZooKeeper.
 
 use std::sync::{Arc, Mutex};
@@ -25,6 +25,9 @@ pub async fn reconcile(zk: &Zk, state: &Arc<Mutex<State>>, clock: &Clock) -> Res
             continue;
         };
         let hosts = zk.children(&zk.layout().hosts(&cluster)).await?;
+        for host in lock(state).drop_unlisted(clock.now_ms(), &name, &hosts) {
+            tracing::info!(cluster = %name, host = %host, "host no longer registered (forgotten): not tracking it");
+        }
         let newly_owned = !lock(state).clusters.contains_key(&name);
         for host in hosts {
             let tracked = lock(state)

@@ -172,6 +172,28 @@ impl State {
     }
 
     /// Drops the clusters this monitor no longer owns; returns their names.
+    /// Stops tracking the hosts of `cluster` that ZooKeeper no longer lists (an operator
+    /// forgot them) and that have not been heard for 3 heartbeat intervals (a new host's
+    /// first heartbeat may come before its registration). Returns them.
+    pub fn drop_unlisted(&mut self, now_ms: u64, cluster: &str, listed: &[String]) -> Vec<String> {
+        let Some(hosts) = self.clusters.get_mut(cluster) else {
+            return Vec::new();
+        };
+        let gone: Vec<String> = hosts
+            .iter()
+            .filter(|(name, h)| {
+                !listed.contains(name)
+                    && now_ms.saturating_sub(h.detector.last_heard_ms())
+                        > 3 * h.detector.interval_ms()
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &gone {
+            hosts.remove(name);
+        }
+        gone
+    }
+
     pub fn release_foreign(&mut self) -> Vec<String> {
         let foreign: Vec<String> = self
             .clusters

@@ -3,7 +3,12 @@
 //! One gRPC channel per agent address is kept and shared by every caller (a channel
 //! multiplexes requests): a failover's fan-out pays no TCP/HTTP-2 set-up. A request that
 //! fails at the transport level or outlives its deadline drops the cached channel, so the
-//! next request dials afresh instead of queueing on a connection a partition left dead.
+//! next call dials afresh (and can tell "unreachable" from "no answer") instead of
+//! queueing on a connection a partition left dead.
+//! While a request is in flight the connection is pinged (HTTP/2 PING every
+//! `PING_EVERY`): a host cut off or an agent frozen after the connection was opened fails
+//! the request within `PING_EVERY + PING_TIMEOUT`, as a fresh dial's connect timeout
+//! would, instead of holding it until a long deadline (catch-up, salvage).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,18 +26,30 @@ pub type AgentRpc = AgentClient<Deadlined>;
 
 /// Connect timeout of a cached channel; each request's deadline bounds it further.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Keep-alive of a connection with requests in flight (none while idle).
+const PING_EVERY: Duration = Duration::from_secs(1);
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A client for the agent at `address` (`host:port`); each request on it must answer
-/// within `deadline`, connection set-up included. The deadline is the orchestrator's:
-/// it is not sent to the agent (an agent's long actions take their bound in the request).
+/// within `deadline`. A channel not open yet is opened first, within the deadline and
+/// at most `CONNECT_TIMEOUT`: `Err` means the agent could not be reached at all (what
+/// the fence treats as "rely on its self-fencing"), as opposed to a request that fails.
+/// The deadline is the orchestrator's: it is not sent to the agent (an agent's long
+/// actions take their bound in the request).
 pub async fn agent(address: &str, deadline: Duration) -> Result<AgentRpc, String> {
-    let (generation, channel) = CHANNELS.get(address)?;
+    let (generation, channel) = CHANNELS.get(address, deadline.min(CONNECT_TIMEOUT)).await?;
     Ok(AgentClient::new(Deadlined {
         channel,
         deadline,
         address: Arc::from(address),
         generation,
     }))
+}
+
+/// `agent` over a new connection (the cached one, if any, is dropped first).
+pub async fn fresh_agent(address: &str, deadline: Duration) -> Result<AgentRpc, String> {
+    CHANNELS.drop_any(address);
+    agent(address, deadline).await
 }
 
 /// The shared channels, by agent address.
@@ -45,25 +62,47 @@ struct Channels {
 }
 
 impl Channels {
-    fn get(&self, address: &str) -> Result<(u64, Channel), String> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((generation, channel)) = open.get(address) {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Channel)>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn get(&self, address: &str, connect: Duration) -> Result<(u64, Channel), String> {
+        if let Some((generation, channel)) = self.lock().get(address) {
             return Ok((*generation, channel.clone()));
         }
-        let channel = Endpoint::from_shared(format!("http://{address}"))
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
             .map_err(|e| format!("bad agent address {address}: {e}"))?
-            .connect_timeout(CONNECT_TIMEOUT)
+            .connect_timeout(connect)
             .tcp_nodelay(true)
-            .connect_lazy();
+            .http2_keep_alive_interval(PING_EVERY)
+            .keep_alive_timeout(PING_TIMEOUT)
+            .keep_alive_while_idle(false);
+        let channel = match tokio::time::timeout(connect, endpoint.connect()).await {
+            Ok(Ok(channel)) => channel,
+            Ok(Err(e)) => return Err(format!("agent {address} unreachable: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "agent {address} unreachable: no connection within {} ms",
+                    connect.as_millis()
+                ));
+            }
+        };
         let generation = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut open = self.lock();
         open.insert(address.to_owned(), (generation, channel.clone()));
         crate::metrics::AGENT_CHANNELS.set(open.len() as i64);
         Ok((generation, channel))
     }
 
+    fn drop_any(&self, address: &str) {
+        let mut open = self.lock();
+        open.remove(address);
+        crate::metrics::AGENT_CHANNELS.set(open.len() as i64);
+    }
+
     /// Drops the channel of `generation` (not a newer one another caller opened since).
     fn evict(&self, address: &str, generation: u64) {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.lock();
         if open.get(address).is_some_and(|(g, _)| *g == generation) {
             open.remove(address);
             crate::metrics::AGENT_CHANNEL_DROPS.inc();

@@ -317,27 +317,30 @@ pub(crate) async fn verify(ctx: &Ctx, view: &ClusterView, primary: &str) -> Verd
 /// First pass over a cluster with no state: the primary is the one host that
 /// replicates from no one, as the agents report.
 async fn bootstrap(ctx: &Ctx, view: &ClusterView) -> Result<(), ZkError> {
-    let mut views = Vec::new();
-    for (name, h) in &view.hosts {
-        let Ok(host) = HostName::new(name.clone()) else {
-            continue;
-        };
-        let snap = match agent(&h.agent, Duration::from_secs(1)).await {
-            Ok(mut a) => a
+    // Every agent at once, one deadline.
+    let asks = view.hosts.iter().filter_map(|(name, h)| {
+        let host = HostName::new(name.clone()).ok()?;
+        Some(async move {
+            let mut a = agent(&h.agent, Duration::from_secs(1)).await.ok()?;
+            let snap = a
                 .status(StatusRequest {})
                 .await
-                .ok()
-                .and_then(|r| r.into_inner().snapshot),
-            Err(_) => None,
-        };
-        let Some(snap) = snap else { continue };
-        views.push(HostView {
-            name: host,
-            mysql: h.mysql.clone(),
-            source: snap.source_address(),
-            reachable: snap.reachable && !snap.read_only,
-        });
-    }
+                .ok()?
+                .into_inner()
+                .snapshot?;
+            Some(HostView {
+                name: host,
+                mysql: h.mysql.clone(),
+                source: snap.source_address(),
+                reachable: snap.reachable && !snap.read_only,
+            })
+        })
+    });
+    let views: Vec<HostView> = futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     let (primary, _) = infer_roles(&views);
     let Some(primary) = primary else {
         return Ok(());

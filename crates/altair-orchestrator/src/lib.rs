@@ -9,6 +9,7 @@ mod abort;
 mod agents;
 mod ctx;
 mod failover;
+mod forget;
 mod hooks;
 mod leader;
 mod metrics;

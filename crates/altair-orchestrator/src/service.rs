@@ -263,6 +263,20 @@ impl Orchestrator for AdminService {
         Ok(Response::new(to_record(&audit)))
     }
 
+    async fn forget(
+        &self,
+        request: Request<ForgetRequest>,
+    ) -> Result<Response<ForgetResponse>, Status> {
+        let r = request.into_inner();
+        let c = Self::cluster(&r.cluster)?;
+        let host = altair_core::HostName::new(r.host.clone())
+            .map_err(|e| Status::invalid_argument(format!("host: {e}")))?;
+        let ctx = self.leading().await?;
+        let view = Self::view(&ctx.zk, &c).await?;
+        crate::forget::forget(&ctx, &view, &host).await?;
+        Ok(Response::new(ForgetResponse {}))
+    }
+
     async fn rejoin(
         &self,
         request: Request<RejoinRequest>,

@@ -25,7 +25,20 @@ pub struct ClusterView {
 impl ClusterView {
     pub async fn load(zk: &Zk, name: &ClusterName) -> Result<Self, ZkError> {
         let l = zk.layout();
-        let state = match zk.get_versioned(&l.cluster_state(name)).await? {
+        // Issued together: one session answers its requests in order, so this reads what
+        // the same reads one after another would.
+        let (state_path, journal_path, hosts_path) = (
+            l.cluster_state(name),
+            l.failover_journal(name),
+            l.hosts(name),
+        );
+        let (state, journal, names) = tokio::join!(
+            zk.get_versioned(&state_path),
+            zk.get(&journal_path),
+            zk.children(&hosts_path),
+        );
+        let (state, journal, names) = (state?, journal?, names?);
+        let state = match state {
             Some((bytes, version)) => match from_json::<ClusterState>("cluster state", &bytes) {
                 Ok(s) => Some((s, version)),
                 Err(e) => {
@@ -35,41 +48,46 @@ impl ClusterView {
             },
             None => None,
         };
-        let journal = match zk.get(&l.failover_journal(name)).await? {
+        let journal = match journal {
             Some(bytes) => Some(
                 from_json::<Journal>("failover journal", &bytes)
                     .map_err(|detail| ZkError::Conflict { detail })?,
             ),
             None => None,
         };
-        let history = match &journal {
-            Some(_) => zk.children(&l.history(name)).await?,
-            None => Vec::new(),
-        };
-        let abort = match &journal {
+        let (history, abort) = match &journal {
             Some(_) => {
-                zk.get_record::<AbortRequest>("abort request", &l.failover_abort(name))
-                    .await?
+                let (history_path, abort_path) = (l.history(name), l.failover_abort(name));
+                let (h, a) = tokio::join!(
+                    zk.children(&history_path),
+                    zk.get_record::<AbortRequest>("abort request", &abort_path),
+                );
+                (h?, a?)
             }
-            None => None,
+            None => (Vec::new(), None),
         };
+        // Every host's records at once.
+        let reads = names.iter().filter_map(|host| {
+            let h = HostName::new(host.clone()).ok()?;
+            let (record, health) = (l.host(name, &h), l.host_health(name, &h));
+            Some(async move {
+                let (r, hr) = futures_util::future::join(
+                    zk.get_record::<HostRecord>("host", &record),
+                    zk.get_record::<HealthRecord>("health", &health),
+                )
+                .await;
+                Ok::<_, ZkError>((host.clone(), r?, hr?))
+            })
+        });
         let mut hosts = BTreeMap::new();
         let mut health = BTreeMap::new();
-        for host in zk.children(&l.hosts(name)).await? {
-            let Ok(h) = HostName::new(host.clone()) else {
-                continue;
-            };
-            if let Some(r) = zk
-                .get_record::<HostRecord>("host", &l.host(name, &h))
-                .await?
-            {
+        for read in futures_util::future::join_all(reads).await {
+            let (host, r, hr) = read?;
+            if let Some(r) = r {
                 hosts.insert(host.clone(), r);
             }
-            if let Some(r) = zk
-                .get_record::<HealthRecord>("health", &l.host_health(name, &h))
-                .await?
-            {
-                health.insert(host.clone(), r);
+            if let Some(hr) = hr {
+                health.insert(host, hr);
             }
         }
         Ok(Self {

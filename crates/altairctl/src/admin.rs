@@ -111,6 +111,23 @@ pub async fn acknowledge(
     .map(|_| ())
 }
 
+pub async fn forget(
+    orchestrators: &[String],
+    cluster: &str,
+    host: &str,
+    timeout: Duration,
+) -> Result<(), AdminError> {
+    each(orchestrators, timeout, |mut c| {
+        let req = ForgetRequest {
+            cluster: cluster.to_owned(),
+            host: host.to_owned(),
+        };
+        async move { c.forget(req).await }
+    })
+    .await
+    .map(|_| ())
+}
+
 /// One failover audit record, as `altairctl history --json` prints it.
 #[derive(Debug, Serialize)]
 pub struct Audit {

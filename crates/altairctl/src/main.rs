@@ -94,6 +94,10 @@ enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Remove a decommissioned host from its cluster: its registration and health go,
+    /// and the cluster no longer waits for it to rejoin. Stop its agent first (a running
+    /// agent would register it again); refused for the primary and during a failover.
+    Forget { cluster: String, host: String },
     /// Re-attach a fenced old primary as a replica. Refused while it has errant
     /// transactions (listed); `--force` saves them to a file on the host, reverts them and
     /// re-attaches it.
@@ -241,6 +245,23 @@ fn main() -> ExitCode {
             ));
             report_failover("failover", &cluster, r, cli.json, &cli.config)
         }
+        Command::Forget { cluster, host } => match runtime.block_on(altairctl::admin::forget(
+            &config.orchestrators,
+            &cluster,
+            &host,
+            timeout,
+        )) {
+            Ok(()) if cli.json => print_json(
+                &serde_json::json!({"cluster": cluster, "host": host, "forgotten": true}),
+            )
+            .err()
+            .unwrap_or(ExitCode::from(exit::OK)),
+            Ok(()) => {
+                println!("cluster {cluster}: host {host} forgotten");
+                ExitCode::from(exit::OK)
+            }
+            Err(e) => admin_failure("forget", &e, &cli.config),
+        },
         Command::Abort { cluster, reason } => {
             let orch = &config.orchestrators;
             let r = runtime.block_on(altairctl::actions::abort(orch, &cluster, &reason, timeout));

@@ -73,19 +73,16 @@ pub(super) async fn choose_candidate(
     });
     // Every eligible replica is asked at once; one whose monitor reports it silent gets a
     // short chance only, so a dead host costs half a second, not one timeout per host.
-    let asks = eligible.map(|(name, h)| {
-        let timeout = super::agent_timeout(view, name);
-        async move {
-            let status = match agent(&h.agent, timeout).await {
-                Ok(mut a) => tokio::time::timeout(timeout, a.status(StatusRequest {}))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .map(tonic::Response::into_inner),
-                Err(_) => None,
-            };
-            (name, h, status)
-        }
+    let asks = eligible.map(|(name, h)| async move {
+        let status = match super::host_agent(view, name, &h.agent).await {
+            Ok(mut a) => a
+                .status(StatusRequest {})
+                .await
+                .ok()
+                .map(tonic::Response::into_inner),
+            Err(_) => None,
+        };
+        (name, h, status)
     });
     let mut candidates = Vec::new();
     for (name, h, status) in futures_util::future::join_all(asks).await {

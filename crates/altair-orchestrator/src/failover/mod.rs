@@ -10,7 +10,7 @@ use altair_core::registry::{ClusterState, FailoverAudit, to_json};
 use altair_proto::v1::*;
 use altair_zk::{Op, ZkError};
 
-use crate::agents::{agent, endpoint};
+use crate::agents::{AgentRpc, agent, endpoint, fresh_agent};
 use crate::ctx::{Ctx, now_ms};
 use crate::view::ClusterView;
 
@@ -196,12 +196,10 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                 altair_core::config::FenceMode::ReadOnly => FenceMode::ReadOnly,
                 altair_core::config::FenceMode::StopMysqld => FenceMode::StopMysqld,
             };
-            // An agent its monitor already reports silent gets a short chance only.
-            let timeout = agent_timeout(view, &j.old_primary);
             if j.kind == Kind::Switchover {
                 drain::drain_before_fence(ctx, view, j).await;
             }
-            match agent(&old.agent, timeout).await {
+            match host_agent(view, &j.old_primary, &old.agent).await {
                 Ok(mut a) => {
                     let r = a
                         .fence(FenceRequest {
@@ -333,10 +331,9 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                 })
                 .map(|(name, h)| {
                     let (source, epoch) = (source.clone(), j.epoch);
-                    let timeout = agent_timeout(view, name);
                     async move {
                         let result = async {
-                            let mut a = agent(&h.agent, timeout).await?;
+                            let mut a = host_agent(view, name, &h.agent).await?;
                             a.repoint(RepointRequest {
                                 epoch,
                                 source: Some(source),
@@ -369,15 +366,22 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
 }
 
 /// How long to wait for a host's agent: short for one its monitor already reports silent.
-pub(super) fn agent_timeout(view: &ClusterView, host: &str) -> Duration {
+/// The agent of `host` at `address`. One its monitor reports silent gets a short
+/// chance only, over a fresh connection: a cached one may be what a partition left
+/// dead, on which a request can only time out, while a fresh dial tells "unreachable".
+pub(super) async fn host_agent(
+    view: &ClusterView,
+    host: &str,
+    address: &str,
+) -> Result<AgentRpc, String> {
     let silent = view
         .health
         .get(host)
         .is_some_and(|h| h.health == altair_core::health::Health::Unreachable);
     if silent {
-        SILENT_AGENT_TIMEOUT
+        fresh_agent(address, SILENT_AGENT_TIMEOUT).await
     } else {
-        AGENT_TIMEOUT
+        agent(address, AGENT_TIMEOUT).await
     }
 }
 

@@ -47,10 +47,11 @@ bench: deps
 	$(CARGO) bench --workspace
 
 ## sandbox: start the local sandbox in the background (described in target/sandbox/sandbox.json);
-##          DURABILITY=semi_sync runs its cluster semi-synchronously
+##          DURABILITY=semi_sync runs its clusters semi-synchronously, CLUSTERS=N runs N clusters
 DURABILITY ?= async
+CLUSTERS   ?= 1
 sandbox: deps build
-	$(SANDBOX) up --durability $(DURABILITY)
+	$(SANDBOX) up --durability $(DURABILITY) --clusters $(CLUSTERS)
 
 ## sandbox-status: print what every host of the sandbox says
 sandbox-status:

@@ -37,6 +37,7 @@ fn namespaces() -> String {
 
 #[tokio::test]
 async fn sandbox_up_describes_real_components_and_down_leaves_nothing() {
+    let _heavy = altair_e2e::heavy().await;
     let work = tempfile::tempdir().expect("tempdir");
     let dir = work.path().join("sandbox");
     let started = Instant::now();
@@ -186,4 +187,75 @@ async fn sandbox_up_describes_real_components_and_down_leaves_nothing() {
     }
     assert!(!dir.join("sandbox.json").exists());
     assert!(!dir.join("tmp").exists(), "temp dirs survived down");
+}
+
+#[tokio::test]
+async fn a_sandbox_of_several_clusters_fails_over_one_and_leaves_the_others() {
+    let _heavy = altair_e2e::heavy().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let dir = work.path().join("sandbox");
+    let out = sandbox(&dir, &["up", "--clusters", "3"]);
+    assert!(
+        out.status.success(),
+        "sandbox up --clusters 3 failed: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = std::fs::read_to_string(dir.join("sandbox.json")).expect("sandbox.json written");
+    let desc: Description = serde_json::from_str(&text).expect("sandbox.json parses");
+    let names: Vec<&str> = desc.clusters.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["c1", "c2", "c3"]);
+    let mut addresses = std::collections::BTreeSet::new();
+    for c in &desc.clusters {
+        assert_eq!(c.hosts.len(), 3, "{}", c.name);
+        for h in &c.hosts {
+            assert!(addresses.insert(h.mysql.clone()), "{} reused", h.mysql);
+            assert!(
+                alive(h.agent_pid.expect("agent pid")),
+                "agent of {}/{}",
+                c.name,
+                h.name
+            );
+        }
+    }
+    let status = || {
+        let out = std::process::Command::new(bin("altairctl"))
+            .args(["--config", &desc.altairctl_config, "--json", "status"])
+            .output()
+            .expect("altairctl status");
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str::<serde_json::Value>(&stdout(&out)).expect("JSON")
+    };
+    let s = status();
+    for k in 0..3 {
+        assert_eq!(s["clusters"][k]["primary"], "db1", "{s}");
+    }
+
+    // db1 is in every cluster: the kill must say which.
+    let out = sandbox(&dir, &["kill-mysqld", "db1"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--cluster"), "{}", stderr(&out));
+    let out = sandbox(&dir, &["kill-mysqld", "db1", "--cluster", "c2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = sandbox(
+        &dir,
+        &["wait-failover", "--cluster", "c2", "--timeout", "60"],
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let s = status();
+    assert_eq!(s["clusters"][0]["primary"], "db1", "{s}");
+    assert_ne!(s["clusters"][1]["primary"], "db1", "{s}");
+    assert_eq!(s["clusters"][2]["primary"], "db1", "{s}");
+
+    let out = sandbox(&dir, &["down"]);
+    assert!(out.status.success(), "down failed: {}", stderr(&out));
+    for h in desc.clusters.iter().flat_map(|c| &c.hosts) {
+        assert!(!alive(h.mysqld_pid.expect("pid")), "a mysqld survived down");
+        if let Some(ns) = &h.namespace {
+            assert!(
+                !namespaces().contains(ns.as_str()),
+                "namespace {ns} survived down"
+            );
+        }
+    }
 }

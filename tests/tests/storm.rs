@@ -32,7 +32,7 @@ async fn nothing_lost(w: &Fleetwide, k: usize, acked: &[(u64, std::net::Ipv4Addr
 async fn a_storm_of_dead_primaries_fails_every_cluster_over_about_as_fast_as_one() {
     let _heavy = altair_e2e::heavy().await;
     const CLUSTERS: usize = 3;
-    // No anti-flapping: c1 fails over twice.
+    // No anti-flapping: every cluster fails over twice.
     let w = Fleetwide::start(CLUSTERS, 3, 0, "").await;
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..CLUSTERS)
@@ -40,14 +40,22 @@ async fn a_storm_of_dead_primaries_fails_every_cluster_over_about_as_fast_as_one
         .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    // One cluster alone: the reference.
-    let old = w.primary_dns(0).await.expect("c1's primary");
-    let killed = Instant::now();
-    w.kill_mysqld(0, old);
-    let (_, moved) = w.wait_dns_moved(0, old, Duration::from_secs(60)).await;
-    let single = moved - killed;
-    w.wait_until_all_writable(Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The reference: each cluster alone, one after another (the median of the three:
+    // one sample carries the agent's probe phase, 0–200 ms, as noise).
+    let mut singles = Vec::new();
+    for k in 0..CLUSTERS {
+        let old = w.primary_dns(k).await.expect("a primary");
+        let killed = Instant::now();
+        w.kill_mysqld(k, old);
+        let (_, moved) = w.wait_dns_moved(k, old, Duration::from_secs(60)).await;
+        singles.push(moved - killed);
+        w.wait_until_all_writable(Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let mut sorted = singles.clone();
+    sorted.sort();
+    let single = sorted[CLUSTERS / 2];
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     // The storm: every cluster's primary at the same instant.
     let olds: Vec<_> = {
@@ -84,14 +92,14 @@ async fn a_storm_of_dead_primaries_fails_every_cluster_over_about_as_fast_as_one
     }
     let last = times.iter().max().copied().unwrap_or_default();
     eprintln!(
-        "storm of {CLUSTERS}: kill -> DNS moved {:?}; last {last:?}; one cluster alone {single:?} ({:.2}x); acked {:?}",
+        "storm of {CLUSTERS}: kill -> DNS moved {:?}; last {last:?}; each alone {singles:?}, median {single:?} ({:.2}x); acked {:?}",
         times,
         last.as_secs_f64() / single.as_secs_f64(),
         acked.iter().map(Vec::len).collect::<Vec<_>>()
     );
     assert!(
         last <= single * 2,
-        "the last of {CLUSTERS} simultaneous failovers took {last:?}, more than 2 x one cluster's {single:?}\n{}",
+        "the last of {CLUSTERS} simultaneous failovers took {last:?}, more than 2 x one cluster's (median of {singles:?})\n{}",
         w.fleet.warnings(5)
     );
 }

@@ -93,7 +93,18 @@ async fn write(zk: &Zk, p: &Published) -> Result<(), altair_zk::ZkError> {
     let data = to_json(&p.record);
     // One write per transition: the health record is what the leader reads (the
     // append-only events log this once also wrote was never read and grew forever).
-    zk.put(&zk.layout().host_health(&cluster, &host), &data)
-        .await?;
+    // A host's first record is created only while it is registered: a host an operator
+    // forgot (`altairctl forget`) gets no health record back.
+    let l = zk.layout();
+    if !zk
+        .put_while(
+            &l.host(&cluster, &host),
+            &l.host_health(&cluster, &host),
+            &data,
+        )
+        .await?
+    {
+        tracing::info!(cluster = %p.cluster, host = %p.host, health = %p.record.health, "not publishing the health of a host no longer registered");
+    }
     Ok(())
 }

@@ -1,6 +1,6 @@
-//! The local sandbox: ZooKeeper, BIND and one 3-host MariaDB cluster, with hosts in
-//! network namespaces when running as root (else on loopback ports), described in a
-//! JSON file for scripts and people.
+//! The local sandbox: ZooKeeper, BIND and one 3-host MariaDB cluster (or several:
+//! `clusters`), with hosts in network namespaces when running as root (else on loopback
+//! ports), described in a JSON file for scripts and people.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bind::{Bind, BindOptions, TSIG_ALGORITHM, TSIG_KEY_NAME};
 use crate::fleet::{Fleet, FleetTiming};
-use crate::mariadb::{APP_DATABASE, Credentials, MariaDbCluster};
+use crate::mariadb::{APP_DATABASE, Credentials, HostAddr, MariaDbCluster};
 use crate::netns::TestNet;
 use crate::ports::{Port, reserve};
 use crate::zookeeper::ZooKeeper;
@@ -25,7 +25,11 @@ pub const CTL_CONFIG_FILE: &str = "altairctl.toml";
 pub struct SandboxOptions {
     /// Where the description, configs and logs go (`target/sandbox`).
     pub dir: PathBuf,
+    /// The first cluster's name; more clusters are `c2`, `c3`, ….
     pub cluster: String,
+    /// How many clusters (each of `hosts` hosts, sharing one admin, replication and
+    /// application user).
+    pub clusters: usize,
     pub hosts: usize,
     /// Put hosts in network namespaces; `None` = when root.
     pub namespaces: Option<bool>,
@@ -42,6 +46,7 @@ impl SandboxOptions {
         Self {
             dir: dir.into(),
             cluster: "c1".into(),
+            clusters: 1,
             hosts: 3,
             namespaces: None,
             bin_dir: None,
@@ -57,7 +62,8 @@ impl SandboxOptions {
 #[derive(Debug)]
 pub struct Sandbox {
     fleet: Option<Fleet>,
-    cluster: MariaDbCluster,
+    /// `(name, cluster)`, the first `options.cluster`.
+    clusters: Vec<(String, MariaDbCluster)>,
     dns: Bind,
     zk: ZooKeeper,
     net: Option<TestNet>,
@@ -70,8 +76,9 @@ impl Sandbox {
     pub async fn start(options: SandboxOptions) -> Result<Self> {
         let started = Instant::now();
         let use_ns = options.namespaces.unwrap_or_else(is_root);
+        let (n, hosts) = (options.clusters.max(1), options.hosts);
         let net = if use_ns {
-            Some(TestNet::create(options.hosts).await?)
+            Some(TestNet::create(n * hosts).await?)
         } else {
             None
         };
@@ -80,20 +87,44 @@ impl Sandbox {
             .as_ref()
             .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |n| IpAddr::V4(n.gateway()));
         let zk = ZooKeeper::standalone(control_ip).await?;
-        let cluster = match &net {
-            Some(n) => MariaDbCluster::start_in(n).await?,
-            None => MariaDbCluster::start_loopback(options.hosts).await?,
-        };
+        let mut clusters: Vec<(String, MariaDbCluster)> = Vec::with_capacity(n);
+        for k in 0..n {
+            let addrs: Vec<HostAddr> = match &net {
+                Some(net) => net.hosts()[k * hosts..(k + 1) * hosts]
+                    .iter()
+                    .map(|h| HostAddr {
+                        ip: IpAddr::V4(h.ip),
+                        namespace: Some(h.namespace.clone()),
+                    })
+                    .collect(),
+                None => (0..hosts)
+                    .map(|_| HostAddr {
+                        ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                        namespace: None,
+                    })
+                    .collect(),
+            };
+            let cluster = match clusters.first() {
+                None => MariaDbCluster::start(addrs).await?,
+                Some((_, first)) => MariaDbCluster::start_sharing_users(addrs, first).await?,
+            };
+            let name = if k == 0 {
+                options.cluster.clone()
+            } else {
+                format!("c{}", k + 1)
+            };
+            clusters.push((name, cluster));
+        }
         let ipv4 = |ip: IpAddr| match ip {
             IpAddr::V4(v4) => v4,
             IpAddr::V6(_) => Ipv4Addr::LOCALHOST,
         };
-        let mut records = vec![(
-            format!("primary.{}", options.cluster),
-            ipv4(cluster.instance(0).ip()),
-        )];
-        for inst in &cluster.instances()[1..] {
-            records.push((format!("replicas.{}", options.cluster), ipv4(inst.ip())));
+        let mut records = Vec::new();
+        for (name, cluster) in &clusters {
+            records.push((format!("primary.{name}"), ipv4(cluster.instance(0).ip())));
+            for inst in &cluster.instances()[1..] {
+                records.push((format!("replicas.{name}"), ipv4(inst.ip())));
+            }
         }
         let dns = Bind::start(BindOptions {
             zone: ZONE.into(),
@@ -104,10 +135,11 @@ impl Sandbox {
         let orchestrator_ports = vec![reserve(control_ip)?, reserve(control_ip)?];
         let fleet = match &options.bin_dir {
             Some(bin_dir) => {
+                let (first_name, first) = &clusters[0];
                 let mut f = Fleet::start(
                     bin_dir,
-                    &options.cluster,
-                    &cluster,
+                    first_name,
+                    first,
                     control_ip,
                     zk.servers(),
                     options.monitors,
@@ -116,6 +148,9 @@ impl Sandbox {
                         ..FleetTiming::default()
                     },
                 )?;
+                for (name, cluster) in &clusters[1..] {
+                    f.add_cluster(name, cluster)?;
+                }
                 let target = crate::fleet::DnsTarget {
                     server: dns.addr(),
                     zone: ZONE.into(),
@@ -130,17 +165,19 @@ impl Sandbox {
             None => None,
         };
         if let Some(f) = &fleet {
-            let names: Vec<String> = cluster
-                .instances()
-                .iter()
-                .map(|i| i.name().to_owned())
-                .collect();
-            f.wait_healthy(&options.cluster, &names, std::time::Duration::from_secs(60))
-                .await?;
+            for (name, cluster) in &clusters {
+                let names: Vec<String> = cluster
+                    .instances()
+                    .iter()
+                    .map(|i| i.name().to_owned())
+                    .collect();
+                f.wait_healthy(name, &names, std::time::Duration::from_secs(60))
+                    .await?;
+            }
         }
         Ok(Self {
             fleet,
-            cluster,
+            clusters,
             dns,
             zk,
             net,
@@ -150,12 +187,18 @@ impl Sandbox {
         })
     }
 
+    /// The first cluster.
     pub fn cluster(&self) -> &MariaDbCluster {
-        &self.cluster
+        &self.clusters[0].1
     }
 
     pub fn cluster_mut(&mut self) -> &mut MariaDbCluster {
-        &mut self.cluster
+        &mut self.clusters[0].1
+    }
+
+    /// Every cluster with its name, the first first.
+    pub fn clusters(&self) -> &[(String, MariaDbCluster)] {
+        &self.clusters
     }
 
     pub fn dns(&self) -> &Bind {
@@ -181,7 +224,6 @@ impl Sandbox {
     /// The description written to `sandbox.json`.
     pub fn describe(&self) -> Description {
         let dir = &self.options.dir;
-        let name = &self.options.cluster;
         let orchestrator_ip = self
             .net
             .as_ref()
@@ -209,37 +251,12 @@ impl Sandbox {
                 tsig_secret_file: self.dns.tsig_secret_file().display().to_string(),
                 pid: self.dns.pid(),
             },
-            clusters: vec![ClusterDesc {
-                name: name.clone(),
-                primary_dns: format!("primary.{name}.{ZONE}"),
-                replicas_dns: format!("replicas.{name}.{ZONE}"),
-                durability: self.options.durability.to_owned(),
-                app_user: UserDesc::new(self.cluster.app(), Some(APP_DATABASE)),
-                admin_user: UserDesc::new(self.cluster.admin(), None),
-                hosts: self
-                    .cluster
-                    .instances()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, inst)| HostDesc {
-                        name: inst.name().to_owned(),
-                        namespace: inst.namespace().map(str::to_owned),
-                        mysql: inst.addr().to_string(),
-                        mysqld_pid: inst.pid(),
-                        agent_pid: self
-                            .fleet
-                            .as_ref()
-                            .and_then(|f| f.agents.get(i))
-                            .and_then(|a| a.pid()),
-                        agent_grpc: self
-                            .fleet
-                            .as_ref()
-                            .and_then(|f| f.agents.get(i))
-                            .map(|a| a.address.clone()),
-                        initial_role: if i == 0 { "primary" } else { "replica" }.into(),
-                    })
-                    .collect(),
-            }],
+            clusters: self
+                .clusters
+                .iter()
+                .enumerate()
+                .map(|(k, (name, cluster))| self.describe_cluster(k, name, cluster))
+                .collect(),
             monitors: self
                 .fleet
                 .iter()
@@ -262,6 +279,37 @@ impl Sandbox {
                 .collect(),
             planned_orchestrator_addresses: self.orchestrator_addresses(&orchestrator_ip),
             altairctl_config: dir.join(CTL_CONFIG_FILE).display().to_string(),
+        }
+    }
+
+    fn describe_cluster(&self, k: usize, name: &str, cluster: &MariaDbCluster) -> ClusterDesc {
+        // The fleet's agents are the clusters' hosts in order.
+        let agent = |i: usize| {
+            self.fleet
+                .as_ref()
+                .and_then(|f| f.agents.get(k * self.options.hosts + i))
+        };
+        ClusterDesc {
+            name: name.to_owned(),
+            primary_dns: format!("primary.{name}.{ZONE}"),
+            replicas_dns: format!("replicas.{name}.{ZONE}"),
+            durability: self.options.durability.to_owned(),
+            app_user: UserDesc::new(cluster.app(), Some(APP_DATABASE)),
+            admin_user: UserDesc::new(cluster.admin(), None),
+            hosts: cluster
+                .instances()
+                .iter()
+                .enumerate()
+                .map(|(i, inst)| HostDesc {
+                    name: inst.name().to_owned(),
+                    namespace: inst.namespace().map(str::to_owned),
+                    mysql: inst.addr().to_string(),
+                    mysqld_pid: inst.pid(),
+                    agent_pid: agent(i).and_then(|a| a.pid()),
+                    agent_grpc: agent(i).map(|a| a.address.clone()),
+                    initial_role: if i == 0 { "primary" } else { "replica" }.into(),
+                })
+                .collect(),
         }
     }
 

@@ -219,6 +219,58 @@ impl Zk {
         })
     }
 
+    /// `put`, but a node that does not exist yet is created only while `guard` exists
+    /// (one multi-op: check + create), so a record cannot outlive what it describes.
+    /// `Ok(false)`: `guard` is gone, nothing written. The common path (the node exists)
+    /// is one `set`.
+    pub async fn put_while(&self, guard: &str, path: &str, data: &[u8]) -> Result<bool> {
+        match self.client.set_data(path, data, None).await {
+            Ok(_) => return Ok(true),
+            Err(zk::Error::NoNode) => {}
+            Err(e) => return Err(ZkError::from_op("set", path, e)),
+        }
+        for attempt in 0..2 {
+            let mut w = self
+                .client
+                .new_check_writer(guard, None)
+                .map_err(|e| ZkError::from_op("multi", guard, e))?;
+            w.add_create(path, data, &open())
+                .map_err(|e| ZkError::from_op("multi", path, e))?;
+            match w.commit().await {
+                Ok(_) => return Ok(true),
+                Err(zk::CheckWriteError::CheckFailed { .. }) => return Ok(false),
+                Err(zk::CheckWriteError::OperationFailed {
+                    source: zk::Error::NodeExists,
+                    ..
+                }) => {
+                    return self
+                        .client
+                        .set_data(path, data, None)
+                        .await
+                        .map(|_| true)
+                        .map_err(|e| ZkError::from_op("set", path, e));
+                }
+                Err(zk::CheckWriteError::OperationFailed {
+                    source: zk::Error::NoNode,
+                    ..
+                }) if attempt == 0 => {
+                    if let Some((parent, _)) = path.rsplit_once('/') {
+                        self.ensure_path(parent).await?;
+                    }
+                }
+                Err(zk::CheckWriteError::OperationFailed { source, .. })
+                | Err(zk::CheckWriteError::RequestFailed { source }) => {
+                    return Err(ZkError::from_op("create", path, source));
+                }
+            }
+        }
+        Err(ZkError::Op {
+            op: "create",
+            path: path.to_owned(),
+            source: zk::Error::NoNode,
+        })
+    }
+
     /// Creates a persistent sequential node under `prefix` (creating the parent when
     /// ZooKeeper says it is missing); returns its path.
     pub async fn append(&self, prefix: &str, data: &[u8]) -> Result<String> {

@@ -43,6 +43,10 @@ enum Command {
         /// commit only once a replica has it).
         #[arg(long, default_value = "async", value_parser = ["async", "semi_sync"])]
         durability: String,
+        /// How many clusters of 3 hosts (`c1`, `c2`, …; small buffer pools: 10 fit a
+        /// 2-core, 24 GB machine).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=20))]
+        clusters: u16,
     },
     /// Print the state of the running sandbox.
     Status {
@@ -57,12 +61,18 @@ enum Command {
     KillMysqld {
         /// Host name, e.g. db3.
         host: String,
+        /// The host's cluster (needed when several clusters have a host of that name).
+        #[arg(long)]
+        cluster: Option<String>,
     },
     /// Wait until the primary's DNS name answers another host (after a failover).
     WaitFailover {
         /// Seconds to wait.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+        /// Only this cluster (default: every cluster).
+        #[arg(long)]
+        cluster: Option<String>,
     },
     /// Stop the sandbox and remove everything it made.
     Down,
@@ -76,26 +86,34 @@ fn main() -> ExitCode {
             foreground: true,
             no_namespaces,
             durability,
+            clusters,
             ..
-        } => supervise(&cli.dir, no_namespaces, &durability),
+        } => supervise(&cli.dir, no_namespaces, &durability, clusters),
         Command::Up {
             timeout,
             no_namespaces,
             durability,
+            clusters,
             ..
         } => up_detached(
             &cli.dir,
             no_namespaces,
             &durability,
+            clusters,
             Duration::from_secs(timeout),
         ),
         Command::Status { json } => {
             runtime().and_then(|rt| rt.block_on(status::status(&cli.dir, json)))
         }
         Command::Demo => runtime().and_then(|rt| rt.block_on(demo::demo(&cli.dir))),
-        Command::KillMysqld { host } => kill_mysqld(&cli.dir, &host),
-        Command::WaitFailover { timeout } => runtime()
-            .and_then(|rt| rt.block_on(wait_failover(&cli.dir, Duration::from_secs(timeout)))),
+        Command::KillMysqld { host, cluster } => kill_mysqld(&cli.dir, &host, cluster.as_deref()),
+        Command::WaitFailover { timeout, cluster } => runtime().and_then(|rt| {
+            rt.block_on(wait_failover(
+                &cli.dir,
+                Duration::from_secs(timeout),
+                cluster.as_deref(),
+            ))
+        }),
         Command::Down => runtime().and_then(|rt| rt.block_on(down(&cli.dir))),
     };
     match result {
@@ -138,7 +156,12 @@ fn supervisor_pid_file(dir: &Path) -> PathBuf {
 }
 
 /// The supervisor: starts the sandbox, publishes sandbox.json, waits for a signal, stops.
-fn supervise(dir: &Path, no_namespaces: bool, durability: &str) -> Result<(), String> {
+fn supervise(
+    dir: &Path,
+    no_namespaces: bool,
+    durability: &str,
+    clusters: u16,
+) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();
@@ -156,6 +179,7 @@ fn supervise(dir: &Path, no_namespaces: bool, durability: &str) -> Result<(), St
     std::fs::write(supervisor_pid_file(dir), std::process::id().to_string())
         .map_err(|e| format!("write the pid file: {e}"))?;
     let mut options = SandboxOptions::new(dir);
+    options.clusters = usize::from(clusters);
     options.durability = if durability == "semi_sync" {
         "semi_sync"
     } else {
@@ -211,6 +235,7 @@ fn up_detached(
     dir: &Path,
     no_namespaces: bool,
     durability: &str,
+    clusters: u16,
     timeout: Duration,
 ) -> Result<(), String> {
     if let Some(desc) = read_description(dir)? {
@@ -231,7 +256,9 @@ fn up_detached(
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("--dir")
         .arg(dir)
-        .args(["up", "--foreground", "--durability", durability]);
+        .args(["up", "--foreground", "--durability", durability])
+        .arg("--clusters")
+        .arg(clusters.to_string());
     if no_namespaces {
         cmd.arg("--no-namespaces");
     }
@@ -286,8 +313,14 @@ fn new_session(cmd: &mut std::process::Command) {
 }
 
 #[allow(clippy::print_stdout)]
-async fn wait_failover(dir: &Path, timeout: Duration) -> Result<(), String> {
-    let desc = status::running(dir)?;
+async fn wait_failover(dir: &Path, timeout: Duration, only: Option<&str>) -> Result<(), String> {
+    let mut desc = status::running(dir)?;
+    if let Some(name) = only {
+        desc.clusters.retain(|c| c.name == name);
+        if desc.clusters.is_empty() {
+            return Err(format!("no cluster {name:?} in the sandbox"));
+        }
+    }
     let dns: std::net::SocketAddr = desc
         .dns
         .server
@@ -326,14 +359,25 @@ async fn wait_failover(dir: &Path, timeout: Duration) -> Result<(), String> {
 }
 
 #[allow(clippy::print_stdout)]
-fn kill_mysqld(dir: &Path, host: &str) -> Result<(), String> {
+fn kill_mysqld(dir: &Path, host: &str, cluster: Option<&str>) -> Result<(), String> {
     let desc = status::running(dir)?;
-    let h = desc
+    let matching: Vec<(&str, &altair_testkit::sandbox::HostDesc)> = desc
         .clusters
         .iter()
-        .flat_map(|c| &c.hosts)
-        .find(|h| h.name == host)
-        .ok_or_else(|| format!("no host {host:?} in the sandbox"))?;
+        .filter(|c| cluster.is_none_or(|name| c.name == name))
+        .flat_map(|c| c.hosts.iter().map(move |h| (c.name.as_str(), h)))
+        .filter(|(_, h)| h.name == host)
+        .collect();
+    let h = match matching.as_slice() {
+        [] => return Err(format!("no host {host:?} in the sandbox")),
+        [(_, h)] => *h,
+        many => {
+            return Err(format!(
+                "host {host:?} is in clusters {}: say which with --cluster",
+                many.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    };
     let pid = h
         .mysqld_pid
         .filter(|p| pid_alive(*p))

@@ -202,3 +202,94 @@ async fn a_health_transition_costs_zookeeper_one_write() {
         "ZooKeeper transactions for one transition"
     );
 }
+
+/// Every znode under `path`, `path` included.
+async fn znodes(zk: &altair_zk::Zk, path: &str) -> usize {
+    let mut count = 0;
+    let mut todo = vec![path.to_owned()];
+    while let Some(p) = todo.pop() {
+        count += 1;
+        for child in zk.children(&p).await.expect("list") {
+            todo.push(format!("{p}/{child}"));
+        }
+    }
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_health_transitions_leave_zookeeper_no_bigger() {
+    use mysql_async::prelude::Queryable;
+    let _heavy = altair_e2e::heavy().await;
+    let w = World::start_ha(
+        3,
+        1,
+        1,
+        3600,
+        &[("ALTAIR_ORCHESTRATOR__ORCHESTRATOR__HISTORY_KEEP", "2")],
+    )
+    .await;
+    w.wait_until("cluster recorded", Duration::from_secs(20), |s| {
+        s.clusters[0].epoch == Some(1)
+    })
+    .await;
+    let zk = altair_zk::Zk::connect(&w.zk_config(), None)
+        .await
+        .expect("zookeeper");
+    let before = znodes(&zk, "/altair").await;
+    // A replica's replication stopped and started 100 times: 200 transitions
+    // (replication_broken, healthy), each reported at once.
+    let mut replica = w.cluster.admin_conn(2).await.expect("admin on db3");
+    let mut seen = 0;
+    for _ in 0..100 {
+        for (sql, health) in [
+            ("STOP SLAVE", "replication_broken"),
+            ("START SLAVE", "healthy"),
+        ] {
+            replica.query_drop(sql).await.expect(sql);
+            let started = Instant::now();
+            while w.health("db3").await.as_deref() != Some(health)
+                && started.elapsed() < Duration::from_secs(5)
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if w.health("db3").await.as_deref() == Some(health) {
+                seen += 1;
+            }
+        }
+    }
+    // And three episodes of the monitors cut from the primary's agent: each is verified
+    // alive and audited (`primary_alive`), within the history retention of 2.
+    let net = w.net.as_ref().expect("net");
+    for _ in 0..3 {
+        net.block_services(0, &altair_e2e::ops::monitor_endpoints(&w))
+            .await
+            .expect("block the monitors");
+        w.wait_health("db1", "unreachable", Duration::from_secs(20))
+            .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        net.heal(0).await.expect("heal");
+        w.wait_health("db1", "healthy", Duration::from_secs(20))
+            .await;
+    }
+    let after = znodes(&zk, "/altair").await;
+    let history = zk
+        .children(
+            &zk.layout()
+                .history(&altair_core::ClusterName::new(CLUSTER.to_owned()).expect("name")),
+        )
+        .await
+        .expect("history");
+    eprintln!(
+        "{seen} replica transitions seen, 6 of the primary; znodes {before} -> {after}; history {history:?}"
+    );
+    assert!(
+        seen >= 190,
+        "only {seen} of 200 replica transitions were seen"
+    );
+    assert!(history.len() <= 2, "history kept {history:?}");
+    // At most the two audit records the retention keeps are new.
+    assert!(
+        after <= before + 2,
+        "ZooKeeper grew from {before} to {after} znodes"
+    );
+}

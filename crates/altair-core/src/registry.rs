@@ -116,17 +116,38 @@ pub struct AbortRequest {
     pub requested_at_ms: u64,
 }
 
-/// The audit records to delete so that `keep` remain once one more is written: the
-/// oldest first (ids start with their start time in ms, so they sort by age), at most
+/// How many audit records a cluster keeps, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// At most this many (the one being written included).
+    pub keep: usize,
+    /// None older than this (ms); `None`: no age limit.
+    pub max_age_ms: Option<u64>,
+}
+
+/// The audit records to delete as one more is written at `now_ms`: those older than
+/// the age limit, then the oldest beyond `keep` (ids start with their start time in ms,
+/// so they sort by age; an id without one counts but never ages out), at most
 /// `per_write` at a time (one multi-op stays small; later writes finish the job).
-pub fn history_to_prune(ids: &[String], keep: usize, per_write: usize) -> Vec<String> {
+pub fn history_to_prune(
+    ids: &[String],
+    retention: Retention,
+    now_ms: u64,
+    per_write: usize,
+) -> Vec<String> {
     let mut sorted: Vec<&String> = ids.iter().collect();
     sorted.sort();
-    let excess = (sorted.len() + 1).saturating_sub(keep.max(1));
+    let excess = (sorted.len() + 1).saturating_sub(retention.keep.max(1));
+    let too_old = |id: &str| {
+        let started = id.split('-').next().and_then(|t| t.parse::<u64>().ok());
+        matches!((retention.max_age_ms, started), (Some(age), Some(t)) if now_ms.saturating_sub(t) > age)
+    };
     sorted
         .into_iter()
-        .take(excess.min(per_write))
-        .cloned()
+        .enumerate()
+        .filter(|(i, id)| *i < excess || too_old(id))
+        .map(|(_, id)| id.clone())
+        .take(per_write)
         .collect()
 }
 
@@ -142,24 +163,57 @@ pub fn from_json<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Resu
 
 #[cfg(test)]
 mod history_tests {
-    use super::history_to_prune;
+    use super::{Retention, history_to_prune};
 
     fn ids(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn keep(n: usize) -> Retention {
+        Retention {
+            keep: n,
+            max_age_ms: None,
+        }
     }
 
     #[test]
     fn the_oldest_records_beyond_the_limit_go_first() {
         let h = ids(&["1796-c", "1794-a", "1795-b"]);
         // Keeping 3 with one more coming: the oldest one goes.
-        assert_eq!(history_to_prune(&h, 3, 10), ids(&["1794-a"]));
-        assert_eq!(history_to_prune(&h, 2, 10), ids(&["1794-a", "1795-b"]));
-        assert!(history_to_prune(&h, 4, 10).is_empty());
+        assert_eq!(history_to_prune(&h, keep(3), 0, 10), ids(&["1794-a"]));
+        assert_eq!(
+            history_to_prune(&h, keep(2), 0, 10),
+            ids(&["1794-a", "1795-b"])
+        );
+        assert!(history_to_prune(&h, keep(4), 0, 10).is_empty());
         // Bounded per write.
-        assert_eq!(history_to_prune(&h, 1, 1), ids(&["1794-a"]));
+        assert_eq!(history_to_prune(&h, keep(1), 0, 1), ids(&["1794-a"]));
         // keep 0 is treated as 1: the new record stays.
-        assert_eq!(history_to_prune(&h, 0, 10).len(), 3);
-        assert!(history_to_prune(&[], 1, 10).is_empty());
+        assert_eq!(history_to_prune(&h, keep(0), 0, 10).len(), 3);
+        assert!(history_to_prune(&[], keep(1), 0, 10).is_empty());
+    }
+
+    #[test]
+    fn records_past_the_age_limit_go_whatever_the_count() {
+        let h = ids(&["1000-a", "5000-b", "9000-c", "junk"]);
+        let r = Retention {
+            keep: 100,
+            max_age_ms: Some(4_500),
+        };
+        // At 10,000 ms: 1000-a (9 s old) and 5000-b (5 s) are past 4.5 s; 9000-c is not,
+        // and an id without a time never ages out.
+        assert_eq!(
+            history_to_prune(&h, r, 10_000, 10),
+            ids(&["1000-a", "5000-b"])
+        );
+        assert!(history_to_prune(&h, r, 5_000, 10).is_empty());
+        // Count and age together, still bounded per write.
+        let both = Retention {
+            keep: 2,
+            max_age_ms: Some(4_500),
+        };
+        assert_eq!(history_to_prune(&h, both, 10_000, 10).len(), 3);
+        assert_eq!(history_to_prune(&h, both, 10_000, 1), ids(&["1000-a"]));
     }
 }
 

@@ -8,7 +8,9 @@ use altair_core::failover::{
     verify_due,
 };
 use altair_core::health::Health;
-use altair_core::registry::{ClusterState, FailoverAudit, MonitorRecord, to_json};
+use altair_core::registry::{
+    ClusterState, FailoverAudit, MonitorRecord, history_to_prune, to_json,
+};
 use altair_core::topology::{HostView, infer_roles};
 use altair_core::{ClusterName, HostName};
 use altair_proto::v1::{CheckReachabilityRequest, StatusRequest};
@@ -173,11 +175,21 @@ pub(crate) async fn pass(
                 verify_started,
             );
             let l = ctx.zk.layout();
-            ctx.write(&[Op::Create {
+            // Retention applies to these records too (a flapping monitor link writes
+            // one per episode).
+            let kept = ctx.zk.children(&l.history(cluster)).await?;
+            let mut ops = vec![Op::Create {
                 path: l.history_entry(cluster, &audit.journal.id),
                 data: to_json(&audit),
-            }])
-            .await?;
+            }];
+            let retention = ctx.config.orchestrator.retention();
+            for id in history_to_prune(&kept, retention, now_ms(), 20) {
+                ops.push(Op::Delete {
+                    path: l.history_entry(cluster, &id),
+                    version: None,
+                });
+            }
+            ctx.write(&ops).await?;
             Ok(Pace::Active)
         }
         Verdict::Dead { unknown } => {

@@ -95,6 +95,10 @@ pub struct OrchestratorSection {
     /// deleted as new ones are written, so history does not grow without bound.
     #[serde(default = "default_history_keep")]
     pub history_keep: u32,
+    /// Audit records older than this many days are deleted as new ones are written
+    /// (0: no age limit).
+    #[serde(default = "default_history_max_age_days")]
+    pub history_max_age_days: u32,
     /// Failovers (and switchovers) the leader drives at the same time, across all
     /// clusters; more wait for a free slot. Detection and verification are never held.
     #[serde(default = "default_max_parallel_failovers")]
@@ -161,6 +165,9 @@ fn default_catch_up_timeout_ms() -> u64 {
 }
 fn default_history_keep() -> u32 {
     200
+}
+fn default_history_max_age_days() -> u32 {
+    90
 }
 fn default_max_parallel_failovers() -> u32 {
     64
@@ -284,6 +291,11 @@ impl Validate for OrchestratorConfig {
             || format!("{} is outside 1..=100000", o.history_keep),
         );
         p.check(
+            o.history_max_age_days <= 3_650,
+            "orchestrator.history_max_age_days",
+            || format!("{} is outside 0..=3650", o.history_max_age_days),
+        );
+        p.check(
             (1..=10_000).contains(&o.max_parallel_failovers),
             "orchestrator.max_parallel_failovers",
             || format!("{} is outside 1..=10000", o.max_parallel_failovers),
@@ -345,6 +357,15 @@ impl Validate for OrchestratorConfig {
 }
 
 impl OrchestratorSection {
+    /// How many audit records a cluster keeps, and for how long.
+    pub fn retention(&self) -> crate::registry::Retention {
+        crate::registry::Retention {
+            keep: self.history_keep as usize,
+            max_age_ms: (self.history_max_age_days > 0)
+                .then(|| u64::from(self.history_max_age_days) * 86_400_000),
+        }
+    }
+
     pub fn advertised_address(&self) -> String {
         self.advertise
             .clone()

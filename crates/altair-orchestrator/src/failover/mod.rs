@@ -534,8 +534,8 @@ pub(crate) fn closing_ops(ctx: &Ctx, view: &ClusterView, audit: &FailoverAudit) 
             version: None,
         });
     }
-    let keep = ctx.config.orchestrator.history_keep as usize;
-    for id in altair_core::registry::history_to_prune(&view.history, keep, 20) {
+    let retention = ctx.config.orchestrator.retention();
+    for id in altair_core::registry::history_to_prune(&view.history, retention, now_ms(), 20) {
         ops.push(Op::Delete {
             path: l.history_entry(&view.name, &id),
             version: None,

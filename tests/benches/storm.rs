@@ -45,6 +45,39 @@ async fn main() {
         let (_, moved) = w.wait_dns_moved(k, *ip, Duration::from_secs(120)).await;
         times.push((moved - killed).as_secs_f64() * 1000.0);
     }
+    // Where the time went: each storm failover's stages, from its audit record (written
+    // right after the DNS move).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let zk = altair_zk::Zk::connect(
+        &altair_core::config::ZkConfig {
+            servers: w.zk.servers(),
+            root: "/altair".into(),
+            session_timeout_ms: 6_000,
+            connect_timeout_ms: 2_000,
+            auth_file: None,
+        },
+        None,
+    )
+    .await
+    .expect("zookeeper");
+    let mut stages: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for k in 0..CLUSTERS {
+        let c = altair_core::ClusterName::new(altair_e2e::multi::name(k)).expect("name");
+        let l = zk.layout().clone();
+        let mut ids = zk.children(&l.history(&c)).await.expect("history");
+        ids.sort();
+        let Some(id) = ids.last() else { continue };
+        let a: Option<altair_core::registry::FailoverAudit> = zk
+            .get_record("audit", &l.history_entry(&c, id))
+            .await
+            .expect("audit");
+        for st in a.map(|a| a.journal.stages).unwrap_or_default() {
+            stages
+                .entry(st.name)
+                .or_default()
+                .push(st.duration_ms as f64);
+        }
+    }
     times.sort_by(f64::total_cmp);
     let last = times[times.len() - 1];
     println!(
@@ -63,4 +96,13 @@ async fn main() {
         "last ÷ one (goal ≤ 1.3, bound 2)",
         last / single
     );
+    println!("storm stages (ms, over the {CLUSTERS} failovers): p50 / max");
+    for (name, mut v) in stages {
+        v.sort_by(f64::total_cmp);
+        println!(
+            "  {name:<12} {:>7.0} {:>7.0}",
+            v[v.len() / 2],
+            v[v.len() - 1]
+        );
+    }
 }

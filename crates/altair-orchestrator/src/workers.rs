@@ -70,7 +70,17 @@ pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkEr
     let result = loop {
         tokio::select! {
             _ = list.tick() => {
-                let names = ctx.zk.children(&root).await?;
+                let names = match ctx.zk.children(&root).await {
+                    Ok(names) => names,
+                    Err(e) if e.is_session_lost() => break Err(e),
+                    Err(e) => {
+                        // Listed again soon; the workers go on meanwhile.
+                        crate::metrics::ZK_ERRORS.inc();
+                        tracing::warn!(error = %e, "listing the clusters failed; retrying");
+                        list.reset_after(RETRY_EVERY);
+                        continue;
+                    }
+                };
                 workers.retain(|name, w| {
                     let keep = names.contains(name);
                     if !keep {

@@ -78,8 +78,8 @@ pub(crate) async fn pass(
     tending: &mut Tending,
     slots: &Slots,
 ) -> Result<Pace, ZkError> {
-    crate::metrics::VIEW_LOADS.inc();
     let view = ClusterView::load(&ctx.zk, cluster).await?;
+    crate::metrics::VIEW_LOADS.inc();
     let Some((state, version)) = view.state.clone() else {
         bootstrap(ctx, &view).await?;
         return Ok(Pace::Within(Duration::from_secs(1)));

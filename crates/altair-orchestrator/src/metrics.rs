@@ -52,7 +52,7 @@ pub fn init() {
     );
     register(
         "orchestrator_view_loads",
-        "Cluster views read from ZooKeeper by the leader's workers",
+        "Cluster views the leader's workers read completely from ZooKeeper",
         VIEW_LOADS.clone(),
     );
     register(

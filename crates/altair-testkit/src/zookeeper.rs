@@ -33,6 +33,8 @@ struct Node {
 #[derive(Debug)]
 pub struct ZooKeeper {
     ip: IpAddr,
+    /// The JVM heap of each server, MB.
+    heap_mb: u32,
     nodes: Vec<Node>,
     _dir: tempfile::TempDir,
 }
@@ -40,15 +42,21 @@ pub struct ZooKeeper {
 impl ZooKeeper {
     /// One standalone server on `ip` (usually 127.0.0.1).
     pub async fn standalone(ip: IpAddr) -> Result<Self> {
-        Self::start(ip, 1).await
+        Self::start(ip, 1, 64).await
+    }
+
+    /// A standalone server with a JVM heap of `heap_mb` (a simulated fleet of thousands
+    /// of clusters holds ~10 znodes each).
+    pub async fn standalone_with_heap(ip: IpAddr, heap_mb: u32) -> Result<Self> {
+        Self::start(ip, 1, heap_mb).await
     }
 
     /// An ensemble of `size` servers (3 for the fault tests) on `ip`.
     pub async fn ensemble(ip: IpAddr, size: usize) -> Result<Self> {
-        Self::start(ip, size).await
+        Self::start(ip, size, 64).await
     }
 
-    async fn start(ip: IpAddr, size: usize) -> Result<Self> {
+    async fn start(ip: IpAddr, size: usize, heap_mb: u32) -> Result<Self> {
         require_tool("java")?;
         zookeeper_classpath()?;
         let dir = temp_dir("altair-zk-")?;
@@ -68,6 +76,7 @@ impl ZooKeeper {
         }
         let mut zk = Self {
             ip,
+            heap_mb,
             nodes,
             _dir: dir,
         };
@@ -119,9 +128,10 @@ impl ZooKeeper {
 
     fn spawn(&mut self, i: usize) -> Result<()> {
         let java = require_tool("java")?;
+        let heap = format!("-Xmx{}m", self.heap_mb);
         let node = &mut self.nodes[i];
         let mut cmd = Command::new(java);
-        cmd.args(["-Xmx64m", "-XX:+UseSerialGC", "-cp"])
+        cmd.args([heap.as_str(), "-XX:+UseSerialGC", "-cp"])
             .arg(zookeeper_classpath()?)
             .arg(format!("-Dzookeeper.log.dir={}", node.dir.display()))
             .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")

@@ -26,6 +26,8 @@ pub type AgentRpc = AgentClient<Deadlined>;
 
 /// Connect timeout of a cached channel; each request's deadline bounds it further.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A channel unused this long is dialled afresh.
+const MAX_IDLE: Duration = Duration::from_secs(10);
 /// Keep-alive of a connection with requests in flight (none while idle).
 const PING_EVERY: Duration = Duration::from_secs(1);
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -37,10 +39,14 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// The deadline is the orchestrator's: it is not sent to the agent (an agent's long
 /// actions take their bound in the request).
 pub async fn agent(address: &str, deadline: Duration) -> Result<AgentRpc, String> {
+    let dialled = std::time::Instant::now();
     let (generation, channel) = CHANNELS.get(address, deadline.min(CONNECT_TIMEOUT)).await?;
     Ok(AgentClient::new(Deadlined {
         channel,
-        deadline,
+        // A dial spends the same budget: the first request gets what is left of it.
+        deadline: deadline
+            .saturating_sub(dialled.elapsed())
+            .max(Duration::from_millis(1)),
         address: Arc::from(address),
         generation,
     }))
@@ -55,20 +61,40 @@ pub async fn fresh_agent(address: &str, deadline: Duration) -> Result<AgentRpc, 
 /// The shared channels, by agent address.
 static CHANNELS: LazyLock<Channels> = LazyLock::new(Channels::default);
 
+/// A cached channel, when it was opened (its generation) and last handed out.
+struct Open {
+    generation: u64,
+    channel: Channel,
+    used: std::time::Instant,
+}
+
 #[derive(Default)]
 struct Channels {
-    open: Mutex<HashMap<String, (u64, Channel)>>,
+    open: Mutex<HashMap<String, Open>>,
     next: AtomicU64,
 }
 
 impl Channels {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Channel)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Open>> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn get(&self, address: &str, connect: Duration) -> Result<(u64, Channel), String> {
-        if let Some((generation, channel)) = self.lock().get(address) {
-            return Ok((*generation, channel.clone()));
+        {
+            let mut open = self.lock();
+            match open.get_mut(address) {
+                // Reused within a burst (one failover's calls); after a quiet spell a
+                // connection may have died unnoticed (a rebooted host, a dropped flow):
+                // dial afresh rather than find out on a failover's first call.
+                Some(o) if o.used.elapsed() < MAX_IDLE => {
+                    o.used = std::time::Instant::now();
+                    return Ok((o.generation, o.channel.clone()));
+                }
+                Some(_) => {
+                    open.remove(address);
+                }
+                None => {}
+            }
         }
         let endpoint = Endpoint::from_shared(format!("http://{address}"))
             .map_err(|e| format!("bad agent address {address}: {e}"))?
@@ -89,7 +115,14 @@ impl Channels {
         };
         let generation = self.next.fetch_add(1, Ordering::Relaxed);
         let mut open = self.lock();
-        open.insert(address.to_owned(), (generation, channel.clone()));
+        open.insert(
+            address.to_owned(),
+            Open {
+                generation,
+                channel: channel.clone(),
+                used: std::time::Instant::now(),
+            },
+        );
         crate::metrics::AGENT_CHANNELS.set(open.len() as i64);
         Ok((generation, channel))
     }
@@ -103,7 +136,10 @@ impl Channels {
     /// Drops the channel of `generation` (not a newer one another caller opened since).
     fn evict(&self, address: &str, generation: u64) {
         let mut open = self.lock();
-        if open.get(address).is_some_and(|(g, _)| *g == generation) {
+        if open
+            .get(address)
+            .is_some_and(|o| o.generation == generation)
+        {
             open.remove(address);
             crate::metrics::AGENT_CHANNEL_DROPS.inc();
         }
@@ -130,6 +166,8 @@ impl Service<http::Request<Body>> for Deadlined {
         self.channel.poll_ready(cx).map_err(Into::into)
     }
 
+    // Only the response's headers are timed here: a streamed body (salvage) is bounded
+    // by its caller, and every in-flight request by the HTTP/2 keep-alive.
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let response = self.channel.call(request);
         let (deadline, address, generation) =

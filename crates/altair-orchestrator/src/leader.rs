@@ -125,8 +125,16 @@ pub(crate) async fn pass(
             }])
             .await?;
         }
-        let ends = (state.last_failover_ms.unwrap_or(0) + period).saturating_sub(now);
-        return Ok(Pace::Within(Duration::from_millis(ends.max(100))));
+        let ends = Duration::from_millis(
+            (state.last_failover_ms.unwrap_or(0) + period)
+                .saturating_sub(now)
+                .max(100),
+        );
+        // Tending (an old primary to re-fence or rejoin) keeps its own pace.
+        return Ok(match idle {
+            Pace::Within(t) => Pace::Within(t.min(ends)),
+            _ => Pace::Within(ends),
+        });
     }
     // Verify once per health transition of the primary, again while it stays unhealthy,
     // and at once when any host's health changes.
@@ -243,10 +251,16 @@ async fn drive(
     journal: Journal,
     slots: &Slots,
 ) -> Result<(), ZkError> {
-    let _slot = slots.acquire().await;
-    crate::metrics::FAILOVERS_RUNNING.inc();
-    let result = failover::run(ctx, view, journal).await;
-    crate::metrics::FAILOVERS_RUNNING.dec();
+    // A journal that only waits (a retry time, the self-fence bound) takes no slot.
+    let result = if failover::acts_now(view, &journal) {
+        let _slot = slots.acquire().await;
+        crate::metrics::FAILOVERS_RUNNING.inc();
+        let result = failover::run(ctx, view, journal).await;
+        crate::metrics::FAILOVERS_RUNNING.dec();
+        result
+    } else {
+        failover::run(ctx, view, journal).await
+    };
     match result {
         Ok(()) => Ok(()),
         Err(failover::FailoverError::Zk(e))

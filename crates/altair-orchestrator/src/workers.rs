@@ -27,6 +27,8 @@ const ACTIVE_EVERY: Duration = Duration::from_millis(100);
 /// How soon a worker looks again after a pass failed (ZooKeeper connection loss, an
 /// unreadable record).
 const RETRY_EVERY: Duration = Duration::from_millis(500);
+/// A worker that panicked is started again after this (a panic that repeats does not spin).
+const PANIC_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Failover slots shared by every worker of this leader.
 #[derive(Clone)]
@@ -59,8 +61,18 @@ struct Worker {
 /// Dropping the returned future stops every worker.
 pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkError> {
     let root = ctx.zk.layout().clusters();
-    // Watch first, then list: nothing created in between is missed.
-    let mut events = ctx.zk.watch_tree(&root).await?;
+    // Watch first, then list: nothing created in between is missed. (Persistent watches
+    // need ZooKeeper 3.6 or later.)
+    let mut events = loop {
+        match ctx.zk.watch_tree(&root).await {
+            Ok(w) => break w,
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(error = %e, "watching the clusters failed; retrying");
+                tokio::time::sleep(RETRY_EVERY).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let slots = Slots::new(ctx.config.orchestrator.max_parallel_failovers);
     let resync = Duration::from_secs(ctx.config.orchestrator.resync_interval_s);
     let mut tasks: JoinSet<(String, Result<(), ZkError>)> = JoinSet::new();
@@ -90,7 +102,7 @@ pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkEr
                     keep
                 });
                 for name in names {
-                    start(ctx, &slots, &mut tasks, &mut workers, &name);
+                    start(ctx, &slots, &mut tasks, &mut workers, &name, Duration::ZERO);
                 }
             }
             event = events.changed() => {
@@ -108,6 +120,8 @@ pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkEr
                             for w in workers.values() {
                                 w.wake.notify_one();
                             }
+                            // A cluster created in the gap has no worker yet.
+                            list.reset_immediately();
                         }
                         _ => {}
                     }
@@ -117,7 +131,7 @@ pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkEr
                     // A deletion wakes a worker but never starts one (the cluster may
                     // be the thing deleted; the next listing stops its worker).
                     if event.event_type != EventType::NodeDeleted {
-                        start(ctx, &slots, &mut tasks, &mut workers, name);
+                        start(ctx, &slots, &mut tasks, &mut workers, name, Duration::ZERO);
                     }
                     if let Some(w) = workers.get(name) {
                         w.wake.notify_one();
@@ -130,14 +144,18 @@ pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkEr
                 // Stopped: it was removed when its cluster went.
                 Ok((_, Ok(()))) => {}
                 Err(e) => {
-                    // Its cluster has no worker until the next listing starts one.
+                    let mut lost = Vec::new();
                     workers.retain(|name, w| {
-                        let lost = w.task == Some(e.id());
-                        if lost {
-                            tracing::error!(cluster = %name, error = %e, "a cluster worker panicked; restarted at the next listing");
+                        let gone = w.task == Some(e.id());
+                        if gone {
+                            tracing::error!(cluster = %name, error = %e, "a cluster worker panicked; restarting it");
+                            lost.push(name.clone());
                         }
-                        !lost
+                        !gone
                     });
+                    for name in lost {
+                        start(ctx, &slots, &mut tasks, &mut workers, &name, PANIC_BACKOFF);
+                    }
                 }
             },
             () = cancel.cancelled() => break Ok(()),
@@ -160,6 +178,7 @@ fn start(
     tasks: &mut JoinSet<(String, Result<(), ZkError>)>,
     workers: &mut HashMap<String, Worker>,
     name: &str,
+    first_after: Duration,
 ) {
     if workers.contains_key(name) {
         return;
@@ -180,8 +199,12 @@ fn start(
     );
     let handle = tasks.spawn(async move {
         let result = tokio::select! {
-            r = work(&ctx, &cluster, &slots, &wake) => r,
+            biased;
             () = stop.cancelled() => Ok(()),
+            r = async {
+                tokio::time::sleep(first_after).await;
+                work(&ctx, &cluster, &slots, &wake).await
+            } => r,
         };
         (cluster.to_string(), result)
     });

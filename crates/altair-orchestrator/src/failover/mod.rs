@@ -45,15 +45,28 @@ const RULES: machine::Rules = machine::Rules {
     retry_max_ms: 10_000,
 };
 
+/// Whether `run` would do anything now (a step, a roll-back, an abort), not just find
+/// the journal waiting for its retry time or the self-fence bound.
+pub fn acts_now(view: &ClusterView, j: &Journal) -> bool {
+    let abort = abort_reason(view, j);
+    !matches!(
+        machine::before(j, abort.as_deref(), now_ms()),
+        Next::RetryAt { .. } | Next::AwaitSelfFence { .. } | Next::Finish | Next::Rechoose { .. }
+    )
+}
+
+fn abort_reason(view: &ClusterView, j: &Journal) -> Option<String> {
+    view.abort
+        .as_ref()
+        .filter(|a| a.failover_id == j.id)
+        .map(|a| a.reason.clone())
+}
+
 /// Runs `journal` as far as it can go now: to the end, or until a step must wait (its
 /// retry time, the old primary's self-fence bound); a later pass of the leader resumes
 /// it from the journal. What to do next is decided by `altair_core::failover::machine`.
 pub async fn run(ctx: &Ctx, view: &ClusterView, mut j: Journal) -> Result<(), FailoverError> {
-    let abort = view
-        .abort
-        .as_ref()
-        .filter(|a| a.failover_id == j.id)
-        .map(|a| a.reason.clone());
+    let abort = abort_reason(view, &j);
     loop {
         let step = match machine::before(&j, abort.as_deref(), now_ms()) {
             Next::Run(step) => step,
@@ -414,10 +427,12 @@ async fn candidate_lost(view: &ClusterView, j: &Journal, step: Step, error: Stri
     let Some(name) = j.candidate.clone() else {
         return Outcome::Failed { error };
     };
-    let answers = match candidate_agent(view, j).await {
-        Ok(mut a) => tokio::time::timeout(Duration::from_secs(1), a.status(StatusRequest {}))
-            .await
-            .is_ok_and(|r| r.is_ok()),
+    let address = match candidate_record(view, j) {
+        Ok(h) => h.agent.clone(),
+        Err(_) => return Outcome::Failed { error },
+    };
+    let answers = match agent(&address, Duration::from_secs(1)).await {
+        Ok(mut a) => a.status(StatusRequest {}).await.is_ok(),
         Err(_) => false,
     };
     if answers {

@@ -254,6 +254,16 @@ async fn metric(addr: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The orchestrator dies with the benchmark, even when a check panics.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() as f64 - 1.0) * p).round() as usize]
@@ -302,14 +312,16 @@ async fn run(n: usize, agents: &[String]) {
     );
     let log = std::fs::File::create(dir.path().join("o.log")).expect("log");
     let started = Instant::now();
-    let mut child = std::process::Command::new(altair_e2e::bin("altair-orchestrator"))
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stderr(log)
-        .spawn()
-        .expect("orchestrator");
-    let pid = child.id();
+    let mut child = KillOnDrop(
+        std::process::Command::new(altair_e2e::bin("altair-orchestrator"))
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stderr(log)
+            .spawn()
+            .expect("orchestrator"),
+    );
+    let pid = child.0.id();
     let metrics_addr = format!("127.0.0.1:{metrics}");
     loop {
         if metric(&metrics_addr, "altair_orchestrator_view_loads_total").await >= n as f64 {
@@ -379,8 +391,8 @@ async fn run(n: usize, agents: &[String]) {
             .map_or(0, |s| s.duration_ms);
         pickups.push(detect as f64);
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = child.0.kill();
+    let _ = child.0.wait();
     println!(
         "simulated fleet: {n} clusters, {} hosts ({AGENT_SERVERS} simulated agent servers)",
         n * 3

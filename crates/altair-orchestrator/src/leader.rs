@@ -89,6 +89,12 @@ pub(crate) async fn pass(
             cluster.as_str(),
             now_ms().saturating_sub(journal.started_at_ms),
         );
+        // A journal that only waits (a retry time, the self-fence bound) is looked at
+        // again when that time comes (or at an event: an abort, a health change).
+        if let Some(at) = failover::waits_until(&view, &journal) {
+            let wait = Duration::from_millis(at.saturating_sub(now_ms()).max(20));
+            return Ok(Pace::Within(wait.min(Duration::from_secs(1))));
+        }
         drive(ctx, &view, journal, slots).await?;
         return Ok(Pace::Active);
     }
@@ -251,16 +257,10 @@ async fn drive(
     journal: Journal,
     slots: &Slots,
 ) -> Result<(), ZkError> {
-    // A journal that only waits (a retry time, the self-fence bound) takes no slot.
-    let result = if failover::acts_now(view, &journal) {
-        let _slot = slots.acquire().await;
-        crate::metrics::FAILOVERS_RUNNING.inc();
-        let result = failover::run(ctx, view, journal).await;
-        crate::metrics::FAILOVERS_RUNNING.dec();
-        result
-    } else {
-        failover::run(ctx, view, journal).await
-    };
+    let _slot = slots.acquire().await;
+    crate::metrics::FAILOVERS_RUNNING.inc();
+    let result = failover::run(ctx, view, journal).await;
+    crate::metrics::FAILOVERS_RUNNING.dec();
     match result {
         Ok(()) => Ok(()),
         Err(failover::FailoverError::Zk(e))

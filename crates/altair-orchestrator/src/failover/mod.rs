@@ -45,14 +45,15 @@ const RULES: machine::Rules = machine::Rules {
     retry_max_ms: 10_000,
 };
 
-/// Whether `run` would do anything now (a step, a roll-back, an abort), not just find
-/// the journal waiting for its retry time or the self-fence bound.
-pub fn acts_now(view: &ClusterView, j: &Journal) -> bool {
+/// When `run` would find the journal only waiting (its retry time, the self-fence
+/// bound): until when, ms since the epoch. `None`: it acts now.
+pub fn waits_until(view: &ClusterView, j: &Journal) -> Option<u64> {
     let abort = abort_reason(view, j);
-    !matches!(
-        machine::before(j, abort.as_deref(), now_ms()),
-        Next::RetryAt { .. } | Next::AwaitSelfFence { .. } | Next::Finish | Next::Rechoose { .. }
-    )
+    match machine::before(j, abort.as_deref(), now_ms()) {
+        Next::RetryAt { at_ms, .. } => Some(at_ms),
+        Next::AwaitSelfFence { until_ms } => Some(until_ms),
+        _ => None,
+    }
 }
 
 fn abort_reason(view: &ClusterView, j: &Journal) -> Option<String> {

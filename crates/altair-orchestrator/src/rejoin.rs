@@ -15,7 +15,7 @@ use altair_proto::v1::*;
 use altair_zk::Op;
 use tokio::task::JoinHandle;
 
-use crate::agents::{agent, endpoint};
+use crate::agents::{agent, endpoint, fresh_agent};
 use crate::ctx::Ctx;
 use crate::metrics::{REJOINS, labels};
 use crate::view::ClusterView;
@@ -66,10 +66,17 @@ impl Drop for Tending {
 
 async fn tend(ctx: &Ctx, view: &ClusterView, state: ClusterState, version: i32) {
     // Before any old primary rejoins (and its fork point goes): replicas still fed by it.
-    if queue_stray_replicas(ctx, view, &state, version).await {
+    let strays = queue_stray_replicas(ctx, view, &state, version).await;
+    if strays.changed {
         return; // the state changed: the next round reads it afresh
     }
     for name in state.needs_rejoin.clone() {
+        // A host its monitor reports healthy whose agent did not answer may be one fed by
+        // this old primary: rejoining it now would lose its fork point. Next round.
+        if !strays.unasked.is_empty() {
+            tracing::debug!(cluster = %view.name, old_primary = %name, unasked = ?strays.unasked, "rejoin waits: a healthy host's agent did not answer");
+            break;
+        }
         let Some(status) = status_of(view, &name).await else {
             continue;
         };
@@ -92,16 +99,28 @@ async fn tend(ctx: &Ctx, view: &ClusterView, state: ClusterState, version: i32) 
     }
 }
 
+/// What looking for stray replicas found.
+struct Strays {
+    /// The cluster state was changed (strays queued).
+    changed: bool,
+    /// Hosts their monitor reports healthy whose agent did not answer.
+    unasked: Vec<String>,
+}
+
 /// Queues for rejoin every replica that replicates from an old primary waiting for rejoin
-/// (not from the primary): true when the state was changed.
+/// (not from the primary).
 async fn queue_stray_replicas(
     ctx: &Ctx,
     view: &ClusterView,
     state: &ClusterState,
     version: i32,
-) -> bool {
+) -> Strays {
+    let mut found = Strays {
+        changed: false,
+        unasked: Vec::new(),
+    };
     let Some(primary) = state.primary.as_ref() else {
-        return false;
+        return found;
     };
     let mut s = state.clone();
     for (name, _) in view.hosts.iter() {
@@ -113,6 +132,13 @@ async fn queue_stray_replicas(
             .and_then(|st| st.snapshot)
             .filter(|sn| sn.reachable)
         else {
+            let healthy = view
+                .health
+                .get(name)
+                .is_some_and(|h| h.health == altair_core::health::Health::Healthy);
+            if healthy {
+                found.unasked.push(name.clone());
+            }
             continue;
         };
         let Some(source) = snap.source_address() else {
@@ -133,7 +159,7 @@ async fn queue_stray_replicas(
         s.rejoin_fork.insert(name.clone(), fork);
     }
     if s.needs_rejoin.len() == state.needs_rejoin.len() {
-        return false;
+        return found;
     }
     let written = ctx
         .write(&[Op::Set {
@@ -145,12 +171,20 @@ async fn queue_stray_replicas(
     if let Err(e) = written {
         tracing::warn!(cluster = %view.name, error = %e, "stray replicas not queued (retried)");
     }
-    true
+    found.changed = true;
+    found
 }
 
+/// The agent's status; a failed call is tried once more over a fresh connection (the
+/// cached one may be what a healed partition left dead).
 async fn status_of(view: &ClusterView, name: &str) -> Option<StatusResponse> {
     let h = view.hosts.get(name)?;
-    let mut a = agent(&h.agent, STATUS_TIMEOUT).await.ok()?;
+    if let Ok(mut a) = agent(&h.agent, STATUS_TIMEOUT).await
+        && let Ok(r) = a.status(StatusRequest {}).await
+    {
+        return Some(r.into_inner());
+    }
+    let mut a = fresh_agent(&h.agent, STATUS_TIMEOUT).await.ok()?;
     a.status(StatusRequest {})
         .await
         .ok()

@@ -82,14 +82,31 @@ pub struct ClusterState {
     /// one); `failover_blocked` says why.
     #[serde(default)]
     pub held: bool,
+    /// Old primaries that rejoined, with their fork point, until every replica is seen
+    /// replicating from elsewhere: one still fed by such a host (cut off with it, not
+    /// yet seen when it rejoined) is queued for rejoin with that fork point.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub former_forks: BTreeMap<String, String>,
 }
 
 impl ClusterState {
-    /// `host` rejoined: it no longer waits for anything.
+    /// `host` rejoined: it no longer waits for anything (its fork point is kept in
+    /// `former_forks` for the replicas it may still feed).
     pub fn rejoined(&mut self, host: &str) {
         self.needs_rejoin.retain(|h| h != host);
-        self.rejoin_fork.remove(host);
+        if let Some(fork) = self.rejoin_fork.remove(host) {
+            self.former_forks.insert(host.to_owned(), fork);
+        }
         self.errant.remove(host);
+    }
+
+    /// The fork point a replica fed by `host` is judged by, if `host` is an old primary
+    /// (waiting for rejoin, or rejoined but possibly still feeding a stray).
+    pub fn fork_of(&self, host: &str) -> Option<&String> {
+        if self.needs_rejoin.iter().any(|h| h == host) {
+            return self.rejoin_fork.get(host);
+        }
+        self.former_forks.get(host)
     }
 }
 
@@ -159,6 +176,25 @@ pub fn to_json<T: Serialize>(record: &T) -> Vec<u8> {
 /// Decodes a record; a malformed znode is an error naming what was expected.
 pub fn from_json<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, String> {
     serde_json::from_slice(bytes).map_err(|e| format!("malformed {what} record: {e}"))
+}
+
+#[cfg(test)]
+mod rejoin_tests {
+    use super::ClusterState;
+
+    #[test]
+    fn a_rejoined_old_primary_keeps_its_fork_for_the_replicas_it_may_feed() {
+        let mut s = ClusterState {
+            needs_rejoin: vec!["db1".into()],
+            ..ClusterState::default()
+        };
+        s.rejoin_fork.insert("db1".into(), "0-2-9".into());
+        assert_eq!(s.fork_of("db1").map(String::as_str), Some("0-2-9"));
+        s.rejoined("db1");
+        assert!(s.needs_rejoin.is_empty() && s.rejoin_fork.is_empty());
+        assert_eq!(s.fork_of("db1").map(String::as_str), Some("0-2-9"));
+        assert_eq!(s.fork_of("db2"), None);
+    }
 }
 
 #[cfg(test)]

@@ -39,7 +39,9 @@ impl Tending {
         };
         // A replica fed by an old primary exists only while one waits for rejoin (its
         // fork point is what that replica is judged by): nothing to tend otherwise.
-        if state.needs_rejoin.is_empty() || view.journal.is_some() {
+        if (state.needs_rejoin.is_empty() && state.former_forks.is_empty())
+            || view.journal.is_some()
+        {
             return false;
         }
         let key = view.name.to_string();
@@ -105,6 +107,8 @@ struct Strays {
     changed: bool,
     /// Hosts their monitor reports healthy whose agent did not answer.
     unasked: Vec<String>,
+    /// Every host but the primary and those waiting answered.
+    all_answered: bool,
 }
 
 /// Queues for rejoin every replica that replicates from an old primary waiting for rejoin
@@ -118,6 +122,7 @@ async fn queue_stray_replicas(
     let mut found = Strays {
         changed: false,
         unasked: Vec::new(),
+        all_answered: true,
     };
     let Some(primary) = state.primary.as_ref() else {
         return found;
@@ -132,6 +137,7 @@ async fn queue_stray_replicas(
             .and_then(|st| st.snapshot)
             .filter(|sn| sn.reachable)
         else {
+            found.all_answered = false;
             let healthy = view
                 .health
                 .get(name)
@@ -147,10 +153,9 @@ async fn queue_stray_replicas(
         let fed_by = view
             .hosts
             .iter()
-            .find(|(n, h)| h.mysql == source && state.needs_rejoin.contains(*n))
+            .find(|(n, h)| h.mysql == source && *n != primary && state.fork_of(n).is_some())
             .map(|(n, _)| n.clone());
-        let Some((old, fork)) =
-            fed_by.and_then(|o| state.rejoin_fork.get(&o).cloned().map(|f| (o, f)))
+        let Some((old, fork)) = fed_by.and_then(|o| state.fork_of(&o).cloned().map(|f| (o, f)))
         else {
             continue;
         };
@@ -159,7 +164,11 @@ async fn queue_stray_replicas(
         s.rejoin_fork.insert(name.clone(), fork);
     }
     if s.needs_rejoin.len() == state.needs_rejoin.len() {
-        return found;
+        // Every replica answered and none is fed by a rejoined old primary: forget them.
+        if !found.all_answered || state.former_forks.is_empty() {
+            return found;
+        }
+        s.former_forks.clear();
     }
     let written = ctx
         .write(&[Op::Set {

@@ -521,6 +521,8 @@ fn after_failover(base: &ClusterState, j: &Journal, now: u64) -> ClusterState {
     if let Some(new) = &j.candidate {
         state.rejoined(new);
     }
+    // A new topology: every replica was repointed; earlier old primaries feed no one.
+    state.former_forks.clear();
     if !j.old_primary_rejoined && !state.needs_rejoin.contains(&j.old_primary) {
         state.needs_rejoin.push(j.old_primary.clone());
         state

@@ -64,7 +64,12 @@ async fn audit(w: &World) -> (FailoverAudit, Option<HealthRecord>) {
 }
 
 async fn prepare() -> (World, Ipv4Addr) {
-    let w = World::start_ha(3, 1, 2, 3600, &[]).await;
+    prepare_with(2).await
+}
+
+/// The cluster with its benchmark table, `orchestrators` orchestrators and one monitor.
+async fn prepare_with(orchestrators: usize) -> (World, Ipv4Addr) {
+    let w = World::start_ha(3, 1, orchestrators, 3600, &[]).await;
     let mut app = w.cluster.app_conn(0).await.expect("app");
     app.query_drop("CREATE TABLE b (id BIGINT AUTO_INCREMENT PRIMARY KEY)")
         .await
@@ -79,13 +84,7 @@ async fn prepare() -> (World, Ipv4Addr) {
 /// One failover by hand, no control plane: what a perfect operator script would cost.
 async fn floor_run() -> f64 {
     // One monitor (status needs it to report the hosts healthy), no orchestrator.
-    let w = World::start_ha(3, 1, 0, 3600, &[]).await;
-    let mut app = w.cluster.app_conn(0).await.expect("app");
-    app.query_drop("CREATE TABLE b (id BIGINT AUTO_INCREMENT PRIMARY KEY)")
-        .await
-        .expect("create");
-    drop(app);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (w, _) = prepare_with(0).await;
     let net = w.net.as_ref().expect("net");
     let (old, new) = (net.host(0).ip, net.host(1).ip);
     let bind = w.dns.as_ref().expect("dns");

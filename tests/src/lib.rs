@@ -18,6 +18,11 @@ pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
     HEAVY.lock().await
 }
 
+/// Where the workspace binaries are (the test executable's target directory).
+pub fn bin_dir() -> PathBuf {
+    bin("altair-agent").parent().expect("bin dir").to_owned()
+}
+
 /// The path of a workspace binary next to this test executable's target directory.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -154,10 +159,7 @@ pub mod world {
                 .await
                 .expect("start MariaDB");
             let timing = FleetTiming::default();
-            let bin_dir = crate::bin("altair-agent")
-                .parent()
-                .expect("bin dir")
-                .to_owned();
+            let bin_dir = crate::bin_dir();
             let fleet = Fleet::start(
                 &bin_dir,
                 CLUSTER,
@@ -232,10 +234,7 @@ pub mod world {
             })
             .await
             .expect("start BIND");
-            let bin_dir = crate::bin("altair-agent")
-                .parent()
-                .expect("bin dir")
-                .to_owned();
+            let bin_dir = crate::bin_dir();
             let mut fleet = Fleet::start(
                 &bin_dir,
                 CLUSTER,
@@ -269,15 +268,7 @@ pub mod world {
         /// Connection options for the application user at `ip:3306` (a host namespace's
         /// address, e.g. what `primary.c1` answers).
         pub fn app_opts(&self, ip: std::net::Ipv4Addr) -> mysql_async::Opts {
-            let app = self.cluster.app();
-            mysql_async::OptsBuilder::default()
-                .ip_or_hostname(ip.to_string())
-                .tcp_port(3306)
-                .user(Some(app.user.clone()))
-                .pass(Some(app.password.clone()))
-                .db_name(Some("app"))
-                .prefer_socket(false)
-                .into()
+            crate::ops::app_opts(self.cluster.app(), ip)
         }
 
         /// What the authoritative DNS server answers for `primary.c1` now.

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use altair_core::config::ZkConfig;
 use altair_testkit::bind::{Bind, BindOptions};
 use altair_testkit::fleet::{Fleet, FleetTiming};
-use altair_testkit::mariadb::sql::query_maps;
-use altair_testkit::mariadb::{Credentials, HostAddr, MariaDbCluster};
+use altair_testkit::mariadb::{HostAddr, MariaDbCluster};
 use altair_testkit::netns::TestNet;
 use altair_testkit::zookeeper::ZooKeeper;
 use altairctl::status::{Status, status};
@@ -73,10 +72,7 @@ impl Fleetwide {
         })
         .await
         .expect("start BIND");
-        let bin_dir = crate::bin("altair-agent")
-            .parent()
-            .expect("bin dir")
-            .to_owned();
+        let bin_dir = crate::bin_dir();
         let mut fleet = Fleet::start(
             &bin_dir,
             &name(0),
@@ -225,7 +221,7 @@ impl Fleetwide {
 
     /// Connection options for the application user at `ip:3306` (cluster `k`).
     pub fn app_opts(&self, k: usize, ip: Ipv4Addr) -> mysql_async::Opts {
-        app_opts(self.clusters[k].app(), ip)
+        crate::ops::app_opts(self.clusters[k].app(), ip)
     }
 
     /// The instance of cluster `k` at `ip`.
@@ -258,7 +254,14 @@ impl Fleetwide {
         let dns_name = format!("primary.{}.{}", name(k), self.dns.zone());
         let app = self.clusters[k].app().clone();
         async move {
-            crate::ops::write_through(server, &dns_name, |ip| app_opts(&app, ip), stop, 1).await
+            crate::ops::write_through(
+                server,
+                &dns_name,
+                |ip| crate::ops::app_opts(&app, ip),
+                stop,
+                1,
+            )
+            .await
         }
     }
 
@@ -266,22 +269,6 @@ impl Fleetwide {
     pub async fn ids_at(&self, k: usize, ip: Ipv4Addr) -> BTreeSet<u64> {
         let i = self.instance_at(k, ip);
         let mut c = self.clusters[k].admin_conn(i).await.expect("admin");
-        query_maps(&mut c, "SELECT id FROM app.w")
-            .await
-            .expect("select")
-            .iter()
-            .filter_map(|r| r["id"].as_deref().and_then(|v| v.parse().ok()))
-            .collect()
+        crate::ops::workload_ids(&mut c).await
     }
-}
-
-fn app_opts(app: &Credentials, ip: Ipv4Addr) -> mysql_async::Opts {
-    mysql_async::OptsBuilder::default()
-        .ip_or_hostname(ip.to_string())
-        .tcp_port(3306)
-        .user(Some(app.user.clone()))
-        .pass(Some(app.password.clone()))
-        .db_name(Some("app"))
-        .prefer_socket(false)
-        .into()
 }

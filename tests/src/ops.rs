@@ -128,12 +128,29 @@ pub fn kill_mysqld(w: &World, i: usize) {
 
 pub async fn ids_on(w: &World, i: usize) -> BTreeSet<u64> {
     let mut c = w.cluster.admin_conn(i).await.expect("admin");
-    query_maps(&mut c, "SELECT id FROM app.w")
+    workload_ids(&mut c).await
+}
+
+/// The ids in the workload's table `app.w`, over connection `c`.
+pub async fn workload_ids(c: &mut mysql_async::Conn) -> BTreeSet<u64> {
+    query_maps(c, "SELECT id FROM app.w")
         .await
         .expect("select")
         .iter()
         .filter_map(|r| r["id"].as_deref().and_then(|v| v.parse().ok()))
         .collect()
+}
+
+/// Connection options for the application user `app` at `ip:3306` (database `app`).
+pub fn app_opts(app: &altair_testkit::mariadb::Credentials, ip: Ipv4Addr) -> mysql_async::Opts {
+    mysql_async::OptsBuilder::default()
+        .ip_or_hostname(ip.to_string())
+        .tcp_port(3306)
+        .user(Some(app.user.clone()))
+        .pass(Some(app.password.clone()))
+        .db_name(Some("app"))
+        .prefer_socket(false)
+        .into()
 }
 
 /// Waits until `primary.c1` answers an address other than `from`.

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use altair_core::gtid::Flavor;
 use altair_proto::v1::{MysqlSnapshot, SemiSyncStatus};
@@ -58,6 +59,7 @@ pub async fn read(c: &mut Conn) -> Result<SemiSyncStatus, String> {
         ) as u32,
         acked_tx: num("rpl_semi_sync_master_yes_tx", "rpl_semi_sync_source_yes_tx"),
         unacked_tx: num("rpl_semi_sync_master_no_tx", "rpl_semi_sync_source_no_tx"),
+        slave_active: on("rpl_semi_sync_slave_status", "rpl_semi_sync_replica_status"),
     })
 }
 
@@ -139,6 +141,29 @@ impl Actions {
     }
 }
 
+/// What the reconcile loop turns on after one probe.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Fixes {
+    enable_replica: bool,
+    /// Reconnect the IO thread: one that connected before the replica side was on (a
+    /// restarted server starts replicating before its agent turns the side on, or while
+    /// it was still connecting) never acknowledges until it reconnects.
+    restart_io: bool,
+    enable_primary: bool,
+}
+
+fn fixes(s: &SemiSyncStatus, primary: bool, io_running: bool) -> Fixes {
+    Fixes {
+        enable_replica: !s.slave_enabled,
+        restart_io: !primary && io_running && !(s.slave_enabled && s.slave_active),
+        enable_primary: primary && !s.master_enabled,
+    }
+}
+
+/// An IO thread is reconnected at most this often: its acknowledging status can read
+/// off for a moment after it connects.
+const IO_RESTART_EVERY: Duration = Duration::from_secs(10);
+
 /// Turns on, after every probe, whatever semi-sync side should be on and is not. It
 /// never turns anything off: only role-changing actions do, so it cannot race them
 /// into an unsafe state.
@@ -147,6 +172,7 @@ pub async fn reconcile(
     mut snapshots: watch::Receiver<Arc<MysqlSnapshot>>,
     cancel: CancellationToken,
 ) {
+    let mut last_restart: Option<Instant> = None;
     loop {
         tokio::select! {
             r = snapshots.changed() => if r.is_err() { return },
@@ -161,21 +187,33 @@ pub async fn reconcile(
         }
         let primary = !snap.read_only && snap.replication.is_none();
         let io_running = snap.replication.as_ref().is_some_and(|r| r.io_running);
-        if s.slave_enabled && (!primary || s.master_enabled) {
+        let mut f = fixes(&s, primary, io_running);
+        if f.restart_io && last_restart.is_some_and(|t| t.elapsed() < IO_RESTART_EVERY) {
+            f.restart_io = false;
+        }
+        if f == Fixes::default() {
             continue;
         }
         let Ok(mut c) = actions.conn().await else {
             continue;
         };
-        if !s.slave_enabled {
-            match actions.semi_sync_replica(&mut c, io_running).await {
-                Ok(()) => tracing::info!("semi-synchronous replica side enabled"),
+        if f.enable_replica || f.restart_io {
+            if f.restart_io {
+                last_restart = Some(Instant::now());
+            }
+            match actions.semi_sync_replica(&mut c, f.restart_io).await {
+                Ok(()) if f.enable_replica => {
+                    tracing::info!("semi-synchronous replica side enabled")
+                }
+                Ok(()) => tracing::info!(
+                    "IO thread reconnected: it had connected without acknowledging (semi-synchronous replica side off at its start)"
+                ),
                 Err(e) => {
                     tracing::warn!(error = %e, "could not enable the semi-synchronous replica side")
                 }
             }
         }
-        if primary && !s.master_enabled {
+        if f.enable_primary {
             match actions.semi_sync_primary(&mut c, true).await {
                 Ok(()) => {
                     tracing::warn!("writable primary without semi-synchronous waits: enabled")
@@ -186,5 +224,45 @@ pub async fn reconcile(
             }
         }
         actions.reprobe.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(slave_enabled: bool, slave_active: bool, master_enabled: bool) -> SemiSyncStatus {
+        SemiSyncStatus {
+            slave_enabled,
+            slave_active,
+            master_enabled,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_healthy_replica_and_primary_need_nothing() {
+        assert_eq!(fixes(&st(true, true, false), false, true), Fixes::default());
+        assert_eq!(fixes(&st(true, false, true), true, false), Fixes::default());
+    }
+
+    #[test]
+    fn a_replica_connected_before_its_side_was_on_reconnects() {
+        let f = fixes(&st(true, false, false), false, true);
+        assert!(f.restart_io && !f.enable_replica && !f.enable_primary);
+        let f = fixes(&st(false, false, false), false, true);
+        assert!(f.restart_io && f.enable_replica);
+    }
+
+    #[test]
+    fn a_replica_not_connected_only_turns_its_side_on() {
+        let f = fixes(&st(false, false, false), false, false);
+        assert!(f.enable_replica && !f.restart_io);
+    }
+
+    #[test]
+    fn a_writable_primary_turns_its_waits_on_and_never_touches_an_io_thread() {
+        let f = fixes(&st(true, false, false), true, true);
+        assert!(f.enable_primary && !f.restart_io);
     }
 }

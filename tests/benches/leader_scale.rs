@@ -306,7 +306,8 @@ async fn run(n: usize, agents: &[String]) {
              [replication]\nuser = \"repl\"\npassword_file = \"{pw}\"\n\
              [dns]\nserver = \"127.0.0.1:5353\"\nzone = \"sim.test.\"\ntsig_key_name = \"k\"\ntsig_secret_file = \"{tsig}\"\n\
              [zookeeper]\nservers = {:?}\nsession_timeout_ms = 10000\n\
-             [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n",
+             [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\
+             [tls]\ninsecure = true\n",
             zk_server.servers()
         ),
     );

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use altair_e2e::world::World;
 use altair_proto::v1::SalvageBinlogRequest;
-use altair_proto::v1::agent_client::AgentClient;
 use mysql_async::prelude::Queryable;
 
 const MB: u64 = 1 << 20;
@@ -58,9 +57,8 @@ async fn measure(history_mb: u64) -> Vec<Figure> {
     }
     drop(c);
     w.cluster.instance_mut(0).kill();
-    let mut agent = AgentClient::connect(format!("http://{}", w.fleet.agents[0].address))
+    let mut agent = altair_e2e::grpc::agent(&w.fleet, 0)
         .await
-        .expect("agent")
         .max_decoding_message_size(4 << 20);
     let mut out = Vec::new();
     for tail in TAILS_MB {

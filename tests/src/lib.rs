@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod grpc;
 pub mod multi;
 pub mod ops;
 pub mod sysbench;
@@ -60,13 +61,26 @@ pub fn stderr(o: &Output) -> String {
 /// A directory of configs and secret files for one test.
 pub struct ConfigDir {
     dir: tempfile::TempDir,
+    pki: altair_testkit::pki::Pki,
 }
 
 impl ConfigDir {
     pub fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pki = altair_testkit::pki::Pki::new(&dir.path().join("pki"), "altair test")
+            .expect("a test CA");
+        Self { dir, pki }
+    }
+
+    /// A certificate of this directory's CA for `uri`, serving on 127.0.0.1.
+    pub fn tls(&self, file: &str, uri: &str) -> altair_testkit::pki::TlsFiles {
+        self.pki
+            .issue(
+                file,
+                uri,
+                &[std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)],
+            )
+            .expect("a test certificate")
     }
 
     pub fn path(&self) -> &Path {
@@ -95,14 +109,16 @@ pub fn agent_config(dir: &ConfigDir, listen: &str) -> String {
         "[agent]\ncluster = \"c1\"\nhost = \"db1\"\nlisten = \"{listen}\"\n\
          [mysql]\nhost = \"127.0.0.1\"\nuser = \"altair\"\npassword_file = \"{pw}\"\n\
          [replication]\nuser = \"repl\"\npassword_file = \"{repl}\"\n\
-         [zookeeper]\nservers = [\"127.0.0.1:2181\"]\n"
+         [zookeeper]\nservers = [\"127.0.0.1:2181\"]\n{tls}",
+        tls = dir.tls("agent", "altair://agent/c1/db1").section()
     )
 }
 
-pub fn monitor_config(listen: &str) -> String {
+pub fn monitor_config(dir: &ConfigDir, listen: &str) -> String {
     format!(
         "[monitor]\nid = \"m1\"\nlisten = \"{listen}\"\n\
-         [zookeeper]\nservers = [\"127.0.0.1:2181\"]\n"
+         [zookeeper]\nservers = [\"127.0.0.1:2181\"]\n{tls}",
+        tls = dir.tls("monitor", "altair://monitor/m1").section()
     )
 }
 
@@ -117,7 +133,10 @@ pub fn orchestrator_config(dir: &ConfigDir, listen: &str, tsig_secret: &str) -> 
          [replication]\nuser = \"repl\"\npassword_file = \"{repl}\"\n\
          [dns]\nserver = \"127.0.0.1:53\"\nzone = \"db.altair.test.\"\n\
          tsig_key_name = \"altair-update\"\ntsig_secret_file = \"{tsig}\"\n\
-         [zookeeper]\nservers = [\"127.0.0.1:2181\"]\n"
+         [zookeeper]\nservers = [\"127.0.0.1:2181\"]\n{tls}",
+        tls = dir
+            .tls("orchestrator", "altair://orchestrator/o1")
+            .section()
     )
 }
 
@@ -144,6 +163,8 @@ pub mod world {
         pub timing: FleetTiming,
         pub dns: Option<altair_testkit::bind::Bind>,
         pub net: Option<altair_testkit::netns::TestNet>,
+        /// What the test's status reads dial monitors with (a viewer's certificate).
+        pub viewer: altair_svc::Tls,
     }
 
     impl World {
@@ -171,7 +192,9 @@ pub mod world {
             )
             .expect("start agents and monitors");
             let ctl_config = fleet.ctl_config().expect("altairctl config");
+            let viewer = crate::grpc::viewer(&fleet);
             let world = Self {
+                viewer,
                 fleet,
                 cluster,
                 zk,
@@ -252,7 +275,9 @@ pub mod world {
                     .expect("start orchestrator");
             }
             let ctl_config = fleet.ctl_config().expect("altairctl config");
+            let viewer = crate::grpc::viewer(&fleet);
             let world = Self {
+                viewer,
                 fleet,
                 cluster,
                 zk,
@@ -308,9 +333,14 @@ pub mod world {
 
         /// What `altairctl status` reports now.
         pub async fn status(&self) -> Result<Status, String> {
-            status(&self.zk_config(), Some(CLUSTER), Duration::from_secs(2))
-                .await
-                .map_err(|e| e.to_string())
+            status(
+                &self.zk_config(),
+                Some(CLUSTER),
+                Duration::from_secs(2),
+                &self.viewer,
+            )
+            .await
+            .map_err(|e| e.to_string())
         }
 
         /// The health `altairctl status` reports for `host`.

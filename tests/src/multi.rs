@@ -25,6 +25,7 @@ pub struct Fleetwide {
     pub clusters: Vec<MariaDbCluster>,
     pub fleet: Fleet,
     hosts: usize,
+    viewer: altair_svc::Tls,
 }
 
 pub fn name(k: usize) -> String {
@@ -103,7 +104,9 @@ impl Fleetwide {
                 .await
                 .expect("create the workload's table");
         }
+        let viewer = crate::grpc::viewer(&fleet);
         let world = Self {
+            viewer,
             net,
             zk,
             dns,
@@ -126,9 +129,14 @@ impl Fleetwide {
     }
 
     pub async fn status(&self) -> Result<Status, String> {
-        status(&self.zk_config(), None, Duration::from_secs(2))
-            .await
-            .map_err(|e| e.to_string())
+        status(
+            &self.zk_config(),
+            None,
+            Duration::from_secs(2),
+            &self.viewer,
+        )
+        .await
+        .map_err(|e| e.to_string())
     }
 
     /// Waits until every cluster has a primary and all its hosts healthy.

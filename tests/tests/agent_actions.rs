@@ -12,9 +12,7 @@ use mysql_async::prelude::Queryable;
 use tonic::transport::Channel;
 
 async fn agent(w: &World, i: usize) -> AgentClient<Channel> {
-    AgentClient::connect(format!("http://{}", w.fleet.agents[i].address))
-        .await
-        .expect("agent")
+    altair_e2e::grpc::agent(&w.fleet, i).await
 }
 
 /// The old agent's salvage stream: its plan and every event chunk (each at most 1 MiB).

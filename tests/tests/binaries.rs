@@ -54,7 +54,8 @@ fn bad_config_exits_2_naming_the_key() {
         ),
         (
             "altair-monitor",
-            monitor_config(&listen).replace("[monitor]", "[monitor]\nunreachable_after_misses = 0"),
+            monitor_config(&dir, &listen)
+                .replace("[monitor]", "[monitor]\nunreachable_after_misses = 0"),
             "monitor.unreachable_after_misses",
         ),
         (
@@ -142,7 +143,7 @@ fn unknown_keys_warn_but_do_not_refuse() {
 #[test]
 fn environment_overrides_a_key() {
     let dir = ConfigDir::new();
-    let cfg = dir.write("mon.toml", &monitor_config("127.0.0.1:1"));
+    let cfg = dir.write("mon.toml", &monitor_config(&dir, "127.0.0.1:1"));
     let out = std::process::Command::new(bin("altair-monitor"))
         .args(["--config", &cfg, "--check-config"])
         .env("ALTAIR_MONITOR__MONITOR__UNREACHABLE_AFTER_MISSES", "0")
@@ -164,13 +165,16 @@ async fn services_serve_grpc_health_and_stop_on_sigterm() {
         .collect();
     let configs = [
         dir.write("agent.toml", &agent_config(&dir, &addrs[0])),
-        dir.write("monitor.toml", &monitor_config(&addrs[1])),
+        dir.write("monitor.toml", &monitor_config(&dir, &addrs[1])),
         dir.write(
             "orchestrator.toml",
             &orchestrator_config(&dir, &addrs[2], TSIG_SECRET),
         ),
     ];
     drop(ports); // the services bind them now
+    altairctl::tls::set(altair_e2e::grpc::tls_of(
+        &dir.tls("pinger", "altair://operator/pinger?role=viewer"),
+    ));
     let mut procs = Vec::new();
     for (name, cfg) in SERVICES.iter().zip(&configs) {
         let mut cmd = std::process::Command::new(bin(name));
@@ -196,7 +200,11 @@ async fn services_serve_grpc_health_and_stop_on_sigterm() {
     }
 
     // altairctl against the live orchestrator, and against an address nobody serves.
-    let ctl = dir.write("ctl.toml", &format!("orchestrators = [\"{}\"]\n", addrs[2]));
+    let viewer = dir.tls("viewer", "altair://operator/viewer?role=viewer");
+    let ctl = dir.write(
+        "ctl.toml",
+        &format!("orchestrators = [\"{}\"]\n{}", addrs[2], viewer.section()),
+    );
     let out = run("altairctl", &["--config", &ctl, "--json", "ping"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON output");
@@ -206,8 +214,9 @@ async fn services_serve_grpc_health_and_stop_on_sigterm() {
     let ctl_dead = dir.write(
         "dead.toml",
         &format!(
-            "orchestrators = [\"127.0.0.1:{}\"]\ntimeout_ms = 1000\n",
-            dead.get()
+            "orchestrators = [\"127.0.0.1:{}\"]\ntimeout_ms = 1000\n{}",
+            dead.get(),
+            viewer.section()
         ),
     );
     let out = run("altairctl", &["--config", &ctl_dead, "ping"]);

@@ -94,13 +94,10 @@ async fn frozen_agent_is_unreachable_after_three_missed_heartbeats_and_not_befor
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_answers_status_and_checks_reachability_with_a_real_handshake() {
-    use altair_proto::v1::agent_client::AgentClient;
     use altair_proto::v1::{CheckReachabilityRequest, Endpoint, StatusRequest};
 
     let mut w = World::start(1, 2, 1).await;
-    let mut agent = AgentClient::connect(format!("http://{}", w.fleet.agents[1].address))
-        .await
-        .expect("connect to the agent");
+    let mut agent = altair_e2e::grpc::agent(&w.fleet, 1).await;
     let status = agent
         .status(StatusRequest {})
         .await

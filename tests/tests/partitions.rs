@@ -163,8 +163,6 @@ async fn losing_zookeeper_entirely_never_fences_a_healthy_primary_nor_fails_over
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_4c_isolated_primary_fences_itself_before_the_new_primary_is_promoted() {
     use altair_proto::v1::StatusRequest;
-    use altair_proto::v1::agent_client::AgentClient;
-
     let (w, primary_ip, _) = start().await;
     let net = w.net.as_ref().expect("net");
     let sampler = altair_testkit::checker::ReadOnlySampler::start(&w.cluster);
@@ -217,9 +215,7 @@ async fn row_4c_isolated_primary_fences_itself_before_the_new_primary_is_promote
     let verdict = altair_testkit::checker::judge(&rounds, &[], 0, new, &Default::default());
     verdict.assert_clean(false);
     net.heal(0).await.expect("heal");
-    let mut agent = AgentClient::connect(format!("http://{}", w.fleet.agents[0].address))
-        .await
-        .expect("agent");
+    let mut agent = altair_e2e::grpc::agent(&w.fleet, 0).await;
     let status = agent
         .status(StatusRequest {})
         .await

@@ -132,11 +132,15 @@ async fn a_switchover_whose_candidate_cannot_catch_up_is_rolled_back() {
 
 #[test]
 fn altairctl_without_a_reachable_orchestrator_exits_3_and_says_what_to_check() {
-    let dir = tempfile::tempdir().expect("dir");
+    let dir = altair_e2e::ConfigDir::new();
+    let tls = dir.tls("operator", "altair://operator/t?role=operator");
     let cfg = dir.path().join("altairctl.toml");
     std::fs::write(
         &cfg,
-        "orchestrators = [\"127.0.0.1:1\"]\ntimeout_ms = 500\n",
+        format!(
+            "orchestrators = [\"127.0.0.1:1\"]\ntimeout_ms = 500\n{}",
+            tls.section()
+        ),
     )
     .expect("write");
     for args in [

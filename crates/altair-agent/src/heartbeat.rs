@@ -12,7 +12,7 @@ use altair_proto::v1::monitor_client::MonitorClient;
 use altair_proto::v1::{HeartbeatReason, HeartbeatRequest, HostRegistration, MysqlSnapshot};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 pub struct Heartbeater {
     pub contact: Arc<crate::selffence::Contact>,
@@ -22,6 +22,7 @@ pub struct Heartbeater {
     pub snapshots: watch::Receiver<Arc<MysqlSnapshot>>,
     pub monitors: watch::Receiver<Vec<MonitorRecord>>,
     pub cancel: CancellationToken,
+    pub tls: altair_svc::Tls,
 }
 
 struct Target {
@@ -138,9 +139,13 @@ impl Heartbeater {
         let ids: Vec<&str> = monitors.iter().map(|m| m.id.as_str()).collect();
         let owner = rendezvous::owner(&self.cluster, &ids)?;
         let record = monitors.iter().find(|m| m.id == owner)?;
-        let endpoint = Endpoint::from_shared(format!("http://{}", record.address))
-            .ok()?
-            .connect_timeout(Duration::from_secs(1));
+        let endpoint = match self.tls.endpoint(&record.address) {
+            Ok(e) => e.connect_timeout(Duration::from_secs(1)),
+            Err(e) => {
+                tracing::warn!(monitor = %record.id, error = %e, "cannot address the monitor");
+                return None;
+            }
+        };
         tracing::info!(monitor = %record.id, address = %record.address, "heartbeats go to this monitor");
         Some(Target {
             id: record.id.clone(),

@@ -36,6 +36,7 @@ pub struct AgentSecrets {
     pub mysql_password: Secret,
     pub replication_password: Secret,
     pub zookeeper_auth: Option<Secret>,
+    pub tls: altair_svc::Tls,
 }
 
 pub fn read_secrets(config: &AgentConfig) -> Result<AgentSecrets, ConfigErrors> {
@@ -44,6 +45,20 @@ pub fn read_secrets(config: &AgentConfig) -> Result<AgentSecrets, ConfigErrors> 
         mysql_password: r.password(&config.mysql.credentials(), "mysql"),
         replication_password: r.password(&config.replication, "replication"),
         zookeeper_auth: r.zookeeper_auth(&config.zookeeper),
+        tls: r.tls(&config.tls, |id| {
+            let me = &config.agent;
+            match id {
+                altair_core::authz::Identity::Agent { cluster, host }
+                    if *cluster == me.cluster && *host == me.host =>
+                {
+                    Ok(())
+                }
+                other => Err(format!(
+                    "the certificate names {other}; this agent is agent/{}/{}",
+                    me.cluster, me.host
+                )),
+            }
+        }),
     };
     r.finish(secrets)
 }
@@ -126,6 +141,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     metrics::init();
+    secrets.tls.log_start();
     let a = &config.agent;
     let listener = bind_listener(a.listen)
         .await
@@ -241,6 +257,7 @@ pub async fn run(
         snapshots: snap_rx.clone(),
         monitors: mon_rx,
         cancel: shutdown.clone(),
+        tls: secrets.tls.clone(),
     };
     tokio::spawn(heartbeater.run());
 
@@ -261,6 +278,10 @@ pub async fn run(
     };
     serve_grpc(
         listener,
+        &secrets.tls,
+        altair_core::authz::Server::Agent {
+            cluster: a.cluster.clone(),
+        },
         |router| router.add_service(altair_proto::v1::agent_server::AgentServer::new(service)),
         shutdown,
     )

@@ -34,12 +34,24 @@ const TICK_EVERY: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 pub struct MonitorSecrets {
     pub zookeeper_auth: Option<Secret>,
+    pub tls: altair_svc::Tls,
 }
 
 pub fn read_secrets(config: &MonitorConfig) -> Result<MonitorSecrets, ConfigErrors> {
     let mut r = SecretReader::default();
     let secrets = MonitorSecrets {
         zookeeper_auth: r.zookeeper_auth(&config.zookeeper),
+        tls: r.tls(&config.tls, |id| match id {
+            altair_core::authz::Identity::Monitor(m)
+                if m.as_str() == config.monitor.id.as_str() =>
+            {
+                Ok(())
+            }
+            other => Err(format!(
+                "the certificate names {other}; this monitor is monitor/{}",
+                config.monitor.id
+            )),
+        }),
     };
     r.finish(secrets)
 }
@@ -50,6 +62,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     metrics::init();
+    secrets.tls.log_start();
     let m = &config.monitor;
     let listener = bind_listener(m.listen)
         .await
@@ -122,6 +135,8 @@ pub async fn run(
     };
     serve_grpc(
         listener,
+        &secrets.tls,
+        altair_core::authz::Server::Monitor,
         |router| {
             router.add_service(altair_proto::v1::monitor_server::MonitorServer::new(
                 service,

@@ -22,6 +22,7 @@ impl Monitor for MonitorService {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
+        let caller = altair_svc::authz::caller(&request)?;
         let req = request.into_inner();
         crate::metrics::HEARTBEATS.inc();
         let registration = req
@@ -35,6 +36,14 @@ impl Monitor for MonitorService {
             .map_err(|e| Status::invalid_argument(format!("registration.id.cluster: {e}")))?;
         altair_core::HostName::new(id.host.clone())
             .map_err(|e| Status::invalid_argument(format!("registration.id.host: {e}")))?;
+        // Only the agent of a host speaks for it: a certificate of another host (or of
+        // anything but an agent) cannot keep a dead primary "healthy".
+        if let altair_svc::authz::Caller::Verified(id_of_caller) = &caller {
+            altair_core::authz::heartbeat_from(id_of_caller, &id.cluster, &id.host).map_err(|d| {
+                tracing::warn!(caller = %id_of_caller, cluster = %id.cluster, host = %id.host, "heartbeat for another host refused");
+                Status::permission_denied(d.to_string())
+            })?;
+        }
         let snapshot = req
             .snapshot
             .ok_or_else(|| Status::invalid_argument("snapshot is required"))?;

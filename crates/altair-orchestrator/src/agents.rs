@@ -19,7 +19,7 @@ use altair_proto::v1::agent_client::AgentClient;
 use altair_svc::Secret;
 use tonic::body::Body;
 use tonic::codegen::{BoxFuture, Context, Poll, Service, StdError, http};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// A client for one agent whose every request carries one deadline.
 pub type AgentRpc = AgentClient<Deadlined>;
@@ -56,6 +56,19 @@ pub async fn agent(address: &str, deadline: Duration) -> Result<AgentRpc, String
 pub async fn fresh_agent(address: &str, deadline: Duration) -> Result<AgentRpc, String> {
     CHANNELS.drop_any(address);
     agent(address, deadline).await
+}
+
+/// How this process dials agents (`[tls]`), set once at start.
+static TLS: std::sync::OnceLock<altair_svc::Tls> = std::sync::OnceLock::new();
+
+/// Sets the TLS material every agent channel uses (the first call wins).
+pub fn set_tls(tls: altair_svc::Tls) {
+    let _ = TLS.set(tls);
+}
+
+fn tls() -> Result<&'static altair_svc::Tls, String> {
+    TLS.get()
+        .ok_or_else(|| "internal: the orchestrator's [tls] settings are not loaded".to_owned())
 }
 
 /// The shared channels, by agent address.
@@ -96,8 +109,9 @@ impl Channels {
                 None => {}
             }
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| format!("bad agent address {address}: {e}"))?
+        let endpoint = tls()?
+            .endpoint(address)
+            .map_err(|e| format!("agent {address}: {e}"))?
             .connect_timeout(connect)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(PING_EVERY)

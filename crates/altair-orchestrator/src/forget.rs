@@ -19,7 +19,12 @@ use crate::view::ClusterView;
 /// How long the host's agent gets to show it is still running.
 const AGENT_CHECK: Duration = Duration::from_secs(1);
 
-pub async fn forget(ctx: &Ctx, view: &ClusterView, host: &HostName) -> Result<(), Status> {
+pub async fn forget(
+    ctx: &Ctx,
+    view: &ClusterView,
+    host: &HostName,
+    by: &str,
+) -> Result<(), Status> {
     let c = &view.name;
     let name = host.as_str();
     let Some(record) = view.hosts.get(name) else {
@@ -76,6 +81,6 @@ pub async fn forget(ctx: &Ctx, view: &ClusterView, host: &HostName) -> Result<()
             "forgetting {name} failed (retry; nothing changed if the cluster changed meanwhile): {e}"
         ))
     })?;
-    tracing::warn!(cluster = %c, host = %name, "host forgotten by an operator");
+    tracing::warn!(cluster = %c, host = %name, by, "host forgotten by an operator");
     Ok(())
 }

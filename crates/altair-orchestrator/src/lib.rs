@@ -43,6 +43,7 @@ pub struct OrchestratorSecrets {
     pub replication_password: Secret,
     pub tsig_key: Option<TsigKey>,
     pub zookeeper_auth: Option<Secret>,
+    pub tls: altair_svc::Tls,
 }
 
 pub fn read_secrets(config: &OrchestratorConfig) -> Result<OrchestratorSecrets, ConfigErrors> {
@@ -72,6 +73,12 @@ pub fn read_secrets(config: &OrchestratorConfig) -> Result<OrchestratorSecrets, 
         replication_password: r.password(&config.replication, "replication"),
         tsig_key,
         zookeeper_auth: r.zookeeper_auth(&config.zookeeper),
+        tls: r.tls(&config.tls, |id| match id {
+            altair_core::authz::Identity::Orchestrator(_) => Ok(()),
+            other => Err(format!(
+                "the certificate names {other}; an orchestrator's names altair://orchestrator/<name>"
+            )),
+        }),
     };
     r.finish(secrets)
 }
@@ -81,6 +88,9 @@ pub async fn run(
     secrets: OrchestratorSecrets,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    secrets.tls.log_start();
+    let tls = secrets.tls.clone();
+    agents::set_tls(tls.clone());
     let listen = config.orchestrator.listen;
     let listener = bind_listener(listen)
         .await
@@ -173,6 +183,8 @@ pub async fn run(
     tracing::info!(orchestrator = %config.orchestrator.id, listen = %config.orchestrator.listen, zone = %config.dns.zone, "altair-orchestrator serving");
     serve_grpc(
         listener,
+        &tls,
+        altair_core::authz::Server::Orchestrator,
         |router| {
             router
                 .add_service(altair_proto::v1::orchestrator_server::OrchestratorServer::new(admin))

@@ -26,6 +26,7 @@ pub async fn start(
     kind: Kind,
     target: Option<String>,
     force: bool,
+    by: &str,
 ) -> Result<String, Status> {
     let c = &view.name;
     let (state, version) = view
@@ -89,7 +90,7 @@ pub async fn start(
         c.to_string(),
         state.epoch + 1,
         primary.clone(),
-        format!("{} requested by an operator", kind.as_str()),
+        format!("{} requested by {by}", kind.as_str()),
         now,
         vec![Stage::new("request", now, now)],
     );
@@ -111,7 +112,7 @@ pub async fn start(
     ])
     .await
     .map_err(|e| Status::aborted(format!("the cluster changed meanwhile, retry: {e}")))?;
-    tracing::warn!(cluster = %c, failover_id = %journal.id, kind = kind.as_str(), epoch = journal.epoch, old_primary = %primary, target = ?journal.target, "operator-requested failover started");
+    tracing::warn!(cluster = %c, failover_id = %journal.id, kind = kind.as_str(), epoch = journal.epoch, old_primary = %primary, target = ?journal.target, by, "operator-requested failover started");
     Ok(journal.id)
 }
 

@@ -75,6 +75,7 @@ impl AdminService {
         to_host: &str,
         kind: Kind,
         force: bool,
+        by: &str,
     ) -> Result<Response<FailoverRecord>, Status> {
         let c = Self::cluster(cluster)?;
         let target = if to_host.is_empty() {
@@ -88,7 +89,7 @@ impl AdminService {
         };
         let ctx = self.leading().await?;
         let view = Self::view(&ctx.zk, &c).await?;
-        let id = operator::start(&ctx, &view, kind, target, force).await?;
+        let id = operator::start(&ctx, &view, kind, target, force, by).await?;
         let bound = Duration::from_millis(
             60_000
                 + ctx.config.orchestrator.switchover_catch_up_timeout_ms
@@ -163,8 +164,9 @@ impl Orchestrator for AdminService {
         &self,
         request: Request<SwitchoverRequest>,
     ) -> Result<Response<FailoverRecord>, Status> {
+        let by = altair_svc::authz::caller(&request)?.to_string();
         let r = request.into_inner();
-        self.operator_failover(&r.cluster, &r.to_host, Kind::Switchover, false)
+        self.operator_failover(&r.cluster, &r.to_host, Kind::Switchover, false, &by)
             .await
     }
 
@@ -172,8 +174,9 @@ impl Orchestrator for AdminService {
         &self,
         request: Request<FailoverRequest>,
     ) -> Result<Response<FailoverRecord>, Status> {
+        let by = altair_svc::authz::caller(&request)?.to_string();
         let r = request.into_inner();
-        self.operator_failover(&r.cluster, &r.to_host, Kind::Forced, r.force)
+        self.operator_failover(&r.cluster, &r.to_host, Kind::Forced, r.force, &by)
             .await
     }
 
@@ -210,6 +213,7 @@ impl Orchestrator for AdminService {
         &self,
         request: Request<AcknowledgeRequest>,
     ) -> Result<Response<AcknowledgeResponse>, Status> {
+        let by = altair_svc::authz::caller(&request)?.to_string();
         let c = Self::cluster(&request.into_inner().cluster)?;
         let ctx = self.leader.lock().ok().and_then(|l| l.clone());
         let Some(ctx) = ctx else {
@@ -237,7 +241,7 @@ impl Orchestrator for AdminService {
         }])
         .await
         .map_err(zk_err)?;
-        tracing::warn!(cluster = %c, "failover block acknowledged by an operator");
+        tracing::warn!(cluster = %c, by, "failover block acknowledged by an operator");
         Ok(Response::new(AcknowledgeResponse {}))
     }
 
@@ -245,6 +249,7 @@ impl Orchestrator for AdminService {
         &self,
         request: Request<AbortRequest>,
     ) -> Result<Response<FailoverRecord>, Status> {
+        let by = altair_svc::authz::caller(&request)?.to_string();
         let r = request.into_inner();
         let c = Self::cluster(&r.cluster)?;
         let reason = r.reason.trim();
@@ -258,7 +263,8 @@ impl Orchestrator for AdminService {
         }
         let ctx = self.leading().await?;
         let view = Self::view(&ctx.zk, &c).await?;
-        let id = crate::operator::request_abort(&ctx, &view, reason).await?;
+        let reason = format!("{reason} (by {by})");
+        let id = crate::operator::request_abort(&ctx, &view, &reason).await?;
         let audit = operator::await_audit(&ctx, &view, &id, Duration::from_secs(120)).await?;
         Ok(Response::new(to_record(&audit)))
     }
@@ -267,13 +273,14 @@ impl Orchestrator for AdminService {
         &self,
         request: Request<ForgetRequest>,
     ) -> Result<Response<ForgetResponse>, Status> {
+        let by = altair_svc::authz::caller(&request)?.to_string();
         let r = request.into_inner();
         let c = Self::cluster(&r.cluster)?;
         let host = altair_core::HostName::new(r.host.clone())
             .map_err(|e| Status::invalid_argument(format!("host: {e}")))?;
         let ctx = self.leading().await?;
         let view = Self::view(&ctx.zk, &c).await?;
-        crate::forget::forget(&ctx, &view, &host).await?;
+        crate::forget::forget(&ctx, &view, &host, &by).await?;
         Ok(Response::new(ForgetResponse {}))
     }
 
@@ -281,6 +288,7 @@ impl Orchestrator for AdminService {
         &self,
         request: Request<RejoinRequest>,
     ) -> Result<Response<RejoinResponse>, Status> {
+        let by = altair_svc::authz::caller(&request)?.to_string();
         let r = request.into_inner();
         let c = Self::cluster(&r.cluster)?;
         let host = altair_core::HostName::new(r.host.clone())
@@ -311,7 +319,7 @@ impl Orchestrator for AdminService {
             .await
             .map_err(Status::failed_precondition)?;
         if r.force && out.rejoined {
-            tracing::warn!(cluster = %c, host = %host, errant = %out.errant, saved_to = %out.saved_to, "forced rejoin by an operator");
+            tracing::warn!(cluster = %c, host = %host, by, errant = %out.errant, saved_to = %out.saved_to, "forced rejoin by an operator");
         }
         Ok(Response::new(RejoinResponse {
             rejoined: out.rejoined,

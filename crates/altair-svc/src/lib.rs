@@ -2,18 +2,21 @@
 //! the config file (with environment overrides), read secrets, set up logging, wait for
 //! signals, bind the gRPC listener.
 
+pub mod authz;
 mod load;
 mod main_loop;
 pub mod metrics;
 mod secret;
 mod serve;
 mod telemetry;
+pub mod tls;
 
 pub use load::{LoadError, load_config};
 pub use main_loop::{ServiceSpec, run_service};
 pub use secret::{Secret, SecretReader, read_secret};
 pub use serve::{bind_listener, serve_grpc, shutdown_on_signal};
 pub use telemetry::init_tracing;
+pub use tls::Tls;
 
 /// Exit status for a bad config or bad usage (clap uses 2 for usage errors too).
 pub const EXIT_CONFIG: u8 = 2;

@@ -38,6 +38,29 @@ pub fn render() -> String {
     out
 }
 
+/// Counts a gRPC call the authorization layer refused (by method and code).
+pub fn refused(path: &str, code: tonic::Code) {
+    static REFUSED: OnceLock<Family<Labels, Counter>> = OnceLock::new();
+    let family = REFUSED.get_or_init(|| {
+        let f = Family::<Labels, Counter>::default();
+        register(
+            "grpc_refused",
+            "gRPC calls refused before their handler: no or bad client certificate (Unauthenticated) or a caller the policy does not allow (PermissionDenied)",
+            f.clone(),
+        );
+        f
+    });
+    // The method path is bounded by the policy table for allowed calls, but a refused
+    // caller may send anything: keep only the known service prefix.
+    let method = match path.rsplit_once('/') {
+        Some((svc, m)) if svc.starts_with("/altair.v1.") && m.len() <= 40 => path.to_owned(),
+        _ => "other".to_owned(),
+    };
+    family
+        .get_or_create(&vec![("method", method), ("code", format!("{code:?}"))])
+        .inc();
+}
+
 /// Buckets for durations in seconds: 1 ms to about 65 s.
 pub fn duration_buckets() -> impl Iterator<Item = f64> {
     exponential_buckets(0.001, 2.0, 17)

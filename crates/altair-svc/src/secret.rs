@@ -3,7 +3,12 @@
 
 use std::fmt;
 
-use altair_core::config::{ConfigError, ConfigErrors, Credentials, SecretSource, ZkConfig};
+use altair_core::authz::Identity;
+use altair_core::config::{
+    ConfigError, ConfigErrors, Credentials, SecretSource, TlsConfig, ZkConfig,
+};
+
+use crate::tls::Tls;
 
 /// A secret value. `Debug` and `Display` print `<redacted>`.
 #[derive(Clone, PartialEq, Eq)]
@@ -36,8 +41,7 @@ impl fmt::Display for Secret {
 /// the error; the error never includes the secret's content.
 pub fn read_secret(source: &SecretSource, key: &str) -> Result<Secret, ConfigError> {
     let value = match source {
-        SecretSource::File(path) => std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))?,
+        SecretSource::File(path) => read_small_file(path, key)?,
         SecretSource::Env(var) => std::env::var(var).map_err(|_| {
             ConfigError::new(
                 key,
@@ -50,6 +54,36 @@ pub fn read_secret(source: &SecretSource, key: &str) -> Result<Secret, ConfigErr
         return Err(ConfigError::new(key, "the secret is empty"));
     }
     Ok(Secret(value))
+}
+
+/// A secret file larger than this is refused (a password or a key is a few bytes).
+pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
+
+/// Reads a regular file of at most `MAX_SECRET_BYTES`: a device (`/dev/zero`) or a FIFO
+/// is refused before it is opened, so it can neither exhaust memory nor hang the start.
+fn read_small_file(path: &std::path::Path, key: &str) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let cannot =
+        |e: std::io::Error| ConfigError::new(key, format!("cannot read {}: {e}", path.display()));
+    let meta = std::fs::metadata(path).map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(ConfigError::new(
+            key,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    if meta.len() > MAX_SECRET_BYTES {
+        return Err(ConfigError::new(
+            key,
+            format!("{} is larger than {MAX_SECRET_BYTES} bytes", path.display()),
+        ));
+    }
+    let mut buf = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SECRET_BYTES + 1).read_to_end(&mut buf))
+        .map_err(cannot)?;
+    String::from_utf8(buf)
+        .map_err(|_| ConfigError::new(key, format!("{} is not UTF-8", path.display())))
 }
 
 /// Reads several secrets and reports every failure at once.
@@ -89,6 +123,27 @@ impl SecretReader {
         zk.auth_file
             .as_ref()
             .map(|f| self.read(&SecretSource::File(f.clone()), "zookeeper.auth_file"))
+    }
+
+    /// The `[tls]` material; `expect` checks the identity the certificate names is this
+    /// process's (an agent's certificate must name its own cluster and host).
+    pub fn tls(
+        &mut self,
+        cfg: &TlsConfig,
+        expect: impl FnOnce(&Identity) -> Result<(), String>,
+    ) -> Tls {
+        match Tls::load(cfg) {
+            Ok(t) => {
+                if let Some(Err(e)) = t.identity().map(expect) {
+                    self.errors.push(ConfigError::new("tls.cert_file", e));
+                }
+                t
+            }
+            Err(ConfigErrors(errs)) => {
+                self.errors.extend(errs);
+                Tls::Insecure
+            }
+        }
     }
 
     /// Records a problem found while checking a secret's content.
@@ -134,6 +189,16 @@ mod tests {
                 .starts_with("mysql.password_file: cannot read"),
             "{e}"
         );
+        let e = read_secret(
+            &SecretSource::File("/dev/zero".into()),
+            "mysql.password_file",
+        )
+        .expect_err("a device");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'x'; 70_000]).expect("write");
+        let e = read_secret(&SecretSource::File(big), "mysql.password_file").expect_err("big");
+        assert!(e.to_string().contains("larger than"), "{e}");
         let e = read_secret(
             &SecretSource::Env("ALTAIR_TEST_UNSET_VAR".into()),
             "mysql.password_env",

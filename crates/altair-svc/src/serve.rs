@@ -3,9 +3,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use altair_core::authz::Server;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::Router;
+use tonic::service::Routes;
+
+use crate::authz::AuthzLayer;
+use crate::tls::Tls;
 
 /// Binds `addr` before anything else starts, so a taken port is reported at once.
 pub async fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -17,10 +21,13 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves the standard gRPC health service (the server as a whole reports SERVING) plus
 /// what `add_services` adds, on `listener`, until `shutdown` is cancelled; then lets open
-/// connections finish for at most `SHUTDOWN_GRACE`.
+/// connections finish for at most `SHUTDOWN_GRACE`. With mutual TLS every call passes
+/// the authorization `policy` first (`altair_core::authz`).
 pub async fn serve_grpc(
     listener: TcpListener,
-    add_services: impl FnOnce(Router) -> Router,
+    tls: &Tls,
+    policy: Server,
+    add_services: impl FnOnce(Routes) -> Routes,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let (_reporter, health) = tonic_health::server::health_reporter();
@@ -36,7 +43,14 @@ pub async fn serve_grpc(
             })
         },
     );
-    let server = add_services(tonic::transport::Server::builder().add_service(health))
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(cfg) = tls.server_config() {
+        builder = builder.tls_config(cfg)?;
+    }
+    let routes = add_services(Routes::new(health));
+    let server = builder
+        .layer(AuthzLayer::new(policy, tls.is_insecure()))
+        .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     tokio::pin!(server);
     tokio::select! {

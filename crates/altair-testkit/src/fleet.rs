@@ -103,10 +103,18 @@ pub struct Fleet {
     control_ip: IpAddr,
     zk_servers: Vec<String>,
     timing: FleetTiming,
+    /// The CA every service's certificate comes from (mutual TLS is on in every test).
+    pki: crate::pki::Pki,
     dir: tempfile::TempDir,
 }
 
 impl Fleet {
+    /// A certificate of this fleet's CA for `uri` (`altair://orchestrator/t`,
+    /// `altair://operator/alice?role=viewer`): what a test's own client dials with.
+    pub fn client_tls(&self, file: &str, uri: &str) -> Result<crate::pki::TlsFiles> {
+        self.pki.issue(file, uri, &[])
+    }
+
     /// The last `per_file` WARN and ERROR lines of every service's log (colours removed),
     /// each prefixed by the service: what a failing test prints to explain itself.
     pub fn warnings(&self, per_file: usize) -> String {
@@ -150,6 +158,7 @@ impl Fleet {
     ) -> Result<Self> {
         let dir = temp_dir("altair-fleet-")?;
         let pw_dir = dir.path().to_owned();
+        let pki = crate::pki::Pki::new(&dir.path().join("pki"), "altair test fleet")?;
         let mut fleet = Self {
             agents: Vec::new(),
             monitors: Vec::new(),
@@ -160,6 +169,7 @@ impl Fleet {
             control_ip,
             zk_servers,
             timing,
+            pki,
             dir,
         };
         for i in 0..monitors {
@@ -244,6 +254,12 @@ impl Fleet {
                 zk = fleet.zk_section(),
             );
             let id = format!("agent-{prefix}{}", inst.name());
+            let tls = fleet.pki.issue(
+                &id,
+                &format!("altair://agent/{cluster_name}/{}", inst.name()),
+                &[listen_ip],
+            )?;
+            let config = format!("{config}{}", tls.section());
             let cfg = fleet.write(&format!("{id}.toml"), &config)?;
             let bin = fleet.bin("altair-agent")?;
             let mut cmd = match inst.namespace() {
@@ -276,10 +292,16 @@ impl Fleet {
             None => (reserve(self.control_ip)?, reserve(self.control_ip)?),
         };
         let address = format!("{}:{}", self.control_ip, port.get());
+        let tls = self.pki.issue(
+            &format!("monitor-{id}"),
+            &format!("altair://monitor/{id}"),
+            &[self.control_ip],
+        )?;
         let config = format!(
-            "[monitor]\nid = \"{id}\"\nlisten = \"{address}\"\nheartbeat_interval_ms = {hb}\n{zk}",
+            "[monitor]\nid = \"{id}\"\nlisten = \"{address}\"\nheartbeat_interval_ms = {hb}\n{zk}{tls}",
             hb = self.timing.heartbeat_ms,
             zk = self.zk_section(),
+            tls = tls.section(),
         );
         let service = self.spawn("monitor", id, address, (port, metrics_port), &config, &[])?;
         self.monitors.push(service);
@@ -314,11 +336,16 @@ impl Fleet {
             None => (reserve(self.control_ip)?, reserve(self.control_ip)?),
         };
         let address = format!("{}:{}", self.control_ip, port.get());
+        let tls = self.pki.issue(
+            &format!("orchestrator-{id}"),
+            &format!("altair://orchestrator/{id}"),
+            &[self.control_ip],
+        )?;
         let config = format!(
             "[orchestrator]\nid = \"{id}\"\nlisten = \"{address}\"\nverify_timeout_ms = 1000\nfailover_block_period_s = {block_period_s}\n\
              [mysql]\nuser = \"{au}\"\npassword_file = \"{ap}\"\n\
              [replication]\nuser = \"{ru}\"\npassword_file = \"{rp}\"\n\
-             [dns]\nserver = \"{server}\"\nzone = \"{zone}\"\nttl_s = 1\ntsig_key_name = \"{key}\"\ntsig_secret_file = \"{secret}\"\n{zk}\n{sections}",
+             [dns]\nserver = \"{server}\"\nzone = \"{zone}\"\nttl_s = 1\ntsig_key_name = \"{key}\"\ntsig_secret_file = \"{secret}\"\n{zk}\n{sections}{tls}",
             au = self.admin.0,
             ap = self.admin.1.display(),
             ru = self.repl.0,
@@ -328,6 +355,7 @@ impl Fleet {
             key = dns.tsig_key_name,
             secret = dns.tsig_secret_file.display(),
             zk = self.zk_section(),
+            tls = tls.section(),
         );
         let service = self.spawn(
             "orchestrator",
@@ -386,9 +414,15 @@ impl Fleet {
                 .map(|o| o.address.as_str())
                 .collect()
         };
+        let tls = self.pki.issue(
+            "altairctl",
+            "altair://operator/altairctl?role=operator",
+            &[],
+        )?;
         let text = format!(
-            "orchestrators = {orchestrators:?}\ntimeout_ms = 3000\n{}",
-            self.zk_section()
+            "orchestrators = {orchestrators:?}\ntimeout_ms = 3000\n{}{}",
+            self.zk_section(),
+            tls.section()
         );
         self.write("altairctl.toml", &text)
     }

@@ -14,6 +14,7 @@ pub mod checker;
 pub mod fleet;
 pub mod mariadb;
 pub mod netns;
+pub mod pki;
 pub mod ports;
 pub mod process;
 pub mod sandbox;

@@ -279,6 +279,7 @@ impl Sandbox {
                 .collect(),
             planned_orchestrator_addresses: self.orchestrator_addresses(&orchestrator_ip),
             altairctl_config: dir.join(CTL_CONFIG_FILE).display().to_string(),
+            tls: None,
         }
     }
 
@@ -327,15 +328,34 @@ impl Sandbox {
     /// Writes `altairctl.toml` and then `sandbox.json` (last, atomically: its presence
     /// means the sandbox is up).
     pub fn write_files(&self) -> Result<Description> {
-        let desc = self.describe();
+        let mut desc = self.describe();
         let dir = &self.options.dir;
         std::fs::create_dir_all(dir).map_err(io_err(format!("create {}", dir.display())))?;
+        // Certificates for people: altairctl acts as an operator; a viewer certificate
+        // is there for read-only tools.
+        let (operator, viewer) = match &self.fleet {
+            Some(f) => (
+                Some(f.client_tls("operator", "altair://operator/sandbox?role=operator")?),
+                Some(f.client_tls("viewer", "altair://operator/viewer?role=viewer")?),
+            ),
+            None => (None, None),
+        };
+        if let (Some(o), Some(v)) = (&operator, &viewer) {
+            desc.tls = Some(TlsDesc {
+                ca_file: o.ca.display().to_string(),
+                operator_cert_file: o.cert.display().to_string(),
+                operator_key_file: o.key.display().to_string(),
+                viewer_cert_file: v.cert.display().to_string(),
+                viewer_key_file: v.key.display().to_string(),
+            });
+        }
         let ctl = format!(
             "# altairctl config for the sandbox (written by altair-sandbox).\n\
              orchestrators = {orchs:?}\ntimeout_ms = 5000\n\n\
-             [zookeeper]\nservers = {zk:?}\nroot = \"{ZK_ROOT}\"\n",
+             [zookeeper]\nservers = {zk:?}\nroot = \"{ZK_ROOT}\"\n{tls}",
             orchs = desc.planned_orchestrator_addresses,
             zk = desc.zookeeper.servers,
+            tls = operator.map(|o| o.section()).unwrap_or_default(),
         );
         write_private(&dir.join(CTL_CONFIG_FILE), &ctl)?;
         let json = serde_json::to_string_pretty(&desc).map_err(|e| crate::Error::Command {
@@ -380,6 +400,21 @@ pub struct Description {
     /// Where the sandbox's orchestrators will listen (they join with the orchestrator).
     pub planned_orchestrator_addresses: Vec<String>,
     pub altairctl_config: String,
+    /// The CA and the client certificates people and tools dial with (mutual TLS is on
+    /// everywhere in the sandbox).
+    #[serde(default)]
+    pub tls: Option<TlsDesc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TlsDesc {
+    pub ca_file: String,
+    /// `altair://operator/sandbox?role=operator`: what altairctl uses.
+    pub operator_cert_file: String,
+    pub operator_key_file: String,
+    /// `altair://operator/viewer?role=viewer`: read-only.
+    pub viewer_cert_file: String,
+    pub viewer_key_file: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

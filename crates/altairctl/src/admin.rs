@@ -6,7 +6,7 @@ use std::time::Duration;
 use altair_proto::v1::orchestrator_client::OrchestratorClient;
 use altair_proto::v1::*;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Why no orchestrator could do it.
 #[derive(Debug, thiserror::Error)]
@@ -28,8 +28,7 @@ async fn client(
     timeout: Duration,
     call_timeout: Duration,
 ) -> Result<OrchestratorClient<Channel>, String> {
-    let channel = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| format!("{address}: {e}"))?
+    let channel = crate::tls::endpoint(address)?
         .connect_timeout(timeout)
         .timeout(call_timeout)
         .connect()

@@ -4,6 +4,7 @@ pub mod actions;
 pub mod admin;
 pub mod ping;
 pub mod status;
+pub mod tls;
 pub mod topology;
 
 /// Exit statuses scripts can rely on.

@@ -121,6 +121,16 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
+    let tls = match altair_svc::Tls::load(&config.tls) {
+        Ok(tls) => {
+            altairctl::tls::set(tls.clone());
+            tls
+        }
+        Err(e) => {
+            eprintln!("altairctl: {}: {e}", cli.config.display());
+            return ExitCode::from(exit::USAGE);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -178,7 +188,12 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(exit::USAGE);
             };
-            match runtime.block_on(altairctl::status::status(zk, cluster.as_deref(), timeout)) {
+            match runtime.block_on(altairctl::status::status(
+                zk,
+                cluster.as_deref(),
+                timeout,
+                &tls,
+            )) {
                 Ok(status) => {
                     if cli.json {
                         if let Err(code) = print_json(&status) {

@@ -38,8 +38,7 @@ pub async fn ping(address: &str, timeout: Duration) -> PingResult {
 }
 
 async fn check(address: &str) -> Result<ServingStatus, String> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| format!("bad address: {e}"))?;
+    let endpoint = crate::tls::endpoint(address)?;
     let channel = endpoint
         .connect()
         .await

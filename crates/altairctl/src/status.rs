@@ -83,10 +83,13 @@ pub enum StatusError {
     Unreachable(String),
 }
 
+/// The fleet (or one cluster) from ZooKeeper, with each owning monitor's live view
+/// asked over `tls`.
 pub async fn status(
     zk_config: &ZkConfig,
     only: Option<&str>,
     timeout: Duration,
+    tls: &altair_svc::Tls,
 ) -> Result<Status, StatusError> {
     let zk = tokio::time::timeout(timeout, Zk::connect(zk_config, None))
         .await
@@ -123,7 +126,7 @@ pub async fn status(
             let Ok(cluster) = ClusterName::new(name.clone()) else {
                 continue;
             };
-            clusters.push(cluster_status(&zk, &cluster, &monitors, timeout).await?);
+            clusters.push(cluster_status(&zk, &cluster, &monitors, timeout, tls).await?);
         }
         Ok(Status { clusters })
     };
@@ -152,6 +155,7 @@ async fn cluster_status(
     cluster: &ClusterName,
     monitors: &[MonitorRecord],
     timeout: Duration,
+    tls: &altair_svc::Tls,
 ) -> Result<ClusterStatus, String> {
     let layout = zk.layout();
     let mut records: BTreeMap<String, HostRecord> = BTreeMap::new();
@@ -177,7 +181,7 @@ async fn cluster_status(
     let owner = rendezvous::owner(cluster.as_str(), &ids)
         .and_then(|id| monitors.iter().find(|m| m.id == id));
     let live = match owner {
-        Some(m) => ask_monitor(&m.address, cluster.as_str(), timeout)
+        Some(m) => ask_monitor(tls, &m.address, cluster.as_str(), timeout)
             .await
             .ok(),
         None => None,
@@ -304,12 +308,13 @@ async fn cluster_status(
 }
 
 async fn ask_monitor(
+    tls: &altair_svc::Tls,
     address: &str,
     cluster: &str,
     timeout: Duration,
 ) -> Result<altair_proto::v1::ClusterHealthResponse, String> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| e.to_string())?
+    let endpoint = tls
+        .endpoint(address)?
         .connect_timeout(timeout)
         .timeout(timeout);
     let channel = endpoint.connect().await.map_err(|e| e.to_string())?;

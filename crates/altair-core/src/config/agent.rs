@@ -10,6 +10,9 @@ use crate::ids::{ClusterName, HostName, PromotionRule};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AgentConfig {
+    /// Mutual TLS on the gRPC API and the calls this process makes.
+    #[serde(default)]
+    pub tls: super::common::TlsConfig,
     pub agent: AgentSection,
     /// The local mysqld and the admin user the agent probes and acts with.
     pub mysql: MysqlSection,
@@ -148,6 +151,7 @@ fn default_connect_timeout_ms() -> u64 {
 
 impl Validate for AgentConfig {
     fn validate(&self, p: &mut Problems) {
+        self.tls.validate(p);
         let a = &self.agent;
         p.check(
             !a.datacenter.is_empty() && a.datacenter.len() <= 63,
@@ -283,6 +287,10 @@ user = "repl"
 password_file = "/etc/altair/repl.password"
 [zookeeper]
 servers = ["127.0.0.1:2181"]
+[tls]
+ca_file = "/etc/altair/tls/ca.pem"
+cert_file = "/etc/altair/tls/agent.pem"
+key_file = "/etc/altair/tls/agent.key"
 "#;
 
     fn load(text: &str) -> Result<Loaded<AgentConfig>, ConfigErrors> {

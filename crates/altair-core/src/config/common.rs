@@ -72,6 +72,47 @@ impl ZkConfig {
     }
 }
 
+/// `[tls]`: mutual TLS on the service's gRPC API and on every call it makes to another
+/// altair service. On by default: plaintext only with `insecure = true`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TlsConfig {
+    /// PEM file of the CA (or CAs) that signs every altair certificate.
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of this service's certificate (chain): its identity is a SAN URI
+    /// (`altair://agent/<cluster>/<host>`, ...) and, for servers, a SAN for the address
+    /// others dial.
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of the certificate's private key.
+    pub key_file: Option<PathBuf>,
+    /// Plaintext gRPC, nobody authenticated: every caller may do anything. For a
+    /// throwaway test only; every start logs a warning.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+impl TlsConfig {
+    pub fn validate(&self, p: &mut Problems) {
+        let files = [
+            ("tls.ca_file", &self.ca_file),
+            ("tls.cert_file", &self.cert_file),
+            ("tls.key_file", &self.key_file),
+        ];
+        if self.insecure {
+            for (key, f) in files {
+                p.check(f.is_none(), key, || {
+                    "set either the certificate files or tls.insecure = true, not both".into()
+                });
+            }
+            return;
+        }
+        for (key, f) in files {
+            p.check(f.is_some(), key, || {
+                "missing: mutual TLS is on by default (tls.ca_file, tls.cert_file, tls.key_file); tls.insecure = true turns it off".into()
+            });
+        }
+    }
+}
+
 /// Where a secret comes from: never inline in the config file, so it cannot leak through
 /// a config dump or a parse error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,4 +271,46 @@ pub fn check_ms(p: &mut Problems, key: &str, value: u64, range: std::ops::RangeI
             range.end()
         )
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(t: &TlsConfig) -> String {
+        let mut p = Problems::default();
+        t.validate(&mut p);
+        p.into_result()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn tls_is_on_unless_explicitly_insecure() {
+        let e = problems(&TlsConfig::default());
+        for key in ["tls.ca_file", "tls.cert_file", "tls.key_file"] {
+            assert!(e.contains(key), "{key} not named in {e}");
+        }
+        assert!(e.contains("insecure = true"), "{e}");
+        let files = TlsConfig {
+            ca_file: Some("/ca.pem".into()),
+            cert_file: Some("/c.pem".into()),
+            key_file: Some("/c.key".into()),
+            insecure: false,
+        };
+        assert_eq!(problems(&files), "");
+        let both = TlsConfig {
+            insecure: true,
+            ..files
+        };
+        assert!(problems(&both).contains("not both"));
+        assert_eq!(
+            problems(&TlsConfig {
+                insecure: true,
+                ..TlsConfig::default()
+            }),
+            ""
+        );
+    }
 }

@@ -7,6 +7,9 @@ use super::{Problems, Validate, ZkConfig};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct CtlConfig {
+    /// Mutual TLS on the gRPC API and the calls this process makes.
+    #[serde(default)]
+    pub tls: super::common::TlsConfig,
     /// `host:port` of every orchestrator; altairctl asks them in order and follows the leader.
     pub orchestrators: Vec<String>,
     #[serde(default = "default_timeout_ms")]
@@ -21,6 +24,7 @@ fn default_timeout_ms() -> u64 {
 
 impl Validate for CtlConfig {
     fn validate(&self, p: &mut Problems) {
+        self.tls.validate(p);
         p.check(!self.orchestrators.is_empty(), "orchestrators", || {
             "list at least one orchestrator as \"host:port\"".into()
         });

@@ -10,6 +10,9 @@ use crate::ids::HostName;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct MonitorConfig {
+    /// Mutual TLS on the gRPC API and the calls this process makes.
+    #[serde(default)]
+    pub tls: super::common::TlsConfig,
     pub monitor: MonitorSection,
     pub zookeeper: ZkConfig,
     #[serde(default)]
@@ -58,6 +61,7 @@ impl MonitorSection {
 
 impl Validate for MonitorConfig {
     fn validate(&self, p: &mut Problems) {
+        self.tls.validate(p);
         let m = &self.monitor;
         match &m.advertise {
             Some(adv) => check_host_port(p, "monitor.advertise", adv),
@@ -90,7 +94,7 @@ mod tests {
 
     #[test]
     fn defaults_and_errors() {
-        let good = "[monitor]\nid = \"m1\"\nlisten = \"127.0.0.1:7500\"\n[zookeeper]\nservers = [\"127.0.0.1:2181\"]\n";
+        let good = "[monitor]\nid = \"m1\"\nlisten = \"127.0.0.1:7500\"\n[zookeeper]\nservers = [\"127.0.0.1:2181\"]\n[tls]\ninsecure = true\n";
         let c = parse::<MonitorConfig>(good, "ALTAIR_MONITOR", Vec::new())
             .expect("valid")
             .config;

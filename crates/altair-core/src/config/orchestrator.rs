@@ -11,6 +11,9 @@ use crate::ids::HostName;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct OrchestratorConfig {
+    /// Mutual TLS on the gRPC API and the calls this process makes.
+    #[serde(default)]
+    pub tls: super::common::TlsConfig,
     pub orchestrator: OrchestratorSection,
     /// The admin user the orchestrator verifies primaries with (connect + `SELECT 1`).
     pub mysql: Credentials,
@@ -226,6 +229,7 @@ pub const TSIG_ALGORITHMS: &[&str] = &["hmac-sha256", "hmac-sha384", "hmac-sha51
 
 impl Validate for OrchestratorConfig {
     fn validate(&self, p: &mut Problems) {
+        self.tls.validate(p);
         let o = &self.orchestrator;
         match &o.advertise {
             Some(adv) => check_host_port(p, "orchestrator.advertise", adv),
@@ -396,6 +400,10 @@ tsig_key_name = "altair-key"
 tsig_secret_file = "/etc/altair/tsig.secret"
 [zookeeper]
 servers = ["127.0.0.1:2181"]
+[tls]
+ca_file = "/etc/altair/tls/ca.pem"
+cert_file = "/etc/altair/tls/orchestrator.pem"
+key_file = "/etc/altair/tls/orchestrator.key"
 "#;
 
     #[test]

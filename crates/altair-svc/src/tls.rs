@@ -1,0 +1,244 @@
+//! Mutual TLS (`[tls]`): the certificate files a process serves and dials with, and the
+//! identity a certificate names.
+
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use altair_core::authz::Identity;
+use altair_core::config::{ConfigError, ConfigErrors, TlsConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, ServerTlsConfig};
+
+/// A certificate or key file larger than this is refused (a PEM chain is a few KB).
+pub const MAX_PEM_BYTES: u64 = 1 << 20;
+
+/// How this process speaks gRPC.
+#[derive(Clone)]
+pub enum Tls {
+    /// `tls.insecure = true`: plaintext, nobody authenticated.
+    Insecure,
+    Mutual(Arc<Material>),
+}
+
+/// The PEM files, read once and checked.
+pub struct Material {
+    ca: Vec<u8>,
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    identity: Identity,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Insecure => f.write_str("Tls::Insecure"),
+            Self::Mutual(m) => write!(f, "Tls::Mutual({})", m.identity),
+        }
+    }
+}
+
+/// Reads a PEM file: a regular file of at most `MAX_PEM_BYTES`.
+fn read_pem(path: &Path, key: &str) -> Result<Vec<u8>, ConfigError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(ConfigError::new(
+            key,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    if meta.len() > MAX_PEM_BYTES {
+        return Err(ConfigError::new(
+            key,
+            format!("{} is larger than {MAX_PEM_BYTES} bytes", path.display()),
+        ));
+    }
+    let mut buf = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PEM_BYTES + 1).read_to_end(&mut buf))
+        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))?;
+    Ok(buf)
+}
+
+fn certs(pem: &[u8], key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| ConfigError::new(key, format!("{}: bad PEM: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(ConfigError::new(
+            key,
+            format!("{} holds no certificate", path.display()),
+        ));
+    }
+    Ok(certs)
+}
+
+/// The altair identity a DER certificate names in its SAN URIs.
+pub fn identity_of_der(der: &[u8]) -> Result<Identity, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| format!("bad subject alternative names: {e}"))?
+        .ok_or("the certificate has no subject alternative names")?;
+    Identity::from_uris(san.value.general_names.iter().filter_map(|g| match g {
+        x509_parser::extensions::GeneralName::URI(u) => Some(*u),
+        _ => None,
+    }))
+}
+
+impl Tls {
+    /// Reads and checks the files `[tls]` names (call after the config validated).
+    pub fn load(cfg: &TlsConfig) -> Result<Self, ConfigErrors> {
+        if cfg.insecure {
+            return Ok(Self::Insecure);
+        }
+        let mut errors = Vec::new();
+        let mut read = |file: &Option<std::path::PathBuf>, key: &str| match file {
+            Some(p) => match read_pem(p, key) {
+                Ok(b) => Some((b, p.clone())),
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            },
+            None => {
+                errors.push(ConfigError::new(key, "missing"));
+                None
+            }
+        };
+        let ca = read(&cfg.ca_file, "tls.ca_file");
+        let cert = read(&cfg.cert_file, "tls.cert_file");
+        let key = read(&cfg.key_file, "tls.key_file");
+        let (Some((ca, ca_path)), Some((cert, cert_path)), Some((key, key_path))) = (ca, cert, key)
+        else {
+            return Err(ConfigErrors(errors));
+        };
+        let check = || -> Result<Identity, ConfigError> {
+            certs(&ca, "tls.ca_file", &ca_path)?;
+            let chain = certs(&cert, "tls.cert_file", &cert_path)?;
+            // The key's content never reaches an error: only that it did not parse.
+            PrivateKeyDer::from_pem_slice(&key).map_err(|_| {
+                ConfigError::new(
+                    "tls.key_file",
+                    format!("{} holds no PEM private key", key_path.display()),
+                )
+            })?;
+            identity_of_der(&chain[0]).map_err(|e| {
+                ConfigError::new("tls.cert_file", format!("{}: {e}", cert_path.display()))
+            })
+        };
+        let identity = check().map_err(|e| ConfigErrors(vec![e]))?;
+        Ok(Self::Mutual(Arc::new(Material {
+            ca,
+            cert,
+            key,
+            identity,
+        })))
+    }
+
+    /// Who this process is, from its own certificate.
+    pub fn identity(&self) -> Option<&Identity> {
+        match self {
+            Self::Insecure => None,
+            Self::Mutual(m) => Some(&m.identity),
+        }
+    }
+
+    pub fn is_insecure(&self) -> bool {
+        matches!(self, Self::Insecure)
+    }
+
+    /// The server side: our certificate; a client certificate, when presented, must
+    /// verify against the CA (else the handshake fails). One without a certificate
+    /// completes the handshake so that every call can answer UNAUTHENTICATED saying why
+    /// (the authorization layer refuses it), not an opaque handshake error.
+    pub fn server_config(&self) -> Option<ServerTlsConfig> {
+        match self {
+            Self::Insecure => None,
+            Self::Mutual(m) => Some(
+                ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(&m.cert, &m.key))
+                    .client_ca_root(Certificate::from_pem(&m.ca))
+                    .client_auth_optional(true)
+                    .timeout(std::time::Duration::from_secs(10)),
+            ),
+        }
+    }
+
+    /// An endpoint for `host:port`: `https` with our certificate and the CA, or `http`
+    /// when insecure. The server's certificate must name the host it is dialled by.
+    pub fn endpoint(&self, address: &str) -> Result<Endpoint, String> {
+        match self {
+            Self::Insecure => Endpoint::from_shared(format!("http://{address}"))
+                .map_err(|e| format!("bad address {address:?}: {e}")),
+            Self::Mutual(m) => Endpoint::from_shared(format!("https://{address}"))
+                .map_err(|e| format!("bad address {address:?}: {e}"))?
+                .tls_config(
+                    ClientTlsConfig::new()
+                        .ca_certificate(Certificate::from_pem(&m.ca))
+                        .identity(tonic::transport::Identity::from_pem(&m.cert, &m.key)),
+                )
+                .map_err(|e| format!("TLS for {address}: {e}")),
+        }
+    }
+
+    /// Logs what the process runs with; insecure mode warns at every start.
+    pub fn log_start(&self) {
+        match self {
+            Self::Insecure => tracing::warn!(
+                "tls.insecure = true: gRPC is plaintext and unauthenticated; anyone who reaches this port can act"
+            ),
+            Self::Mutual(m) => tracing::info!(identity = %m.identity, "mutual TLS on"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_that_are_not_small_regular_files_are_refused_by_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = read_pem(dir.path(), "tls.ca_file").expect_err("a directory");
+        assert!(e.to_string().starts_with("tls.ca_file:"), "{e}");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let big = dir.path().join("big.pem");
+        std::fs::write(&big, vec![b'a'; (MAX_PEM_BYTES + 1) as usize]).expect("write");
+        let e = read_pem(&big, "tls.cert_file").expect_err("too big");
+        assert!(e.to_string().contains("larger than"), "{e}");
+        let e = read_pem(Path::new("/dev/zero"), "tls.key_file").expect_err("a device");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn a_key_that_does_not_parse_is_refused_without_its_content() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pem = |name: &str, body: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, body).expect("write");
+            Some(p)
+        };
+        let cfg = TlsConfig {
+            ca_file: pem("ca.pem", "not a certificate"),
+            cert_file: pem("c.pem", "not a certificate"),
+            key_file: pem("k.pem", "SECRET-KEY-MATERIAL"),
+            insecure: false,
+        };
+        let e = Tls::load(&cfg).expect_err("bad files").to_string();
+        assert!(e.contains("tls.ca_file"), "{e}");
+        assert!(!e.contains("SECRET-KEY-MATERIAL"), "{e}");
+        assert!(
+            Tls::load(&TlsConfig {
+                insecure: true,
+                ..TlsConfig::default()
+            })
+            .expect("insecure")
+            .is_insecure()
+        );
+    }
+}

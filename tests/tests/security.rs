@@ -1,0 +1,447 @@
+//! Security (issue "Security"), end to end with the real binaries: every RPC of the
+//! agent, the monitor and the orchestrator refuses a caller without a certificate, one
+//! whose certificate comes from another CA, and one whose identity the policy does not
+//! allow — and nothing changes on the hosts. A heartbeat signed by another host's
+//! certificate cannot keep a dead host healthy.
+
+use std::time::Duration;
+
+use altair_e2e::world::World;
+use altair_proto::v1::agent_client::AgentClient;
+use altair_proto::v1::monitor_client::MonitorClient;
+use altair_proto::v1::orchestrator_client::OrchestratorClient;
+use altair_proto::v1::*;
+use altair_testkit::mariadb::sql::query_value;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+/// What a refused caller could have changed: per host, read_only and its source; the
+/// cluster's epoch; every agent's accepted epoch.
+#[derive(Debug, PartialEq, Eq)]
+struct Observed {
+    hosts: Vec<(Option<String>, Option<String>)>,
+    epoch: Option<u64>,
+    agent_epochs: Vec<u64>,
+}
+
+async fn observe(w: &World) -> Observed {
+    let mut hosts = Vec::new();
+    for i in 0..w.cluster.len() {
+        let mut c = w.cluster.admin_conn(i).await.expect("admin");
+        let ro = query_value(&mut c, "SELECT @@global.read_only")
+            .await
+            .expect("read_only");
+        let src = altair_testkit::mariadb::sql::query_maps(&mut c, "SHOW SLAVE STATUS")
+            .await
+            .expect("slave status")
+            .first()
+            .and_then(|r| r.get("Master_Host").cloned().flatten());
+        hosts.push((ro, src));
+    }
+    let mut agent_epochs = Vec::new();
+    for i in 0..w.fleet.agents.len() {
+        let s = altair_e2e::grpc::agent(&w.fleet, i)
+            .await
+            .status(StatusRequest {})
+            .await
+            .expect("the orchestrator's identity may read an agent's status")
+            .into_inner();
+        agent_epochs.push(s.epoch);
+    }
+    Observed {
+        hosts,
+        epoch: w.status().await.expect("status").clusters[0].epoch,
+        agent_epochs,
+    }
+}
+
+/// A TLS client of the fleet's CA that presents no certificate.
+async fn without_certificate(w: &World, address: &str) -> Result<Channel, String> {
+    let ca = std::fs::read(
+        w.fleet
+            .client_tls("ca-probe", "altair://operator/x")
+            .expect("ca")
+            .ca,
+    )
+    .expect("read the CA");
+    Endpoint::from_shared(format!("https://{address}"))
+        .map_err(|e| e.to_string())?
+        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// A client whose certificate (an orchestrator's, on paper) another CA signed.
+async fn foreign(address: &str, dir: &std::path::Path, w: &World) -> Result<Channel, String> {
+    let pki = altair_testkit::pki::Pki::new(&dir.join("foreign"), "someone else").expect("CA");
+    let mut files = pki
+        .issue("forged", "altair://orchestrator/o1", &[])
+        .expect("cert");
+    // It trusts the fleet's CA (so only its own certificate is wrong).
+    files.ca = w
+        .fleet
+        .client_tls("ca-probe2", "altair://operator/y")
+        .expect("ca")
+        .ca;
+    altair_e2e::grpc::tls_of(&files)
+        .endpoint(address)?
+        .connect()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+type Refusals = Vec<(&'static str, Result<(), tonic::Status>)>;
+
+fn ok<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<(), tonic::Status> {
+    r.map(|_| ())
+}
+
+/// Every agent RPC, each with a request that would do harm if it ran.
+async fn agent_calls(ch: Channel) -> Refusals {
+    let mut a = AgentClient::new(ch);
+    let here = Some(Endpoint_ {
+        host: "127.0.0.1".into(),
+        port: 1,
+    });
+    let evil = ApplySalvageChunk {
+        epoch: u64::MAX,
+        events: b"\\! touch /tmp/altair-security-pwned\n".to_vec(),
+        ..ApplySalvageChunk::default()
+    };
+    vec![
+        ("Status", ok(a.status(StatusRequest {}).await)),
+        (
+            "CheckReachability",
+            ok(a.check_reachability(CheckReachabilityRequest {
+                target: here.clone(),
+                timeout_ms: 100,
+            })
+            .await),
+        ),
+        (
+            "Fence",
+            ok(a.fence(FenceRequest {
+                epoch: u64::MAX,
+                ..FenceRequest::default()
+            })
+            .await),
+        ),
+        (
+            "SetReadOnly",
+            ok(a.set_read_only(SetReadOnlyRequest {
+                epoch: u64::MAX,
+                read_only: false,
+            })
+            .await),
+        ),
+        (
+            "SalvageBinlog",
+            ok(a.salvage_binlog(SalvageBinlogRequest {
+                epoch: u64::MAX,
+                ..SalvageBinlogRequest::default()
+            })
+            .await),
+        ),
+        (
+            "ApplySalvage",
+            ok(a.apply_salvage(tokio_stream::iter(vec![evil])).await),
+        ),
+        (
+            "CatchUp",
+            ok(a.catch_up(CatchUpRequest {
+                epoch: u64::MAX,
+                ..CatchUpRequest::default()
+            })
+            .await),
+        ),
+        (
+            "Promote",
+            ok(a.promote(PromoteRequest {
+                epoch: u64::MAX,
+                failover_id: "forged".into(),
+            })
+            .await),
+        ),
+        (
+            "Repoint",
+            ok(a.repoint(RepointRequest {
+                epoch: u64::MAX,
+                source: here.clone(),
+                ..RepointRequest::default()
+            })
+            .await),
+        ),
+        (
+            "Rejoin",
+            ok(a.rejoin(AgentRejoinRequest {
+                epoch: u64::MAX,
+                source: here,
+                ..AgentRejoinRequest::default()
+            })
+            .await),
+        ),
+    ]
+}
+
+use altair_proto::v1::Endpoint as Endpoint_;
+
+async fn monitor_calls(ch: Channel) -> Refusals {
+    let mut m = MonitorClient::new(ch);
+    vec![
+        ("Heartbeat", ok(m.heartbeat(forged_heartbeat("db1")).await)),
+        (
+            "ClusterHealth",
+            ok(m.cluster_health(ClusterHealthRequest {
+                cluster: "c1".into(),
+            })
+            .await),
+        ),
+    ]
+}
+
+async fn orchestrator_calls(ch: Channel) -> Refusals {
+    let mut o = OrchestratorClient::new(ch);
+    let c = || "c1".to_owned();
+    vec![
+        (
+            "ListClusters",
+            ok(o.list_clusters(ListClustersRequest {}).await),
+        ),
+        (
+            "GetTopology",
+            ok(o.get_topology(GetTopologyRequest { cluster: c() }).await),
+        ),
+        (
+            "History",
+            ok(o.history(HistoryRequest {
+                cluster: c(),
+                limit: 5,
+            })
+            .await),
+        ),
+        (
+            "Switchover",
+            ok(o.switchover(SwitchoverRequest {
+                cluster: c(),
+                to_host: String::new(),
+            })
+            .await),
+        ),
+        (
+            "Failover",
+            ok(o.failover(FailoverRequest {
+                cluster: c(),
+                to_host: String::new(),
+                force: true,
+            })
+            .await),
+        ),
+        (
+            "Acknowledge",
+            ok(o.acknowledge(AcknowledgeRequest { cluster: c() }).await),
+        ),
+        (
+            "Abort",
+            ok(o.abort(AbortRequest {
+                cluster: c(),
+                reason: "forged".into(),
+            })
+            .await),
+        ),
+        (
+            "Forget",
+            ok(o.forget(ForgetRequest {
+                cluster: c(),
+                host: "db2".into(),
+            })
+            .await),
+        ),
+        (
+            "Rejoin",
+            ok(o.rejoin(RejoinRequest {
+                cluster: c(),
+                host: "db1".into(),
+                force: true,
+            })
+            .await),
+        ),
+    ]
+}
+
+/// A heartbeat claiming `host` is a healthy, reachable replica.
+fn forged_heartbeat(host: &str) -> HeartbeatRequest {
+    HeartbeatRequest {
+        registration: Some(HostRegistration {
+            id: Some(HostRef {
+                cluster: "c1".into(),
+                host: host.into(),
+            }),
+            ..HostRegistration::default()
+        }),
+        sequence: u64::MAX / 2,
+        agent_run_id: "forged".into(),
+        reason: 1,
+        snapshot: Some(MysqlSnapshot {
+            reachable: true,
+            read_only: true,
+            ..MysqlSnapshot::default()
+        }),
+        interval_ms: 300_000,
+    }
+}
+
+/// Every call refused with `code`; `who` says which caller.
+fn all_refused(
+    who: &str,
+    service: &str,
+    calls: &[(&'static str, Result<(), tonic::Status>)],
+    codes: &[tonic::Code],
+) {
+    for (rpc, r) in calls {
+        match r {
+            Ok(()) => panic!("{who}: {service}/{rpc} was accepted"),
+            Err(s) => assert!(
+                codes.contains(&s.code()),
+                "{who}: {service}/{rpc} answered {:?} {:?}, expected one of {codes:?}",
+                s.code(),
+                s.message()
+            ),
+        }
+    }
+    assert!(!calls.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_refuses_a_caller_without_the_right_certificate_and_nothing_changes() {
+    let _heavy = altair_e2e::heavy().await;
+    let w = World::start_ha(2, 1, 1, 3600, &[]).await;
+    let scratch = tempfile::tempdir().expect("dir");
+    let before = observe(&w).await;
+    let agent = w.fleet.agents[1].address.clone();
+    let monitor = w.fleet.monitors[0].address.clone();
+    let orchestrator = w.fleet.orchestrators[0].address.clone();
+    use tonic::Code::{PermissionDenied, Unauthenticated};
+
+    // No certificate: every call is UNAUTHENTICATED.
+    for (service, address) in [
+        ("agent", &agent),
+        ("monitor", &monitor),
+        ("orchestrator", &orchestrator),
+    ] {
+        let ch = without_certificate(&w, address)
+            .await
+            .expect("a TLS client without a certificate completes the handshake");
+        let calls = match service {
+            "agent" => agent_calls(ch).await,
+            "monitor" => monitor_calls(ch).await,
+            _ => orchestrator_calls(ch).await,
+        };
+        all_refused("no certificate", service, &calls, &[Unauthenticated]);
+    }
+
+    // A certificate of another CA: the handshake itself fails, or (if a server ever let
+    // it through) every call is refused.
+    for (service, address) in [
+        ("agent", &agent),
+        ("monitor", &monitor),
+        ("orchestrator", &orchestrator),
+    ] {
+        if let Ok(ch) = foreign(address, scratch.path(), &w).await {
+            let calls = match service {
+                "agent" => agent_calls(ch).await,
+                "monitor" => monitor_calls(ch).await,
+                _ => orchestrator_calls(ch).await,
+            };
+            for (rpc, r) in &calls {
+                assert!(
+                    r.is_err(),
+                    "another CA's certificate: {service}/{rpc} was accepted"
+                );
+            }
+        }
+    }
+
+    // Valid certificates of the wrong role: PERMISSION_DENIED.
+    let as_ = |uri: &'static str, address: String| {
+        let fleet = &w.fleet;
+        async move {
+            altair_e2e::grpc::dial_as(fleet, &address, uri)
+                .await
+                .expect("a valid certificate connects")
+        }
+    };
+    // A monitor may call no agent RPC; an agent of another cluster neither.
+    for uri in ["altair://monitor/m1", "altair://agent/c9/db1"] {
+        let calls = agent_calls(as_(uri, agent.clone()).await).await;
+        all_refused(uri, "agent", &calls, &[PermissionDenied]);
+    }
+    // An operator may read an agent's status, never act on it.
+    let calls = agent_calls(as_("altair://operator/eve?role=operator", agent.clone()).await).await;
+    assert!(
+        calls[0].1.is_ok(),
+        "an operator reads an agent's status: {:?}",
+        calls[0]
+    );
+    all_refused("an operator", "agent", &calls[1..], &[PermissionDenied]);
+    // Heartbeats only from agents, health only for the control plane and people.
+    let calls = monitor_calls(as_("altair://orchestrator/o1", monitor.clone()).await).await;
+    all_refused(
+        "an orchestrator",
+        "monitor",
+        &calls[..1],
+        &[PermissionDenied],
+    );
+    let calls = monitor_calls(as_("altair://agent/c1/db2", monitor.clone()).await).await;
+    all_refused("an agent", "monitor", &calls[1..], &[PermissionDenied]);
+    // The admin API: nothing for an agent; no action for a viewer.
+    let calls = orchestrator_calls(as_("altair://agent/c1/db1", orchestrator.clone()).await).await;
+    all_refused("an agent", "orchestrator", &calls, &[PermissionDenied]);
+    let calls =
+        orchestrator_calls(as_("altair://operator/v?role=viewer", orchestrator.clone()).await)
+            .await;
+    assert!(
+        calls[..3].iter().all(|(_, r)| r.is_ok()),
+        "a viewer reads: {calls:?}"
+    );
+    all_refused("a viewer", "orchestrator", &calls[3..], &[PermissionDenied]);
+
+    assert!(
+        !std::path::Path::new("/tmp/altair-security-pwned").exists(),
+        "a refused salvage ran a shell command"
+    );
+    let after = observe(&w).await;
+    assert_eq!(before, after, "a refused call changed something");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_signed_by_another_hosts_certificate_cannot_keep_a_dead_host_healthy() {
+    let _heavy = altair_e2e::heavy().await;
+    let mut w = World::start(1, 3, 1).await;
+    w.cluster.instance_mut(2).kill();
+    w.wait_health("db3", "mysql_down", Duration::from_secs(15))
+        .await;
+    let monitor = w.fleet.monitors[0].address.clone();
+    // db1's certificate (the fleet's CA, a real agent identity) speaking for db3.
+    let mut m = MonitorClient::new(
+        altair_e2e::grpc::dial_as(&w.fleet, &monitor, "altair://agent/c1/db1")
+            .await
+            .expect("connect as db1's agent"),
+    );
+    for _ in 0..5 {
+        let e = m
+            .heartbeat(forged_heartbeat("db3"))
+            .await
+            .expect_err("a heartbeat for another host");
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{}", e.message());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(w.health("db3").await.as_deref(), Some("mysql_down"));
+    // Its own host's heartbeat from the same certificate is accepted.
+    let r = m
+        .heartbeat(forged_heartbeat("db1"))
+        .await
+        .expect("db1's own heartbeat")
+        .into_inner();
+    assert!(r.accepted || !r.owner_address.is_empty(), "{r:?}");
+}

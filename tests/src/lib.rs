@@ -331,6 +331,25 @@ pub mod world {
             }
         }
 
+        /// Acting as the orchestrator before it drives agents by hand: writes the
+        /// cluster's state with `epoch` (primary db1) to ZooKeeper. Agents accept no
+        /// epoch ahead of the cluster's.
+        pub async fn set_epoch(&self, epoch: u64) {
+            use altair_core::registry::{ClusterState, to_json};
+            let zk = altair_zk::Zk::connect(&self.zk_config(), None)
+                .await
+                .expect("ZooKeeper");
+            let c = altair_core::ClusterName::new(CLUSTER).expect("cluster");
+            let state = ClusterState {
+                epoch,
+                primary: Some(self.cluster.instance(0).name().to_owned()),
+                ..ClusterState::default()
+            };
+            zk.put(&zk.layout().cluster_state(&c), &to_json(&state))
+                .await
+                .expect("write the cluster state");
+        }
+
         /// What `altairctl status` reports now.
         pub async fn status(&self) -> Result<Status, String> {
             status(

@@ -100,6 +100,7 @@ async fn salvage_promote_and_repoint_through_the_agents_lose_nothing() {
     }
 
     let epoch = 7;
+    w.set_epoch(epoch).await;
     let mut old = agent(&w, 0).await;
     let mut cand = agent(&w, 1).await;
     let mut other = agent(&w, 2).await;
@@ -254,6 +255,7 @@ async fn salvage_reports_bad_binlogs_clearly_and_never_runs_client_commands() {
     drop(app);
     w.cluster.instance_mut(0).kill();
     let epoch = 3;
+    w.set_epoch(epoch).await;
     let mut old = agent(&w, 0).await;
     let mut cand = agent(&w, 1).await;
     let (plan, _) = salvage_of(&mut old, epoch, &pos).await.expect("salvage");

@@ -187,7 +187,12 @@ async fn an_old_primary_with_an_errant_transaction_is_refused_until_forced() {
     let hooks = tempfile::tempdir().expect("dir");
     let pre = hooks.path().join("pre.json");
     let post = hooks.path().join("post.json");
-    let pre_cmd = format!("[\"/bin/sh\", \"-c\", \"cat > {}\"]", pre.display());
+    let pre_env = hooks.path().join("pre.env");
+    let pre_cmd = format!(
+        "[\"/bin/sh\", \"-c\", \"env > {}; cat > {}\"]",
+        pre_env.display(),
+        pre.display()
+    );
     let post_cmd = format!("[\"/bin/sh\", \"-c\", \"cat > {}\"]", post.display());
     let w = World::start_ha(
         3,
@@ -265,6 +270,11 @@ async fn an_old_primary_with_an_errant_transaction_is_refused_until_forced() {
             .expect("JSON");
     assert_eq!(pre_event["event"], "pre_failover");
     assert_eq!(pre_event["old_primary"], db1.as_str());
+    // The hook's environment is cleared: none of the orchestrator's variables (which
+    // may hold secrets given by password_env) reaches it.
+    let env = std::fs::read_to_string(&pre_env).expect("the hook's environment");
+    assert!(env.contains("ALTAIR_HOOK=pre_failover"), "{env}");
+    assert!(!env.contains("ALTAIR_ORCHESTRATOR__"), "{env}");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !post.exists() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -445,3 +445,75 @@ async fn a_heartbeat_signed_by_another_hosts_certificate_cannot_keep_a_dead_host
         .into_inner();
     assert!(r.accepted || !r.owner_address.is_empty(), "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_accepts_no_epoch_ahead_of_zookeeper_and_remembers_the_one_it_accepted() {
+    let _heavy = altair_e2e::heavy().await;
+    let mut w = World::start(1, 2, 1).await;
+    w.set_epoch(4).await;
+    let read_only = |epoch| SetReadOnlyRequest {
+        epoch,
+        read_only: true,
+    };
+    let mut a = altair_e2e::grpc::agent(&w.fleet, 1).await;
+    // Even the orchestrator's identity cannot plant an epoch the cluster is not at: it
+    // would lock the real orchestrator out.
+    for forged in [u64::MAX, 6, 100] {
+        let e = a
+            .set_read_only(read_only(forged))
+            .await
+            .expect_err("an epoch ahead of ZooKeeper");
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{}", e.message());
+    }
+    let epoch_of = |s: StatusResponse| s.epoch;
+    assert_eq!(
+        epoch_of(
+            a.status(StatusRequest {})
+                .await
+                .expect("status")
+                .into_inner()
+        ),
+        0,
+        "a refused epoch was stored"
+    );
+    a.set_read_only(read_only(4))
+        .await
+        .expect("the cluster's epoch");
+    // Restarted, the agent still refuses what it refused before it.
+    w.fleet.agents[1].restart().expect("restart the agent");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut a = loop {
+        if let Ok(ch) = altair_e2e::grpc::dial_as(
+            &w.fleet,
+            &w.fleet.agents[1].address,
+            altair_e2e::grpc::ORCHESTRATOR,
+        )
+        .await
+        {
+            break AgentClient::new(ch);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let status = loop {
+        match a.status(StatusRequest {}).await {
+            Ok(s) => break s.into_inner(),
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("status after the restart: {e}"),
+        }
+    };
+    assert_eq!(
+        status.epoch, 4,
+        "the accepted epoch was not kept across the restart"
+    );
+    let e = a
+        .set_read_only(read_only(3))
+        .await
+        .expect_err("an epoch older than the one accepted before the restart");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{}", e.message());
+}

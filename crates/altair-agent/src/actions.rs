@@ -26,7 +26,15 @@ pub struct Actions {
     pub repl_user: String,
     pub repl_password: Secret,
     pub facts: Arc<Mutex<ServerFacts>>,
+    /// The newest epoch accepted (kept in `<state_dir>/epoch` across restarts).
     pub epoch: AtomicU64,
+    /// The cluster's epoch as last read from ZooKeeper (0 before the first read).
+    pub cluster_epoch: AtomicU64,
+    pub cluster: altair_core::ClusterName,
+    /// The current ZooKeeper session, for a fresh read of the cluster's epoch.
+    pub zk: tokio::sync::watch::Receiver<Option<altair_zk::Zk>>,
+    /// Serializes writes of the epoch file.
+    pub epoch_file: Mutex<()>,
     pub state_dir: PathBuf,
     /// Wakes the prober: after an action the next snapshot shows its effect at once.
     pub reprobe: Arc<tokio::sync::Notify>,
@@ -51,18 +59,69 @@ pub(crate) fn mysql_err(what: &str) -> impl Fn(mysql_async::Error) -> Status + '
 }
 
 impl Actions {
-    /// Accepts `epoch` when it is not older than the newest seen; remembers it.
-    pub fn check_epoch(&self, epoch: u64) -> Result<(), Status> {
-        if epoch == 0 {
-            return Err(Status::invalid_argument("epoch is required (> 0)"));
+    /// Accepts `epoch` when it is not older than the newest accepted and not ahead of the
+    /// cluster's epoch in ZooKeeper (`altair_core::epoch::accept`); only then remembers
+    /// it, in memory and in `<state_dir>/epoch`.
+    pub async fn check_epoch(&self, epoch: u64) -> Result<(), Status> {
+        use altair_core::epoch::{EpochRefusal, accept};
+        let seen = self.epoch();
+        let mut verdict = accept(epoch, seen, self.cluster_epoch.load(Ordering::SeqCst));
+        if matches!(verdict, Err(EpochRefusal::Ahead { .. })) {
+            // The copy of the cluster state may be older than this call: read it afresh.
+            if let Some(fresh) = self.read_cluster_epoch().await {
+                verdict = accept(epoch, seen, fresh);
+            }
         }
-        let seen = self.epoch.fetch_max(epoch, Ordering::SeqCst);
-        if epoch < seen {
-            return Err(Status::failed_precondition(format!(
-                "epoch {epoch} is older than epoch {seen} already seen: refusing a stale orchestrator"
-            )));
+        verdict.map_err(|r| match r {
+            EpochRefusal::Missing => Status::invalid_argument(r.to_string()),
+            _ => {
+                tracing::warn!(epoch, seen, reason = %r, "action refused for its epoch");
+                Status::failed_precondition(r.to_string())
+            }
+        })?;
+        let before = self.epoch.fetch_max(epoch, Ordering::SeqCst);
+        if epoch < before {
+            // A newer epoch was accepted meanwhile.
+            return Err(Status::failed_precondition(
+                EpochRefusal::Stale {
+                    requested: epoch,
+                    seen: before,
+                }
+                .to_string(),
+            ));
+        }
+        if epoch > before {
+            self.persist_epoch();
         }
         Ok(())
+    }
+
+    /// The cluster's epoch from ZooKeeper now (at most 1 s); `None` without a session.
+    async fn read_cluster_epoch(&self) -> Option<u64> {
+        let zk = self.zk.borrow().clone()?;
+        let path = zk.layout().cluster_state(&self.cluster);
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            zk.get_record::<altair_core::registry::ClusterState>("cluster state", &path),
+        )
+        .await;
+        let epoch = read.ok()?.ok()??.epoch;
+        self.cluster_epoch.fetch_max(epoch, Ordering::SeqCst);
+        Some(self.cluster_epoch.load(Ordering::SeqCst))
+    }
+
+    /// Writes the accepted epoch to `<state_dir>/epoch` (a temp file renamed over it).
+    fn persist_epoch(&self) {
+        let _held = self.epoch_file.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.state_dir.join("epoch");
+        let tmp = self.state_dir.join("epoch.tmp");
+        let text = altair_core::epoch::to_file(self.epoch());
+        let written = std::fs::create_dir_all(&self.state_dir)
+            .and_then(|()| std::fs::write(&tmp, text))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            tracing::error!(path = %path.display(), error = %e, "cannot keep the accepted epoch on disk: after a restart a deposed orchestrator's older epoch would be accepted again until ZooKeeper is read");
+        }
     }
 
     pub fn epoch(&self) -> u64 {

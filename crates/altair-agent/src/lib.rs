@@ -70,19 +70,22 @@ async fn follow_peers(
     cluster: &altair_core::ClusterName,
     me: &altair_core::HostName,
     contact: &selffence::Contact,
+    cluster_epoch: &std::sync::atomic::AtomicU64,
 ) -> Result<(), altair_zk::ZkError> {
     let l = zk.layout().clone();
     loop {
         // Old primaries waiting for rejoin are no replicas of this one (and may be dead
         // hardware): they never count in "every replica".
-        let waiting = zk
+        let state = zk
             .get_record::<altair_core::registry::ClusterState>(
                 "cluster state",
                 &l.cluster_state(cluster),
             )
-            .await?
-            .map(|s| s.needs_rejoin)
-            .unwrap_or_default();
+            .await?;
+        if let Some(s) = &state {
+            cluster_epoch.fetch_max(s.epoch, std::sync::atomic::Ordering::SeqCst);
+        }
+        let waiting = state.map(|s| s.needs_rejoin).unwrap_or_default();
         let mut peers = Vec::new();
         for name in zk.children(&l.hosts(cluster)).await? {
             let Ok(h) = altair_core::HostName::new(name) else {
@@ -101,6 +104,28 @@ async fn follow_peers(
         peers.sort();
         contact.set_peers(peers);
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// The epoch accepted before a restart (`<state_dir>/epoch`), 0 when none.
+fn read_epoch(state_dir: &std::path::Path) -> u64 {
+    let path = state_dir.join("epoch");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => match altair_core::epoch::from_file(&text) {
+            Ok(e) => {
+                tracing::info!(epoch = e, "accepted epoch restored");
+                e
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "the epoch file is unreadable: starting from 0 (ZooKeeper's epoch still bounds what is accepted)");
+                0
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot read the epoch file: starting from 0");
+            0
+        }
     }
 }
 
@@ -158,6 +183,8 @@ pub async fn run(
         &secrets.mysql_password,
     );
     let reprobe = Arc::new(tokio::sync::Notify::new());
+    let (zk_tx, zk_rx) = watch::channel(None);
+    let accepted = read_epoch(&config.agent.state_dir);
     let actions = Arc::new(actions::Actions {
         opts: admin_opts,
         host: config.mysql.host.clone(),
@@ -167,7 +194,11 @@ pub async fn run(
         repl_user: config.replication.user.clone(),
         repl_password: secrets.replication_password.clone(),
         facts: facts.clone(),
-        epoch: std::sync::atomic::AtomicU64::new(0),
+        epoch: std::sync::atomic::AtomicU64::new(accepted),
+        cluster_epoch: std::sync::atomic::AtomicU64::new(0),
+        cluster: config.agent.cluster.clone(),
+        zk: zk_rx,
+        epoch_file: std::sync::Mutex::new(()),
         state_dir: config.agent.state_dir.clone(),
         reprobe: reprobe.clone(),
         semi_sync: (a.durability == altair_core::config::Durability::SemiSync).then(|| {
@@ -217,12 +248,15 @@ pub async fn run(
     let cancel = shutdown.clone();
     let contact = Arc::new(selffence::Contact::new());
     let zk_contact = contact.clone();
+    let zk_actions = actions.clone();
     tokio::spawn(sessions.run(move |zk| {
         let record = zk_record.clone();
         let (cluster, host) = (cluster.clone(), host.clone());
         let mon_tx = mon_tx.clone();
         let cancel = cancel.clone();
         let contact = zk_contact.clone();
+        let actions = zk_actions.clone();
+        zk_tx.send_replace(Some(zk.clone()));
         async move {
             zk.ensure_layout().await?;
             for parent in zk.layout().cluster_parents(&cluster) {
@@ -232,7 +266,7 @@ pub async fn run(
             tracing::info!(cluster = %record.cluster, host = %record.host, "host registered in ZooKeeper");
             tokio::select! {
                 r = follow_monitors(&zk, &mon_tx, &cancel) => r,
-                r = follow_peers(&zk, &cluster, &host, &contact) => r,
+                r = follow_peers(&zk, &cluster, &host, &contact, &actions.cluster_epoch) => r,
                 state = wait_session_end(&zk) => {
                     tracing::warn!(?state, "ZooKeeper session ended");
                     Ok(())

@@ -60,7 +60,8 @@ impl ServerFacts {
     }
 }
 
-#[derive(Debug, Clone)]
+/// `Debug` by hand: `opts` holds the admin password (mysql_async's `Opts` prints it).
+#[derive(Clone)]
 pub struct ProbeSettings {
     pub facts: Arc<std::sync::Mutex<ServerFacts>>,
     pub opts: Opts,
@@ -72,6 +73,21 @@ pub struct ProbeSettings {
     pub wake: Arc<Notify>,
     /// The cluster runs semi-synchronously: read its state on every probe.
     pub semi_sync: bool,
+}
+
+impl std::fmt::Debug for ProbeSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProbeSettings")
+            .field(
+                "mysql",
+                &format_args!("{}:{}", self.opts.ip_or_hostname(), self.opts.tcp_port()),
+            )
+            .field("user", &self.opts.user())
+            .field("interval", &self.interval)
+            .field("timeout", &self.timeout)
+            .field("semi_sync", &self.semi_sync)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Runs the probe loop, publishing every snapshot on `tx`, until `cancel`.
@@ -355,5 +371,30 @@ async fn sentinel(s: ProbeSettings, wake: Arc<Notify>, cancel: CancellationToken
             () = tokio::time::sleep(s.interval) => {}
             () = cancel.cancelled() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_the_password() {
+        let opts: Opts = mysql_async::OptsBuilder::default()
+            .user(Some("altair"))
+            .pass(Some("s3cret-pw"))
+            .into();
+        let s = ProbeSettings {
+            facts: Arc::default(),
+            opts,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            wake: Arc::new(Notify::new()),
+            semi_sync: false,
+        };
+        let text = format!("{s:?}");
+        assert!(!text.contains("s3cret-pw"), "{text}");
+        assert!(text.contains("altair"), "{text}");
     }
 }

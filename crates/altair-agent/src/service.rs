@@ -103,7 +103,7 @@ impl Agent for AgentService {
         request: Request<FenceRequest>,
     ) -> Result<Response<FenceResponse>, Status> {
         let req = request.into_inner();
-        self.actions.check_epoch(req.epoch)?;
+        self.actions.check_epoch(req.epoch).await?;
         let fenced = match FenceMode::try_from(req.mode) {
             Ok(FenceMode::ReadOnly) => self.actions.fence_read_only(req.allow_kill).await?,
             Ok(FenceMode::StopMysqld) => self.actions.stop_mysqld().await?,
@@ -133,7 +133,7 @@ impl Agent for AgentService {
         request: Request<SetReadOnlyRequest>,
     ) -> Result<Response<SetReadOnlyResponse>, Status> {
         let req = request.into_inner();
-        self.actions.check_epoch(req.epoch)?;
+        self.actions.check_epoch(req.epoch).await?;
         let read_only = self.actions.set_read_only(req.read_only).await?;
         tracing::info!(epoch = req.epoch, read_only, "read_only set");
         self.actions.reprobe.notify_one();
@@ -147,7 +147,7 @@ impl Agent for AgentService {
         request: Request<SalvageBinlogRequest>,
     ) -> Result<Response<Self::SalvageBinlogStream>, Status> {
         let req = request.into_inner();
-        self.actions.check_epoch(req.epoch)?;
+        self.actions.check_epoch(req.epoch).await?;
         if req.after_gtid.is_empty() || req.after_gtid.contains(['\'', '"', ' ']) {
             return Err(Status::invalid_argument(format!(
                 "after_gtid {:?} is not a GTID position",
@@ -184,7 +184,7 @@ impl Agent for AgentService {
             .message()
             .await?
             .ok_or_else(|| Status::invalid_argument("an empty salvage stream"))?;
-        self.actions.check_epoch(first.epoch)?;
+        self.actions.check_epoch(first.epoch).await?;
         let deadline = deadline_of(first.timeout_ms)?;
         let (epoch, failover_id, gtids) =
             (first.epoch, first.failover_id.clone(), first.gtids.clone());
@@ -203,7 +203,7 @@ impl Agent for AgentService {
         request: Request<CatchUpRequest>,
     ) -> Result<Response<CatchUpResponse>, Status> {
         let req = request.into_inner();
-        self.actions.check_epoch(req.epoch)?;
+        self.actions.check_epoch(req.epoch).await?;
         if !(1..=600_000).contains(&req.timeout_ms) {
             return Err(Status::invalid_argument(format!(
                 "timeout_ms {} is not 1..=600000",
@@ -228,7 +228,7 @@ impl Agent for AgentService {
         request: Request<PromoteRequest>,
     ) -> Result<Response<PromoteResponse>, Status> {
         let req = request.into_inner();
-        self.actions.check_epoch(req.epoch)?;
+        self.actions.check_epoch(req.epoch).await?;
         let gtid_executed = self.actions.promote().await?;
         tracing::warn!(epoch = req.epoch, failover_id = %req.failover_id, gtid = %gtid_executed, "promoted to primary: writable");
         self.actions.reprobe.notify_one();
@@ -240,7 +240,7 @@ impl Agent for AgentService {
         request: Request<RepointRequest>,
     ) -> Result<Response<RepointResponse>, Status> {
         let req = request.into_inner();
-        self.actions.check_epoch(req.epoch)?;
+        self.actions.check_epoch(req.epoch).await?;
         let (host, port) = source_of(req.source)?;
         self.actions
             .repoint(&host, port, req.use_current_pos)
@@ -255,7 +255,7 @@ impl Agent for AgentService {
         request: Request<AgentRejoinRequest>,
     ) -> Result<Response<AgentRejoinResponse>, Status> {
         let req = request.into_inner();
-        self.actions.check_epoch(req.epoch)?;
+        self.actions.check_epoch(req.epoch).await?;
         let (host, port) = source_of(req.source)?;
         let done = self
             .actions

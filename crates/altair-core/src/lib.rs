@@ -6,6 +6,7 @@
 pub mod authz;
 pub mod binlog;
 pub mod config;
+pub mod epoch;
 pub mod failover;
 pub mod gtid;
 pub mod health;

@@ -78,7 +78,7 @@ async fn run(
     event: &serde_json::Value,
     timeout_ms: u64,
 ) -> Result<(), String> {
-    let result = run_inner(argv, event, timeout_ms).await;
+    let result = run_inner(hook, argv, event, timeout_ms).await;
     let outcome = if result.is_ok() { "ok" } else { "failed" };
     HOOKS
         .get_or_create(&labels(&[("hook", hook), ("outcome", outcome)]))
@@ -86,7 +86,12 @@ async fn run(
     result
 }
 
+/// The only variables a hook sees: the orchestrator's own environment (its
+/// `password_env` secrets among them) never reaches it.
+const HOOK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 async fn run_inner(
+    hook: &str,
     argv: &[String],
     event: &serde_json::Value,
     timeout_ms: u64,
@@ -94,6 +99,10 @@ async fn run_inner(
     let (program, args) = argv.split_first().ok_or("no command")?;
     let mut child = tokio::process::Command::new(program)
         .args(args)
+        .env_clear()
+        .env("PATH", HOOK_PATH)
+        .env("LANG", "C.UTF-8")
+        .env("ALTAIR_HOOK", hook)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

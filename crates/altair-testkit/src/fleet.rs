@@ -47,6 +47,8 @@ pub struct RunningService {
     pub metrics: String,
     pub config: PathBuf,
     proc: Option<Proc>,
+    /// How to start it again (agents): the program and its arguments, and its log.
+    respawn: Option<(Vec<std::ffi::OsString>, PathBuf)>,
     _port: Option<Port>,
     _metrics_port: Option<Port>,
 }
@@ -64,6 +66,23 @@ impl RunningService {
         if let Some(mut p) = self.proc.take() {
             p.kill();
         }
+    }
+
+    /// Starts a killed agent again with the same config, as an init system would.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        let (argv, log) = self.respawn.clone().ok_or_else(|| Error::Command {
+            what: format!("restart {}", self.id),
+            detail: "only agents are restarted this way".into(),
+        })?;
+        let (program, args) = argv.split_first().ok_or_else(|| Error::Command {
+            what: format!("restart {}", self.id),
+            detail: "no command".into(),
+        })?;
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(args).env("RUST_LOG", "info");
+        self.proc = Some(Proc::spawn(&self.id, &mut cmd, &log)?);
+        Ok(())
     }
 
     pub fn pause(&self) -> Result<()> {
@@ -271,13 +290,18 @@ impl Fleet {
                 None => std::process::Command::new(bin),
             };
             cmd.arg("--config").arg(&cfg).env("RUST_LOG", "info");
-            let proc = Proc::spawn(&id, &mut cmd, &fleet.dir.path().join(format!("{id}.log")))?;
+            let log = fleet.dir.path().join(format!("{id}.log"));
+            let argv: Vec<std::ffi::OsString> = std::iter::once(cmd.get_program().to_owned())
+                .chain(cmd.get_args().map(ToOwned::to_owned))
+                .collect();
+            let proc = Proc::spawn(&id, &mut cmd, &log)?;
             fleet.agents.push(RunningService {
                 id,
                 address,
                 metrics,
                 config: cfg,
                 proc: Some(proc),
+                respawn: Some((argv, log)),
                 _port: port,
                 _metrics_port: metrics_port,
             });
@@ -399,6 +423,7 @@ impl Fleet {
             metrics,
             config: cfg,
             proc: Some(proc),
+            respawn: None,
             _port: Some(port),
             _metrics_port: Some(metrics_port),
         })

@@ -114,12 +114,13 @@ pub fn parse<T: DeserializeOwned + Validate>(
 ) -> Result<Loaded<T>, ConfigErrors> {
     let mut doc: toml::Table = text
         .parse()
-        .map_err(|e: toml::de::Error| single("(file)", e.to_string().trim_end()))?;
+        .map_err(|e: toml::de::Error| single("(file)", &syntax_error(text, &e)))?;
     apply_env(&mut doc, env_prefix, env)?;
     let mut unknown_keys = Vec::new();
     let config: T = serde_ignored::deserialize(toml::Value::Table(doc), |path| {
         unknown_keys.push(path.to_string());
     })
+    // Deserialized from a parsed value: no source text, so no line is echoed.
     .map_err(|e: toml::de::Error| single("(file)", e.to_string().trim_end()))?;
     let mut problems = Problems::default();
     config.validate(&mut problems);
@@ -128,6 +129,20 @@ pub fn parse<T: DeserializeOwned + Validate>(
         config,
         unknown_keys,
     })
+}
+
+/// Where a TOML syntax error is and what it is, without echoing the offending line (it
+/// could hold a secret someone pasted inline by mistake).
+fn syntax_error(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {}", e.message().trim_end())
+        }
+        None => e.message().trim_end().to_owned(),
+    }
 }
 
 fn single(key: &str, problem: &str) -> ConfigErrors {
@@ -223,6 +238,12 @@ mod tests {
         assert!(e.to_string().contains("port"), "{e}");
         let e = parse::<Demo>("[section\n", "P", env(&[])).expect_err("syntax");
         assert_eq!(e.0[0].key, "(file)");
+        // A syntax error says where, never echoes the line (a secret pasted inline).
+        let e = parse::<Demo>("[section]\npassword = hunter2-secret\n", "P", env(&[]))
+            .expect_err("syntax");
+        let msg = e.to_string();
+        assert!(msg.contains("line 2"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
         let e = parse::<Demo>("section = 3\n", "P", env(&[("P__SECTION__PORT", "1")]))
             .expect_err("not table");
         assert!(e.to_string().contains("P__SECTION__PORT"), "{e}");

@@ -21,6 +21,8 @@ use mysql_async::prelude::Queryable;
 const CRASH_RUNS: usize = 20;
 const NODE_LOSS_RUNS: usize = 5;
 const FLOOR_RUNS: usize = 10;
+/// Crash runs with mutual TLS off, for the cost of TLS in the same run.
+const PLAIN_RUNS: usize = 10;
 
 fn unix_ms() -> u64 {
     SystemTime::now()
@@ -64,12 +66,17 @@ async fn audit(w: &World) -> (FailoverAudit, Option<HealthRecord>) {
 }
 
 async fn prepare() -> (World, Ipv4Addr) {
-    prepare_with(2).await
+    prepare_with(2, true).await
 }
 
-/// The cluster with its benchmark table, `orchestrators` orchestrators and one monitor.
-async fn prepare_with(orchestrators: usize) -> (World, Ipv4Addr) {
-    let w = World::start_ha(3, 1, orchestrators, 3600, &[]).await;
+/// The cluster with its benchmark table, `orchestrators` orchestrators and one monitor;
+/// `tls` off only to measure what mutual TLS costs.
+async fn prepare_with(orchestrators: usize, tls: bool) -> (World, Ipv4Addr) {
+    let timing = altair_testkit::fleet::FleetTiming {
+        tls,
+        ..Default::default()
+    };
+    let w = World::start_ha_with(3, 1, orchestrators, 3600, &[], timing).await;
     let mut app = w.cluster.app_conn(0).await.expect("app");
     app.query_drop("CREATE TABLE b (id BIGINT AUTO_INCREMENT PRIMARY KEY)")
         .await
@@ -84,7 +91,7 @@ async fn prepare_with(orchestrators: usize) -> (World, Ipv4Addr) {
 /// One failover by hand, no control plane: what a perfect operator script would cost.
 async fn floor_run() -> f64 {
     // One monitor (status needs it to report the hosts healthy), no orchestrator.
-    let (w, _) = prepare_with(0).await;
+    let (w, _) = prepare_with(0, true).await;
     let net = w.net.as_ref().expect("net");
     let (old, new) = (net.host(0).ip, net.host(1).ip);
     let bind = w.dns.as_ref().expect("dns");
@@ -186,6 +193,24 @@ async fn main() {
             total.as_secs_f64() * 1000.0
         );
     }
+    let mut plain = Vec::new();
+    for run in 0..PLAIN_RUNS {
+        let (w, old) = prepare_with(2, false).await;
+        let pid = w.cluster.instance(0).pid().expect("pid");
+        let started = Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill");
+        let total = until_writable(&w, old, started, "INSERT INTO b VALUES (NULL)").await;
+        plain.push(total.as_secs_f64() * 1000.0);
+        eprintln!(
+            "crash run without TLS {}/{PLAIN_RUNS}: {:.0} ms",
+            run + 1,
+            total.as_secs_f64() * 1000.0
+        );
+    }
     let mut node_loss = Vec::new();
     for run in 0..NODE_LOSS_RUNS {
         let (w, old) = prepare().await;
@@ -243,6 +268,19 @@ async fn main() {
         "altair ÷ floor",
         t50 / f50,
         t99 / f99
+    );
+    let (p50, p99) = (pct(&mut plain, 0.5), pct(&mut plain, 0.99));
+    println!(
+        "{:<32} {:>9.0} {:>9.0}",
+        format!("total, TLS off, {PLAIN_RUNS} runs"),
+        p50,
+        p99
+    );
+    println!(
+        "{:<32} {:>9.2} {:>9.2}",
+        "TLS on ÷ off (goal ≤ 1.10)",
+        t50 / p50,
+        t99 / p99
     );
     println!();
     println!(

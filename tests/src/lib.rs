@@ -336,7 +336,7 @@ pub mod world {
         /// epoch ahead of the cluster's.
         pub async fn set_epoch(&self, epoch: u64) {
             use altair_core::registry::{ClusterState, to_json};
-            let zk = altair_zk::Zk::connect(&self.zk_config(), None)
+            let zk = altair_zk::Zk::connect(&self.zk_config(), Some(&self.fleet.zk_auth()))
                 .await
                 .expect("ZooKeeper");
             let c = altair_core::ClusterName::new(CLUSTER).expect("cluster");

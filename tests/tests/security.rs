@@ -517,3 +517,88 @@ async fn an_agent_accepts_no_epoch_ahead_of_zookeeper_and_remembers_the_one_it_a
         .expect_err("an epoch older than the one accepted before the restart");
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{}", e.message());
 }
+
+/// Every znode under `root`, depth first.
+async fn every_node(c: &zookeeper_client::Client, root: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_owned()];
+    while let Some(p) = todo.pop() {
+        if let Ok(children) = c.list_children(&p).await {
+            for child in children {
+                todo.push(format!("{p}/{child}"));
+            }
+        }
+        out.push(p);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zookeeper_client_without_altairs_credentials_can_read_but_change_nothing() {
+    use zookeeper_client::{Acls, CreateMode, Error, Permission};
+    let _heavy = altair_e2e::heavy().await;
+    let w = World::start_ha(2, 1, 1, 3600, &[]).await;
+    // Let the orchestrator record the cluster (state) and the monitors their health.
+    w.wait_until(
+        "the cluster's state recorded",
+        Duration::from_secs(20),
+        |s| s.clusters[0].epoch.is_some(),
+    )
+    .await;
+    let c = zookeeper_client::Client::connect(&w.zk.servers().join(","))
+        .await
+        .expect("an unauthenticated ZooKeeper client");
+    let nodes = every_node(&c, "/altair").await;
+    assert!(nodes.len() > 10, "{nodes:?}");
+    let writes = [
+        Permission::WRITE,
+        Permission::CREATE,
+        Permission::DELETE,
+        Permission::ADMIN,
+    ];
+    for path in &nodes {
+        let (acls, _) = c.get_acl(path).await.expect("getAcl");
+        for acl in &acls {
+            assert!(
+                !(acl.scheme() == "world" && writes.iter().any(|p| acl.permission().has(*p))),
+                "{path}: {acls:?} lets anyone write"
+            );
+        }
+        // Readable (altairctl status reads without credentials) ...
+        c.get_data(path).await.expect("world read");
+        // ... and nothing can be changed, added or removed.
+        let e = c.set_data(path, b"forged", None).await.expect_err("set");
+        assert_eq!(e, Error::NoAuth, "set {path}");
+        let child = format!("{path}/forged");
+        let e = c
+            .create(
+                &child,
+                b"",
+                &CreateMode::Persistent.with_acls(Acls::anyone_all()),
+            )
+            .await
+            .expect_err("create");
+        assert_eq!(e, Error::NoAuth, "create {child}");
+        if path != "/altair" {
+            let e = c.delete(path, None).await.expect_err("delete");
+            assert!(
+                matches!(e, Error::NoAuth | Error::NotEmpty),
+                "delete {path}: {e:?}"
+            );
+        }
+    }
+    // Deleting a leaf needs the parent's DELETE right: refused for every leaf too.
+    for path in &nodes {
+        if c.list_children(path)
+            .await
+            .map(|v| v.is_empty())
+            .unwrap_or(false)
+        {
+            assert_eq!(
+                c.delete(path, None).await.expect_err("delete a leaf"),
+                Error::NoAuth,
+                "{path}"
+            );
+        }
+    }
+}

@@ -98,7 +98,12 @@ async fn follow_peers(
                 .get_record::<HostRecord>("host", &l.host(cluster, &h))
                 .await?
             {
-                peers.push(r.agent);
+                match r.check(cluster.as_str(), h.as_str()) {
+                    Ok(()) => peers.push(r.agent),
+                    Err(e) => {
+                        tracing::warn!(host = %h, problem = %e, "ignoring an invalid host record in ZooKeeper")
+                    }
+                }
             }
         }
         peers.sort();

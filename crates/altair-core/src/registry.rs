@@ -30,12 +30,63 @@ pub struct HostRecord {
     pub durability: crate::config::Durability,
 }
 
+impl HostRecord {
+    /// Whether the record read at `<cluster>/hosts/<host>` is usable: it names that host,
+    /// its addresses are `host:port` and its numbers are in range. A record that is not
+    /// (written by hand, or by something else) is ignored, never dialled.
+    pub fn check(&self, cluster: &str, host: &str) -> Result<(), String> {
+        use crate::config::is_host_port;
+        let bad = |what: &str, v: &dyn std::fmt::Debug| Err(format!("{what} {v:?}"));
+        if self.cluster != cluster || crate::ClusterName::new(self.cluster.clone()).is_err() {
+            return bad("cluster", &self.cluster);
+        }
+        if self.host != host || crate::HostName::new(self.host.clone()).is_err() {
+            return bad("host", &self.host);
+        }
+        if !is_host_port(&self.mysql) {
+            return bad("mysql address", &self.mysql);
+        }
+        if !is_host_port(&self.agent) {
+            return bad("agent address", &self.agent);
+        }
+        if self.datacenter.len() > 63 || self.datacenter.chars().any(char::is_control) {
+            return bad("datacenter", &self.datacenter);
+        }
+        if self
+            .self_fence_after_ms
+            .is_some_and(|ms| !(100..=3_600_000).contains(&ms))
+        {
+            return bad("self_fence_after_ms", &self.self_fence_after_ms);
+        }
+        if self
+            .probe_interval_ms
+            .is_some_and(|ms| !(10..=600_000).contains(&ms))
+        {
+            return bad("probe_interval_ms", &self.probe_interval_ms);
+        }
+        Ok(())
+    }
+}
+
 /// `<root>/monitors/<id>`: an ephemeral node per live monitor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MonitorRecord {
     pub id: String,
     /// `host:port` of its gRPC API.
     pub address: String,
+}
+
+impl MonitorRecord {
+    /// Whether the record read at `monitors/<id>` names that monitor and a `host:port`.
+    pub fn check(&self, id: &str) -> Result<(), String> {
+        if self.id != id || crate::HostName::new(self.id.clone()).is_err() {
+            return Err(format!("id {:?}", self.id));
+        }
+        if !crate::config::is_host_port(&self.address) {
+            return Err(format!("address {:?}", self.address));
+        }
+        Ok(())
+    }
 }
 
 /// `<root>/clusters/<cluster>/health/<host>` and each event under `events/`: written
@@ -267,5 +318,60 @@ mod tests {
         assert_eq!(back, r);
         let e = from_json::<MonitorRecord>("monitor", b"{nope").expect_err("garbage");
         assert!(e.starts_with("malformed monitor record"), "{e}");
+        assert_eq!(r.check("m1"), Ok(()));
+        assert!(r.check("m2").is_err(), "a record under another id");
+        let planted = MonitorRecord {
+            id: "m1".into(),
+            address: "evil; rm -rf /".into(),
+        };
+        assert!(planted.check("m1").is_err());
+    }
+
+    #[test]
+    fn a_host_record_is_used_only_when_it_names_its_place_and_valid_values() {
+        let good = HostRecord {
+            cluster: "c1".into(),
+            host: "db1".into(),
+            datacenter: "dc1".into(),
+            mysql: "10.0.0.1:3306".into(),
+            agent: "10.0.0.1:7400".into(),
+            promotion_rule: PromotionRule::default(),
+            self_fence_after_ms: Some(2_000),
+            probe_interval_ms: Some(1_000),
+            durability: crate::config::Durability::default(),
+        };
+        assert_eq!(good.check("c1", "db1"), Ok(()));
+        assert!(
+            good.check("c1", "db2").is_err(),
+            "under another host's path"
+        );
+        assert!(
+            good.check("c2", "db1").is_err(),
+            "under another cluster's path"
+        );
+        for bad in [
+            HostRecord {
+                agent: "10.0.0.1".into(),
+                ..good.clone()
+            },
+            HostRecord {
+                mysql: "db:0".into(),
+                ..good.clone()
+            },
+            HostRecord {
+                self_fence_after_ms: Some(0),
+                ..good.clone()
+            },
+            HostRecord {
+                probe_interval_ms: Some(u64::MAX),
+                ..good.clone()
+            },
+            HostRecord {
+                datacenter: "x".repeat(64),
+                ..good.clone()
+            },
+        ] {
+            assert!(bad.check("c1", "db1").is_err(), "{bad:?}");
+        }
     }
 }

@@ -83,8 +83,14 @@ impl ClusterView {
         let mut health = BTreeMap::new();
         for read in futures_util::future::join_all(reads).await {
             let (host, r, hr) = read?;
-            if let Some(r) = r {
-                hosts.insert(host.clone(), r);
+            match r.map(|r| r.check(name.as_str(), &host).map(|()| r)) {
+                Some(Ok(r)) => {
+                    hosts.insert(host.clone(), r);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(cluster = %name, host = %host, problem = %e, "ignoring an invalid host record in ZooKeeper");
+                }
+                None => {}
             }
             if let Some(hr) = hr {
                 health.insert(host, hr);

@@ -24,6 +24,8 @@ pub struct FleetTiming {
     pub zk_session_timeout_ms: u64,
     /// `agent.durability`: `async` or `semi_sync`.
     pub durability: &'static str,
+    /// Mutual TLS on every service (on by default; off only to measure what it costs).
+    pub tls: bool,
 }
 
 impl Default for FleetTiming {
@@ -34,6 +36,7 @@ impl Default for FleetTiming {
             probe_timeout_ms: 150,
             zk_session_timeout_ms: 4_000,
             durability: "async",
+            tls: true,
         }
     }
 }
@@ -128,6 +131,24 @@ pub struct Fleet {
 }
 
 impl Fleet {
+    /// The `user:password` every service of the fleet authenticates to ZooKeeper with
+    /// (digest): what a test needs to write where altair's ACL lets only altair write.
+    pub fn zk_auth(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("zk.auth"))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// The `[tls]` section of a service's config: a certificate for `uri` serving on
+    /// `ips`, or `insecure = true` when the fleet runs without TLS.
+    fn tls_section(&self, file: &str, uri: &str, ips: &[IpAddr]) -> Result<String> {
+        if self.timing.tls {
+            Ok(self.pki.issue(file, uri, ips)?.section())
+        } else {
+            Ok("\n[tls]\ninsecure = true\n".to_owned())
+        }
+    }
+
     /// A certificate of this fleet's CA for `uri` (`altair://orchestrator/t`,
     /// `altair://operator/alice?role=viewer`): what a test's own client dials with.
     pub fn client_tls(&self, file: &str, uri: &str) -> Result<crate::pki::TlsFiles> {
@@ -191,6 +212,16 @@ impl Fleet {
             pki,
             dir,
         };
+        let zk_password: String = {
+            use rand::Rng;
+            let mut rng = rand::rng();
+            (0..24)
+                .map(|_| {
+                    char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])
+                })
+                .collect()
+        };
+        fleet.write("zk.auth", &format!("altair:{zk_password}\n"))?;
         for i in 0..monitors {
             fleet.start_monitor(&format!("m{}", i + 1))?;
         }
@@ -273,12 +304,12 @@ impl Fleet {
                 zk = fleet.zk_section(),
             );
             let id = format!("agent-{prefix}{}", inst.name());
-            let tls = fleet.pki.issue(
+            let tls = fleet.tls_section(
                 &id,
                 &format!("altair://agent/{cluster_name}/{}", inst.name()),
                 &[listen_ip],
             )?;
-            let config = format!("{config}{}", tls.section());
+            let config = format!("{config}{tls}");
             let cfg = fleet.write(&format!("{id}.toml"), &config)?;
             let bin = fleet.bin("altair-agent")?;
             let mut cmd = match inst.namespace() {
@@ -316,7 +347,7 @@ impl Fleet {
             None => (reserve(self.control_ip)?, reserve(self.control_ip)?),
         };
         let address = format!("{}:{}", self.control_ip, port.get());
-        let tls = self.pki.issue(
+        let tls = self.tls_section(
             &format!("monitor-{id}"),
             &format!("altair://monitor/{id}"),
             &[self.control_ip],
@@ -325,7 +356,7 @@ impl Fleet {
             "[monitor]\nid = \"{id}\"\nlisten = \"{address}\"\nheartbeat_interval_ms = {hb}\n{zk}{tls}",
             hb = self.timing.heartbeat_ms,
             zk = self.zk_section(),
-            tls = tls.section(),
+            tls = tls,
         );
         let service = self.spawn("monitor", id, address, (port, metrics_port), &config, &[])?;
         self.monitors.push(service);
@@ -360,7 +391,7 @@ impl Fleet {
             None => (reserve(self.control_ip)?, reserve(self.control_ip)?),
         };
         let address = format!("{}:{}", self.control_ip, port.get());
-        let tls = self.pki.issue(
+        let tls = self.tls_section(
             &format!("orchestrator-{id}"),
             &format!("altair://orchestrator/{id}"),
             &[self.control_ip],
@@ -379,7 +410,7 @@ impl Fleet {
             key = dns.tsig_key_name,
             secret = dns.tsig_secret_file.display(),
             zk = self.zk_section(),
-            tls = tls.section(),
+            tls = tls,
         );
         let service = self.spawn(
             "orchestrator",
@@ -439,7 +470,7 @@ impl Fleet {
                 .map(|o| o.address.as_str())
                 .collect()
         };
-        let tls = self.pki.issue(
+        let tls = self.tls_section(
             "altairctl",
             "altair://operator/altairctl?role=operator",
             &[],
@@ -447,7 +478,7 @@ impl Fleet {
         let text = format!(
             "orchestrators = {orchestrators:?}\ntimeout_ms = 3000\n{}{}",
             self.zk_section(),
-            tls.section()
+            tls
         );
         self.write("altairctl.toml", &text)
     }
@@ -511,8 +542,10 @@ impl Fleet {
 
     fn zk_section(&self) -> String {
         format!(
-            "[zookeeper]\nservers = {:?}\nsession_timeout_ms = {}\n",
-            self.zk_servers, self.timing.zk_session_timeout_ms
+            "[zookeeper]\nservers = {:?}\nsession_timeout_ms = {}\nauth_file = \"{}\"\n",
+            self.zk_servers,
+            self.timing.zk_session_timeout_ms,
+            self.dir.path().join("zk.auth").display()
         )
     }
 

@@ -102,10 +102,23 @@ impl Op {
 pub struct Zk {
     client: zk::Client,
     layout: ZkLayout,
+    /// The ACL of every node this session creates.
+    acls: zk::Acls<'static>,
 }
 
-fn open() -> zk::CreateOptions<'static> {
-    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
+/// With digest auth: altair's own identity may do everything, anyone else only read
+/// (`altairctl status` reads without credentials; no altair record holds a secret).
+static ALTAIR_ALL_WORLD_READ: [zk::Acl; 2] = [
+    zk::Acl::new_const(zk::Permission::ALL, "auth", ""),
+    zk::Acl::new_const(zk::Permission::READ, "world", "anyone"),
+];
+
+/// The ACL of the nodes created with `auth` (`None`: world-writable, warned about).
+fn acls_for(auth: Option<&str>) -> zk::Acls<'static> {
+    match auth {
+        Some(_) => zk::Acls::new(&ALTAIR_ALL_WORLD_READ),
+        None => zk::Acls::anyone_all(),
+    }
 }
 
 impl Zk {
@@ -128,7 +141,17 @@ impl Zk {
         Ok(Self {
             client,
             layout: ZkLayout::new(cfg.root.clone()),
+            acls: acls_for(auth),
         })
+    }
+
+    fn open(&self) -> zk::CreateOptions<'static> {
+        zk::CreateMode::Persistent.with_acls(self.acls)
+    }
+
+    /// Whether the nodes this session creates are world-writable (no digest auth).
+    pub fn world_writable(&self) -> bool {
+        self.acls == zk::Acls::anyone_all()
     }
 
     pub fn layout(&self) -> &ZkLayout {
@@ -150,7 +173,7 @@ impl Zk {
         for segment in path.split('/').filter(|s| !s.is_empty()) {
             prefix.push('/');
             prefix.push_str(segment);
-            match self.client.create(&prefix, b"", &open()).await {
+            match self.client.create(&prefix, b"", &self.open()).await {
                 Ok(_) | Err(zk::Error::NodeExists) => {}
                 Err(e) => return Err(ZkError::from_op("create", &prefix, e)),
             }
@@ -168,7 +191,7 @@ impl Zk {
 
     /// Creates (or replaces) an ephemeral node owned by this session.
     pub async fn register_ephemeral(&self, path: &str, data: &[u8]) -> Result<()> {
-        let options = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+        let options = zk::CreateMode::Ephemeral.with_acls(self.acls);
         loop {
             match self.client.create(path, data, &options).await {
                 Ok(_) => return Ok(()),
@@ -194,7 +217,7 @@ impl Zk {
             Err(e) => return Err(ZkError::from_op("set", path, e)),
         }
         for attempt in 0..2 {
-            match self.client.create(path, data, &open()).await {
+            match self.client.create(path, data, &self.open()).await {
                 Ok(_) => return Ok(()),
                 Err(zk::Error::NodeExists) => {
                     return self
@@ -234,7 +257,7 @@ impl Zk {
                 .client
                 .new_check_writer(guard, None)
                 .map_err(|e| ZkError::from_op("multi", guard, e))?;
-            w.add_create(path, data, &open())
+            w.add_create(path, data, &self.open())
                 .map_err(|e| ZkError::from_op("multi", path, e))?;
             match w.commit().await {
                 Ok(_) => return Ok(true),
@@ -274,7 +297,7 @@ impl Zk {
     /// Creates a persistent sequential node under `prefix` (creating the parent when
     /// ZooKeeper says it is missing); returns its path.
     pub async fn append(&self, prefix: &str, data: &[u8]) -> Result<String> {
-        let options = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+        let options = zk::CreateMode::PersistentSequential.with_acls(self.acls);
         for attempt in 0..2 {
             match self.client.create(prefix, data, &options).await {
                 Ok((_, seq)) => return Ok(format!("{prefix}{seq}")),
@@ -348,7 +371,7 @@ impl Zk {
 
     /// Creates an ephemeral sequential node under `prefix` (an election candidate).
     pub async fn create_candidate(&self, prefix: &str, data: &[u8]) -> Result<String> {
-        let options = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+        let options = zk::CreateMode::EphemeralSequential.with_acls(self.acls);
         let (_, seq) = self
             .client
             .create(prefix, data, &options)
@@ -397,7 +420,7 @@ impl Zk {
             .map_err(|e| ZkError::from_op("multi", guard, e))?;
         for op in ops {
             let added = match op {
-                Op::Create { path, data } => w.add_create(path, data, &open()),
+                Op::Create { path, data } => w.add_create(path, data, &self.open()),
                 Op::Set {
                     path,
                     data,

@@ -22,10 +22,12 @@ pub async fn follow_monitors(
             let Some(bytes) = zk.get(&path).await? else {
                 continue; // gone between list and get: the next watch event tells
             };
-            match from_json::<MonitorRecord>("monitor", &bytes) {
+            match from_json::<MonitorRecord>("monitor", &bytes)
+                .and_then(|r| r.check(&child).map(|()| r))
+            {
                 Ok(record) => monitors.push(record),
                 Err(e) => {
-                    tracing::warn!(path = %path, error = %e, "ignoring a malformed monitor registration")
+                    tracing::warn!(path = %path, error = %e, "ignoring a malformed or invalid monitor registration")
                 }
             }
         }

@@ -20,6 +20,11 @@ impl SessionLoop {
     /// Sessions to `config`, with digest `auth` (`user:password`) when given, until
     /// `cancel`.
     pub fn new(config: &ZkConfig, auth: Option<&str>, cancel: CancellationToken) -> Self {
+        if auth.is_none() {
+            tracing::warn!(
+                "zookeeper.auth_file is not set: the znodes this process creates are world-writable (anyone who reaches ZooKeeper can plant a journal or move a host record)"
+            );
+        }
         Self {
             config: config.clone(),
             auth: auth.map(str::to_owned),

@@ -247,9 +247,9 @@ pub fn is_host(host: &str) -> bool {
         })
 }
 
-/// Checks `host:port` (IPv6 as `[addr]:port`).
-pub fn check_host_port(p: &mut Problems, key: &str, value: &str) {
-    let ok = match value.rsplit_once(':') {
+/// `host:port` (IPv6 as `[addr]:port`), port 1..=65535.
+pub fn is_host_port(value: &str) -> bool {
+    match value.rsplit_once(':') {
         Some((host, port)) => {
             let host = host
                 .strip_prefix('[')
@@ -258,8 +258,14 @@ pub fn check_host_port(p: &mut Problems, key: &str, value: &str) {
             is_host(host) && port.parse::<u16>().is_ok_and(|p| p != 0)
         }
         None => false,
-    };
-    p.check(ok, key, || format!("{value:?} is not \"host:port\""));
+    }
+}
+
+/// Checks `host:port` (IPv6 as `[addr]:port`).
+pub fn check_host_port(p: &mut Problems, key: &str, value: &str) {
+    p.check(is_host_port(value), key, || {
+        format!("{value:?} is not \"host:port\"")
+    });
 }
 
 /// Checks a duration in milliseconds lies in `range`.

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 pub use agent::{AgentConfig, AgentSection, Durability, MysqlSection};
 pub use common::{
     Credentials, DEFAULT_ZK_ROOT, LogConfig, LogFormat, MetricsConfig, MysqlEndpoint, SecretSource,
-    TlsConfig, ZkConfig, is_host,
+    TlsConfig, ZkConfig, is_host, is_host_port,
 };
 pub use ctl::CtlConfig;
 pub use monitor::{MonitorConfig, MonitorSection};

@@ -602,3 +602,136 @@ async fn a_zookeeper_client_without_altairs_credentials_can_read_but_change_noth
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reachability_check_never_logs_in_anywhere_but_the_clusters_own_mysqlds() {
+    let _heavy = altair_e2e::heavy().await;
+    let w = World::start(1, 2, 1).await;
+    // A server of the caller's choosing: it would receive the admin user's login.
+    let trap = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = trap.local_addr().expect("addr").port();
+    let mut a = altair_e2e::grpc::agent(&w.fleet, 1).await;
+    let e = a
+        .check_reachability(CheckReachabilityRequest {
+            target: Some(Endpoint_ {
+                host: "127.0.0.1".into(),
+                port: u32::from(port),
+            }),
+            timeout_ms: 1_000,
+        })
+        .await
+        .expect_err("a target outside the cluster");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{}", e.message());
+    let contacted = tokio::time::timeout(Duration::from_millis(500), trap.accept()).await;
+    assert!(
+        contacted.is_err(),
+        "the agent connected to a foreign server"
+    );
+    // The cluster's own primary is checked as before.
+    let primary = w.cluster.instance(0).addr();
+    let ok = a
+        .check_reachability(CheckReachabilityRequest {
+            target: Some(Endpoint_ {
+                host: primary.ip().to_string(),
+                port: u32::from(primary.port()),
+            }),
+            timeout_ms: 2_000,
+        })
+        .await
+        .expect("the cluster's primary")
+        .into_inner();
+    assert!(ok.reachable, "{}", ok.error);
+}
+
+/// The certificate the server at `address` presents now (a TLS client of `ca` that
+/// presents none).
+async fn presented(address: &str, ca: &std::path::Path) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).expect("ca") {
+        roots.add(c.expect("ca cert")).expect("add");
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let addr: std::net::SocketAddr = address.parse().expect("address");
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let conn = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    conn.get_ref().1.peer_certificates().expect("a certificate")[0].to_vec()
+}
+
+fn der_of(pem: &std::path::Path) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_file(pem)
+        .expect("certificate")
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_after_sighup_and_one_naming_someone_else_is_not() {
+    let _heavy = altair_e2e::heavy().await;
+    let w = World::start(1, 2, 1).await;
+    let monitor = &w.fleet.monitors[0];
+    let ip = w.fleet.control_ip();
+    let first = w
+        .fleet
+        .issue("monitor-m1", "altair://monitor/m1", &[ip])
+        .expect("renew");
+    let ca = first.ca.clone();
+    let renewed = der_of(&first.cert);
+    let before = presented(&monitor.address, &ca).await;
+    assert_ne!(before, renewed, "renewed before SIGHUP, already served");
+    let hup = || {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(monitor.pid().expect("pid") as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .expect("SIGHUP");
+    };
+    hup();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while presented(&monitor.address, &ca).await != renewed {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renewed certificate is not served after SIGHUP"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The monitor still serves its callers (an agent's heartbeats, a status read).
+    w.wait_all_healthy(2).await;
+    let mut m = MonitorClient::new(
+        altair_e2e::grpc::dial_as(
+            &w.fleet,
+            &monitor.address,
+            "altair://operator/v?role=viewer",
+        )
+        .await
+        .expect("connect"),
+    );
+    m.cluster_health(ClusterHealthRequest {
+        cluster: "c1".into(),
+    })
+    .await
+    .expect("health after the reload");
+    // A certificate naming another identity is not taken: the renewed one stays.
+    w.fleet
+        .issue("monitor-m1", "altair://monitor/m9", &[ip])
+        .expect("a wrong certificate");
+    hup();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        presented(&monitor.address, &ca).await,
+        renewed,
+        "a certificate of another identity replaced the monitor's"
+    );
+}

@@ -110,6 +110,37 @@ impl Actions {
         Some(self.cluster_epoch.load(Ordering::SeqCst))
     }
 
+    /// The mysqld addresses of the hosts registered in this cluster, read from ZooKeeper
+    /// now (at most 1 s); `None` without a session or on an error.
+    pub async fn registered_mysql(&self) -> Option<Vec<String>> {
+        let zk = self.zk.borrow().clone()?;
+        let l = zk.layout().clone();
+        let read = async {
+            let mut out = Vec::new();
+            for name in zk.children(&l.hosts(&self.cluster)).await.ok()? {
+                let Ok(h) = altair_core::HostName::new(name) else {
+                    continue;
+                };
+                let r = zk
+                    .get_record::<altair_core::registry::HostRecord>(
+                        "host",
+                        &l.host(&self.cluster, &h),
+                    )
+                    .await
+                    .ok()?;
+                if let Some(r) = r.filter(|r| r.check(self.cluster.as_str(), h.as_str()).is_ok()) {
+                    out.push(r.mysql);
+                }
+            }
+            out.sort();
+            Some(out)
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(1), read)
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// Writes the accepted epoch to `<state_dir>/epoch` (a temp file renamed over it).
     fn persist_epoch(&self) {
         let _held = self.epoch_file.lock().unwrap_or_else(|p| p.into_inner());

@@ -87,25 +87,27 @@ async fn follow_peers(
         }
         let waiting = state.map(|s| s.needs_rejoin).unwrap_or_default();
         let mut peers = Vec::new();
+        let mut mysql = Vec::new();
         for name in zk.children(&l.hosts(cluster)).await? {
             let Ok(h) = altair_core::HostName::new(name) else {
                 continue;
             };
-            if h == *me || waiting.iter().any(|w| w == h.as_str()) {
-                continue;
-            }
             if let Some(r) = zk
                 .get_record::<HostRecord>("host", &l.host(cluster, &h))
                 .await?
             {
-                match r.check(cluster.as_str(), h.as_str()) {
-                    Ok(()) => peers.push(r.agent),
-                    Err(e) => {
-                        tracing::warn!(host = %h, problem = %e, "ignoring an invalid host record in ZooKeeper")
-                    }
+                if let Err(e) = r.check(cluster.as_str(), h.as_str()) {
+                    tracing::warn!(host = %h, problem = %e, "ignoring an invalid host record in ZooKeeper");
+                    continue;
+                }
+                mysql.push(r.mysql);
+                if h != *me && !waiting.iter().any(|w| w == h.as_str()) {
+                    peers.push(r.agent);
                 }
             }
         }
+        mysql.sort();
+        contact.set_cluster_mysql(mysql);
         peers.sort();
         contact.set_peers(peers);
         tokio::time::sleep(Duration::from_secs(2)).await;

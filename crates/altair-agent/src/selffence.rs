@@ -34,6 +34,9 @@ pub struct Contact {
     pub fenced_at_ms: AtomicU64,
     /// The other hosts' agent addresses, as registered in ZooKeeper.
     pub peers: Mutex<Vec<String>>,
+    /// The mysqld addresses of every host registered in this cluster: the only targets
+    /// `CheckReachability` logs in to (the admin credentials never go anywhere else).
+    pub cluster_mysql: Mutex<Vec<String>>,
 }
 
 impl Contact {
@@ -45,6 +48,7 @@ impl Contact {
             last_all_replicas_ms: AtomicU64::new(0),
             fenced_at_ms: AtomicU64::new(0),
             peers: Mutex::new(Vec::new()),
+            cluster_mysql: Mutex::new(Vec::new()),
         }
     }
 
@@ -69,6 +73,25 @@ impl Contact {
         if let Ok(mut p) = self.peers.lock() {
             *p = peers;
         }
+    }
+
+    pub fn set_cluster_mysql(&self, addresses: Vec<String>) {
+        if let Ok(mut m) = self.cluster_mysql.lock() {
+            *m = addresses;
+        }
+    }
+
+    /// Whether `host:port` is the mysqld of a host registered in this cluster.
+    pub fn is_cluster_mysql(&self, host: &str, port: u16) -> bool {
+        let want = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        self.cluster_mysql
+            .lock()
+            .map(|m| m.contains(&want))
+            .unwrap_or(false)
     }
 
     fn peers(&self) -> Vec<String> {

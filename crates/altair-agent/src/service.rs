@@ -64,6 +64,19 @@ impl Agent for AgentService {
                 req.timeout_ms
             )));
         }
+        // The check logs in with the admin user: only ever to a mysqld of this cluster
+        // (the list is refreshed every 2 s; a host registered since is looked up now).
+        if !self.contact.is_cluster_mysql(&target.host, port)
+            && let Some(fresh) = self.actions.registered_mysql().await
+        {
+            self.contact.set_cluster_mysql(fresh);
+        }
+        if !self.contact.is_cluster_mysql(&target.host, port) {
+            return Err(Status::permission_denied(format!(
+                "{}:{port} is not the mysqld of a host registered in this cluster",
+                target.host
+            )));
+        }
         let timeout = Duration::from_millis(u64::from(req.timeout_ms));
         let started = Instant::now();
         let result = async {

@@ -45,7 +45,7 @@ pub fn refused(path: &str, code: tonic::Code) {
         let f = Family::<Labels, Counter>::default();
         register(
             "grpc_refused",
-            "gRPC calls refused before their handler: no or bad client certificate (Unauthenticated) or a caller the policy does not allow (PermissionDenied)",
+            "gRPC calls refused before their handler: no or bad client certificate (Unauthenticated; method tls_handshake: a certificate the CA did not sign) or a caller the policy does not allow (PermissionDenied)",
             f.clone(),
         );
         f
@@ -54,6 +54,7 @@ pub fn refused(path: &str, code: tonic::Code) {
     // caller may send anything: keep only the known service prefix.
     let method = match path.rsplit_once('/') {
         Some((svc, m)) if svc.starts_with("/altair.v1.") && m.len() <= 40 => path.to_owned(),
+        _ if path == "tls_handshake" => path.to_owned(),
         _ => "other".to_owned(),
     };
     family

@@ -134,7 +134,7 @@ impl SecretReader {
     ) -> Tls {
         match Tls::load(cfg) {
             Ok(t) => {
-                if let Some(Err(e)) = t.identity().map(expect) {
+                if let Some(Err(e)) = t.identity().as_ref().map(expect) {
                     self.errors.push(ConfigError::new("tls.cert_file", e));
                 }
                 t

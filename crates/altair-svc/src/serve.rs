@@ -19,10 +19,14 @@ pub async fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// How long open connections may take to finish after shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a client may take to complete its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves the standard gRPC health service (the server as a whole reports SERVING) plus
 /// what `add_services` adds, on `listener`, until `shutdown` is cancelled; then lets open
 /// connections finish for at most `SHUTDOWN_GRACE`. With mutual TLS every call passes
-/// the authorization `policy` first (`altair_core::authz`).
+/// the authorization `policy` first (`altair_core::authz`), and SIGHUP re-reads the
+/// certificate files (`Tls::reload`).
 pub async fn serve_grpc(
     listener: TcpListener,
     tls: &Tls,
@@ -31,27 +35,45 @@ pub async fn serve_grpc(
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let (_reporter, health) = tonic_health::server::health_reporter();
-    // `serve_with_incoming*` ignores the builder's TCP settings: without TCP_NODELAY on
-    // the accepted sockets, small answers wait out the peer's delayed ACK (~40 ms).
-    let incoming = tokio_stream::StreamExt::map(
-        tokio_stream::wrappers::TcpListenerStream::new(listener),
-        |conn| {
-            conn.inspect(|s| {
-                if let Err(e) = s.set_nodelay(true) {
-                    tracing::debug!(error = %e, "TCP_NODELAY not set");
-                }
-            })
-        },
-    );
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(cfg) = tls.server_config() {
-        builder = builder.tls_config(cfg)?;
-    }
     let routes = add_services(Routes::new(health));
-    let server = builder
-        .layer(AuthzLayer::new(policy, tls.is_insecure()))
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    let mut builder =
+        tonic::transport::Server::builder().layer(AuthzLayer::new(policy, tls.is_insecure()));
+    let router = builder.add_routes(routes);
+    let signal = shutdown.clone().cancelled_owned();
+    if tls.is_insecure() {
+        // `serve_with_incoming*` ignores the builder's TCP settings: without TCP_NODELAY
+        // on the accepted sockets, small answers wait out the peer's delayed ACK (~40 ms).
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            |conn| {
+                conn.inspect(|s| {
+                    if let Err(e) = s.set_nodelay(true) {
+                        tracing::debug!(error = %e, "TCP_NODELAY not set");
+                    }
+                })
+            },
+        );
+        with_grace(
+            router.serve_with_incoming_shutdown(incoming, signal),
+            &shutdown,
+        )
+        .await
+    } else {
+        reload_on_sighup(tls.clone(), shutdown.clone());
+        let incoming = tls_incoming(listener, tls.clone(), shutdown.clone());
+        with_grace(
+            router.serve_with_incoming_shutdown(incoming, signal),
+            &shutdown,
+        )
+        .await
+    }
+}
+
+/// Runs `server` until it ends, or until `SHUTDOWN_GRACE` after `shutdown`.
+async fn with_grace(
+    server: impl std::future::Future<Output = Result<(), tonic::transport::Error>>,
+    shutdown: &CancellationToken,
+) -> Result<(), tonic::transport::Error> {
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => result,
@@ -63,6 +85,80 @@ pub async fn serve_grpc(
             Ok(())
         }
     }
+}
+
+type TlsConn = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+/// Accepted connections after their TLS handshake, each with the certificate current
+/// when it was accepted (a reload applies to the next connection). Handshakes run
+/// concurrently, each bounded by `HANDSHAKE_TIMEOUT`; a failed one is dropped.
+fn tls_incoming(
+    listener: TcpListener,
+    tls: Tls,
+    shutdown: CancellationToken,
+) -> tokio_stream::wrappers::ReceiverStream<Result<TlsConn, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                () = shutdown.cancelled() => return,
+            };
+            let (sock, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a gRPC connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if let Err(e) = sock.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+            let Some(acceptor) = tls.acceptor() else {
+                return;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
+                    Ok(Ok(conn)) => {
+                        let _ = tx.send(Ok(conn)).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        crate::metrics::refused("tls_handshake", tonic::Code::Unauthenticated);
+                    }
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// Re-reads the certificate files on every SIGHUP until `shutdown`.
+pub fn reload_on_sighup(tls: Tls, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler: certificates are not reloaded");
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                s = hup.recv() => if s.is_none() { return },
+                () = shutdown.cancelled() => return,
+            }
+            match tls.reload() {
+                Ok(_) => {
+                    tracing::info!("SIGHUP: certificate files reloaded; new connections use them")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: certificate files not reloaded; the previous ones stay in force")
+                }
+            }
+        }
+    });
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

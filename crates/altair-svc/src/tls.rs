@@ -4,13 +4,13 @@
 use std::fmt;
 use std::io::Read;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use altair_core::authz::Identity;
 use altair_core::config::{ConfigError, ConfigErrors, TlsConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 /// A certificate or key file larger than this is refused (a PEM chain is a few KB).
 pub const MAX_PEM_BYTES: u64 = 1 << 20;
@@ -20,23 +20,39 @@ pub const MAX_PEM_BYTES: u64 = 1 << 20;
 pub enum Tls {
     /// `tls.insecure = true`: plaintext, nobody authenticated.
     Insecure,
-    Mutual(Arc<Material>),
+    Mutual(Arc<Reloadable>),
 }
 
-/// The PEM files, read once and checked.
-pub struct Material {
+/// The files `[tls]` names and what was last read from them (`Tls::reload` re-reads).
+pub struct Reloadable {
+    cfg: TlsConfig,
+    current: RwLock<Arc<Material>>,
+}
+
+/// The PEM files, read once and checked, and the server configuration made of them.
+struct Material {
     ca: Vec<u8>,
     cert: Vec<u8>,
     key: Vec<u8>,
     identity: Identity,
+    server: Arc<rustls::ServerConfig>,
 }
 
 impl fmt::Debug for Tls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Insecure => f.write_str("Tls::Insecure"),
-            Self::Mutual(m) => write!(f, "Tls::Mutual({})", m.identity),
+            Self::Mutual(r) => write!(f, "Tls::Mutual({})", r.material().identity),
         }
+    }
+}
+
+impl Reloadable {
+    fn material(&self) -> Arc<Material> {
+        self.current
+            .read()
+            .map(|m| m.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 }
 
@@ -90,12 +106,42 @@ pub fn identity_of_der(der: &[u8]) -> Result<Identity, String> {
     }))
 }
 
-impl Tls {
-    /// Reads and checks the files `[tls]` names (call after the config validated).
-    pub fn load(cfg: &TlsConfig) -> Result<Self, ConfigErrors> {
-        if cfg.insecure {
-            return Ok(Self::Insecure);
-        }
+/// The server configuration: our chain and key; a client certificate, when presented,
+/// must verify against the CA (else the handshake fails). A client without one completes
+/// the handshake so that every call can answer UNAUTHENTICATED saying why (the
+/// authorization layer refuses it), not an opaque handshake error.
+fn server_config(
+    ca: &[CertificateDer<'static>],
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<rustls::ServerConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in ca {
+        roots
+            .add(c.clone())
+            .map_err(|e| format!("the CA certificate is unusable: {e}"))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| format!("the CA certificate is unusable: {e}"))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("the certificate and the key do not go together: {e}"))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(cfg)
+}
+
+impl Material {
+    /// Reads and checks the files `cfg` names.
+    fn read(cfg: &TlsConfig) -> Result<Self, ConfigErrors> {
         let mut errors = Vec::new();
         let mut read = |file: &Option<std::path::PathBuf>, key: &str| match file {
             Some(p) => match read_pem(p, key) {
@@ -117,34 +163,74 @@ impl Tls {
         else {
             return Err(ConfigErrors(errors));
         };
-        let check = || -> Result<Identity, ConfigError> {
-            certs(&ca, "tls.ca_file", &ca_path)?;
+        let check = || -> Result<(Identity, rustls::ServerConfig), ConfigError> {
+            let roots = certs(&ca, "tls.ca_file", &ca_path)?;
             let chain = certs(&cert, "tls.cert_file", &cert_path)?;
             // The key's content never reaches an error: only that it did not parse.
-            PrivateKeyDer::from_pem_slice(&key).map_err(|_| {
+            let private = PrivateKeyDer::from_pem_slice(&key).map_err(|_| {
                 ConfigError::new(
                     "tls.key_file",
                     format!("{} holds no PEM private key", key_path.display()),
                 )
             })?;
-            identity_of_der(&chain[0]).map_err(|e| {
+            let identity = identity_of_der(&chain[0]).map_err(|e| {
                 ConfigError::new("tls.cert_file", format!("{}: {e}", cert_path.display()))
-            })
+            })?;
+            let server = server_config(&roots, chain, private)
+                .map_err(|e| ConfigError::new("tls.cert_file", e))?;
+            Ok((identity, server))
         };
-        let identity = check().map_err(|e| ConfigErrors(vec![e]))?;
-        Ok(Self::Mutual(Arc::new(Material {
+        let (identity, server) = check().map_err(|e| ConfigErrors(vec![e]))?;
+        Ok(Self {
             ca,
             cert,
             key,
             identity,
+            server: Arc::new(server),
+        })
+    }
+}
+
+impl Tls {
+    /// Reads and checks the files `[tls]` names (call after the config validated).
+    pub fn load(cfg: &TlsConfig) -> Result<Self, ConfigErrors> {
+        if cfg.insecure {
+            return Ok(Self::Insecure);
+        }
+        let material = Material::read(cfg)?;
+        Ok(Self::Mutual(Arc::new(Reloadable {
+            cfg: cfg.clone(),
+            current: RwLock::new(Arc::new(material)),
         })))
     }
 
+    /// Reads the files again (a renewed certificate): new connections, served and dialled,
+    /// use them. Files that do not load, or a certificate naming another identity, leave
+    /// the current ones in force. `Ok(false)` when insecure.
+    pub fn reload(&self) -> Result<bool, String> {
+        let Self::Mutual(r) = self else {
+            return Ok(false);
+        };
+        let new = Material::read(&r.cfg).map_err(|e| e.to_string())?;
+        let old = r.material();
+        if new.identity != old.identity {
+            return Err(format!(
+                "the new certificate names {}, this process is {}",
+                new.identity, old.identity
+            ));
+        }
+        match r.current.write() {
+            Ok(mut m) => *m = Arc::new(new),
+            Err(p) => *p.into_inner() = Arc::new(new),
+        }
+        Ok(true)
+    }
+
     /// Who this process is, from its own certificate.
-    pub fn identity(&self) -> Option<&Identity> {
+    pub fn identity(&self) -> Option<Identity> {
         match self {
             Self::Insecure => None,
-            Self::Mutual(m) => Some(&m.identity),
+            Self::Mutual(r) => Some(r.material().identity.clone()),
         }
     }
 
@@ -152,20 +238,11 @@ impl Tls {
         matches!(self, Self::Insecure)
     }
 
-    /// The server side: our certificate; a client certificate, when presented, must
-    /// verify against the CA (else the handshake fails). One without a certificate
-    /// completes the handshake so that every call can answer UNAUTHENTICATED saying why
-    /// (the authorization layer refuses it), not an opaque handshake error.
-    pub fn server_config(&self) -> Option<ServerTlsConfig> {
+    /// The acceptor for one incoming connection, with the current certificate.
+    pub fn acceptor(&self) -> Option<tokio_rustls::TlsAcceptor> {
         match self {
             Self::Insecure => None,
-            Self::Mutual(m) => Some(
-                ServerTlsConfig::new()
-                    .identity(tonic::transport::Identity::from_pem(&m.cert, &m.key))
-                    .client_ca_root(Certificate::from_pem(&m.ca))
-                    .client_auth_optional(true)
-                    .timeout(std::time::Duration::from_secs(10)),
-            ),
+            Self::Mutual(r) => Some(tokio_rustls::TlsAcceptor::from(r.material().server.clone())),
         }
     }
 
@@ -175,24 +252,27 @@ impl Tls {
         match self {
             Self::Insecure => Endpoint::from_shared(format!("http://{address}"))
                 .map_err(|e| format!("bad address {address:?}: {e}")),
-            Self::Mutual(m) => Endpoint::from_shared(format!("https://{address}"))
-                .map_err(|e| format!("bad address {address:?}: {e}"))?
-                .tls_config(
-                    ClientTlsConfig::new()
-                        .ca_certificate(Certificate::from_pem(&m.ca))
-                        .identity(tonic::transport::Identity::from_pem(&m.cert, &m.key)),
-                )
-                .map_err(|e| format!("TLS for {address}: {e}")),
+            Self::Mutual(r) => {
+                let m = r.material();
+                Endpoint::from_shared(format!("https://{address}"))
+                    .map_err(|e| format!("bad address {address:?}: {e}"))?
+                    .tls_config(
+                        ClientTlsConfig::new()
+                            .ca_certificate(Certificate::from_pem(&m.ca))
+                            .identity(tonic::transport::Identity::from_pem(&m.cert, &m.key)),
+                    )
+                    .map_err(|e| format!("TLS for {address}: {e}"))
+            }
         }
     }
 
     /// Logs what the process runs with; insecure mode warns at every start.
     pub fn log_start(&self) {
-        match self {
-            Self::Insecure => tracing::warn!(
+        match self.identity() {
+            None => tracing::warn!(
                 "tls.insecure = true: gRPC is plaintext and unauthenticated; anyone who reaches this port can act"
             ),
-            Self::Mutual(m) => tracing::info!(identity = %m.identity, "mutual TLS on"),
+            Some(id) => tracing::info!(identity = %id, "mutual TLS on"),
         }
     }
 }

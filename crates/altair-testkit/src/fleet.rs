@@ -149,6 +149,17 @@ impl Fleet {
         }
     }
 
+    /// A certificate of this fleet's CA for `uri` serving on `ips`, written over the
+    /// files `file` names (a renewed certificate: the service reads it on SIGHUP).
+    pub fn issue(&self, file: &str, uri: &str, ips: &[IpAddr]) -> Result<crate::pki::TlsFiles> {
+        self.pki.issue(file, uri, ips)
+    }
+
+    /// The address the monitors and orchestrators serve on.
+    pub fn control_ip(&self) -> IpAddr {
+        self.control_ip
+    }
+
     /// A certificate of this fleet's CA for `uri` (`altair://orchestrator/t`,
     /// `altair://operator/alice?role=viewer`): what a test's own client dials with.
     pub fn client_tls(&self, file: &str, uri: &str) -> Result<crate::pki::TlsFiles> {

@@ -160,10 +160,14 @@ async fn salvage_promote_and_repoint_through_the_agents_lose_nothing() {
             use_current_pos: false,
         })
         .await;
-    // The other agent has not seen epoch 7 yet, so 6 passes its check but has no source:
+    // The other agent has not been called with epoch 7 yet, but ZooKeeper says the
+    // cluster is at 7: 6 is a deposed orchestrator's, refused before anything else.
+    let stale = stale.expect_err("a deposed orchestrator's epoch");
     assert_eq!(
-        stale.expect_err("no source").code(),
-        tonic::Code::InvalidArgument
+        stale.code(),
+        tonic::Code::FailedPrecondition,
+        "{}",
+        stale.message()
     );
     let new = w.cluster.instance(1).addr();
     let source = Some(Endpoint {

@@ -735,3 +735,50 @@ async fn a_renewed_certificate_is_served_after_sighup_and_one_naming_someone_els
         "a certificate of another identity replaced the monitor's"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn world_writable_znodes_left_from_before_auth_get_altairs_acl() {
+    use zookeeper_client::{Acls, CreateMode, Error};
+    let _heavy = altair_e2e::heavy().await;
+    let w = World::start(1, 2, 1).await;
+    let servers = w.zk.servers().join(",");
+    // A node an older release (no auth configured) would have left: world-writable.
+    let auth = w.fleet.zk_auth();
+    let old_release = zookeeper_client::Client::connector()
+        .with_auth("digest", auth.as_bytes())
+        .connect(&servers)
+        .await
+        .expect("zk");
+    old_release
+        .create(
+            "/altair/legacy",
+            b"old",
+            &CreateMode::Persistent.with_acls(Acls::anyone_all()),
+        )
+        .await
+        .expect("a world-writable node");
+    let legacy = zookeeper_client::Client::connect(&servers)
+        .await
+        .expect("zk");
+    legacy
+        .set_data("/altair/legacy", b"still open", None)
+        .await
+        .expect("world-writable before");
+    let zk = altair_zk::Zk::connect(&w.zk_config(), Some(&auth))
+        .await
+        .expect("altair's session");
+    let changed = zk.restrict_acls().await.expect("restrict");
+    assert!(changed >= 1, "nothing changed");
+    assert_eq!(
+        legacy
+            .set_data("/altair/legacy", b"forged", None)
+            .await
+            .expect_err("set"),
+        Error::NoAuth
+    );
+    assert_eq!(
+        zk.restrict_acls().await.expect("again"),
+        0,
+        "not idempotent"
+    );
+}

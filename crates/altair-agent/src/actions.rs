@@ -147,11 +147,19 @@ impl Actions {
         let path = self.state_dir.join("epoch");
         let tmp = self.state_dir.join("epoch.tmp");
         let text = altair_core::epoch::to_file(self.epoch());
+        // Written, synced, renamed and the directory synced: a crash leaves the old file
+        // or the new one, never an empty one.
         let written = std::fs::create_dir_all(&self.state_dir)
-            .and_then(|()| std::fs::write(&tmp, text))
-            .and_then(|()| std::fs::rename(&tmp, &path));
+            .and_then(|()| {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(text.as_bytes())?;
+                f.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .and_then(|()| std::fs::File::open(&self.state_dir)?.sync_all());
         if let Err(e) = written {
-            tracing::error!(path = %path.display(), error = %e, "cannot keep the accepted epoch on disk: after a restart a deposed orchestrator's older epoch would be accepted again until ZooKeeper is read");
+            tracing::error!(path = %path.display(), error = %e, "cannot keep the accepted epoch on disk: after a restart, until ZooKeeper is read, the bound on epochs is lower than it should be");
         }
     }
 

@@ -191,6 +191,7 @@ pub async fn run(
     );
     let reprobe = Arc::new(tokio::sync::Notify::new());
     let (zk_tx, zk_rx) = watch::channel(None);
+    let zk_tx = Arc::new(zk_tx);
     let accepted = read_epoch(&config.agent.state_dir);
     let actions = Arc::new(actions::Actions {
         opts: admin_opts,
@@ -202,7 +203,8 @@ pub async fn run(
         repl_password: secrets.replication_password.clone(),
         facts: facts.clone(),
         epoch: std::sync::atomic::AtomicU64::new(accepted),
-        cluster_epoch: std::sync::atomic::AtomicU64::new(0),
+        // Until ZooKeeper is read, the last accepted epoch stands for the cluster's.
+        cluster_epoch: std::sync::atomic::AtomicU64::new(accepted),
         cluster: config.agent.cluster.clone(),
         zk: zk_rx,
         epoch_file: std::sync::Mutex::new(()),
@@ -264,21 +266,28 @@ pub async fn run(
         let contact = zk_contact.clone();
         let actions = zk_actions.clone();
         zk_tx.send_replace(Some(zk.clone()));
+        let zk_tx = zk_tx.clone();
         async move {
-            zk.ensure_layout().await?;
-            for parent in zk.layout().cluster_parents(&cluster) {
-                zk.ensure_path(&parent).await?;
-            }
-            zk.put(&zk.layout().host(&cluster, &host), &to_json(&record)).await?;
-            tracing::info!(cluster = %record.cluster, host = %record.host, "host registered in ZooKeeper");
-            tokio::select! {
-                r = follow_monitors(&zk, &mon_tx, &cancel) => r,
-                r = follow_peers(&zk, &cluster, &host, &contact, &actions.cluster_epoch) => r,
-                state = wait_session_end(&zk) => {
-                    tracing::warn!(?state, "ZooKeeper session ended");
-                    Ok(())
+            let result = async {
+                zk.ensure_layout().await?;
+                for parent in zk.layout().cluster_parents(&cluster) {
+                    zk.ensure_path(&parent).await?;
+                }
+                zk.put(&zk.layout().host(&cluster, &host), &to_json(&record)).await?;
+                tracing::info!(cluster = %record.cluster, host = %record.host, "host registered in ZooKeeper");
+                tokio::select! {
+                    r = follow_monitors(&zk, &mon_tx, &cancel) => r,
+                    r = follow_peers(&zk, &cluster, &host, &contact, &actions.cluster_epoch) => r,
+                    state = wait_session_end(&zk) => {
+                        tracing::warn!(?state, "ZooKeeper session ended");
+                        Ok(())
+                    }
                 }
             }
+            .await;
+            // No session: an epoch check does not wait on a dead one.
+            zk_tx.send_replace(None);
+            result
         }
     }));
 

@@ -199,7 +199,7 @@ pub fn authorize(server: &Server, path: &str, caller: &Identity) -> Result<(), D
                 "Status" => {
                     matches!(caller, I::Orchestrator(_) | I::Operator { .. }) || same_cluster_agent
                 }
-                "CheckReachability" => matches!(caller, I::Orchestrator(_)) || same_cluster_agent,
+                "CheckReachability" => matches!(caller, I::Orchestrator(_)),
                 "Fence" | "SetReadOnly" | "SalvageBinlog" | "ApplySalvage" | "CatchUp"
                 | "Promote" | "Repoint" | "Rejoin" => matches!(caller, I::Orchestrator(_)),
                 _ => false,
@@ -338,7 +338,8 @@ mod tests {
         assert!(authorize(&s, status, &agent("c1", "db2")).is_ok());
         assert!(authorize(&s, status, &op(OperatorRole::Viewer)).is_ok());
         assert!(authorize(&s, status, &agent("c2", "db2")).is_err());
-        assert!(authorize(&s, reach, &agent("c1", "db2")).is_ok());
+        assert!(authorize(&s, reach, &orch).is_ok());
+        assert!(authorize(&s, reach, &agent("c1", "db2")).is_err());
         assert!(authorize(&s, reach, &agent("c2", "db1")).is_err());
         assert!(authorize(&s, reach, &op(OperatorRole::Operator)).is_err());
     }

@@ -3,8 +3,11 @@
 //! deposed orchestrator) and one ahead of what ZooKeeper says the cluster is at (a
 //! forged `u64::MAX` would otherwise lock the real orchestrator out). The orchestrator
 //! writes a new epoch to ZooKeeper before it calls any agent with it, so a legitimate
-//! epoch is at most the cluster's; one more is tolerated for an agent whose copy of the
-//! cluster state is a moment old or that cannot reach ZooKeeper right now.
+//! epoch is the cluster's: one less is a deposed orchestrator's, one more is tolerated
+//! for an agent whose copy of the cluster state is a moment old or that cannot reach
+//! ZooKeeper right now. The bound comes from ZooKeeper's epoch only (seeded at start from
+//! the last accepted one), never from epochs accepted since: accepting `cluster + 1`
+//! does not let the next call go one further.
 
 use std::fmt;
 
@@ -38,15 +41,14 @@ pub fn accept(requested: u64, seen: u64, cluster: u64) -> Result<(), EpochRefusa
     if requested == 0 {
         return Err(EpochRefusal::Missing);
     }
-    if requested < seen {
-        return Err(EpochRefusal::Stale { requested, seen });
-    }
-    // `seen` was accepted against an earlier cluster epoch: it bounds nothing upward.
-    if requested > cluster.max(seen).saturating_add(1) {
-        return Err(EpochRefusal::Ahead {
+    if requested < seen.max(cluster) {
+        return Err(EpochRefusal::Stale {
             requested,
-            cluster: cluster.max(seen),
+            seen: seen.max(cluster),
         });
+    }
+    if requested > cluster.saturating_add(1) {
+        return Err(EpochRefusal::Ahead { requested, cluster });
     }
     Ok(())
 }
@@ -78,7 +80,7 @@ mod tests {
     fn stale_missing_and_forged_epochs_are_refused() {
         assert_eq!(accept(0, 0, 3), Err(EpochRefusal::Missing));
         assert_eq!(
-            accept(3, 4, 9),
+            accept(3, 4, 2),
             Err(EpochRefusal::Stale {
                 requested: 3,
                 seen: 4
@@ -93,6 +95,28 @@ mod tests {
         );
         assert!(accept(7, 4, 5).is_err());
         assert!(accept(u64::MAX, u64::MAX, u64::MAX).is_ok(), "no overflow");
+        // A deposed orchestrator's epoch, even to an agent that accepted nothing yet.
+        assert_eq!(
+            accept(4, 0, 5),
+            Err(EpochRefusal::Stale {
+                requested: 4,
+                seen: 5
+            })
+        );
+    }
+
+    #[test]
+    fn accepted_epochs_do_not_raise_the_bound() {
+        // Accepting cluster + 1 again and again never lets cluster + 2 through.
+        let (cluster, mut seen) = (5, 0);
+        for _ in 0..3 {
+            assert_eq!(accept(6, seen, cluster), Ok(()));
+            seen = 6;
+        }
+        assert!(matches!(
+            accept(7, seen, cluster),
+            Err(EpochRefusal::Ahead { .. })
+        ));
     }
 
     #[test]

@@ -56,6 +56,18 @@ pub async fn lead(ctx: Ctx, me: MonitorRecord, cancel: CancellationToken) -> Res
         .register_ephemeral(&ctx.zk.layout().leader(), &to_json(&me))
         .await?;
     tracing::warn!(orchestrator = %me.id, "elected leader");
+    // Nodes left world-writable (created before digest auth was set, or by an older
+    // release) get altair's ACL; in the background, so pickup is not delayed.
+    let zk = ctx.zk.clone();
+    tokio::spawn(async move {
+        match zk.restrict_acls().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(nodes = n, "world-writable znodes given altair's ACL"),
+            Err(e) => {
+                tracing::error!(error = %e, "could not restrict the ACLs of existing znodes: someone else may still change them")
+            }
+        }
+    });
     crate::workers::supervise(&ctx, &cancel).await
 }
 

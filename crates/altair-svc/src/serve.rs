@@ -21,6 +21,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// How long a client may take to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TLS handshakes in progress at once.
+const MAX_HANDSHAKES: usize = 256;
 
 /// Serves the standard gRPC health service (the server as a whole reports SERVING) plus
 /// what `add_services` adds, on `listener`, until `shutdown` is cancelled; then lets open
@@ -98,6 +100,9 @@ fn tls_incoming(
     shutdown: CancellationToken,
 ) -> tokio_stream::wrappers::ReceiverStream<Result<TlsConn, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
+    // A flood of connections that never finish their handshake holds at most this many
+    // sockets; beyond it new ones are closed at once.
+    let handshakes = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -118,8 +123,13 @@ fn tls_incoming(
             let Some(acceptor) = tls.acceptor() else {
                 return;
             };
+            let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, limit = MAX_HANDSHAKES, "too many TLS handshakes in progress: connection closed");
+                continue;
+            };
             let tx = tx.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
                     Ok(Ok(conn)) => {
                         let _ = tx.send(Ok(conn)).await;

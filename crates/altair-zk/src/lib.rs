@@ -189,6 +189,47 @@ impl Zk {
         Ok(())
     }
 
+    /// Gives every node under the root that anyone but altair may change altair's ACL
+    /// (nodes created before digest auth was configured, or by an older release).
+    /// Returns how many were changed. No-op without auth. A node whose ACL this session
+    /// may not change is an error naming it (someone else owns it: refuse to trust it).
+    pub async fn restrict_acls(&self) -> Result<usize> {
+        if self.world_writable() {
+            return Ok(0);
+        }
+        let mut changed = 0;
+        let mut todo = vec![self.layout.root().to_owned()];
+        while let Some(path) = todo.pop() {
+            let acls = match self.client.get_acl(&path).await {
+                Ok((acls, _)) => acls,
+                Err(zk::Error::NoNode) => continue,
+                Err(e) => return Err(ZkError::from_op("getAcl", &path, e)),
+            };
+            let open = acls.iter().any(|a| {
+                a.scheme() == "world"
+                    && [
+                        zk::Permission::WRITE,
+                        zk::Permission::CREATE,
+                        zk::Permission::DELETE,
+                        zk::Permission::ADMIN,
+                    ]
+                    .iter()
+                    .any(|p| a.permission().has(*p))
+            });
+            if open {
+                match self.client.set_acl(&path, &self.acls, None).await {
+                    Ok(_) => changed += 1,
+                    Err(zk::Error::NoNode) => continue,
+                    Err(e) => return Err(ZkError::from_op("setAcl", &path, e)),
+                }
+            }
+            for child in self.children(&path).await? {
+                todo.push(format!("{path}/{child}"));
+            }
+        }
+        Ok(changed)
+    }
+
     /// Creates (or replaces) an ephemeral node owned by this session.
     pub async fn register_ephemeral(&self, path: &str, data: &[u8]) -> Result<()> {
         let options = zk::CreateMode::Ephemeral.with_acls(self.acls);

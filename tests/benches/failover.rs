@@ -88,6 +88,18 @@ async fn prepare_with(orchestrators: usize, tls: bool) -> (World, Ipv4Addr) {
     (w, old)
 }
 
+/// `kill -9` of the primary's mysqld; when it was sent.
+fn kill_primary(w: &World) -> Instant {
+    let pid = w.cluster.instance(0).pid().expect("pid");
+    let started = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    started
+}
+
 /// One failover by hand, no control plane: what a perfect operator script would cost.
 async fn floor_run() -> f64 {
     // One monitor (status needs it to report the hosts healthy), no orchestrator.
@@ -104,13 +116,7 @@ async fn floor_run() -> f64 {
         .admin_conn(1)
         .await
         .expect("admin on the candidate");
-    let pid = w.cluster.instance(0).pid().expect("pid");
-    let started = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill");
+    let started = kill_primary(&w);
     // Notice the death: a ping every 5 ms over the warm connection.
     while tokio::time::timeout(Duration::from_millis(50), watch.ping())
         .await
@@ -162,14 +168,8 @@ async fn main() {
     let mut totals = Vec::new();
     for run in 0..CRASH_RUNS {
         let (w, old) = prepare().await;
-        let pid = w.cluster.instance(0).pid().expect("pid");
         let killed_unix = unix_ms();
-        let started = Instant::now();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .expect("kill");
+        let started = kill_primary(&w);
         let total = until_writable(&w, old, started, "INSERT INTO b VALUES (NULL)").await;
         let (a, health) = audit(&w).await;
         if let Some(h) = health {
@@ -196,13 +196,7 @@ async fn main() {
     let mut plain = Vec::new();
     for run in 0..PLAIN_RUNS {
         let (w, old) = prepare_with(2, false).await;
-        let pid = w.cluster.instance(0).pid().expect("pid");
-        let started = Instant::now();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .expect("kill");
+        let started = kill_primary(&w);
         let total = until_writable(&w, old, started, "INSERT INTO b VALUES (NULL)").await;
         plain.push(total.as_secs_f64() * 1000.0);
         eprintln!(

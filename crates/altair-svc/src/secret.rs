@@ -59,30 +59,44 @@ pub fn read_secret(source: &SecretSource, key: &str) -> Result<Secret, ConfigErr
 /// A secret file larger than this is refused (a password or a key is a few bytes).
 pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
 
-/// Reads a regular file of at most `MAX_SECRET_BYTES`: a device (`/dev/zero`) or a FIFO
-/// is refused before it is opened, so it can neither exhaust memory nor hang the start.
-fn read_small_file(path: &std::path::Path, key: &str) -> Result<String, ConfigError> {
+/// Reads a regular file of at most `max` bytes, for config key `key`. The file is
+/// opened without blocking and checked on the open handle, so a device (`/dev/zero`) or
+/// a FIFO is refused: it can neither exhaust memory nor hang the start.
+pub(crate) fn read_bounded(
+    path: &std::path::Path,
+    key: &str,
+    max: u64,
+) -> Result<Vec<u8>, ConfigError> {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let cannot =
         |e: std::io::Error| ConfigError::new(key, format!("cannot read {}: {e}", path.display()));
-    let meta = std::fs::metadata(path).map_err(cannot)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
     if !meta.is_file() {
         return Err(ConfigError::new(
             key,
             format!("{} is not a regular file", path.display()),
         ));
     }
-    if meta.len() > MAX_SECRET_BYTES {
+    if meta.len() > max {
         return Err(ConfigError::new(
             key,
-            format!("{} is larger than {MAX_SECRET_BYTES} bytes", path.display()),
+            format!("{} is larger than {max} bytes", path.display()),
         ));
     }
     let mut buf = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_SECRET_BYTES + 1).read_to_end(&mut buf))
-        .map_err(cannot)?;
-    String::from_utf8(buf)
+    file.take(max + 1).read_to_end(&mut buf).map_err(cannot)?;
+    Ok(buf)
+}
+
+/// A secret file: at most `MAX_SECRET_BYTES`, UTF-8.
+fn read_small_file(path: &std::path::Path, key: &str) -> Result<String, ConfigError> {
+    String::from_utf8(read_bounded(path, key, MAX_SECRET_BYTES)?)
         .map_err(|_| ConfigError::new(key, format!("{} is not UTF-8", path.display())))
 }
 

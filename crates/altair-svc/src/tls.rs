@@ -2,7 +2,6 @@
 //! identity a certificate names.
 
 use std::fmt;
-use std::io::Read;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
@@ -58,25 +57,7 @@ impl Reloadable {
 
 /// Reads a PEM file: a regular file of at most `MAX_PEM_BYTES`.
 fn read_pem(path: &Path, key: &str) -> Result<Vec<u8>, ConfigError> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))?;
-    if !meta.is_file() {
-        return Err(ConfigError::new(
-            key,
-            format!("{} is not a regular file", path.display()),
-        ));
-    }
-    if meta.len() > MAX_PEM_BYTES {
-        return Err(ConfigError::new(
-            key,
-            format!("{} is larger than {MAX_PEM_BYTES} bytes", path.display()),
-        ));
-    }
-    let mut buf = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_PEM_BYTES + 1).read_to_end(&mut buf))
-        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))?;
-    Ok(buf)
+    crate::secret::read_bounded(path, key, MAX_PEM_BYTES)
 }
 
 fn certs(pem: &[u8], key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {

@@ -21,6 +21,8 @@ struct Observed {
     hosts: Vec<(Option<String>, Option<String>)>,
     epoch: Option<u64>,
     agent_epochs: Vec<u64>,
+    /// A forged `Pause` would set this.
+    paused: bool,
 }
 
 async fn observe(w: &World) -> Observed {
@@ -47,10 +49,12 @@ async fn observe(w: &World) -> Observed {
             .into_inner();
         agent_epochs.push(s.epoch);
     }
+    let status = w.status().await.expect("status");
     Observed {
         hosts,
-        epoch: w.status().await.expect("status").clusters[0].epoch,
+        epoch: status.clusters[0].epoch,
         agent_epochs,
+        paused: status.clusters[0].paused.is_some(),
     }
 }
 
@@ -254,6 +258,23 @@ async fn orchestrator_calls(ch: Channel) -> Refusals {
             ok(o.forget(ForgetRequest {
                 cluster: c(),
                 host: "db2".into(),
+            })
+            .await),
+        ),
+        (
+            "Pause",
+            ok(o.pause(PauseRequest {
+                cluster: c(),
+                reason: "forged".into(),
+                ..PauseRequest::default()
+            })
+            .await),
+        ),
+        (
+            "Resume",
+            ok(o.resume(ResumeRequest {
+                all: true,
+                ..ResumeRequest::default()
             })
             .await),
         ),

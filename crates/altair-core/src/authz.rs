@@ -217,7 +217,8 @@ pub fn authorize(server: &Server, path: &str, caller: &Identity) -> Result<(), D
             "ListClusters" | "GetTopology" | "History" => {
                 matches!(caller, I::Orchestrator(_) | I::Operator { .. })
             }
-            "Switchover" | "Failover" | "Acknowledge" | "Rejoin" | "Abort" | "Forget" => {
+            "Switchover" | "Failover" | "Acknowledge" | "Rejoin" | "Abort" | "Forget" | "Pause"
+            | "Resume" => {
                 matches!(
                     caller,
                     I::Operator {
@@ -373,6 +374,8 @@ mod tests {
             "Rejoin",
             "Abort",
             "Forget",
+            "Pause",
+            "Resume",
         ] {
             let path = format!("/altair.v1.Orchestrator/{m}");
             assert!(authorize(&s, &path, &op(OperatorRole::Operator)).is_ok());

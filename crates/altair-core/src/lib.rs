@@ -12,6 +12,7 @@ pub mod gtid;
 pub mod health;
 pub mod ids;
 pub mod observe;
+pub mod pause;
 pub mod registry;
 pub mod rendezvous;
 pub mod selffence;

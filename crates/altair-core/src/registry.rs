@@ -138,6 +138,9 @@ pub struct ClusterState {
     /// yet seen when it rejoined) is queued for rejoin with that fork point.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub former_forks: BTreeMap<String, String>,
+    /// A maintenance pause (`altairctl pause`): nothing automatic while it is in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<crate::pause::Pause>,
 }
 
 impl ClusterState {

@@ -71,6 +71,9 @@ pub async fn lead(ctx: Ctx, me: MonitorRecord, cancel: CancellationToken) -> Res
     crate::workers::supervise(&ctx, &cancel).await
 }
 
+/// The shortest wait a pass asks for (a time that just ran out).
+const MIN_WAIT: Duration = Duration::from_millis(20);
+
 /// When a cluster's worker should look again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pace {
@@ -116,6 +119,23 @@ pub(crate) async fn pass(
     } else {
         Pace::Idle
     };
+    let now = now_ms();
+    if let Some(p) = &state.paused {
+        if !p.active(now) {
+            crate::pause::expire(ctx, cluster).await;
+            return Ok(Pace::Within(Duration::from_millis(100)));
+        }
+        crate::metrics::paused(cluster.as_str(), Some(p));
+        // Nothing automatic while paused; look again when it ends by itself.
+        return Ok(
+            match (p.remaining_ms(now).map(Duration::from_millis), idle) {
+                (Some(ends), Pace::Within(t)) => Pace::Within(t.min(ends.max(MIN_WAIT))),
+                (Some(ends), _) => Pace::Within(ends.max(MIN_WAIT)),
+                (None, idle) => idle,
+            },
+        );
+    }
+    crate::metrics::paused(cluster.as_str(), None);
     if state.held {
         return Ok(idle);
     }
@@ -128,7 +148,6 @@ pub(crate) async fn pass(
     if !matches!(health.health, Health::Unreachable | Health::MysqlDown) {
         return Ok(idle);
     }
-    let now = now_ms();
     let period = ctx.config.orchestrator.failover_block_period_s * 1000;
     if let Some(block) = failover_blocked(now, state.last_failover_ms, state.acknowledged, period) {
         if state.failover_blocked.is_none() {
@@ -401,7 +420,7 @@ pub(crate) fn failover_id() -> String {
     format!("{}-{:04x}", now_ms(), rand::random::<u16>())
 }
 
-fn audit_only(
+pub(crate) fn audit_only(
     cluster: &ClusterName,
     state: &ClusterState,
     primary: &str,

@@ -14,6 +14,7 @@ mod hooks;
 mod leader;
 mod metrics;
 mod operator;
+mod pause;
 mod rejoin;
 mod service;
 mod topology;

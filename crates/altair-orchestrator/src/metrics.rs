@@ -1,7 +1,9 @@
 //! The orchestrator's Prometheus metrics (`altair_*`, see `[metrics] listen`).
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 
+use altair_core::pause::Pause;
 use altair_core::registry::FailoverAudit;
 use altair_svc::metrics::{Counter, Family, Gauge, Histogram, Labels, duration_family, register};
 
@@ -23,6 +25,10 @@ pub static FAILOVERS_RUNNING: LazyLock<Gauge> = LazyLock::new(Gauge::default);
 pub static FAILOVERS_QUEUED: LazyLock<Gauge> = LazyLock::new(Gauge::default);
 pub static VIEW_LOADS: LazyLock<Counter> = LazyLock::new(Counter::default);
 pub static WATCH_EVENTS: LazyLock<Counter> = LazyLock::new(Counter::default);
+pub static PAUSED: LazyLock<Family<Labels, Gauge>> = LazyLock::new(Family::default);
+pub static PAUSE_UNTIL: LazyLock<Family<Labels, Gauge>> = LazyLock::new(Family::default);
+/// The `by`/`reason` labels of each cluster's pause series, to remove them at resume.
+static PAUSE_LABELS: LazyLock<Mutex<HashMap<String, Labels>>> = LazyLock::new(Default::default);
 
 pub fn init() {
     register(
@@ -115,6 +121,16 @@ pub fn init() {
         "Age of the failover in progress by cluster (0 when none): alert when it stays above a few minutes — a stuck failover (`altairctl abort` ends one before promotion)",
         JOURNAL_AGE.clone(),
     );
+    register(
+        "cluster_paused",
+        "1 while a maintenance pause is in force on the cluster (`altairctl pause`), labelled with who paused it and why: no automatic failover happens",
+        PAUSED.clone(),
+    );
+    register(
+        "cluster_pause_until_unix_seconds",
+        "When the cluster's maintenance pause ends by itself (0: at `altairctl resume`)",
+        PAUSE_UNTIL.clone(),
+    );
     // Known label values start at 0, so rate() and alerts see them before the first event.
     for step in altair_core::failover::Step::ALL {
         STEP_ERRORS
@@ -167,6 +183,37 @@ pub fn observe_failover(a: &FailoverAudit) {
             STAGE_SECONDS
                 .get_or_create(&labels(&[("stage", &s.name)]))
                 .observe(s.duration_ms as f64 / 1000.0);
+        }
+    }
+}
+
+/// The pause series of a cluster: set while `pause` is in force, removed otherwise.
+pub fn paused(cluster: &str, pause: Option<&Pause>) {
+    let Ok(mut known) = PAUSE_LABELS.lock() else {
+        return;
+    };
+    let want = pause.map(|p| {
+        let reason: String = p.reason.chars().take(80).collect();
+        labels(&[("cluster", cluster), ("by", &p.by), ("reason", &reason)])
+    });
+    if let Some(old) = known.get(cluster)
+        && Some(old) != want.as_ref()
+    {
+        PAUSED.remove(old);
+        known.remove(cluster);
+    }
+    let until = labels(&[("cluster", cluster)]);
+    match (pause, want) {
+        (Some(p), Some(want)) => {
+            PAUSED.get_or_create(&want).set(1);
+            known.insert(cluster.to_owned(), want);
+            let secs = p.until_ms.map_or(0, |u| u / 1000);
+            PAUSE_UNTIL
+                .get_or_create(&until)
+                .set(i64::try_from(secs).unwrap_or(i64::MAX));
+        }
+        _ => {
+            PAUSE_UNTIL.remove(&until);
         }
     }
 }

@@ -90,7 +90,15 @@ pub async fn start(
         c.to_string(),
         state.epoch + 1,
         primary.clone(),
-        format!("{} requested by {by}", kind.as_str()),
+        match state.paused.as_ref().filter(|p| p.active(now)) {
+            // The operator's action goes ahead; the record says the cluster was paused.
+            Some(p) => format!(
+                "{} requested by {by} (cluster {})",
+                kind.as_str(),
+                p.describe(now)
+            ),
+            None => format!("{} requested by {by}", kind.as_str()),
+        },
         now,
         vec![Stage::new("request", now, now)],
     );

@@ -89,7 +89,12 @@ async fn tend(ctx: &Ctx, view: &ClusterView, state: ClusterState, version: i32) 
             refence(view, &state, &name).await;
             continue;
         }
-        if !ctx.config.orchestrator.auto_rejoin || state.errant.contains_key(&name) {
+        // Re-fencing (above) is safety and goes on; a rejoin is not done during a pause.
+        let paused = state
+            .paused
+            .as_ref()
+            .is_some_and(|p| p.active(crate::ctx::now_ms()));
+        if !ctx.config.orchestrator.auto_rejoin || paused || state.errant.contains_key(&name) {
             continue;
         }
         match rejoin_host(ctx, view, &state, version, &name, false).await {

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use altair_core::failover::Kind;
 
-use crate::ctx::Ctx;
+use altair_core::pause::Pause;
+
+use crate::ctx::{Ctx, now_ms};
 use crate::operator;
 use crate::view::ClusterView;
 
@@ -131,6 +133,7 @@ impl Orchestrator for AdminService {
                 .and_then(|b| from_json::<altair_core::failover::Journal>("journal", &b).ok())
                 .map(|j| j.id)
                 .unwrap_or_default();
+            let paused = pause_state(&state);
             clusters.push(ClusterSummary {
                 name,
                 primary: state.primary.unwrap_or_default(),
@@ -138,6 +141,7 @@ impl Orchestrator for AdminService {
                 host_count: zk.children(&l.hosts(&c)).await.map_err(zk_err)?.len() as u32,
                 failover_blocked_reason: state.failover_blocked.unwrap_or_default(),
                 failover_in_progress: in_progress,
+                paused,
             });
         }
         let leader = self.leader_address(&zk).await;
@@ -284,6 +288,46 @@ impl Orchestrator for AdminService {
         Ok(Response::new(ForgetResponse {}))
     }
 
+    async fn pause(
+        &self,
+        request: Request<PauseRequest>,
+    ) -> Result<Response<PauseResponse>, Status> {
+        let by = altair_svc::authz::caller(&request)?.to_string();
+        let r = request.into_inner();
+        let for_ms = r.for_seconds.saturating_mul(1000);
+        let p = Pause::new(&by, &r.reason, now_ms(), for_ms)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let ctx = self.leading().await?;
+        let mut done = Vec::new();
+        for c in crate::pause::targets(&ctx, &r.cluster, r.all).await? {
+            crate::pause::apply(&ctx, &c, &crate::pause::Change::Set(p.clone()))
+                .await
+                .map_err(|e| partial(e, &done))?;
+            done.push(c.to_string());
+        }
+        Ok(Response::new(PauseResponse { clusters: done }))
+    }
+
+    async fn resume(
+        &self,
+        request: Request<ResumeRequest>,
+    ) -> Result<Response<PauseResponse>, Status> {
+        let by = altair_svc::authz::caller(&request)?.to_string();
+        let r = request.into_inner();
+        let ctx = self.leading().await?;
+        let change = crate::pause::Change::Clear { by, expired: false };
+        let mut done = Vec::new();
+        for c in crate::pause::targets(&ctx, &r.cluster, r.all).await? {
+            if crate::pause::apply(&ctx, &c, &change)
+                .await
+                .map_err(|e| partial(e, &done))?
+            {
+                done.push(c.to_string());
+            }
+        }
+        Ok(Response::new(PauseResponse { clusters: done }))
+    }
+
     async fn rejoin(
         &self,
         request: Request<RejoinRequest>,
@@ -329,6 +373,28 @@ impl Orchestrator for AdminService {
     }
 }
 
+/// A pause in force, as the API shows it.
+pub(crate) fn pause_state(state: &ClusterState) -> Option<PauseState> {
+    let p = state.paused.as_ref().filter(|p| p.active(now_ms()))?;
+    Some(PauseState {
+        by: p.by.clone(),
+        reason: p.reason.clone(),
+        since_unix_ms: p.since_ms as i64,
+        until_unix_ms: p.until_ms.unwrap_or(0) as i64,
+    })
+}
+
+/// An error part-way through `--all` says which clusters were already done.
+fn partial(e: Status, done: &[String]) -> Status {
+    if done.is_empty() {
+        return e;
+    }
+    Status::new(
+        e.code(),
+        format!("{} (already done: {})", e.message(), done.join(", ")),
+    )
+}
+
 fn to_record(a: &FailoverAudit) -> FailoverRecord {
     let j = &a.journal;
     let outcome = match a.outcome.as_str() {
@@ -336,6 +402,8 @@ fn to_record(a: &FailoverAudit) -> FailoverRecord {
         "primary_alive" => FailoverOutcome::PrimaryAlive,
         "refused" => FailoverOutcome::Refused,
         "aborted" => FailoverOutcome::Aborted,
+        "paused" => FailoverOutcome::Paused,
+        "resumed" => FailoverOutcome::Resumed,
         _ => FailoverOutcome::Failed,
     };
     let kind = match j.kind {

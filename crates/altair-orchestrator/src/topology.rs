@@ -102,6 +102,7 @@ pub async fn build(view: &ClusterView, dns: &altair_dns::DnsClient) -> Topology 
                 .join(",")
         })
         .unwrap_or_else(|e| format!("error: {e}"));
+    let paused = crate::service::pause_state(&state);
     Topology {
         cluster: Some(ClusterSummary {
             name: view.name.to_string(),
@@ -114,6 +115,7 @@ pub async fn build(view: &ClusterView, dns: &altair_dns::DnsClient) -> Topology 
                 .as_ref()
                 .map(|j| j.id.clone())
                 .unwrap_or_default(),
+            paused,
         }),
         hosts,
         primary_dns_name: dns.fqdn(&label).map(|n| n.to_string()).unwrap_or(label),

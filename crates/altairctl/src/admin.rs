@@ -205,6 +205,18 @@ pub fn render_history(cluster: &str, records: &[Audit]) -> String {
     }
     let mut out = String::new();
     for r in records {
+        if matches!(r.outcome.as_str(), "paused" | "resumed") {
+            out.push_str(&format!(
+                "maintenance {}  cluster {cluster}  epoch {}  {}\n  {}\n",
+                r.id,
+                r.epoch,
+                r.outcome,
+                r.reason
+                    .split_once("; ")
+                    .map_or(r.reason.as_str(), |(_, d)| d)
+            ));
+            continue;
+        }
         out.push_str(&format!(
             "{} {}  cluster {cluster}  epoch {}  outcome {}\n  {} -> {}  total {} ms\n",
             if r.kind == "switchover" {

@@ -2,6 +2,7 @@
 
 pub mod actions;
 pub mod admin;
+pub mod pause;
 pub mod ping;
 pub mod status;
 pub mod tls;

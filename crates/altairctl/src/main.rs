@@ -98,6 +98,32 @@ enum Command {
     /// and the cluster no longer waits for it to rejoin. Stop its agent first (a running
     /// agent would register it again); refused for the primary and during a failover.
     Forget { cluster: String, host: String },
+    /// Maintenance pause: no automatic failover (and no automatic rejoin) of the cluster
+    /// until `altairctl resume` or the end of `--for`. Detection and status go on; a
+    /// switchover or forced failover still works and its record says the cluster was
+    /// paused. Who paused, why and until when show in status, metrics and history.
+    Pause {
+        /// The cluster; or --all.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        cluster: Option<String>,
+        /// Every cluster (the whole fleet: a ZooKeeper or network maintenance).
+        #[arg(long)]
+        all: bool,
+        /// End the pause by itself after this long (30m, 2h, 1h30m; at most a week).
+        #[arg(long = "for", value_name = "DURATION", value_parser = altairctl::pause::parse_for)]
+        for_seconds: Option<u64>,
+        /// Why (required; in the audit record, status and metrics).
+        #[arg(long)]
+        reason: String,
+    },
+    /// End a maintenance pause: automatic failover applies again at once (a primary
+    /// that died during the pause fails over now).
+    Resume {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        cluster: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
     /// Re-attach a fenced old primary as a replica. Refused while it has errant
     /// transactions (listed); `--force` saves them to a file on the host, reverts them and
     /// re-attaches it.
@@ -277,6 +303,29 @@ fn main() -> ExitCode {
             }
             Err(e) => admin_failure("forget", &e, &cli.config),
         },
+        Command::Pause {
+            cluster,
+            all: _,
+            for_seconds,
+            reason,
+        } => {
+            let r = runtime.block_on(altairctl::pause::pause(
+                &config.orchestrators,
+                cluster.as_deref(),
+                for_seconds,
+                &reason,
+                timeout,
+            ));
+            operate::report_pause("pause", r, cli.json, &cli.config)
+        }
+        Command::Resume { cluster, all: _ } => {
+            let r = runtime.block_on(altairctl::pause::resume(
+                &config.orchestrators,
+                cluster.as_deref(),
+                timeout,
+            ));
+            operate::report_pause("resume", r, cli.json, &cli.config)
+        }
         Command::Abort { cluster, reason } => {
             let orch = &config.orchestrators;
             let r = runtime.block_on(altairctl::actions::abort(orch, &cluster, &reason, timeout));

@@ -91,6 +91,24 @@ pub fn report_abort(
     }
 }
 
+/// `altairctl pause` / `resume`.
+#[allow(clippy::print_stdout)]
+pub fn report_pause(
+    what: &str,
+    r: Result<altairctl::pause::Paused, altairctl::admin::AdminError>,
+    json: bool,
+    config: &std::path::Path,
+) -> ExitCode {
+    match r {
+        Ok(p) if json => print_json(&p).err().unwrap_or(ExitCode::from(exit::OK)),
+        Ok(p) => {
+            print!("{}", altairctl::pause::render(&p));
+            ExitCode::from(exit::OK)
+        }
+        Err(e) => admin_failure(what, &e, config),
+    }
+}
+
 /// `altairctl rejoin`: finds the host's cluster when not given, then asks the leader.
 #[allow(clippy::print_stdout)]
 pub fn rejoin(

@@ -37,11 +37,22 @@ pub struct ClusterStatus {
     pub failover_blocked: Option<String>,
     /// Id of a failover in progress.
     pub failover_in_progress: Option<String>,
+    /// A maintenance pause in force (`altairctl pause`): who, why, since and until when.
+    pub paused: Option<PauseStatus>,
     /// Old primaries fenced by a failover, waiting for a rejoin.
     pub needs_rejoin: Vec<String>,
     /// Old primaries refused an automatic rejoin: host → errant GTIDs.
     pub errant: std::collections::BTreeMap<String, String>,
     pub hosts: Vec<HostStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PauseStatus {
+    pub by: String,
+    pub reason: String,
+    pub since_unix_ms: u64,
+    /// When it ends by itself; null: at `altairctl resume`.
+    pub until_unix_ms: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -289,6 +300,16 @@ async fn cluster_status(
         epoch: state.as_ref().map(|s| s.epoch),
         failover_blocked: state.as_ref().and_then(|s| s.failover_blocked.clone()),
         failover_in_progress: journal.map(|j| j.id),
+        paused: state
+            .as_ref()
+            .and_then(|s| s.paused.as_ref())
+            .filter(|p| p.active(now_ms()))
+            .map(|p| PauseStatus {
+                by: p.by.clone(),
+                reason: p.reason.clone(),
+                since_unix_ms: p.since_ms,
+                until_unix_ms: p.until_ms,
+            }),
         needs_rejoin: state
             .as_ref()
             .map(|s| s.needs_rejoin.clone())
@@ -325,6 +346,12 @@ async fn ask_monitor(
         .await
         .map(tonic::Response::into_inner)
         .map_err(|s| s.message().to_owned())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The human table.
@@ -371,6 +398,21 @@ pub fn render(status: &Status) -> String {
                 ));
             }
         }
+        if let Some(p) = &c.paused {
+            let until = match p.until_unix_ms {
+                Some(u) => format!(
+                    "for {} more",
+                    humantime::format_duration(Duration::from_secs(
+                        u.saturating_sub(now_ms()).div_ceil(1000)
+                    ))
+                ),
+                None => "until `altairctl resume`".to_owned(),
+            };
+            out.push_str(&format!(
+                "  PAUSED by {}: {} ({until}): no automatic failover\n",
+                p.by, p.reason
+            ));
+        }
         if let Some(b) = &c.failover_blocked {
             out.push_str(&format!(
                 "  AUTOMATIC FAILOVER BLOCKED: {b}\n  (run `altairctl ack {}` to allow it)\n",
@@ -389,7 +431,11 @@ pub fn render(status: &Status) -> String {
                 h.health.as_deref().unwrap_or("-"),
                 h.mysql,
                 h.read_only.map_or("-", |r| if r { "ON" } else { "OFF" }),
-                h.gtid_executed.as_deref().unwrap_or("-"),
+                match h.gtid_executed.as_deref() {
+                    Some("") => "(none)",
+                    Some(g) => g,
+                    None => "-",
+                },
                 h.seconds_behind
                     .map_or_else(|| "-".to_owned(), |s| format!("{s}s")),
             ));

@@ -78,7 +78,8 @@ demo: deps build
 	   echo && echo "== altairctl history c1: the failover report" && $(CTL) history c1 && \
 	   sleep 1 && echo && echo "== altairctl status" && $(CTL) status && \
 	   echo && echo "== write through the DNS name again" && $(SANDBOX) demo; }; \
-	 rc=$$?; $(SANDBOX) down; exit $$rc
+	 rc=$$?; $(SANDBOX) down; \
+	 echo "the services' logs of this run: $(SANDBOX_DIR)/logs/ (agents, monitor, orchestrators)"; exit $$rc
 
 clean: sandbox-down
 	$(CARGO) clean

@@ -135,6 +135,21 @@ async fn sandbox_up_describes_real_components_and_down_leaves_nothing() {
         "{pings}"
     );
 
+    // Every service serves metrics where sandbox.json says, and logs where it says.
+    let endpoints = desc
+        .orchestrators
+        .iter()
+        .chain(&desc.monitors)
+        .map(|s| s.metrics.clone())
+        .chain(cluster.hosts.iter().map(|h| h.agent_metrics.clone()));
+    for m in endpoints {
+        let m = m.expect("sandbox.json names every metrics endpoint");
+        let text = altair_e2e::ops::scrape_text(&m).await;
+        assert!(text.contains("# TYPE altair_"), "{m}: {text}");
+    }
+    let logs = std::path::PathBuf::from(desc.logs.clone().expect("sandbox.json names the logs"));
+    assert!(logs.join("orchestrator-o1.log").exists(), "{}", logs.display());
+
     // The demo step works against it.
     let out = sandbox(&dir, &["demo"]);
     assert!(
@@ -187,6 +202,13 @@ async fn sandbox_up_describes_real_components_and_down_leaves_nothing() {
     }
     assert!(!dir.join("sandbox.json").exists());
     assert!(!dir.join("tmp").exists(), "temp dirs survived down");
+    // The services' logs outlive the sandbox, where sandbox.json said.
+    let kept = std::path::PathBuf::from(&desc.kept_logs);
+    for log in ["orchestrator-o1.log", "monitor-m1.log"] {
+        let text = std::fs::read_to_string(kept.join(log))
+            .unwrap_or_else(|e| panic!("{log} not kept in {}: {e}", kept.display()));
+        assert!(!text.is_empty(), "{log} is empty");
+    }
 }
 
 #[tokio::test]

@@ -33,7 +33,9 @@ pub async fn connect(opts: Opts, timeout: Duration) -> Result<Conn, String> {
 pub fn describe(e: &mysql_async::Error) -> String {
     match e {
         mysql_async::Error::Server(s) => format!("server error {}: {}", s.code, s.message),
-        mysql_async::Error::Io(io) => format!("I/O error: {io}"),
+        // The driver's own text repeats its prefix ("Input/output error: Input/output
+        // error: …"): name the cause once.
+        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => format!("I/O error: {io}"),
         mysql_async::Error::Driver(d) => format!("driver error: {d}"),
         other => other.to_string(),
     }

@@ -50,7 +50,7 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", mariadb::sql::error_text(source))]
     Mysql {
         what: String,
         #[source]

@@ -20,6 +20,8 @@ pub const ZONE: &str = "db.altair.test.";
 pub const ZK_ROOT: &str = "/altair";
 pub const DESCRIPTION_FILE: &str = "sandbox.json";
 pub const CTL_CONFIG_FILE: &str = "altairctl.toml";
+/// Under the sandbox dir: the services' logs, copied there at `down`.
+pub const KEPT_LOGS: &str = "logs";
 
 #[derive(Debug, Clone)]
 pub struct SandboxOptions {
@@ -265,6 +267,7 @@ impl Sandbox {
                     id: m.id.clone(),
                     pid: m.pid().unwrap_or(0),
                     grpc: m.address.clone(),
+                    metrics: Some(m.metrics.clone()),
                 })
                 .collect(),
             orchestrators: self
@@ -275,11 +278,14 @@ impl Sandbox {
                     id: o.id.clone(),
                     pid: o.pid().unwrap_or(0),
                     grpc: o.address.clone(),
+                    metrics: Some(o.metrics.clone()),
                 })
                 .collect(),
             planned_orchestrator_addresses: self.orchestrator_addresses(&orchestrator_ip),
             altairctl_config: dir.join(CTL_CONFIG_FILE).display().to_string(),
             tls: None,
+            logs: self.fleet.as_ref().map(|f| f.dir().display().to_string()),
+            kept_logs: dir.join(KEPT_LOGS).display().to_string(),
         }
     }
 
@@ -308,6 +314,7 @@ impl Sandbox {
                     mysqld_pid: inst.pid(),
                     agent_pid: agent(i).and_then(|a| a.pid()),
                     agent_grpc: agent(i).map(|a| a.address.clone()),
+                    agent_metrics: agent(i).map(|a| a.metrics.clone()),
                     initial_role: if i == 0 { "primary" } else { "replica" }.into(),
                 })
                 .collect(),
@@ -323,6 +330,28 @@ impl Sandbox {
                 .map(|p| format!("{ip}:{}", p.get()))
                 .collect(),
         }
+    }
+
+    /// Copies the services' logs to `<dir>/logs/` (replacing an earlier run's), so they
+    /// outlive the sandbox; returns that directory.
+    pub fn keep_logs(&self) -> Result<PathBuf> {
+        let to = self.options.dir.join(KEPT_LOGS);
+        let _ = std::fs::remove_dir_all(&to);
+        std::fs::create_dir_all(&to).map_err(io_err(format!("create {}", to.display())))?;
+        let Some(fleet) = &self.fleet else {
+            return Ok(to);
+        };
+        let entries = std::fs::read_dir(fleet.dir())
+            .map_err(io_err(format!("read {}", fleet.dir().display())))?;
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            if let (Some(name), Some("log")) =
+                (path.file_name(), path.extension().and_then(|x| x.to_str()))
+            {
+                std::fs::copy(&path, to.join(name))
+                    .map_err(io_err(format!("copy {}", path.display())))?;
+            }
+        }
+        Ok(to)
     }
 
     /// Writes `altairctl.toml` and then `sandbox.json` (last, atomically: its presence
@@ -404,6 +433,12 @@ pub struct Description {
     /// everywhere in the sandbox).
     #[serde(default)]
     pub tls: Option<TlsDesc>,
+    /// Where the services' logs are written while the sandbox runs (`<id>.log`).
+    #[serde(default)]
+    pub logs: Option<String>,
+    /// Where `down` copies them (they outlive the sandbox there).
+    #[serde(default)]
+    pub kept_logs: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -482,6 +517,9 @@ pub struct HostDesc {
     pub agent_pid: Option<u32>,
     pub agent_grpc: Option<String>,
     pub initial_role: String,
+    /// `ip:port` of the agent's Prometheus endpoint (`GET /metrics`).
+    #[serde(default)]
+    pub agent_metrics: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -489,6 +527,9 @@ pub struct ServiceDesc {
     pub id: String,
     pub pid: u32,
     pub grpc: String,
+    /// `ip:port` of its Prometheus endpoint (`GET /metrics`).
+    #[serde(default)]
+    pub metrics: Option<String>,
 }
 
 /// Removes what a sandbox whose supervisor died left behind: its network slot.

@@ -18,6 +18,15 @@ fn text(value: Option<&Value>) -> Option<String> {
     }
 }
 
+/// A driver error as one sentence: the driver's own text repeats its I/O prefix
+/// ("Input/output error: Input/output error: …").
+pub fn error_text(e: &mysql_async::Error) -> String {
+    match e {
+        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => format!("I/O error: {io}"),
+        other => other.to_string(),
+    }
+}
+
 pub fn row_to_map(row: &Row) -> RowMap {
     row.columns_ref()
         .iter()

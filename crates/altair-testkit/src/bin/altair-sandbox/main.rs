@@ -201,6 +201,10 @@ fn supervise(
         wait_for_signal().await;
         tracing::info!("stopping the sandbox");
         let _ = std::fs::remove_file(dir.join(DESCRIPTION_FILE));
+        match sandbox.keep_logs() {
+            Ok(to) => tracing::info!(logs = %to.display(), "the services' logs are kept"),
+            Err(e) => tracing::warn!(error = %e, "the services' logs could not be kept"),
+        }
         drop(sandbox);
         Ok::<(), String>(())
     })?;

@@ -38,7 +38,7 @@ pub(crate) async fn connect(h: &HostDesc, user: &UserDesc) -> Result<mysql_async
     let opts = host_opts(h, user)?;
     match tokio::time::timeout(Duration::from_secs(2), mysql_async::Conn::new(opts)).await {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(altair_testkit::mariadb::sql::error_text(&e)),
         Err(_) => Err("connect timed out".into()),
     }
 }
@@ -62,6 +62,18 @@ pub(crate) async fn status(dir: &Path, json: bool) -> Result<(), String> {
     println!("DNS        {} zone {}", desc.dns.server, desc.dns.zone);
     if let Some(n) = &desc.network {
         println!("network    bridge {} subnet {}", n.bridge, n.subnet);
+    }
+    let metrics: Vec<String> = desc
+        .orchestrators
+        .iter()
+        .chain(&desc.monitors)
+        .filter_map(|s| Some(format!("{} http://{}/metrics", s.id, s.metrics.as_ref()?)))
+        .collect();
+    if !metrics.is_empty() {
+        println!("metrics    {} (agents: sandbox.json)", metrics.join(", "));
+    }
+    if let Some(logs) = &desc.logs {
+        println!("logs       {logs}/*.log (copied to {} at down)", desc.kept_logs);
     }
     let dns_server: std::net::SocketAddr = desc
         .dns

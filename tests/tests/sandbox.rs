@@ -148,7 +148,11 @@ async fn sandbox_up_describes_real_components_and_down_leaves_nothing() {
         assert!(text.contains("# TYPE altair_"), "{m}: {text}");
     }
     let logs = std::path::PathBuf::from(desc.logs.clone().expect("sandbox.json names the logs"));
-    assert!(logs.join("orchestrator-o1.log").exists(), "{}", logs.display());
+    assert!(
+        logs.join("orchestrator-o1.log").exists(),
+        "{}",
+        logs.display()
+    );
 
     // The demo step works against it.
     let out = sandbox(&dir, &["demo"]);

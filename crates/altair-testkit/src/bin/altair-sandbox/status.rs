@@ -73,7 +73,10 @@ pub(crate) async fn status(dir: &Path, json: bool) -> Result<(), String> {
         println!("metrics    {} (agents: sandbox.json)", metrics.join(", "));
     }
     if let Some(logs) = &desc.logs {
-        println!("logs       {logs}/*.log (copied to {} at down)", desc.kept_logs);
+        println!(
+            "logs       {logs}/*.log (copied to {} at down)",
+            desc.kept_logs
+        );
     }
     let dns_server: std::net::SocketAddr = desc
         .dns

@@ -237,6 +237,29 @@ pub mod world {
             env: &[(&str, &str)],
             timing: FleetTiming,
         ) -> Self {
+            Self::start_ha_configured(
+                hosts,
+                monitors,
+                orchestrators,
+                block_period_s,
+                env,
+                timing,
+                "",
+            )
+            .await
+        }
+
+        /// `start_ha_with`, with `sections` (whole TOML sections: `[fence]`, `[hooks]`)
+        /// added to every orchestrator's config.
+        pub async fn start_ha_configured(
+            hosts: usize,
+            monitors: usize,
+            orchestrators: usize,
+            block_period_s: u64,
+            env: &[(&str, &str)],
+            timing: FleetTiming,
+            sections: &str,
+        ) -> Self {
             use altair_testkit::bind::{Bind, BindOptions};
             use altair_testkit::netns::TestNet;
             let net = TestNet::create(hosts)
@@ -271,7 +294,13 @@ pub mod world {
             let target = dns.target();
             for i in 0..orchestrators {
                 fleet
-                    .start_orchestrator(&format!("o{}", i + 1), &target, block_period_s, env)
+                    .start_orchestrator_with(
+                        &format!("o{}", i + 1),
+                        &target,
+                        block_period_s,
+                        env,
+                        sections,
+                    )
                     .expect("start orchestrator");
             }
             let ctl_config = fleet.ctl_config().expect("altairctl config");

@@ -72,6 +72,63 @@ pub async fn post_failover(ctx: &Ctx, audit: &FailoverAudit) {
     }
 }
 
+/// What the fence hook said about an old primary its agent does not answer for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FenceHook {
+    /// No `[fence] command` configured.
+    None,
+    /// Not run: the self-fencing bound has already passed (nothing left to shorten).
+    NotNeeded,
+    /// Zero exit: the host is off.
+    Off { took_ms: u64 },
+    /// Non-zero exit, no exit in time, or no start: the host may still run.
+    Failed(String),
+}
+
+/// Runs the fence hook for `host` (`old`: its registration; `why`: why its agent could
+/// not fence it) within `left_ms` — the time until the self-fencing bound, past which
+/// promotion needs no hook — and `fence.timeout_ms`.
+pub async fn fence(
+    ctx: &Ctx,
+    j: &Journal,
+    old: &altair_core::registry::HostRecord,
+    why: &str,
+    left_ms: u64,
+) -> FenceHook {
+    let cfg = &ctx.config.fence;
+    if cfg.command.is_empty() {
+        return FenceHook::None;
+    }
+    if left_ms == 0 {
+        return FenceHook::NotNeeded;
+    }
+    let event = json!({
+        "event": "fence",
+        "cluster": j.cluster,
+        "failover_id": j.id,
+        "epoch": j.epoch,
+        "host": j.old_primary,
+        "datacenter": old.datacenter,
+        "mysql": old.mysql,
+        "agent": old.agent,
+        "reason": why,
+    });
+    let deadline = cfg.timeout_ms.min(left_ms);
+    let started = std::time::Instant::now();
+    tracing::warn!(cluster = %j.cluster, failover_id = %j.id, host = %j.old_primary, deadline_ms = deadline, "running the fence hook: the old primary's agent does not answer");
+    match run("fence", &cfg.command, &event, deadline).await {
+        Ok(()) => {
+            let took_ms = started.elapsed().as_millis() as u64;
+            tracing::warn!(cluster = %j.cluster, failover_id = %j.id, host = %j.old_primary, took_ms, "fence hook: the old primary's host is off");
+            FenceHook::Off { took_ms }
+        }
+        Err(e) => {
+            tracing::error!(cluster = %j.cluster, failover_id = %j.id, host = %j.old_primary, error = %e, "fence hook failed: promotion waits for the old primary's self-fencing");
+            FenceHook::Failed(e)
+        }
+    }
+}
+
 async fn run(
     hook: &str,
     argv: &[String],

@@ -113,7 +113,7 @@ pub fn init() {
     );
     register(
         "hooks",
-        "Hook runs by hook (pre_failover, post_failover) and outcome",
+        "Hook runs by hook (pre_failover, post_failover, fence) and outcome",
         HOOKS.clone(),
     );
     register(
@@ -142,7 +142,7 @@ pub fn init() {
             .get_or_create(&labels(&[("outcome", outcome)]))
             .inc_by(0);
     }
-    for hook in ["pre_failover", "post_failover"] {
+    for hook in ["pre_failover", "post_failover", "fence"] {
         for outcome in ["ok", "failed"] {
             HOOKS
                 .get_or_create(&labels(&[("hook", hook), ("outcome", outcome)]))

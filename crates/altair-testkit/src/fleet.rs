@@ -26,6 +26,8 @@ pub struct FleetTiming {
     pub durability: &'static str,
     /// Mutual TLS on every service (on by default; off only to measure what it costs).
     pub tls: bool,
+    /// `agent.self_fence_after_ms`; `None`: the agent's default (2 heartbeats).
+    pub self_fence_after_ms: Option<u64>,
 }
 
 impl Default for FleetTiming {
@@ -37,6 +39,7 @@ impl Default for FleetTiming {
             zk_session_timeout_ms: 4_000,
             durability: "async",
             tls: true,
+            self_fence_after_ms: None,
         }
     }
 }
@@ -292,7 +295,7 @@ impl Fleet {
             let config = format!(
                 "[agent]\ncluster = \"{cluster_name}\"\nhost = \"{host}\"\nlisten = \"{address}\"\n\
                  probe_interval_ms = {probe}\nprobe_timeout_ms = {probe_timeout}\nheartbeat_interval_ms = {hb}\n\
-                 state_dir = \"{state}\"\ndurability = \"{durability}\"\n\
+                 state_dir = \"{state}\"\ndurability = \"{durability}\"\n{self_fence}\
                  [mysql]\nhost = \"{mip}\"\nport = {mport}\nuser = \"{user}\"\npassword_file = \"{pw}\"\n\
                  [replication]\nuser = \"{ruser}\"\npassword_file = \"{repl}\"\n{zk}\n\
                  [metrics]\nlisten = \"{metrics}\"\n",
@@ -306,6 +309,9 @@ impl Fleet {
                 probe_timeout = t.probe_timeout_ms,
                 hb = t.heartbeat_ms,
                 durability = t.durability,
+                self_fence = t
+                    .self_fence_after_ms
+                    .map_or_else(String::new, |ms| format!("self_fence_after_ms = {ms}\n")),
                 mip = inst.ip(),
                 mport = inst.port(),
                 user = cluster.admin().user,

@@ -23,7 +23,8 @@ pub use common::{
 pub use ctl::CtlConfig;
 pub use monitor::{MonitorConfig, MonitorSection};
 pub use orchestrator::{
-    DnsConfig, FenceMode, HooksConfig, OnSalvageTimeout, OrchestratorConfig, OrchestratorSection,
+    DnsConfig, FenceHookConfig, FenceMode, HooksConfig, OnSalvageTimeout, OrchestratorConfig,
+    OrchestratorSection,
 };
 
 /// One problem with a configuration, naming the key it concerns.

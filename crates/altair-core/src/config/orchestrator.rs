@@ -27,6 +27,8 @@ pub struct OrchestratorConfig {
     pub metrics: super::common::MetricsConfig,
     #[serde(default)]
     pub hooks: HooksConfig,
+    #[serde(default)]
+    pub fence: FenceHookConfig,
 }
 
 /// How an old primary whose host answers is fenced.
@@ -145,6 +147,30 @@ impl Default for HooksConfig {
             post_failover: Vec::new(),
             timeout_ms: default_hook_timeout_ms(),
             abort_on_pre_failure: false,
+        }
+    }
+}
+
+/// `[fence]`: a command that powers off (or otherwise isolates) an old primary whose
+/// agent does not answer — IPMI, a cloud API's "stop instance". It gets the host as
+/// JSON on stdin; a zero exit within `timeout_ms` means "the host is off" and promotion
+/// goes ahead without waiting for the old primary's self-fencing bound.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FenceHookConfig {
+    /// argv; empty: none (promotion waits for the self-fencing bound).
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// The hook is killed after this long, and never outlives the self-fencing bound
+    /// (past it promotion needs no hook).
+    #[serde(default = "default_hook_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+impl Default for FenceHookConfig {
+    fn default() -> Self {
+        Self {
+            command: Vec::new(),
+            timeout_ms: default_hook_timeout_ms(),
         }
     }
 }
@@ -311,9 +337,11 @@ impl Validate for OrchestratorConfig {
             || format!("{} s is outside 1..=3600", o.resync_interval_s),
         );
         check_ms(p, "hooks.timeout_ms", self.hooks.timeout_ms, 100..=600_000);
+        check_ms(p, "fence.timeout_ms", self.fence.timeout_ms, 100..=600_000);
         for (key, argv) in [
             ("hooks.pre_failover", &self.hooks.pre_failover),
             ("hooks.post_failover", &self.hooks.post_failover),
+            ("fence.command", &self.fence.command),
         ] {
             p.check(
                 argv.first().is_none_or(|c| !c.trim().is_empty()),
@@ -419,6 +447,21 @@ key_file = "/etc/altair/tls/orchestrator.key"
         assert_eq!(c.orchestrator.on_salvage_timeout, OnSalvageTimeout::Promote);
         assert_eq!(c.orchestrator.max_parallel_failovers, 64);
         assert_eq!(c.orchestrator.resync_interval_s, 300);
+        assert!(c.fence.command.is_empty());
+    }
+
+    #[test]
+    fn a_bad_fence_hook_is_named() {
+        let bad = format!("{GOOD}[fence]\ncommand = [\" \"]\ntimeout_ms = 5\n");
+        let e = parse::<OrchestratorConfig>(&bad, "X", Vec::new()).expect_err("invalid");
+        let text = e.to_string();
+        assert!(text.contains("fence.command"), "{text}");
+        assert!(text.contains("fence.timeout_ms"), "{text}");
+        let good = format!("{GOOD}[fence]\ncommand = [\"/usr/local/bin/ipmi-off\"]\n");
+        let c = parse::<OrchestratorConfig>(&good, "X", Vec::new())
+            .expect("valid")
+            .config;
+        assert_eq!(c.fence.timeout_ms, 10_000);
     }
 
     #[test]

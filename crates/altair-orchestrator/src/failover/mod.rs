@@ -12,6 +12,7 @@ use altair_zk::{Op, ZkError};
 
 use crate::agents::{AgentRpc, agent, endpoint, fresh_agent};
 use crate::ctx::{Ctx, now_ms};
+use crate::hooks::FenceHook;
 use crate::view::ClusterView;
 
 mod candidate;
@@ -256,10 +257,26 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                 Err(e) => {
                     j.old_host_unreachable = true;
                     let wait = self_fence_wait(view, j);
+                    let left = wait.saturating_sub(now_ms());
+                    match crate::hooks::fence(ctx, j, &old, &e, left).await {
+                        FenceHook::Off { took_ms } => {
+                            j.notes.push(format!(
+                                "{e}; the fence hook powered {} off in {took_ms} ms: promotion does not wait for its self-fencing",
+                                j.old_primary
+                            ));
+                            j.promote_not_before_ms = None;
+                            return Ok(());
+                        }
+                        FenceHook::Failed(why) => j.notes.push(format!("fence hook failed: {why}")),
+                        FenceHook::NotNeeded => j.notes.push(
+                            "fence hook not run: the self-fencing bound had already passed".into(),
+                        ),
+                        FenceHook::None => {}
+                    }
+                    let left = wait.saturating_sub(now_ms());
                     j.notes.push(format!(
                         "{e}: relying on its self-fencing: promotion held until {wait} ms since the epoch"
                     ));
-                    let left = wait.saturating_sub(now_ms());
                     if left > 0 {
                         tracing::warn!(old_primary = %j.old_primary, wait_ms = left, "promotion waits for the old primary's self-fencing bound; choose and catch-up go on meanwhile");
                     }

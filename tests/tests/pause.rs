@@ -131,39 +131,20 @@ async fn a_paused_cluster_is_not_failed_over_until_resumed() {
         "{resumed:?}"
     );
 
-    // A pause with a duration ends by itself, audited.
-    let out = ctl_json(
-        &w,
-        &[
-            "--json", "pause", "--all", "--for", "3s", "--reason", "short",
-        ],
-        0,
-    );
-    assert_eq!(out["clusters"], serde_json::json!(["c1"]), "{out}");
-    let s = ctl_json(&w, &["--json", "status"], 0);
-    assert!(s["clusters"][0]["paused"]["until_unix_ms"].is_u64(), "{s}");
-    w.wait_until("the 3 s pause ended", Duration::from_secs(15), |s| {
-        s.clusters[0].paused.is_none()
-    })
-    .await;
-    let started = Instant::now();
-    while !records(&w, "resumed")
-        .iter()
-        .any(|r| r["reason"].as_str().unwrap_or("").contains("ran out"))
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no audit record of the pause running out"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-
-    // Paused again: an operator's forced failover still works and says so.
+    // Paused again: an operator's forced failover still works and says so; the fenced
+    // old primary is not rejoined while the pause lasts.
+    let out = ctl(&w, &["pause", "--all", "c1", "--reason", "x"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let out = ctl(
         &w,
         &["pause", "c1", "--for", "1h", "--reason", "network work"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&ctl(&w, &["status"]));
+    assert!(
+        text.contains("PAUSED by") && text.contains("more"),
+        "{text}"
+    );
     let out = ctl(&w, &["--json", "failover", "c1", "--force", "--yes"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let record = altair_e2e::ops::json(&out);
@@ -175,9 +156,73 @@ async fn a_paused_cluster_is_not_failed_over_until_resumed() {
             .contains("paused by"),
         "{record}"
     );
-    // Resuming every cluster clears it; a second resume has nothing to do.
+    let fenced = record["old_primary"]
+        .as_str()
+        .expect("old primary")
+        .to_owned();
+    let third_ip = {
+        let (ip, _) = wait_dns_moved(&w, new_ip, Duration::from_secs(10)).await;
+        ip
+    };
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(5) {
+        let s = w.status().await.expect("status");
+        assert!(
+            s.clusters[0].needs_rejoin.contains(&fenced),
+            "{fenced} was rejoined while the cluster was paused: {:?}",
+            s.clusters[0].needs_rejoin
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Resuming every cluster: the fenced old primary rejoins by itself; a second resume
+    // has nothing to do.
     let out = ctl_json(&w, &["--json", "resume", "--all"], 0);
     assert_eq!(out["clusters"], serde_json::json!(["c1"]), "{out}");
+    w.wait_until("the old primary rejoined", Duration::from_secs(20), |s| {
+        !s.clusters[0].needs_rejoin.contains(&fenced)
+    })
+    .await;
     let out = ctl_json(&w, &["--json", "resume", "c1"], 0);
     assert_eq!(out["clusters"], serde_json::json!([]), "{out}");
+
+    // A timed pause holds an automatic failover until it ends, then the failover runs
+    // by itself and the audit says the pause ran out.
+    let out = ctl(&w, &["ack", "c1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let paused_at = Instant::now();
+    let out = ctl_json(
+        &w,
+        &[
+            "--json", "pause", "--all", "--for", "8s", "--reason", "short",
+        ],
+        0,
+    );
+    assert_eq!(out["clusters"], serde_json::json!(["c1"]), "{out}");
+    assert_eq!(out["for_seconds"], 8, "{out}");
+    let epoch = w.status().await.expect("status").clusters[0].epoch;
+    kill_mysqld(&w, host_index(&w, third_ip));
+    while paused_at.elapsed() < Duration::from_secs(7) {
+        let s = w.status().await.expect("status");
+        assert_eq!(
+            s.clusters[0].epoch, epoch,
+            "failed over during the timed pause"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (_, _) = wait_dns_moved(&w, third_ip, Duration::from_secs(30)).await;
+    eprintln!(
+        "pause: the timed pause ended and the failover ran {:?} after it began",
+        paused_at.elapsed()
+    );
+    assert!(
+        records(&w, "resumed")
+            .iter()
+            .any(|r| r["reason"].as_str().unwrap_or("").contains("ran out")),
+        "no audit record of the pause running out"
+    );
+    let maintenance = records(&w, "paused");
+    assert!(
+        maintenance.iter().all(|r| r["kind"] == "maintenance"),
+        "{maintenance:?}"
+    );
 }

@@ -23,10 +23,8 @@ pub async fn refuse(
     j: Journal,
     reason: &str,
 ) -> Result<(), FailoverError> {
-    let state = (j.kind == Kind::Automatic)
-        .then(|| held(view, &j, reason))
-        .flatten();
-    finish(ctx, view, j, "refused", reason, state).await
+    let hold = (j.kind == Kind::Automatic).then(|| reason.to_owned());
+    finish(ctx, view, j, "refused", reason, hold).await
 }
 
 /// An operator aborted before promotion started. The old primary stays fenced (it may
@@ -44,21 +42,17 @@ pub async fn aborted(
         j.old_primary
     );
     tracing::error!(cluster = %j.cluster, failover_id = %j.id, step = j.step.as_str(), reason = %reason, "failover aborted by an operator");
-    let state = held(view, &j, &detail);
-    finish(ctx, view, j, "aborted", &detail, state).await
+    finish(ctx, view, j, "aborted", &detail, Some(detail.clone())).await
 }
 
-/// The cluster state with automatic failover held until an acknowledgement.
-fn held(view: &ClusterView, j: &Journal, why: &str) -> Option<ClusterState> {
-    let (s, _) = view.state.as_ref()?;
-    let mut s: ClusterState = s.clone();
+/// `s` with automatic failover held until an acknowledgement.
+fn hold(s: &mut ClusterState, j: &Journal, why: &str) {
     s.epoch = s.epoch.max(j.epoch);
     s.held = true;
     s.failover_blocked = Some(format!(
         "{why}; automatic failover held until `altairctl ack {}`",
         j.cluster
     ));
-    Some(s)
 }
 
 /// Rolls a switchover back: the old primary is made writable again (it was only fenced
@@ -119,7 +113,7 @@ async fn finish(
     mut j: Journal,
     outcome: &str,
     detail: &str,
-    state: Option<ClusterState>,
+    held: Option<String>,
 ) -> Result<(), FailoverError> {
     let now = now_ms();
     j.stages.push(Stage {
@@ -134,15 +128,31 @@ async fn finish(
         detail: detail.to_owned(),
         journal: j.clone(),
     };
-    let mut ops = crate::failover::closing_ops(ctx, view, &audit);
-    if let Some(s) = state {
-        ops.push(Op::Set {
-            path: ctx.zk.layout().cluster_state(&view.name),
-            data: to_json(&s),
-            version: None,
-        });
+    let l = ctx.zk.layout();
+    // The hold is applied to the state as it is now (a pause or resume may have landed
+    // while a hook ran), compare-and-set.
+    let mut tries = 0;
+    loop {
+        let mut ops = crate::failover::closing_ops(ctx, view, &audit);
+        if let Some(why) = &held
+            && let Some((bytes, version)) =
+                ctx.zk.get_versioned(&l.cluster_state(&view.name)).await?
+        {
+            let mut s: ClusterState = altair_core::registry::from_json("state", &bytes)
+                .map_err(|detail| altair_zk::ZkError::Conflict { detail })?;
+            hold(&mut s, &j, why);
+            ops.push(Op::Set {
+                path: l.cluster_state(&view.name),
+                data: to_json(&s),
+                version: Some(version),
+            });
+        }
+        match ctx.write(&ops).await {
+            Ok(()) => break,
+            Err(altair_zk::ZkError::Conflict { .. }) if tries < 3 => tries += 1,
+            Err(e) => return Err(e.into()),
+        }
     }
-    ctx.write(&ops).await?;
     crate::metrics::observe_failover(&audit);
     Ok(())
 }

@@ -99,6 +99,11 @@ pub(crate) async fn pass(
         bootstrap(ctx, &view).await?;
         return Ok(Pace::Within(Duration::from_secs(1)));
     };
+    let now = now_ms();
+    crate::metrics::paused(
+        cluster.as_str(),
+        state.paused.as_ref().filter(|p| p.active(now)),
+    );
     if let Some(journal) = view.journal.clone() {
         crate::metrics::journal_age(
             cluster.as_str(),
@@ -119,13 +124,11 @@ pub(crate) async fn pass(
     } else {
         Pace::Idle
     };
-    let now = now_ms();
     if let Some(p) = &state.paused {
         if !p.active(now) {
-            crate::pause::expire(ctx, cluster).await;
+            crate::pause::expire(ctx, cluster).await?;
             return Ok(Pace::Within(Duration::from_millis(100)));
         }
-        crate::metrics::paused(cluster.as_str(), Some(p));
         // Nothing automatic while paused; look again when it ends by itself.
         return Ok(
             match (p.remaining_ms(now).map(Duration::from_millis), idle) {
@@ -135,7 +138,6 @@ pub(crate) async fn pass(
             },
         );
     }
-    crate::metrics::paused(cluster.as_str(), None);
     if state.held {
         return Ok(idle);
     }
@@ -446,7 +448,7 @@ pub(crate) fn audit_only(
         outcome: outcome.to_owned(),
         new_primary: None,
         finished_at_ms: now,
-        total_ms: now - started,
+        total_ms: now.saturating_sub(started),
         detail: detail.to_owned(),
     }
 }

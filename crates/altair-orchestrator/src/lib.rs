@@ -167,6 +167,9 @@ pub async fn run(
             };
             set(&l_slot, None);
             set(&s_slot, None);
+            // What only the leader knows goes with the leadership (however it ended).
+            metrics::LEADER.set(0);
+            metrics::clear_pauses();
             if let Err(e) = &result {
                 tracing::error!(error = %e, "stepped down");
             }

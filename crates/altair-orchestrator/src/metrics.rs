@@ -217,3 +217,12 @@ pub fn paused(cluster: &str, pause: Option<&Pause>) {
         }
     }
 }
+
+/// A follower exports no pause series (the leader's are the truth).
+pub fn clear_pauses() {
+    PAUSED.clear();
+    PAUSE_UNTIL.clear();
+    if let Ok(mut known) = PAUSE_LABELS.lock() {
+        known.clear();
+    }
+}

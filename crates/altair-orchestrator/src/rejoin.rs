@@ -97,6 +97,15 @@ async fn tend(ctx: &Ctx, view: &ClusterView, state: ClusterState, version: i32) 
         if !ctx.config.orchestrator.auto_rejoin || paused || state.errant.contains_key(&name) {
             continue;
         }
+        // The state may have changed since this round read it (an operator paused the
+        // cluster while the agents were asked): rejoin only on the state as it is now.
+        let current = ctx
+            .zk
+            .get_versioned(&ctx.zk.layout().cluster_state(&view.name))
+            .await;
+        if !matches!(current, Ok(Some((_, v))) if v == version) {
+            return; // the next round reads it afresh
+        }
         match rejoin_host(ctx, view, &state, version, &name, false).await {
             Ok(_) => return, // the state changed: the next round reads it afresh
             Err(e) => {

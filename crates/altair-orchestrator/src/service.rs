@@ -298,14 +298,9 @@ impl Orchestrator for AdminService {
         let p = Pause::new(&by, &r.reason, now_ms(), for_ms)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let ctx = self.leading().await?;
-        let mut done = Vec::new();
-        for c in crate::pause::targets(&ctx, &r.cluster, r.all).await? {
-            crate::pause::apply(&ctx, &c, &crate::pause::Change::Set(p.clone()))
-                .await
-                .map_err(|e| partial(e, &done))?;
-            done.push(c.to_string());
-        }
-        Ok(Response::new(PauseResponse { clusters: done }))
+        let change = crate::pause::Change::Set(p);
+        let clusters = crate::pause::apply_all(&ctx, &r.cluster, r.all, &change).await?;
+        Ok(Response::new(PauseResponse { clusters }))
     }
 
     async fn resume(
@@ -316,16 +311,8 @@ impl Orchestrator for AdminService {
         let r = request.into_inner();
         let ctx = self.leading().await?;
         let change = crate::pause::Change::Clear { by, expired: false };
-        let mut done = Vec::new();
-        for c in crate::pause::targets(&ctx, &r.cluster, r.all).await? {
-            if crate::pause::apply(&ctx, &c, &change)
-                .await
-                .map_err(|e| partial(e, &done))?
-            {
-                done.push(c.to_string());
-            }
-        }
-        Ok(Response::new(PauseResponse { clusters: done }))
+        let clusters = crate::pause::apply_all(&ctx, &r.cluster, r.all, &change).await?;
+        Ok(Response::new(PauseResponse { clusters }))
     }
 
     async fn rejoin(
@@ -384,17 +371,6 @@ pub(crate) fn pause_state(state: &ClusterState) -> Option<PauseState> {
     })
 }
 
-/// An error part-way through `--all` says which clusters were already done.
-fn partial(e: Status, done: &[String]) -> Status {
-    if done.is_empty() {
-        return e;
-    }
-    Status::new(
-        e.code(),
-        format!("{} (already done: {})", e.message(), done.join(", ")),
-    )
-}
-
 fn to_record(a: &FailoverAudit) -> FailoverRecord {
     let j = &a.journal;
     let outcome = match a.outcome.as_str() {
@@ -407,6 +383,10 @@ fn to_record(a: &FailoverAudit) -> FailoverRecord {
         _ => FailoverOutcome::Failed,
     };
     let kind = match j.kind {
+        // Operator actions recorded in the same trail.
+        _ if matches!(outcome, FailoverOutcome::Paused | FailoverOutcome::Resumed) => {
+            FailoverKind::Maintenance
+        }
         Kind::Automatic => FailoverKind::Automatic,
         Kind::Forced => FailoverKind::Forced,
         Kind::Switchover => FailoverKind::Switchover,

@@ -98,6 +98,7 @@ pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkEr
                     if !keep {
                         tracing::info!(cluster = %name, "cluster gone from ZooKeeper: its worker stops");
                         w.stop.cancel();
+                        crate::metrics::paused(name, None);
                     }
                     keep
                 });

@@ -69,7 +69,13 @@ where
         };
         match f(c).await {
             Ok(r) => return Ok(r.into_inner()),
-            Err(s) if s.code() == tonic::Code::Unavailable => {
+            // UNIMPLEMENTED: an older orchestrator (mid-upgrade) without this call.
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::Unavailable | tonic::Code::Unimplemented
+                ) =>
+            {
                 tried.push(format!("{address}: {}", s.message()))
             }
             Err(s) => return Err(AdminError::Refused(s)),
@@ -131,7 +137,7 @@ pub async fn forget(
 #[derive(Debug, Serialize)]
 pub struct Audit {
     pub id: String,
-    /// automatic, forced or switchover.
+    /// automatic, forced or switchover; maintenance for a pause or resume.
     pub kind: String,
     pub outcome: String,
     pub epoch: u64,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use altair_proto::v1::*;
 use serde::Serialize;
 
-use crate::admin::{AdminError, each_within};
+use crate::admin::{ACTION_TIMEOUT, AdminError, each_within};
 
 /// What `pause` / `resume` report.
 #[derive(Debug, Serialize)]
@@ -19,14 +19,15 @@ pub struct Paused {
     pub for_seconds: Option<u64>,
 }
 
-/// Parses `--for` ("30m", "2h", "1h 30m"): at least a second, whole seconds.
+/// Parses `--for` ("30m", "2h", "1h 30m"): at least a second; a fraction of a second
+/// rounds up.
 pub fn parse_for(text: &str) -> Result<u64, String> {
     let d = humantime::parse_duration(text)
         .map_err(|e| format!("--for {text:?}: {e} (write a duration such as 30m, 2h or 1h30m)"))?;
     if d < Duration::from_secs(1) {
         return Err(format!("--for {text:?}: shorter than a second"));
     }
-    Ok(d.as_secs())
+    Ok(d.as_secs() + u64::from(d.subsec_nanos() > 0))
 }
 
 pub async fn pause(
@@ -36,7 +37,7 @@ pub async fn pause(
     reason: &str,
     timeout: Duration,
 ) -> Result<Paused, AdminError> {
-    let r = each_within(orchestrators, timeout, timeout * 4, |mut c| {
+    let r = each_within(orchestrators, timeout, ACTION_TIMEOUT, |mut c| {
         let req = PauseRequest {
             cluster: cluster.unwrap_or_default().to_owned(),
             all: cluster.is_none(),
@@ -59,7 +60,7 @@ pub async fn resume(
     cluster: Option<&str>,
     timeout: Duration,
 ) -> Result<Paused, AdminError> {
-    let r = each_within(orchestrators, timeout, timeout * 4, |mut c| {
+    let r = each_within(orchestrators, timeout, ACTION_TIMEOUT, |mut c| {
         let req = ResumeRequest {
             cluster: cluster.unwrap_or_default().to_owned(),
             all: cluster.is_none(),
@@ -106,6 +107,7 @@ mod tests {
     fn durations_parse_and_bad_ones_are_named() {
         assert_eq!(parse_for("30m"), Ok(1800));
         assert_eq!(parse_for("1h 30m"), Ok(5400));
+        assert_eq!(parse_for("1500ms"), Ok(2));
         let e = parse_for("ten minutes").expect_err("not a duration");
         assert!(e.contains("\"ten minutes\""), "{e}");
         assert!(

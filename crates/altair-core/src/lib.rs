@@ -13,6 +13,7 @@ pub mod health;
 pub mod ids;
 pub mod observe;
 pub mod pause;
+pub mod readiness;
 pub mod registry;
 pub mod rendezvous;
 pub mod selffence;

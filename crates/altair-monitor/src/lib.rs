@@ -7,6 +7,7 @@
 
 mod metrics;
 mod publish;
+mod readiness;
 mod reconcile;
 mod service;
 mod state;
@@ -87,6 +88,13 @@ pub async fn run(
         shutdown.clone(),
     ));
 
+    tokio::spawn(readiness::export(
+        state.clone(),
+        m.max_candidate_lag_s,
+        Duration::from_millis(m.readiness_interval_ms),
+        shutdown.clone(),
+    ));
+
     let me = MonitorRecord {
         id: m.id.to_string(),
         address: m.advertised_address(),
@@ -132,6 +140,7 @@ pub async fn run(
         state,
         clock,
         publish: pub_tx,
+        max_candidate_lag_s: m.max_candidate_lag_s,
     };
     serve_grpc(
         listener,

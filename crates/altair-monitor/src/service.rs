@@ -14,6 +14,8 @@ pub struct MonitorService {
     pub state: Arc<Mutex<State>>,
     pub clock: Clock,
     pub publish: mpsc::UnboundedSender<Published>,
+    /// `monitor.max_candidate_lag_s`, for readiness.
+    pub max_candidate_lag_s: u64,
 }
 
 #[tonic::async_trait]
@@ -135,10 +137,14 @@ impl Monitor for MonitorService {
                     .collect()
             })
             .unwrap_or_default();
+        let readiness = state.clusters.get(&cluster).map(|h| {
+            crate::readiness::to_proto(&crate::readiness::of_cluster(h, self.max_candidate_lag_s))
+        });
         Ok(Response::new(ClusterHealthResponse {
             cluster,
             monitor: state.me.clone(),
             hosts,
+            readiness,
         }))
     }
 }

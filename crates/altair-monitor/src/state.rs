@@ -45,7 +45,15 @@ pub struct HostState {
     pub snapshot: Option<MysqlSnapshot>,
     pub agent_run_id: String,
     pub last_sequence: u64,
+    /// Its positions before the current snapshot (observed at, gtid_executed), oldest
+    /// first: readiness compares a replica with the primary as of the replica's snapshot.
+    pub earlier: std::collections::VecDeque<(u64, String)>,
+    /// Replication was configured when its mysqld last answered.
+    pub replicating: bool,
 }
+
+/// Earlier positions kept per host (at the default 10 s heartbeat: the last 40 s).
+const EARLIER_KEPT: usize = 4;
 
 /// A health change to publish.
 #[derive(Debug, Clone)]
@@ -109,6 +117,8 @@ impl State {
                 snapshot: None,
                 agent_run_id: String::new(),
                 last_sequence: 0,
+                earlier: std::collections::VecDeque::new(),
+                replicating: false,
             });
     }
 
@@ -147,6 +157,16 @@ impl State {
             format!("agent reports mysqld unreachable: {}", snapshot.probe_error)
         };
         h.registration = Some(registration);
+        if let Some(prev) = h.snapshot.take().filter(|p| p.reachable) {
+            if h.earlier.len() == EARLIER_KEPT {
+                h.earlier.pop_front();
+            }
+            h.earlier
+                .push_back((prev.observed_at_unix_ms.max(0) as u64, prev.gtid_executed));
+        }
+        if snapshot.reachable {
+            h.replicating = snapshot.replication.is_some();
+        }
         h.snapshot = Some(snapshot);
         let last = Some(now_ms);
         transition.map(|t| published(&me, &cluster, &host, t, reason, last))

@@ -81,3 +81,24 @@ impl From<PromotionRule> for v1::PromotionRule {
         }
     }
 }
+
+impl v1::PromotionRule {
+    /// Unset (an older agent) reads as `neutral`.
+    pub fn to_core(self) -> PromotionRule {
+        match self {
+            Self::Prefer => PromotionRule::Prefer,
+            Self::Never => PromotionRule::Never,
+            Self::Unspecified | Self::Neutral => PromotionRule::Neutral,
+        }
+    }
+}
+
+impl v1::MysqlSnapshot {
+    /// The server's flavour; unset reads as MariaDB (what the GTID text then says).
+    pub fn core_flavor(&self) -> altair_core::gtid::Flavor {
+        match v1::Flavor::try_from(self.flavor) {
+            Ok(v1::Flavor::Mysql) => altair_core::gtid::Flavor::Mysql,
+            _ => altair_core::gtid::Flavor::MariaDb,
+        }
+    }
+}

@@ -4,6 +4,7 @@ pub mod actions;
 pub mod admin;
 pub mod pause;
 pub mod ping;
+pub mod readiness;
 pub mod status;
 pub mod tls;
 pub mod topology;

@@ -58,6 +58,15 @@ enum Command {
         /// Only this cluster.
         cluster: Option<String>,
     },
+    /// What a failover would do right now, per cluster: the candidate, transactions it
+    /// lacks (count and GTIDs) and its lag, whether salvage could run, errant
+    /// transactions on replicas, hosts not heard, and a verdict (lossless, lossy,
+    /// blocked: why). Judged by the owning monitor from heartbeats (no load on mysqld);
+    /// also in `status` and as metrics. Needs the [zookeeper] section in the config.
+    Readiness {
+        /// Only this cluster.
+        cluster: Option<String>,
+    },
     /// The replication tree of a cluster as the agents report it now: who replicates
     /// from whom, health, read_only, GTIDs, lag, old primaries waiting for rejoin.
     Topology { cluster: String },
@@ -137,6 +146,39 @@ enum Command {
     },
 }
 
+/// The fleet (or one cluster) as `status` reads it; a failure is printed and becomes
+/// the exit code.
+fn fetch_status(
+    runtime: &tokio::runtime::Runtime,
+    config: &CtlConfig,
+    config_path: &std::path::Path,
+    cluster: Option<&str>,
+    timeout: Duration,
+    tls: &altair_svc::Tls,
+) -> Result<altairctl::status::Status, ExitCode> {
+    let Some(zk) = &config.zookeeper else {
+        eprintln!(
+            "altairctl: {}: zookeeper: missing; `status` and `readiness` read the fleet from ZooKeeper: add a [zookeeper] section with servers",
+            config_path.display()
+        );
+        return Err(ExitCode::from(exit::USAGE));
+    };
+    match runtime.block_on(altairctl::status::status(zk, cluster, timeout, tls)) {
+        Ok(status) => Ok(status),
+        Err(e @ altairctl::status::StatusError::NotFound(_)) => {
+            eprintln!("altairctl: status: {e}");
+            Err(ExitCode::from(exit::FAILED))
+        }
+        Err(e) => {
+            eprintln!(
+                "altairctl: status: {e}; check the [zookeeper] servers in {}",
+                config_path.display()
+            );
+            Err(ExitCode::from(exit::UNREACHABLE))
+        }
+    }
+}
+
 #[allow(clippy::print_stdout)]
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -207,40 +249,41 @@ fn main() -> ExitCode {
             Err(e) => admin_failure("ack", &e, &cli.config),
         },
         Command::Status { cluster } => {
-            let Some(zk) = &config.zookeeper else {
-                eprintln!(
-                    "altairctl: {}: zookeeper: missing; `status` reads the fleet from ZooKeeper: add a [zookeeper] section with servers",
-                    cli.config.display()
-                );
-                return ExitCode::from(exit::USAGE);
-            };
-            match runtime.block_on(altairctl::status::status(
-                zk,
+            match fetch_status(
+                &runtime,
+                &config,
+                &cli.config,
                 cluster.as_deref(),
                 timeout,
                 &tls,
-            )) {
+            ) {
+                Ok(status) if cli.json => print_json(&status)
+                    .err()
+                    .unwrap_or(ExitCode::from(exit::OK)),
                 Ok(status) => {
-                    if cli.json {
-                        if let Err(code) = print_json(&status) {
-                            return code;
-                        }
-                    } else {
-                        print!("{}", altairctl::status::render(&status));
-                    }
+                    print!("{}", altairctl::status::render(&status));
                     ExitCode::from(exit::OK)
                 }
-                Err(e @ altairctl::status::StatusError::NotFound(_)) => {
-                    eprintln!("altairctl: status: {e}");
-                    ExitCode::from(exit::FAILED)
+                Err(code) => code,
+            }
+        }
+        Command::Readiness { cluster } => {
+            match fetch_status(
+                &runtime,
+                &config,
+                &cli.config,
+                cluster.as_deref(),
+                timeout,
+                &tls,
+            ) {
+                Ok(status) if cli.json => print_json(&altairctl::readiness::by_cluster(&status))
+                    .err()
+                    .unwrap_or(ExitCode::from(exit::OK)),
+                Ok(status) => {
+                    print!("{}", altairctl::readiness::render(&status));
+                    ExitCode::from(exit::OK)
                 }
-                Err(e) => {
-                    eprintln!(
-                        "altairctl: status: {e}; check the [zookeeper] servers in {}",
-                        cli.config.display()
-                    );
-                    ExitCode::from(exit::UNREACHABLE)
-                }
+                Err(code) => code,
             }
         }
         Command::Topology { cluster } => {

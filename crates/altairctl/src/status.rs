@@ -39,6 +39,9 @@ pub struct ClusterStatus {
     pub failover_in_progress: Option<String>,
     /// A maintenance pause in force (`altairctl pause`): who, why, since and until when.
     pub paused: Option<PauseStatus>,
+    /// What a failover would do now, as the owning monitor judges it (null when it did
+    /// not answer).
+    pub readiness: Option<crate::readiness::ReadinessStatus>,
     /// Old primaries fenced by a failover, waiting for a rejoin.
     pub needs_rejoin: Vec<String>,
     /// Old primaries refused an automatic rejoin: host → errant GTIDs.
@@ -300,6 +303,10 @@ async fn cluster_status(
         epoch: state.as_ref().map(|s| s.epoch),
         failover_blocked: state.as_ref().and_then(|s| s.failover_blocked.clone()),
         failover_in_progress: journal.map(|j| j.id),
+        readiness: live
+            .as_ref()
+            .and_then(|l| l.readiness.as_ref())
+            .map(crate::readiness::ReadinessStatus::from),
         paused: state
             .as_ref()
             .and_then(|s| s.paused.as_ref())
@@ -397,6 +404,12 @@ pub fn render(status: &Status) -> String {
                     p.semi_sync_clients.unwrap_or(0)
                 ));
             }
+        }
+        if let Some(r) = &c.readiness {
+            out.push_str(&format!(
+                "  failover readiness: {}\n",
+                crate::readiness::line(r)
+            ));
         }
         if let Some(p) = &c.paused {
             let until = match p.until_unix_ms {

@@ -37,6 +37,32 @@ pub fn errant_gtids(host: &GtidState, history: &GtidState) -> Result<String, Gti
     }
 }
 
+/// Transactions a replica wrote itself (errant while it is a replica), judged against
+/// the primary's position even when the two snapshots were taken at different times: a
+/// replica ahead of an older primary snapshot is not errant. MariaDB: a domain whose
+/// last GTID on the replica carries the replica's own `server_id` and is past the
+/// primary's; MySQL: the replica's GTIDs of sources the primary has none of.
+pub fn local_writes(
+    replica: &GtidState,
+    replica_server_id: u32,
+    primary: &GtidState,
+) -> Result<String, GtidError> {
+    match (replica, primary) {
+        (GtidState::MariaDb(r), GtidState::MariaDb(p)) => Ok(r
+            .iter()
+            .filter(|g| {
+                g.server_id == replica_server_id && g.seq > p.get(g.domain).map_or(0, |pg| pg.seq)
+            })
+            .map(|g| g.to_string())
+            .collect::<Vec<_>>()
+            .join(",")),
+        (GtidState::Mysql(r), GtidState::Mysql(p)) => {
+            Ok(r.only_sources(|k| !p.has_source(k)).to_string())
+        }
+        _ => replica.contains(primary).map(|_| String::new()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +109,35 @@ mod tests {
     fn flavours_do_not_mix() {
         let m = GtidState::parse(Flavor::Mysql, "").expect("parse");
         assert!(errant_gtids(&maria("0-1-1"), &m).is_err());
+    }
+
+    #[test]
+    fn local_writes_ignore_a_replica_ahead_of_an_older_primary_snapshot() {
+        // Replicated past an older primary snapshot: not errant.
+        assert_eq!(
+            local_writes(&maria("0-1-20"), 2, &maria("0-1-10")),
+            Ok("".into())
+        );
+        // Its own write: errant.
+        assert_eq!(
+            local_writes(&maria("0-2-11"), 2, &maria("0-1-10")),
+            Ok("0-2-11".into())
+        );
+        // A rejoined old primary whose last write the new primary has: not errant.
+        assert_eq!(
+            local_writes(&maria("0-2-11"), 2, &maria("0-2-11")),
+            Ok("".into())
+        );
+        let my = |s: &str| GtidState::parse(Flavor::Mysql, s).expect("mysql");
+        let a = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let b = "4e11fa47-71ca-11e1-9e33-c80aa9429562";
+        assert_eq!(
+            local_writes(
+                &my(&format!("{a}:1-20,{b}:1-2")),
+                0,
+                &my(&format!("{a}:1-10"))
+            ),
+            Ok(format!("{b}:1-2"))
+        );
     }
 }

@@ -81,6 +81,23 @@ impl MysqlGtidSet {
         self.sources.is_empty()
     }
 
+    /// The part of the set whose source `keep` accepts.
+    pub fn only_sources(&self, keep: impl Fn(&SourceKey) -> bool) -> Self {
+        Self {
+            sources: self
+                .sources
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// True when the set has any GTID of `key`.
+    pub fn has_source(&self, key: &SourceKey) -> bool {
+        self.sources.contains_key(key)
+    }
+
     /// Number of transactions in the set (saturating).
     pub fn count(&self) -> u64 {
         self.sources

@@ -1,0 +1,138 @@
+//! Failover readiness (issue "Operating a fleet"): what a failover would do now, judged
+//! by the owning monitor from the heartbeats — `lossless` on a healthy cluster, `lossy`
+//! with the replicas held back (their IO threads stopped while the primary takes
+//! writes) listing the missing GTIDs, errant transactions on a replica named, `blocked`
+//! when no candidate qualifies. Read as a user does: `altairctl readiness --json`,
+//! `altairctl status` and the monitor's metrics. Real mariadbd, agents, monitor,
+//! orchestrator, ZooKeeper.
+
+use std::time::{Duration, Instant};
+
+use altair_e2e::ops::{ctl, ctl_json, kill_mysqld, scrape};
+use altair_e2e::stdout;
+use altair_e2e::world::World;
+use mysql_async::prelude::Queryable;
+
+/// Polls `altairctl --json readiness c1` until `done` holds for c1's readiness.
+async fn until(
+    w: &World,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let json = ctl_json(w, &["--json", "readiness", "c1"], 0);
+        let r = &json["c1"];
+        if done(r) {
+            return r.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "readiness never became {what}: {json}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The monitor's readiness metric for c1 until it shows `verdict`.
+async fn metric_shows(w: &World, verdict: &str) -> std::collections::BTreeMap<String, f64> {
+    let started = Instant::now();
+    let key = format!("altair_failover_readiness{{cluster=\"c1\",verdict=\"{verdict}\"}}");
+    loop {
+        let m = scrape(&w.fleet.monitors[0].metrics).await;
+        if m.get(&key) == Some(&1.0) {
+            return m;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{key} never 1: {:?}",
+            m.iter()
+                .filter(|(k, _)| k.contains("readiness"))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_is_lossless_then_lossy_then_blocked_as_the_cluster_degrades() {
+    let w = World::start_ha(3, 1, 1, 3600, &[]).await;
+
+    // Healthy: lossless, with a candidate, salvage possible, nothing errant or unheard.
+    let r = until(&w, "lossless", |r| r["verdict"] == "lossless").await;
+    assert!(r["candidate"].is_string(), "{r}");
+    assert_eq!(r["primary"], "db1", "{r}");
+    assert_eq!(r["salvage_possible"], true, "{r}");
+    assert_eq!(r["errant"], serde_json::json!({}), "{r}");
+    assert_eq!(r["unasked"], serde_json::json!([]), "{r}");
+    metric_shows(&w, "lossless").await;
+
+    // Both replicas stop receiving; the primary commits 5 transactions.
+    for i in [1, 2] {
+        let mut admin = w.cluster.admin_conn(i).await.expect("admin");
+        admin
+            .query_drop("STOP SLAVE IO_THREAD")
+            .await
+            .expect("stop IO");
+    }
+    let mut app = w.cluster.app_conn(0).await.expect("app on db1");
+    app.query_drop("CREATE TABLE r (id INT PRIMARY KEY)")
+        .await
+        .expect("create");
+    for id in 1..=4 {
+        app.query_drop(format!("INSERT INTO r VALUES ({id})"))
+            .await
+            .expect("insert");
+    }
+    let r = until(&w, "lossy by 5", |r| {
+        r["verdict"] == "lossy" && r["missing_transactions"] == 5
+    })
+    .await;
+    let missing = r["missing_gtids"].as_str().unwrap_or("");
+    assert!(
+        missing.contains("0-1-") && missing.contains("5 transactions"),
+        "{r}"
+    );
+    let text = stdout(&ctl(&w, &["status", "c1"]));
+    assert!(text.contains("failover readiness: LOSSY"), "{text}");
+    let m = metric_shows(&w, "lossy").await;
+    assert_eq!(
+        m.get("altair_failover_readiness_missing_transactions{cluster=\"c1\"}"),
+        Some(&5.0)
+    );
+
+    // Receiving again: lossless again.
+    for i in [1, 2] {
+        let mut admin = w.cluster.admin_conn(i).await.expect("admin");
+        admin
+            .query_drop("START SLAVE IO_THREAD")
+            .await
+            .expect("start IO");
+    }
+    until(&w, "lossless again", |r| r["verdict"] == "lossless").await;
+
+    // A write on a replica (an operator's mistake): errant, named.
+    let mut admin = w.cluster.admin_conn(2).await.expect("admin on db3");
+    admin
+        .query_drop("CREATE DATABASE errant_probe")
+        .await
+        .expect("a write on db3");
+    let r = until(&w, "errant on db3", |r| r["errant"]["db3"].is_string()).await;
+    assert!(
+        r["errant"]["db3"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("0-3-"),
+        "{r}"
+    );
+
+    // Neither replica's mysqld runs: no failover could promote anyone.
+    kill_mysqld(&w, 1);
+    kill_mysqld(&w, 2);
+    let r = until(&w, "blocked", |r| r["verdict"] == "blocked").await;
+    let why = r["blocked_reason"].as_str().unwrap_or("");
+    assert!(why.contains("db2") && why.contains("db3"), "{r}");
+    metric_shows(&w, "blocked").await;
+    let text = stdout(&ctl(&w, &["readiness"]));
+    assert!(text.contains("cluster c1  BLOCKED"), "{text}");
+}

@@ -9,6 +9,7 @@ PACKAGES=(
   bind9 bind9-utils               # named, tsig-keygen, nsupdate, dig
   iproute2 nftables               # network namespaces and fault injection
   sysbench                        # the realistic write load of the tests and benchmarks
+  haproxy                         # the client tier that follows DNS (deploy/haproxy)
 )
 
 missing=()
@@ -31,7 +32,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
   # Debian starts no daemon without systemd, but stop any that a package started: the
   # tests run their own instances.
-  for svc in mariadb named zookeeper; do
+  for svc in mariadb named zookeeper haproxy; do
     if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
   done
 fi

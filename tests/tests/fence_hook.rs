@@ -109,7 +109,7 @@ async fn a_fence_hook_that_powers_the_host_off_shortens_the_failover() {
     assert_eq!(ev["cluster"], "c1", "{ev}");
     assert_eq!(ev["epoch"], 2, "{ev}");
     assert_eq!(ev["mysql"], format!("{old_ip}:3306"), "{ev}");
-    assert_eq!(hook_runs(&w, "ok").await, 1.0);
+    assert!(hook_runs(&w, "ok").await >= 1.0);
     // The host really is off (its mysqld, a child of this test, dead or a zombie).
     let state = std::fs::read_to_string(format!("/proc/{}/stat", pids[0]))
         .ok()
@@ -137,7 +137,7 @@ async fn a_failing_fence_hook_leaves_the_self_fencing_wait_in_force() {
     );
     assert!(reason.contains("fence hook failed"), "{reason}");
     assert!(reason.contains("BMC unreachable"), "{reason}");
-    assert_eq!(hook_runs(&w, "failed").await, 1.0);
+    assert!(hook_runs(&w, "failed").await >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -118,12 +118,29 @@ async fn readiness_is_lossless_then_lossy_then_blocked_as_the_cluster_degrades()
         .await
         .expect("a write on db3");
     let r = until(&w, "errant on db3", |r| r["errant"]["db3"].is_string()).await;
-    assert!(
-        r["errant"]["db3"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("0-3-"),
-        "{r}"
+    let errant = r["errant"]["db3"].as_str().unwrap_or("").to_owned();
+    assert!(errant.starts_with("0-3-"), "{r}");
+    // The primary writes on and db3 replicates it: its own write stays visible (its
+    // binlog state keeps it), and no one else is called errant.
+    for id in 5..=6 {
+        app.query_drop(format!("INSERT INTO r VALUES ({id})"))
+            .await
+            .expect("insert");
+    }
+    let settled = Instant::now();
+    while settled.elapsed() < Duration::from_secs(4) {
+        let json = ctl_json(&w, &["--json", "readiness", "c1"], 0);
+        assert_eq!(
+            json["c1"]["errant"],
+            serde_json::json!({ "db3": errant }),
+            "{json}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let m = scrape(&w.fleet.monitors[0].metrics).await;
+    assert_eq!(
+        m.get("altair_failover_readiness_errant_replicas{cluster=\"c1\"}"),
+        Some(&1.0)
     );
 
     // Neither replica's mysqld runs: no failover could promote anyone.

@@ -260,6 +260,7 @@ async fn collect(c: &mut Conn, flavor: Flavor) -> ProbeResult {
         Flavor::MariaDb => (
             "SELECT @@version AS version, @@server_id AS server_id, @@read_only AS read_only, \
              0 AS super_read_only, @@gtid_binlog_pos AS executed, @@gtid_slave_pos AS applied, \
+             @@gtid_binlog_state AS binlog_state, '' AS server_uuid, \
              @@log_bin_basename AS binlog_basename, @@pid_file AS pid_file",
             "SHOW ALL SLAVES STATUS",
             "SHOW SLAVE HOSTS",
@@ -267,6 +268,7 @@ async fn collect(c: &mut Conn, flavor: Flavor) -> ProbeResult {
         Flavor::Mysql => (
             "SELECT @@version AS version, @@server_id AS server_id, @@read_only AS read_only, \
              @@super_read_only AS super_read_only, @@gtid_executed AS executed, @@gtid_executed AS applied, \
+             '' AS binlog_state, @@server_uuid AS server_uuid, \
              @@log_bin_basename AS binlog_basename, @@pid_file AS pid_file",
             "SHOW REPLICA STATUS",
             "SHOW REPLICAS",
@@ -295,6 +297,8 @@ async fn collect(c: &mut Conn, flavor: Flavor) -> ProbeResult {
         super_read_only: num("super_read_only") != 0,
         gtid_executed: field(v, "executed").unwrap_or_default().to_owned(),
         gtid_applied: field(v, "applied").unwrap_or_default().to_owned(),
+        gtid_binlog_state: field(v, "binlog_state").unwrap_or_default().to_owned(),
+        server_uuid: field(v, "server_uuid").unwrap_or_default().to_owned(),
         ..MysqlSnapshot::default()
     };
     let status = rows(c, status_sql).await?;

@@ -3,16 +3,22 @@
 //! transactions on replicas, hosts that could not be asked — and a verdict. Judged from
 //! the heartbeats a monitor already has, so it costs mysqld nothing.
 //!
-//! Heartbeat snapshots of different hosts are taken at different times. A replica is
-//! compared with the newest position of the primary observed no later than its own
-//! snapshot: what it lacks then, it really lacked. Transactions committed since are not
-//! counted (asynchronous replication always risks the last instant's; `semi_sync` does
-//! not), so `lossy` means a candidate measurably behind, never a snapshot's age.
+//! Heartbeat snapshots of different hosts are taken at different times. Each replica is
+//! compared with the newest position of the primary observed at least `SLACK_MS` before
+//! its own snapshot: what it lacked then, it really lacked (clock skew between hosts
+//! within the slack included). The candidate is the eligible replica with the smallest
+//! such shortfall (then the promotion rule, the datacenter, the name: the orchestrator's
+//! ties), so a fresher snapshot never wins by its age. Transactions committed within the
+//! slack are not counted (asynchronous replication always risks the last instant's;
+//! `semi_sync` does not): `lossy` means a candidate more than a second behind.
 
 use std::collections::BTreeMap;
 
-use crate::failover::{Candidate, CandidateRules, choose};
-use crate::gtid::{Flavor, GtidState, errant_gtids, local_writes};
+use crate::failover::{Candidate, CandidateRules, eligible, rank};
+use crate::gtid::{Flavor, GtidState, OwnWrites, errant_gtids, local_writes};
+
+/// A replica is compared with the primary as it was this long before its own snapshot.
+pub const SLACK_MS: u64 = 1_000;
 use crate::ids::PromotionRule;
 
 /// One host as its latest heartbeats describe it.
@@ -34,6 +40,9 @@ pub struct Observed {
     /// `gtid_executed` and what the IO thread received, in the server's notation.
     pub executed: String,
     pub received: String,
+    /// MariaDB `@@gtid_binlog_state`, MySQL `@@server_uuid` (empty when unknown).
+    pub binlog_state: String,
+    pub server_uuid: String,
     pub lag_s: Option<i64>,
     /// When the snapshot was taken (agent clock, ms since the Unix epoch).
     pub observed_at_ms: u64,
@@ -114,9 +123,23 @@ pub fn assess(primary: Option<&str>, hosts: &[Observed], rules: &CandidateRules)
         .iter()
         .filter(|h| h.name != p.name && h.replica)
         .collect();
+    let primary_own = OwnWrites {
+        executed: &primary_now,
+        server_id: p.server_id,
+        binlog_state: &p.binlog_state,
+        server_uuid: &p.server_uuid,
+    };
     for r in replicas.iter().filter(|r| r.heard) {
-        if let Ok(executed) = GtidState::parse(r.flavor, &r.executed)
-            && let Ok(own) = local_writes(&executed, r.server_id, &primary_now)
+        let Ok(executed) = GtidState::parse(r.flavor, &r.executed) else {
+            continue;
+        };
+        let replica_own = OwnWrites {
+            executed: &executed,
+            server_id: r.server_id,
+            binlog_state: &r.binlog_state,
+            server_uuid: &r.server_uuid,
+        };
+        if let Ok(own) = local_writes(replica_own, primary_own)
             && !own.is_empty()
         {
             out.errant.insert(r.name.clone(), own);
@@ -129,7 +152,7 @@ pub fn assess(primary: Option<&str>, hosts: &[Observed], rules: &CandidateRules)
             let got = received_set(r);
             let parsed = got.is_some();
             if let Some(g) = got {
-                received.insert(r.name.clone(), g.clone());
+                received.insert(r.name.clone(), g);
             }
             Candidate {
                 name: r.name.clone(),
@@ -144,26 +167,36 @@ pub fn assess(primary: Option<&str>, hosts: &[Observed], rules: &CandidateRules)
             }
         })
         .collect();
-    let best = match choose(&candidates, rules) {
-        Ok(best) => best,
+    let eligible = match eligible(&candidates, rules) {
+        Ok(e) => e,
         Err(refusal) => {
             out.verdict = Verdict::Blocked(refusal.to_string());
             return out;
         }
     };
-    let Some(b) = replicas.iter().find(|r| r.name == best) else {
-        out.verdict = Verdict::Blocked(format!("candidate {best} vanished"));
+    // Each eligible replica's shortfall against the primary as of its own snapshot.
+    let judged: Vec<(&Candidate, &Observed, GtidState, u64)> = eligible
+        .iter()
+        .filter_map(|c| {
+            let r = replicas.iter().find(|r| r.name == c.name)?;
+            let then = position_at(p, r.observed_at_ms.saturating_sub(SLACK_MS))
+                .unwrap_or_else(|| primary_now.clone());
+            let short = then.count_missing_from(&c.received).unwrap_or(u64::MAX);
+            Some((*c, *r, then, short))
+        })
+        .collect();
+    let Some((best, b, then, short)) = judged.into_iter().min_by(|x, y| {
+        x.3.cmp(&y.3)
+            .then_with(|| rank(y.0, rules).cmp(&rank(x.0, rules)))
+            .then_with(|| x.0.name.cmp(&y.0.name))
+    }) else {
+        out.verdict = Verdict::Blocked("no eligible replica could be judged".into());
         return out;
     };
-    let got = received
-        .get(&best)
-        .cloned()
-        .unwrap_or_else(|| GtidState::empty(b.flavor));
-    let primary_then = position_at(p, b.observed_at_ms).unwrap_or(primary_now);
-    out.missing = primary_then.count_missing_from(&got).unwrap_or(0);
-    out.missing_gtids = errant_gtids(&primary_then, &got).unwrap_or_default();
+    out.missing = short;
+    out.missing_gtids = errant_gtids(&then, &best.received).unwrap_or_default();
     out.candidate_lag_s = b.lag_s;
-    out.candidate = Some(best);
+    out.candidate = Some(best.name.clone());
     out.verdict = if out.missing == 0 {
         Verdict::Lossless
     } else {
@@ -219,6 +252,8 @@ mod tests {
             flavor: Flavor::MariaDb,
             executed: executed.into(),
             received: executed.into(),
+            binlog_state: String::new(),
+            server_uuid: String::new(),
             lag_s: Some(0),
             observed_at_ms: at,
             earlier: Vec::new(),
@@ -333,5 +368,46 @@ mod tests {
         let hosts = [host("db1", 1, "0-1-3", 100), host("db2", 2, "bad", 100)];
         let r = assess(Some("db1"), &hosts, &rules());
         assert!(matches!(r.verdict, Verdict::Blocked(_)), "{r:?}");
+    }
+
+    #[test]
+    fn a_fresher_snapshot_does_not_win_by_its_age() {
+        // db3 is caught up as of its (older) snapshot; db2 lags 7 s but reported later.
+        let mut db1 = host("db1", 1, "0-1-1030", 103_000);
+        db1.earlier = vec![(95_000, "0-1-950".into()), (99_000, "0-1-990".into())];
+        let hosts = [
+            db1,
+            host("db2", 2, "0-1-1020", 109_000),
+            host("db3", 3, "0-1-995", 100_000),
+        ];
+        let r = assess(Some("db1"), &hosts, &rules());
+        assert_eq!(r.candidate.as_deref(), Some("db3"), "{r:?}");
+        assert_eq!(r.verdict, Verdict::Lossless, "{r:?}");
+    }
+
+    #[test]
+    fn equally_caught_up_replicas_are_ranked_by_the_orchestrator_s_rules() {
+        let mut db3 = host("db3", 3, "0-1-10", 5_000);
+        db3.promotion_rule = PromotionRule::Prefer;
+        let hosts = [
+            host("db1", 1, "0-1-10", 1_000),
+            host("db2", 2, "0-1-10", 5_000),
+            db3,
+        ];
+        let r = assess(Some("db1"), &hosts, &rules());
+        assert_eq!(r.candidate.as_deref(), Some("db3"), "prefer wins a tie");
+    }
+
+    #[test]
+    fn no_lag_limit_means_none() {
+        let mut db2 = host("db2", 2, "0-1-10", 100);
+        db2.lag_s = Some(400);
+        let rules = CandidateRules {
+            max_lag_s: u64::MAX,
+            primary_datacenter: "dc1".into(),
+        };
+        let r = assess(Some("db1"), &[host("db1", 1, "0-1-10", 100), db2], &rules);
+        assert_eq!(r.verdict, Verdict::Lossless, "{r:?}");
+        assert_eq!(r.candidate_lag_s, Some(400));
     }
 }

@@ -90,7 +90,6 @@ pub async fn run(
 
     tokio::spawn(readiness::export(
         state.clone(),
-        m.max_candidate_lag_s,
         Duration::from_millis(m.readiness_interval_ms),
         shutdown.clone(),
     ));
@@ -140,7 +139,6 @@ pub async fn run(
         state,
         clock,
         publish: pub_tx,
-        max_candidate_lag_s: m.max_candidate_lag_s,
     };
     serve_grpc(
         listener,

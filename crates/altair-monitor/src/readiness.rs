@@ -16,28 +16,59 @@ use tokio_util::sync::CancellationToken;
 use crate::reconcile::lock;
 use crate::state::{HostState, State};
 
-/// The readiness of one cluster's hosts.
-pub fn of_cluster(hosts: &BTreeMap<String, HostState>, max_lag_s: u64) -> Readiness {
-    let observed: Vec<Observed> = hosts
-        .iter()
-        .filter_map(|(name, h)| observe(name, h))
-        .collect();
+/// What readiness judges one cluster by, copied out of the monitor's state (so the
+/// judgement itself runs without the state lock).
+pub struct Inputs {
+    primary: Option<String>,
+    observed: Vec<Observed>,
+    /// Hosts tracked but not heard from yet (after a takeover or a restart).
+    silent: Vec<String>,
+    datacenter: String,
+}
+
+/// Copies what `judge` needs from one cluster's hosts (under the state lock).
+pub fn inputs(hosts: &BTreeMap<String, HostState>) -> Inputs {
     let primary = primary_of(hosts);
+    let observed = hosts
+        .iter()
+        .filter_map(|(name, h)| observe(name, h, primary.as_deref() == Some(name.as_str())))
+        .collect();
+    let silent = hosts
+        .iter()
+        .filter(|(_, h)| h.snapshot.is_none())
+        .map(|(name, _)| name.clone())
+        .collect();
     let datacenter = primary
         .as_ref()
         .and_then(|p| hosts.get(p))
         .and_then(|h| h.registration.as_ref())
         .map(|r| r.datacenter.clone())
         .unwrap_or_default();
+    Inputs {
+        primary,
+        observed,
+        silent,
+        datacenter,
+    }
+}
+
+/// The readiness of one cluster. No lag limit: when a primary dies its replicas report
+/// no lag (their IO threads lost it), and the orchestrator applies its limit only to a
+/// replica that still reports one, so a lagging replica is still promoted after its
+/// catch-up. The lag is reported.
+pub fn judge(i: Inputs) -> Readiness {
     let rules = CandidateRules {
-        max_lag_s,
-        primary_datacenter: datacenter,
+        max_lag_s: u64::MAX,
+        primary_datacenter: i.datacenter,
     };
-    assess(primary.as_deref(), &observed, &rules)
+    let mut r = assess(i.primary.as_deref(), &i.observed, &rules);
+    r.unasked.extend(i.silent);
+    r.unasked.sort();
+    r
 }
 
 /// The host that replicates from no one and takes writes; when none does (its mysqld
-/// is down), the one host that replicates from no one and did not when it last answered.
+/// is down), the one host that replicated from no one when its mysqld last answered.
 fn primary_of(hosts: &BTreeMap<String, HostState>) -> Option<String> {
     let views: Vec<HostView> = hosts
         .iter()
@@ -55,23 +86,23 @@ fn primary_of(hosts: &BTreeMap<String, HostState>) -> Option<String> {
     if let (Some(p), _) = infer_roles(&views) {
         return Some(p.to_string());
     }
-    let roots: Vec<&HostView> = views
+    let roots: Vec<&str> = hosts
         .iter()
-        .filter(|v| {
-            v.source.is_none() && !hosts.get(v.name.as_str()).is_some_and(|h| h.replicating)
-        })
+        .filter(|(_, h)| h.last_answer.as_ref().is_some_and(|a| !a.replicating))
+        .map(|(name, _)| name.as_str())
         .collect();
     match roots.as_slice() {
-        [only] => Some(only.name.to_string()),
+        [only] => Some((*only).to_owned()),
         _ => None,
     }
 }
 
-fn observe(name: &str, h: &HostState) -> Option<Observed> {
+fn observe(name: &str, h: &HostState, is_primary: bool) -> Option<Observed> {
     let snap = h.snapshot.as_ref()?;
     let reg = h.registration.as_ref()?;
     let heard = h.detector.heard_once() && h.detector.health() != Some(Health::Unreachable);
-    // A host whose mysqld is down is judged by its last position.
+    // A host whose mysqld is down is judged by what it said when it last answered.
+    let last = h.last_answer.as_ref().filter(|_| !snap.reachable);
     let (executed, at) = match h.earlier.back() {
         Some((at, g)) if !snap.reachable => (g.clone(), *at),
         _ => (
@@ -79,27 +110,37 @@ fn observe(name: &str, h: &HostState) -> Option<Observed> {
             snap.observed_at_unix_ms.max(0) as u64,
         ),
     };
+    let flavor = last.map_or(snap.flavor, |l| l.flavor);
     Some(Observed {
         name: name.to_owned(),
         heard,
         healthy: heard && snap.reachable,
-        // A host whose mysqld is down is judged by what it was when it last answered.
-        replica: if snap.reachable {
-            snap.replication.is_some()
-        } else {
-            h.replicating
-        },
+        replica: last.map_or(snap.replication.is_some(), |l| l.replicating),
         promotion_rule: altair_proto::v1::PromotionRule::try_from(reg.promotion_rule)
             .unwrap_or_default()
             .to_core(),
         datacenter: reg.datacenter.clone(),
-        server_id: snap.server_id,
-        flavor: snap.core_flavor(),
+        server_id: last.map_or(snap.server_id, |l| l.server_id),
+        flavor: if flavor == altair_proto::v1::Flavor::Mysql as i32 {
+            altair_core::gtid::Flavor::Mysql
+        } else {
+            altair_core::gtid::Flavor::MariaDb
+        },
         executed,
         received: snap.gtid_received.clone(),
+        binlog_state: last.map_or_else(
+            || snap.gtid_binlog_state.clone(),
+            |l| l.binlog_state.clone(),
+        ),
+        server_uuid: last.map_or_else(|| snap.server_uuid.clone(), |l| l.server_uuid.clone()),
         lag_s: snap.replication.as_ref().and_then(|r| r.seconds_behind),
         observed_at_ms: at,
-        earlier: h.earlier.iter().cloned().collect(),
+        // Only the primary's history is compared against.
+        earlier: if is_primary {
+            h.earlier.iter().cloned().collect()
+        } else {
+            Vec::new()
+        },
     })
 }
 
@@ -123,16 +164,24 @@ pub fn to_proto(r: &Readiness) -> altair_proto::v1::Readiness {
 }
 
 /// Keeps the readiness metrics of the owned clusters current; a cluster this monitor
-/// stops owning loses its series.
-pub async fn export(
-    state: Arc<Mutex<State>>,
-    max_lag_s: u64,
-    every: Duration,
-    cancel: CancellationToken,
-) {
+/// stops owning loses its series. A panic in one round is logged and the loop restarts.
+pub async fn export(state: Arc<Mutex<State>>, every: Duration, cancel: CancellationToken) {
     if every.is_zero() {
         return;
     }
+    loop {
+        let round = tokio::spawn(export_loop(state.clone(), every, cancel.clone()));
+        match round.await {
+            Err(e) if e.is_panic() => {
+                tracing::error!(error = %e, "the readiness exporter panicked; restarting it");
+                tokio::time::sleep(every).await;
+            }
+            _ => return,
+        }
+    }
+}
+
+async fn export_loop(state: Arc<Mutex<State>>, every: Duration, cancel: CancellationToken) {
     let mut every = tokio::time::interval(every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut exported: BTreeSet<String> = BTreeSet::new();
@@ -143,15 +192,11 @@ pub async fn export(
         }
         let names: Vec<String> = lock(&state).clusters.keys().cloned().collect();
         for name in &names {
-            // One cluster at a time under the lock: heartbeats are not held up.
-            let r = {
-                let st = lock(&state);
-                let Some(hosts) = st.clusters.get(name) else {
-                    continue;
-                };
-                of_cluster(hosts, max_lag_s)
+            // Copied under the lock one cluster at a time; judged without it.
+            let Some(i) = lock(&state).clusters.get(name).map(inputs) else {
+                continue;
             };
-            crate::metrics::readiness(name, Some(&r));
+            crate::metrics::readiness(name, Some(&judge(i)));
         }
         let now: BTreeSet<String> = names.into_iter().collect();
         for gone in exported.difference(&now) {

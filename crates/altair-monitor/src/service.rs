@@ -14,8 +14,6 @@ pub struct MonitorService {
     pub state: Arc<Mutex<State>>,
     pub clock: Clock,
     pub publish: mpsc::UnboundedSender<Published>,
-    /// `monitor.max_candidate_lag_s`, for readiness.
-    pub max_candidate_lag_s: u64,
 }
 
 #[tonic::async_trait]
@@ -137,12 +135,13 @@ impl Monitor for MonitorService {
                     .collect()
             })
             .unwrap_or_default();
-        let readiness = state.clusters.get(&cluster).map(|h| {
-            crate::readiness::to_proto(&crate::readiness::of_cluster(h, self.max_candidate_lag_s))
-        });
+        let inputs = state.clusters.get(&cluster).map(crate::readiness::inputs);
+        let me = state.me.clone();
+        drop(state);
+        let readiness = inputs.map(|i| crate::readiness::to_proto(&crate::readiness::judge(i)));
         Ok(Response::new(ClusterHealthResponse {
             cluster,
-            monitor: state.me.clone(),
+            monitor: me,
             hosts,
             readiness,
         }))

@@ -48,12 +48,25 @@ pub struct HostState {
     /// Its positions before the current snapshot (observed at, gtid_executed), oldest
     /// first: readiness compares a replica with the primary as of the replica's snapshot.
     pub earlier: std::collections::VecDeque<(u64, String)>,
-    /// Replication was configured when its mysqld last answered.
-    pub replicating: bool,
+    /// What its mysqld said when it last answered (judging a host whose mysqld is down).
+    pub last_answer: Option<LastAnswer>,
 }
 
-/// Earlier positions kept per host (at the default 10 s heartbeat: the last 40 s).
-const EARLIER_KEPT: usize = 4;
+/// The parts of a host's last reachable snapshot readiness needs once mysqld is down.
+#[derive(Debug, Clone)]
+pub struct LastAnswer {
+    pub flavor: i32,
+    pub server_id: u32,
+    pub replicating: bool,
+    pub binlog_state: String,
+    pub server_uuid: String,
+}
+
+/// Earlier positions are kept for this many of the host's heartbeat intervals (and at
+/// most `EARLIER_MAX` of them): enough to pair every replica's snapshot with an older
+/// one of the primary even when their intervals differ.
+const EARLIER_INTERVALS: u64 = 3;
+const EARLIER_MAX: usize = 32;
 
 /// A health change to publish.
 #[derive(Debug, Clone)]
@@ -118,7 +131,7 @@ impl State {
                 agent_run_id: String::new(),
                 last_sequence: 0,
                 earlier: std::collections::VecDeque::new(),
-                replicating: false,
+                last_answer: None,
             });
     }
 
@@ -158,14 +171,23 @@ impl State {
         };
         h.registration = Some(registration);
         if let Some(prev) = h.snapshot.take().filter(|p| p.reachable) {
-            if h.earlier.len() == EARLIER_KEPT {
+            let at = prev.observed_at_unix_ms.max(0) as u64;
+            let keep_from = at.saturating_sub(EARLIER_INTERVALS * interval_ms.max(1));
+            while h.earlier.len() >= EARLIER_MAX
+                || h.earlier.front().is_some_and(|(t, _)| *t < keep_from)
+            {
                 h.earlier.pop_front();
             }
-            h.earlier
-                .push_back((prev.observed_at_unix_ms.max(0) as u64, prev.gtid_executed));
+            h.earlier.push_back((at, prev.gtid_executed));
         }
         if snapshot.reachable {
-            h.replicating = snapshot.replication.is_some();
+            h.last_answer = Some(LastAnswer {
+                flavor: snapshot.flavor,
+                server_id: snapshot.server_id,
+                replicating: snapshot.replication.is_some(),
+                binlog_state: snapshot.gtid_binlog_state.clone(),
+                server_uuid: snapshot.server_uuid.clone(),
+            });
         }
         h.snapshot = Some(snapshot);
         let last = Some(now_ms);

@@ -147,12 +147,16 @@ async fn run(
 /// `password_env` secrets among them) never reaches it.
 const HOOK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// At most this much of a hook's stderr is kept (its last line goes into the error).
+const STDERR_MAX: u64 = 64 * 1024;
+
 async fn run_inner(
     hook: &str,
     argv: &[String],
     event: &serde_json::Value,
     timeout_ms: u64,
 ) -> Result<(), String> {
+    use tokio::io::AsyncReadExt;
     let (program, args) = argv.split_first().ok_or("no command")?;
     let mut child = tokio::process::Command::new(program)
         .args(args)
@@ -163,32 +167,63 @@ async fn run_inner(
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        // Its own process group: a timeout kills whatever it started too.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("{program}: cannot start: {e}"))?;
+    let pgid = child.id();
     let input = serde_json::to_vec(event).unwrap_or_default();
     let stdin = child.stdin.take();
+    let stderr = child.stderr.take();
+    let reader = tokio::spawn(async move {
+        let mut text = Vec::new();
+        if let Some(e) = stderr {
+            let _ = e.take(STDERR_MAX).read_to_end(&mut text).await;
+        }
+        text
+    });
     let waited = tokio::time::timeout(Duration::from_millis(timeout_ms), async move {
         if let Some(mut stdin) = stdin {
             // A hook that ignores stdin and exits early closes the pipe: not an error.
             let _ = stdin.write_all(&input).await;
         }
-        child.wait_with_output().await
+        child.wait().await
     })
     .await;
+    let kill_group = || {
+        if let Some(pid) = pgid.and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    };
+    // A helper it left running may hold stderr open: read what is there, briefly.
+    let last_line = |reader: tokio::task::JoinHandle<Vec<u8>>| async move {
+        let text = tokio::time::timeout(Duration::from_millis(200), reader)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        String::from_utf8_lossy(&text)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_owned()
+    };
     match waited {
-        Err(_) => Err(format!(
-            "{program}: no exit within {timeout_ms} ms (killed)"
-        )),
-        Ok(Err(e)) => Err(format!("{program}: {e}")),
-        Ok(Ok(out)) if out.status.success() => Ok(()),
-        Ok(Ok(out)) => Err(format!(
-            "{program}: {} ({})",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or_default()
-        )),
+        Err(_) => {
+            kill_group();
+            Err(format!(
+                "{program}: no exit within {timeout_ms} ms (killed)"
+            ))
+        }
+        Ok(Err(e)) => {
+            kill_group();
+            Err(format!("{program}: {e}"))
+        }
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(format!("{program}: {status} ({})", last_line(reader).await)),
     }
 }

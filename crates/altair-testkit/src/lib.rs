@@ -12,6 +12,7 @@
 pub mod bind;
 pub mod checker;
 pub mod fleet;
+pub mod haproxy;
 pub mod mariadb;
 pub mod netns;
 pub mod pki;

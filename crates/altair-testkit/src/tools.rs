@@ -14,6 +14,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("java", "default-jre-headless (pulled in by zookeeper)"),
     ("ip", "iproute2"),
     ("nft", "nftables"),
+    ("haproxy", "haproxy"),
 ];
 
 const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";

@@ -68,7 +68,12 @@ pub fn line(r: &ReadinessStatus) -> String {
         "; no salvage (the primary's agent is not heard)"
     });
     for (host, gtids) in &r.errant {
-        out.push_str(&format!("; {host} has errant transactions {gtids}"));
+        let whose = if r.candidate.as_deref() == Some(host.as_str()) {
+            " (the candidate: a failover would publish them)"
+        } else {
+            ""
+        };
+        out.push_str(&format!("; {host} has errant transactions {gtids}{whose}"));
     }
     if !r.unasked.is_empty() {
         out.push_str(&format!("; not heard: {}", r.unasked.join(", ")));

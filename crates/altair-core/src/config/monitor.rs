@@ -38,10 +38,6 @@ pub struct MonitorSection {
     /// How late a heartbeat may arrive before it counts as missed.
     #[serde(default = "default_miss_grace_ms")]
     pub miss_grace_ms: u64,
-    /// Failover readiness treats a replica lagging more than this as no candidate: keep
-    /// it equal to the orchestrators' `orchestrator.max_candidate_lag_s`.
-    #[serde(default = "default_max_candidate_lag_s")]
-    pub max_candidate_lag_s: u64,
     /// How often the readiness metrics of the owned clusters are recomputed (0: never;
     /// `ClusterHealth` and `altairctl readiness` still judge on demand).
     #[serde(default = "default_readiness_interval_ms")]
@@ -50,10 +46,6 @@ pub struct MonitorSection {
 
 fn default_readiness_interval_ms() -> u64 {
     5_000
-}
-
-fn default_max_candidate_lag_s() -> u64 {
-    300
 }
 
 fn default_miss_grace_ms() -> u64 {
@@ -103,11 +95,7 @@ impl Validate for MonitorConfig {
                 )
             },
         );
-        p.check(
-            (1..=86_400).contains(&m.max_candidate_lag_s),
-            "monitor.max_candidate_lag_s",
-            || format!("{} s is outside 1..=86400", m.max_candidate_lag_s),
-        );
+
         check_ms(
             p,
             "monitor.heartbeat_interval_ms",

@@ -34,6 +34,46 @@ pub struct Refusal {
 /// The healthy, eligible replica that received the most; `prefer` then same datacenter
 /// then name break ties among equally up-to-date ones.
 pub fn choose(candidates: &[Candidate], rules: &CandidateRules) -> Result<String, Refusal> {
+    let eligible = eligible(candidates, rules)?;
+    let most = |a: &Candidate, b: &Candidate| -> Ordering {
+        match a.received.compare(&b.received) {
+            Ok(Some(o)) => o,
+            // Divergent or mixed flavours: fall back to how many each has beyond the other.
+            _ => {
+                let ab = a.received.count_missing_from(&b.received).unwrap_or(0);
+                let ba = b.received.count_missing_from(&a.received).unwrap_or(0);
+                ab.cmp(&ba)
+            }
+        }
+    };
+    let best = eligible
+        .iter()
+        .copied()
+        .max_by(|a, b| {
+            most(a, b)
+                .then_with(|| rank(a, rules).cmp(&rank(b, rules)))
+                .then_with(|| b.name.cmp(&a.name))
+        })
+        .map(|c| c.name.clone());
+    best.ok_or(Refusal {
+        reasons: vec!["the cluster has no replica".into()],
+    })
+}
+
+/// How the rules rank a candidate among equally up-to-date ones (greater is better).
+pub fn rank(c: &Candidate, rules: &CandidateRules) -> (bool, bool) {
+    (
+        c.promotion_rule == PromotionRule::Prefer,
+        c.datacenter == rules.primary_datacenter,
+    )
+}
+
+/// The candidates a failover may promote at all, or why there is none (every replica
+/// named with its reason).
+pub fn eligible<'a>(
+    candidates: &'a [Candidate],
+    rules: &CandidateRules,
+) -> Result<Vec<&'a Candidate>, Refusal> {
     let mut reasons = Vec::new();
     let eligible: Vec<&Candidate> = candidates
         .iter()
@@ -42,7 +82,10 @@ pub fn choose(candidates: &[Candidate], rules: &CandidateRules) -> Result<String
                 Some("not healthy")
             } else if c.promotion_rule == PromotionRule::Never {
                 Some("promotion rule is never")
-            } else if c.lag_s.is_some_and(|l| l > rules.max_lag_s as i64) {
+            } else if c
+                .lag_s
+                .is_some_and(|l| u64::try_from(l).is_ok_and(|l| l > rules.max_lag_s))
+            {
                 Some("lags more than the configured maximum")
             } else {
                 None
@@ -59,33 +102,7 @@ pub fn choose(candidates: &[Candidate], rules: &CandidateRules) -> Result<String
         }
         return Err(Refusal { reasons });
     }
-    let most = |a: &Candidate, b: &Candidate| -> Ordering {
-        match a.received.compare(&b.received) {
-            Ok(Some(o)) => o,
-            // Divergent or mixed flavours: fall back to how many each has beyond the other.
-            _ => {
-                let ab = a.received.count_missing_from(&b.received).unwrap_or(0);
-                let ba = b.received.count_missing_from(&a.received).unwrap_or(0);
-                ab.cmp(&ba)
-            }
-        }
-    };
-    let rank = |c: &Candidate| {
-        (
-            c.promotion_rule == PromotionRule::Prefer,
-            c.datacenter == rules.primary_datacenter,
-        )
-    };
-    let best = eligible
-        .iter()
-        .copied()
-        .max_by(|a, b| {
-            most(a, b)
-                .then_with(|| rank(a).cmp(&rank(b)))
-                .then_with(|| b.name.cmp(&a.name))
-        })
-        .map(|c| c.name.clone());
-    best.ok_or(Refusal { reasons })
+    Ok(eligible)
 }
 
 #[cfg(test)]

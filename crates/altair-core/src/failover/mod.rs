@@ -8,7 +8,7 @@ pub mod machine;
 pub mod salvage;
 mod verify;
 
-pub use candidate::{Candidate, CandidateRules, Refusal, choose};
+pub use candidate::{Candidate, CandidateRules, Refusal, choose, eligible, rank};
 pub use journal::{Journal, Kind, Stage, Step};
 pub use verify::{
     BlockReason, LastVerify, Verdict, failover_blocked, health_fingerprint, verdict, verify_due,

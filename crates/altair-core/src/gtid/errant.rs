@@ -37,29 +37,66 @@ pub fn errant_gtids(host: &GtidState, history: &GtidState) -> Result<String, Gti
     }
 }
 
+/// A host's own-write evidence, as its heartbeat carries it.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnWrites<'a> {
+    pub executed: &'a GtidState,
+    pub server_id: u32,
+    /// MariaDB `@@gtid_binlog_state` (empty when the agent did not send it).
+    pub binlog_state: &'a str,
+    /// MySQL `@@server_uuid` (empty when unknown).
+    pub server_uuid: &'a str,
+}
+
 /// Transactions a replica wrote itself (errant while it is a replica), judged against
-/// the primary's position even when the two snapshots were taken at different times: a
-/// replica ahead of an older primary snapshot is not errant. MariaDB: a domain whose
-/// last GTID on the replica carries the replica's own `server_id` and is past the
-/// primary's; MySQL: the replica's GTIDs of sources the primary has none of.
-pub fn local_writes(
-    replica: &GtidState,
-    replica_server_id: u32,
-    primary: &GtidState,
-) -> Result<String, GtidError> {
-    match (replica, primary) {
-        (GtidState::MariaDb(r), GtidState::MariaDb(p)) => Ok(r
-            .iter()
-            .filter(|g| {
-                g.server_id == replica_server_id && g.seq > p.get(g.domain).map_or(0, |pg| pg.seq)
-            })
-            .map(|g| g.to_string())
-            .collect::<Vec<_>>()
-            .join(",")),
-        (GtidState::Mysql(r), GtidState::Mysql(p)) => {
-            Ok(r.only_sources(|k| !p.has_source(k)).to_string())
+/// the primary's position even when the two snapshots were taken at different times.
+///
+/// MariaDB with both `gtid_binlog_state`s: an entry of the replica's own `server_id`
+/// past the primary's entry for the same domain and server — it stays visible after
+/// newer transactions replicate in. Without them: a domain whose last GTID is the
+/// replica's own and past the primary's. MySQL: the replica's GTIDs the primary lacks, of every source
+/// but the primary's own (which may simply be newer than the primary's snapshot);
+/// without the primary's UUID, of sources the primary has none of.
+pub fn local_writes(replica: OwnWrites<'_>, primary: OwnWrites<'_>) -> Result<String, GtidError> {
+    match (replica.executed, primary.executed) {
+        (GtidState::MariaDb(r), GtidState::MariaDb(p)) => {
+            if !replica.binlog_state.is_empty() && !primary.binlog_state.is_empty() {
+                let ours = super::MariaGtidPos::parse_state(replica.binlog_state)?;
+                let theirs = super::MariaGtidPos::parse_state(primary.binlog_state)?;
+                return Ok(ours
+                    .iter()
+                    .filter(|g| g.server_id == replica.server_id)
+                    .filter(|g| {
+                        let seen = theirs
+                            .iter()
+                            .filter(|t| t.domain == g.domain && t.server_id == g.server_id)
+                            .map(|t| t.seq)
+                            .max()
+                            .unwrap_or(0);
+                        g.seq > seen
+                    })
+                    .map(|g| g.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","));
+            }
+            Ok(r.iter()
+                .filter(|g| {
+                    g.server_id == replica.server_id
+                        && g.seq > p.get(g.domain).map_or(0, |pg| pg.seq)
+                })
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join(","))
         }
-        _ => replica.contains(primary).map(|_| String::new()),
+        (GtidState::Mysql(r), GtidState::Mysql(p)) => {
+            let uuid = primary.server_uuid.to_ascii_lowercase();
+            Ok(if uuid.is_empty() {
+                r.only_sources(|k| !p.has_source(k)).to_string()
+            } else {
+                r.subtract(p).only_sources(|k| k.uuid != uuid).to_string()
+            })
+        }
+        (r, p) => r.contains(p).map(|_| String::new()),
     }
 }
 
@@ -111,33 +148,78 @@ mod tests {
         assert!(errant_gtids(&maria("0-1-1"), &m).is_err());
     }
 
+    fn own<'a>(
+        executed: &'a GtidState,
+        server_id: u32,
+        state: &'a str,
+        uuid: &'a str,
+    ) -> OwnWrites<'a> {
+        OwnWrites {
+            executed,
+            server_id,
+            binlog_state: state,
+            server_uuid: uuid,
+        }
+    }
+
     #[test]
     fn local_writes_ignore_a_replica_ahead_of_an_older_primary_snapshot() {
+        let (r, p) = (maria("0-1-20"), maria("0-1-10"));
         // Replicated past an older primary snapshot: not errant.
         assert_eq!(
-            local_writes(&maria("0-1-20"), 2, &maria("0-1-10")),
+            local_writes(own(&r, 2, "", ""), own(&p, 1, "", "")),
+            Ok("".into())
+        );
+        assert_eq!(
+            local_writes(own(&r, 2, "0-1-20", ""), own(&p, 1, "0-1-10", "")),
             Ok("".into())
         );
         // Its own write: errant.
+        let r = maria("0-2-11");
         assert_eq!(
-            local_writes(&maria("0-2-11"), 2, &maria("0-1-10")),
+            local_writes(own(&r, 2, "", ""), own(&p, 1, "", "")),
             Ok("0-2-11".into())
         );
         // A rejoined old primary whose last write the new primary has: not errant.
+        let (r, p2) = (maria("0-2-11"), maria("0-2-11"));
         assert_eq!(
-            local_writes(&maria("0-2-11"), 2, &maria("0-2-11")),
+            local_writes(own(&r, 2, "0-2-11", ""), own(&p2, 1, "0-2-11", "")),
             Ok("".into())
         );
+    }
+
+    #[test]
+    fn an_errant_write_stays_visible_after_newer_transactions_replicate() {
+        // db3 wrote 0-3-7, then replicated 0-1-8 from the primary: its position no longer
+        // shows its own write, its binlog state does.
+        let (r, p) = (maria("0-1-8"), maria("0-1-8"));
+        assert_eq!(
+            local_writes(own(&r, 3, "0-1-8,0-3-7", ""), own(&p, 1, "0-1-8", "")),
+            Ok("0-3-7".into())
+        );
+        // An old primary's own writes the new primary has are not errant.
+        assert_eq!(
+            local_writes(own(&r, 3, "0-3-5,0-1-8", ""), own(&p, 1, "0-3-5,0-1-8", "")),
+            Ok("".into())
+        );
+    }
+
+    #[test]
+    fn mysql_own_writes_are_judged_without_the_primary_s_own_source() {
         let my = |s: &str| GtidState::parse(Flavor::Mysql, s).expect("mysql");
         let a = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
         let b = "4e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let r = my(&format!("{a}:1-20,{b}:1-7"));
+        let p = my(&format!("{a}:1-10,{b}:1-5"));
+        // The primary (a) may be newer than its snapshot; b:6-7 is the replica's own.
         assert_eq!(
-            local_writes(
-                &my(&format!("{a}:1-20,{b}:1-2")),
-                0,
-                &my(&format!("{a}:1-10"))
-            ),
-            Ok(format!("{b}:1-2"))
+            local_writes(own(&r, 0, "", b), own(&p, 0, "", a)),
+            Ok(format!("{b}:6-7"))
+        );
+        // Without the primary's UUID: only sources the primary has none of.
+        assert_eq!(
+            local_writes(own(&r, 0, "", ""), own(&p, 0, "", "")),
+            Ok(String::new())
         );
     }
 }

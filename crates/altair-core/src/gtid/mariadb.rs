@@ -46,6 +46,15 @@ impl MariaGtidPos {
         Ok(pos)
     }
 
+    /// Parses `@@gtid_binlog_state`: every entry kept (one per domain and server_id).
+    pub fn parse_state(text: &str) -> Result<Vec<MariaGtid>, GtidError> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| parse_one(text, e))
+            .collect()
+    }
+
     /// Records `gtid`, keeping the higher sequence number of its domain.
     pub fn advance(&mut self, gtid: MariaGtid) {
         match self.domains.get(&gtid.domain) {
@@ -85,7 +94,7 @@ impl MariaGtidPos {
                 let theirs = other.domains.get(&ours.domain).map_or(0, |g| g.seq);
                 ours.seq.saturating_sub(theirs)
             })
-            .sum()
+            .fold(0, u64::saturating_add)
     }
 
     /// The position that contains both.

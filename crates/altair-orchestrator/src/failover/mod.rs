@@ -68,8 +68,21 @@ fn abort_reason(view: &ClusterView, j: &Journal) -> Option<String> {
 /// retry time, the old primary's self-fence bound); a later pass of the leader resumes
 /// it from the journal. What to do next is decided by `altair_core::failover::machine`.
 pub async fn run(ctx: &Ctx, view: &ClusterView, mut j: Journal) -> Result<(), FailoverError> {
-    let abort = abort_reason(view, &j);
+    let mut abort = abort_reason(view, &j);
+    let mut reread_abort = false;
     loop {
+        // A fence hook may have held this pass for seconds, and a hook's success removes
+        // the wait that would otherwise end the pass before promotion: an operator's
+        // abort made meanwhile is read again after it.
+        if std::mem::take(&mut reread_abort) && abort.is_none() {
+            let path = ctx.zk.layout().failover_abort(&view.name);
+            abort = ctx
+                .zk
+                .get_record::<altair_core::registry::AbortRequest>("abort request", &path)
+                .await?
+                .filter(|a| a.failover_id == j.id)
+                .map(|a| a.reason);
+        }
         let step = match machine::before(&j, abort.as_deref(), now_ms()) {
             Next::Run(step) => step,
             // `before` never asks to choose again; a later pass resumes these.
@@ -92,6 +105,8 @@ pub async fn run(ctx: &Ctx, view: &ClusterView, mut j: Journal) -> Result<(), Fa
             return record(ctx, view, j, started).await;
         }
         let outcome = run_step(ctx, view, &mut j, step).await;
+        reread_abort =
+            step == Step::Fence && j.old_host_unreachable && !ctx.config.fence.command.is_empty();
         let now = now_ms();
         match machine::after(&j, step, &outcome, now, RULES) {
             Next::Run(_) => {

@@ -296,6 +296,7 @@ async fn agent(
             reason: 1,
             snapshot: Some(snapshot.clone()),
             interval_ms: INTERVAL.as_millis() as u32,
+            liveness_interval_ms: 0,
         };
         let t = Instant::now();
         let ok = client

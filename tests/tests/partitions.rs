@@ -1,5 +1,7 @@
 //! DESIGN §4, the partitions that must NOT fail over (rows 3, 4a, 4b) and a ZooKeeper
-//! outage, made with nft rules inside the hosts' network namespaces. Each asserts what an
+//! outage, made with nft rules inside the hosts' network namespaces. Rows 3, 4a and 4b
+//! run twice: with the tests' 1 s heartbeats, and at the shipped defaults (10 s
+//! heartbeats, 1 s liveness pings), where silence is judged on the pings. Each asserts what an
 //! operator would: the DNS name did not move, the epoch did not change, the primary still
 //! takes the application user's writes.
 
@@ -7,6 +9,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use altair_e2e::world::World;
+use altair_testkit::fleet::FleetTiming;
 use mysql_async::prelude::Queryable;
 
 /// How long each fault is held: well past detection (3 × 1 s) plus verification.
@@ -28,7 +31,11 @@ async fn primary_writable(w: &World, id: u32) {
 }
 
 async fn start() -> (World, Ipv4Addr, u64) {
-    let w = World::start_ha(3, 2, 2, 3600, &[]).await;
+    start_with(FleetTiming::default()).await
+}
+
+async fn start_with(timing: FleetTiming) -> (World, Ipv4Addr, u64) {
+    let w = World::start_ha_with(3, 2, 2, 3600, &[], timing).await;
     // Let the leader record the cluster (epoch 1) before the fault.
     w.wait_until("cluster recorded", Duration::from_secs(20), |s| {
         s.clusters[0].epoch == Some(1)
@@ -65,7 +72,16 @@ fn history(w: &World) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_3_primary_cut_from_its_replicas_only_does_not_fail_over() {
-    let (w, primary_ip, e) = start().await;
+    row_3(FleetTiming::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_3_primary_cut_from_its_replicas_only_does_not_fail_over_at_shipped_defaults() {
+    row_3(FleetTiming::shipped()).await;
+}
+
+async fn row_3(timing: FleetTiming) {
+    let (w, primary_ip, e) = start_with(timing).await;
     let net = w.net.as_ref().expect("net");
     net.partition(0, &[net.host(1).ip, net.host(2).ip])
         .await
@@ -82,7 +98,16 @@ async fn row_3_primary_cut_from_its_replicas_only_does_not_fail_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_4a_monitor_cut_from_the_primarys_agent_does_not_fail_over() {
-    let (w, primary_ip, e) = start().await;
+    row_4a(FleetTiming::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_4a_monitor_cut_from_the_primarys_agent_does_not_fail_over_at_shipped_defaults() {
+    row_4a(FleetTiming::shipped()).await;
+}
+
+async fn row_4a(timing: FleetTiming) {
+    let (w, primary_ip, e) = start_with(timing).await;
     let net = w.net.as_ref().expect("net");
     let monitors = altair_e2e::ops::monitor_endpoints(&w);
     assert_eq!(monitors.len(), 2);
@@ -108,7 +133,17 @@ async fn row_4a_monitor_cut_from_the_primarys_agent_does_not_fail_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_4b_control_plane_cut_from_the_primary_but_a_replica_reaches_it_does_not_fail_over() {
-    let (w, primary_ip, e) = start().await;
+    row_4b(FleetTiming::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_4b_control_plane_cut_from_the_primary_but_a_replica_reaches_it_does_not_fail_over_at_shipped_defaults()
+ {
+    row_4b(FleetTiming::shipped()).await;
+}
+
+async fn row_4b(timing: FleetTiming) {
+    let (w, primary_ip, e) = start_with(timing).await;
     let net = w.net.as_ref().expect("net");
     // Everything of the control plane (ZooKeeper, monitors, orchestrators) lives at the
     // bridge address; the replicas do not.

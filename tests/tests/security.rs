@@ -309,6 +309,7 @@ fn forged_heartbeat(host: &str) -> HeartbeatRequest {
             ..MysqlSnapshot::default()
         }),
         interval_ms: 300_000,
+        liveness_interval_ms: 0,
     }
 }
 

@@ -1,7 +1,9 @@
 //! Heartbeats to the monitor that owns the cluster: every interval, and at once when
 //! the observed state changes. The owner is chosen by rendezvous hashing over the live
 //! monitors (the same function the monitors use); when it stops answering the agent
-//! re-resolves instead of going quiet.
+//! re-resolves instead of going quiet. Between heartbeats a small liveness ping goes to
+//! the same monitor every `liveness_interval_ms`: the monitor judges silence on it, and
+//! an accepted answer renews the lease like a heartbeat's.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +11,9 @@ use std::time::Duration;
 use altair_core::registry::MonitorRecord;
 use altair_core::rendezvous;
 use altair_proto::v1::monitor_client::MonitorClient;
-use altair_proto::v1::{HeartbeatReason, HeartbeatRequest, HostRegistration, MysqlSnapshot};
+use altair_proto::v1::{
+    HeartbeatReason, HeartbeatRequest, HostRegistration, MysqlSnapshot, PingRequest,
+};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -19,6 +23,8 @@ pub struct Heartbeater {
     pub cluster: String,
     pub registration: HostRegistration,
     pub interval: Duration,
+    /// The liveness ping's interval; `None`: no pings.
+    pub ping_every: Option<Duration>,
     pub snapshots: watch::Receiver<Arc<MysqlSnapshot>>,
     pub monitors: watch::Receiver<Vec<MonitorRecord>>,
     pub cancel: CancellationToken,
@@ -41,15 +47,29 @@ impl Heartbeater {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
+        let mut pinger = tokio::time::interval(self.ping_every.unwrap_or(self.interval));
+        pinger.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        pinger.tick().await;
         loop {
             sequence += 1;
             let snapshot = self.snapshots.borrow().as_ref().clone();
             self.send(&mut target, sequence, &run_id, reason, snapshot)
                 .await;
             reason = HeartbeatReason::Tick;
+            // The next ping is a full interval after this heartbeat.
+            pinger.reset();
             loop {
                 tokio::select! {
                     _ = ticker.tick() => break,
+                    _ = pinger.tick(), if self.ping_every.is_some() => {
+                        sequence += 1;
+                        if !self.ping(&mut target, sequence, &run_id).await {
+                            // The monitor does not know this run (it restarted, or took
+                            // the cluster over): a full heartbeat introduces it.
+                            reason = HeartbeatReason::Hello;
+                            break;
+                        }
+                    }
                     r = self.snapshots.changed() => {
                         if r.is_err() { return; }
                         let state = self.snapshots.borrow().observed_state();
@@ -97,6 +117,7 @@ impl Heartbeater {
                 reason: reason as i32,
                 snapshot: Some(snapshot.clone()),
                 interval_ms: self.interval.as_millis() as u32,
+                liveness_interval_ms: self.ping_every.map_or(0, |p| p.as_millis() as u32),
             };
             let timeout = self.interval.min(Duration::from_secs(2));
             // The lease runs from the send, not the answer: a slow answer must not
@@ -132,6 +153,41 @@ impl Heartbeater {
             }
             *target = None;
         }
+    }
+
+    /// One liveness ping to the cached owner. False when it was not accepted (no owner
+    /// known, a refusal, a timeout): the caller sends a full heartbeat, which resolves
+    /// the owner again and registers this run.
+    async fn ping(&self, target: &mut Option<Target>, sequence: u64, run_id: &str) -> bool {
+        let (Some(every), Some(t)) = (self.ping_every, target.as_mut()) else {
+            return false;
+        };
+        let Some(id) = self.registration.id.clone() else {
+            return false;
+        };
+        let request = PingRequest {
+            host: Some(id),
+            agent_run_id: run_id.to_owned(),
+            sequence,
+            interval_ms: every.as_millis() as u32,
+        };
+        let sent = self.contact.now();
+        let answer = tokio::time::timeout(every, t.client.ping(request)).await;
+        let accepted = matches!(&answer, Ok(Ok(r)) if r.get_ref().accepted);
+        if accepted {
+            self.contact.lease_renewed_at(sent);
+        }
+        let result = match &answer {
+            Ok(Ok(_)) if accepted => "accepted",
+            Ok(Ok(_)) => "redirected",
+            Ok(Err(_)) => "failed",
+            Err(_) => "timeout",
+        };
+        crate::metrics::count(&crate::metrics::PINGS, "result", result);
+        if !accepted {
+            tracing::debug!(monitor = %t.id, result, "liveness ping not accepted; sending a full heartbeat");
+        }
+        accepted
     }
 
     fn resolve(&self) -> Option<Target> {

@@ -304,6 +304,8 @@ pub async fn run(
         cluster: a.cluster.to_string(),
         registration: wire.clone(),
         interval: Duration::from_millis(a.heartbeat_interval_ms),
+        ping_every: (a.liveness_interval_ms > 0)
+            .then(|| Duration::from_millis(a.liveness_interval_ms)),
         snapshots: snap_rx.clone(),
         monitors: mon_rx,
         cancel: shutdown.clone(),

@@ -7,6 +7,7 @@ use altair_svc::metrics::{Counter, Family, Gauge, Labels, register};
 pub static PROBES: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
 pub static MYSQL_UP: LazyLock<Gauge> = LazyLock::new(Gauge::default);
 pub static HEARTBEATS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
+pub static PINGS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
 pub static SELF_FENCES: LazyLock<Counter> = LazyLock::new(Counter::default);
 pub static SEMI_SYNC_DEGRADED: LazyLock<Gauge> = LazyLock::new(Gauge::default);
 
@@ -27,6 +28,11 @@ pub fn init() {
         HEARTBEATS.clone(),
     );
     register(
+        "agent_pings",
+        "Liveness pings sent to the owning monitor between heartbeats, by result (accepted, redirected, failed, timeout)",
+        PINGS.clone(),
+    );
+    register(
         "agent_self_fences",
         "Times this agent fenced its isolated primary itself",
         SELF_FENCES.clone(),
@@ -42,9 +48,11 @@ pub fn init() {
             .inc_by(0);
     }
     for result in ["accepted", "redirected", "failed", "timeout"] {
-        HEARTBEATS
-            .get_or_create(&vec![("result", result.to_owned())])
-            .inc_by(0);
+        for family in [&*HEARTBEATS, &*PINGS] {
+            family
+                .get_or_create(&vec![("result", result.to_owned())])
+                .inc_by(0);
+        }
     }
 }
 

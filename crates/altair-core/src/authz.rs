@@ -206,7 +206,7 @@ pub fn authorize(server: &Server, path: &str, caller: &Identity) -> Result<(), D
             }
         }
         (Server::Monitor, "altair.v1.Monitor") => match method {
-            "Heartbeat" => matches!(caller, I::Agent { .. }),
+            "Heartbeat" | "Ping" => matches!(caller, I::Agent { .. }),
             "ClusterHealth" => matches!(
                 caller,
                 I::Orchestrator(_) | I::Monitor(_) | I::Operator { .. }
@@ -393,9 +393,11 @@ mod tests {
     #[test]
     fn heartbeats_only_from_agents_and_only_for_their_own_host() {
         let s = Server::Monitor;
-        let hb = "/altair.v1.Monitor/Heartbeat";
-        assert!(authorize(&s, hb, &agent("c1", "db1")).is_ok());
-        assert!(authorize(&s, hb, &Identity::Orchestrator("o1".into())).is_err());
+        for hb in ["/altair.v1.Monitor/Heartbeat", "/altair.v1.Monitor/Ping"] {
+            assert!(authorize(&s, hb, &agent("c1", "db1")).is_ok());
+            assert!(authorize(&s, hb, &Identity::Orchestrator("o1".into())).is_err());
+            assert!(authorize(&s, hb, &op(OperatorRole::Operator)).is_err());
+        }
         assert!(heartbeat_from(&agent("c1", "db1"), "c1", "db1").is_ok());
         assert!(heartbeat_from(&agent("c1", "db2"), "c1", "db1").is_err());
         assert!(heartbeat_from(&agent("c2", "db1"), "c1", "db1").is_err());

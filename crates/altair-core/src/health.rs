@@ -13,6 +13,13 @@
 //! `grace_ms` late. `mysql_down` and `replication_broken` come straight from the agent's
 //! report; silence only ever makes a host worse (suspect, unreachable), a heartbeat is
 //! the only way back.
+//!
+//! An agent may also send liveness pings between its full heartbeats (a small message
+//! every second, say; its heartbeats declare the interval). Then silence is judged on
+//! the ping interval — with a
+//! quarter of it as grace, so ordinary jitter never reads as a miss — and a ping brings
+//! a suspect or unreachable host back to what its last heartbeat reported (a change of
+//! state always comes as a heartbeat at once, so that report is current).
 
 use std::fmt;
 
@@ -103,6 +110,10 @@ pub struct HostDetector {
     last_heard_ms: u64,
     interval_ms: u64,
     heard_once: bool,
+    /// What the last heartbeat reported (a ping restores it).
+    reported: Option<Health>,
+    /// The agent's ping interval, once it pings.
+    ping_ms: Option<u64>,
 }
 
 impl HostDetector {
@@ -116,6 +127,8 @@ impl HostDetector {
             last_heard_ms: now_ms,
             interval_ms: interval_ms.max(1),
             heard_once: false,
+            reported: None,
+            ping_ms: None,
         }
     }
 
@@ -139,11 +152,45 @@ impl HostDetector {
         self.heard_once
     }
 
-    /// Heartbeat intervals passed without a heartbeat, as of `now_ms`.
+    /// The agent's ping interval, when it pings.
+    pub fn ping_ms(&self) -> Option<u64> {
+        self.ping_ms
+    }
+
+    /// How late a message may be before it counts as missed.
+    fn grace_ms(&self, cfg: &DetectorConfig) -> u64 {
+        match self.ping_ms {
+            Some(p) => cfg.grace_ms.max(p / 4),
+            None => cfg.grace_ms,
+        }
+    }
+
+    /// Intervals (ping intervals once the agent pings) passed without a word from the
+    /// agent, as of `now_ms`.
     pub fn misses(&self, now_ms: u64, cfg: &DetectorConfig) -> u32 {
         let elapsed = now_ms.saturating_sub(self.last_heard_ms);
-        let late = elapsed.saturating_sub(cfg.grace_ms);
+        let late = elapsed.saturating_sub(self.grace_ms(cfg));
         u32::try_from(late / self.interval_ms).unwrap_or(u32::MAX)
+    }
+
+    /// What the agent's heartbeat declares about its pings (`None`: it sends none), so
+    /// silence is judged on the ping interval from its first heartbeat on — not only
+    /// once a ping has arrived.
+    pub fn declare_pings(&mut self, ping_ms: Option<u64>) {
+        self.ping_ms = ping_ms.map(|p| p.max(1));
+    }
+
+    /// A liveness ping arrived, with the agent's ping interval. It says the agent runs,
+    /// nothing about mysqld: a host silence made suspect or unreachable goes back to what
+    /// its last heartbeat reported; a host not yet judged stays unjudged.
+    pub fn ping(&mut self, now_ms: u64, ping_ms: u64) -> Option<Transition> {
+        self.last_heard_ms = now_ms;
+        self.ping_ms = Some(ping_ms.max(1));
+        self.interval_ms = ping_ms.max(1);
+        match (self.health, self.reported) {
+            (Some(Health::Suspect | Health::Unreachable), Some(r)) => self.set(r, now_ms),
+            _ => None,
+        }
     }
 
     /// A heartbeat arrived, reporting `state`, with the agent's `interval_ms`.
@@ -154,9 +201,12 @@ impl HostDetector {
         state: &ObservedState,
     ) -> Option<Transition> {
         self.last_heard_ms = now_ms;
-        self.interval_ms = interval_ms.max(1);
+        // Silence is judged on the ping interval while the agent pings.
+        self.interval_ms = self.ping_ms.unwrap_or(interval_ms).max(1);
         self.heard_once = true;
-        self.set(Health::judge(state), now_ms)
+        let h = Health::judge(state);
+        self.reported = Some(h);
+        self.set(h, now_ms)
     }
 
     /// Time passed: judge silence.
@@ -177,7 +227,8 @@ impl HostDetector {
 
     /// The earliest time at which `tick` could change something, if any.
     pub fn next_deadline_ms(&self, cfg: &DetectorConfig) -> Option<u64> {
-        let after = |misses: u64| self.last_heard_ms + misses * self.interval_ms + cfg.grace_ms;
+        let grace = self.grace_ms(cfg);
+        let after = |misses: u64| self.last_heard_ms + misses * self.interval_ms + grace;
         match self.health {
             Some(Health::Unreachable) => None,
             None | Some(Health::Healthy | Health::ReplicationBroken) => Some(after(1)),
@@ -323,5 +374,69 @@ mod tests {
             ts.last().map(|t| (t.to, t.at_ms)),
             Some((Health::Unreachable, 3_050))
         );
+    }
+
+    #[test]
+    fn pings_judge_silence_on_their_own_interval() {
+        let mut d = HostDetector::new(0, I, None);
+        d.heartbeat(0, I, &up());
+        for t in (1_000..=5_000).step_by(1_000) {
+            assert_eq!(d.ping(t, 1_000), None, "steady pings change nothing");
+        }
+        assert_eq!(d.interval_ms(), 1_000);
+        // A full heartbeat keeps the ping interval.
+        d.heartbeat(5_500, I, &up());
+        assert_eq!(d.interval_ms(), 1_000);
+        // Silence after the last ping at 6 s: unreachable 3 pings + a quarter later.
+        d.ping(6_000, 1_000);
+        let ts = run(&mut d, 6_000, 12_000);
+        assert_eq!(
+            ts.last().map(|t| (t.to, t.at_ms)),
+            Some((Health::Unreachable, 9_250)),
+            "{ts:?}"
+        );
+        // Jitter within a quarter interval is no miss.
+        let mut d = HostDetector::new(0, I, None);
+        d.heartbeat(0, I, &up());
+        d.ping(1_000, 1_000);
+        assert_eq!(d.tick(2_240, &cfg()), None);
+    }
+
+    #[test]
+    fn a_ping_restores_what_the_last_heartbeat_said_and_never_judges_alone() {
+        let mut d = HostDetector::new(0, I, None);
+        assert_eq!(d.ping(10, 1_000), None, "a ping alone judges nothing");
+        assert_eq!(d.health(), None);
+        let down = ObservedState {
+            mysql_reachable: false,
+            ..up()
+        };
+        d.heartbeat(100, I, &down);
+        assert_eq!(d.health(), Some(Health::MysqlDown));
+        let ts = run(&mut d, 100, 5_000);
+        assert_eq!(d.health(), Some(Health::Unreachable), "{ts:?}");
+        let t = d.ping(5_100, 1_000).expect("back");
+        assert_eq!(
+            t.to,
+            Health::MysqlDown,
+            "not healthy: mysqld was reported down"
+        );
+    }
+
+    #[test]
+    fn declared_pings_count_from_the_first_heartbeat() {
+        let mut d = HostDetector::new(0, I, None);
+        d.declare_pings(Some(1_000));
+        d.heartbeat(0, I, &up());
+        let ts = run(&mut d, 0, 5_000);
+        assert_eq!(
+            ts.last().map(|t| (t.to, t.at_ms)),
+            Some((Health::Unreachable, 3_250)),
+            "{ts:?}"
+        );
+        // An agent that says it no longer pings is judged on its heartbeats again.
+        d.declare_pings(None);
+        d.heartbeat(6_000, I, &up());
+        assert_eq!(d.interval_ms(), I);
     }
 }

@@ -6,6 +6,7 @@ use altair_core::readiness::Readiness;
 use altair_svc::metrics::{Counter, Family, Gauge, Labels, register};
 
 pub static HEARTBEATS: LazyLock<Counter> = LazyLock::new(Counter::default);
+pub static PINGS: LazyLock<Counter> = LazyLock::new(Counter::default);
 pub static TRANSITIONS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
 pub static ZK_WRITE_ERRORS: LazyLock<Counter> = LazyLock::new(Counter::default);
 pub static READINESS: LazyLock<Family<Labels, Gauge>> = LazyLock::new(Family::default);
@@ -21,6 +22,11 @@ pub fn init() {
         "monitor_heartbeats",
         "Heartbeats received from agents",
         HEARTBEATS.clone(),
+    );
+    register(
+        "monitor_pings",
+        "Liveness pings received from agents (between their full heartbeats)",
+        PINGS.clone(),
     );
     register(
         "monitor_health_transitions",

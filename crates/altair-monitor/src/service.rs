@@ -74,7 +74,11 @@ impl Monitor for MonitorService {
             now,
             registration,
             snapshot,
-            u64::from(req.interval_ms),
+            (
+                u64::from(req.interval_ms),
+                (req.liveness_interval_ms > 0)
+                    .then(|| u64::from(req.liveness_interval_ms.max(100))),
+            ),
             &req.agent_run_id,
             req.sequence,
         ) {
@@ -82,6 +86,69 @@ impl Monitor for MonitorService {
         }
         Ok(Response::new(HeartbeatResponse {
             accepted: true,
+            owner_address: String::new(),
+        }))
+    }
+
+    async fn ping(
+        &self,
+        request: Request<PingRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let caller = altair_svc::authz::caller(&request)?;
+        let req = request.into_inner();
+        crate::metrics::PINGS.inc();
+        let id = req
+            .host
+            .ok_or_else(|| Status::invalid_argument("host is required"))?;
+        altair_core::ClusterName::new(id.cluster.clone())
+            .map_err(|e| Status::invalid_argument(format!("host.cluster: {e}")))?;
+        altair_core::HostName::new(id.host.clone())
+            .map_err(|e| Status::invalid_argument(format!("host.host: {e}")))?;
+        if let altair_svc::authz::Caller::Verified(id_of_caller) = &caller {
+            altair_core::authz::heartbeat_from(id_of_caller, &id.cluster, &id.host).map_err(|d| {
+                tracing::warn!(caller = %id_of_caller, cluster = %id.cluster, host = %id.host, "ping for another host refused");
+                Status::permission_denied(d.to_string())
+            })?;
+        }
+        if !(100..=300_000).contains(&req.interval_ms) {
+            return Err(Status::invalid_argument(format!(
+                "interval_ms {} is not 100..=300000",
+                req.interval_ms
+            )));
+        }
+        let mut state = lock(&self.state);
+        let owner = match state.ownership(&id.cluster) {
+            Ownership::Mine => None,
+            Ownership::Other(owner) => Some(owner.address.clone()),
+            Ownership::Nobody => Some(String::new()),
+        };
+        if let Some(owner_address) = owner {
+            return Ok(Response::new(HeartbeatResponse {
+                accepted: false,
+                owner_address,
+            }));
+        }
+        let now = self.clock.now_ms();
+        let applied = state.ping(
+            now,
+            &id.cluster,
+            &id.host,
+            u64::from(req.interval_ms),
+            &req.agent_run_id,
+            req.sequence,
+        );
+        // A host this monitor does not track yet is not vouched for: its agent's next
+        // heartbeat (sent at once at start and on a change of monitor) registers it.
+        let accepted = match applied {
+            Some(Some(p)) => {
+                let _ = self.publish.send(p);
+                true
+            }
+            Some(None) => true,
+            None => false,
+        };
+        Ok(Response::new(HeartbeatResponse {
+            accepted,
             owner_address: String::new(),
         }))
     }

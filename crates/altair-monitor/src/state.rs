@@ -135,13 +135,14 @@ impl State {
             });
     }
 
-    /// Applies a heartbeat of an owned cluster.
+    /// Applies a heartbeat of an owned cluster: its heartbeat interval and the ping
+    /// interval it declares (`None`: no pings).
     pub fn heartbeat(
         &mut self,
         now_ms: u64,
         registration: HostRegistration,
         snapshot: MysqlSnapshot,
-        interval_ms: u64,
+        (interval_ms, ping_ms): (u64, Option<u64>),
         run_id: &str,
         sequence: u64,
     ) -> Option<Published> {
@@ -155,6 +156,7 @@ impl State {
         if h.agent_run_id == run_id && sequence <= h.last_sequence {
             return None; // a late duplicate
         }
+        h.detector.declare_pings(ping_ms);
         h.agent_run_id = run_id.to_owned();
         h.last_sequence = sequence;
         let state = snapshot.observed_state();
@@ -192,6 +194,39 @@ impl State {
         h.snapshot = Some(snapshot);
         let last = Some(now_ms);
         transition.map(|t| published(&me, &cluster, &host, t, reason, last))
+    }
+
+    /// Applies a liveness ping of an owned cluster's tracked host; `None` when the host
+    /// is not tracked yet (its first heartbeat registers it) or the ping is stale.
+    pub fn ping(
+        &mut self,
+        now_ms: u64,
+        cluster: &str,
+        host: &str,
+        interval_ms: u64,
+        run_id: &str,
+        sequence: u64,
+    ) -> Option<Option<Published>> {
+        let me = self.me.clone();
+        let h = self.clusters.get_mut(cluster)?.get_mut(host)?;
+        if h.agent_run_id != run_id {
+            return None; // a ping from a run whose first heartbeat has not come yet
+        }
+        if sequence <= h.last_sequence {
+            return Some(None); // late: a newer message was heard
+        }
+        h.last_sequence = sequence;
+        let transition = h.detector.ping(now_ms, interval_ms);
+        Some(transition.map(|t| {
+            published(
+                &me,
+                cluster,
+                host,
+                t,
+                "liveness ping".to_owned(),
+                Some(now_ms),
+            )
+        }))
     }
 
     /// Judges silence everywhere.

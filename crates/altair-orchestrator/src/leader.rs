@@ -322,11 +322,14 @@ pub(crate) async fn verify(ctx: &Ctx, view: &ClusterView, primary: &str) -> Verd
     };
     let timeout = Duration::from_millis(ctx.config.orchestrator.verify_timeout_ms);
     let per_check = timeout.mul_f64(0.8);
+    // The orchestrator's own handshake gets the same deadline as each replica's (which
+    // must end well inside their RPC's): a powered-off primary costs that, not more.
+    let handshake = per_check.mul_f64(0.7);
     let mine = mysql_reachable(
         &p.mysql,
         &ctx.config.mysql.user,
         &ctx.secrets.mysql_password,
-        per_check,
+        handshake,
     );
     let target = endpoint(&p.mysql);
     let replicas = view
@@ -344,7 +347,7 @@ pub(crate) async fn verify(ctx: &Ctx, view: &ClusterView, primary: &str) -> Verd
                     let r = a
                         .check_reachability(CheckReachabilityRequest {
                             target,
-                            timeout_ms: (per_check.as_millis() as u32 * 7 / 10).max(1),
+                            timeout_ms: (handshake.as_millis() as u32).max(1),
                         })
                         .await
                         .ok()?;

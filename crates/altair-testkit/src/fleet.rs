@@ -26,8 +26,24 @@ pub struct FleetTiming {
     pub durability: &'static str,
     /// Mutual TLS on every service (on by default; off only to measure what it costs).
     pub tls: bool,
-    /// `agent.self_fence_after_ms`; `None`: the agent's default (2 heartbeats).
+    /// `agent.self_fence_after_ms`; `None`: the agent's default (2 liveness pings).
     pub self_fence_after_ms: Option<u64>,
+    /// `agent.liveness_interval_ms` (0: no pings).
+    pub liveness_ms: u64,
+}
+
+impl FleetTiming {
+    /// The shipped defaults of agents and monitors (10 s heartbeats, 1 s pings, 1 s
+    /// probes): what an operator runs without tuning.
+    pub fn shipped() -> Self {
+        Self {
+            heartbeat_ms: 10_000,
+            probe_ms: 1_000,
+            probe_timeout_ms: 800,
+            liveness_ms: 1_000,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for FleetTiming {
@@ -40,6 +56,7 @@ impl Default for FleetTiming {
             durability: "async",
             tls: true,
             self_fence_after_ms: None,
+            liveness_ms: 1_000,
         }
     }
 }
@@ -294,7 +311,7 @@ impl Fleet {
             let t = &fleet.timing;
             let config = format!(
                 "[agent]\ncluster = \"{cluster_name}\"\nhost = \"{host}\"\nlisten = \"{address}\"\n\
-                 probe_interval_ms = {probe}\nprobe_timeout_ms = {probe_timeout}\nheartbeat_interval_ms = {hb}\n\
+                 probe_interval_ms = {probe}\nprobe_timeout_ms = {probe_timeout}\nheartbeat_interval_ms = {hb}\nliveness_interval_ms = {liveness}\n\
                  state_dir = \"{state}\"\ndurability = \"{durability}\"\n{self_fence}\
                  [mysql]\nhost = \"{mip}\"\nport = {mport}\nuser = \"{user}\"\npassword_file = \"{pw}\"\n\
                  [replication]\nuser = \"{ruser}\"\npassword_file = \"{repl}\"\n{zk}\n\
@@ -308,6 +325,7 @@ impl Fleet {
                 probe = t.probe_ms,
                 probe_timeout = t.probe_timeout_ms,
                 hb = t.heartbeat_ms,
+                liveness = t.liveness_ms,
                 durability = t.durability,
                 self_fence = t
                     .self_fence_after_ms

@@ -43,8 +43,15 @@ pub struct AgentSection {
     pub probe_timeout_ms: u64,
     #[serde(default = "default_heartbeat_interval_ms")]
     pub heartbeat_interval_ms: u64,
+    /// A small liveness ping to the monitor between full heartbeats: the monitor judges
+    /// silence on this interval (a powered-off host is `unreachable` after 3 missed
+    /// pings), and an accepted answer renews the primary's lease. 0: no pings (silence is
+    /// judged on heartbeats alone).
+    #[serde(default = "default_liveness_interval_ms")]
+    pub liveness_interval_ms: u64,
     /// A writable primary whose agent hears no monitor and reaches no replica for this
-    /// long makes itself read-only. Default: 2 × heartbeat_interval_ms.
+    /// long makes itself read-only. Default: 2 × liveness_interval_ms (2 ×
+    /// heartbeat_interval_ms without pings).
     pub self_fence_after_ms: Option<u64>,
     /// Where the agent keeps what it must never lose: the errant transactions of a
     /// forced rejoin, saved before they are reverted.
@@ -145,6 +152,9 @@ fn default_probe_timeout_ms() -> u64 {
 fn default_heartbeat_interval_ms() -> u64 {
     10_000
 }
+fn default_liveness_interval_ms() -> u64 {
+    1_000
+}
 fn default_connect_timeout_ms() -> u64 {
     1_000
 }
@@ -201,14 +211,32 @@ impl Validate for AgentConfig {
                 )
             },
         );
+        if a.liveness_interval_ms != 0 {
+            check_ms(
+                p,
+                "agent.liveness_interval_ms",
+                a.liveness_interval_ms,
+                100..=300_000,
+            );
+            p.check(
+                a.liveness_interval_ms <= a.heartbeat_interval_ms,
+                "agent.liveness_interval_ms",
+                || {
+                    format!(
+                        "{} ms is longer than agent.heartbeat_interval_ms ({} ms): pings are meant to come between heartbeats (0 turns them off)",
+                        a.liveness_interval_ms, a.heartbeat_interval_ms
+                    )
+                },
+            );
+        }
+        let (renewal, what) = a.lease_renewal();
         p.check(
-            a.self_fence_after() >= 2 * a.heartbeat_interval_ms,
+            a.self_fence_after() >= 2 * renewal,
             "agent.self_fence_after_ms",
             || {
                 format!(
-                    "{} ms is less than twice agent.heartbeat_interval_ms ({} ms): one late heartbeat would make the primary read-only",
+                    "{} ms is less than twice agent.{what} ({renewal} ms): one late message would make the primary read-only",
                     a.self_fence_after(),
-                    a.heartbeat_interval_ms
                 )
             },
         );
@@ -252,7 +280,16 @@ impl Validate for AgentConfig {
 impl AgentSection {
     pub fn self_fence_after(&self) -> u64 {
         self.self_fence_after_ms
-            .unwrap_or(2 * self.heartbeat_interval_ms)
+            .unwrap_or(2 * self.lease_renewal().0)
+    }
+
+    /// How often the lease is renewed (pings, or heartbeats without them), and the key.
+    pub fn lease_renewal(&self) -> (u64, &'static str) {
+        if self.liveness_interval_ms == 0 {
+            (self.heartbeat_interval_ms, "heartbeat_interval_ms")
+        } else {
+            (self.liveness_interval_ms, "liveness_interval_ms")
+        }
     }
 
     pub fn semi_sync_timeout(&self) -> u64 {
@@ -306,10 +343,26 @@ key_file = "/etc/altair/tls/agent.key"
         assert_eq!(c.agent.promotion_rule, PromotionRule::Neutral);
         assert_eq!(c.agent.advertised_address(), "127.0.0.1:7400");
         assert_eq!(c.zookeeper.root, "/altair");
-        assert_eq!(c.agent.self_fence_after(), 20_000);
-        let e = load(&GOOD.replace("[agent]", "[agent]\nself_fence_after_ms = 5000"))
+        assert_eq!(c.agent.liveness_interval_ms, 1_000);
+        assert_eq!(c.agent.self_fence_after(), 2_000, "2 pings");
+        let e = load(&GOOD.replace("[agent]", "[agent]\nself_fence_after_ms = 1500"))
             .expect_err("too short");
         assert!(e.to_string().contains("agent.self_fence_after_ms"), "{e}");
+        assert!(e.to_string().contains("liveness_interval_ms"), "{e}");
+        // Without pings the lease rides on heartbeats, as before.
+        let c = load(&GOOD.replace("[agent]", "[agent]\nliveness_interval_ms = 0"))
+            .expect("valid")
+            .config;
+        assert_eq!(c.agent.self_fence_after(), 20_000);
+        let e = load(&GOOD.replace(
+            "[agent]",
+            "[agent]\nliveness_interval_ms = 0\nself_fence_after_ms = 5000",
+        ))
+        .expect_err("too short");
+        assert!(e.to_string().contains("heartbeat_interval_ms"), "{e}");
+        let e = load(&GOOD.replace("[agent]", "[agent]\nliveness_interval_ms = 20000"))
+            .expect_err("pings slower than heartbeats");
+        assert!(e.to_string().contains("agent.liveness_interval_ms"), "{e}");
     }
 
     #[test]
@@ -338,10 +391,10 @@ key_file = "/etc/altair/tls/agent.key"
             .expect("valid")
             .config;
         assert_eq!(c.agent.durability, Durability::SemiSync);
-        assert_eq!(c.agent.semi_sync_timeout(), 20_000 + 2_000 + 5_000);
+        assert_eq!(c.agent.semi_sync_timeout(), 2_000 + 2_000 + 5_000);
         let e = load(&GOOD.replace(
             "[agent]",
-            "[agent]\ndurability = \"semi_sync\"\nsemi_sync_timeout_ms = 3000",
+            "[agent]\ndurability = \"semi_sync\"\nsemi_sync_timeout_ms = 2500",
         ))
         .expect_err("shorter than the bound");
         assert!(e.to_string().contains("agent.semi_sync_timeout_ms"), "{e}");

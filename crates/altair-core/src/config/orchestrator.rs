@@ -217,7 +217,7 @@ fn default_reverify_interval_ms() -> u64 {
     2_000
 }
 fn default_verify_timeout_ms() -> u64 {
-    2_000
+    1_000
 }
 fn default_block_period_s() -> u64 {
     3_600

@@ -26,7 +26,7 @@ use candidate::{
 use publish::{publish, reattach_old_primary};
 
 const AGENT_TIMEOUT: Duration = Duration::from_secs(3);
-const SILENT_AGENT_TIMEOUT: Duration = Duration::from_millis(500);
+const SILENT_AGENT_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Why a failover pass stopped short of the end.
 #[derive(Debug, thiserror::Error)]

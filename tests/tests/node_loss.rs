@@ -74,3 +74,63 @@ async fn an_isolated_primary_host_is_replaced_within_five_seconds_at_shipped_def
         "the healed old primary is writable"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_primary_host_that_resumes_after_its_failover_is_read_only() {
+    let w = World::start_ha_with(3, 1, 1, 3600, &[], FleetTiming::shipped()).await;
+    w.wait_until("cluster recorded", Duration::from_secs(30), |s| {
+        s.clusters[0].epoch == Some(1)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let old_ip = w.net.as_ref().expect("net").host(0).ip;
+    // The whole host freezes (a VM stun): its agent and its mysqld.
+    w.fleet.agents[0].pause().expect("SIGSTOP the agent");
+    altair_e2e::ops::signal_mysqld(&w, 0, nix::sys::signal::Signal::SIGSTOP)
+        .expect("SIGSTOP mysqld");
+    let (new_ip, moved) = wait_dns_moved(&w, old_ip, Duration::from_secs(30)).await;
+    eprintln!("frozen host: DNS moved {moved:?} after the freeze");
+    let resumed = Instant::now();
+    altair_e2e::ops::signal_mysqld(&w, 0, nix::sys::signal::Signal::SIGCONT)
+        .expect("SIGCONT mysqld");
+    w.fleet.agents[0].resume().expect("SIGCONT the agent");
+    // Resumed, it learns that a failover happened meanwhile and fences itself.
+    loop {
+        let mut admin = w.cluster.admin_conn(0).await.expect("admin on db1");
+        let ro = query_value(&mut admin, "SELECT @@global.read_only")
+            .await
+            .expect("read_only");
+        if ro.as_deref() == Some("1") {
+            break;
+        }
+        assert!(
+            resumed.elapsed() < Duration::from_secs(5),
+            "the resumed old primary is still writable {:?} after it resumed\n{}",
+            resumed.elapsed(),
+            w.fleet.warnings(5)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "frozen host: read-only {:?} after it resumed",
+        resumed.elapsed()
+    );
+    // Its own agent did it (not only the leader's re-fencing).
+    let m = altair_e2e::ops::scrape(&w.fleet.agents[0].metrics).await;
+    assert!(
+        m.get("altair_agent_self_fences_total")
+            .copied()
+            .unwrap_or(0.0)
+            >= 1.0,
+        "the resumed agent did not fence its primary itself: {:?}",
+        m.get("altair_agent_self_fences_total")
+    );
+    let mut app = w
+        .cluster
+        .app_conn(host_index(&w, new_ip))
+        .await
+        .expect("app on the new primary");
+    app.query_drop("CREATE TABLE after_freeze (id INT)")
+        .await
+        .expect("the new primary takes writes");
+}

@@ -119,7 +119,11 @@ impl Heartbeater {
                 interval_ms: self.interval.as_millis() as u32,
                 liveness_interval_ms: self.ping_every.map_or(0, |p| p.as_millis() as u32),
             };
-            let timeout = self.interval.min(Duration::from_secs(2));
+            // While pinging, a heartbeat in flight holds the next ping: bounded by it.
+            let timeout = self
+                .interval
+                .min(Duration::from_secs(2))
+                .min(self.ping_every.unwrap_or(Duration::MAX));
             // The lease runs from the send, not the answer: a slow answer must not
             // stretch it past what the monitor saw.
             let sent = self.contact.now();
@@ -172,7 +176,7 @@ impl Heartbeater {
             interval_ms: every.as_millis() as u32,
         };
         let sent = self.contact.now();
-        let answer = tokio::time::timeout(every, t.client.ping(request)).await;
+        let answer = tokio::time::timeout(every / 2, t.client.ping(request)).await;
         let accepted = matches!(&answer, Ok(Ok(r)) if r.get_ref().accepted);
         if accepted {
             self.contact.lease_renewed_at(sent);
@@ -186,6 +190,11 @@ impl Heartbeater {
         crate::metrics::count(&crate::metrics::PINGS, "result", result);
         if !accepted {
             tracing::debug!(monitor = %t.id, result, "liveness ping not accepted; sending a full heartbeat");
+            if result != "redirected" {
+                // A monitor that failed or did not answer: the heartbeat resolves afresh
+                // rather than try it again first.
+                *target = None;
+            }
         }
         accepted
     }

@@ -295,7 +295,7 @@ pub async fn run(
         contact.clone(),
         snap_rx.clone(),
         actions.clone(),
-        a.self_fence_after(),
+        (a.host.to_string(), a.self_fence_after()),
         Duration::from_millis(a.probe_interval_ms),
         shutdown.clone(),
     ));

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use altair_core::selffence::{reached_every_replica, self_fence_due};
+use altair_core::selffence::{SELF_FENCE_MARGIN_MS, reached_every_replica, self_fence_due};
 use altair_proto::v1::MysqlSnapshot;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +32,9 @@ pub struct Contact {
     pub last_all_replicas_ms: AtomicU64,
     /// When this agent fenced its mysqld itself, ms since the Unix epoch; 0 = never.
     pub fenced_at_ms: AtomicU64,
+    /// The longest time without any contact (lease or every replica) that a renewal
+    /// ended since the self-fencing loop last looked: a lapse a renewal must not hide.
+    pub max_gap_ms: AtomicU64,
     /// The other hosts' agent addresses, as registered in ZooKeeper.
     pub peers: Mutex<Vec<String>>,
     /// The mysqld addresses of every host registered in this cluster: the only targets
@@ -47,6 +50,7 @@ impl Contact {
             last_lease_ms: AtomicU64::new(0),
             last_all_replicas_ms: AtomicU64::new(0),
             fenced_at_ms: AtomicU64::new(0),
+            max_gap_ms: AtomicU64::new(0),
             peers: Mutex::new(Vec::new()),
             cluster_mysql: Mutex::new(Vec::new()),
         }
@@ -59,7 +63,18 @@ impl Contact {
 
     /// The lease from a heartbeat sent at `sent_ms` (monotonic) and accepted.
     pub fn lease_renewed_at(&self, sent_ms: u64) {
+        self.note_gap(sent_ms);
         self.last_lease_ms.fetch_max(sent_ms, Ordering::SeqCst);
+    }
+
+    /// Records how long contact had lapsed when it is renewed at `at_ms`.
+    fn note_gap(&self, at_ms: u64) {
+        let last = self
+            .last_lease_ms
+            .load(Ordering::SeqCst)
+            .max(self.last_all_replicas_ms.load(Ordering::SeqCst));
+        self.max_gap_ms
+            .fetch_max(at_ms.saturating_sub(last), Ordering::SeqCst);
     }
 
     /// Records that this agent fenced its mysqld itself (status reports when; the metric
@@ -109,11 +124,14 @@ pub async fn run(
     contact: Arc<Contact>,
     snapshots: watch::Receiver<Arc<MysqlSnapshot>>,
     actions: Arc<Actions>,
-    bound_ms: u64,
+    (me, bound_ms): (String, u64),
     every: Duration,
     cancel: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval(every);
+    // After a lapse (the host or this agent frozen, a partition that healed), until when
+    // ZooKeeper is asked each round whether a failover started meanwhile.
+    let mut lapse_watch_until = 0u64;
     // The last answering probe showed a writable primary: a mysqld that stops answering
     // (frozen, hung) may resume writable, so it stays subject to the rule.
     let mut was_writable = false;
@@ -127,7 +145,11 @@ pub async fn run(
         if snap.reachable {
             was_writable = !snap.read_only && snap.replication.is_none();
         }
+        // This round's own view of the gap counts too (a freeze ends with this round).
+        contact.note_gap(contact.now());
+        let gap = contact.max_gap_ms.swap(0, Ordering::SeqCst);
         if !was_writable {
+            lapse_watch_until = 0;
             continue;
         }
         // Every replica: the registered agents, plus every replica the server has shown
@@ -156,20 +178,42 @@ pub async fn run(
         });
         let results = futures_util::future::join_all(checks).await;
         if reached_every_replica(&results) {
-            contact
-                .last_all_replicas_ms
-                .store(contact.now(), Ordering::SeqCst);
+            let at = contact.now();
+            contact.note_gap(at);
+            contact.last_all_replicas_ms.store(at, Ordering::SeqCst);
         }
-        let due = self_fence_due(
-            contact.now(),
+        let now = contact.now();
+        let mut due = self_fence_due(
+            now,
             true,
             contact.last_lease_ms.load(Ordering::SeqCst),
             contact.last_all_replicas_ms.load(Ordering::SeqCst),
             bound_ms,
         );
+        // Contact that lapsed for the bound and came back proves nothing about the time
+        // in between: the orchestrator may have promoted another host meanwhile (it may
+        // once the bound has passed). Until the orchestrator could have finished, ask
+        // ZooKeeper each round; a failover under way, another primary or no answer fences.
+        if gap >= bound_ms {
+            tracing::warn!(
+                gap_ms = gap,
+                bound_ms,
+                "contact lapsed past the self-fencing bound; checking whether a failover started meanwhile"
+            );
+            lapse_watch_until =
+                now + bound_ms + every.as_millis() as u64 + SELF_FENCE_MARGIN_MS + 5_000;
+        }
+        if !due && now < lapse_watch_until && failover_may_have_started(&actions, &me).await {
+            tracing::error!(
+                gap_ms = gap,
+                "a failover started while contact had lapsed: fencing this primary"
+            );
+            due = true;
+        }
         if !due {
             continue;
         }
+        lapse_watch_until = 0;
         let reached = results.iter().filter(|r| **r).count();
         if !snap.reachable {
             // It does not answer its own agent: only killing it is sure.
@@ -211,4 +255,33 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Whether ZooKeeper shows a failover of this cluster started or done: a journal, or a
+/// primary other than `me`. No answer (no session, a timeout) counts as yes: this primary
+/// cannot show it still is one.
+async fn failover_may_have_started(actions: &Actions, me: &str) -> bool {
+    let Some(zk) = actions.zk.borrow().clone() else {
+        return true;
+    };
+    let l = zk.layout().clone();
+    let read = async {
+        let journal = zk
+            .exists(&l.failover_journal(&actions.cluster))
+            .await
+            .ok()?;
+        let state = zk
+            .get_record::<altair_core::registry::ClusterState>(
+                "cluster state",
+                &l.cluster_state(&actions.cluster),
+            )
+            .await
+            .ok()?;
+        Some(journal || state.and_then(|s| s.primary).is_some_and(|p| p != me))
+    };
+    tokio::time::timeout(Duration::from_secs(1), read)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(true)
 }

@@ -180,6 +180,12 @@ impl HostDetector {
         self.ping_ms = ping_ms.map(|p| p.max(1));
     }
 
+    /// The agent was heard (a late duplicate this monitor still answers as accepted: the
+    /// agent counts its lease from it, so silence must too).
+    pub fn touch(&mut self, now_ms: u64) {
+        self.last_heard_ms = self.last_heard_ms.max(now_ms);
+    }
+
     /// A liveness ping arrived, with the agent's ping interval. It says the agent runs,
     /// nothing about mysqld: a host silence made suspect or unreachable goes back to what
     /// its last heartbeat reported; a host not yet judged stays unjudged.

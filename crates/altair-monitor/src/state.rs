@@ -154,7 +154,10 @@ impl State {
         let me = self.me.clone();
         let h = self.clusters.get_mut(&cluster)?.get_mut(&host)?;
         if h.agent_run_id == run_id && sequence <= h.last_sequence {
-            return None; // a late duplicate
+            // A late duplicate (a retry whose first try landed): answered as accepted,
+            // so it counts as heard.
+            h.detector.touch(now_ms);
+            return None;
         }
         h.detector.declare_pings(ping_ms);
         h.agent_run_id = run_id.to_owned();
@@ -209,10 +212,11 @@ impl State {
     ) -> Option<Option<Published>> {
         let me = self.me.clone();
         let h = self.clusters.get_mut(cluster)?.get_mut(host)?;
-        if h.agent_run_id != run_id {
+        if run_id.is_empty() || h.agent_run_id != run_id {
             return None; // a ping from a run whose first heartbeat has not come yet
         }
         if sequence <= h.last_sequence {
+            h.detector.touch(now_ms);
             return Some(None); // late: a newer message was heard
         }
         h.last_sequence = sequence;

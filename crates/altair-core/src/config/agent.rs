@@ -241,13 +241,18 @@ impl Validate for AgentConfig {
             },
         );
         if a.durability == Durability::SemiSync {
-            let bound = a.self_fence_after() + a.probe_interval_ms;
+            // The fence lands at most one probe, one replica check (≤ 500 ms) and the
+            // promotion margin after the bound.
+            let bound = a.self_fence_after()
+                + a.probe_interval_ms
+                + a.probe_interval_ms.min(500)
+                + crate::selffence::SELF_FENCE_MARGIN_MS;
             p.check(
                 a.semi_sync_timeout() > bound,
                 "agent.semi_sync_timeout_ms",
                 || {
                     format!(
-                        "{} ms does not exceed the self-fencing bound ({bound} ms = self_fence_after_ms + probe_interval_ms): an isolated primary would acknowledge writes no replica has",
+                        "{} ms does not exceed the self-fencing bound ({bound} ms = self_fence_after_ms + probe_interval_ms + the replica check + 1 s): an isolated primary would acknowledge writes no replica has",
                         a.semi_sync_timeout()
                     )
                 },

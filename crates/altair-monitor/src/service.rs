@@ -16,6 +16,33 @@ pub struct MonitorService {
     pub publish: mpsc::UnboundedSender<Published>,
 }
 
+/// A heartbeat's or ping's host names are valid, its caller is that host's own agent (a
+/// certificate of another host, or of anything but an agent, cannot keep a dead primary
+/// "healthy"), and its interval is sane. `field` names the host's field in errors.
+fn speaks_for(
+    caller: &altair_svc::authz::Caller,
+    id: &HostRef,
+    field: &str,
+    interval_ms: u32,
+) -> Result<(), Status> {
+    altair_core::ClusterName::new(id.cluster.clone())
+        .map_err(|e| Status::invalid_argument(format!("{field}.cluster: {e}")))?;
+    altair_core::HostName::new(id.host.clone())
+        .map_err(|e| Status::invalid_argument(format!("{field}.host: {e}")))?;
+    if let altair_svc::authz::Caller::Verified(id_of_caller) = caller {
+        altair_core::authz::heartbeat_from(id_of_caller, &id.cluster, &id.host).map_err(|d| {
+            tracing::warn!(caller = %id_of_caller, cluster = %id.cluster, host = %id.host, "heartbeat or ping for another host refused");
+            Status::permission_denied(d.to_string())
+        })?;
+    }
+    if !(100..=300_000).contains(&interval_ms) {
+        return Err(Status::invalid_argument(format!(
+            "interval_ms {interval_ms} is not 100..=300000"
+        )));
+    }
+    Ok(())
+}
+
 #[tonic::async_trait]
 impl Monitor for MonitorService {
     async fn heartbeat(
@@ -32,27 +59,10 @@ impl Monitor for MonitorService {
             .id
             .clone()
             .ok_or_else(|| Status::invalid_argument("registration.id is required"))?;
-        altair_core::ClusterName::new(id.cluster.clone())
-            .map_err(|e| Status::invalid_argument(format!("registration.id.cluster: {e}")))?;
-        altair_core::HostName::new(id.host.clone())
-            .map_err(|e| Status::invalid_argument(format!("registration.id.host: {e}")))?;
-        // Only the agent of a host speaks for it: a certificate of another host (or of
-        // anything but an agent) cannot keep a dead primary "healthy".
-        if let altair_svc::authz::Caller::Verified(id_of_caller) = &caller {
-            altair_core::authz::heartbeat_from(id_of_caller, &id.cluster, &id.host).map_err(|d| {
-                tracing::warn!(caller = %id_of_caller, cluster = %id.cluster, host = %id.host, "heartbeat for another host refused");
-                Status::permission_denied(d.to_string())
-            })?;
-        }
+        speaks_for(&caller, &id, "registration.id", req.interval_ms)?;
         let snapshot = req
             .snapshot
             .ok_or_else(|| Status::invalid_argument("snapshot is required"))?;
-        if !(100..=300_000).contains(&req.interval_ms) {
-            return Err(Status::invalid_argument(format!(
-                "interval_ms {} is not 100..=300000",
-                req.interval_ms
-            )));
-        }
         let mut state = lock(&self.state);
         match state.ownership(&id.cluster) {
             Ownership::Mine => {}
@@ -100,22 +110,7 @@ impl Monitor for MonitorService {
         let id = req
             .host
             .ok_or_else(|| Status::invalid_argument("host is required"))?;
-        altair_core::ClusterName::new(id.cluster.clone())
-            .map_err(|e| Status::invalid_argument(format!("host.cluster: {e}")))?;
-        altair_core::HostName::new(id.host.clone())
-            .map_err(|e| Status::invalid_argument(format!("host.host: {e}")))?;
-        if let altair_svc::authz::Caller::Verified(id_of_caller) = &caller {
-            altair_core::authz::heartbeat_from(id_of_caller, &id.cluster, &id.host).map_err(|d| {
-                tracing::warn!(caller = %id_of_caller, cluster = %id.cluster, host = %id.host, "ping for another host refused");
-                Status::permission_denied(d.to_string())
-            })?;
-        }
-        if !(100..=300_000).contains(&req.interval_ms) {
-            return Err(Status::invalid_argument(format!(
-                "interval_ms {} is not 100..=300000",
-                req.interval_ms
-            )));
-        }
+        speaks_for(&caller, &id, "host", req.interval_ms)?;
         let mut state = lock(&self.state);
         let owner = match state.ownership(&id.cluster) {
             Ownership::Mine => None,

@@ -42,6 +42,24 @@ impl Fleetwide {
         block_period_s: u64,
         orchestrator_sections: &str,
     ) -> Self {
+        Self::start_with(
+            clusters,
+            hosts,
+            block_period_s,
+            orchestrator_sections,
+            FleetTiming::default(),
+        )
+        .await
+    }
+
+    /// As `start`, with the fleet's timing and options (datacenters among them).
+    pub async fn start_with(
+        clusters: usize,
+        hosts: usize,
+        block_period_s: u64,
+        orchestrator_sections: &str,
+        timing: FleetTiming,
+    ) -> Self {
         let net = TestNet::create(clusters * hosts)
             .await
             .expect("host namespaces (run as root)");
@@ -81,7 +99,7 @@ impl Fleetwide {
             control,
             zk.servers(),
             2,
-            FleetTiming::default(),
+            timing,
         )
         .expect("start agents and monitors");
         for (k, db) in dbs.iter().enumerate().skip(1) {
@@ -137,6 +155,17 @@ impl Fleetwide {
         )
         .await
         .map_err(|e| e.to_string())
+    }
+
+    /// Runs altairctl (as an operator of this fleet) with `args`.
+    pub fn ctl(&self, args: &[&str]) -> std::process::Output {
+        let config = self.fleet.ctl_config().expect("altairctl config");
+        std::process::Command::new(crate::bin("altairctl"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .expect("altairctl")
     }
 
     /// Waits until every cluster has a primary and all its hosts healthy.

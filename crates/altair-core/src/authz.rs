@@ -218,7 +218,7 @@ pub fn authorize(server: &Server, path: &str, caller: &Identity) -> Result<(), D
                 matches!(caller, I::Orchestrator(_) | I::Operator { .. })
             }
             "Switchover" | "Failover" | "Acknowledge" | "Rejoin" | "Abort" | "Forget" | "Pause"
-            | "Resume" => {
+            | "Resume" | "Release" => {
                 matches!(
                     caller,
                     I::Operator {
@@ -376,6 +376,7 @@ mod tests {
             "Forget",
             "Pause",
             "Resume",
+            "Release",
         ] {
             let path = format!("/altair.v1.Orchestrator/{m}");
             assert!(authorize(&s, &path, &op(OperatorRole::Operator)).is_ok());

@@ -3,6 +3,7 @@
 //! Nothing here does I/O, spawns a task or reads a clock: time is passed in, so every
 //! decision is unit-tested without a runtime or a network.
 
+pub mod admission;
 pub mod authz;
 pub mod binlog;
 pub mod config;

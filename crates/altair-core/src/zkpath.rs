@@ -11,6 +11,7 @@
 //! <root>/clusters/<cluster>/abort              an operator's abort of it (`altairctl abort`)
 //! <root>/clusters/<cluster>/history/<id>       one audit record per failover (the newest
 //!                                              `orchestrator.history_keep` are kept)
+//! <root>/admission                             failover holds by datacenter (admission control)
 //! ```
 //! Cluster and host names are validated DNS labels, so they cannot escape their segment.
 
@@ -49,6 +50,11 @@ impl ZkLayout {
 
     pub fn leader(&self) -> String {
         format!("{}/orchestrators/leader", self.root)
+    }
+
+    /// The failover holds of admission control (one record for every datacenter).
+    pub fn admission(&self) -> String {
+        format!("{}/admission", self.root)
     }
 
     pub fn clusters(&self) -> String {

@@ -17,6 +17,8 @@ pub struct Ctx {
     pub config: Arc<OrchestratorConfig>,
     pub secrets: Arc<OrchestratorSecrets>,
     pub dns: DnsClient,
+    /// Admission control: what the workers saw, the holds, the datacenter budgets.
+    pub admission: Arc<crate::admission::Admission>,
 }
 
 impl Ctx {

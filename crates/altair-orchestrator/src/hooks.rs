@@ -129,7 +129,7 @@ pub async fn fence(
     }
 }
 
-async fn run(
+pub(crate) async fn run(
     hook: &str,
     argv: &[String],
     event: &serde_json::Value,

@@ -9,7 +9,7 @@ use altair_core::failover::{
 };
 use altair_core::health::Health;
 use altair_core::registry::{
-    ClusterState, FailoverAudit, MonitorRecord, history_to_prune, to_json,
+    ClusterState, FailoverAudit, HealthRecord, MonitorRecord, history_to_prune, to_json,
 };
 use altair_core::topology::{HostView, infer_roles};
 use altair_core::{ClusterName, HostName};
@@ -17,6 +17,7 @@ use altair_proto::v1::{CheckReachabilityRequest, StatusRequest};
 use altair_zk::{Op, Zk, ZkError};
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::Decision;
 use crate::agents::{agent, endpoint, mysql_reachable};
 use crate::ctx::{Ctx, now_ms};
 use crate::failover;
@@ -68,6 +69,7 @@ pub async fn lead(ctx: Ctx, me: MonitorRecord, cancel: CancellationToken) -> Res
             }
         }
     });
+    ctx.admission.load(&ctx).await?;
     crate::workers::supervise(&ctx, &cancel).await
 }
 
@@ -83,6 +85,9 @@ pub enum Pace {
     Within(Duration),
     /// Nothing is: at the next watch event or resync.
     Idle,
+    /// Its failover is held by admission control: at a hold's change, a watch event, or
+    /// the next re-verification.
+    Held,
 }
 
 /// One look at a cluster: bootstrap it, drive its failover, or check its primary.
@@ -95,6 +100,9 @@ pub(crate) async fn pass(
 ) -> Result<Pace, ZkError> {
     let view = ClusterView::load(&ctx.zk, cluster).await?;
     crate::metrics::VIEW_LOADS.inc();
+    if let Some(dc) = ctx.admission.observe(&view) {
+        ctx.admission.end_if_over(ctx, &dc).await?;
+    }
     let Some((state, version)) = view.state.clone() else {
         bootstrap(ctx, &view).await?;
         return Ok(Pace::Within(Duration::from_secs(1)));
@@ -182,6 +190,15 @@ pub(crate) async fn pass(
             .iter()
             .map(|(n, h)| (n.as_str(), h.health.as_str(), h.since_unix_ms)),
     );
+    let datacenter = view
+        .hosts
+        .get(&primary)
+        .map(|h| h.datacenter.clone())
+        .unwrap_or_default();
+    // The datacenter's failover budget is full: no verification until there is room.
+    if !ctx.admission.has_room(cluster.as_str(), &datacenter) {
+        return Ok(Pace::Within(BUDGET_EVERY));
+    }
     if !verify_due(
         now,
         health.since_unix_ms,
@@ -200,7 +217,8 @@ pub(crate) async fn pass(
         at_ms: verify_started,
         fingerprint,
     };
-    match verify(ctx, &view, &primary).await {
+    let Verification { verdict, checks } = verify(ctx, &view, &primary).await;
+    match verdict {
         Verdict::Inconclusive { unknown } => {
             *alive_seen = Some(last);
             tracing::warn!(cluster = %cluster, primary = %primary, unknown = ?unknown, "primary reported {} but no replica's agent answered: cannot tell, verifying again", health.health);
@@ -243,8 +261,48 @@ pub(crate) async fn pass(
             if !unknown.is_empty() {
                 tracing::warn!(cluster = %cluster, primary = %primary, unknown = ?unknown, "replicas whose agent did not answer count as unknown");
             }
+            let mut notes = Vec::new();
+            if health.health == Health::Unreachable {
+                // A replica beside the primary that still answers and cannot reach it:
+                // the one evidence a suspected partition of that datacenter cannot fake.
+                let witness = checks
+                    .iter()
+                    .filter(|(n, r)| {
+                        *r == Some(false)
+                            && view
+                                .hosts
+                                .get(n)
+                                .is_some_and(|h| h.datacenter == datacenter)
+                    })
+                    .map(|(n, _)| n.as_str())
+                    .next();
+                let (decision, settled) = ctx
+                    .admission
+                    .decide(
+                        ctx,
+                        cluster.as_str(),
+                        &datacenter,
+                        health.since_unix_ms,
+                        witness,
+                    )
+                    .await?;
+                match decision {
+                    Decision::Held(_) => {
+                        *alive_seen = Some(last);
+                        return Ok(Pace::Held);
+                    }
+                    Decision::Go(note) => notes.extend(note),
+                }
+                // It waited for the primaries lost with it: is this one still lost?
+                if settled && !still_unreachable(ctx, cluster, &primary, health).await? {
+                    return Ok(Pace::Active);
+                }
+            }
+            if !ctx.admission.may_start(cluster.as_str(), &datacenter) {
+                return Ok(Pace::Within(BUDGET_EVERY));
+            }
             let verified = now_ms();
-            let journal = Journal::new(
+            let mut journal = Journal::new(
                 failover_id(),
                 cluster.to_string(),
                 state.epoch + 1,
@@ -256,22 +314,28 @@ pub(crate) async fn pass(
                     Stage::new("verify", verify_started, verified),
                 ],
             );
+            journal.notes = notes;
             let mut s = state.clone();
             s.epoch = journal.epoch;
             let l = ctx.zk.layout();
             // Lock + new epoch: compare-and-set on the state, journal created with it.
-            ctx.write(&[
-                Op::Set {
-                    path: l.cluster_state(cluster),
-                    data: to_json(&s),
-                    version: Some(version),
-                },
-                Op::Create {
-                    path: l.failover_journal(cluster),
-                    data: to_json(&journal),
-                },
-            ])
-            .await?;
+            let created = ctx
+                .write(&[
+                    Op::Set {
+                        path: l.cluster_state(cluster),
+                        data: to_json(&s),
+                        version: Some(version),
+                    },
+                    Op::Create {
+                        path: l.failover_journal(cluster),
+                        data: to_json(&journal),
+                    },
+                ])
+                .await;
+            if let Err(e) = created {
+                ctx.admission.not_started(cluster.as_str());
+                return Err(e);
+            }
             tracing::warn!(cluster = %cluster, failover_id = %journal.id, epoch = journal.epoch, old_primary = %primary, "primary verified down: failing over");
             let view = ClusterView::load(&ctx.zk, cluster).await?;
             drive(ctx, &view, journal, slots).await?;
@@ -315,10 +379,38 @@ async fn drive(
     }
 }
 
+/// How soon a cluster whose datacenter's failover budget is full looks again.
+const BUDGET_EVERY: Duration = Duration::from_millis(250);
+
+/// Whether the primary's health record still says what the pass acted on.
+async fn still_unreachable(
+    ctx: &Ctx,
+    cluster: &ClusterName,
+    primary: &str,
+    seen: &HealthRecord,
+) -> Result<bool, ZkError> {
+    let Ok(host) = HostName::new(primary.to_owned()) else {
+        return Ok(false);
+    };
+    let path = ctx.zk.layout().host_health(cluster, &host);
+    let now = ctx.zk.get_record::<HealthRecord>("health", &path).await?;
+    Ok(now.is_some_and(|h| h.health == seen.health && h.since_unix_ms == seen.since_unix_ms))
+}
+
+/// A verification: the verdict, and what each replica's agent said (`None`: it did not
+/// answer).
+pub(crate) struct Verification {
+    pub verdict: Verdict,
+    pub checks: Vec<(String, Option<bool>)>,
+}
+
 /// DESIGN §3: alive if the orchestrator or any replica (through its agent) reaches it.
-pub(crate) async fn verify(ctx: &Ctx, view: &ClusterView, primary: &str) -> Verdict {
+pub(crate) async fn verify(ctx: &Ctx, view: &ClusterView, primary: &str) -> Verification {
     let Some(p) = view.hosts.get(primary) else {
-        return Verdict::Dead { unknown: vec![] };
+        return Verification {
+            verdict: Verdict::Dead { unknown: vec![] },
+            checks: Vec::new(),
+        };
     };
     let timeout = Duration::from_millis(ctx.config.orchestrator.verify_timeout_ms);
     let per_check = timeout.mul_f64(0.8);
@@ -363,15 +455,21 @@ pub(crate) async fn verify(ctx: &Ctx, view: &ClusterView, primary: &str) -> Verd
             if !mine {
                 crate::metrics::MYSQL_VERIFY_FAILURES.inc();
             }
-            verdict(mine, &checks)
+            Verification {
+                verdict: verdict(mine, &checks),
+                checks,
+            }
         }
-        Err(_) => Verdict::Inconclusive {
-            unknown: view
-                .hosts
-                .keys()
-                .filter(|n| n.as_str() != primary)
-                .cloned()
-                .collect(),
+        Err(_) => Verification {
+            verdict: Verdict::Inconclusive {
+                unknown: view
+                    .hosts
+                    .keys()
+                    .filter(|n| n.as_str() != primary)
+                    .cloned()
+                    .collect(),
+            },
+            checks: Vec::new(),
         },
     }
 }

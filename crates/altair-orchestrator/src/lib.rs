@@ -6,6 +6,7 @@
 //! makes is a multi-op checked against its election node.
 
 mod abort;
+mod admission;
 mod agents;
 mod ctx;
 mod failover;
@@ -147,6 +148,7 @@ pub async fn run(
                 let ctx = ctx::Ctx {
                     zk: zk.clone(),
                     guard: node.clone(),
+                    admission: Arc::new(admission::Admission::new(&cfg.admission)),
                     config: cfg,
                     secrets: sec,
                     dns,
@@ -170,6 +172,7 @@ pub async fn run(
             // What only the leader knows goes with the leadership (however it ended).
             metrics::LEADER.set(0);
             metrics::clear_pauses();
+            admission::clear_metrics();
             if let Err(e) = &result {
                 tracing::error!(error = %e, "stepped down");
             }

@@ -27,6 +27,10 @@ pub static VIEW_LOADS: LazyLock<Counter> = LazyLock::new(Counter::default);
 pub static WATCH_EVENTS: LazyLock<Counter> = LazyLock::new(Counter::default);
 pub static PAUSED: LazyLock<Family<Labels, Gauge>> = LazyLock::new(Family::default);
 pub static PAUSE_UNTIL: LazyLock<Family<Labels, Gauge>> = LazyLock::new(Family::default);
+pub static ADMISSION_HOLD: LazyLock<Family<Labels, Gauge>> = LazyLock::new(Family::default);
+pub static ADMISSION_HELD: LazyLock<Family<Labels, Gauge>> = LazyLock::new(Family::default);
+pub static ADMISSION_HOLDS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
+pub static OVER_BUDGET: LazyLock<Family<Labels, Gauge>> = LazyLock::new(Family::default);
 /// The `by`/`reason` labels of each cluster's pause series, to remove them at resume.
 static PAUSE_LABELS: LazyLock<Mutex<HashMap<String, Labels>>> = LazyLock::new(Default::default);
 
@@ -113,7 +117,7 @@ pub fn init() {
     );
     register(
         "hooks",
-        "Hook runs by hook (pre_failover, post_failover, fence) and outcome",
+        "Hook runs by hook (pre_failover, post_failover, fence, admission) and outcome",
         HOOKS.clone(),
     );
     register(
@@ -131,6 +135,26 @@ pub fn init() {
         "When the cluster's maintenance pause ends by itself (0: at `altairctl resume`)",
         PAUSE_UNTIL.clone(),
     );
+    register(
+        "admission_hold",
+        "1 for each datacenter whose failovers admission control holds (released=\"yes\" once an operator released it): many of its primaries were lost at once — possibly this observer's own partition. `altairctl release DATACENTER` lets them fail over",
+        ADMISSION_HOLD.clone(),
+    );
+    register(
+        "admission_held_failovers",
+        "Clusters whose failover is held now by a datacenter's admission hold",
+        ADMISSION_HELD.clone(),
+    );
+    register(
+        "admission_holds",
+        "Admission holds raised, by datacenter",
+        ADMISSION_HOLDS.clone(),
+    );
+    register(
+        "failovers_over_budget",
+        "Clusters whose failover waits for its datacenter's budget (admission.max_failovers_per_datacenter)",
+        OVER_BUDGET.clone(),
+    );
     // Known label values start at 0, so rate() and alerts see them before the first event.
     for step in altair_core::failover::Step::ALL {
         STEP_ERRORS
@@ -142,7 +166,7 @@ pub fn init() {
             .get_or_create(&labels(&[("outcome", outcome)]))
             .inc_by(0);
     }
-    for hook in ["pre_failover", "post_failover", "fence"] {
+    for hook in ["pre_failover", "post_failover", "fence", "admission"] {
         for outcome in ["ok", "failed"] {
             HOOKS
                 .get_or_create(&labels(&[("hook", hook), ("outcome", outcome)]))

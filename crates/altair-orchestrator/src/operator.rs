@@ -75,7 +75,7 @@ pub async fn start(
         }
         Kind::Forced if !force => {
             if let altair_core::failover::Verdict::Alive { seen_by } =
-                crate::leader::verify(ctx, view, &primary).await
+                crate::leader::verify(ctx, view, &primary).await.verdict
             {
                 return Err(precondition(format!(
                     "the primary {primary} is alive (reachable from {seen_by}): use `altairctl switchover {c}` for a planned change, or force it"

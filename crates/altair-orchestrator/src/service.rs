@@ -315,6 +315,26 @@ impl Orchestrator for AdminService {
         Ok(Response::new(PauseResponse { clusters }))
     }
 
+    async fn release(
+        &self,
+        request: Request<ReleaseRequest>,
+    ) -> Result<Response<ReleaseResponse>, Status> {
+        let by = altair_svc::authz::caller(&request)?.to_string();
+        let r = request.into_inner();
+        let release = altair_core::admission::release(&r.datacenter, &by, &r.reason, now_ms())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let ctx = self.leading().await?;
+        match ctx.admission.release(&ctx, &r.datacenter, release).await {
+            Ok(Ok(clusters)) => Ok(Response::new(ReleaseResponse { clusters })),
+            Ok(Err(none)) => Err(Status::not_found(none)),
+            Err(
+                e @ (altair_zk::ZkError::NotLeader { .. }
+                | altair_zk::ZkError::SessionExpired { .. }),
+            ) => Err(Status::unavailable(format!("not the leader any more: {e}"))),
+            Err(e) => Err(zk_err(e)),
+        }
+    }
+
     async fn rejoin(
         &self,
         request: Request<RejoinRequest>,
@@ -421,5 +441,7 @@ fn to_record(a: &FailoverAudit) -> FailoverRecord {
         total_ms: a.total_ms as u32,
         transactions_salvaged: j.transactions_salvaged,
         old_binlog_end: j.old_binlog_end.clone(),
+        notes: j.notes.clone(),
+        finished_at_unix_ms: a.finished_at_ms as i64,
     }
 }

@@ -93,6 +93,7 @@ pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkEr
                         continue;
                     }
                 };
+                ctx.admission.listed(&names);
                 workers.retain(|name, w| {
                     let keep = names.contains(name);
                     if !keep {
@@ -221,11 +222,19 @@ async fn work(
     wake: &Notify,
 ) -> Result<(), ZkError> {
     let resync = Duration::from_secs(ctx.config.orchestrator.resync_interval_s);
+    let reverify = Duration::from_millis(ctx.config.orchestrator.reverify_interval_ms);
     let mut alive_seen = None;
     let mut tending = Tending::default();
+    let mut holds = ctx.admission.subscribe();
     loop {
+        holds.mark_unchanged();
+        let mut held = false;
         let wait = match pass(ctx, cluster, &mut alive_seen, &mut tending, slots).await {
             Ok(Pace::Active) => ACTIVE_EVERY,
+            Ok(Pace::Held) => {
+                held = true;
+                reverify
+            }
             Ok(Pace::Within(d)) => d.min(resync),
             // Spread the resyncs of a fleet over time.
             Ok(Pace::Idle) => resync.mul_f64(0.75 + rand::random::<f64>() * 0.5),
@@ -241,6 +250,8 @@ async fn work(
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = wake.notified() => {}
+            // A held failover is decided again at once when a hold changes (released).
+            Ok(()) = holds.changed(), if held => alive_seen = None,
         }
     }
 }

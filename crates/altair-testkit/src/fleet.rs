@@ -30,6 +30,9 @@ pub struct FleetTiming {
     pub self_fence_after_ms: Option<u64>,
     /// `agent.liveness_interval_ms` (0: no pings).
     pub liveness_ms: u64,
+    /// `agent.datacenter` of each host, by cluster name (in instance order); a host not
+    /// listed gets the agent's default (`dc1`).
+    pub datacenters: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl FleetTiming {
@@ -57,6 +60,7 @@ impl Default for FleetTiming {
             tls: true,
             self_fence_after_ms: None,
             liveness_ms: 1_000,
+            datacenters: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -290,7 +294,13 @@ impl Fleet {
     ) -> Result<()> {
         let fleet = self;
         let repl = fleet.repl.1.clone();
-        for inst in cluster.instances() {
+        for (n, inst) in cluster.instances().iter().enumerate() {
+            let datacenter = fleet
+                .timing
+                .datacenters
+                .get(cluster_name)
+                .and_then(|dcs| dcs.get(n))
+                .map_or_else(String::new, |dc| format!("datacenter = \"{dc}\"\n"));
             let (listen_ip, port) = match inst.namespace() {
                 Some(_) => (inst.ip(), None),
                 None => {
@@ -312,7 +322,7 @@ impl Fleet {
             let config = format!(
                 "[agent]\ncluster = \"{cluster_name}\"\nhost = \"{host}\"\nlisten = \"{address}\"\n\
                  probe_interval_ms = {probe}\nprobe_timeout_ms = {probe_timeout}\nheartbeat_interval_ms = {hb}\nliveness_interval_ms = {liveness}\n\
-                 state_dir = \"{state}\"\ndurability = \"{durability}\"\n{self_fence}\
+                 state_dir = \"{state}\"\ndurability = \"{durability}\"\n{self_fence}{datacenter}\
                  [mysql]\nhost = \"{mip}\"\nport = {mport}\nuser = \"{user}\"\npassword_file = \"{pw}\"\n\
                  [replication]\nuser = \"{ruser}\"\npassword_file = \"{repl}\"\n{zk}\n\
                  [metrics]\nlisten = \"{metrics}\"\n",

@@ -152,6 +152,9 @@ pub struct Audit {
     pub gtids_lost: String,
     pub old_binlog_end: String,
     pub reason: String,
+    /// What an operator should know (an agent that did not answer, an admission hold).
+    pub notes: Vec<String>,
+    pub finished_at_unix_ms: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -200,6 +203,8 @@ impl From<&FailoverRecord> for Audit {
             gtids_lost: r.gtids_lost.clone(),
             old_binlog_end: r.old_binlog_end.clone(),
             reason: r.reason.clone(),
+            notes: r.notes.clone(),
+            finished_at_unix_ms: r.finished_at_unix_ms,
         }
     }
 }
@@ -264,6 +269,9 @@ pub fn render_history(cluster: &str, records: &[Audit]) -> String {
             ));
         }
         out.push_str(&format!("  {}\n", r.reason));
+        for n in &r.notes {
+            out.push_str(&format!("  note: {n}\n"));
+        }
     }
     out
 }

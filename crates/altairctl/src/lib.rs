@@ -5,6 +5,7 @@ pub mod admin;
 pub mod pause;
 pub mod ping;
 pub mod readiness;
+pub mod release;
 pub mod status;
 pub mod tls;
 pub mod topology;

@@ -133,6 +133,20 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Release a datacenter's failover hold. Admission control holds the failovers of a
+    /// datacenter when many of its primaries are lost at once (more than
+    /// `admission.share_percent`, at least `admission.min_primaries`, within
+    /// `admission.window_s`): that looks like this control plane's own partition more
+    /// than like every host dying. A cluster goes ahead by itself only when a replica in
+    /// that datacenter confirms its primary dead. Release when you know the datacenter
+    /// (or rack) is really gone: every held failover starts, each primary still verified
+    /// dead. `altairctl status` shows the holds.
+    Release {
+        datacenter: String,
+        /// Why (required; stored with the hold and in each released failover's notes).
+        #[arg(long)]
+        reason: String,
+    },
     /// Re-attach a fenced old primary as a replica. Refused while it has errant
     /// transactions (listed); `--force` saves them to a file on the host, reverts them and
     /// re-attaches it.
@@ -368,6 +382,15 @@ fn main() -> ExitCode {
                 timeout,
             ));
             operate::report_pause("resume", r, cli.json, &cli.config)
+        }
+        Command::Release { datacenter, reason } => {
+            let r = runtime.block_on(altairctl::release::release(
+                &config.orchestrators,
+                &datacenter,
+                &reason,
+                timeout,
+            ));
+            operate::report_release(r, cli.json, &cli.config)
         }
         Command::Abort { cluster, reason } => {
             let orch = &config.orchestrators;

@@ -109,6 +109,22 @@ pub fn report_pause(
     }
 }
 
+#[allow(clippy::print_stdout)]
+pub fn report_release(
+    r: Result<altairctl::release::Released, altairctl::admin::AdminError>,
+    json: bool,
+    config: &std::path::Path,
+) -> ExitCode {
+    match r {
+        Ok(p) if json => print_json(&p).err().unwrap_or(ExitCode::from(exit::OK)),
+        Ok(p) => {
+            print!("{}", altairctl::release::render(&p));
+            ExitCode::from(exit::OK)
+        }
+        Err(e) => admin_failure("release", &e, config),
+    }
+}
+
 /// `altairctl rejoin`: finds the host's cluster when not given, then asks the leader.
 #[allow(clippy::print_stdout)]
 pub fn rejoin(

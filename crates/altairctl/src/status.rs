@@ -18,7 +18,22 @@ use serde::Serialize;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
+    /// Admission holds in force: datacenters whose failovers wait (see `altairctl release`).
+    pub holds: Vec<HoldStatus>,
     pub clusters: Vec<ClusterStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HoldStatus {
+    pub datacenter: String,
+    pub raised_at_unix_ms: u64,
+    /// The datacenter's primaries when it was raised.
+    pub primaries: u32,
+    /// The clusters whose primary had become unreachable together then.
+    pub unreachable: Vec<String>,
+    /// Who released it and why (the held failovers go ahead); null: still holding.
+    pub released_by: Option<String>,
+    pub released_reason: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -39,6 +54,9 @@ pub struct ClusterStatus {
     pub failover_in_progress: Option<String>,
     /// A maintenance pause in force (`altairctl pause`): who, why, since and until when.
     pub paused: Option<PauseStatus>,
+    /// The datacenter whose admission hold holds this cluster's failover now (its primary
+    /// is unreachable there and the hold is not released).
+    pub failover_held_in: Option<String>,
     /// What a failover would do now, as the owning monitor judges it (null when it did
     /// not answer).
     pub readiness: Option<crate::readiness::ReadinessStatus>,
@@ -135,16 +153,48 @@ pub async fn status(
     }
     let read = async {
         let monitors = read_monitors(&zk).await?;
+        let holds: altair_core::admission::Holds =
+            read_record(&zk, "admission holds", &zk.layout().admission())
+                .await?
+                .unwrap_or_default();
         let mut clusters = Vec::new();
         for name in names {
             let Ok(cluster) = ClusterName::new(name.clone()) else {
                 continue;
             };
-            clusters.push(cluster_status(&zk, &cluster, &monitors, timeout, tls).await?);
+            let mut c = cluster_status(&zk, &cluster, &monitors, timeout, tls).await?;
+            c.failover_held_in = held_in(&c, &holds);
+            clusters.push(c);
         }
-        Ok(Status { clusters })
+        let holds = holds
+            .holds
+            .into_iter()
+            .map(|(datacenter, h)| HoldStatus {
+                datacenter,
+                raised_at_unix_ms: h.raised_at_ms,
+                primaries: h.primaries,
+                unreachable: h.unreachable,
+                released_by: h.released.as_ref().map(|r| r.by.clone()),
+                released_reason: h.released.map(|r| r.reason),
+            })
+            .collect();
+        Ok(Status { holds, clusters })
     };
     read.await.map_err(StatusError::Unreachable)
+}
+
+/// The held datacenter of a cluster whose unreachable primary waits on its hold.
+fn held_in(c: &ClusterStatus, holds: &altair_core::admission::Holds) -> Option<String> {
+    if c.failover_in_progress.is_some() {
+        return None;
+    }
+    let p = c
+        .hosts
+        .iter()
+        .find(|h| Some(&h.name) == c.primary.as_ref())?;
+    let hold = holds.holds.get(&p.datacenter)?;
+    (hold.released.is_none() && p.health.as_deref() == Some("unreachable"))
+        .then(|| p.datacenter.clone())
 }
 
 async fn read_record<T: for<'de> serde::Deserialize<'de>>(
@@ -317,6 +367,7 @@ async fn cluster_status(
                 since_unix_ms: p.since_ms,
                 until_unix_ms: p.until_ms,
             }),
+        failover_held_in: None,
         needs_rejoin: state
             .as_ref()
             .map(|s| s.needs_rejoin.clone())
@@ -364,6 +415,28 @@ fn now_ms() -> u64 {
 /// The human table.
 pub fn render(status: &Status) -> String {
     let mut out = String::new();
+    for h in &status.holds {
+        let ago = humantime::format_duration(Duration::from_secs(
+            now_ms().saturating_sub(h.raised_at_unix_ms) / 1000,
+        ));
+        let what = format!(
+            "{} of {} primaries unreachable together ({})",
+            h.unreachable.len(),
+            h.primaries,
+            h.unreachable.join(", ")
+        );
+        match &h.released_by {
+            Some(by) => out.push_str(&format!(
+                "FAILOVER HOLD on datacenter {} released by {by} ({}): raised {ago} ago, {what}; it ends once none of its primaries is unreachable\n",
+                h.datacenter,
+                h.released_reason.as_deref().unwrap_or("")
+            )),
+            None => out.push_str(&format!(
+                "FAILOVER HOLD on datacenter {} (raised {ago} ago): {what} — possibly this control plane's own partition. A cluster fails over only when a replica in {} confirms its primary dead; `altairctl release {} --reason ...` once the datacenter is known to be down\n",
+                h.datacenter, h.datacenter, h.datacenter
+            )),
+        }
+    }
     for c in &status.clusters {
         out.push_str(&format!(
             "cluster {}  primary {}  monitor {} ({})\n",
@@ -424,6 +497,11 @@ pub fn render(status: &Status) -> String {
             out.push_str(&format!(
                 "  PAUSED by {}: {} ({until}): no automatic failover\n",
                 p.by, p.reason
+            ));
+        }
+        if let Some(dc) = &c.failover_held_in {
+            out.push_str(&format!(
+                "  FAILOVER HELD by admission control (datacenter {dc}): the primary is unreachable; no replica in {dc} confirms it dead\n"
             ));
         }
         if let Some(b) = &c.failover_blocked {

@@ -23,8 +23,8 @@ pub use common::{
 pub use ctl::CtlConfig;
 pub use monitor::{MonitorConfig, MonitorSection};
 pub use orchestrator::{
-    DnsConfig, FenceHookConfig, FenceMode, HooksConfig, OnSalvageTimeout, OrchestratorConfig,
-    OrchestratorSection,
+    AdmissionConfig, DnsConfig, FenceHookConfig, FenceMode, HooksConfig, OnSalvageTimeout,
+    OrchestratorConfig, OrchestratorSection,
 };
 
 /// One problem with a configuration, naming the key it concerns.

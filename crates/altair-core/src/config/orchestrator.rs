@@ -29,6 +29,8 @@ pub struct OrchestratorConfig {
     pub hooks: HooksConfig,
     #[serde(default)]
     pub fence: FenceHookConfig,
+    #[serde(default)]
+    pub admission: AdmissionConfig,
 }
 
 /// How an old primary whose host answers is fenced.
@@ -173,6 +175,76 @@ impl Default for FenceHookConfig {
             timeout_ms: default_hook_timeout_ms(),
         }
     }
+}
+
+/// `[admission]`: failover admission control (see `altair_core::admission`). When more
+/// than `share_percent` of one datacenter's primaries — and at least `min_primaries` —
+/// become unreachable within `window_s`, their failovers are held until a replica in that
+/// datacenter confirms a primary dead, or `altairctl release DATACENTER`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AdmissionConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_admission_share")]
+    pub share_percent: u32,
+    #[serde(default = "default_admission_min")]
+    pub min_primaries: u32,
+    #[serde(default = "default_admission_window_s")]
+    pub window_s: u64,
+    /// An unreachable primary's failover starts no sooner than this after it was
+    /// reported (it overlaps verification), so primaries lost together are counted
+    /// together. Keep it above the agents' `liveness_interval_ms`. It costs nothing
+    /// where a datacenter has fewer than `min_primaries` primaries.
+    #[serde(default = "default_admission_settle_ms")]
+    pub settle_ms: u64,
+    /// Automatic failovers running at once whose old primary is in one datacenter
+    /// (0: no limit beyond `orchestrator.max_parallel_failovers`).
+    #[serde(default)]
+    pub max_failovers_per_datacenter: u32,
+    /// argv of a command run when a hold is raised (the hold as JSON on stdin,
+    /// `hooks.timeout_ms`); empty: none.
+    #[serde(default)]
+    pub hook: Vec<String>,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            share_percent: default_admission_share(),
+            min_primaries: default_admission_min(),
+            window_s: default_admission_window_s(),
+            settle_ms: default_admission_settle_ms(),
+            max_failovers_per_datacenter: 0,
+            hook: Vec::new(),
+        }
+    }
+}
+
+impl AdmissionConfig {
+    pub fn policy(&self) -> crate::admission::Policy {
+        crate::admission::Policy {
+            share_percent: self.share_percent,
+            min_primaries: self.min_primaries,
+            window_ms: self.window_s * 1000,
+            settle_ms: self.settle_ms,
+        }
+    }
+}
+
+fn default_admission_share() -> u32 {
+    30
+}
+fn default_admission_min() -> u32 {
+    3
+}
+fn default_admission_window_s() -> u64 {
+    30
+}
+fn default_admission_settle_ms() -> u64 {
+    // The agents' default liveness interval (1 s: losses seen up to that far apart are
+    // one event) and half a second for the monitors to publish.
+    1_500
 }
 
 fn yes() -> bool {
@@ -338,7 +410,30 @@ impl Validate for OrchestratorConfig {
         );
         check_ms(p, "hooks.timeout_ms", self.hooks.timeout_ms, 100..=600_000);
         check_ms(p, "fence.timeout_ms", self.fence.timeout_ms, 100..=600_000);
+        let a = &self.admission;
+        p.check(
+            (1..=100).contains(&a.share_percent),
+            "admission.share_percent",
+            || format!("{} is outside 1..=100", a.share_percent),
+        );
+        p.check(
+            (1..=100_000).contains(&a.min_primaries),
+            "admission.min_primaries",
+            || format!("{} is outside 1..=100000", a.min_primaries),
+        );
+        p.check(
+            (1..=3_600).contains(&a.window_s),
+            "admission.window_s",
+            || format!("{} s is outside 1..=3600", a.window_s),
+        );
+        check_ms(p, "admission.settle_ms", a.settle_ms, 0..=60_000);
+        p.check(
+            a.max_failovers_per_datacenter <= 10_000,
+            "admission.max_failovers_per_datacenter",
+            || format!("{} is more than 10000", a.max_failovers_per_datacenter),
+        );
         for (key, argv) in [
+            ("admission.hook", &self.admission.hook),
             ("hooks.pre_failover", &self.hooks.pre_failover),
             ("hooks.post_failover", &self.hooks.post_failover),
             ("fence.command", &self.fence.command),
@@ -448,6 +543,24 @@ key_file = "/etc/altair/tls/orchestrator.key"
         assert_eq!(c.orchestrator.max_parallel_failovers, 64);
         assert_eq!(c.orchestrator.resync_interval_s, 300);
         assert!(c.fence.command.is_empty());
+        assert!(c.admission.enabled);
+        assert_eq!(c.admission.share_percent, 30);
+        assert_eq!(c.admission.min_primaries, 3);
+        assert_eq!(c.admission.max_failovers_per_datacenter, 0);
+    }
+
+    #[test]
+    fn a_bad_admission_section_is_named() {
+        let bad = format!("{GOOD}[admission]\nshare_percent = 0\nwindow_s = 0\nhook = [\"\"]\n");
+        let e = parse::<OrchestratorConfig>(&bad, "X", Vec::new()).expect_err("invalid");
+        let text = e.to_string();
+        for key in [
+            "admission.share_percent",
+            "admission.window_s",
+            "admission.hook",
+        ] {
+            assert!(text.contains(key), "{key} not named in: {text}");
+        }
     }
 
     #[test]

@@ -279,6 +279,14 @@ async fn orchestrator_calls(ch: Channel) -> Refusals {
             .await),
         ),
         (
+            "Release",
+            ok(o.release(ReleaseRequest {
+                datacenter: "dc1".into(),
+                reason: "forged".into(),
+            })
+            .await),
+        ),
+        (
             "Rejoin",
             ok(o.rejoin(RejoinRequest {
                 cluster: c(),

@@ -10,6 +10,8 @@ PACKAGES=(
   iproute2 nftables               # network namespaces and fault injection
   sysbench                        # the realistic write load of the tests and benchmarks
   haproxy                         # the client tier that follows DNS (deploy/haproxy)
+  openssl curl                    # the console proxy's password hash; HTTP checks of the console
+  chromium chromium-driver        # the web console's browser test (headless, WebDriver)
 )
 
 missing=()

@@ -8,6 +8,7 @@
 mod abort;
 mod admission;
 mod agents;
+mod console;
 mod ctx;
 mod failover;
 mod forget;
@@ -105,6 +106,7 @@ pub async fn run(
     )
     .context("set up the DNS client")?;
     let dns_for_reads = dns.clone();
+    let dns_for_console = dns.clone();
     metrics::init();
     let me = MonitorRecord {
         id: o.id.to_string(),
@@ -181,6 +183,15 @@ pub async fn run(
             result
         }
     }));
+    console::start(
+        &config.console,
+        &tls,
+        session_slot.clone(),
+        me.id.clone(),
+        dns_for_console,
+        shutdown.clone(),
+    )
+    .await?;
     let admin = service::AdminService {
         me: me.id.clone(),
         session: session_slot,

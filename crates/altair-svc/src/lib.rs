@@ -14,7 +14,7 @@ pub mod tls;
 pub use load::{LoadError, load_config};
 pub use main_loop::{ServiceSpec, run_service};
 pub use secret::{Secret, SecretReader, read_secret};
-pub use serve::{bind_listener, serve_grpc, shutdown_on_signal};
+pub use serve::{Protocol, TlsConn, bind_listener, serve_grpc, shutdown_on_signal, tls_incoming};
 pub use telemetry::init_tracing;
 pub use tls::Tls;
 

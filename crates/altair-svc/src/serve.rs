@@ -62,7 +62,7 @@ pub async fn serve_grpc(
         .await
     } else {
         reload_on_sighup(tls.clone(), shutdown.clone());
-        let incoming = tls_incoming(listener, tls.clone(), shutdown.clone());
+        let incoming = tls_incoming(listener, tls.clone(), Protocol::Grpc, shutdown.clone());
         with_grace(
             router.serve_with_incoming_shutdown(incoming, signal),
             &shutdown,
@@ -89,14 +89,24 @@ async fn with_grace(
     }
 }
 
-type TlsConn = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+pub type TlsConn = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+/// What a TLS listener serves (its ALPN offer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// h2.
+    Grpc,
+    /// http/1.1 (the web console).
+    Http,
+}
 
 /// Accepted connections after their TLS handshake, each with the certificate current
 /// when it was accepted (a reload applies to the next connection). Handshakes run
 /// concurrently, each bounded by `HANDSHAKE_TIMEOUT`; a failed one is dropped.
-fn tls_incoming(
+pub fn tls_incoming(
     listener: TcpListener,
     tls: Tls,
+    protocol: Protocol,
     shutdown: CancellationToken,
 ) -> tokio_stream::wrappers::ReceiverStream<Result<TlsConn, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -112,7 +122,7 @@ fn tls_incoming(
             let (sock, peer) = match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accepting a gRPC connection failed");
+                    tracing::warn!(error = %e, "accepting a connection failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -120,7 +130,11 @@ fn tls_incoming(
             if let Err(e) = sock.set_nodelay(true) {
                 tracing::debug!(error = %e, "TCP_NODELAY not set");
             }
-            let Some(acceptor) = tls.acceptor() else {
+            let acceptor = match protocol {
+                Protocol::Grpc => tls.acceptor(),
+                Protocol::Http => tls.http_acceptor(),
+            };
+            let Some(acceptor) = acceptor else {
                 return;
             };
             let Ok(permit) = handshakes.clone().try_acquire_owned() else {

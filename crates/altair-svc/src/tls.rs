@@ -227,6 +227,19 @@ impl Tls {
         }
     }
 
+    /// An acceptor for HTTPS (the web console): the same certificate and client
+    /// verification, offering HTTP/1.1 instead of gRPC's h2.
+    pub fn http_acceptor(&self) -> Option<tokio_rustls::TlsAcceptor> {
+        match self {
+            Self::Insecure => None,
+            Self::Mutual(r) => {
+                let mut cfg = (*r.material().server).clone();
+                cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+                Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+            }
+        }
+    }
+
     /// An endpoint for `host:port`: `https` with our certificate and the CA, or `http`
     /// when insecure. The server's certificate must name the host it is dialled by.
     pub fn endpoint(&self, address: &str) -> Result<Endpoint, String> {

@@ -33,6 +33,17 @@ pub struct FleetTiming {
     /// `agent.datacenter` of each host, by cluster name (in instance order); a host not
     /// listed gets the agent's default (`dc1`).
     pub datacenters: std::collections::BTreeMap<String, Vec<String>>,
+    /// Each orchestrator serves the web console (`[console]`) this way; `None`: off.
+    pub console: Option<ConsoleMode>,
+}
+
+/// How the orchestrators' web console authenticates (`console.auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleMode {
+    /// HTTPS; browsers present an operator certificate of the fleet's CA.
+    ClientCertificate,
+    /// Plain HTTP behind a proxy on the control address that sets `X-Remote-User`.
+    ProxyHeader,
 }
 
 impl FleetTiming {
@@ -61,6 +72,7 @@ impl Default for FleetTiming {
             self_fence_after_ms: None,
             liveness_ms: 1_000,
             datacenters: std::collections::BTreeMap::new(),
+            console: None,
         }
     }
 }
@@ -76,8 +88,11 @@ pub struct RunningService {
     proc: Option<Proc>,
     /// How to start it again (agents): the program and its arguments, and its log.
     respawn: Option<(Vec<std::ffi::OsString>, PathBuf)>,
+    /// `host:port` of its web console (orchestrators with `FleetTiming::console`).
+    pub console: Option<String>,
     _port: Option<Port>,
     _metrics_port: Option<Port>,
+    _console_port: Option<Port>,
 }
 
 impl RunningService {
@@ -380,6 +395,8 @@ impl Fleet {
                 respawn: Some((argv, log)),
                 _port: port,
                 _metrics_port: metrics_port,
+                console: None,
+                _console_port: None,
             });
         }
         Ok(())
@@ -387,9 +404,9 @@ impl Fleet {
 
     /// Starts one more monitor (or restarts a killed one) with id `id`.
     pub fn start_monitor(&mut self, id: &str) -> Result<()> {
-        let (port, metrics_port) = match take_ports(&mut self.monitors, id) {
+        let (port, metrics_port, _) = match take_ports(&mut self.monitors, id) {
             Some(p) => p,
-            None => (reserve(self.control_ip)?, reserve(self.control_ip)?),
+            None => (reserve(self.control_ip)?, reserve(self.control_ip)?, None),
         };
         let address = format!("{}:{}", self.control_ip, port.get());
         let tls = self.tls_section(
@@ -431,10 +448,29 @@ impl Fleet {
     ) -> Result<()> {
         // A restarted orchestrator keeps its addresses, as on a real host (altairctl's
         // config lists them).
-        let (port, metrics_port) = match take_ports(&mut self.orchestrators, id) {
+        let (port, metrics_port, console_port) = match take_ports(&mut self.orchestrators, id) {
             Some(p) => p,
-            None => (reserve(self.control_ip)?, reserve(self.control_ip)?),
+            None => (reserve(self.control_ip)?, reserve(self.control_ip)?, None),
         };
+        let console_port = match (self.timing.console, console_port) {
+            (None, _) => None,
+            (Some(_), Some(p)) => Some(p),
+            (Some(_), None) => Some(reserve(self.control_ip)?),
+        };
+        let console_address = console_port
+            .as_ref()
+            .map(|p| format!("{}:{}", self.control_ip, p.get()));
+        let console_section = match (self.timing.console, &console_address) {
+            (Some(ConsoleMode::ClientCertificate), Some(a)) => {
+                format!("[console]\nlisten = \"{a}\"\nauth = \"client_certificate\"\n")
+            }
+            (Some(ConsoleMode::ProxyHeader), Some(a)) => format!(
+                "[console]\nlisten = \"{a}\"\nauth = \"proxy_header\"\ntrusted_proxies = [\"{}\"]\n",
+                self.control_ip
+            ),
+            _ => String::new(),
+        };
+        let sections = format!("{sections}{console_section}");
         let address = format!("{}:{}", self.control_ip, port.get());
         let tls = self.tls_section(
             &format!("orchestrator-{id}"),
@@ -457,7 +493,7 @@ impl Fleet {
             zk = self.zk_section(),
             tls = tls,
         );
-        let service = self.spawn(
+        let mut service = self.spawn(
             "orchestrator",
             id,
             address,
@@ -465,6 +501,8 @@ impl Fleet {
             &config,
             env,
         )?;
+        service.console = console_address;
+        service._console_port = console_port;
         self.orchestrators.push(service);
         Ok(())
     }
@@ -502,6 +540,8 @@ impl Fleet {
             respawn: None,
             _port: Some(port),
             _metrics_port: Some(metrics_port),
+            console: None,
+            _console_port: None,
         })
     }
 
@@ -619,11 +659,15 @@ impl Fleet {
 }
 
 /// The ports of service `id` in `list`, taking it out (killed first if it still runs).
-fn take_ports(list: &mut Vec<RunningService>, id: &str) -> Option<(Port, Port)> {
+fn take_ports(list: &mut Vec<RunningService>, id: &str) -> Option<(Port, Port, Option<Port>)> {
     let i = list.iter().position(|s| s.id == id)?;
     let mut old = list.remove(i);
     old.kill();
-    Some((old._port.take()?, old._metrics_port.take()?))
+    Some((
+        old._port.take()?,
+        old._metrics_port.take()?,
+        old._console_port.take(),
+    ))
 }
 
 /// Removes terminal colour sequences (`ESC [ ... m`).

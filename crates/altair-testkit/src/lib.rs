@@ -10,7 +10,9 @@
 //! (`PR_SET_PDEATHSIG`).
 
 pub mod bind;
+pub mod browser;
 pub mod checker;
+pub mod console_proxy;
 pub mod fleet;
 pub mod haproxy;
 pub mod mariadb;

@@ -63,6 +63,8 @@ impl SandboxOptions {
 /// databases, DNS, ZooKeeper, then the network).
 #[derive(Debug)]
 pub struct Sandbox {
+    /// Dropped first: the proxy in front of the orchestrators' console.
+    console: Option<crate::console_proxy::ConsoleProxy>,
     fleet: Option<Fleet>,
     /// `(name, cluster)`, the first `options.cluster`.
     clusters: Vec<(String, MariaDbCluster)>,
@@ -147,6 +149,7 @@ impl Sandbox {
                     options.monitors,
                     FleetTiming {
                         durability: options.durability,
+                        console: Some(crate::fleet::ConsoleMode::ProxyHeader),
                         ..FleetTiming::default()
                     },
                 )?;
@@ -177,7 +180,25 @@ impl Sandbox {
                     .await?;
             }
         }
+        let consoles: Vec<String> = fleet
+            .iter()
+            .flat_map(|f| &f.orchestrators)
+            .filter_map(|o| o.console.clone())
+            .collect();
+        let console = if consoles.is_empty() {
+            None
+        } else {
+            Some(
+                crate::console_proxy::ConsoleProxy::start(
+                    &crate::console_proxy::shipped_config(),
+                    control_ip,
+                    &consoles,
+                )
+                .await?,
+            )
+        };
         Ok(Self {
+            console,
             fleet,
             clusters,
             dns,
@@ -209,6 +230,11 @@ impl Sandbox {
 
     pub fn zookeeper(&self) -> &ZooKeeper {
         &self.zk
+    }
+
+    /// The proxy in front of the web console (when orchestrators run).
+    pub fn console(&self) -> Option<&crate::console_proxy::ConsoleProxy> {
+        self.console.as_ref()
     }
 
     pub fn fleet(&self) -> Option<&Fleet> {
@@ -286,6 +312,17 @@ impl Sandbox {
             tls: None,
             logs: self.fleet.as_ref().map(|f| f.dir().display().to_string()),
             kept_logs: dir.join(KEPT_LOGS).display().to_string(),
+            console: self.console.as_ref().map(|c| ConsoleDesc {
+                url: c.url(),
+                user: c.user().to_owned(),
+                password: c.password().to_owned(),
+                orchestrators: self
+                    .fleet
+                    .iter()
+                    .flat_map(|f| &f.orchestrators)
+                    .filter_map(|o| o.console.clone())
+                    .collect(),
+            }),
         }
     }
 
@@ -439,6 +476,21 @@ pub struct Description {
     /// Where `down` copies them (they outlive the sandbox there).
     #[serde(default)]
     pub kept_logs: String,
+    /// The web console, through its authenticating proxy (null without orchestrators).
+    #[serde(default)]
+    pub console: Option<ConsoleDesc>,
+}
+
+/// Where a browser opens the console and the login it needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConsoleDesc {
+    /// The proxy (deploy/console/haproxy.cfg): open this in a browser.
+    pub url: String,
+    pub user: String,
+    pub password: String,
+    /// Each orchestrator's own console address (it believes X-Remote-User only from the
+    /// proxy's address).
+    pub orchestrators: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -15,6 +15,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("nft", "nftables"),
     ("haproxy", "haproxy"),
+    ("openssl", "openssl"),
+    ("chromium", "chromium"),
+    ("chromedriver", "chromium-driver"),
+    ("curl", "curl"),
 ];
 
 const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";

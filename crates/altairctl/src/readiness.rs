@@ -3,49 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
-use crate::status::Status;
-
-/// One cluster's failover readiness.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReadinessStatus {
-    /// `lossless`, `lossy` or `blocked`.
-    pub verdict: String,
-    /// Why no failover could promote anyone (`blocked`).
-    pub blocked_reason: Option<String>,
-    pub primary: Option<String>,
-    /// The replica a failover would promote now.
-    pub candidate: Option<String>,
-    /// Transactions the candidate lacks, and which.
-    pub missing_transactions: u64,
-    pub missing_gtids: String,
-    pub candidate_lag_s: Option<i64>,
-    /// After a crash of mysqld alone, salvage could read the primary's binlog.
-    pub salvage_possible: bool,
-    /// Replica → transactions it wrote itself.
-    pub errant: BTreeMap<String, String>,
-    /// Hosts whose agent is not heard.
-    pub unasked: Vec<String>,
-}
-
-impl From<&altair_proto::v1::Readiness> for ReadinessStatus {
-    fn from(r: &altair_proto::v1::Readiness) -> Self {
-        let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-        Self {
-            verdict: r.verdict.clone(),
-            blocked_reason: some(&r.blocked_reason),
-            primary: some(&r.primary),
-            candidate: some(&r.candidate),
-            missing_transactions: r.missing_transactions,
-            missing_gtids: r.missing_gtids.clone(),
-            candidate_lag_s: r.candidate_lag_s,
-            salvage_possible: r.salvage_possible,
-            errant: r.errant.clone().into_iter().collect(),
-            unasked: r.unasked.clone(),
-        }
-    }
-}
+pub use altair_status::ReadinessStatus;
+use altair_status::Status;
 
 /// One line: the verdict and what it rests on.
 pub fn line(r: &ReadinessStatus) -> String {

@@ -7,6 +7,7 @@
 
 mod agent;
 mod common;
+mod console;
 mod ctl;
 mod monitor;
 mod orchestrator;
@@ -20,6 +21,7 @@ pub use common::{
     Credentials, DEFAULT_ZK_ROOT, LogConfig, LogFormat, MetricsConfig, MysqlEndpoint, SecretSource,
     TlsConfig, ZkConfig, is_host, is_host_port,
 };
+pub use console::{ConsoleAuth, ConsoleConfig};
 pub use ctl::CtlConfig;
 pub use monitor::{MonitorConfig, MonitorSection};
 pub use orchestrator::{

@@ -31,6 +31,8 @@ pub struct OrchestratorConfig {
     pub fence: FenceHookConfig,
     #[serde(default)]
     pub admission: AdmissionConfig,
+    #[serde(default)]
+    pub console: super::ConsoleConfig,
 }
 
 /// How an old primary whose host answers is fenced.
@@ -328,6 +330,7 @@ pub const TSIG_ALGORITHMS: &[&str] = &["hmac-sha256", "hmac-sha384", "hmac-sha51
 impl Validate for OrchestratorConfig {
     fn validate(&self, p: &mut Problems) {
         self.tls.validate(p);
+        self.console.validate(self.tls.insecure, p);
         let o = &self.orchestrator;
         match &o.advertise {
             Some(adv) => check_host_port(p, "orchestrator.advertise", adv),

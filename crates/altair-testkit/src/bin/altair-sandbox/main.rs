@@ -282,6 +282,15 @@ fn up_detached(
                 desc.supervisor_pid,
                 dir.join(DESCRIPTION_FILE).display()
             );
+            if let Some(c) = &desc.console {
+                println!(
+                    "web console: {} (user {}, password {})",
+                    c.url, c.user, c.password
+                );
+            }
+            if let Some(logs) = &desc.logs {
+                println!("the services' logs: {logs}");
+            }
             return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {

@@ -1,5 +1,5 @@
 //! `GET /api/v1/...`: the console's JSON API (the page uses nothing else). Shapes are
-//! documented in docs/console.md; fields are only ever added.
+//! documented in the README ("The web console"); fields are only ever added.
 
 use std::sync::Arc;
 
@@ -14,7 +14,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::auth::Viewer;
-use super::collect::Snapshot;
+use super::collect::{Demand, Snapshot};
+use super::recent::Recent;
 
 /// Failovers a cluster page shows.
 const HISTORY_SHOWN: usize = 10;
@@ -24,6 +25,15 @@ pub struct Api {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     pub session: Arc<std::sync::Mutex<Option<Zk>>>,
     pub dns: altair_dns::DnsClient,
+    pub demand: Arc<Demand>,
+    /// A cluster page's DNS answers and failovers, shared for a refresh.
+    pub recent: Arc<Recent<Live>>,
+}
+
+/// What a cluster page reads beyond the fleet's picture.
+pub struct Live {
+    dns: Vec<DnsRecord>,
+    failovers: Vec<FailoverView>,
 }
 
 /// An error as JSON: `{"error": "..."}` with its status.
@@ -72,6 +82,7 @@ impl Api {
 }
 
 pub async fn fleet(State(api): State<Api>) -> Response {
+    api.demand.touch();
     let body = api.snapshot.borrow().fleet_json.clone();
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
@@ -86,7 +97,7 @@ pub async fn whoami(axum::Extension(Viewer(user)): axum::Extension<Viewer>) -> J
 }
 
 /// One DNS name the orchestrator publishes and what the server answers now.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct DnsRecord {
     name: String,
     addresses: Vec<String>,
@@ -109,7 +120,27 @@ pub async fn cluster(
     State(api): State<Api>,
     Path(name): Path<String>,
 ) -> Result<Json<ClusterBody>, ApiError> {
+    api.demand.touch();
     let (c, status, collected_at_ms) = api.cluster(&name)?;
+    let live = match api.recent.get(c.as_str()) {
+        Some(live) => live,
+        None => {
+            let live = Arc::new(read_live(&api, &c).await?);
+            api.recent.put(c.as_str(), live.clone());
+            live
+        }
+    };
+    Ok(Json(ClusterBody {
+        collected_at_unix_ms: collected_at_ms,
+        summary: ClusterSummary::of(&status),
+        cluster: status,
+        dns: live.dns.clone(),
+        failovers: live.failovers.clone(),
+    }))
+}
+
+/// The cluster's DNS records as the server answers them now, and its last failovers.
+async fn read_live(api: &Api, c: &ClusterName) -> Result<Live, ApiError> {
     let zk = api.zk()?;
     let lookup = |label: String| {
         let dns = api.dns.clone();
@@ -135,23 +166,21 @@ pub async fn cluster(
     let (primary, replicas, failovers) = tokio::join!(
         lookup(format!("primary.{c}")),
         lookup(format!("replicas.{c}")),
-        altair_status::history(&zk, &c, HISTORY_SHOWN),
+        altair_status::history(&zk, c, HISTORY_SHOWN),
     );
     let failovers = failovers
         .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("ZooKeeper: {e}")))?;
-    Ok(Json(ClusterBody {
-        collected_at_unix_ms: collected_at_ms,
-        summary: ClusterSummary::of(&status),
-        cluster: status,
+    Ok(Live {
         dns: vec![primary, replicas],
         failovers,
-    }))
+    })
 }
 
 pub async fn failover(
     State(api): State<Api>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Json<FailoverView>, ApiError> {
+    api.demand.touch();
     let (c, _, _) = api.cluster(&name)?;
     let ok_id = !id.is_empty()
         && id.len() <= 128

@@ -1,7 +1,10 @@
 //! The console's picture of the fleet, read again every `console.refresh_ms` over this
 //! orchestrator's ZooKeeper session (leader or follower alike) and the owning monitors,
-//! so a page load costs a lookup, not a fleet read.
+//! so a page load costs a lookup, not a fleet read. Nobody looking, no load: once no page
+//! has asked for [`IDLE_AFTER`], the fleet is read only every [`IDLE_REFRESH`] until the
+//! next request wakes the collector.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,11 +40,41 @@ struct FleetBody<'a> {
     clusters: Vec<ClusterSummary>,
 }
 
+/// No request for this long: the console is idle.
+pub const IDLE_AFTER: Duration = Duration::from_secs(10);
+/// How old the picture may grow while idle (the first page after idle shows its age and
+/// gets a fresh one within a refresh).
+pub const IDLE_REFRESH: Duration = Duration::from_secs(60);
+
+/// When a page last asked, and the collector's wake-up when one asks after a pause.
+#[derive(Debug, Default)]
+pub struct Demand {
+    last_ms: AtomicU64,
+    wake: tokio::sync::Notify,
+}
+
+impl Demand {
+    /// A page asked for the fleet or a cluster.
+    pub fn touch(&self) {
+        let now = now_ms();
+        let before = self.last_ms.swap(now, Ordering::Relaxed);
+        if now.saturating_sub(before) >= IDLE_AFTER.as_millis() as u64 {
+            self.wake.notify_one();
+        }
+    }
+
+    fn idle(&self) -> bool {
+        now_ms().saturating_sub(self.last_ms.load(Ordering::Relaxed))
+            >= IDLE_AFTER.as_millis() as u64
+    }
+}
+
 pub struct Collector {
     pub session: Arc<Mutex<Option<Zk>>>,
     pub me: String,
     pub reader: Reader,
     pub refresh: Duration,
+    pub demand: Arc<Demand>,
 }
 
 pub fn now_ms() -> u64 {
@@ -58,6 +91,7 @@ impl Collector {
             let started = Instant::now();
             let (status, leader, error) = self.read_once().await;
             super::metrics::REFRESH_MS.set(started.elapsed().as_millis() as i64);
+            super::metrics::REFRESHES.inc();
             if error != last_error {
                 match &error {
                     Some(e) => {
@@ -76,9 +110,13 @@ impl Collector {
             let status = status.or_else(|| tx.borrow().status.clone());
             let snapshot = self.render(status, leader, error);
             tx.send_replace(Arc::new(snapshot));
-            let pause = self.refresh.saturating_sub(started.elapsed());
+            let idle = self.demand.idle();
+            super::metrics::IDLE.set(i64::from(idle));
+            let every = if idle { IDLE_REFRESH } else { self.refresh };
+            let pause = every.saturating_sub(started.elapsed());
             tokio::select! {
                 () = tokio::time::sleep(pause.max(Duration::from_millis(50))) => {}
+                () = self.demand.wake.notified(), if idle => {}
                 () = shutdown.cancelled() => return,
             }
         }

@@ -9,6 +9,8 @@ static REQUESTS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::defau
 pub static REFRESH_MS: LazyLock<Gauge> = LazyLock::new(Gauge::default);
 pub static REFRESH_ERRORS: LazyLock<Counter> = LazyLock::new(Counter::default);
 pub static CLUSTERS: LazyLock<Gauge> = LazyLock::new(Gauge::default);
+pub static REFRESHES: LazyLock<Counter> = LazyLock::new(Counter::default);
+pub static IDLE: LazyLock<Gauge> = LazyLock::new(Gauge::default);
 
 pub fn init() {
     register(
@@ -25,6 +27,16 @@ pub fn init() {
         "console_refresh_errors",
         "Reads of the fleet for the console that failed (ZooKeeper unreachable)",
         REFRESH_ERRORS.clone(),
+    );
+    register(
+        "console_refreshes",
+        "Reads of the fleet for the console (every refresh_ms while pages ask, rarely when none does)",
+        REFRESHES.clone(),
+    );
+    register(
+        "console_idle",
+        "1 while no console page has asked for 10 s (the fleet is then read once a minute)",
+        IDLE.clone(),
     );
     register(
         "console_clusters",

@@ -9,6 +9,7 @@ mod auth;
 mod collect;
 mod listener;
 mod metrics;
+mod recent;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -45,17 +46,21 @@ pub async fn start(
     metrics::init();
     let refresh = Duration::from_millis(cfg.refresh_ms);
     let (tx, rx) = tokio::sync::watch::channel(Arc::new(collect::Snapshot::default()));
+    let demand = Arc::new(collect::Demand::default());
     let collector = collect::Collector {
         session: session.clone(),
         me,
         reader: altair_status::Reader::new(tls.clone(), MONITOR_TIMEOUT),
         refresh,
+        demand: demand.clone(),
     };
     tokio::spawn(collector.run(tx, shutdown.clone()));
     let api = api::Api {
         snapshot: rx,
         session,
         dns,
+        demand,
+        recent: Arc::new(recent::Recent::new(refresh)),
     };
     let app = Router::new()
         .route("/", get(assets::index))

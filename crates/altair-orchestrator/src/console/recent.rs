@@ -49,6 +49,6 @@ mod tests {
         std::thread::sleep(Duration::from_millis(60));
         assert!(r.get("c1").is_none(), "expired");
         r.put("c2", Arc::new(2));
-        assert_eq!(r.entries.lock().unwrap().len(), 1, "c1 dropped");
+        assert_eq!(r.entries.lock().expect("lock").len(), 1, "c1 dropped");
     }
 }

@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 pub mod grpc;
 pub mod multi;
 pub mod ops;
+pub mod sim_fleet;
 pub mod sysbench;
 
 /// Held by the tests of one test binary that load the disk or the network heavily or

@@ -313,3 +313,118 @@ async fn the_console_shows_the_fleet_and_a_failover_live_and_refuses_strangers()
     browser.close().await.expect("close the browser");
     eprintln!("screenshots in {}", shots.display());
 }
+
+/// `console.auth = "client_certificate"`: HTTPS with the orchestrator's own certificate;
+/// an operator's certificate (viewer or operator role) reads, an agent's or a monitor's is
+/// refused, none is asked to log in, one of another CA does not get through the
+/// handshake, and no method but GET/HEAD is served.
+#[tokio::test]
+async fn over_https_the_console_admits_operator_certificates_only() {
+    use altair_testkit::fleet::{ConsoleMode, FleetTiming};
+    let _heavy = altair_e2e::heavy().await;
+    let timing = FleetTiming {
+        console: Some(ConsoleMode::ClientCertificate),
+        ..FleetTiming::default()
+    };
+    let w = altair_e2e::world::World::start_ha_with(2, 1, 1, 3600, &[], timing).await;
+    let address = w.fleet.orchestrators[0]
+        .console
+        .clone()
+        .expect("the orchestrator serves a console");
+    let url = format!("https://{address}/api/v1/fleet");
+    w.wait_until(
+        "the leader records db1 at epoch 1",
+        Duration::from_secs(30),
+        |s| {
+            s.clusters
+                .first()
+                .is_some_and(|c| c.epoch == Some(1) && c.primary.as_deref() == Some("db1"))
+        },
+    )
+    .await;
+    let as_ = |uri: &str| {
+        let file = format!(
+            "console-{}",
+            uri.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+        );
+        let files = w
+            .fleet
+            .client_tls(&file, uri)
+            .expect("a client certificate");
+        [
+            "--cacert".to_owned(),
+            files.ca.display().to_string(),
+            "--cert".to_owned(),
+            files.cert.display().to_string(),
+            "--key".to_owned(),
+            files.key.display().to_string(),
+        ]
+    };
+    let get = |tls: &[String], extra: &[&str], url: &str| {
+        let mut args: Vec<&str> = tls.iter().map(String::as_str).collect();
+        args.extend_from_slice(extra);
+        args.push(url);
+        curl(&[], &args).0
+    };
+    let ca = w
+        .fleet
+        .client_tls("console-ca", "altair://operator/ca")
+        .expect("a certificate")
+        .ca
+        .display()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let viewer = as_("altair://operator/vera?role=viewer");
+    loop {
+        let code = get(&viewer, &[], &url);
+        if code == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a viewer's certificate: {code}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        get(&as_("altair://operator/olga?role=operator"), &[], &url),
+        200,
+        "an operator's certificate"
+    );
+    assert_eq!(
+        get(&["--cacert".to_owned(), ca.clone()], &[], &url),
+        401,
+        "no certificate"
+    );
+    for uri in [
+        "altair://agent/c1/db1",
+        "altair://monitor/m1",
+        "altair://orchestrator/o2",
+    ] {
+        assert_eq!(get(&as_(uri), &[], &url), 403, "{uri}");
+    }
+    for method in ["POST", "PUT", "DELETE"] {
+        assert_eq!(get(&viewer, &["-X", method], &url), 405, "{method}");
+    }
+    // A certificate of another CA, naming an operator, never gets an answer.
+    let foreign_dir = tempfile::tempdir().expect("tempdir");
+    let foreign = altair_testkit::pki::Pki::new(foreign_dir.path(), "elsewhere")
+        .expect("another CA")
+        .issue("mallory", "altair://operator/mallory?role=operator", &[])
+        .expect("a certificate of another CA");
+    let foreign = [
+        "--cacert".to_owned(),
+        ca,
+        "--cert".to_owned(),
+        foreign.cert.display().to_string(),
+        "--key".to_owned(),
+        foreign.key.display().to_string(),
+    ];
+    assert_eq!(
+        get(&foreign, &[], &url),
+        0,
+        "another CA's certificate: the TLS handshake is refused (curl reports no HTTP status)"
+    );
+    // The cluster is as it was: nothing above changed anything.
+    let status = w.status().await.expect("status");
+    let c1 = status.clusters.iter().find(|c| c.name == "c1").expect("c1");
+    assert_eq!(c1.primary.as_deref(), Some("db1"));
+    assert_eq!(c1.epoch, Some(1), "no failover, no epoch change");
+}

@@ -302,6 +302,8 @@ async function render() {
     view.replaceChildren(...nodes);
     if (focused) { const f = view.querySelector(`[aria-label="${focused}"]`); if (f) f.focus(); }
     document.body.dataset.updated = String(Date.now());
+    // Navigation start → first page drawn, for the benchmark (make bench).
+    if (!document.body.dataset.firstDrawnMs) document.body.dataset.firstDrawnMs = String(Math.round(performance.now()));
   } catch (e) {
     banner("The console could not read " + (page || "the fleet") + ": " + e.message);
   }

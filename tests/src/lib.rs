@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 pub mod grpc;
 pub mod multi;
 pub mod ops;
+pub mod scripted;
 pub mod sim_fleet;
 pub mod sysbench;
 

@@ -1,0 +1,242 @@
+//! The orchestrator's failover branches against scripted agents (layer 2, see
+//! `altair_e2e::scripted`): the real orchestrator, ZooKeeper and BIND; agents that answer
+//! as each test says and log every call with its time. Each test asserts what an
+//! operator would check afterwards: who was promoted, where DNS points, what the audit
+//! says was lost, and which host was never asked to promote.
+
+use std::time::Duration;
+
+use altair_core::health::Health;
+use altair_core::selffence::earliest_promotion_ms;
+use altair_e2e::scripted::{
+    FenceAnswer, PROBE_INTERVAL_MS, SELF_FENCE_AFTER_MS, Script, Scripted, mysql_ip,
+};
+use altair_e2e::sim_fleet::unix_ms;
+
+const FAILOVER_WITHIN: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_lost_during_catch_up_is_replaced_and_never_promoted() {
+    // db2 has everything and is chosen; it dies when asked to catch up. db3 lacks two
+    // transactions, which the old primary's binlog still holds.
+    let mut db3 = Script::at("0-1-98");
+    db3.gtid_after_apply = Some("0-1-100".into());
+    let mut db1 = Script::at("0-1-100");
+    db1.salvage = Some((2, "0-1-100".into()));
+    let mut db2 = Script::at("0-1-100");
+    db2.lost_at_catch_up = true;
+    let s = Scripted::start([db1, db2, db3]).await;
+    s.fail_primary(Health::MysqlDown, unix_ms()).await;
+
+    let f = s.finished(FAILOVER_WITHIN).await;
+    let story = s.story();
+    assert_eq!(f.outcome, "succeeded", "{f:?}\n{story}");
+    assert_eq!(f.new_primary.as_deref(), Some("db3"), "{f:?}\n{story}");
+    let promoted: Vec<String> = s.calls_of("promote").into_iter().map(|c| c.host).collect();
+    assert_eq!(
+        promoted,
+        ["db3"],
+        "only db3 is ever asked to promote\n{story}"
+    );
+    assert!(
+        s.calls_of("catch_up").iter().any(|c| c.host == "db2"),
+        "db2 was chosen first and lost at catch-up\n{story}"
+    );
+    assert_eq!(s.calls_of("apply_salvage").len(), 1, "{story}");
+    assert_eq!(f.transactions_salvaged, 2, "{f:?}");
+    assert_eq!(
+        f.gtids_lost, "",
+        "db3 got the two missing transactions: {f:?}"
+    );
+    assert_eq!(s.dns_primary().await, [mysql_ip("db3")], "{story}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_old_primary_is_promoted_around_only_after_its_self_fence_bound() {
+    let mut db1 = Script::at("0-1-100");
+    db1.not_listening = true;
+    let s = Scripted::start([db1, Script::at("0-1-100"), Script::at("0-1-99")]).await;
+    let last_heard = unix_ms();
+    s.fail_primary(Health::Unreachable, last_heard).await;
+
+    let f = s.finished(FAILOVER_WITHIN).await;
+    let story = s.story();
+    assert_eq!(f.outcome, "succeeded", "{f:?}\n{story}");
+    assert_eq!(f.new_primary.as_deref(), Some("db2"), "{f:?}\n{story}");
+    let bound = earliest_promotion_ms(last_heard, SELF_FENCE_AFTER_MS, PROBE_INTERVAL_MS);
+    let promotes = s.calls_of("promote");
+    assert_eq!(promotes.len(), 1, "{story}");
+    assert!(
+        promotes[0].at_ms >= bound,
+        "promoted at {} ms, before the old primary's self-fence bound {bound} ms\n{story}",
+        promotes[0].at_ms
+    );
+    // Catch-up did not wait for the bound: only promotion did.
+    let catch_up = s.calls_of("catch_up");
+    assert!(
+        catch_up.first().is_some_and(|c| c.at_ms < bound),
+        "catch-up ran before the bound passed\n{story}"
+    );
+    assert!(
+        f.gtids_lost.starts_with("unknown"),
+        "the old host never answered, so what it had is unknown: {:?}",
+        f.gtids_lost
+    );
+    assert_eq!(s.dns_primary().await, [mysql_ip("db2")], "{story}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fence_answered_without_an_outcome_is_not_a_fence() {
+    let mut db1 = Script::at("0-1-100");
+    db1.fence = FenceAnswer::WithoutOutcome;
+    let s = Scripted::start([db1, Script::at("0-1-100"), Script::at("0-1-100")]).await;
+    s.fail_primary(Health::MysqlDown, unix_ms()).await;
+
+    // Fence attempts go on with a growing backoff; nothing is promoted meanwhile.
+    let started = std::time::Instant::now();
+    while s.calls_of("fence").len() < 4 {
+        assert!(
+            started.elapsed() < FAILOVER_WITHIN,
+            "the fence was not retried\n{}",
+            s.story()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let story = s.story();
+    assert!(
+        s.calls_of("promote").is_empty(),
+        "promoted without a fence\n{story}"
+    );
+    assert!(
+        s.calls_of("catch_up").is_empty(),
+        "went past the fence\n{story}"
+    );
+    let j = s.journal().await.expect("the failover is still running");
+    assert_eq!(j.step.as_str(), "fence", "{j:?}");
+    let at: Vec<u64> = s.calls_of("fence").iter().map(|c| c.at_ms).collect();
+    let gaps: Vec<u64> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps[0] >= 150 && gaps[2] > gaps[0],
+        "retries back off (gaps {gaps:?} ms)\n{story}"
+    );
+
+    // The agent now fences for real: the failover goes on from the fence.
+    s.edit("db1", |d| d.fence = FenceAnswer::ReadOnly);
+    let f = s.finished(FAILOVER_WITHIN).await;
+    let story = s.story();
+    assert_eq!(f.outcome, "succeeded", "{f:?}\n{story}");
+    let promote = s.calls_of("promote");
+    assert_eq!(promote.len(), 1, "{story}");
+    let real_fence = s
+        .calls_of("fence")
+        .into_iter()
+        .filter(|c| c.at_ms < promote[0].at_ms)
+        .count();
+    assert!(
+        real_fence > 4,
+        "promotion came after the answered fence\n{story}"
+    );
+    assert!(
+        f.notes
+            .iter()
+            .any(|n| n.contains("fenced through its agent (read_only")),
+        "{:?}",
+        f.notes
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_promotion_is_retried_on_the_same_candidate() {
+    let mut db2 = Script::at("0-1-100");
+    db2.promote_failures = 2;
+    let s = Scripted::start([Script::at("0-1-100"), db2, Script::at("0-1-99")]).await;
+    s.fail_primary(Health::MysqlDown, unix_ms()).await;
+
+    let f = s.finished(FAILOVER_WITHIN).await;
+    let story = s.story();
+    assert_eq!(f.outcome, "succeeded", "{f:?}\n{story}");
+    assert_eq!(f.new_primary.as_deref(), Some("db2"), "{f:?}\n{story}");
+    let promotes = s.calls_of("promote");
+    assert!(
+        promotes.iter().all(|c| c.host == "db2"),
+        "once asked to promote, db2 may be writable: it is never replaced\n{story}"
+    );
+    assert_eq!(promotes.len(), 3, "two failures, then success\n{story}");
+    assert!(
+        promotes[1].at_ms - promotes[0].at_ms >= 150,
+        "the retry waits\n{story}"
+    );
+    assert_eq!(s.dns_primary().await, [mysql_ip("db2")], "{story}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_lost_after_its_promotion_is_never_replaced() {
+    // Once asked to promote, db2 may be writable with no one able to fence it: going
+    // forward with it is the only way to one writable primary.
+    let mut db2 = Script::at("0-1-100");
+    db2.lost_after_promote = true;
+    let s = Scripted::start([Script::at("0-1-100"), db2, Script::at("0-1-100")]).await;
+    s.fail_primary(Health::MysqlDown, unix_ms()).await;
+
+    let f = s.finished(FAILOVER_WITHIN).await;
+    let story = s.story();
+    assert_eq!(f.new_primary.as_deref(), Some("db2"), "{f:?}\n{story}");
+    let promoted: Vec<String> = s.calls_of("promote").into_iter().map(|c| c.host).collect();
+    assert_eq!(
+        promoted,
+        ["db2"],
+        "db3 is never promoted beside db2\n{story}"
+    );
+    assert_eq!(s.dns_primary().await, [mysql_ip("db2")], "{story}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_found_alive_is_verified_again_and_failed_over_once_dead() {
+    // Row 4a then a crash: the monitors lost the primary's agent, but db2 still reaches
+    // its mysqld, so there is no failover; when db2 stops reaching it, a later
+    // verification (not a new health transition) fails it over.
+    let mut db2 = Script::at("0-1-100");
+    db2.sees_primary = true;
+    let s = Scripted::start([Script::at("0-1-100"), db2, Script::at("0-1-100")]).await;
+    s.fail_primary(Health::Unreachable, unix_ms()).await;
+
+    let started = std::time::Instant::now();
+    while s
+        .calls_of("check_reachability")
+        .iter()
+        .filter(|c| c.host == "db2")
+        .count()
+        < 2
+    {
+        assert!(
+            started.elapsed() < FAILOVER_WITHIN,
+            "the primary was not verified again\n{}",
+            s.story()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let story = s.story();
+    assert!(
+        s.calls_of("fence").is_empty(),
+        "a reachable primary was fenced\n{story}"
+    );
+    assert!(
+        s.alive_verdicts().await >= 1,
+        "the alive verdict is audited\n{story}"
+    );
+
+    s.edit("db2", |d| d.sees_primary = false);
+    let changed = unix_ms();
+    let f = s.finished(FAILOVER_WITHIN).await;
+    let story = s.story();
+    assert_eq!(f.outcome, "succeeded", "{f:?}\n{story}");
+    let fence = s.calls_of("fence");
+    // Within 3 verify intervals (2 s each by default) + 2 s.
+    assert!(
+        fence
+            .first()
+            .is_some_and(|c| c.at_ms < changed + 3 * 2_000 + 2_000),
+        "the dead primary was fenced {} ms after it became unreachable\n{story}",
+        fence.first().map_or(0, |c| c.at_ms.saturating_sub(changed))
+    );
+}

@@ -344,6 +344,9 @@ pub(crate) async fn pass(
     }
 }
 
+/// Wait before a failover whose journal write failed is driven again.
+const JOURNAL_RETRY: Duration = Duration::from_secs(1);
+
 /// Runs a failover as far as it goes now. A deposed leader (its election node gone, its
 /// session expired) stops at once instead of driving agents alongside the new one; a
 /// failed step waits in the journal for its retry time. At most
@@ -354,10 +357,11 @@ async fn drive(
     journal: Journal,
     slots: &Slots,
 ) -> Result<(), ZkError> {
-    let _slot = slots.acquire().await;
+    let slot = slots.acquire().await;
     crate::metrics::FAILOVERS_RUNNING.inc();
     let result = failover::run(ctx, view, journal).await;
     crate::metrics::FAILOVERS_RUNNING.dec();
+    drop(slot);
     match result {
         Ok(()) => Ok(()),
         Err(failover::FailoverError::Zk(e))
@@ -371,7 +375,12 @@ async fn drive(
             tracing::error!(cluster = %view.name, error = %e, "failover journal write failed; will retry");
             match ctx.write(&[]).await {
                 Err(e @ (ZkError::NotLeader { .. } | ZkError::SessionExpired { .. })) => Err(e),
-                _ => Ok(()),
+                _ => {
+                    // Not a tight loop of failing writes (this cluster's worker only
+                    // waits; the slot is free for other clusters' failovers).
+                    tokio::time::sleep(JOURNAL_RETRY).await;
+                    Ok(())
+                }
             }
         }
         // Logged with its retry time where it failed.

@@ -339,3 +339,93 @@ async fn salvage_reports_bad_binlogs_clearly_and_never_runs_client_commands() {
         .expect("count");
     assert_eq!(n.as_deref(), Some("4"), "after {}", applied.gtid_executed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fence_past_its_deadline_is_cut_or_stops_mysqld_and_leaves_nothing_running() {
+    let w = World::start(1, 2, 1).await;
+    let mut admin = w.cluster.admin_conn(0).await.expect("admin");
+    admin
+        .query_drop("CREATE TABLE app.slow (id INT PRIMARY KEY)")
+        .await
+        .expect("create");
+    // A write that runs 8 s in a session the fence does not kill (altair's own account):
+    // `SET GLOBAL read_only` waits for it.
+    let holder = tokio::spawn(async move {
+        admin
+            .query_drop("INSERT INTO app.slow SELECT SLEEP(8)")
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let epoch = 3;
+    w.set_epoch(epoch).await;
+    let mut a = agent(&w, 0).await;
+    let mut request = tonic::Request::new(FenceRequest {
+        epoch,
+        mode: FenceMode::ReadOnly as i32,
+        failover_id: "t".into(),
+        allow_kill: false,
+    });
+    request.set_timeout(Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    let answer = a.fence(request).await;
+    let took = started.elapsed();
+    let status = answer.expect_err("a fence that could not finish is not a fence");
+    assert_eq!(
+        status.code(),
+        tonic::Code::DeadlineExceeded,
+        "the agent says it ran out of time: {status:?}"
+    );
+    assert!(
+        took < Duration::from_millis(2_500),
+        "answered after {took:?}"
+    );
+    let mut c = w.cluster.admin_conn(0).await.expect("admin");
+    let left: Vec<String> = c
+        .query(
+            "SELECT INFO FROM information_schema.PROCESSLIST \
+             WHERE INFO LIKE 'SET GLOBAL read_only%' OR STATE LIKE '%read lock%'",
+        )
+        .await
+        .expect("processlist");
+    assert!(
+        left.is_empty(),
+        "the fence left statements running: {left:?}"
+    );
+    let read_only = query_value(&mut c, "SELECT @@read_only")
+        .await
+        .expect("read_only");
+    assert_eq!(
+        read_only.as_deref(),
+        Some("0"),
+        "nothing half-done: the server is as it was"
+    );
+    drop(c);
+
+    // A failover's fence may kill: the server that cannot be made read-only in time is
+    // stopped within the same deadline, and only then reported fenced.
+    let mut request = tonic::Request::new(FenceRequest {
+        epoch,
+        mode: FenceMode::ReadOnly as i32,
+        failover_id: "t".into(),
+        allow_kill: true,
+    });
+    request.set_timeout(Duration::from_secs(3));
+    let started = std::time::Instant::now();
+    let fenced = a
+        .fence(request)
+        .await
+        .expect("fenced by stopping mysqld")
+        .into_inner();
+    let took = started.elapsed();
+    assert_eq!(
+        fenced.outcome,
+        FenceOutcome::NotRunning as i32,
+        "{fenced:?}"
+    );
+    assert!(took < Duration::from_secs(3), "answered after {took:?}");
+    assert!(
+        w.cluster.admin_conn(0).await.is_err(),
+        "mysqld still answers after a not-running fence"
+    );
+    holder.abort();
+}

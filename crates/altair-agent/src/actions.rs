@@ -45,6 +45,10 @@ pub struct Actions {
     pub apply_lock: tokio::sync::Mutex<()>,
 }
 
+/// Kept from a fence's deadline, when it may kill, to stop mysqld if read_only could not
+/// be set in time (SIGKILL and the process gone: well under a second).
+const KILL_RESERVE: Duration = Duration::from_millis(1_000);
+
 /// What a fence achieved: the server is read-only (clients killed) or not running.
 #[derive(Debug, Clone, Default)]
 pub struct Fenced {
@@ -211,8 +215,12 @@ impl Actions {
     /// at once and its client never gets an acknowledgement. The read_only wait is bounded
     /// and retried, killing again in between; clients that connected meanwhile are killed
     /// once it is set.
-    pub async fn fence_read_only(&self, allow_kill: bool) -> Result<Fenced, Status> {
-        let mut c = match self.conn().await {
+    pub async fn fence_read_only(
+        &self,
+        allow_kill: bool,
+        deadline: tokio::time::Instant,
+    ) -> Result<Fenced, Status> {
+        let mut c = match self.conn_by("fence", deadline).await {
             Ok(c) => c,
             Err(e) if allow_kill => return self.not_running_after(e).await,
             Err(e) => {
@@ -222,24 +230,50 @@ impl Actions {
                 )));
             }
         };
-        let mut killed = self.kill_clients(&mut c).await?;
+        let id = c.id();
+        // With leave to kill, the SQL gets the budget less the time stopping mysqld takes:
+        // a server that cannot be made read-only in time is stopped instead.
+        let sql_deadline = if allow_kill {
+            deadline
+                .checked_sub(KILL_RESERVE)
+                .filter(|d| *d > tokio::time::Instant::now())
+                .unwrap_or(deadline)
+        } else {
+            deadline
+        };
+        match self
+            .bounded("fence", id, sql_deadline, self.fence_on(&mut c))
+            .await
+        {
+            Err(e) if allow_kill && e.code() == tonic::Code::DeadlineExceeded => {
+                drop(c);
+                tracing::error!(error = %e.message(), "mysqld could not be made read-only in time: stopping it");
+                self.not_running_after(e).await
+            }
+            r => r,
+        }
+    }
+
+    async fn fence_on(&self, c: &mut Conn) -> Result<Fenced, Status> {
+        let c = &mut *c;
+        let mut killed = self.kill_clients(c).await?;
         c.query_drop("SET SESSION lock_wait_timeout = 1")
             .await
             .map_err(mysql_err("bound the read_only wait"))?;
         let mut tries = 0;
         loop {
             tries += 1;
-            match self.set_read_only_on(&mut c).await {
+            match self.set_read_only_on(c).await {
                 Ok(()) => break,
                 Err(e) if tries >= 5 => return Err(e),
                 Err(e) => {
                     tracing::warn!(error = %e.message(), "read_only not set yet: killing clients again");
-                    killed += self.kill_clients(&mut c).await?;
+                    killed += self.kill_clients(c).await?;
                 }
             }
         }
-        killed += self.kill_clients(&mut c).await?;
-        let gtid = self.gtid_executed(&mut c).await?;
+        killed += self.kill_clients(c).await?;
+        let gtid = self.gtid_executed(c).await?;
         Ok(Fenced {
             killed,
             gtid,
@@ -314,21 +348,29 @@ impl Actions {
         })
     }
 
-    pub async fn set_read_only(&self, read_only: bool) -> Result<bool, Status> {
-        let mut c = self.conn().await?;
-        if read_only {
-            self.set_read_only_on(&mut c).await?;
-        } else {
-            if self.flavor() == Flavor::Mysql {
-                c.query_drop("SET GLOBAL super_read_only=OFF")
+    pub async fn set_read_only(
+        &self,
+        read_only: bool,
+        deadline: tokio::time::Instant,
+    ) -> Result<bool, Status> {
+        let mut c = self.conn_by("set read_only", deadline).await?;
+        let id = c.id();
+        let work = async {
+            if read_only {
+                self.set_read_only_on(&mut c).await?;
+            } else {
+                if self.flavor() == Flavor::Mysql {
+                    c.query_drop("SET GLOBAL super_read_only=OFF")
+                        .await
+                        .map_err(mysql_err("clear super_read_only"))?;
+                }
+                c.query_drop("SET GLOBAL read_only=OFF")
                     .await
-                    .map_err(mysql_err("clear super_read_only"))?;
+                    .map_err(mysql_err("clear read_only"))?;
             }
-            c.query_drop("SET GLOBAL read_only=OFF")
-                .await
-                .map_err(mysql_err("clear read_only"))?;
-        }
-        Ok(read_only)
+            Ok(read_only)
+        };
+        self.bounded("set read_only", id, deadline, work).await
     }
 
     /// Waits until the local replica applied `gtid` (or, when empty, all it received).
@@ -389,13 +431,25 @@ impl Actions {
     }
 
     /// Stop and clear replication, make the server writable.
-    pub async fn promote(&self) -> Result<String, Status> {
-        let _apply = self.apply_lock.lock().await;
-        let mut c = self.conn().await?;
+    pub async fn promote(&self, deadline: tokio::time::Instant) -> Result<String, Status> {
+        let _apply = tokio::time::timeout_at(deadline, self.apply_lock.lock())
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(
+                    "promote: a salvage apply still runs on this host at the deadline",
+                )
+            })?;
+        let mut c = self.conn_by("promote", deadline).await?;
+        let id = c.id();
+        self.bounded("promote", id, deadline, self.promote_on(&mut c))
+            .await
+    }
+
+    async fn promote_on(&self, c: &mut Conn) -> Result<String, Status> {
         // Flushing an interrupted apply relaxed comes back before any write is taken.
-        crate::apply_durability::restore_saved(&mut c, &self.state_dir).await?;
+        crate::apply_durability::restore_saved(c, &self.state_dir).await?;
         // Semi-sync: commits wait for a replica from the first one on.
-        self.semi_sync_primary(&mut c, true).await?;
+        self.semi_sync_primary(c, true).await?;
         let (stop, writable): (&[&str], &[&str]) = match self.flavor() {
             Flavor::MariaDb => (
                 &["STOP SLAVE", "RESET SLAVE ALL"],
@@ -411,7 +465,7 @@ impl Actions {
         }
         // The fork point is the position before the first write this server takes as the
         // primary: read while it is still read-only.
-        let fork = self.gtid_executed(&mut c).await?;
+        let fork = self.gtid_executed(c).await?;
         for sql in writable {
             c.query_drop(*sql).await.map_err(mysql_err(sql))?;
         }
@@ -424,13 +478,31 @@ impl Actions {
         host: &str,
         port: u16,
         use_current_pos: bool,
+        deadline: tokio::time::Instant,
     ) -> Result<(), Status> {
         if !altair_core::config::is_host(host) || port == 0 {
             return Err(Status::invalid_argument(format!(
                 "source {host}:{port} is not a valid address"
             )));
         }
-        let mut c = self.conn().await?;
+        let mut c = self.conn_by("repoint", deadline).await?;
+        let id = c.id();
+        self.bounded(
+            "repoint",
+            id,
+            deadline,
+            self.repoint_on(&mut c, host, port, use_current_pos),
+        )
+        .await
+    }
+
+    async fn repoint_on(
+        &self,
+        c: &mut Conn,
+        host: &str,
+        port: u16,
+        use_current_pos: bool,
+    ) -> Result<(), Status> {
         // CHANGE MASTER takes no placeholders: literals, escaped. The statement holds the
         // password, so it is never logged and errors carry only the server's code.
         let user = sql_literal(&self.repl_user);
@@ -462,7 +534,7 @@ impl Actions {
             .await
             .map_err(mysql_err("stop replication"))?;
         // A replica never waits for acknowledgements of its own.
-        self.semi_sync_primary(&mut c, false).await?;
+        self.semi_sync_primary(c, false).await?;
         c.query_drop(change).await.map_err(|e| match e {
             mysql_async::Error::Server(s) => {
                 Status::unavailable(format!("change source: server error {}", s.code))

@@ -7,6 +7,7 @@
 mod actions;
 mod apply_durability;
 mod binlog_files;
+mod deadline;
 mod heartbeat;
 mod metrics;
 mod mysql;

@@ -78,7 +78,8 @@ impl Actions {
         } else {
             drop(c);
         }
-        self.repoint(host, port, false).await?;
+        let deadline = tokio::time::Instant::now() + crate::deadline::DEFAULT;
+        self.repoint(host, port, false, deadline).await?;
         done.rejoined = true;
         Ok(done)
     }

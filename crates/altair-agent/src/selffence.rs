@@ -14,6 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// How long the self-fence may spend making mysqld read-only before it stops it: with
+/// the wait for its session's kill (`deadline::KILL_WAIT`), well inside
+/// `altair_core::selffence::SELF_FENCE_MARGIN_MS`, the slack the orchestrator's promotion
+/// bound keeps after the agent's.
+const SELF_FENCE_SQL: Duration = Duration::from_millis(400);
+
 use altair_core::selffence::{SELF_FENCE_MARGIN_MS, reached_every_replica, self_fence_due};
 use altair_proto::v1::MysqlSnapshot;
 use tokio::sync::watch;
@@ -232,7 +238,9 @@ pub async fn run(
             }
             continue;
         }
-        match actions.fence_read_only(true).await {
+        // Bounded well inside the promotion margin; past it, mysqld is stopped instead.
+        let sql_deadline = tokio::time::Instant::now() + SELF_FENCE_SQL;
+        match actions.fence_read_only(true, sql_deadline).await {
             Ok(f) => {
                 contact.fenced_itself();
                 tracing::error!(

@@ -115,10 +115,15 @@ impl Agent for AgentService {
         &self,
         request: Request<FenceRequest>,
     ) -> Result<Response<FenceResponse>, Status> {
+        let deadline = tokio::time::Instant::now() + crate::deadline::budget(&request);
         let req = request.into_inner();
         self.actions.check_epoch(req.epoch).await?;
         let fenced = match FenceMode::try_from(req.mode) {
-            Ok(FenceMode::ReadOnly) => self.actions.fence_read_only(req.allow_kill).await?,
+            Ok(FenceMode::ReadOnly) => {
+                self.actions
+                    .fence_read_only(req.allow_kill, deadline)
+                    .await?
+            }
             Ok(FenceMode::StopMysqld) => self.actions.stop_mysqld().await?,
             _ => {
                 return Err(Status::invalid_argument(format!(
@@ -145,9 +150,10 @@ impl Agent for AgentService {
         &self,
         request: Request<SetReadOnlyRequest>,
     ) -> Result<Response<SetReadOnlyResponse>, Status> {
+        let deadline = tokio::time::Instant::now() + crate::deadline::budget(&request);
         let req = request.into_inner();
         self.actions.check_epoch(req.epoch).await?;
-        let read_only = self.actions.set_read_only(req.read_only).await?;
+        let read_only = self.actions.set_read_only(req.read_only, deadline).await?;
         tracing::info!(epoch = req.epoch, read_only, "read_only set");
         self.actions.reprobe.notify_one();
         Ok(Response::new(SetReadOnlyResponse { read_only }))
@@ -240,9 +246,10 @@ impl Agent for AgentService {
         &self,
         request: Request<PromoteRequest>,
     ) -> Result<Response<PromoteResponse>, Status> {
+        let deadline = tokio::time::Instant::now() + crate::deadline::budget(&request);
         let req = request.into_inner();
         self.actions.check_epoch(req.epoch).await?;
-        let gtid_executed = self.actions.promote().await?;
+        let gtid_executed = self.actions.promote(deadline).await?;
         tracing::warn!(epoch = req.epoch, failover_id = %req.failover_id, gtid = %gtid_executed, "promoted to primary: writable");
         self.actions.reprobe.notify_one();
         Ok(Response::new(PromoteResponse { gtid_executed }))
@@ -252,11 +259,12 @@ impl Agent for AgentService {
         &self,
         request: Request<RepointRequest>,
     ) -> Result<Response<RepointResponse>, Status> {
+        let deadline = tokio::time::Instant::now() + crate::deadline::budget(&request);
         let req = request.into_inner();
         self.actions.check_epoch(req.epoch).await?;
         let (host, port) = source_of(req.source)?;
         self.actions
-            .repoint(&host, port, req.use_current_pos)
+            .repoint(&host, port, req.use_current_pos, deadline)
             .await?;
         tracing::info!(epoch = req.epoch, source = %format!("{host}:{port}"), "replication repointed");
         self.actions.reprobe.notify_one();

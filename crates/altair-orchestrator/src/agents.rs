@@ -36,11 +36,24 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// within `deadline`. A channel not open yet is opened first, within the deadline and
 /// at most `CONNECT_TIMEOUT`: `Err` means the agent could not be reached at all (what
 /// the fence treats as "rely on its self-fencing"), as opposed to a request that fails.
-/// The deadline is the orchestrator's: it is not sent to the agent (an agent's long
-/// actions take their bound in the request).
+/// The short actions (fence, read-only, promote, repoint, status, reachability) send the
+/// deadline to the agent as their gRPC timeout: it stops their work — and kills their
+/// SQL — before it; the long ones (catch-up, salvage, rejoin) take their bound in the
+/// request.
 pub async fn agent(address: &str, deadline: Duration) -> Result<AgentRpc, String> {
+    agent_within(address, deadline, deadline).await
+}
+
+/// `agent`, its channel opened within `connect` (and at most `CONNECT_TIMEOUT`).
+pub async fn agent_within(
+    address: &str,
+    connect: Duration,
+    deadline: Duration,
+) -> Result<AgentRpc, String> {
     let dialled = std::time::Instant::now();
-    let (generation, channel) = CHANNELS.get(address, deadline.min(CONNECT_TIMEOUT)).await?;
+    let (generation, channel) = CHANNELS
+        .get(address, connect.min(deadline).min(CONNECT_TIMEOUT))
+        .await?;
     Ok(AgentClient::new(Deadlined {
         channel,
         // A dial spends the same budget: the first request gets what is left of it.
@@ -52,11 +65,25 @@ pub async fn agent(address: &str, deadline: Duration) -> Result<AgentRpc, String
     }))
 }
 
-/// `agent` over a new connection (the cached one, if any, is dropped first).
-pub async fn fresh_agent(address: &str, deadline: Duration) -> Result<AgentRpc, String> {
+/// `agent_within` over a new connection (the cached one, if any, is dropped first).
+pub async fn fresh_agent(
+    address: &str,
+    connect: Duration,
+    deadline: Duration,
+) -> Result<AgentRpc, String> {
     CHANNELS.drop_any(address);
-    agent(address, deadline).await
+    agent_within(address, connect, deadline).await
 }
+
+/// The RPCs whose deadline the agent is told (`grpc-timeout`).
+const TOLD_DEADLINE: [&str; 6] = [
+    "/Fence",
+    "/SetReadOnly",
+    "/Promote",
+    "/Repoint",
+    "/Status",
+    "/CheckReachability",
+];
 
 /// How this process dials agents (`[tls]`), set once at start.
 static TLS: std::sync::OnceLock<altair_svc::Tls> = std::sync::OnceLock::new();
@@ -182,7 +209,13 @@ impl Service<http::Request<Body>> for Deadlined {
 
     // Only the response's headers are timed here: a streamed body (salvage) is bounded
     // by its caller, and every in-flight request by the HTTP/2 keep-alive.
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let path = request.uri().path();
+        if TOLD_DEADLINE.iter().any(|rpc| path.ends_with(rpc))
+            && let Ok(v) = http::HeaderValue::from_str(&format!("{}m", self.deadline.as_millis()))
+        {
+            request.headers_mut().insert("grpc-timeout", v);
+        }
         let response = self.channel.call(request);
         let (deadline, address, generation) =
             (self.deadline, self.address.clone(), self.generation);

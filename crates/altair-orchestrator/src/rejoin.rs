@@ -22,6 +22,9 @@ use crate::view::ClusterView;
 
 pub(crate) const TEND_EVERY: Duration = Duration::from_secs(1);
 const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
+/// A re-fence is the agent's whole fence (clients killed, read_only, mysqld killed if it
+/// does not answer): it gets the time that takes (tending runs beside the leader's pass).
+const REFENCE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Tending runs beside the leader's pass (a silent agent must not slow failover
 /// detection), at most once a second per cluster.
@@ -207,7 +210,9 @@ async fn status_of(view: &ClusterView, name: &str) -> Option<StatusResponse> {
     {
         return Some(r.into_inner());
     }
-    let mut a = fresh_agent(&h.agent, STATUS_TIMEOUT).await.ok()?;
+    let mut a = fresh_agent(&h.agent, STATUS_TIMEOUT, STATUS_TIMEOUT)
+        .await
+        .ok()?;
     a.status(StatusRequest {})
         .await
         .ok()
@@ -220,7 +225,7 @@ async fn refence(view: &ClusterView, state: &ClusterState, name: &str) {
         return;
     };
     let fenced = async {
-        let mut a = agent(&h.agent, STATUS_TIMEOUT).await?;
+        let mut a = crate::agents::agent_within(&h.agent, STATUS_TIMEOUT, REFENCE_TIMEOUT).await?;
         a.fence(FenceRequest {
             epoch: state.epoch,
             mode: FenceMode::ReadOnly as i32,

@@ -74,14 +74,15 @@ pub(super) async fn choose_candidate(
     // Every eligible replica is asked at once; one whose monitor reports it silent gets a
     // short chance only, so a dead host costs half a second, not one timeout per host.
     let asks = eligible.map(|(name, h)| async move {
-        let status = match super::host_agent(view, name, &h.agent).await {
-            Ok(mut a) => a
-                .status(StatusRequest {})
-                .await
-                .ok()
-                .map(tonic::Response::into_inner),
-            Err(_) => None,
-        };
+        let status =
+            match super::host_agent(view, name, &h.agent, super::SILENT_AGENT_TIMEOUT).await {
+                Ok(mut a) => a
+                    .status(StatusRequest {})
+                    .await
+                    .ok()
+                    .map(tonic::Response::into_inner),
+                Err(_) => None,
+            };
         (name, h, status)
     });
     let mut candidates = Vec::new();

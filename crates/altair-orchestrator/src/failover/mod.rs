@@ -26,7 +26,7 @@ use candidate::{
 use publish::{publish, reattach_old_primary};
 
 const AGENT_TIMEOUT: Duration = Duration::from_secs(3);
-const SILENT_AGENT_TIMEOUT: Duration = Duration::from_millis(200);
+pub(super) const SILENT_AGENT_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Why a failover pass stopped short of the end.
 #[derive(Debug, thiserror::Error)]
@@ -229,7 +229,10 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
             if j.kind == Kind::Switchover {
                 drain::drain_before_fence(ctx, view, j).await;
             }
-            match host_agent(view, &j.old_primary, &old.agent).await {
+            // A silent agent gets a short chance to answer the dial; once connected its
+            // fence has the time it needs (cut short, it would be cut short again at
+            // every retry).
+            match host_agent(view, &j.old_primary, &old.agent, AGENT_TIMEOUT).await {
                 Ok(mut a) => {
                     let r = a
                         .fence(FenceRequest {
@@ -379,7 +382,10 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                     let (source, epoch) = (source.clone(), j.epoch);
                     async move {
                         let result = async {
-                            let mut a = host_agent(view, name, &h.agent).await?;
+                            // Connected, a repoint gets its whole time: cut between
+                            // CHANGE MASTER and START SLAVE it would leave replication
+                            // stopped.
+                            let mut a = host_agent(view, name, &h.agent, AGENT_TIMEOUT).await?;
                             a.repoint(RepointRequest {
                                 epoch,
                                 source: Some(source),
@@ -415,17 +421,19 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
 /// The agent of `host` at `address`. One its monitor reports silent gets a short
 /// chance only, over a fresh connection: a cached one may be what a partition left
 /// dead, on which a request can only time out, while a fresh dial tells "unreachable".
+/// `request` is the deadline of a request to a silent one once it is connected.
 pub(super) async fn host_agent(
     view: &ClusterView,
     host: &str,
     address: &str,
+    request: Duration,
 ) -> Result<AgentRpc, String> {
     let silent = view
         .health
         .get(host)
         .is_some_and(|h| h.health == altair_core::health::Health::Unreachable);
     if silent {
-        fresh_agent(address, SILENT_AGENT_TIMEOUT).await
+        fresh_agent(address, SILENT_AGENT_TIMEOUT, request).await
     } else {
         agent(address, AGENT_TIMEOUT).await
     }

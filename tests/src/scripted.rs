@@ -323,9 +323,14 @@ fn name<T, E: std::fmt::Debug>(s: &str, f: impl FnOnce(String) -> Result<T, E>) 
     f(s.to_owned()).expect("a valid name")
 }
 
-pub fn health_record(host: &str, health: Health, last_heard_ms: u64) -> HealthRecord {
+pub fn health_record(
+    cluster: &str,
+    host: &str,
+    health: Health,
+    last_heard_ms: u64,
+) -> HealthRecord {
     HealthRecord {
-        cluster: CLUSTER.into(),
+        cluster: cluster.into(),
         host: host.into(),
         health,
         previous: None,
@@ -360,43 +365,28 @@ impl Scripted {
         .await
         .expect("BIND");
         let log: Log = Arc::default();
-        let primary_mysql = Endpoint {
-            host: mysql_ip("db1").to_string(),
-            port: 1,
-        };
         let mut shared = BTreeMap::new();
         let mut agents = BTreeMap::new();
         for (i, script) in scripts.into_iter().enumerate() {
             let host = format!("db{}", i + 1);
-            let listener = tokio::net::TcpListener::bind(SocketAddr::new(LOCAL, 0))
-                .await
-                .expect("bind an agent port");
-            let address = listener.local_addr().expect("addr").to_string();
-            let not_listening = script.not_listening;
             let script: Shared = Arc::new(Mutex::new(script));
-            if not_listening {
-                drop(listener);
-            } else {
-                let agent = ScriptedAgent {
-                    host: host.clone(),
-                    primary_mysql: primary_mysql.clone(),
-                    script: script.clone(),
-                    log: log.clone(),
-                };
-                tokio::spawn(
-                    tonic::transport::Server::builder()
-                        .add_service(AgentServer::new(agent))
-                        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
-                            listener,
-                        )),
-                );
-            }
+            let address = serve_agent(&host, script.clone(), log.clone()).await;
             shared.insert(host.clone(), script);
             agents.insert(host, address);
         }
-        register(&zk, &agents).await;
+        zk.ensure_layout().await.expect("layout");
+        let ops = register_ops(&zk, CLUSTER, &agents);
+        zk.fenced_write(zk.layout().root(), &ops)
+            .await
+            .expect("register c1");
         let dir = tempfile::tempdir().expect("dir");
-        let orchestrator = start_orchestrator(dir.path(), &zk_server, &bind);
+        let orchestrator = start_orchestrator(
+            dir.path(),
+            &zk_server,
+            &bind,
+            &crate::bin("altair-orchestrator"),
+            "",
+        );
         Self {
             zk,
             bind,
@@ -422,7 +412,7 @@ impl Scripted {
         self.zk
             .put(
                 &self.zk.layout().host_health(&c, &h),
-                &to_json(&health_record("db1", health, last_heard_ms)),
+                &to_json(&health_record(CLUSTER, "db1", health, last_heard_ms)),
             )
             .await
             .expect("write the primary's health");
@@ -517,11 +507,54 @@ impl Scripted {
     }
 }
 
-/// The cluster as agents and monitors would have registered it.
-async fn register(zk: &Zk, agents: &BTreeMap<String, String>) {
-    zk.ensure_layout().await.expect("layout");
+/// A scripted agent for `host` (db1 is the primary, the others replicate from db1's
+/// mysqld) serving on a loopback port of its own; its address. With `not_listening` in
+/// the script, nothing listens at that address.
+pub async fn serve_agent(
+    host: &str,
+    script: Arc<Mutex<Script>>,
+    log: Arc<Mutex<Vec<Call>>>,
+) -> String {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(LOCAL, 0))
+        .await
+        .expect("bind an agent port");
+    let address = listener.local_addr().expect("addr").to_string();
+    let not_listening = script.lock().map(|s| s.not_listening).unwrap_or(false);
+    if not_listening {
+        drop(listener);
+        return address;
+    }
+    let agent = ScriptedAgent {
+        host: host.to_owned(),
+        primary_mysql: Endpoint {
+            host: mysql_ip("db1").to_string(),
+            port: 1,
+        },
+        script,
+        log,
+    };
+    // Accepted sockets without Nagle's delay, as the real services take them.
+    let incoming = {
+        use tokio_stream::StreamExt;
+        tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
+            s.inspect(|s| {
+                let _ = s.set_nodelay(true);
+            })
+        })
+    };
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(AgentServer::new(agent))
+            .serve_with_incoming(incoming),
+    );
+    address
+}
+
+/// The writes that register `cluster` (db1 primary at epoch 1, every host healthy, agents
+/// at `agents` by host) as agents and monitors would have; the layout must exist.
+pub fn register_ops(zk: &Zk, cluster: &str, agents: &BTreeMap<String, String>) -> Vec<Op> {
     let l = zk.layout().clone();
-    let c = name(CLUSTER, ClusterName::new);
+    let c = name(cluster, ClusterName::new);
     let mut ops = Vec::new();
     for path in l.cluster_parents(&c) {
         ops.push(Op::Create {
@@ -542,7 +575,7 @@ async fn register(zk: &Zk, agents: &BTreeMap<String, String>) {
     for (host, agent) in agents {
         let h = name(host, HostName::new);
         let record = HostRecord {
-            cluster: CLUSTER.into(),
+            cluster: cluster.into(),
             host: host.clone(),
             datacenter: "default".into(),
             mysql: format!("{}:1", mysql_ip(host)),
@@ -558,13 +591,21 @@ async fn register(zk: &Zk, agents: &BTreeMap<String, String>) {
         });
         ops.push(Op::Create {
             path: l.host_health(&c, &h),
-            data: to_json(&health_record(host, Health::Healthy, now)),
+            data: to_json(&health_record(cluster, host, Health::Healthy, now)),
         });
     }
-    zk.fenced_write(l.root(), &ops).await.expect("register c1");
+    ops
 }
 
-fn start_orchestrator(dir: &std::path::Path, zk: &ZooKeeper, bind: &Bind) -> KillOnDrop {
+/// The orchestrator `binary` leading the clusters in `zk`, publishing into `bind`, its
+/// config and log (`orchestrator.log`) in `dir`; `extra` is appended to its config.
+pub fn start_orchestrator(
+    dir: &std::path::Path,
+    zk: &ZooKeeper,
+    bind: &Bind,
+    binary: &std::path::Path,
+    extra: &str,
+) -> KillOnDrop {
     let pw = dir.join("pw");
     std::fs::write(&pw, "scripted").expect("write");
     let port = || {
@@ -582,7 +623,7 @@ fn start_orchestrator(dir: &std::path::Path, zk: &ZooKeeper, bind: &Bind) -> Kil
              [replication]\nuser = \"repl\"\npassword_file = \"{pw}\"\n\
              [dns]\nserver = \"{}\"\nzone = \"{}\"\ntsig_key_name = \"{TSIG_KEY_NAME}\"\ntsig_secret_file = \"{}\"\n\
              [zookeeper]\nservers = {:?}\nsession_timeout_ms = 10000\n\
-             [tls]\ninsecure = true\n",
+             [tls]\ninsecure = true\n{extra}",
             port(),
             bind.addr(),
             bind.zone(),
@@ -594,7 +635,7 @@ fn start_orchestrator(dir: &std::path::Path, zk: &ZooKeeper, bind: &Bind) -> Kil
     .expect("write the orchestrator's config");
     let log = std::fs::File::create(dir.join("orchestrator.log")).expect("log");
     KillOnDrop(
-        std::process::Command::new(crate::bin("altair-orchestrator"))
+        std::process::Command::new(binary)
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "info")

@@ -1,5 +1,6 @@
-//! The local binlog files, read natively (MariaDB): the binlog index, each file's opening
-//! GTID list, and the scan of the tail a candidate lacks (`altair_core::binlog`). Blocking
+//! The local binlog files, read natively: the binlog index, each file's opening GTID
+//! list (MariaDB) or `Previous_gtids` set (MySQL), and the scan of the tail a candidate
+//! lacks (MariaDB; `altair_core::binlog`). Blocking
 //! file I/O: run it on a blocking thread.
 
 use std::fs::File;
@@ -7,13 +8,14 @@ use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
+use altair_core::binlog::mysql::{PREVIOUS_GTIDS_EVENT, parse_previous_gtids};
 use altair_core::binlog::{
     BinlogError, BinlogPos, Checksum, EventHeader, HEADER_LEN, MAGIC, TailPlan, TailScan,
     event::{FORMAT_DESCRIPTION_EVENT, GTID_LIST_EVENT},
     needs_payload,
     tail::start_from_checkpoints,
 };
-use altair_core::gtid::MariaGtidPos;
+use altair_core::gtid::{MariaGtidPos, MysqlGtidSet};
 
 /// A binlog position the probe saw with the server's GTID state read just after it (so
 /// the state holds at least everything before the position).
@@ -164,6 +166,27 @@ pub fn opening_gtid_list(path: &Path) -> Result<Option<MariaGtidPos>, FilesError
             found = Some(altair_core::binlog::event::parse_gtid_list(p)?);
         }
         // The list is the second event: a few are enough.
+        Ok(if found.is_some() || seen >= 4 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        })
+    })?;
+    Ok(found)
+}
+
+/// A MySQL file's opening `Previous_gtids` set (every GTID of the files before it);
+/// `None` when the file has none among its first events.
+pub fn opening_previous_gtids(path: &Path) -> Result<Option<MysqlGtidSet>, FilesError> {
+    let mut found = None;
+    let mut seen = 0;
+    read_events(path, 0, 4, true, &mut |_, header, payload| {
+        seen += 1;
+        if header.type_code == PREVIOUS_GTIDS_EVENT {
+            let p = payload.ok_or(BinlogError::Truncated("Previous_gtids body"))?;
+            found = Some(parse_previous_gtids(p)?);
+        }
+        // It follows the format description: a few events are enough.
         Ok(if found.is_some() || seen >= 4 {
             ControlFlow::Break(())
         } else {

@@ -47,16 +47,7 @@ impl Actions {
         let basename = self.binlog_basename()?;
         let files = binlog_files::list(&basename).map_err(files_status)?;
         if self.flavor() == Flavor::Mysql {
-            // MySQL's files are not scanned natively yet: the tool filters by GTID set.
-            let mut cmd = tokio::process::Command::new("mysqlbinlog");
-            cmd.arg(format!("--exclude-gtids={after}")).args(&files);
-            return Ok(Prepared {
-                plan: SalvagePlan {
-                    start: "mysqlbinlog over every file (not scanned natively)".into(),
-                    ..SalvagePlan::default()
-                },
-                tools: vec![cmd],
-            });
+            return self.prepare_mysql_salvage(after, files).await;
         }
         let have = MariaGtidPos::parse(after)
             .map_err(|e| Status::invalid_argument(format!("after_gtid: {e}")))?;
@@ -101,6 +92,45 @@ impl Actions {
             tools.push(cmd);
         }
         Ok(Prepared { plan: wire, tools })
+    }
+
+    /// MySQL: the tool filters by GTID set, over the files from the first one that can
+    /// hold a transaction `after` lacks (found from each file's opening `Previous_gtids`,
+    /// no body read); the bodies are not scanned natively, so the plan's counts are unknown.
+    async fn prepare_mysql_salvage(
+        &self,
+        after: &str,
+        files: Vec<std::path::PathBuf>,
+    ) -> Result<Prepared, Status> {
+        let have = altair_core::gtid::MysqlGtidSet::parse(after)
+            .map_err(|e| Status::invalid_argument(format!("after_gtid: {e}")))?;
+        let openings = {
+            let files = files.clone();
+            tokio::task::spawn_blocking(move || {
+                files
+                    .iter()
+                    .map(|f| binlog_files::opening_previous_gtids(f).ok().flatten())
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| Status::internal(format!("binlog scan: {e}")))?
+        };
+        let first = altair_core::binlog::mysql::first_file_needed(&openings, &have);
+        let start = files.get(first).map_or_else(String::new, |f| file_name(f));
+        let mut cmd = tokio::process::Command::new("mysqlbinlog");
+        cmd.arg(format!("--exclude-gtids={after}"))
+            .args(files.get(first..).unwrap_or_default());
+        Ok(Prepared {
+            plan: SalvagePlan {
+                start: format!(
+                    "{start} (mysqlbinlog from the first file that can hold a missing transaction, {} of {} files skipped; not scanned natively)",
+                    first,
+                    files.len()
+                ),
+                ..SalvagePlan::default()
+            },
+            tools: vec![cmd],
+        })
     }
 
     fn checkpoints(&self) -> Vec<binlog_files::Checkpoint> {

@@ -1,8 +1,10 @@
 //! Reading MariaDB binlog files natively, for salvage: which transactions a candidate
 //! lacks, where they are, and the binlog's end state — from event headers and the few
-//! small bodies that name GTIDs, never by decoding rows. The caller reads the bytes.
+//! small bodies that name GTIDs, never by decoding rows. For MySQL, only where the tail
+//! can start (`mysql`). The caller reads the bytes.
 
 pub mod event;
+pub mod mysql;
 pub mod tail;
 
 #[cfg(test)]

@@ -97,7 +97,10 @@ pub struct TailScan {
 
 /// What the scan needs of an event's body (the payload without its checksum).
 pub fn needs_payload(type_code: u8) -> bool {
-    matches!(type_code, GTID_EVENT | GTID_LIST_EVENT | QUERY_EVENT)
+    matches!(
+        type_code,
+        GTID_EVENT | GTID_LIST_EVENT | QUERY_EVENT | super::mysql::PREVIOUS_GTIDS_EVENT
+    )
 }
 
 impl TailScan {

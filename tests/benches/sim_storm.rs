@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use altair_core::config::ZkConfig;
 use altair_core::health::Health;
 use altair_core::registry::to_json;
 use altair_core::{ClusterName, HostName};
@@ -86,18 +85,7 @@ async fn main() {
     let zk_server = altair_testkit::zookeeper::ZooKeeper::standalone_with_heap(LOCAL, 1024)
         .await
         .expect("ZooKeeper");
-    let zk = Zk::connect(
-        &ZkConfig {
-            servers: zk_server.servers(),
-            root: "/altair".into(),
-            session_timeout_ms: 10_000,
-            connect_timeout_ms: 2_000,
-            auth_file: None,
-        },
-        None,
-    )
-    .await
-    .expect("zk");
+    let zk = altair_e2e::sim_fleet::zk_client(&zk_server).await;
     let bind = Bind::start(BindOptions {
         records: (0..CLUSTERS)
             .map(|k| (format!("primary.{}", name(k)), mysql_ip("db1")))

@@ -11,7 +11,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use altair_core::config::ZkConfig;
 use altair_core::health::Health;
 use altair_core::registry::{ClusterState, HealthRecord, HostRecord, to_json};
 use altair_core::{ClusterName, HostName, PromotionRule};
@@ -346,18 +345,7 @@ impl Scripted {
     /// cluster's records (epoch 1, db1 primary, everyone healthy) and the orchestrator.
     pub async fn start(scripts: [Script; 3]) -> Self {
         let zk_server = ZooKeeper::standalone(LOCAL).await.expect("ZooKeeper");
-        let zk = Zk::connect(
-            &ZkConfig {
-                servers: zk_server.servers(),
-                root: "/altair".into(),
-                session_timeout_ms: 10_000,
-                connect_timeout_ms: 2_000,
-                auth_file: None,
-            },
-            None,
-        )
-        .await
-        .expect("connect to ZooKeeper");
+        let zk = crate::sim_fleet::zk_client(&zk_server).await;
         let bind = Bind::start(BindOptions {
             records: vec![("primary.c1".into(), mysql_ip("db1"))],
             ..BindOptions::default()

@@ -32,6 +32,20 @@ pub fn mysql_of(k: usize, i: usize) -> (String, u32) {
     (format!("127.{}.{}.{}", i, (k / 250) % 250, k % 250 + 1), 1)
 }
 
+/// A client session to the test's ZooKeeper server, under `/altair`, without auth.
+pub async fn zk_client(server: &altair_testkit::zookeeper::ZooKeeper) -> Zk {
+    let config = altair_core::config::ZkConfig {
+        servers: server.servers(),
+        root: "/altair".into(),
+        session_timeout_ms: 10_000,
+        connect_timeout_ms: 2_000,
+        auth_file: None,
+    };
+    Zk::connect(&config, None)
+        .await
+        .expect("connect to ZooKeeper")
+}
+
 /// Agents whose primary is gone: replicas cannot reach it; the fence is refused (a
 /// failover then waits in its journal).
 struct SimAgent;

@@ -157,36 +157,37 @@ pub fn scan_tail(
 /// The GTID list that opens a file: the binlog state before it (`None`: not among its
 /// first events).
 pub fn opening_gtid_list(path: &Path) -> Result<Option<MariaGtidPos>, FilesError> {
-    let mut found = None;
-    let mut seen = 0;
-    read_events(path, 0, 4, true, &mut |_, header, payload| {
-        seen += 1;
-        if header.type_code == GTID_LIST_EVENT {
-            let p = payload.ok_or(BinlogError::Truncated("GTID list body"))?;
-            found = Some(altair_core::binlog::event::parse_gtid_list(p)?);
-        }
-        // The list is the second event: a few are enough.
-        Ok(if found.is_some() || seen >= 4 {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        })
-    })?;
-    Ok(found)
+    opening_event(path, GTID_LIST_EVENT, "GTID list body", |p| {
+        altair_core::binlog::event::parse_gtid_list(p)
+    })
 }
 
 /// A MySQL file's opening `Previous_gtids` set (every GTID of the files before it);
 /// `None` when the file has none among its first events.
 pub fn opening_previous_gtids(path: &Path) -> Result<Option<MysqlGtidSet>, FilesError> {
+    opening_event(
+        path,
+        PREVIOUS_GTIDS_EVENT,
+        "Previous_gtids body",
+        parse_previous_gtids,
+    )
+}
+
+/// The event of `type_code` among a file's first few (it follows the format
+/// description), parsed; `None` when it is not there.
+fn opening_event<T>(
+    path: &Path,
+    type_code: u8,
+    what: &'static str,
+    parse: impl Fn(&[u8]) -> Result<T, BinlogError>,
+) -> Result<Option<T>, FilesError> {
     let mut found = None;
     let mut seen = 0;
     read_events(path, 0, 4, true, &mut |_, header, payload| {
         seen += 1;
-        if header.type_code == PREVIOUS_GTIDS_EVENT {
-            let p = payload.ok_or(BinlogError::Truncated("Previous_gtids body"))?;
-            found = Some(parse_previous_gtids(p)?);
+        if header.type_code == type_code {
+            found = Some(parse(payload.ok_or(BinlogError::Truncated(what))?)?);
         }
-        // It follows the format description: a few events are enough.
         Ok(if found.is_some() || seen >= 4 {
             ControlFlow::Break(())
         } else {

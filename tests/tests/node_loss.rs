@@ -77,6 +77,21 @@ async fn an_isolated_primary_host_is_replaced_within_five_seconds_at_shipped_def
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_primary_host_that_resumes_after_its_failover_is_read_only() {
+    frozen_host_resumes_read_only(Duration::ZERO).await;
+}
+
+/// A mysqld that hangs (a stalled disk) and, ~2 s later, its whole host freezes: the
+/// agent's last probe before its freeze got no answer, yet on resume the primary is made
+/// read-only (not killed) — the unanswered probe is retried by the fence itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_mysqld_whose_host_then_freezes_resumes_read_only_not_killed() {
+    frozen_host_resumes_read_only(Duration::from_millis(1_900)).await;
+}
+
+/// Freezes the primary's mysqld, after `hung_first` its agent, until DNS moves; then
+/// resumes both and checks the old primary is read-only, fenced by its own agent, and
+/// the new primary takes writes.
+async fn frozen_host_resumes_read_only(hung_first: Duration) {
     let w = World::start_ha_with(3, 1, 1, 3600, &[], FleetTiming::shipped()).await;
     w.wait_until("cluster recorded", Duration::from_secs(30), |s| {
         s.clusters[0].epoch == Some(1)
@@ -84,10 +99,11 @@ async fn a_frozen_primary_host_that_resumes_after_its_failover_is_read_only() {
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let old_ip = w.net.as_ref().expect("net").host(0).ip;
-    // The whole host freezes (a VM stun): its agent and its mysqld.
-    w.fleet.agents[0].pause().expect("SIGSTOP the agent");
+    // The whole host freezes (a VM stun): its mysqld, and (at once or later) its agent.
     altair_e2e::ops::signal_mysqld(&w, 0, nix::sys::signal::Signal::SIGSTOP)
         .expect("SIGSTOP mysqld");
+    tokio::time::sleep(hung_first).await;
+    w.fleet.agents[0].pause().expect("SIGSTOP the agent");
     let (new_ip, moved) = wait_dns_moved(&w, old_ip, Duration::from_secs(30)).await;
     eprintln!("frozen host: DNS moved {moved:?} after the freeze");
     let resumed = Instant::now();
@@ -96,7 +112,13 @@ async fn a_frozen_primary_host_that_resumes_after_its_failover_is_read_only() {
     w.fleet.agents[0].resume().expect("SIGCONT the agent");
     // Resumed, it learns that a failover happened meanwhile and fences itself.
     loop {
-        let mut admin = w.cluster.admin_conn(0).await.expect("admin on db1");
+        let mut admin = match w.cluster.admin_conn(0).await {
+            Ok(c) => c,
+            Err(e) => panic!(
+                "the resumed old primary does not answer ({e}): stopped instead of made read-only?\n{}",
+                w.fleet.warnings(5)
+            ),
+        };
         let ro = query_value(&mut admin, "SELECT @@global.read_only")
             .await
             .expect("read_only");

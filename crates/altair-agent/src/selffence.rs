@@ -222,27 +222,20 @@ pub async fn run(
         lapse_watch_until = 0;
         let reached = results.iter().filter(|r| **r).count();
         if !snap.reachable {
-            // It does not answer its own agent: only killing it is sure.
-            match actions.make_not_running(Duration::ZERO).await {
-                Ok(()) => {
-                    contact.fenced_itself();
-                    was_writable = false;
-                    tracing::error!(
-                        bound_ms,
-                        "primary without a lease and out of reach of some replicas does not answer: killed"
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(error = %e.message(), "unanswering isolated primary could not be stopped")
-                }
-            }
-            continue;
+            // The last probe got no answer — possibly only because this agent was frozen
+            // with its host and the probe's timer fired first on resume. The same bounded
+            // attempt at read_only comes first; killing is what is left if it fails.
+            tracing::warn!(
+                error = %snap.probe_error,
+                "the primary to fence did not answer the last probe: trying read_only within the bound before killing it"
+            );
         }
         // Bounded well inside the promotion margin; past it, mysqld is stopped instead.
         let sql_deadline = tokio::time::Instant::now() + SELF_FENCE_SQL;
         match actions.fence_read_only(true, sql_deadline).await {
             Ok(f) => {
                 contact.fenced_itself();
+                was_writable = false;
                 tracing::error!(
                     bound_ms, connections_killed = f.killed, gtid = %f.gtid, not_running = f.not_running,
                     replicas_reached = reached, replicas = targets.len(),
@@ -255,6 +248,7 @@ pub async fn run(
                 match actions.make_not_running(Duration::ZERO).await {
                     Ok(()) => {
                         contact.fenced_itself();
+                        was_writable = false;
                     }
                     Err(e) => {
                         tracing::error!(error = %e.message(), "isolated primary could not be fenced")

@@ -429,3 +429,85 @@ async fn a_fence_past_its_deadline_is_cut_or_stops_mysqld_and_leaves_nothing_run
     );
     holder.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_promotion_keeps_its_fork_point_and_a_stop_mysqld_fence_keeps_its_deadline() {
+    let w = World::start(1, 2, 1).await;
+    let epoch = 5;
+    w.set_epoch(epoch).await;
+    // A promotion whose answer was lost is retried after the server took writes: the
+    // retry answers the fork point read while it was still read-only.
+    let mut cand = agent(&w, 1).await;
+    let promote = || PromoteRequest {
+        epoch,
+        failover_id: "t".into(),
+    };
+    let first = cand
+        .promote(promote())
+        .await
+        .expect("promote")
+        .into_inner()
+        .gtid_executed;
+    let mut new = w
+        .cluster
+        .admin_conn(1)
+        .await
+        .expect("admin on the new primary");
+    new.query_drop("CREATE TABLE app.after_promote (id INT)")
+        .await
+        .expect("the promoted host takes a write");
+    let now = query_value(&mut new, "SELECT @@gtid_binlog_pos")
+        .await
+        .expect("position")
+        .unwrap_or_default();
+    assert_ne!(now, first, "the write moved the position");
+    let retried = cand
+        .promote(promote())
+        .await
+        .expect("the retried promotion")
+        .into_inner()
+        .gtid_executed;
+    assert_eq!(
+        retried, first,
+        "a retried promotion answers the fork point of the first, not a position holding its writes"
+    );
+
+    // A fence that stops mysqld, blocked behind an 8 s write: killed within its deadline.
+    let mut admin = w.cluster.admin_conn(0).await.expect("admin");
+    admin
+        .query_drop("CREATE TABLE app.slow (id INT PRIMARY KEY)")
+        .await
+        .expect("create");
+    let holder = tokio::spawn(async move {
+        admin
+            .query_drop("INSERT INTO app.slow SELECT SLEEP(8)")
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut old = agent(&w, 0).await;
+    let mut request = tonic::Request::new(FenceRequest {
+        epoch,
+        mode: FenceMode::StopMysqld as i32,
+        failover_id: "t".into(),
+        allow_kill: true,
+    });
+    request.set_timeout(Duration::from_secs(3));
+    let started = std::time::Instant::now();
+    let fenced = old
+        .fence(request)
+        .await
+        .expect("fenced by stopping mysqld")
+        .into_inner();
+    let took = started.elapsed();
+    assert_eq!(
+        fenced.outcome,
+        FenceOutcome::NotRunning as i32,
+        "{fenced:?}"
+    );
+    assert!(took < Duration::from_secs(3), "answered after {took:?}");
+    assert!(
+        w.cluster.admin_conn(0).await.is_err(),
+        "mysqld still answers after a stop-mysqld fence"
+    );
+    holder.abort();
+}

@@ -327,19 +327,39 @@ impl Actions {
         Ok(killed)
     }
 
-    pub async fn stop_mysqld(&self) -> Result<Fenced, Status> {
-        let mut c = match self.conn().await {
+    /// Read-only, then a clean shutdown, within `deadline`: what cannot be done by then
+    /// less [`KILL_RESERVE`] ends with mysqld killed (a fence that runs out is no fence).
+    pub async fn stop_mysqld(&self, deadline: tokio::time::Instant) -> Result<Fenced, Status> {
+        let clean_by = deadline
+            .checked_sub(KILL_RESERVE)
+            .filter(|d| *d > tokio::time::Instant::now())
+            .unwrap_or(deadline);
+        let mut c = match self.conn_by("fence (stop mysqld)", clean_by).await {
             Ok(c) => c,
             Err(e) => return self.not_running_after(e).await,
         };
-        self.set_read_only_on(&mut c).await?;
-        let gtid = self.gtid_executed(&mut c).await?;
-        c.query_drop("SHUTDOWN")
-            .await
-            .map_err(mysql_err("shut mysqld down"))?;
-        // Fenced once it is gone, not when it was asked to go: a clean shutdown gets its
-        // time before anything is killed.
-        self.make_not_running(std::time::Duration::from_secs(30))
+        let id = c.id();
+        let asked = self
+            .bounded("fence (stop mysqld)", id, clean_by, async {
+                self.set_read_only_on(&mut c).await?;
+                let gtid = self.gtid_executed(&mut c).await?;
+                c.query_drop("SHUTDOWN")
+                    .await
+                    .map_err(mysql_err("shut mysqld down"))?;
+                Ok(gtid)
+            })
+            .await;
+        drop(c);
+        let gtid = match asked {
+            Ok(gtid) => gtid,
+            Err(e) => {
+                tracing::error!(error = %e.message(), "mysqld could not be shut down cleanly in time: killing it");
+                return self.not_running_after(e).await;
+            }
+        };
+        // Fenced once it is gone, not when it was asked to go: a clean shutdown gets what
+        // is left of the clean part of the deadline before it is killed.
+        self.make_not_running(clean_by.saturating_duration_since(tokio::time::Instant::now()))
             .await?;
         Ok(Fenced {
             killed: 0,
@@ -431,7 +451,11 @@ impl Actions {
     }
 
     /// Stop and clear replication, make the server writable.
-    pub async fn promote(&self, deadline: tokio::time::Instant) -> Result<String, Status> {
+    pub async fn promote(
+        &self,
+        epoch: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<String, Status> {
         let _apply = tokio::time::timeout_at(deadline, self.apply_lock.lock())
             .await
             .map_err(|_| {
@@ -441,11 +465,23 @@ impl Actions {
             })?;
         let mut c = self.conn_by("promote", deadline).await?;
         let id = c.id();
-        self.bounded("promote", id, deadline, self.promote_on(&mut c))
+        self.bounded("promote", id, deadline, self.promote_on(&mut c, epoch))
             .await
     }
 
-    async fn promote_on(&self, c: &mut Conn) -> Result<String, Status> {
+    async fn promote_on(&self, c: &mut Conn, epoch: u64) -> Result<String, Status> {
+        // A retry of this epoch's promotion that already made the server writable: the
+        // fork point is the one read before, not today's position (writes may be in it).
+        if let Some(fork) = crate::promoted::saved_for(&self.state_dir, epoch) {
+            let read_only: Option<u8> = c
+                .query_first("SELECT @@global.read_only")
+                .await
+                .map_err(mysql_err("read read_only"))?;
+            if read_only == Some(0) {
+                tracing::warn!(epoch, fork = %fork, "promotion retried after it made the server writable: answering its saved fork point");
+                return Ok(fork);
+            }
+        }
         // Flushing an interrupted apply relaxed comes back before any write is taken.
         crate::apply_durability::restore_saved(c, &self.state_dir).await?;
         // Semi-sync: commits wait for a replica from the first one on.
@@ -466,6 +502,12 @@ impl Actions {
         // The fork point is the position before the first write this server takes as the
         // primary: read while it is still read-only.
         let fork = self.gtid_executed(c).await?;
+        crate::promoted::save(&self.state_dir, epoch, &fork).map_err(|e| {
+            Status::internal(format!(
+                "promote: cannot keep the fork point in {}: {e}",
+                self.state_dir.display()
+            ))
+        })?;
         for sql in writable {
             c.query_drop(*sql).await.map_err(mysql_err(sql))?;
         }

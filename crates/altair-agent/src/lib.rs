@@ -13,6 +13,7 @@ mod metrics;
 mod mysql;
 mod notrunning;
 mod probe;
+mod promoted;
 mod rejoin;
 mod salvage;
 mod selffence;

@@ -10,6 +10,9 @@ use tonic::Status;
 use crate::actions::{Actions, mysql_err, sql_literal};
 
 const SET_POS_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
+/// The least time left of a rejoin's deadline for a revert of errant transactions to
+/// start (the orchestrator gives a forced rejoin a minute).
+const REVERT_NEEDS: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct Rejoined {
     /// False when errant transactions stopped it (without `revert`).
@@ -26,10 +29,14 @@ impl Actions {
         port: u16,
         fork: &str,
         revert: bool,
+        deadline: tokio::time::Instant,
     ) -> Result<Rejoined, Status> {
         let flavor = self.flavor();
-        let mut c = self.conn().await?;
-        let own = self.gtid_executed(&mut c).await?;
+        let mut c = self.conn_by("rejoin", deadline).await?;
+        let id = c.id();
+        let own = self
+            .bounded("rejoin", id, deadline, self.gtid_executed(&mut c))
+            .await?;
         let fork = if fork.is_empty() { own.as_str() } else { fork };
         let parse = |what: &str, text: &str| {
             GtidState::parse(flavor, text)
@@ -52,6 +59,16 @@ impl Actions {
                     "reverting errant transactions is MariaDB-only; on MySQL inject empty transactions for {errant} on the primary, or re-clone this host"
                 )));
             }
+            // A revert is never cut midway (half a flashback is worse than a late answer):
+            // it starts only with time for it, then runs to its end.
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left < REVERT_NEEDS {
+                return Err(Status::deadline_exceeded(format!(
+                    "rejoin: {} ms left of its deadline, a revert of errant transactions needs {} s: not started",
+                    left.as_millis(),
+                    REVERT_NEEDS.as_secs()
+                )));
+            }
             let (saved_to, reverted) = self.save_and_revert(fork).await?;
             done.saved_to = saved_to;
             done.reverted = reverted;
@@ -71,14 +88,16 @@ impl Actions {
             } else {
                 fork
             };
-            c.query_drop("STOP SLAVE")
-                .await
-                .map_err(mysql_err("stop replication"))?;
-            self.set_slave_pos(c, start).await?;
+            self.bounded("rejoin", id, deadline, async {
+                c.query_drop("STOP SLAVE")
+                    .await
+                    .map_err(mysql_err("stop replication"))
+            })
+            .await?;
+            self.set_slave_pos(c, start, deadline).await?;
         } else {
             drop(c);
         }
-        let deadline = tokio::time::Instant::now() + crate::deadline::DEFAULT;
         self.repoint(host, port, false, deadline).await?;
         done.rejoined = true;
         Ok(done)
@@ -88,7 +107,12 @@ impl Actions {
     /// every `SHOW SLAVE STATUS` behind it — while any session waits in
     /// `MASTER_GTID_WAIT()`: bounded, and killed on expiry so the server is not left
     /// blocked.
-    async fn set_slave_pos(&self, mut c: mysql_async::Conn, start: &str) -> Result<(), Status> {
+    async fn set_slave_pos(
+        &self,
+        mut c: mysql_async::Conn,
+        start: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), Status> {
         let current: Option<String> = c
             .query_first("SELECT @@gtid_slave_pos")
             .await
@@ -98,7 +122,11 @@ impl Actions {
         }
         let id = c.id();
         let set = format!("SET GLOBAL gtid_slave_pos={}", sql_literal(start));
-        match tokio::time::timeout(SET_POS_BOUND, c.query_drop(set)).await {
+        let bound = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(SET_POS_BOUND);
+        let by = tokio::time::Instant::now() + bound;
+        match tokio::time::timeout_at(by, c.query_drop(set)).await {
             Ok(r) => r.map_err(mysql_err("set gtid_slave_pos")),
             Err(_) => {
                 drop(c);
@@ -106,8 +134,8 @@ impl Actions {
                     let _ = k.query_drop(format!("KILL QUERY {id}")).await;
                 }
                 Err(Status::unavailable(format!(
-                    "SET GLOBAL gtid_slave_pos did not finish in {} s: a session on this server waits in MASTER_GTID_WAIT(); retried later",
-                    SET_POS_BOUND.as_secs()
+                    "SET GLOBAL gtid_slave_pos did not finish in {} ms: a session on this server waits in MASTER_GTID_WAIT(), or the rejoin's deadline was near; retried later",
+                    bound.as_millis()
                 )))
             }
         }

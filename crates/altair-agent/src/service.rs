@@ -124,7 +124,7 @@ impl Agent for AgentService {
                     .fence_read_only(req.allow_kill, deadline)
                     .await?
             }
-            Ok(FenceMode::StopMysqld) => self.actions.stop_mysqld().await?,
+            Ok(FenceMode::StopMysqld) => self.actions.stop_mysqld(deadline).await?,
             _ => {
                 return Err(Status::invalid_argument(format!(
                     "mode {} is not a fence mode",
@@ -249,7 +249,7 @@ impl Agent for AgentService {
         let deadline = tokio::time::Instant::now() + crate::deadline::budget(&request);
         let req = request.into_inner();
         self.actions.check_epoch(req.epoch).await?;
-        let gtid_executed = self.actions.promote(deadline).await?;
+        let gtid_executed = self.actions.promote(req.epoch, deadline).await?;
         tracing::warn!(epoch = req.epoch, failover_id = %req.failover_id, gtid = %gtid_executed, "promoted to primary: writable");
         self.actions.reprobe.notify_one();
         Ok(Response::new(PromoteResponse { gtid_executed }))
@@ -275,12 +275,13 @@ impl Agent for AgentService {
         &self,
         request: Request<AgentRejoinRequest>,
     ) -> Result<Response<AgentRejoinResponse>, Status> {
+        let deadline = tokio::time::Instant::now() + crate::deadline::budget(&request);
         let req = request.into_inner();
         self.actions.check_epoch(req.epoch).await?;
         let (host, port) = source_of(req.source)?;
         let done = self
             .actions
-            .rejoin(&host, port, &req.fork_gtid, req.revert_errant)
+            .rejoin(&host, port, &req.fork_gtid, req.revert_errant, deadline)
             .await?;
         if done.rejoined {
             tracing::warn!(epoch = req.epoch, source = %format!("{host}:{port}"), errant = %done.errant, saved_to = %done.saved_to, "rejoined as a replica");

@@ -38,7 +38,8 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// the fence treats as "rely on its self-fencing"), as opposed to a request that fails.
 /// The short actions (fence, read-only, promote, repoint, status, reachability) send the
 /// deadline to the agent as their gRPC timeout: it stops their work — and kills their
-/// SQL — before it; the long ones (catch-up, salvage, rejoin) take their bound in the
+/// SQL — before it; so does rejoin (a revert of errant transactions starts only with
+/// 10 s left and is never cut midway); catch-up and salvage take their bound in the
 /// request.
 pub async fn agent(address: &str, deadline: Duration) -> Result<AgentRpc, String> {
     agent_within(address, deadline, deadline).await
@@ -76,8 +77,9 @@ pub async fn fresh_agent(
 }
 
 /// The RPCs whose deadline the agent is told (`grpc-timeout`).
-const TOLD_DEADLINE: [&str; 6] = [
+const TOLD_DEADLINE: [&str; 7] = [
     "/Fence",
+    "/Rejoin",
     "/SetReadOnly",
     "/Promote",
     "/Repoint",

@@ -25,6 +25,9 @@ const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 /// A re-fence is the agent's whole fence (clients killed, read_only, mysqld killed if it
 /// does not answer): it gets the time that takes (tending runs beside the leader's pass).
 const REFENCE_TIMEOUT: Duration = Duration::from_secs(3);
+/// A forced rejoin's deadline (it may revert errant transactions, a flashback that the
+/// agent starts only with 10 s left and never cuts midway); the agent's limit.
+const FORCED_REJOIN_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Tending runs beside the leader's pass (a silent agent must not slow failover
 /// detection), at most once a second per cluster.
@@ -297,7 +300,13 @@ pub async fn rejoin_host(
     if !errant.is_empty() && !force {
         return refuse(ctx, view, state, version, name, errant).await;
     }
-    let mut a = agent(&view.hosts[name].agent, Duration::from_secs(3)).await?;
+    // A forced rejoin may revert errant transactions (a flashback): it gets a minute.
+    let deadline = if force {
+        FORCED_REJOIN_DEADLINE
+    } else {
+        Duration::from_secs(3)
+    };
+    let mut a = agent(&view.hosts[name].agent, deadline).await?;
     let done = a
         .rejoin(AgentRejoinRequest {
             epoch: state.epoch,

@@ -2,6 +2,7 @@
 //! to the zone's authoritative server, and direct (uncached) queries to check what that
 //! server answers.
 
+mod batch;
 mod key;
 mod update;
 

@@ -3,22 +3,29 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use hickory_net::DnsHandle;
 use hickory_net::client::{Client, ClientHandle};
 use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::udp::UdpClientStream;
-use hickory_proto::op::{DnsResponse, ResponseCode};
+use hickory_net::xfer::FirstAnswer;
+use hickory_proto::op::{DnsRequest, DnsResponse, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordSet, RecordType};
 
+use crate::batch::{self, Swap};
 use crate::{DnsError, Result, TsigKey};
 
-/// Talks to the authoritative server of one zone.
+/// Talks to the authoritative server of one zone. Clones share one queue of swaps
+/// (`compare_and_swap_a`), sent as group commits.
 #[derive(Debug, Clone)]
 pub struct DnsClient {
     server: SocketAddr,
     zone: Name,
     key: Option<TsigKey>,
     timeout: Duration,
+    queue: Arc<batch::Queue>,
 }
 
 impl DnsClient {
@@ -30,6 +37,7 @@ impl DnsClient {
             zone: parse_name(zone)?,
             key,
             timeout: Duration::from_secs(2),
+            queue: Arc::default(),
         })
     }
 
@@ -62,7 +70,9 @@ impl DnsClient {
 
     /// Replaces the A records of `label` with `new`, only if they are exactly `current`
     /// now (an RFC 2136 prerequisite): the server refuses the update when someone else
-    /// moved the record (`DnsError::is_prerequisite_failure`).
+    /// moved the record (`DnsError::is_prerequisite_failure`). Swaps asked for while
+    /// another update is in flight go to the server together, in one message
+    /// (`batch`), each still with its own prerequisite and its own outcome.
     pub async fn compare_and_swap_a(
         &self,
         label: &str,
@@ -71,13 +81,95 @@ impl DnsClient {
         ttl: u32,
     ) -> Result<()> {
         let name = self.fqdn(label)?;
-        let current = a_set(&name, current, ttl);
-        let new = a_set(&name, new, ttl);
-        let mut client = self.connect("update", &name).await?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let swap = Swap {
+            name: name.clone(),
+            current: current.to_vec(),
+            new: new.to_vec(),
+            ttl,
+            reply,
+        };
+        // The sender's copy has a queue of its own (never used): no cycle keeps it alive.
+        let sender = Self {
+            queue: Arc::default(),
+            ..self.clone()
+        };
+        let queued = self.queue.push(swap, move |swaps| {
+            let sender = sender.clone();
+            async move { sender.send_swaps(swaps).await }
+        });
+        if let Err(swap) = queued {
+            // The sender is gone (its runtime shut down): send this one alone.
+            return self.swap_one(&swap).await;
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(DnsError::Unreachable {
+                server: self.server,
+                operation: "update",
+                name: name.to_string(),
+                reason: "the update's sender stopped before it answered".to_owned(),
+            })
+        })
+    }
+
+    /// Sends one message's swaps and answers each of them.
+    async fn send_swaps(&self, swaps: Vec<Swap>) {
+        if swaps.len() == 1 {
+            for s in swaps {
+                let r = self.swap_one(&s).await;
+                let _ = s.reply.send(r);
+            }
+            return;
+        }
+        let sets = swaps
+            .iter()
+            .map(|s| {
+                (
+                    a_set(&s.name, &s.current, s.ttl),
+                    a_set(&s.name, &s.new, s.ttl),
+                )
+            })
+            .collect();
+        let Some(message) = batch::message(&self.zone, sets) else {
+            return;
+        };
+        let first = swaps[0].name.clone();
+        let together = async {
+            let client = self.connect("update", &first).await?;
+            let response = client.send(DnsRequest::from(message)).first_answer().await;
+            self.check("update", &first, response)
+        }
+        .await;
+        match together {
+            Ok(()) => {
+                for s in swaps {
+                    let _ = s.reply.send(Ok(()));
+                }
+            }
+            // One of them no longer holds: each alone, so only the stale one fails.
+            Err(e) if e.is_prerequisite_failure() => {
+                for s in swaps {
+                    let r = self.swap_one(&s).await;
+                    let _ = s.reply.send(r);
+                }
+            }
+            Err(e) => {
+                for s in swaps {
+                    let _ = s.reply.send(Err(batch::each_error(&e, &s.name)));
+                }
+            }
+        }
+    }
+
+    /// One swap in a message of its own.
+    async fn swap_one(&self, s: &Swap) -> Result<()> {
+        let current = a_set(&s.name, &s.current, s.ttl);
+        let new = a_set(&s.name, &s.new, s.ttl);
+        let mut client = self.connect("update", &s.name).await?;
         let response = client
             .compare_and_swap(current, new, self.zone.clone())
             .await;
-        self.check("update", &name, response)
+        self.check("update", &s.name, response)
     }
 
     /// Creates the A records of `label`; the server refuses when the name already has A records.

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use altair_e2e::world::World;
+use mysql_async::prelude::Queryable;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_mysqld_shows_mysql_down_within_two_seconds() {
@@ -132,6 +133,46 @@ async fn agent_answers_status_and_checks_reachability_with_a_real_handshake() {
         "db2's agent cannot reach the primary: {}",
         ok.error
     );
+
+    // It logs in with the probe account, which has no privileges, never the admin one:
+    // with that account refused, the primary still answers (reachable), and the answer
+    // names the probe account.
+    let probe = w.cluster.probe().user.clone();
+    let mut admin = w.cluster.admin_conn(0).await.expect("admin");
+    let grants: Vec<String> = admin
+        .query(format!("SHOW GRANTS FOR '{probe}'@'%'"))
+        .await
+        .expect("grants");
+    assert!(
+        grants.iter().all(|g| g.starts_with("GRANT USAGE")),
+        "the probe account has privileges: {grants:?}"
+    );
+    admin
+        .query_drop(format!(
+            "ALTER USER '{probe}'@'%' IDENTIFIED BY 'not-the-agents'"
+        ))
+        .await
+        .expect("change the probe account's password");
+    let refused = agent
+        .check_reachability(CheckReachabilityRequest {
+            target: target(primary.port()),
+            timeout_ms: 2_000,
+        })
+        .await
+        .expect("check")
+        .into_inner();
+    assert!(
+        refused.reachable && refused.error.contains(&probe),
+        "a mysqld that refuses the probe account answered: {refused:?}"
+    );
+    admin
+        .query_drop(format!(
+            "ALTER USER '{probe}'@'%' IDENTIFIED BY '{}'",
+            w.cluster.probe().password
+        ))
+        .await
+        .expect("restore the probe account's password");
+    drop(admin);
 
     w.cluster.instance_mut(0).kill();
     let down = agent

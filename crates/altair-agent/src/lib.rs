@@ -37,6 +37,8 @@ use tokio_util::sync::CancellationToken;
 pub struct AgentSecrets {
     pub mysql_password: Secret,
     pub replication_password: Secret,
+    /// The `[probe]` account's password (`CheckReachability`), when one is configured.
+    pub probe_password: Option<Secret>,
     pub zookeeper_auth: Option<Secret>,
     pub tls: altair_svc::Tls,
 }
@@ -46,6 +48,7 @@ pub fn read_secrets(config: &AgentConfig) -> Result<AgentSecrets, ConfigErrors> 
     let secrets = AgentSecrets {
         mysql_password: r.password(&config.mysql.credentials(), "mysql"),
         replication_password: r.password(&config.replication, "replication"),
+        probe_password: config.probe.as_ref().map(|p| r.password(p, "probe")),
         zookeeper_auth: r.zookeeper_auth(&config.zookeeper),
         tls: r.tls(&config.tls, |id| {
             let me = &config.agent;
@@ -322,13 +325,24 @@ pub async fn run(
         mysql = %record.mysql,
         "altair-agent serving"
     );
+    // CheckReachability's account: the unprivileged `[probe]` one, else the admin's.
+    let (probe_user, probe_password) = match (&config.probe, &secrets.probe_password) {
+        (Some(p), Some(password)) => (p.user.clone(), password.clone()),
+        _ => {
+            tracing::warn!(
+                user = %config.mysql.user,
+                "no [probe] account: CheckReachability logs in to this cluster's other mysqlds as the admin user; configure an account with USAGE only"
+            );
+            (config.mysql.user.clone(), secrets.mysql_password.clone())
+        }
+    };
     let service = service::AgentService {
         contact,
         actions,
         registration: wire,
         snapshots: snap_rx,
-        mysql_user: config.mysql.user.clone(),
-        mysql_password: secrets.mysql_password.clone(),
+        probe_user: probe_user.clone(),
+        probe_password: probe_password.clone(),
     };
     serve_grpc(
         listener,

@@ -11,16 +11,30 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::actions::Actions;
-use crate::mysql::{connect, opts};
+use crate::mysql::opts;
 
 pub struct AgentService {
     pub contact: Arc<crate::selffence::Contact>,
     pub actions: Arc<Actions>,
     pub registration: HostRegistration,
     pub snapshots: watch::Receiver<Arc<MysqlSnapshot>>,
-    pub mysql_user: String,
-    pub mysql_password: Secret,
+    /// The account `CheckReachability` logs in with (`[probe]`, else the admin's).
+    pub probe_user: String,
+    pub probe_password: Secret,
 }
+
+/// MySQL's "access denied" codes (1044 database, 1045 user/password, 1698 no password
+/// given for a user that needs one).
+const ACCESS_DENIED: [u16; 3] = [1044, 1045, 1698];
+
+/// How a reachability check failed to get `SELECT 1` through.
+enum CheckFailed {
+    /// mysqld answered (it refused the account): it is up.
+    Answered(String),
+    /// No answer from mysqld.
+    Unanswered(String),
+}
+use CheckFailed::{Answered, Unanswered};
 
 #[tonic::async_trait]
 impl Agent for AgentService {
@@ -64,8 +78,9 @@ impl Agent for AgentService {
                 req.timeout_ms
             )));
         }
-        // The check logs in with the admin user: only ever to a mysqld of this cluster
-        // (the list is refreshed every 2 s; a host registered since is looked up now).
+        // The check logs in (with the probe account, or the admin's when none is set)
+        // only ever to a mysqld of this cluster (the list is refreshed every 2 s; a host
+        // registered since is looked up now).
         if !self.contact.is_cluster_mysql(&target.host, port)
             && let Some(fresh) = self.actions.registered_mysql().await
         {
@@ -80,34 +95,48 @@ impl Agent for AgentService {
         let timeout = Duration::from_millis(u64::from(req.timeout_ms));
         let started = Instant::now();
         let result = async {
-            let mut conn = connect(
-                opts(&target.host, port, &self.mysql_user, &self.mysql_password),
-                timeout,
-            )
-            .await?;
+            let login = opts(&target.host, port, &self.probe_user, &self.probe_password);
+            let mut conn = match tokio::time::timeout(timeout, mysql_async::Conn::new(login)).await
+            {
+                Ok(Ok(conn)) => conn,
+                // mysqld answered the handshake and refused the account: it is up (and the
+                // probe account's grant needs fixing — said in the answer and the log).
+                Ok(Err(mysql_async::Error::Server(e))) if ACCESS_DENIED.contains(&e.code) => {
+                    tracing::warn!(target = %format!("{}:{port}", target.host), user = %self.probe_user, code = e.code, "the probe account is refused by a mysqld of this cluster: counted as reachable; check its grant");
+                    return Err(Answered(format!(
+                        "mysqld answered but refused the probe account {}: server error {}",
+                        self.probe_user, e.code
+                    )));
+                }
+                Ok(Err(e)) => return Err(Unanswered(crate::mysql::describe(&e))),
+                Err(_) => {
+                    return Err(Unanswered(format!(
+                        "no handshake within {} ms",
+                        timeout.as_millis()
+                    )));
+                }
+            };
             let left = timeout.saturating_sub(started.elapsed());
             match tokio::time::timeout(left, conn.query_drop("SELECT 1")).await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(crate::mysql::describe(&e)),
-                Err(_) => Err(format!(
+                Ok(Err(e)) => Err(Unanswered(crate::mysql::describe(&e))),
+                Err(_) => Err(Unanswered(format!(
                     "no answer to SELECT 1 within {} ms",
                     timeout.as_millis()
-                )),
+                ))),
             }
         }
         .await;
         let elapsed_ms = started.elapsed().as_millis() as u32;
-        Ok(Response::new(match result {
-            Ok(()) => CheckReachabilityResponse {
-                reachable: true,
-                error: String::new(),
-                elapsed_ms,
-            },
-            Err(error) => CheckReachabilityResponse {
-                reachable: false,
-                error,
-                elapsed_ms,
-            },
+        let (reachable, error) = match result {
+            Ok(()) => (true, String::new()),
+            Err(Answered(note)) => (true, note),
+            Err(Unanswered(error)) => (false, error),
+        };
+        Ok(Response::new(CheckReachabilityResponse {
+            reachable,
+            error,
+            elapsed_ms,
         }))
     }
 

@@ -277,6 +277,7 @@ impl Fleet {
         }
         let pw = fleet.write("mysql.password", &cluster.admin().password)?;
         fleet.write("repl.password", &cluster.repl().password)?;
+        fleet.write("probe.password", &cluster.probe().password)?;
         fleet.start_agents(cluster_name, cluster, "", &pw)?;
         Ok(fleet)
     }
@@ -339,7 +340,8 @@ impl Fleet {
                  probe_interval_ms = {probe}\nprobe_timeout_ms = {probe_timeout}\nheartbeat_interval_ms = {hb}\nliveness_interval_ms = {liveness}\n\
                  state_dir = \"{state}\"\ndurability = \"{durability}\"\n{self_fence}{datacenter}\
                  [mysql]\nhost = \"{mip}\"\nport = {mport}\nuser = \"{user}\"\npassword_file = \"{pw}\"\n\
-                 [replication]\nuser = \"{ruser}\"\npassword_file = \"{repl}\"\n{zk}\n\
+                 [replication]\nuser = \"{ruser}\"\npassword_file = \"{repl}\"\n\
+                 [probe]\nuser = \"{quser}\"\npassword_file = \"{qpw}\"\n{zk}\n\
                  [metrics]\nlisten = \"{metrics}\"\n",
                 host = inst.name(),
                 state = fleet
@@ -361,6 +363,8 @@ impl Fleet {
                 pw = pw.display(),
                 ruser = cluster.repl().user,
                 repl = repl.display(),
+                quser = cluster.probe().user,
+                qpw = fleet.dir.path().join("probe.password").display(),
                 zk = fleet.zk_section(),
             );
             let id = format!("agent-{prefix}{}", inst.name());

@@ -18,6 +18,10 @@ pub struct AgentConfig {
     pub mysql: MysqlSection,
     /// The replication user written into CHANGE MASTER / CHANGE REPLICATION SOURCE.
     pub replication: Credentials,
+    /// The account `CheckReachability` logs in with on the other mysqlds of its cluster:
+    /// no privileges needed (`GRANT USAGE`). Without it the admin account is used, and
+    /// the agent says so at start.
+    pub probe: Option<Credentials>,
     pub zookeeper: ZkConfig,
     #[serde(default)]
     pub log: LogConfig,
@@ -278,6 +282,9 @@ impl Validate for AgentConfig {
             50..=60_000,
         );
         self.replication.validate("replication", p);
+        if let Some(probe) = &self.probe {
+            probe.validate("probe", p);
+        }
         self.zookeeper.validate(p);
     }
 }
@@ -337,6 +344,19 @@ key_file = "/etc/altair/tls/agent.key"
 
     fn load(text: &str) -> Result<Loaded<AgentConfig>, ConfigErrors> {
         parse(text, "ALTAIR_AGENT", Vec::new())
+    }
+
+    #[test]
+    fn a_probe_account_is_optional_and_checked_when_given() {
+        assert!(load(GOOD).expect("valid").config.probe.is_none());
+        let with = format!(
+            "{GOOD}[probe]\nuser = \"altair_probe\"\npassword_file = \"/etc/altair/probe.password\"\n"
+        );
+        let probe = load(&with).expect("valid").config.probe.expect("probe");
+        assert_eq!(probe.user, "altair_probe");
+        let bad = format!("{GOOD}[probe]\nuser = \"altair_probe\"\n");
+        let err = load(&bad).expect_err("no password source").to_string();
+        assert!(err.contains("probe."), "{err}");
     }
 
     #[test]

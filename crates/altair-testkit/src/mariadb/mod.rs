@@ -57,6 +57,9 @@ pub struct MariaDbCluster {
     admin: Credentials,
     repl: Credentials,
     app: Credentials,
+    /// An account with no privileges (USAGE): what agents log in with to check that a
+    /// mysqld of their cluster answers.
+    probe: Credentials,
     _dir: tempfile::TempDir,
 }
 
@@ -92,6 +95,7 @@ impl MariaDbCluster {
             Credentials::generate("altair"),
             Credentials::generate("repl"),
             Credentials::generate("app"),
+            Credentials::generate("altair_probe"),
         );
         Self::start_with_users(hosts, users).await
     }
@@ -99,13 +103,18 @@ impl MariaDbCluster {
     /// `start` with the users (and passwords) of `other`: one more cluster of a fleet
     /// whose control plane uses one admin and one replication account.
     pub async fn start_sharing_users(hosts: Vec<HostAddr>, other: &MariaDbCluster) -> Result<Self> {
-        let users = (other.admin.clone(), other.repl.clone(), other.app.clone());
+        let users = (
+            other.admin.clone(),
+            other.repl.clone(),
+            other.app.clone(),
+            other.probe.clone(),
+        );
         Self::start_with_users(hosts, users).await
     }
 
     async fn start_with_users(
         hosts: Vec<HostAddr>,
-        (admin, repl, app): (Credentials, Credentials, Credentials),
+        (admin, repl, app, probe): (Credentials, Credentials, Credentials, Credentials),
     ) -> Result<Self> {
         if hosts.is_empty() {
             return Err(Error::Command {
@@ -117,7 +126,7 @@ impl MariaDbCluster {
         require_tool("mariadb-install-db")?;
         let dir = temp_dir("altair-mariadb-")?;
         let users_sql = dir.path().join("users.sql");
-        std::fs::write(&users_sql, users_sql_text(&admin, &repl, &app))
+        std::fs::write(&users_sql, users_sql_text(&admin, &repl, &app, &probe))
             .map_err(io_err("write users.sql"))?;
         let mut instances = Vec::with_capacity(hosts.len());
         for (i, host) in hosts.into_iter().enumerate() {
@@ -136,6 +145,7 @@ impl MariaDbCluster {
             admin,
             repl,
             app,
+            probe,
             _dir: dir,
         };
         for inst in &mut cluster.instances {
@@ -185,6 +195,10 @@ impl MariaDbCluster {
 
     pub fn app(&self) -> &Credentials {
         &self.app
+    }
+
+    pub fn probe(&self) -> &Credentials {
+        &self.probe
     }
 
     /// A connection to instance `i` as the DML-only application user, database `app`.
@@ -303,7 +317,12 @@ fn mysql_code(e: &mysql_async::Error) -> Option<u16> {
     }
 }
 
-fn users_sql_text(admin: &Credentials, repl: &Credentials, app: &Credentials) -> String {
+fn users_sql_text(
+    admin: &Credentials,
+    repl: &Credentials,
+    app: &Credentials,
+    probe: &Credentials,
+) -> String {
     // Bootstrap runs without the grant tables loaded: FLUSH PRIVILEGES first, or CREATE USER fails.
     format!(
         "FLUSH PRIVILEGES;\n\
@@ -313,13 +332,16 @@ fn users_sql_text(admin: &Credentials, repl: &Credentials, app: &Credentials) ->
          GRANT REPLICATION SLAVE, BINLOG MONITOR, SLAVE MONITOR ON *.* TO '{ru}'@'%';\n\
          CREATE DATABASE {db};\n\
          CREATE USER '{pu}'@'%' IDENTIFIED BY '{pp}';\n\
-         GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, INDEX, ALTER ON {db}.* TO '{pu}'@'%';\n",
+         GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, INDEX, ALTER ON {db}.* TO '{pu}'@'%';\n\
+         CREATE USER '{qu}'@'%' IDENTIFIED BY '{qp}';\n",
         au = admin.user,
         ap = admin.password,
         ru = repl.user,
         rp = repl.password,
         pu = app.user,
         pp = app.password,
+        qu = probe.user,
+        qp = probe.password,
         db = APP_DATABASE,
     )
 }

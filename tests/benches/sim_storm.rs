@@ -160,9 +160,26 @@ async fn main() {
     };
     // Where the storm's time went: each stage's p50 and max over the storm's records.
     let mut stages: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    // Time inside a failover's span that no stage accounts for (journal writes between
+    // steps, a wait for a failover slot).
+    let mut between: Vec<f64> = Vec::new();
     for &k in &storm {
         let c = ClusterName::new(name(k)).expect("name");
         for f in altair_status::history(&zk, &c, 1).await.unwrap_or_default() {
+            let start = f
+                .stages
+                .iter()
+                .map(|s| s.started_at_unix_ms)
+                .min()
+                .unwrap_or(0);
+            let end = f
+                .stages
+                .iter()
+                .map(|s| s.started_at_unix_ms + s.duration_ms)
+                .max()
+                .unwrap_or(0);
+            let inside: u64 = f.stages.iter().map(|s| s.duration_ms).sum();
+            between.push(end.saturating_sub(start).saturating_sub(inside) as f64);
             for st in f.stages {
                 stages
                     .entry(st.name)
@@ -190,7 +207,12 @@ async fn main() {
         .iter_mut()
         .map(|(n, v)| format!("{n} {:.0}/{:.0}", pct(v, 0.5), pct(v, 1.0)))
         .collect();
-    println!("storm stages, p50/max ms: {}", breakdown.join(", "));
+    println!(
+        "storm stages, p50/max ms: {}; between stages {:.0}/{:.0}",
+        breakdown.join(", "),
+        pct(&mut between.clone(), 0.5),
+        pct(&mut between, 1.0)
+    );
     println!(
         "ZooKeeper during the storm: {} requests, latency avg {} ms, max {} ms; fsync over the warning threshold {} times",
         stat("zk_packets_received"),

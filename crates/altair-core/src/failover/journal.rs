@@ -1,6 +1,8 @@
-//! The failover journal: a persisted step machine. Each step is written to ZooKeeper
-//! before it runs and every step is idempotent, so a new leader resumes an interrupted
-//! failover from the journal and nothing is done twice or left half-done.
+//! The failover journal: a persisted step machine. Each step's journal is written to
+//! ZooKeeper (promotion and the record wait for it; the steps before promotion need
+//! not) and every step is idempotent, so a new leader resumes an interrupted failover
+//! from the journal — redoing at most the idempotent steps since the last write — and
+//! nothing is done twice or left half-done.
 
 use serde::{Deserialize, Serialize};
 

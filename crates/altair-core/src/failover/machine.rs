@@ -1,7 +1,9 @@
 //! The failover's step machine (DESIGN §5) as two pure decisions: what to do before a
 //! step runs ([`before`]: run it, wait, roll back, abort or finish) and what the step's
 //! outcome leads to ([`after`]). The orchestrator executes what these say and journals
-//! each decision before its side effect, so a new leader resumes from the journal alone.
+//! each decision; promotion, the record and every end of a pass wait for the journal to
+//! be written, so a new leader resumes from the journal alone (at worst redoing the
+//! idempotent steps before promotion).
 //!
 //! Safety lives here: nothing is promoted before the old primary's self-fence has surely
 //! fired when its agent could not fence it; a switchover that fails before promotion is

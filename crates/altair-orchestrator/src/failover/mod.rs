@@ -17,12 +17,14 @@ use crate::view::ClusterView;
 
 mod candidate;
 mod drain;
+mod journal_writer;
 mod publish;
 mod salvage;
 
 use candidate::{
     candidate_agent, candidate_catch_up, candidate_record, choose_candidate, waiting_for_rejoin,
 };
+use journal_writer::JournalWriter;
 use publish::{publish, reattach_old_primary};
 
 const AGENT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -70,6 +72,7 @@ fn abort_reason(view: &ClusterView, j: &Journal) -> Option<String> {
 pub async fn run(ctx: &Ctx, view: &ClusterView, mut j: Journal) -> Result<(), FailoverError> {
     let mut abort = abort_reason(view, &j);
     let mut reread_abort = false;
+    let mut journal = JournalWriter::new(ctx, ctx.zk.layout().failover_journal(&view.name));
     loop {
         // A fence hook may have held this pass for seconds, and a hook's success removes
         // the wait that would otherwise end the pass before promotion: an operator's
@@ -83,7 +86,12 @@ pub async fn run(ctx: &Ctx, view: &ClusterView, mut j: Journal) -> Result<(), Fa
                 .filter(|a| a.failover_id == j.id)
                 .map(|a| a.reason);
         }
-        let step = match machine::before(&j, abort.as_deref(), now_ms()) {
+        let next = machine::before(&j, abort.as_deref(), now_ms());
+        // Promotion, the record and every way out run only on a written journal.
+        if !matches!(next, Next::Run(s) if s != Step::Promote && s != Step::Record) {
+            journal.flush().await?;
+        }
+        let step = match next {
             Next::Run(step) => step,
             // `before` never asks to choose again; a later pass resumes these.
             Next::RetryAt { .. }
@@ -108,11 +116,18 @@ pub async fn run(ctx: &Ctx, view: &ClusterView, mut j: Journal) -> Result<(), Fa
         reread_abort =
             step == Step::Fence && j.old_host_unreachable && !ctx.config.fence.command.is_empty();
         let now = now_ms();
-        match machine::after(&j, step, &outcome, now, RULES) {
+        let next = machine::after(&j, step, &outcome, now, RULES);
+        if !matches!(next, Next::Run(_)) {
+            journal.flush().await?;
+        }
+        match next {
             Next::Run(_) => {
                 j.advance(step, started, now);
-                write_journal(ctx, view, &j).await?;
-                pause_point(step).await;
+                journal.submit(&j)?;
+                if pause_requested(step) {
+                    journal.flush().await?;
+                    pause(step).await;
+                }
             }
             Next::RetryAt { at_ms, .. } => {
                 let error = failure(&outcome);
@@ -203,14 +218,18 @@ async fn write_journal(ctx: &Ctx, view: &ClusterView, j: &Journal) -> Result<(),
 
 /// Test-only: `ALTAIR_TEST_PAUSE_AFTER_STEP=fence` holds the failover after that step
 /// (for the "leader dies mid-failover" test). Never set in production.
-async fn pause_point(step: Step) {
-    if std::env::var("ALTAIR_TEST_PAUSE_AFTER_STEP").is_ok_and(|s| s == step.as_str()) {
-        tracing::warn!(
-            step = step.as_str(),
-            "test pause point: holding the failover for 120 s"
-        );
-        tokio::time::sleep(Duration::from_secs(120)).await;
-    }
+/// A test's pause point after `step` (its journal written first, as a leader that
+/// dies there may leave it).
+fn pause_requested(step: Step) -> bool {
+    std::env::var("ALTAIR_TEST_PAUSE_AFTER_STEP").is_ok_and(|s| s == step.as_str())
+}
+
+async fn pause(step: Step) {
+    tracing::warn!(
+        step = step.as_str(),
+        "test pause point: holding the failover for 120 s"
+    );
+    tokio::time::sleep(Duration::from_secs(120)).await;
 }
 
 async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> Result<(), String> {

@@ -31,25 +31,6 @@ pub(super) async fn publish_dns(
 ) -> Result<(), String> {
     let new = candidate_record(view, j)?;
     let new_ip = ipv4(&new.mysql).ok_or_else(|| format!("{} is not an IPv4 address", new.mysql))?;
-    let label = format!("primary.{}", view.name);
-    let current = ctx.dns.query_a(&label).await.map_err(|e| e.to_string())?;
-    if current != [new_ip] {
-        ctx.dns
-            .compare_and_swap_a(&label, &current, &[new_ip], ctx.config.dns.ttl_s)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    // Check with an uncached query that the server answers the new address.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        if ctx.dns.query_a(&label).await.map_err(|e| e.to_string())? == [new_ip] {
-            break;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!("{label} does not answer {new_ip} after the update"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     // replicas.<cluster>: every host but the old and the new primary.
     let mut replicas: Vec<Ipv4Addr> = view
         .hosts
@@ -58,16 +39,55 @@ pub(super) async fn publish_dns(
         .filter_map(|(_, h)| ipv4(&h.mysql))
         .collect();
     replicas.sort_unstable();
-    let rlabel = format!("replicas.{}", view.name);
-    let current = ctx.dns.query_a(&rlabel).await.map_err(|e| e.to_string())?;
-    if current != replicas && !replicas.is_empty() {
-        let updated = ctx
-            .dns
-            .compare_and_swap_a(&rlabel, &current, &replicas, ctx.config.dns.ttl_s)
-            .await;
-        if let Err(e) = updated {
-            j.notes.push(format!("{rlabel} not updated: {e}"));
+    // Both records at once: their swaps can go to the server in one update.
+    let (plabel, rlabel) = (
+        format!("primary.{}", view.name),
+        format!("replicas.{}", view.name),
+    );
+    let (primary, replicas) = tokio::join!(
+        publish_primary(ctx, &plabel, new_ip),
+        publish_replicas(ctx, &rlabel, &replicas)
+    );
+    if let Err(e) = replicas {
+        j.notes.push(e);
+    }
+    primary
+}
+
+/// `label` → `new_ip`, checked with an uncached query.
+async fn publish_primary(ctx: &Ctx, label: &str, new_ip: Ipv4Addr) -> Result<(), String> {
+    let current = ctx.dns.query_a(label).await.map_err(|e| e.to_string())?;
+    if current != [new_ip] {
+        ctx.dns
+            .compare_and_swap_a(label, &current, &[new_ip], ctx.config.dns.ttl_s)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if ctx.dns.query_a(label).await.map_err(|e| e.to_string())? == [new_ip] {
+            return Ok(());
         }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("{label} does not answer {new_ip} after the update"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `label` → `replicas` (left as it is when there are none); a failure is a note.
+async fn publish_replicas(ctx: &Ctx, label: &str, replicas: &[Ipv4Addr]) -> Result<(), String> {
+    let not_updated = |e: String| format!("{label} not updated: {e}");
+    let current = ctx
+        .dns
+        .query_a(label)
+        .await
+        .map_err(|e| not_updated(e.to_string()))?;
+    if current != replicas && !replicas.is_empty() {
+        ctx.dns
+            .compare_and_swap_a(label, &current, replicas, ctx.config.dns.ttl_s)
+            .await
+            .map_err(|e| not_updated(e.to_string()))?;
     }
     Ok(())
 }

@@ -240,3 +240,28 @@ async fn a_primary_found_alive_is_verified_again_and_failed_over_once_dead() {
         fence.first().map_or(0, |c| c.at_ms.saturating_sub(changed))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_without_its_history_parent_still_records_its_failover() {
+    let s = Scripted::start([
+        Script::at("0-1-100"),
+        Script::at("0-1-100"),
+        Script::at("0-1-100"),
+    ])
+    .await;
+    // As an older layout (or a hand-cleaned tree) leaves it: no history parent.
+    let c = altair_core::ClusterName::new(altair_e2e::scripted::CLUSTER.to_owned()).expect("name");
+    s.zk.delete(&s.zk.layout().history(&c))
+        .await
+        .expect("delete");
+    s.fail_primary(Health::MysqlDown, unix_ms()).await;
+
+    let f = s.finished(FAILOVER_WITHIN).await;
+    let story = s.story();
+    assert_eq!(f.outcome, "succeeded", "{f:?}\n{story}");
+    assert_eq!(s.calls_of("promote").len(), 1, "promoted once\n{story}");
+    assert!(
+        s.journal().await.is_none(),
+        "the journal is closed\n{story}"
+    );
+}

@@ -149,7 +149,10 @@ async fn finish(
         }
         match ctx.write(&ops).await {
             Ok(()) => break,
-            Err(altair_zk::ZkError::Conflict { .. }) if tries < 3 => tries += 1,
+            Err(altair_zk::ZkError::Conflict { .. }) if tries < 3 => {
+                tries += 1;
+                crate::failover::ensure_history(ctx, view).await?;
+            }
             Err(e) => return Err(e.into()),
         }
     }

@@ -550,7 +550,10 @@ async fn record(
         });
         match ctx.write(&ops).await {
             Ok(()) => break,
-            Err(ZkError::Conflict { .. }) if tries < 3 => tries += 1,
+            Err(ZkError::Conflict { .. }) if tries < 3 => {
+                tries += 1;
+                ensure_history(ctx, view).await?;
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -593,6 +596,18 @@ fn after_failover(base: &ClusterState, j: &Journal, now: u64) -> ClusterState {
 
 /// The end of a failover in ZooKeeper: its audit record written and its journal removed
 /// (to be written in one multi-op with whatever else changes).
+/// A closing write that conflicted may have found no history parent (a cluster whose
+/// parent was removed, or registered by an older layout): create it, so the record is
+/// not refused forever. An empty parent is harmless, so no leadership check is needed.
+pub(crate) async fn ensure_history(ctx: &Ctx, view: &ClusterView) -> Result<(), ZkError> {
+    let path = ctx.zk.layout().history(&view.name);
+    if !ctx.zk.exists(&path).await? {
+        tracing::warn!(cluster = %view.name, path = %path, "the cluster's history parent is missing: creating it");
+        ctx.zk.ensure_path(&path).await?;
+    }
+    Ok(())
+}
+
 pub(crate) fn closing_ops(ctx: &Ctx, view: &ClusterView, audit: &FailoverAudit) -> Vec<Op> {
     let l = ctx.zk.layout();
     let mut ops = vec![

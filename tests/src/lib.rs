@@ -262,6 +262,47 @@ pub mod world {
             timing: FleetTiming,
             sections: &str,
         ) -> Self {
+            Self::start_ha_on(
+                (hosts, None),
+                monitors,
+                orchestrators,
+                block_period_s,
+                env,
+                timing,
+                sections,
+            )
+            .await
+        }
+
+        /// `start_ha_with`, each host's binlogs on a filesystem of `binlog_mb` MiB of its
+        /// own (`cluster.binlog_fs(i)`): a disk a test can fill up.
+        pub async fn start_ha_small_binlogs(
+            hosts: usize,
+            orchestrators: usize,
+            timing: FleetTiming,
+            binlog_mb: u32,
+        ) -> Self {
+            Self::start_ha_on(
+                (hosts, Some(binlog_mb)),
+                1,
+                orchestrators,
+                3600,
+                &[],
+                timing,
+                "",
+            )
+            .await
+        }
+
+        async fn start_ha_on(
+            (hosts, binlog_mb): (usize, Option<u32>),
+            monitors: usize,
+            orchestrators: usize,
+            block_period_s: u64,
+            env: &[(&str, &str)],
+            timing: FleetTiming,
+            sections: &str,
+        ) -> Self {
             use altair_testkit::bind::{Bind, BindOptions};
             use altair_testkit::netns::TestNet;
             let net = TestNet::create(hosts)
@@ -271,7 +312,11 @@ pub mod world {
             let zk = ZooKeeper::standalone(control)
                 .await
                 .expect("start ZooKeeper");
-            let cluster = MariaDbCluster::start_in(&net).await.expect("start MariaDB");
+            let cluster = match binlog_mb {
+                None => MariaDbCluster::start_in(&net).await,
+                Some(mb) => MariaDbCluster::start_in_with_small_binlogs(&net, mb).await,
+            }
+            .expect("start MariaDB");
             let mut records = vec![(format!("primary.{CLUSTER}"), net.host(0).ip)];
             for h in &net.hosts()[1..] {
                 records.push((format!("replicas.{CLUSTER}"), h.ip));

@@ -107,7 +107,7 @@ impl Actions {
     /// `KILL CONNECTION id` from a session of its own, run apart from the request (a
     /// caller giving up does not cancel it; it gives up itself after 2 s). Waited for at
     /// most [`KILL_WAIT`]: whether it was done by then.
-    async fn kill_session(&self, id: u32) -> bool {
+    pub(crate) async fn kill_session(&self, id: u32) -> bool {
         let opts = self.opts.clone();
         let kill = tokio::spawn(async move {
             use mysql_async::prelude::Queryable;

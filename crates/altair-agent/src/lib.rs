@@ -19,6 +19,7 @@ mod salvage;
 mod selffence;
 mod semisync;
 mod service;
+mod write_probe;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -223,6 +224,7 @@ pub async fn run(
         }),
         apply_lock: tokio::sync::Mutex::new(()),
     });
+    let write_state = Arc::new(write_probe::WriteState::default());
     let probe = probe::ProbeSettings {
         facts,
         opts: mysql::opts(
@@ -236,6 +238,7 @@ pub async fn run(
         connect_timeout: Duration::from_millis(config.mysql.connect_timeout_ms),
         wake: reprobe.clone(),
         semi_sync: actions.semi_sync.is_some(),
+        write: write_state.clone(),
     };
     tokio::spawn(apply_durability::restore_leftover(
         actions.opts.clone(),
@@ -243,6 +246,18 @@ pub async fn run(
         shutdown.clone(),
     ));
     let semi_sync_rx = snap_tx.subscribe();
+    if a.write_stall_after_ms > 0 {
+        tokio::spawn(write_probe::run(
+            actions.clone(),
+            write_state,
+            snap_tx.subscribe(),
+            (
+                Duration::from_millis(a.probe_interval_ms),
+                Duration::from_millis(a.write_stall_after_ms),
+            ),
+            shutdown.clone(),
+        ));
+    }
     tokio::spawn(probe::run(probe, snap_tx, shutdown.clone()));
     if actions.semi_sync.is_some() {
         tokio::spawn(semisync::reconcile(

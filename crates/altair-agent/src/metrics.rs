@@ -10,6 +10,7 @@ pub static HEARTBEATS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family:
 pub static PINGS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
 pub static SELF_FENCES: LazyLock<Counter> = LazyLock::new(Counter::default);
 pub static SEMI_SYNC_DEGRADED: LazyLock<Gauge> = LazyLock::new(Gauge::default);
+pub static WRITE_STALLED: LazyLock<Gauge> = LazyLock::new(Gauge::default);
 
 pub fn init() {
     register(
@@ -41,6 +42,11 @@ pub fn init() {
         "agent_semi_sync_degraded",
         "1 while this host is a writable primary of a semi-synchronous cluster that commits without waiting for a replica (ack timeout expired)",
         SEMI_SYNC_DEGRADED.clone(),
+    );
+    register(
+        "agent_write_stalled",
+        "1 while this host is a writable primary whose write probe has not committed for agent.write_stall_after_ms (reads answer, writes do not)",
+        WRITE_STALLED.clone(),
     );
     for result in ["ok", "failed"] {
         PROBES

@@ -73,6 +73,8 @@ pub struct ProbeSettings {
     pub wake: Arc<Notify>,
     /// The cluster runs semi-synchronously: read its state on every probe.
     pub semi_sync: bool,
+    /// The write probe's verdict, copied into every snapshot.
+    pub write: Arc<crate::write_probe::WriteState>,
 }
 
 impl std::fmt::Debug for ProbeSettings {
@@ -114,6 +116,7 @@ pub async fn run(
             // as "mysqld down".
             snapshot = probe_once(&settings, &mut conn).await;
         }
+        settings.write.fill(&mut snapshot);
         crate::metrics::count(
             &crate::metrics::PROBES,
             "result",
@@ -396,6 +399,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             wake: Arc::new(Notify::new()),
             semi_sync: false,
+            write: Arc::default(),
         };
         let text = format!("{s:?}");
         assert!(!text.contains("s3cret-pw"), "{text}");

@@ -35,15 +35,18 @@ pub enum Health {
     Unreachable,
     MysqlDown,
     ReplicationBroken,
+    /// Reads answer, writes do not commit (alert only: never a failover trigger).
+    WriteStalled,
 }
 
 impl Health {
-    pub const ALL: [Health; 5] = [
+    pub const ALL: [Health; 6] = [
         Self::Healthy,
         Self::Suspect,
         Self::Unreachable,
         Self::MysqlDown,
         Self::ReplicationBroken,
+        Self::WriteStalled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +56,7 @@ impl Health {
             Self::Unreachable => "unreachable",
             Self::MysqlDown => "mysql_down",
             Self::ReplicationBroken => "replication_broken",
+            Self::WriteStalled => "write_stalled",
         }
     }
 
@@ -63,9 +67,17 @@ impl Health {
     /// What a heartbeat carrying `state` says about the host.
     pub fn judge(state: &ObservedState) -> Self {
         if !state.mysql_reachable {
-            Self::MysqlDown
+            // Unanswered probes with evidence that mysqld runs (its agent's write probe
+            // saw sessions waiting for disk space): stuck, not down.
+            if state.write_stalled {
+                Self::WriteStalled
+            } else {
+                Self::MysqlDown
+            }
         } else if matches!(state.replication, ReplicationState::Broken { .. }) {
             Self::ReplicationBroken
+        } else if state.write_stalled {
+            Self::WriteStalled
         } else {
             Self::Healthy
         }
@@ -223,7 +235,7 @@ impl HostDetector {
         }
         let can_suspect = matches!(
             self.health,
-            None | Some(Health::Healthy | Health::ReplicationBroken)
+            None | Some(Health::Healthy | Health::ReplicationBroken | Health::WriteStalled)
         );
         if misses >= 1 && can_suspect {
             return self.set(Health::Suspect, now_ms);
@@ -237,7 +249,9 @@ impl HostDetector {
         let after = |misses: u64| self.last_heard_ms + misses * self.interval_ms + grace;
         match self.health {
             Some(Health::Unreachable) => None,
-            None | Some(Health::Healthy | Health::ReplicationBroken) => Some(after(1)),
+            None | Some(Health::Healthy | Health::ReplicationBroken | Health::WriteStalled) => {
+                Some(after(1))
+            }
             Some(Health::Suspect | Health::MysqlDown) => {
                 Some(after(u64::from(cfg.unreachable_after_misses)))
             }
@@ -269,7 +283,40 @@ mod tests {
             mysql_reachable: true,
             read_only: false,
             replication: ReplicationState::NotReplica,
+            write_stalled: false,
         }
+    }
+
+    #[test]
+    fn a_primary_whose_writes_stall_is_write_stalled_and_comes_back() {
+        let mut d = HostDetector::new(0, I, None);
+        d.heartbeat(100, I, &up());
+        let stalled = ObservedState {
+            write_stalled: true,
+            ..up()
+        };
+        let t = d.heartbeat(200, I, &stalled).expect("a transition");
+        assert_eq!(t.to, Health::WriteStalled);
+        // Silence still makes it suspect, then unreachable, as for a healthy host.
+        assert_eq!(
+            d.tick(200 + I + cfg().grace_ms + 1, &cfg()).map(|t| t.to),
+            Some(Health::Suspect)
+        );
+        d.heartbeat(I + 300, I, &stalled);
+        assert_eq!(d.health(), Some(Health::WriteStalled));
+        assert_eq!(
+            d.heartbeat(I + 400, I, &up()).map(|t| t.to),
+            Some(Health::Healthy)
+        );
+        // Unanswered probes are mysql_down, unless the agent saw mysqld answer while its
+        // commits wait for disk space.
+        let down = ObservedState::mysql_down();
+        assert_eq!(Health::judge(&down), Health::MysqlDown);
+        let stuck = ObservedState {
+            write_stalled: true,
+            ..down
+        };
+        assert_eq!(Health::judge(&stuck), Health::WriteStalled);
     }
 
     fn cfg() -> DetectorConfig {

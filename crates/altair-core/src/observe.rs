@@ -25,6 +25,8 @@ pub struct ObservedState {
     pub mysql_reachable: bool,
     pub read_only: bool,
     pub replication: ReplicationState,
+    /// A writable primary whose writes do not commit (the agent's write probe).
+    pub write_stalled: bool,
 }
 
 impl ObservedState {
@@ -33,6 +35,7 @@ impl ObservedState {
             mysql_reachable: false,
             read_only: true,
             replication: ReplicationState::NotReplica,
+            write_stalled: false,
         }
     }
 }

@@ -27,7 +27,12 @@ impl v1::MysqlSnapshot {
     /// The part of the snapshot that is "state" (see `ObservedState`).
     pub fn observed_state(&self) -> ObservedState {
         if !self.reachable {
-            return ObservedState::mysql_down();
+            // The probe got no answer, yet the write probe saw mysqld answer while its
+            // commits wait for disk space: stuck, not down.
+            return ObservedState {
+                write_stalled: self.write_stalled,
+                ..ObservedState::mysql_down()
+            };
         }
         let replication = match &self.replication {
             None => ReplicationState::NotReplica,
@@ -43,6 +48,7 @@ impl v1::MysqlSnapshot {
             mysql_reachable: true,
             read_only: self.read_only,
             replication,
+            write_stalled: self.write_stalled,
         }
     }
 }
@@ -55,6 +61,7 @@ impl From<Health> for v1::Health {
             Health::Unreachable => Self::Unreachable,
             Health::MysqlDown => Self::MysqlDown,
             Health::ReplicationBroken => Self::ReplicationBroken,
+            Health::WriteStalled => Self::WriteStalled,
         }
     }
 }
@@ -68,6 +75,7 @@ impl v1::Health {
             Self::Unreachable => Some(Health::Unreachable),
             Self::MysqlDown => Some(Health::MysqlDown),
             Self::ReplicationBroken => Some(Health::ReplicationBroken),
+            Self::WriteStalled => Some(Health::WriteStalled),
         }
     }
 }

@@ -271,6 +271,12 @@ async fn cluster_status(
                     )
                 }),
                 semi_sync_clients: s.and_then(|s| s.semi_sync.as_ref()).map(|ss| ss.clients),
+                // Kept from a snapshot whose probe got no answer too: a binlog stuck on
+                // a full disk blocks the probe, not the write probe's report.
+                write_probe_error: snap
+                    .and_then(|h| h.snapshot.as_ref())
+                    .map(|s| s.write_probe_error.clone())
+                    .filter(|e| !e.is_empty()),
             }
         })
         .collect();

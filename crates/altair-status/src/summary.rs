@@ -145,6 +145,9 @@ fn judge(
         return (S::Paused, format!("paused by {}: {}", p.by, p.reason));
     }
     let mut why = Vec::new();
+    if primary_health == Some("write_stalled") {
+        why.push("the primary answers reads but its writes do not commit".to_owned());
+    }
     if healthy_hosts < c.hosts.len() {
         why.push(format!(
             "{} of {} hosts not healthy",
@@ -214,6 +217,7 @@ mod tests {
             missed_heartbeats: None,
             semi_sync: None,
             semi_sync_clients: None,
+            write_probe_error: None,
         }
     }
 
@@ -278,6 +282,21 @@ mod tests {
         assert_eq!(ClusterSummary::of(&c).state, ClusterState::Blocked);
         c.primary = None;
         assert_eq!(ClusterSummary::of(&c).state, ClusterState::NoPrimary);
+    }
+
+    #[test]
+    fn a_write_stalled_primary_is_degraded_and_says_why() {
+        let s = ClusterSummary::of(&cluster(vec![
+            host("db1", "write_stalled"),
+            host("db2", "healthy"),
+        ]));
+        assert_eq!(s.state, ClusterState::Degraded, "{}", s.why);
+        assert!(
+            s.why
+                .starts_with("the primary answers reads but its writes do not commit"),
+            "{}",
+            s.why
+        );
     }
 
     #[test]

@@ -70,8 +70,8 @@ pub struct HostStatus {
     pub name: String,
     /// `primary`, `replica`, or null when unknown.
     pub role: Option<String>,
-    /// healthy | suspect | unreachable | mysql_down | replication_broken, or null before
-    /// the first judgement.
+    /// healthy | suspect | unreachable | mysql_down | replication_broken | write_stalled,
+    /// or null before the first judgement.
     pub health: Option<String>,
     pub mysql: String,
     pub read_only: Option<bool>,
@@ -91,6 +91,10 @@ pub struct HostStatus {
     pub semi_sync: Option<String>,
     /// Semi-synchronous replicas connected to this host (a primary's ackers).
     pub semi_sync_clients: Option<u32>,
+    /// Why the agent's last write probe on this primary failed (null when it committed,
+    /// or on a host that is not a writable primary).
+    #[serde(default)]
+    pub write_probe_error: Option<String>,
 }
 
 /// One cluster's failover readiness.

@@ -35,6 +35,8 @@ pub struct FleetTiming {
     pub datacenters: std::collections::BTreeMap<String, Vec<String>>,
     /// Each orchestrator serves the web console (`[console]`) this way; `None`: off.
     pub console: Option<ConsoleMode>,
+    /// `agent.write_stall_after_ms`; `None`: the agent's default.
+    pub write_stall_after_ms: Option<u64>,
 }
 
 /// How the orchestrators' web console authenticates (`console.auth`).
@@ -73,6 +75,7 @@ impl Default for FleetTiming {
             liveness_ms: 1_000,
             datacenters: std::collections::BTreeMap::new(),
             console: None,
+            write_stall_after_ms: None,
         }
     }
 }
@@ -338,7 +341,7 @@ impl Fleet {
             let config = format!(
                 "[agent]\ncluster = \"{cluster_name}\"\nhost = \"{host}\"\nlisten = \"{address}\"\n\
                  probe_interval_ms = {probe}\nprobe_timeout_ms = {probe_timeout}\nheartbeat_interval_ms = {hb}\nliveness_interval_ms = {liveness}\n\
-                 state_dir = \"{state}\"\ndurability = \"{durability}\"\n{self_fence}{datacenter}\
+                 state_dir = \"{state}\"\ndurability = \"{durability}\"\n{self_fence}{write_stall}{datacenter}\
                  [mysql]\nhost = \"{mip}\"\nport = {mport}\nuser = \"{user}\"\npassword_file = \"{pw}\"\n\
                  [replication]\nuser = \"{ruser}\"\npassword_file = \"{repl}\"\n\
                  [probe]\nuser = \"{quser}\"\npassword_file = \"{qpw}\"\n{zk}\n\
@@ -357,6 +360,9 @@ impl Fleet {
                 self_fence = t
                     .self_fence_after_ms
                     .map_or_else(String::new, |ms| format!("self_fence_after_ms = {ms}\n")),
+                write_stall = t
+                    .write_stall_after_ms
+                    .map_or_else(String::new, |ms| format!("write_stall_after_ms = {ms}\n")),
                 mip = inst.ip(),
                 mport = inst.port(),
                 user = cluster.admin().user,

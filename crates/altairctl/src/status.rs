@@ -82,6 +82,17 @@ pub fn render(status: &Status) -> String {
                 ));
             }
         }
+        if let Some(p) = c
+            .hosts
+            .iter()
+            .find(|h| h.health.as_deref() == Some("write_stalled"))
+        {
+            out.push_str(&format!(
+                "  WRITES STALLED: {} answers reads but its writes do not commit ({}); no automatic failover\n",
+                p.name,
+                p.write_probe_error.as_deref().unwrap_or("no reason given")
+            ));
+        }
         if let Some(r) = &c.readiness {
             out.push_str(&format!(
                 "  failover readiness: {}\n",

@@ -45,6 +45,11 @@ pub struct AgentSection {
     pub probe_interval_ms: u64,
     #[serde(default = "default_probe_timeout_ms")]
     pub probe_timeout_ms: u64,
+    /// A writable primary whose write probe (a non-binlogged row written every probe
+    /// interval) has not committed for this long is reported `write_stalled` (alert
+    /// only). 0 turns the write probe off.
+    #[serde(default = "default_write_stall_after_ms")]
+    pub write_stall_after_ms: u64,
     #[serde(default = "default_heartbeat_interval_ms")]
     pub heartbeat_interval_ms: u64,
     /// A small liveness ping to the monitor between full heartbeats: the monitor judges
@@ -147,6 +152,10 @@ fn default_mysql_port() -> u16 {
 fn default_datacenter() -> String {
     "default".to_owned()
 }
+fn default_write_stall_after_ms() -> u64 {
+    5_000
+}
+
 fn default_probe_interval_ms() -> u64 {
     1_000
 }
@@ -189,6 +198,14 @@ impl Validate for AgentConfig {
             100..=60_000,
         );
         check_ms(p, "agent.probe_timeout_ms", a.probe_timeout_ms, 50..=60_000);
+        if a.write_stall_after_ms != 0 {
+            check_ms(
+                p,
+                "agent.write_stall_after_ms",
+                a.write_stall_after_ms,
+                a.probe_interval_ms..=3_600_000,
+            );
+        }
         p.check(
             a.probe_timeout_ms < a.probe_interval_ms,
             "agent.probe_timeout_ms",
@@ -408,6 +425,21 @@ key_file = "/etc/altair/tls/agent.key"
         ] {
             assert!(err.contains(key), "{key} missing from {err}");
         }
+    }
+
+    #[test]
+    fn the_write_stall_time_is_checked_and_zero_turns_the_probe_off() {
+        assert_eq!(
+            load(GOOD).expect("valid").config.agent.write_stall_after_ms,
+            5_000
+        );
+        let off = load(&GOOD.replace("[agent]", "[agent]\nwrite_stall_after_ms = 0"));
+        assert_eq!(off.expect("0 is off").config.agent.write_stall_after_ms, 0);
+        // Shorter than one probe interval: no write could ever be judged.
+        let e = load(&GOOD.replace("[agent]", "[agent]\nwrite_stall_after_ms = 500"))
+            .expect_err("shorter than a probe interval")
+            .to_string();
+        assert!(e.contains("agent.write_stall_after_ms"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //!   tests write as this user.
 
 mod instance;
+mod small_fs;
 pub mod sql;
 
 use std::fmt;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 
 pub use instance::{HostAddr, Instance};
+pub use small_fs::SmallFs;
 use sql::query_maps;
 
 use crate::netns::TestNet;
@@ -60,6 +62,9 @@ pub struct MariaDbCluster {
     /// An account with no privileges (USAGE): what agents log in with to check that a
     /// mysqld of their cluster answers.
     probe: Credentials,
+    /// Size-limited binlog filesystems, by instance (empty unless asked for); unmounted
+    /// before the cluster's directory is removed.
+    binlog_fs: Vec<SmallFs>,
     _dir: tempfile::TempDir,
 }
 
@@ -88,16 +93,34 @@ impl MariaDbCluster {
         Self::start(hosts).await
     }
 
+    /// `start_in`, with each instance's binlog directory on a filesystem of `mb` MiB of
+    /// its own (see [`MariaDbCluster::binlog_fs`]): a disk that a test can fill up.
+    pub async fn start_in_with_small_binlogs(net: &TestNet, mb: u32) -> Result<Self> {
+        let hosts = net
+            .hosts()
+            .iter()
+            .map(|h| HostAddr {
+                ip: IpAddr::V4(h.ip),
+                namespace: Some(h.namespace.clone()),
+            })
+            .collect();
+        let users = Self::new_users();
+        Self::start_with_users(hosts, users, Some(mb)).await
+    }
+
     /// Initializes and starts one instance per host, the first as the writable primary
     /// and the rest replicating from it with GTIDs.
     pub async fn start(hosts: Vec<HostAddr>) -> Result<Self> {
-        let users = (
+        Self::start_with_users(hosts, Self::new_users(), None).await
+    }
+
+    fn new_users() -> (Credentials, Credentials, Credentials, Credentials) {
+        (
             Credentials::generate("altair"),
             Credentials::generate("repl"),
             Credentials::generate("app"),
             Credentials::generate("altair_probe"),
-        );
-        Self::start_with_users(hosts, users).await
+        )
     }
 
     /// `start` with the users (and passwords) of `other`: one more cluster of a fleet
@@ -109,12 +132,13 @@ impl MariaDbCluster {
             other.app.clone(),
             other.probe.clone(),
         );
-        Self::start_with_users(hosts, users).await
+        Self::start_with_users(hosts, users, None).await
     }
 
     async fn start_with_users(
         hosts: Vec<HostAddr>,
         (admin, repl, app, probe): (Credentials, Credentials, Credentials, Credentials),
+        binlog_fs_mb: Option<u32>,
     ) -> Result<Self> {
         if hosts.is_empty() {
             return Err(Error::Command {
@@ -139,6 +163,12 @@ impl MariaDbCluster {
                 admin.clone(),
             )?);
         }
+        let mut binlog_fs = Vec::new();
+        if let Some(mb) = binlog_fs_mb {
+            for inst in &instances {
+                binlog_fs.push(SmallFs::mount(&inst.binlog_dir(), mb)?);
+            }
+        }
         install_all(&instances, &users_sql).await?;
         let mut cluster = Self {
             instances,
@@ -146,6 +176,7 @@ impl MariaDbCluster {
             repl,
             app,
             probe,
+            binlog_fs,
             _dir: dir,
         };
         for inst in &mut cluster.instances {
@@ -163,6 +194,12 @@ impl MariaDbCluster {
             cluster.wait_replicating(i, Duration::from_secs(30)).await?;
         }
         Ok(cluster)
+    }
+
+    /// The size-limited filesystem under instance `i`'s binlogs, when the cluster was
+    /// started with them.
+    pub fn binlog_fs(&self, i: usize) -> Option<&SmallFs> {
+        self.binlog_fs.get(i)
     }
 
     pub fn instances(&self) -> &[Instance] {

@@ -60,6 +60,8 @@ pub struct Script {
     pub promote_failures: u32,
     /// The host goes down when asked to catch up.
     pub lost_at_catch_up: bool,
+    /// The host goes down while it applies a salvage stream.
+    pub lost_at_apply: bool,
     /// The host goes down right after its promotion succeeded.
     pub lost_after_promote: bool,
     /// Its reachability check of the primary succeeds.
@@ -78,6 +80,7 @@ impl Script {
             fence: FenceAnswer::ReadOnly,
             promote_failures: 0,
             lost_at_catch_up: false,
+            lost_at_apply: false,
             lost_after_promote: false,
             sees_primary: false,
             salvage: None,
@@ -242,7 +245,13 @@ impl Agent for ScriptedAgent {
         &self,
         request: Request<Streaming<ApplySalvageChunk>>,
     ) -> Result<Response<ApplySalvageResponse>, Status> {
-        self.enter("apply_salvage")?;
+        let s = self.enter("apply_salvage")?;
+        if s.lost_at_apply {
+            self.edit(|s| s.down = true);
+            return Err(Status::unavailable(
+                "scripted: the host went down while applying",
+            ));
+        }
         let mut stream = request.into_inner();
         while stream.message().await?.is_some() {}
         let mut gtid = String::new();

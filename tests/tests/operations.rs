@@ -275,13 +275,23 @@ async fn an_old_primary_with_an_errant_transaction_is_refused_until_forced() {
     let env = std::fs::read_to_string(&pre_env).expect("the hook's environment");
     assert!(env.contains("ALTAIR_HOOK=pre_failover"), "{env}");
     assert!(!env.contains("ALTAIR_ORCHESTRATOR__"), "{env}");
+    // The hook writes its file while the test waits: it exists before it is whole.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !post.exists() && Instant::now() < deadline {
+    let post_event: serde_json::Value = loop {
+        let read = std::fs::read(&post).ok();
+        if let Some(v) = read
+            .as_deref()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+        {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the post-failover hook wrote no JSON within 5 s: {:?}",
+            read.map(|b| String::from_utf8_lossy(&b).into_owned())
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let post_event: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&post).expect("the post-failover hook ran"))
-            .expect("JSON");
+    };
     assert_eq!(post_event["new_primary"], db2.as_str(), "{post_event}");
 
     // The topology tree: db2 primary, db3 under it, db1 detached and waiting (agents

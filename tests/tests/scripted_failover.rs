@@ -52,6 +52,39 @@ async fn a_candidate_lost_during_catch_up_is_replaced_and_never_promoted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_lost_while_applying_the_salvage_is_replaced_and_never_promoted() {
+    // db2 is the best candidate but lacks one transaction; it dies while the salvaged
+    // events stream into it. With the default policy (promote when salvage fails) the
+    // failover must not go on to promote a candidate that no longer answers: it was
+    // once retried forever on the dead host, leaving the cluster without a primary.
+    let mut db1 = Script::at("0-1-100");
+    db1.salvage = Some((2, "0-1-99,0-1-100".into()));
+    let mut db2 = Script::at("0-1-99");
+    db2.lost_at_apply = true;
+    let mut db3 = Script::at("0-1-98");
+    db3.gtid_after_apply = Some("0-1-100".into());
+    let s = Scripted::start([db1, db2, db3]).await;
+    s.fail_primary(Health::MysqlDown, unix_ms()).await;
+
+    let f = s.finished(FAILOVER_WITHIN).await;
+    let story = s.story();
+    assert_eq!(f.outcome, "succeeded", "{f:?}\n{story}");
+    assert_eq!(f.new_primary.as_deref(), Some("db3"), "{f:?}\n{story}");
+    let promoted: Vec<String> = s.calls_of("promote").into_iter().map(|c| c.host).collect();
+    assert_eq!(
+        promoted,
+        ["db3"],
+        "only db3 is ever asked to promote\n{story}"
+    );
+    assert!(
+        s.calls_of("apply_salvage").iter().any(|c| c.host == "db2"),
+        "db2 was chosen first and lost while applying\n{story}"
+    );
+    assert_eq!(f.gtids_lost, "", "db3 got every transaction: {f:?}");
+    assert_eq!(s.dns_primary().await, [mysql_ip("db3")], "{story}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_old_primary_is_promoted_around_only_after_its_self_fence_bound() {
     let mut db1 = Script::at("0-1-100");
     db1.not_listening = true;

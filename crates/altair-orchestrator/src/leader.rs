@@ -75,6 +75,8 @@ pub async fn lead(ctx: Ctx, me: MonitorRecord, cancel: CancellationToken) -> Res
 
 /// The shortest wait a pass asks for (a time that just ran out).
 const MIN_WAIT: Duration = Duration::from_millis(20);
+/// A read-only primary that could not be made writable is asked again this soon.
+const REOPEN_RETRY: Duration = Duration::from_secs(1);
 
 /// When a cluster's worker should look again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +157,19 @@ pub(crate) async fn pass(
     let Some(health) = view.health.get(&primary) else {
         return Ok(idle);
     };
+    if health.health == Health::Healthy {
+        // Read-only with nothing failing it over (restarted, or self-fenced in a
+        // partition that healed): writable again; a failed attempt is retried soon.
+        return Ok(
+            match crate::reopen::maybe(ctx, &view, &state, &primary, health).await? {
+                crate::reopen::Found::Failed => match idle {
+                    Pace::Within(t) => Pace::Within(t.min(REOPEN_RETRY)),
+                    _ => Pace::Within(REOPEN_RETRY),
+                },
+                _ => idle,
+            },
+        );
+    }
     if !matches!(health.health, Health::Unreachable | Health::MysqlDown) {
         return Ok(idle);
     }

@@ -18,6 +18,7 @@ mod metrics;
 mod operator;
 mod pause;
 mod rejoin;
+mod reopen;
 mod service;
 mod topology;
 mod view;

@@ -16,6 +16,7 @@ pub static ZK_ERRORS: LazyLock<Counter> = LazyLock::new(Counter::default);
 pub static DNS_ERRORS: LazyLock<Counter> = LazyLock::new(Counter::default);
 pub static MYSQL_VERIFY_FAILURES: LazyLock<Counter> = LazyLock::new(Counter::default);
 pub static REJOINS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
+pub static REOPENS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
 pub static HOOKS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
 pub static JOURNAL_AGE: LazyLock<Family<Labels, Gauge>> = LazyLock::new(Family::default);
 pub static AGENT_CHANNELS: LazyLock<Gauge> = LazyLock::new(Gauge::default);
@@ -116,6 +117,11 @@ pub fn init() {
         REJOINS.clone(),
     );
     register(
+        "primary_reopens",
+        "Recorded primaries found read-only with no failover running (restarted, or self-fenced in a partition that failed nothing over) and made writable again, by result",
+        REOPENS.clone(),
+    );
+    register(
         "hooks",
         "Hook runs by hook (pre_failover, post_failover, fence, admission) and outcome",
         HOOKS.clone(),
@@ -164,6 +170,11 @@ pub fn init() {
     for outcome in ["rejoined", "forced", "refused_errant"] {
         REJOINS
             .get_or_create(&labels(&[("outcome", outcome)]))
+            .inc_by(0);
+    }
+    for result in ["reopened", "failed"] {
+        REOPENS
+            .get_or_create(&labels(&[("result", result)]))
             .inc_by(0);
     }
     for hook in ["pre_failover", "post_failover", "fence", "admission"] {

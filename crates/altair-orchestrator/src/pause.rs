@@ -154,9 +154,9 @@ pub async fn apply(ctx: &Ctx, c: &ClusterName, change: &Change) -> Result<bool, 
     Err(ApplyError::Busy)
 }
 
-/// The audit record of a pause or resume: an operator action in the failover trail,
-/// with no stages.
-fn record(
+/// The audit record of a pause or resume (or an automatic action outside a failover,
+/// `reopen`): an action in the failover trail, with no stages.
+pub(crate) fn record(
     c: &ClusterName,
     state: &ClusterState,
     outcome: &str,

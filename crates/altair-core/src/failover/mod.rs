@@ -5,6 +5,7 @@
 mod candidate;
 mod journal;
 pub mod machine;
+pub mod reopen;
 pub mod salvage;
 mod verify;
 

@@ -122,11 +122,13 @@ pub(super) async fn salvage(ctx: &Ctx, view: &ClusterView, j: &mut Journal) -> R
                 return Err(why);
             }
             // Availability first: promote, and say exactly what is lost when the plan
-            // (the old binlog's end) is known.
+            // (the old binlog's end) is known. Not a candidate that stopped answering
+            // (it died while applying): the step fails, and a candidate that does not
+            // answer is replaced before anyone is asked to promote.
             let now = candidate_catch_up(view, j, "", catch_up_ms)
                 .await
-                .map(|r| r.gtid_executed)
-                .unwrap_or(pos);
+                .map_err(|e| format!("{error}; the candidate does not answer after it: {e}"))?
+                .gtid_executed;
             j.gtids_lost = match &plan {
                 Some(p) if p.scanned => {
                     let p = &**p;

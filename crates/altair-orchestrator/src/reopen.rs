@@ -1,0 +1,129 @@
+//! A recorded primary that is read-only although nothing failed it over is made writable
+//! again with the cluster's epoch (the decision: `altair_core::failover::reopen`). Asked
+//! on every pass over a cluster whose primary is healthy, with no failover running, not
+//! paused and not held: one `Status` call to its agent. Audited in the cluster's history.
+
+use std::time::Duration;
+
+use altair_core::failover::reopen::{IdlePrimary, reopen};
+use altair_core::registry::{ClusterState, HealthRecord, history_to_prune, to_json};
+use altair_proto::v1::{SetReadOnlyRequest, StatusRequest};
+use altair_zk::{Op, ZkError};
+
+use crate::agents::agent;
+use crate::ctx::{Ctx, now_ms};
+use crate::view::ClusterView;
+
+const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+const LIFT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What a pass found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Found {
+    /// Writable, or not to be touched.
+    Nothing,
+    /// Made writable again.
+    Reopened,
+    /// Read-only and due to be reopened, but the agent did not do it: look again soon.
+    Failed,
+}
+
+pub async fn maybe(
+    ctx: &Ctx,
+    view: &ClusterView,
+    state: &ClusterState,
+    primary: &str,
+    health: &HealthRecord,
+) -> Result<Found, ZkError> {
+    if state.needs_rejoin.iter().any(|h| h == primary) {
+        return Ok(Found::Nothing);
+    }
+    let Some(h) = view.hosts.get(primary) else {
+        return Ok(Found::Nothing);
+    };
+    let status = async {
+        let mut a = agent(&h.agent, STATUS_TIMEOUT).await.ok()?;
+        a.status(StatusRequest {})
+            .await
+            .ok()
+            .map(tonic::Response::into_inner)
+    }
+    .await;
+    let Some(st) = status else {
+        return Ok(Found::Nothing);
+    };
+    let Some(snap) = st.snapshot.as_ref() else {
+        return Ok(Found::Nothing);
+    };
+    let seen = IdlePrimary {
+        health: health.health,
+        health_since_ms: health.since_unix_ms,
+        reachable: snap.reachable,
+        read_only: snap.read_only,
+        replicating: snap.replication.is_some(),
+        self_fenced_at_ms: u64::try_from(st.self_fenced_at_unix_ms).unwrap_or(0),
+    };
+    let Some(why) = reopen(&seen) else {
+        return Ok(Found::Nothing);
+    };
+    let lifted = async {
+        let mut a = agent(&h.agent, LIFT_TIMEOUT).await?;
+        a.set_read_only(SetReadOnlyRequest {
+            epoch: state.epoch,
+            read_only: false,
+        })
+        .await
+        .map_err(|s| s.message().to_owned())
+    }
+    .await;
+    if let Err(e) = lifted {
+        reopened("failed");
+        tracing::warn!(cluster = %view.name, primary, epoch = state.epoch, error = %e, "the primary is read-only with no failover running; making it writable failed");
+        return Ok(Found::Failed);
+    }
+    reopened("reopened");
+    let detail = format!(
+        "{primary} was read-only with no failover running: {}; made writable again at epoch {}",
+        why.describe(),
+        state.epoch
+    );
+    tracing::warn!(cluster = %view.name, primary, epoch = state.epoch, "{detail}");
+    audit(ctx, view, state, &detail).await?;
+    Ok(Found::Reopened)
+}
+
+/// A history record of the reopening (an automatic action in the failover trail).
+async fn audit(
+    ctx: &Ctx,
+    view: &ClusterView,
+    state: &ClusterState,
+    detail: &str,
+) -> Result<(), ZkError> {
+    let now = now_ms();
+    let c = &view.name;
+    let l = ctx.zk.layout();
+    let record = crate::pause::record(c, state, "reopened", detail, now);
+    let kept = ctx.zk.children(&l.history(c)).await?;
+    let mut ops = vec![Op::Create {
+        path: l.history_entry(c, &record.journal.id),
+        data: to_json(&record),
+    }];
+    for id in history_to_prune(&kept, ctx.config.orchestrator.retention(), now, 20) {
+        ops.push(Op::Delete {
+            path: l.history_entry(c, &id),
+            version: None,
+        });
+    }
+    match ctx.write(&ops).await {
+        Ok(()) => Ok(()),
+        // The history's parent is missing or a record was pruned meanwhile: the action
+        // is done and logged; the record is not worth a retry loop.
+        Err(ZkError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn reopened(result: &str) {
+    use crate::metrics::{REOPENS, labels};
+    REOPENS.get_or_create(&labels(&[("result", result)])).inc();
+}

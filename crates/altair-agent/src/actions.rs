@@ -379,6 +379,9 @@ impl Actions {
             if read_only {
                 self.set_read_only_on(&mut c).await?;
             } else {
+                // Semi-sync: commits wait for a replica from the first one on (a restarted
+                // mysqld comes back with the primary side off).
+                self.semi_sync_primary(&mut c, true).await?;
                 if self.flavor() == Flavor::Mysql {
                     c.query_drop("SET GLOBAL super_read_only=OFF")
                         .await

@@ -41,6 +41,9 @@ pub struct Contact {
     /// The longest time without any contact (lease or every replica) that a renewal
     /// ended since the self-fencing loop last looked: a lapse a renewal must not hide.
     pub max_gap_ms: AtomicU64,
+    /// `self_fence_after_ms`, once the self-fencing loop runs (0 before: nothing may be
+    /// lifted until it does).
+    pub bound_ms: AtomicU64,
     /// The other hosts' agent addresses, as registered in ZooKeeper.
     pub peers: Mutex<Vec<String>>,
     /// The mysqld addresses of every host registered in this cluster: the only targets
@@ -56,6 +59,7 @@ impl Contact {
             last_lease_ms: AtomicU64::new(0),
             last_all_replicas_ms: AtomicU64::new(0),
             fenced_at_ms: AtomicU64::new(0),
+            bound_ms: AtomicU64::new(0),
             max_gap_ms: AtomicU64::new(0),
             peers: Mutex::new(Vec::new()),
             cluster_mysql: Mutex::new(Vec::new()),
@@ -65,6 +69,23 @@ impl Contact {
     /// Now on the monotonic clock.
     pub fn now(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
+    }
+
+    /// Whether this host may be a writable primary now by the self-fencing rule: it holds
+    /// a lease or reaches every replica, within the bound. A request to lift read_only
+    /// while it may not is refused: the self-fence would undo it, and until then (a leader
+    /// acting on a stale view from across a partition) it could take writes while
+    /// another host is promoted.
+    pub fn may_be_writable(&self) -> bool {
+        let bound = self.bound_ms.load(Ordering::SeqCst);
+        bound > 0
+            && !self_fence_due(
+                self.now(),
+                true,
+                self.last_lease_ms.load(Ordering::SeqCst),
+                self.last_all_replicas_ms.load(Ordering::SeqCst),
+                bound,
+            )
     }
 
     /// The lease from a heartbeat sent at `sent_ms` (monotonic) and accepted.
@@ -137,6 +158,7 @@ pub async fn run(
     let mut ticker = tokio::time::interval(every);
     // After a lapse (the host or this agent frozen, a partition that healed), until when
     // ZooKeeper is asked each round whether a failover started meanwhile.
+    contact.bound_ms.store(bound_ms, Ordering::SeqCst);
     let mut lapse_watch_until = 0u64;
     // The last answering probe showed a writable primary: a mysqld that stops answering
     // (frozen, hung) may resume writable, so it stays subject to the rule.
@@ -269,9 +291,21 @@ async fn failover_may_have_started(actions: &Actions, me: &str) -> bool {
     let l = zk.layout().clone();
     let read = async {
         let journal = zk
-            .exists(&l.failover_journal(&actions.cluster))
+            .get_record::<altair_core::failover::Journal>(
+                "failover journal",
+                &l.failover_journal(&actions.cluster),
+            )
             .await
             .ok()?;
+        // The failover that promoted this very host (its candidate, at the epoch this
+        // agent accepted) is not one against it: until it records the new topology the
+        // state still names the old primary. Any other journal, or a later epoch, is.
+        let mine = journal
+            .as_ref()
+            .is_some_and(|j| j.candidate.as_deref() == Some(me) && j.epoch == actions.epoch());
+        if mine {
+            return Some(false);
+        }
         let state = zk
             .get_record::<altair_core::registry::ClusterState>(
                 "cluster state",
@@ -279,7 +313,7 @@ async fn failover_may_have_started(actions: &Actions, me: &str) -> bool {
             )
             .await
             .ok()?;
-        Some(journal || state.and_then(|s| s.primary).is_some_and(|p| p != me))
+        Some(journal.is_some() || state.and_then(|s| s.primary).is_some_and(|p| p != me))
     };
     tokio::time::timeout(Duration::from_secs(1), read)
         .await

@@ -182,6 +182,11 @@ impl Agent for AgentService {
         let deadline = tokio::time::Instant::now() + crate::deadline::budget(&request);
         let req = request.into_inner();
         self.actions.check_epoch(req.epoch).await?;
+        if !req.read_only && !self.contact.may_be_writable() {
+            return Err(Status::failed_precondition(
+                "refused to make mysqld writable: this host holds no control-plane lease and does not reach every replica's agent (it would fence itself again)",
+            ));
+        }
         let read_only = self.actions.set_read_only(req.read_only, deadline).await?;
         tracing::info!(epoch = req.epoch, read_only, "read_only set");
         self.actions.reprobe.notify_one();

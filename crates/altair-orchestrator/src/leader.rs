@@ -75,8 +75,9 @@ pub async fn lead(ctx: Ctx, me: MonitorRecord, cancel: CancellationToken) -> Res
 
 /// The shortest wait a pass asks for (a time that just ran out).
 const MIN_WAIT: Duration = Duration::from_millis(20);
-/// A read-only primary that could not be made writable is asked again this soon.
-const REOPEN_RETRY: Duration = Duration::from_secs(1);
+/// A read-only primary that could not be made writable (its agent holds no lease yet) is
+/// asked again this soon.
+const REOPEN_RETRY: Duration = Duration::from_secs(2);
 
 /// When a cluster's worker should look again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

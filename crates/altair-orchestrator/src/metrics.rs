@@ -118,7 +118,7 @@ pub fn init() {
     );
     register(
         "primary_reopens",
-        "Recorded primaries found read-only with no failover running (restarted, or self-fenced in a partition that failed nothing over) and made writable again, by result",
+        "Recorded primaries found read-only with no failover running (restarted, or self-fenced in a partition that failed nothing over): made writable again, failed, or left read-only because a replica holds transactions the primary lacks, by result",
         REOPENS.clone(),
     );
     register(
@@ -172,7 +172,7 @@ pub fn init() {
             .get_or_create(&labels(&[("outcome", outcome)]))
             .inc_by(0);
     }
-    for result in ["reopened", "failed"] {
+    for result in ["reopened", "failed", "refused_replica_ahead"] {
         REOPENS
             .get_or_create(&labels(&[("result", result)]))
             .inc_by(0);

@@ -1,13 +1,16 @@
 //! A recorded primary that is read-only although nothing failed it over is made writable
 //! again with the cluster's epoch (the decision: `altair_core::failover::reopen`). Asked
 //! on every pass over a cluster whose primary is healthy, with no failover running, not
-//! paused and not held: one `Status` call to its agent. Audited in the cluster's history.
+//! paused and not held: one `Status` call to its agent (and, when it is read-only, one to
+//! every other host: none may be ahead of it). Its agent refuses while it holds no lease
+//! and does not reach every replica. Audited in the cluster's history.
 
 use std::time::Duration;
 
-use altair_core::failover::reopen::{IdlePrimary, reopen};
+use altair_core::failover::reopen::{IdlePrimary, hosts_ahead, reopen};
+use altair_core::gtid::Flavor;
 use altair_core::registry::{ClusterState, HealthRecord, history_to_prune, to_json};
-use altair_proto::v1::{SetReadOnlyRequest, StatusRequest};
+use altair_proto::v1::{SetReadOnlyRequest, StatusRequest, StatusResponse};
 use altair_zk::{Op, ZkError};
 
 use crate::agents::agent;
@@ -38,18 +41,7 @@ pub async fn maybe(
     if state.needs_rejoin.iter().any(|h| h == primary) {
         return Ok(Found::Nothing);
     }
-    let Some(h) = view.hosts.get(primary) else {
-        return Ok(Found::Nothing);
-    };
-    let status = async {
-        let mut a = agent(&h.agent, STATUS_TIMEOUT).await.ok()?;
-        a.status(StatusRequest {})
-            .await
-            .ok()
-            .map(tonic::Response::into_inner)
-    }
-    .await;
-    let Some(st) = status else {
+    let Some(st) = status(view, primary).await else {
         return Ok(Found::Nothing);
     };
     let Some(snap) = st.snapshot.as_ref() else {
@@ -57,17 +49,41 @@ pub async fn maybe(
     };
     let seen = IdlePrimary {
         health: health.health,
-        health_since_ms: health.since_unix_ms,
         reachable: snap.reachable,
         read_only: snap.read_only,
         replicating: snap.replication.is_some(),
-        self_fenced_at_ms: u64::try_from(st.self_fenced_at_unix_ms).unwrap_or(0),
+        self_fenced: st.self_fenced,
     };
     let Some(why) = reopen(&seen) else {
         return Ok(Found::Nothing);
     };
+    // Every other host that answers, at once: none may hold what the primary lacks.
+    let others: Vec<&String> = view
+        .hosts
+        .keys()
+        .filter(|n| n.as_str() != primary && !state.needs_rejoin.contains(n))
+        .collect();
+    let answers = futures_util::future::join_all(others.iter().map(|n| status(view, n))).await;
+    let mut asked = Vec::new();
+    let mut unasked = Vec::new();
+    for (name, a) in others.iter().zip(answers) {
+        match a.and_then(|a| a.snapshot).filter(|s| s.reachable) {
+            Some(s) => asked.push(((*name).clone(), s.gtid_executed)),
+            None => unasked.push((*name).clone()),
+        }
+    }
+    let flavor = match snap.flavor() {
+        altair_proto::v1::Flavor::Mysql => Flavor::Mysql,
+        _ => Flavor::MariaDb,
+    };
+    let ahead = hosts_ahead(flavor, &snap.gtid_executed, &asked);
+    if !ahead.is_empty() {
+        reopened("refused_replica_ahead");
+        tracing::error!(cluster = %view.name, primary, primary_gtid = %snap.gtid_executed, ahead = ?ahead, "the primary is read-only with no failover running, but replicas hold transactions it lacks (its binlog's tail lost in a crash?): left read-only; fail over to the replica ahead (`altairctl failover --force`) after inspection");
+        return Ok(Found::Nothing);
+    }
     let lifted = async {
-        let mut a = agent(&h.agent, LIFT_TIMEOUT).await?;
+        let mut a = agent(&view.hosts[primary].agent, LIFT_TIMEOUT).await?;
         a.set_read_only(SetReadOnlyRequest {
             epoch: state.epoch,
             read_only: false,
@@ -78,18 +94,32 @@ pub async fn maybe(
     .await;
     if let Err(e) = lifted {
         reopened("failed");
-        tracing::warn!(cluster = %view.name, primary, epoch = state.epoch, error = %e, "the primary is read-only with no failover running; making it writable failed");
+        tracing::warn!(cluster = %view.name, primary, epoch = state.epoch, error = %e, "the primary is read-only with no failover running; making it writable failed (asked again shortly)");
         return Ok(Found::Failed);
     }
     reopened("reopened");
-    let detail = format!(
-        "{primary} was read-only with no failover running: {}; made writable again at epoch {}",
+    let mut detail = format!(
+        "{primary} was read-only with no failover running: {}; made writable again at epoch {} (no replica ahead of it",
         why.describe(),
         state.epoch
     );
+    if unasked.is_empty() {
+        detail.push(')');
+    } else {
+        detail.push_str(&format!("; not asked: {})", unasked.join(", ")));
+    }
     tracing::warn!(cluster = %view.name, primary, epoch = state.epoch, "{detail}");
     audit(ctx, view, state, &detail).await?;
     Ok(Found::Reopened)
+}
+
+async fn status(view: &ClusterView, host: &str) -> Option<StatusResponse> {
+    let h = view.hosts.get(host)?;
+    let mut a = agent(&h.agent, STATUS_TIMEOUT).await.ok()?;
+    a.status(StatusRequest {})
+        .await
+        .ok()
+        .map(tonic::Response::into_inner)
 }
 
 /// A history record of the reopening (an automatic action in the failover trail).

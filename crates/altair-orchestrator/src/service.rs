@@ -400,11 +400,16 @@ fn to_record(a: &FailoverAudit) -> FailoverRecord {
         "aborted" => FailoverOutcome::Aborted,
         "paused" => FailoverOutcome::Paused,
         "resumed" => FailoverOutcome::Resumed,
+        "reopened" => FailoverOutcome::Reopened,
         _ => FailoverOutcome::Failed,
     };
     let kind = match j.kind {
         // Operator actions recorded in the same trail.
-        _ if matches!(outcome, FailoverOutcome::Paused | FailoverOutcome::Resumed) => {
+        _ if matches!(
+            outcome,
+            FailoverOutcome::Paused | FailoverOutcome::Resumed | FailoverOutcome::Reopened
+        ) =>
+        {
             FailoverKind::Maintenance
         }
         Kind::Automatic => FailoverKind::Automatic,

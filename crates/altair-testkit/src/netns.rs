@@ -193,6 +193,23 @@ impl TestNet {
         nft(ns, &rules).await
     }
 
+    /// Drops `percent` % of host `i`'s packets at random, both ways (a degraded link:
+    /// every peer, every service). `tc netem` would add latency too, but the kernels
+    /// seen here ship without `sch_netem`; nft's random number generator needs nothing
+    /// more than the fault tables. Replaces any earlier fault of that host.
+    pub async fn lossy(&self, i: usize, percent: u8) -> Result<()> {
+        let ns = &self.host(i).namespace;
+        let _ = nft(ns, &format!("delete table inet {FAULT_TABLE}")).await;
+        let p = percent.min(100);
+        let rules = format!(
+            "table inet {FAULT_TABLE} {{
+               chain input {{ type filter hook input priority 0; policy accept; numgen random mod 100 < {p} drop; }}
+               chain output {{ type filter hook output priority 0; policy accept; numgen random mod 100 < {p} drop; }}
+             }}"
+        );
+        nft(ns, &rules).await
+    }
+
     /// Cuts host `i` from everyone (its link goes down).
     pub async fn isolate(&self, i: usize) -> Result<()> {
         ip(&["-n", &self.host(i).namespace, "link", "set", "eth0", "down"]).await

@@ -3,23 +3,24 @@
 //! its agent fenced it in a partition the orchestrator saw through (verified alive, so
 //! nothing was promoted). Nothing else would ever make it writable again: the cluster
 //! would have no writable primary until a human acted. The leader lifts `read_only`
-//! (with the cluster's epoch) when this says so.
+//! (with the cluster's epoch) when this says so; the agent itself refuses while it holds
+//! no lease and does not reach every replica (it would fence itself again).
 
+use crate::gtid::{Flavor, GtidState};
 use crate::health::Health;
 
 /// What the leader knows of the recorded primary of a cluster with no failover running,
 /// not paused and not held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdlePrimary {
-    /// Its health as its monitor published it, and since when (monitor clock, ms).
+    /// Its health as its monitor published it.
     pub health: Health,
-    pub health_since_ms: u64,
     /// Its agent's snapshot: mysqld answered, is read-only, replicates from someone.
     pub reachable: bool,
     pub read_only: bool,
     pub replicating: bool,
-    /// When its agent last fenced it by itself (agent clock, ms); 0: never.
-    pub self_fenced_at_ms: u64,
+    /// Its agent fenced it by itself at some point.
+    pub self_fenced: bool,
 }
 
 /// Why a read-only primary may be made writable again.
@@ -28,36 +29,54 @@ pub enum Reopen {
     /// Read-only without having fenced itself: its mysqld restarted (every mysqld starts
     /// read-only), or a switchover roll-back could not make it writable again.
     Restarted,
-    /// It fenced itself, and its monitor heard it again since (the partition healed).
-    FencedThenHeard,
+    /// It fenced itself in a partition that failed nothing over.
+    SelfFenced,
 }
 
 impl Reopen {
     pub fn describe(self) -> &'static str {
         match self {
             Self::Restarted => {
-                "it is read-only without having fenced itself (mysqld restarted, or a rolled-back switchover left it so) and nothing failed it over"
+                "it was read-only without having fenced itself (mysqld restarted, or a rolled-back switchover left it so) and nothing failed it over"
             }
-            Self::FencedThenHeard => {
-                "it fenced itself in a partition that did not fail it over, and is heard again"
+            Self::SelfFenced => {
+                "it fenced itself in a partition that failed nothing over, and holds a lease again"
             }
         }
     }
 }
 
-/// Whether to make the primary writable again. Only a `healthy` primary (its monitor hears
-/// it: it holds a lease, so its agent will not fence it again at once) that answers,
-/// replicates from no one and is read-only. One that fenced itself must have been heard
-/// anew since — a health that changed after the fence — or a monitor that vouches for
-/// nothing (no ZooKeeper session) would have it lifted and fenced again in a loop.
+/// Whether a primary is one to make writable again: `healthy` (its monitor hears it),
+/// answering, replicating from no one and read-only.
 pub fn reopen(p: &IdlePrimary) -> Option<Reopen> {
     if p.health != Health::Healthy || !p.reachable || !p.read_only || p.replicating {
         return None;
     }
-    if p.self_fenced_at_ms == 0 {
-        return Some(Reopen::Restarted);
-    }
-    (p.health_since_ms > p.self_fenced_at_ms).then_some(Reopen::FencedThenHeard)
+    Some(if p.self_fenced {
+        Reopen::SelfFenced
+    } else {
+        Reopen::Restarted
+    })
+}
+
+/// The hosts among `others` (name, executed GTIDs) holding a transaction the primary
+/// lacks: a primary that restarted after a host crash may have lost its binlog's tail
+/// (`sync_binlog` other than 1) that a replica already received. Writable again it would
+/// write new transactions under the same GTIDs, and the cluster would diverge silently:
+/// it stays read-only for a human. A state that does not parse counts as ahead.
+pub fn hosts_ahead(flavor: Flavor, primary: &str, others: &[(String, String)]) -> Vec<String> {
+    let Ok(mine) = GtidState::parse(flavor, primary) else {
+        return others.iter().map(|(n, _)| n.clone()).collect();
+    };
+    others
+        .iter()
+        .filter(|(_, gtid)| {
+            GtidState::parse(flavor, gtid)
+                .and_then(|theirs| mine.contains(&theirs))
+                .map_or(true, |contained| !contained)
+        })
+        .map(|(n, _)| n.clone())
+        .collect()
 }
 
 #[cfg(test)]
@@ -67,31 +86,21 @@ mod tests {
     fn read_only_primary() -> IdlePrimary {
         IdlePrimary {
             health: Health::Healthy,
-            health_since_ms: 10_000,
             reachable: true,
             read_only: true,
             replicating: false,
-            self_fenced_at_ms: 0,
+            self_fenced: false,
         }
     }
 
     #[test]
-    fn a_restarted_read_only_primary_is_reopened() {
+    fn a_restarted_or_self_fenced_read_only_primary_is_reopened() {
         assert_eq!(reopen(&read_only_primary()), Some(Reopen::Restarted));
-    }
-
-    #[test]
-    fn a_self_fenced_primary_is_reopened_only_once_heard_again_after_the_fence() {
         let fenced = IdlePrimary {
-            self_fenced_at_ms: 12_000,
+            self_fenced: true,
             ..read_only_primary()
         };
-        assert_eq!(reopen(&fenced), None, "healthy since before the fence");
-        let heard = IdlePrimary {
-            health_since_ms: 15_000,
-            ..fenced
-        };
-        assert_eq!(reopen(&heard), Some(Reopen::FencedThenHeard));
+        assert_eq!(reopen(&fenced), Some(Reopen::SelfFenced));
     }
 
     #[test]
@@ -124,5 +133,23 @@ mod tests {
             None,
             "a replica"
         );
+    }
+
+    #[test]
+    fn replicas_ahead_of_a_restarted_primary_are_named() {
+        let others = vec![
+            ("db2".to_owned(), "0-1-100".to_owned()),
+            ("db3".to_owned(), "0-1-103".to_owned()),
+            ("db4".to_owned(), "garbage".to_owned()),
+        ];
+        assert_eq!(
+            hosts_ahead(Flavor::MariaDb, "0-1-101", &others),
+            ["db3", "db4"]
+        );
+        assert_eq!(
+            hosts_ahead(Flavor::MariaDb, "0-1-103", &others[..2]),
+            Vec::<String>::new()
+        );
+        assert_eq!(hosts_ahead(Flavor::MariaDb, "bad", &others[..1]), ["db2"]);
     }
 }

@@ -76,16 +76,18 @@ impl Contact {
     /// while it may not is refused: the self-fence would undo it, and until then (a leader
     /// acting on a stale view from across a partition) it could take writes while
     /// another host is promoted.
+    ///
+    /// Unlike the self-fence, which grants a fresh agent the whole bound, this asks for
+    /// real contact since the agent started: a host rebooted inside a partition must not
+    /// be lifted on the strength of its start alone. (A read-only host refreshes only its
+    /// lease: the every-replica round runs while it is writable.)
     pub fn may_be_writable(&self) -> bool {
         let bound = self.bound_ms.load(Ordering::SeqCst);
+        let lease = self.last_lease_ms.load(Ordering::SeqCst);
+        let replicas = self.last_all_replicas_ms.load(Ordering::SeqCst);
         bound > 0
-            && !self_fence_due(
-                self.now(),
-                true,
-                self.last_lease_ms.load(Ordering::SeqCst),
-                self.last_all_replicas_ms.load(Ordering::SeqCst),
-                bound,
-            )
+            && (lease > 0 || replicas > 0)
+            && !self_fence_due(self.now(), true, lease, replicas, bound)
     }
 
     /// The lease from a heartbeat sent at `sent_ms` (monotonic) and accepted.

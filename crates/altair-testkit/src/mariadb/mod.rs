@@ -28,6 +28,17 @@ use crate::{
 
 pub const APP_DATABASE: &str = "app";
 
+/// Every host of `net`, in its namespace.
+fn hosts_of(net: &TestNet) -> Vec<HostAddr> {
+    net.hosts()
+        .iter()
+        .map(|h| HostAddr {
+            ip: IpAddr::V4(h.ip),
+            namespace: Some(h.namespace.clone()),
+        })
+        .collect()
+}
+
 /// A MySQL user and password. `Debug` hides the password.
 #[derive(Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Credentials {
@@ -82,30 +93,13 @@ impl MariaDbCluster {
 
     /// One instance per host of `net`, each in its host's namespace on port 3306.
     pub async fn start_in(net: &TestNet) -> Result<Self> {
-        let hosts = net
-            .hosts()
-            .iter()
-            .map(|h| HostAddr {
-                ip: IpAddr::V4(h.ip),
-                namespace: Some(h.namespace.clone()),
-            })
-            .collect();
-        Self::start(hosts).await
+        Self::start(hosts_of(net)).await
     }
 
     /// `start_in`, with each instance's binlog directory on a filesystem of `mb` MiB of
     /// its own (see [`MariaDbCluster::binlog_fs`]): a disk that a test can fill up.
     pub async fn start_in_with_small_binlogs(net: &TestNet, mb: u32) -> Result<Self> {
-        let hosts = net
-            .hosts()
-            .iter()
-            .map(|h| HostAddr {
-                ip: IpAddr::V4(h.ip),
-                namespace: Some(h.namespace.clone()),
-            })
-            .collect();
-        let users = Self::new_users();
-        Self::start_with_users(hosts, users, Some(mb)).await
+        Self::start_with_users(hosts_of(net), Self::new_users(), Some(mb)).await
     }
 
     /// Initializes and starts one instance per host, the first as the writable primary

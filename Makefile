@@ -5,7 +5,7 @@ SANDBOX     := target/debug/altair-sandbox --dir $(SANDBOX_DIR)
 # A hung test fails the run with a clear message instead of eating CI's 90 minutes.
 TEST_TIMEOUT ?= 3000
 
-.PHONY: all deps build lint fmt test unit bench chaos sandbox sandbox-down sandbox-status demo clean
+.PHONY: all deps build lint fmt test unit bench chaos soak sandbox sandbox-down sandbox-status demo clean
 
 all: build
 
@@ -45,6 +45,15 @@ SEED   ?=
 chaos: deps build
 	ALTAIR_CHAOS_ROUNDS=$(ROUNDS) $(if $(SEED),ALTAIR_CHAOS_SEED=$(SEED)) \
 	  $(CARGO) test -p altair-e2e --test chaos -- --nocapture
+
+## soak: the chaos run as a soak (issue 16): ROUNDS rounds (default 1000) of every fault
+##       under WRITERS concurrent writers (default 4), ending with a table by fault
+WRITERS ?= 4
+soak: ROUNDS = 1000
+soak: deps
+	$(CARGO) build --profile $(TEST_PROFILE) --workspace --bins
+	ALTAIR_CHAOS_ROUNDS=$(ROUNDS) ALTAIR_CHAOS_WRITERS=$(WRITERS) $(if $(SEED),ALTAIR_CHAOS_SEED=$(SEED)) \
+	  $(CARGO) test --profile $(TEST_PROFILE) -p altair-e2e --test chaos -- --nocapture
 
 ## bench: benchmarks, figures printed as tables (release build)
 bench: deps

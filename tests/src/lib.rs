@@ -11,6 +11,7 @@ pub mod multi;
 pub mod ops;
 pub mod scripted;
 pub mod sim_fleet;
+pub mod soak;
 pub mod sysbench;
 
 /// Held by the tests of one test binary that load the disk or the network heavily or

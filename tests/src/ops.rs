@@ -47,6 +47,24 @@ pub async fn workload_from(
     write_through(dns.addr(), &name, |ip| w.app_opts(ip), stop, first).await
 }
 
+/// `writers` concurrent `workload_from`s (each its own connection, ids a million apart
+/// from `first` on), their acknowledgements merged in time order: a heavier load.
+pub async fn workload_writers(
+    w: &World,
+    stop: Arc<AtomicBool>,
+    first: u64,
+    writers: u64,
+) -> Vec<(u64, Ipv4Addr, Instant)> {
+    let each = (0..writers.max(1)).map(|k| workload_from(w, stop.clone(), first + k * 1_000_000));
+    let mut acked: Vec<_> = futures_util::future::join_all(each)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    acked.sort_by_key(|(_, _, at)| *at);
+    acked
+}
+
 /// Writes unique ids from `first` on into table `w` of whatever host DNS name `name`
 /// (asked of `server`) answers, re-resolving after every failed write, until stopped;
 /// the acknowledged ids with the address that acknowledged each.

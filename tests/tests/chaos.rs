@@ -2,7 +2,10 @@
 //! each under a continuous write workload through the DNS name with the split-brain
 //! checker sampling every instance, then heal, let altair recover (failover, rejoin), and
 //! check. Seeded and reproducible: `ALTAIR_CHAOS_SEED` (printed at the start),
-//! `ALTAIR_CHAOS_ROUNDS` (default 3 here; `make chaos ROUNDS=100` for long runs).
+//! `ALTAIR_CHAOS_ROUNDS` (default 3 here; `make chaos ROUNDS=100` for long runs),
+//! `ALTAIR_CHAOS_WRITERS` concurrent writers (default 1; `make soak` runs 4). The run
+//! ends with a table by fault (failovers, write outage p50/p99, writes acknowledged and
+//! lost); a failing round prints its seed and what every service logged during it.
 //!
 //! Asserted every round: never two writable instances; no write acknowledged by an old
 //! primary after the new one acknowledged one; no acknowledged write lost (an isolated
@@ -16,132 +19,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use altair_e2e::ops::{
-    create_workload_table, ctl, host_index, ids_on, monitor_endpoints, signal_mysqld, workload_from,
+    create_workload_table, ctl, host_index, ids_on, monitor_endpoints, signal_mysqld,
+    workload_writers,
 };
+use altair_e2e::soak::{RoundRecord, table, write_outage};
 use altair_e2e::world::World;
 use altair_testkit::checker::{Ack, ReadOnlySampler, judge};
+use altair_testkit::fleet::LogMarks;
 use nix::sys::signal::Signal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
-    /// Row 3: the primary cut from its replicas only.
-    PrimaryCutFromReplicas,
-    /// Row 4a: the monitors cut from the primary's agent.
-    MonitorsCutFromPrimaryAgent,
-    /// Row 4b: the control plane cut from the primary; replicas reach it.
-    ControlPlaneCutFromPrimary,
-    /// Row 4c: the primary's host isolated from everyone.
-    PrimaryIsolated,
-    /// Row 2: `kill -9` of the primary's mysqld, host up.
-    PrimaryMysqldKilled,
-    /// A replica's mysqld killed.
-    ReplicaMysqldKilled,
-    /// Row 5: a monitor dies (restarted later).
-    MonitorKilled,
-    /// An orchestrator dies (the leader or not; restarted later).
-    OrchestratorKilled,
-    /// The primary's agent frozen (SIGSTOP) for a few seconds.
-    PrimaryAgentFrozen,
-    /// The primary's mysqld frozen (SIGSTOP, a VM pause or a stalled host): its agent kills
-    /// it before anything is promoted; SIGCONT at the heal finds nothing to resume.
-    PrimaryMysqldFrozen,
-    /// Row 4a, then the primary's mysqld killed: re-verification must fail it over.
-    MonitorsCutThenPrimaryKilled,
-    /// {the primary + one replica} cut from {the other replica + the control plane}: the
-    /// primary still reaches a replica, yet must fence itself before the other is promoted.
-    PrimaryCutWithOneReplica,
-    /// A host restart: the primary's mysqld killed and started again at once, as an init
-    /// system would. It comes back read-only; whether it is failed over first is a race.
-    /// Either way the cluster must end with a writable primary and never two.
-    PrimaryRestarted,
-    /// The primary's mysqld killed right after the leader orchestrator died.
-    PrimaryKilledWithLeader,
-    /// The primary's mysqld killed right after its cluster's owning monitor died.
-    PrimaryKilledWithMonitor,
-    /// The primary's and a replica's mysqld killed together: the other replica is promoted.
-    PrimaryKilledWithReplica,
-    /// BIND frozen (SIGSTOP), then the primary's mysqld killed; BIND resumes later: DNS
-    /// moves once it answers again.
-    PrimaryKilledWhileDnsHung,
-    /// 10–40 % of the primary host's packets dropped at random, both ways. May fail over
-    /// (a heavily lossy primary can look dead); never splits the brain.
-    PrimaryLinkLossy,
-}
-
-/// The faults `make test` runs once each, before its random rounds (without
-/// `ALTAIR_CHAOS_ROUNDS`): each newer kind is covered by every CI run.
-const COVERED: [Fault; 6] = [
-    Fault::PrimaryRestarted,
-    Fault::PrimaryKilledWithLeader,
-    Fault::PrimaryKilledWithMonitor,
-    Fault::PrimaryKilledWithReplica,
-    Fault::PrimaryKilledWhileDnsHung,
-    Fault::PrimaryLinkLossy,
-];
-
-const FAULTS: [Fault; 18] = [
-    Fault::PrimaryCutFromReplicas,
-    Fault::MonitorsCutFromPrimaryAgent,
-    Fault::ControlPlaneCutFromPrimary,
-    Fault::PrimaryIsolated,
-    Fault::PrimaryMysqldKilled,
-    Fault::ReplicaMysqldKilled,
-    Fault::MonitorKilled,
-    Fault::OrchestratorKilled,
-    Fault::PrimaryAgentFrozen,
-    Fault::PrimaryMysqldFrozen,
-    Fault::MonitorsCutThenPrimaryKilled,
-    Fault::PrimaryCutWithOneReplica,
-    Fault::PrimaryRestarted,
-    Fault::PrimaryKilledWithLeader,
-    Fault::PrimaryKilledWithMonitor,
-    Fault::PrimaryKilledWithReplica,
-    Fault::PrimaryKilledWhileDnsHung,
-    Fault::PrimaryLinkLossy,
-];
-
-/// What a fault must do to the primary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expect {
-    FailOver,
-    Stay,
-    /// Either, once at most.
-    Either,
-}
-
-impl Fault {
-    fn expect(self) -> Expect {
-        match self {
-            Fault::PrimaryIsolated
-            | Fault::PrimaryMysqldKilled
-            | Fault::PrimaryMysqldFrozen
-            | Fault::MonitorsCutThenPrimaryKilled
-            | Fault::PrimaryCutWithOneReplica
-            | Fault::PrimaryKilledWithLeader
-            | Fault::PrimaryKilledWithMonitor
-            | Fault::PrimaryKilledWithReplica
-            | Fault::PrimaryKilledWhileDnsHung => Expect::FailOver,
-            Fault::PrimaryRestarted | Fault::PrimaryLinkLossy => Expect::Either,
-            _ => Expect::Stay,
-        }
-    }
-
-    fn fails_over(self) -> bool {
-        self.expect() == Expect::FailOver
-    }
-
-    /// Acknowledged writes may be lost: the old primary's host could not be asked (its
-    /// writes between the cut and its self-fence reached no survivor the control plane
-    /// could reach), as in row 4c asynchronously.
-    fn may_lose(self) -> bool {
-        matches!(
-            self,
-            Fault::PrimaryIsolated | Fault::PrimaryCutWithOneReplica | Fault::PrimaryLinkLossy
-        )
-    }
-}
+#[path = "chaos/faults.rs"]
+mod faults;
+use faults::{COVERED, Expect, FAULTS, Fault};
 
 fn env_u64(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;
@@ -218,14 +109,16 @@ async fn wait_dns_not(w: &World, ip: std::net::Ipv4Addr, timeout: Duration) -> b
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
     let rounds = env_u64("ALTAIR_CHAOS_ROUNDS").unwrap_or(3) as u32;
+    let writers = env_u64("ALTAIR_CHAOS_WRITERS").unwrap_or(1);
+    assert!(
+        (1..=9).contains(&writers),
+        "ALTAIR_CHAOS_WRITERS={writers}: 1 to 9 writers"
+    );
     let seed = env_u64("ALTAIR_CHAOS_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
     });
-    eprintln!(
-        "chaos: seed {seed}, {rounds} rounds (reproduce: ALTAIR_CHAOS_SEED={seed} ALTAIR_CHAOS_ROUNDS={rounds})"
-    );
     let mut rng = StdRng::seed_from_u64(seed);
     // No anti-flapping: a run fails over many times on purpose.
     let mut w = World::start_ha(3, 2, 2, 0, &[]).await;
@@ -237,6 +130,7 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
     let target = w.dns.as_ref().expect("dns").target();
     let (mut failovers, mut lost_total, mut acked_total) = (0, 0, 0);
     let mut optional_failovers = 0;
+    let mut records: Vec<RoundRecord> = Vec::new();
     let run_started = Instant::now();
     // `make test` (no ALTAIR_CHAOS_ROUNDS) covers each newer fault kind once first.
     let covered: &[Fault] = if std::env::var("ALTAIR_CHAOS_ROUNDS").is_ok() {
@@ -244,6 +138,16 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
     } else {
         &COVERED
     };
+    let replay = if covered.is_empty() {
+        format!("ALTAIR_CHAOS_ROUNDS={rounds} ")
+    } else {
+        String::new() // the covered kinds come first only without it
+    };
+    eprintln!(
+        "chaos: seed {seed}, {} rounds ({} covered kinds first), {writers} writers (reproduce: ALTAIR_CHAOS_SEED={seed} {replay}ALTAIR_CHAOS_WRITERS={writers})",
+        rounds + covered.len() as u32,
+        covered.len()
+    );
     let rounds = rounds + covered.len() as u32;
     for round in 1..=rounds {
         let mut fault = match covered.get(round as usize - 1) {
@@ -273,7 +177,13 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
             w.cluster.instance(p).name()
         );
 
+        let _timeline = TimelineOnPanic {
+            marks: w.fleet.log_marks(),
+            what: format!("chaos seed {seed} round {round}: {fault:?}"),
+        };
         let sampler = ReadOnlySampler::start(&w.cluster);
+        // When the fault struck (those injected before the writer starts: now).
+        let injected = std::sync::Mutex::new(Instant::now());
         let stop = Arc::new(AtomicBool::new(false));
         let first_id = u64::from(round) * 10_000_000 + 1;
         // Killing services needs `&mut w`: done before the workload starts borrowing it.
@@ -320,12 +230,34 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
             }
             _ => {}
         }
+        // Frozen services (SIGSTOP at the fault, SIGCONT at the heal).
+        let frozen_monitor =
+            (fault == Fault::MonitorFrozen).then(|| rng.random_range(0..w.fleet.monitors.len()));
+        let frozen_leader = if matches!(
+            fault,
+            Fault::LeaderFrozen | Fault::LeaderFrozenThenPrimaryKilled
+        ) {
+            Some(leader_index(&w).await)
+        } else {
+            None
+        };
+        let other = (0..3).find(|i| *i != p && *i != replica).expect("other");
         let writer = {
             let (stop, w) = (stop.clone(), &w);
-            async move { workload_from(w, stop, first_id).await }
+            async move { workload_writers(w, stop, first_id, writers).await }
         };
         let faulter = async {
             tokio::time::sleep(Duration::from_millis(500)).await;
+            if !matches!(
+                fault,
+                Fault::MonitorKilled
+                    | Fault::OrchestratorKilled
+                    | Fault::PrimaryKilledWithLeader
+                    | Fault::PrimaryKilledWithMonitor
+                    | Fault::PrimaryRestarted
+            ) {
+                *injected.lock().expect("lock") = Instant::now();
+            }
             let net = w.net.as_ref().expect("net");
             match fault {
                 Fault::PrimaryCutFromReplicas => {
@@ -342,7 +274,6 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
                 }
                 Fault::PrimaryIsolated => net.isolate(p).await.expect("isolate"),
                 Fault::PrimaryCutWithOneReplica => {
-                    let other = (0..3).find(|i| *i != p && *i != replica).expect("other");
                     let rest = [net.host(other).ip, net.gateway()];
                     net.partition(p, &rest)
                         .await
@@ -380,6 +311,32 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
                     tokio::time::sleep(hold).await;
                     signal(bind, Signal::SIGCONT);
                 }
+                Fault::MonitorFrozen => {
+                    let i = frozen_monitor.expect("monitor");
+                    w.fleet.monitors[i].pause().expect("SIGSTOP the monitor");
+                }
+                Fault::LeaderFrozen => {
+                    let i = frozen_leader.expect("leader");
+                    w.fleet.orchestrators[i]
+                        .pause()
+                        .expect("SIGSTOP the leader");
+                }
+                Fault::LeaderFrozenThenPrimaryKilled => {
+                    let i = frozen_leader.expect("leader");
+                    w.fleet.orchestrators[i]
+                        .pause()
+                        .expect("SIGSTOP the leader");
+                    kill9(w.cluster.instance(p).pid().expect("pid"));
+                }
+                Fault::PrimaryOutboundDropped => net.drop_outbound(p).await.expect("drop outbound"),
+                Fault::ReplicaLaggingThenPrimaryKilled => {
+                    // 16 kbit/s: a few dozen row events a second, far below the load.
+                    net.slow_replication(p, &[net.host(replica).ip], 16)
+                        .await
+                        .expect("slow replication");
+                    tokio::time::sleep(hold).await;
+                    kill9(w.cluster.instance(p).pid().expect("pid"));
+                }
                 Fault::PrimaryLinkLossy => {
                     let percent = rng_percent(seed, round);
                     eprintln!(
@@ -399,8 +356,12 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
                 tokio::time::sleep(hold).await;
             }
             stop.store(true, Ordering::SeqCst);
+            Instant::now()
         };
-        let (acked, ()) = tokio::join!(writer, faulter);
+        let (acked, stopped) = tokio::join!(writer, faulter);
+        let injected = *injected.lock().expect("lock");
+        let ack_times: Vec<Instant> = acked.iter().map(|(_, _, at)| *at).collect();
+        let outage = write_outage(&ack_times, injected, stopped);
         // Heal, restart what was killed, let altair recover.
         let net = w.net.as_ref().expect("net");
         match fault {
@@ -409,12 +370,21 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
             | Fault::ControlPlaneCutFromPrimary
             | Fault::MonitorsCutThenPrimaryKilled
             | Fault::PrimaryIsolated
-            | Fault::PrimaryLinkLossy => net.heal(p).await.expect("heal"),
+            | Fault::PrimaryLinkLossy
+            | Fault::PrimaryOutboundDropped
+            | Fault::ReplicaLaggingThenPrimaryKilled => net.heal(p).await.expect("heal"),
             Fault::PrimaryCutWithOneReplica => {
                 net.heal(p).await.expect("heal");
                 net.heal(replica).await.expect("heal");
             }
             Fault::PrimaryAgentFrozen => w.fleet.agents[p].resume().expect("SIGCONT"),
+            Fault::MonitorFrozen => w.fleet.monitors[frozen_monitor.expect("monitor")]
+                .resume()
+                .expect("SIGCONT the monitor"),
+            Fault::LeaderFrozen | Fault::LeaderFrozenThenPrimaryKilled => w.fleet.orchestrators
+                [frozen_leader.expect("leader")]
+            .resume()
+            .expect("SIGCONT the leader"),
             // Killed by its agent meanwhile: nothing to resume, usually.
             Fault::PrimaryMysqldFrozen => {
                 let _ = signal_mysqld(&w, p, Signal::SIGCONT);
@@ -425,7 +395,9 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
             Fault::PrimaryMysqldKilled
             | Fault::PrimaryMysqldFrozen
             | Fault::MonitorsCutThenPrimaryKilled
-            | Fault::PrimaryKilledWhileDnsHung => w
+            | Fault::PrimaryKilledWhileDnsHung
+            | Fault::LeaderFrozenThenPrimaryKilled
+            | Fault::ReplicaLaggingThenPrimaryKilled => w
                 .cluster
                 .instance_mut(p)
                 .start()
@@ -533,6 +505,12 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
                 }
             }
         }
+        if fault == Fault::ReplicaLaggingThenPrimaryKilled {
+            assert_eq!(
+                np, other,
+                "chaos seed {seed} round {round}: {fault:?}: the lagging replica {replica} was promoted, not {other}"
+            );
+        }
         // What a user checks last: the primary takes writes again.
         primary_takes_writes(&w, np, seed, round).await;
         assert_eq!(
@@ -567,12 +545,48 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
         }
         lost_total += verdict.lost.len();
         acked_total += acks.len();
+        records.push(RoundRecord {
+            fault: format!("{fault:?}"),
+            required: fault.expect() == Expect::FailOver,
+            forbidden: fault.expect() == Expect::Stay,
+            failed_over: np != p,
+            outage,
+            acked: acks.len(),
+            lost: verdict.lost.len(),
+            forced_rejoin: forced,
+        });
         verdict.assert_clean(allow_loss);
+        eprintln!(
+            "chaos seed {seed} round {round}: {fault:?}: {} writes acknowledged, longest write outage {outage:?}",
+            acks.len()
+        );
     }
     eprintln!(
         "chaos: seed {seed}: {rounds} rounds in {:?}, {failovers} required failovers and {optional_failovers} allowed ones (restart, lossy link), 0 false failovers, 0 split-brain; {acked_total} writes acknowledged, {lost_total} lost",
         run_started.elapsed()
     );
+    eprintln!(
+        "chaos: seed {seed}, {writers} writers: by fault (write outage = the longest time without an acknowledged write after the fault, s)\n{}",
+        table(&records)
+    );
+}
+
+/// Prints what every service logged during the round when the round fails.
+struct TimelineOnPanic {
+    marks: LogMarks,
+    what: String,
+}
+
+impl Drop for TimelineOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "{} failed; what every service logged during the round:\n{}",
+                self.what,
+                self.marks.timeline(400)
+            );
+        }
+    }
 }
 
 /// The rows of the primary `np`, once every replica has exactly them. A write the client

@@ -3,7 +3,7 @@
 //! forces it; then they are saved to a file first and reverted (MariaDB flashback), so
 //! nothing is lost and the host's data matches the cluster's history again.
 
-use altair_core::gtid::{Flavor, GtidState, errant_gtids};
+use altair_core::gtid::{Flavor, GtidState, PrimaryBinlog, errant_for_rejoin};
 use mysql_async::prelude::Queryable;
 use tonic::Status;
 
@@ -28,6 +28,7 @@ impl Actions {
         host: &str,
         port: u16,
         fork: &str,
+        primary: Option<(&str, u32)>,
         revert: bool,
         deadline: tokio::time::Instant,
     ) -> Result<Rejoined, Status> {
@@ -42,8 +43,29 @@ impl Actions {
             GtidState::parse(flavor, text)
                 .map_err(|e| Status::invalid_argument(format!("{what}: {e}")))
         };
-        let errant = errant_gtids(&parse("own position", &own)?, &parse("fork_gtid", fork)?)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // MariaDB with the primary's binlog state: what the primary holds is not errant.
+        let own_state = match primary {
+            Some((state, _)) if flavor == Flavor::MariaDb && !state.is_empty() => self
+                .bounded("rejoin", id, deadline, async {
+                    c.query_first::<String, _>("SELECT @@gtid_binlog_state")
+                        .await
+                        .map_err(mysql_err("read gtid_binlog_state"))
+                })
+                .await?
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        let binlog = primary.map(|(primary_state, primary_server_id)| PrimaryBinlog {
+            host_state: &own_state,
+            primary_state,
+            primary_server_id,
+        });
+        let errant = errant_for_rejoin(
+            &parse("own position", &own)?,
+            &parse("fork_gtid", fork)?,
+            binlog,
+        )
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let mut done = Rejoined {
             rejoined: false,
             errant: errant.clone(),

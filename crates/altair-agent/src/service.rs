@@ -315,7 +315,15 @@ impl Agent for AgentService {
         let (host, port) = source_of(req.source)?;
         let done = self
             .actions
-            .rejoin(&host, port, &req.fork_gtid, req.revert_errant, deadline)
+            .rejoin(
+                &host,
+                port,
+                &req.fork_gtid,
+                Some((req.primary_binlog_state.as_str(), req.primary_server_id))
+                    .filter(|(state, _)| !state.is_empty()),
+                req.revert_errant,
+                deadline,
+            )
             .await?;
         if done.rejoined {
             tracing::warn!(epoch = req.epoch, source = %format!("{host}:{port}"), errant = %done.errant, saved_to = %done.saved_to, "rejoined as a replica");

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use altair_core::gtid::{Flavor, GtidState, errant_gtids};
+use altair_core::gtid::{Flavor, GtidState, PrimaryBinlog, errant_for_rejoin};
 use altair_core::registry::{ClusterState, to_json};
 use altair_proto::v1::*;
 use altair_zk::Op;
@@ -284,19 +284,36 @@ pub async fn rejoin_host(
     } else {
         Flavor::MariaDb
     };
-    // MariaDB measures against the fork point recorded at promotion; MySQL (and an old
-    // record without one) against the primary's whole history.
+    // Read after the host's: the primary's history holds all the host got from it.
+    let primary_snap = status_of(view, &primary)
+        .await
+        .and_then(|s| s.snapshot)
+        .filter(|s| s.reachable);
+    // MariaDB measures against the fork point recorded at promotion and what the
+    // primary's binlog holds; MySQL (and an old record without a fork point) against the
+    // primary's whole history.
     let fork = match state.rejoin_fork.get(name).filter(|f| !f.is_empty()) {
         Some(f) if flavor == Flavor::MariaDb => f.clone(),
-        _ => status_of(view, &primary)
-            .await
-            .and_then(|s| s.snapshot)
-            .map(|s| s.gtid_executed)
+        _ => primary_snap
+            .as_ref()
+            .map(|s| s.gtid_executed.clone())
             .ok_or_else(|| format!("the primary {primary} does not report its GTIDs"))?,
     };
+    let primary_binlog = primary_snap
+        .as_ref()
+        .filter(|s| flavor == Flavor::MariaDb && !s.gtid_binlog_state.is_empty())
+        .map(|s| (s.gtid_binlog_state.clone(), s.server_id));
     let parse = |t: &str| GtidState::parse(flavor, t).map_err(|e| e.to_string());
-    let errant =
-        errant_gtids(&parse(&snap.gtid_executed)?, &parse(&fork)?).map_err(|e| e.to_string())?;
+    let errant = errant_for_rejoin(
+        &parse(&snap.gtid_executed)?,
+        &parse(&fork)?,
+        primary_binlog.as_ref().map(|(state, id)| PrimaryBinlog {
+            host_state: &snap.gtid_binlog_state,
+            primary_state: state,
+            primary_server_id: *id,
+        }),
+    )
+    .map_err(|e| e.to_string())?;
     if !errant.is_empty() && !force {
         return refuse(ctx, view, state, version, name, errant).await;
     }
@@ -313,6 +330,11 @@ pub async fn rejoin_host(
             source: Some(source),
             fork_gtid: fork,
             revert_errant: force,
+            primary_binlog_state: primary_binlog
+                .as_ref()
+                .map(|(state, _)| state.clone())
+                .unwrap_or_default(),
+            primary_server_id: primary_binlog.as_ref().map_or(0, |(_, id)| *id),
         })
         .await
         .map_err(|s| format!("rejoin through the agent of {name}: {}", s.message()))?

@@ -210,6 +210,19 @@ impl TestNet {
         nft(ns, &rules).await
     }
 
+    /// Drops everything host `i` sends out of its link (one way): it still hears its
+    /// peers, they hear nothing from it. Replaces any earlier fault of that host.
+    pub async fn drop_outbound(&self, i: usize) -> Result<()> {
+        let ns = &self.host(i).namespace;
+        let _ = nft(ns, &format!("delete table inet {FAULT_TABLE}")).await;
+        let rules = format!(
+            "table inet {FAULT_TABLE} {{
+               chain output {{ type filter hook output priority 0; policy accept; oifname \"eth0\" drop; }}
+             }}"
+        );
+        nft(ns, &rules).await
+    }
+
     /// Cuts host `i` from everyone (its link goes down).
     pub async fn isolate(&self, i: usize) -> Result<()> {
         ip(&["-n", &self.host(i).namespace, "link", "set", "eth0", "down"]).await

@@ -37,6 +37,71 @@ pub fn errant_gtids(host: &GtidState, history: &GtidState) -> Result<String, Gti
     }
 }
 
+/// The primary's binlog history, for a MariaDB rejoin judged by what the primary holds
+/// rather than by the fork point alone.
+#[derive(Debug, Clone, Copy)]
+pub struct PrimaryBinlog<'a> {
+    /// The host's own `@@gtid_binlog_state`.
+    pub host_state: &'a str,
+    /// The primary's `@@gtid_binlog_state`, read after the host's.
+    pub primary_state: &'a str,
+    pub primary_server_id: u32,
+}
+
+/// The errant transactions of a host waiting for rejoin: `errant_gtids` against its
+/// fork point, then, on MariaDB when that finds some and both binlog states are known,
+/// only those the primary's binlog does not hold.
+///
+/// The fork point alone misjudges a replica that was fed by an old primary after that
+/// one rejoined: it holds the new primary's own transactions, past the fork yet in the
+/// primary's history. A host entry `d-s-n` is held by the primary when the primary's
+/// binlog state has `d-s-m` with `m >= n` (strict mode: within a domain a server's
+/// sequence numbers only grow); the primary's own server_id is never errant (only it
+/// writes with it, and its state may be older than the host's).
+pub fn errant_for_rejoin(
+    host: &GtidState,
+    fork: &GtidState,
+    binlog: Option<PrimaryBinlog<'_>>,
+) -> Result<String, GtidError> {
+    let by_fork = errant_gtids(host, fork)?;
+    let Some(b) = binlog else {
+        return Ok(by_fork);
+    };
+    if by_fork.is_empty()
+        || host.flavor() != super::Flavor::MariaDb
+        || b.host_state.trim().is_empty()
+        || b.primary_state.trim().is_empty()
+    {
+        return Ok(by_fork);
+    }
+    let ours = super::MariaGtidPos::parse_state(b.host_state)?;
+    let theirs = super::MariaGtidPos::parse_state(b.primary_state)?;
+    Ok(ours
+        .iter()
+        .filter(|g| g.server_id != b.primary_server_id)
+        .filter_map(|g| {
+            let held = theirs
+                .iter()
+                .filter(|t| t.domain == g.domain && t.server_id == g.server_id)
+                .map(|t| t.seq)
+                .max();
+            match held {
+                Some(m) if m >= g.seq => None,
+                Some(m) if m + 1 < g.seq => Some(format!(
+                    "{}-{}-{}..{} ({} transactions)",
+                    g.domain,
+                    g.server_id,
+                    m + 1,
+                    g.seq,
+                    g.seq - m
+                )),
+                _ => Some(g.to_string()),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
 /// A host's own-write evidence, as its heartbeat carries it.
 #[derive(Debug, Clone, Copy)]
 pub struct OwnWrites<'a> {
@@ -130,6 +195,67 @@ mod tests {
         assert_eq!(
             errant_gtids(&maria("2-1-1"), &maria("")),
             Ok("2-1-1".into())
+        );
+    }
+
+    #[test]
+    fn a_replica_fed_by_a_rejoined_old_primary_holds_nothing_errant() {
+        // db1 (1) failed over to db3 (3) at 0-1-76; db2 was killed with db1, came back
+        // replicating from db1 after db1 rejoined, and received db3's 0-3-77..227.
+        let host = maria("0-3-227");
+        let fork = maria("0-1-76");
+        assert_eq!(
+            errant_gtids(&host, &fork),
+            Ok("0-3-77..227 (151 transactions)".into())
+        );
+        let binlog = PrimaryBinlog {
+            host_state: "0-1-76,0-3-227",
+            // Read after the host's: db3 wrote more since.
+            primary_state: "0-1-76,0-3-240",
+            primary_server_id: 3,
+        };
+        assert_eq!(errant_for_rejoin(&host, &fork, Some(binlog)), Ok("".into()));
+        // The primary's own server_id past its (older) snapshot is not errant either.
+        let ahead = PrimaryBinlog {
+            primary_state: "0-1-76,0-3-200",
+            ..binlog
+        };
+        assert_eq!(errant_for_rejoin(&host, &fork, Some(ahead)), Ok("".into()));
+    }
+
+    #[test]
+    fn writes_the_primary_never_received_stay_errant() {
+        // The old primary's own writes past the fork: errant by both measures.
+        let host = maria("0-1-80");
+        let fork = maria("0-1-76");
+        let binlog = PrimaryBinlog {
+            host_state: "0-1-80",
+            primary_state: "0-1-76,0-3-90",
+            primary_server_id: 3,
+        };
+        assert_eq!(
+            errant_for_rejoin(&host, &fork, Some(binlog)),
+            Ok("0-1-77..80 (4 transactions)".into())
+        );
+        // A replica's own write (server 2) the primary never had.
+        let stray = PrimaryBinlog {
+            host_state: "0-1-76,0-2-77",
+            primary_state: "0-1-76,0-3-90",
+            primary_server_id: 3,
+        };
+        assert_eq!(
+            errant_for_rejoin(&maria("0-2-77"), &fork, Some(stray)),
+            Ok("0-2-77".into())
+        );
+        // Without the binlog states the fork point decides alone.
+        assert_eq!(
+            errant_for_rejoin(&maria("0-3-90"), &fork, None),
+            Ok("0-3-77..90 (14 transactions)".into())
+        );
+        // Clean by the fork point: the binlog states are not needed.
+        assert_eq!(
+            errant_for_rejoin(&maria("0-1-70"), &fork, Some(binlog)),
+            Ok("".into())
         );
     }
 

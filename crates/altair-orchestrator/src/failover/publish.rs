@@ -108,6 +108,8 @@ pub(super) async fn reattach_old_primary(
             source: Some(source),
             fork_gtid: j.fork_gtid.clone(),
             revert_errant: false,
+            // The fork point is the whole measure here: nothing has run since.
+            ..Default::default()
         })
         .await
         .map(tonic::Response::into_inner)

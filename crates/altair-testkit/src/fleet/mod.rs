@@ -10,6 +10,9 @@ use crate::ports::{Port, reserve};
 use crate::process::Proc;
 use crate::{Error, Result, io_err, temp_dir};
 
+mod logs;
+pub use logs::LogMarks;
+
 pub const AGENT_PORT: u16 = 7400;
 /// The agents' Prometheus port in host namespaces.
 pub const AGENT_METRICS_PORT: u16 = 9104;
@@ -206,36 +209,6 @@ impl Fleet {
     /// `altair://operator/alice?role=viewer`): what a test's own client dials with.
     pub fn client_tls(&self, file: &str, uri: &str) -> Result<crate::pki::TlsFiles> {
         self.pki.issue(file, uri, &[])
-    }
-
-    /// The last `per_file` WARN and ERROR lines of every service's log (colours removed),
-    /// each prefixed by the service: what a failing test prints to explain itself.
-    pub fn warnings(&self, per_file: usize) -> String {
-        let mut out = String::new();
-        let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
-            return out;
-        };
-        let mut logs: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "log"))
-            .collect();
-        logs.sort();
-        for log in logs {
-            let Ok(text) = std::fs::read(&log) else {
-                continue;
-            };
-            let text = strip_ansi(&String::from_utf8_lossy(&text));
-            let lines: Vec<&str> = text
-                .lines()
-                .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
-                .collect();
-            let name = log.file_stem().map(|s| s.to_string_lossy().into_owned());
-            for line in &lines[lines.len().saturating_sub(per_file)..] {
-                let line: String = line.chars().take(400).collect();
-                out.push_str(&format!("[{}] {line}\n", name.as_deref().unwrap_or("?")));
-            }
-        }
-        out
     }
 
     /// Starts an agent per instance of `cluster` (named `cluster_name`) and `monitors`
@@ -678,22 +651,4 @@ fn take_ports(list: &mut Vec<RunningService>, id: &str) -> Option<(Port, Port, O
         old._metrics_port.take()?,
         old._console_port.take(),
     ))
-}
-
-/// Removes terminal colour sequences (`ESC [ ... m`).
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for d in chars.by_ref() {
-                if d == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }

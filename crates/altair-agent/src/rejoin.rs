@@ -3,7 +3,7 @@
 //! forces it; then they are saved to a file first and reverted (MariaDB flashback), so
 //! nothing is lost and the host's data matches the cluster's history again.
 
-use altair_core::gtid::{Flavor, GtidState, PrimaryBinlog, errant_for_rejoin};
+use altair_core::gtid::{Flavor, GtidState, PromotedWrites, errant_for_rejoin};
 use mysql_async::prelude::Queryable;
 use tonic::Status;
 
@@ -28,44 +28,55 @@ impl Actions {
         host: &str,
         port: u16,
         fork: &str,
-        primary: Option<(&str, u32)>,
+        fork_primary_server_id: u32,
         revert: bool,
         deadline: tokio::time::Instant,
     ) -> Result<Rejoined, Status> {
         let flavor = self.flavor();
         let mut c = self.conn_by("rejoin", deadline).await?;
         let id = c.id();
-        let own = self
-            .bounded("rejoin", id, deadline, self.gtid_executed(&mut c))
-            .await?;
+        // MariaDB: replication stops before the position is read, so the position judged
+        // is the one the host resumes from (a replica fed by an old primary applies until
+        // then). A host refused stays stopped: it would only diverge further.
+        let (own, own_state) = match flavor {
+            Flavor::MariaDb => self
+                .bounded("rejoin", id, deadline, async {
+                    c.query_drop("STOP SLAVE")
+                        .await
+                        .map_err(mysql_err("stop replication"))?;
+                    c.query_first::<(String, String), _>(
+                        "SELECT @@gtid_binlog_pos, @@gtid_binlog_state",
+                    )
+                    .await
+                    .map_err(mysql_err("read GTIDs"))
+                })
+                .await?
+                .unwrap_or_default(),
+            Flavor::Mysql => (
+                self.bounded("rejoin", id, deadline, self.gtid_executed(&mut c))
+                    .await?,
+                String::new(),
+            ),
+        };
         let fork = if fork.is_empty() { own.as_str() } else { fork };
         let parse = |what: &str, text: &str| {
             GtidState::parse(flavor, text)
                 .map_err(|e| Status::invalid_argument(format!("{what}: {e}")))
         };
-        // MariaDB with the primary's binlog state: what the primary holds is not errant.
-        let own_state = match primary {
-            Some((state, _)) if flavor == Flavor::MariaDb && !state.is_empty() => self
-                .bounded("rejoin", id, deadline, async {
-                    c.query_first::<String, _>("SELECT @@gtid_binlog_state")
-                        .await
-                        .map_err(mysql_err("read gtid_binlog_state"))
-                })
-                .await?
-                .unwrap_or_default(),
-            _ => String::new(),
-        };
-        let binlog = primary.map(|(primary_state, primary_server_id)| PrimaryBinlog {
+        // What the primary promoted at the fork wrote since is not errant (the
+        // orchestrator bounded it by the primary's position moments before).
+        let promoted = (fork_primary_server_id != 0).then_some(PromotedWrites {
             host_state: &own_state,
-            primary_state,
-            primary_server_id,
+            primary_server_id: fork_primary_server_id,
+            primary_pos: None,
         });
         let errant = errant_for_rejoin(
             &parse("own position", &own)?,
             &parse("fork_gtid", fork)?,
-            binlog,
+            promoted,
         )
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        .map_err(|e| Status::invalid_argument(e.to_string()))?
+        .errant;
         let mut done = Rejoined {
             rejoined: false,
             errant: errant.clone(),
@@ -110,12 +121,6 @@ impl Actions {
             } else {
                 fork
             };
-            self.bounded("rejoin", id, deadline, async {
-                c.query_drop("STOP SLAVE")
-                    .await
-                    .map_err(mysql_err("stop replication"))
-            })
-            .await?;
             self.set_slave_pos(c, start, deadline).await?;
         } else {
             drop(c);

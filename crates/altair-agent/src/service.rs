@@ -319,8 +319,7 @@ impl Agent for AgentService {
                 &host,
                 port,
                 &req.fork_gtid,
-                Some((req.primary_binlog_state.as_str(), req.primary_server_id))
-                    .filter(|(state, _)| !state.is_empty()),
+                req.fork_primary_server_id,
                 req.revert_errant,
                 deadline,
             )

@@ -138,6 +138,12 @@ pub struct ClusterState {
     /// yet seen when it rejoined) is queued for rejoin with that fork point.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub former_forks: BTreeMap<String, String>,
+    /// The epoch each fork point of `rejoin_fork` / `former_forks` was recorded at (its
+    /// promotion's). While the cluster is still at that epoch its primary is the host
+    /// promoted at that fork, and what that host wrote past it is in the cluster's
+    /// history (`gtid::errant_for_rejoin`). Absent (an older record): the fork decides.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fork_epoch: BTreeMap<String, u64>,
     /// A maintenance pause (`altairctl pause`): nothing automatic while it is in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<crate::pause::Pause>,
@@ -152,6 +158,19 @@ impl ClusterState {
             self.former_forks.insert(host.to_owned(), fork);
         }
         self.errant.remove(host);
+    }
+
+    /// Whether `host`'s fork point was recorded at the current epoch (its primary is the
+    /// one promoted at that fork).
+    pub fn fork_is_current(&self, host: &str) -> bool {
+        self.fork_of(host).is_some() && self.fork_epoch.get(host) == Some(&self.epoch)
+    }
+
+    /// Drops the fork epochs of hosts that no longer have a fork point.
+    pub fn tidy_fork_epochs(&mut self) {
+        let (waiting, former) = (&self.rejoin_fork, &self.former_forks);
+        self.fork_epoch
+            .retain(|h, _| waiting.contains_key(h) || former.contains_key(h));
     }
 
     /// The fork point a replica fed by `host` is judged by, if `host` is an old primary
@@ -248,6 +267,32 @@ mod rejoin_tests {
         assert!(s.needs_rejoin.is_empty() && s.rejoin_fork.is_empty());
         assert_eq!(s.fork_of("db1").map(String::as_str), Some("0-2-9"));
         assert_eq!(s.fork_of("db2"), None);
+    }
+
+    #[test]
+    fn a_fork_is_current_only_at_its_own_epoch() {
+        let mut s = ClusterState {
+            epoch: 2,
+            needs_rejoin: vec!["db1".into()],
+            ..ClusterState::default()
+        };
+        s.rejoin_fork.insert("db1".into(), "0-1-76".into());
+        assert!(
+            !s.fork_is_current("db1"),
+            "no epoch recorded: the fork decides"
+        );
+        s.fork_epoch.insert("db1".into(), 2);
+        assert!(s.fork_is_current("db1"));
+        s.rejoined("db1");
+        assert!(
+            s.fork_is_current("db1"),
+            "kept for the replicas it may feed"
+        );
+        s.epoch = 3;
+        assert!(!s.fork_is_current("db1"), "promoted since");
+        s.former_forks.clear();
+        s.tidy_fork_epochs();
+        assert!(s.fork_epoch.is_empty());
     }
 }
 

@@ -78,6 +78,12 @@ const MIN_WAIT: Duration = Duration::from_millis(20);
 /// A read-only primary that could not be made writable (its agent holds no lease yet) is
 /// asked again this soon.
 const REOPEN_RETRY: Duration = Duration::from_secs(2);
+/// After the primary's health changes, how long its `read_only` is watched (it changes
+/// with no event of its own: a mysqld that restarted is probed read-only a moment after
+/// it answers again; an agent frozen past its lease fences itself as it resumes, while
+/// its monitor already hears it), and how often.
+const REOPEN_WATCH_MS: u64 = 15_000;
+const REOPEN_LOOK: Duration = Duration::from_millis(500);
 
 /// When a cluster's worker should look again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +173,14 @@ pub(crate) async fn pass(
                     Pace::Within(t) => Pace::Within(t.min(REOPEN_RETRY)),
                     _ => Pace::Within(REOPEN_RETRY),
                 },
+                crate::reopen::Found::Nothing
+                    if now.saturating_sub(health.since_unix_ms) < REOPEN_WATCH_MS =>
+                {
+                    match idle {
+                        Pace::Within(t) => Pace::Within(t.min(REOPEN_LOOK)),
+                        _ => Pace::Within(REOPEN_LOOK),
+                    }
+                }
                 _ => idle,
             },
         );

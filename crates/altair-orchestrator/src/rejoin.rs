@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use altair_core::gtid::{Flavor, GtidState, PrimaryBinlog, errant_for_rejoin};
+use altair_core::gtid::{Flavor, GtidState, PromotedWrites, errant_for_rejoin, errant_gtids};
 use altair_core::registry::{ClusterState, to_json};
 use altair_proto::v1::*;
 use altair_zk::Op;
@@ -182,6 +182,10 @@ async fn queue_stray_replicas(
         tracing::warn!(cluster = %view.name, host = %name, old_primary = %old, "replica still replicates from an old primary: queued for rejoin with its fork point");
         s.needs_rejoin.push(name.clone());
         s.rejoin_fork.insert(name.clone(), fork);
+        match state.fork_epoch.get(&old) {
+            Some(epoch) => s.fork_epoch.insert(name.clone(), *epoch),
+            None => s.fork_epoch.remove(name),
+        };
     }
     if s.needs_rejoin.len() == state.needs_rejoin.len() {
         // Every replica answered and none is fed by a rejoined old primary: forget them.
@@ -189,6 +193,7 @@ async fn queue_stray_replicas(
             return found;
         }
         s.former_forks.clear();
+        s.tidy_fork_epochs();
     }
     let written = ctx
         .write(&[Op::Set {
@@ -284,14 +289,12 @@ pub async fn rejoin_host(
     } else {
         Flavor::MariaDb
     };
-    // Read after the host's: the primary's history holds all the host got from it.
     let primary_snap = status_of(view, &primary)
         .await
         .and_then(|s| s.snapshot)
         .filter(|s| s.reachable);
-    // MariaDB measures against the fork point recorded at promotion and what the
-    // primary's binlog holds; MySQL (and an old record without a fork point) against the
-    // primary's whole history.
+    // MariaDB measures against the fork point recorded at promotion; MySQL (and an old
+    // record without one) against the primary's whole history.
     let fork = match state.rejoin_fork.get(name).filter(|f| !f.is_empty()) {
         Some(f) if flavor == Flavor::MariaDb => f.clone(),
         _ => primary_snap
@@ -299,21 +302,47 @@ pub async fn rejoin_host(
             .map(|s| s.gtid_executed.clone())
             .ok_or_else(|| format!("the primary {primary} does not report its GTIDs"))?,
     };
-    let primary_binlog = primary_snap
-        .as_ref()
-        .filter(|s| flavor == Flavor::MariaDb && !s.gtid_binlog_state.is_empty())
-        .map(|s| (s.gtid_binlog_state.clone(), s.server_id));
+    // While the primary promoted at that fork still is (same epoch), what it wrote past
+    // the fork is the cluster's history, not errant (a replica fed by a rejoined old
+    // primary holds it).
+    let promoted = (flavor == Flavor::MariaDb && state.fork_is_current(name)).then(|| {
+        primary_snap
+            .as_ref()
+            .map(|p| (p.server_id, p.gtid_executed.clone()))
+    });
     let parse = |t: &str| GtidState::parse(flavor, t).map_err(|e| e.to_string());
-    let errant = errant_for_rejoin(
-        &parse(&snap.gtid_executed)?,
-        &parse(&fork)?,
-        primary_binlog.as_ref().map(|(state, id)| PrimaryBinlog {
-            host_state: &snap.gtid_binlog_state,
-            primary_state: state,
-            primary_server_id: *id,
-        }),
-    )
-    .map_err(|e| e.to_string())?;
+    let host_pos = parse(&snap.gtid_executed)?;
+    let fork_pos = parse(&fork)?;
+    let by_fork = errant_gtids(&host_pos, &fork_pos).map_err(|e| e.to_string())?;
+    let (errant, promoted_id) = match promoted {
+        Some(None) if !by_fork.is_empty() => {
+            // Refusing now would park the host for good on a missed status call.
+            return Err(format!(
+                "{name} holds {by_fork} past its fork point and the primary {primary} does not report its position: judged again next round"
+            ));
+        }
+        Some(Some((id, pos))) if !by_fork.is_empty() => {
+            let pos = parse(&pos)?;
+            let judged = errant_for_rejoin(
+                &host_pos,
+                &fork_pos,
+                Some(PromotedWrites {
+                    host_state: &snap.gtid_binlog_state,
+                    primary_server_id: id,
+                    primary_pos: Some(&pos),
+                }),
+            )
+            .map_err(|e| e.to_string())?;
+            if judged.errant.is_empty() && !judged.ahead.is_empty() {
+                return Err(format!(
+                    "{name} holds {} of the primary's, past its last report: judged again next round",
+                    judged.ahead
+                ));
+            }
+            (judged.errant, id)
+        }
+        _ => (by_fork, 0),
+    };
     if !errant.is_empty() && !force {
         return refuse(ctx, view, state, version, name, errant).await;
     }
@@ -330,11 +359,7 @@ pub async fn rejoin_host(
             source: Some(source),
             fork_gtid: fork,
             revert_errant: force,
-            primary_binlog_state: primary_binlog
-                .as_ref()
-                .map(|(state, _)| state.clone())
-                .unwrap_or_default(),
-            primary_server_id: primary_binlog.as_ref().map_or(0, |(_, id)| *id),
+            fork_primary_server_id: promoted_id,
         })
         .await
         .map_err(|s| format!("rejoin through the agent of {name}: {}", s.message()))?

@@ -37,69 +37,79 @@ pub fn errant_gtids(host: &GtidState, history: &GtidState) -> Result<String, Gti
     }
 }
 
-/// The primary's binlog history, for a MariaDB rejoin judged by what the primary holds
-/// rather than by the fork point alone.
+/// What a MariaDB host waiting for rejoin holds past its fork point that the primary
+/// promoted at that fork wrote — when that primary is still the primary at the same
+/// epoch (nothing promoted since, so it wrote on one line of history).
 #[derive(Debug, Clone, Copy)]
-pub struct PrimaryBinlog<'a> {
-    /// The host's own `@@gtid_binlog_state`.
+pub struct PromotedWrites<'a> {
+    /// The host's own `@@gtid_binlog_state`, read with its position.
     pub host_state: &'a str,
-    /// The primary's `@@gtid_binlog_state`, read after the host's.
-    pub primary_state: &'a str,
+    /// The server_id of the primary promoted at the fork.
     pub primary_server_id: u32,
+    /// The primary's position as last reported; `None`: not bounded by it (the
+    /// orchestrator judged against it moments before).
+    pub primary_pos: Option<&'a GtidState>,
 }
 
-/// The errant transactions of a host waiting for rejoin: `errant_gtids` against its
-/// fork point, then, on MariaDB when that finds some and both binlog states are known,
-/// only those the primary's binlog does not hold.
+/// How a host waiting for rejoin compares with the cluster's history.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RejoinJudgement {
+    /// Transactions no survivor has: the host stays out until an operator forces it.
+    pub errant: String,
+    /// The promoted primary's own transactions past its last reported position: not
+    /// judged yet (its report is older than the host's), look again.
+    pub ahead: String,
+}
+
+/// The errant transactions of a host waiting for rejoin: `errant_gtids` against its fork
+/// point; on MariaDB, when that finds some and `promoted` is known, only the entries of
+/// the host's binlog state past the fork that another server than the promoted primary
+/// wrote.
 ///
-/// The fork point alone misjudges a replica that was fed by an old primary after that
-/// one rejoined: it holds the new primary's own transactions, past the fork yet in the
-/// primary's history. A host entry `d-s-n` is held by the primary when the primary's
-/// binlog state has `d-s-m` with `m >= n` (strict mode: within a domain a server's
-/// sequence numbers only grow); the primary's own server_id is never errant (only it
-/// writes with it, and its state may be older than the host's).
+/// The fork point alone misjudges a replica fed by an old primary after that one
+/// rejoined: it holds the new primary's own transactions, past the fork yet in the
+/// cluster's history. At promotion the new primary's position *is* the fork, so every
+/// GTID of its server_id past the fork was written by it since, and — while it is still
+/// the primary at that epoch — on the one surviving line of history. Any other
+/// server's GTID past the fork is one the primary never had (salvaged transactions are
+/// applied before the fork is read).
 pub fn errant_for_rejoin(
     host: &GtidState,
     fork: &GtidState,
-    binlog: Option<PrimaryBinlog<'_>>,
-) -> Result<String, GtidError> {
+    promoted: Option<PromotedWrites<'_>>,
+) -> Result<RejoinJudgement, GtidError> {
     let by_fork = errant_gtids(host, fork)?;
-    let Some(b) = binlog else {
-        return Ok(by_fork);
+    let judged = |errant: String| RejoinJudgement {
+        errant,
+        ahead: String::new(),
     };
-    if by_fork.is_empty()
-        || host.flavor() != super::Flavor::MariaDb
-        || b.host_state.trim().is_empty()
-        || b.primary_state.trim().is_empty()
-    {
-        return Ok(by_fork);
+    let (Some(w), GtidState::MariaDb(f)) = (promoted, fork) else {
+        return Ok(judged(by_fork));
+    };
+    if by_fork.is_empty() || w.host_state.trim().is_empty() || w.primary_server_id == 0 {
+        return Ok(judged(by_fork));
     }
-    let ours = super::MariaGtidPos::parse_state(b.host_state)?;
-    let theirs = super::MariaGtidPos::parse_state(b.primary_state)?;
-    Ok(ours
-        .iter()
-        .filter(|g| g.server_id != b.primary_server_id)
-        .filter_map(|g| {
-            let held = theirs
-                .iter()
-                .filter(|t| t.domain == g.domain && t.server_id == g.server_id)
-                .map(|t| t.seq)
-                .max();
-            match held {
-                Some(m) if m >= g.seq => None,
-                Some(m) if m + 1 < g.seq => Some(format!(
-                    "{}-{}-{}..{} ({} transactions)",
-                    g.domain,
-                    g.server_id,
-                    m + 1,
-                    g.seq,
-                    g.seq - m
-                )),
-                _ => Some(g.to_string()),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(","))
+    let primary = match w.primary_pos {
+        Some(GtidState::MariaDb(p)) => Some(p),
+        Some(_) => return Ok(judged(by_fork)),
+        None => None,
+    };
+    let mut out = RejoinJudgement::default();
+    let mut errant = Vec::new();
+    let mut ahead = Vec::new();
+    for g in super::MariaGtidPos::parse_state(w.host_state)? {
+        if g.seq <= f.get(g.domain).map_or(0, |x| x.seq) {
+            continue;
+        }
+        if g.server_id != w.primary_server_id {
+            errant.push(g.to_string());
+        } else if primary.is_some_and(|p| g.seq > p.get(g.domain).map_or(0, |x| x.seq)) {
+            ahead.push(g.to_string());
+        }
+    }
+    out.errant = errant.join(",");
+    out.ahead = ahead.join(",");
+    Ok(out)
 }
 
 /// A host's own-write evidence, as its heartbeat carries it.
@@ -198,6 +208,13 @@ mod tests {
         );
     }
 
+    fn judged(errant: &str, ahead: &str) -> Result<RejoinJudgement, GtidError> {
+        Ok(RejoinJudgement {
+            errant: errant.into(),
+            ahead: ahead.into(),
+        })
+    }
+
     #[test]
     fn a_replica_fed_by_a_rejoined_old_primary_holds_nothing_errant() {
         // db1 (1) failed over to db3 (3) at 0-1-76; db2 was killed with db1, came back
@@ -208,54 +225,71 @@ mod tests {
             errant_gtids(&host, &fork),
             Ok("0-3-77..227 (151 transactions)".into())
         );
-        let binlog = PrimaryBinlog {
+        let primary = maria("0-3-240");
+        let w = PromotedWrites {
             host_state: "0-1-76,0-3-227",
-            // Read after the host's: db3 wrote more since.
-            primary_state: "0-1-76,0-3-240",
             primary_server_id: 3,
+            primary_pos: Some(&primary),
         };
-        assert_eq!(errant_for_rejoin(&host, &fork, Some(binlog)), Ok("".into()));
-        // The primary's own server_id past its (older) snapshot is not errant either.
-        let ahead = PrimaryBinlog {
-            primary_state: "0-1-76,0-3-200",
-            ..binlog
+        assert_eq!(errant_for_rejoin(&host, &fork, Some(w)), judged("", ""));
+        // The primary's report older than the host's: not judged yet.
+        let older = maria("0-3-200");
+        let early = PromotedWrites {
+            primary_pos: Some(&older),
+            ..w
         };
-        assert_eq!(errant_for_rejoin(&host, &fork, Some(ahead)), Ok("".into()));
+        assert_eq!(
+            errant_for_rejoin(&host, &fork, Some(early)),
+            judged("", "0-3-227")
+        );
+        // The agent, unbounded: held.
+        let agent = PromotedWrites {
+            primary_pos: None,
+            ..w
+        };
+        assert_eq!(errant_for_rejoin(&host, &fork, Some(agent)), judged("", ""));
     }
 
     #[test]
-    fn writes_the_primary_never_received_stay_errant() {
-        // The old primary's own writes past the fork: errant by both measures.
-        let host = maria("0-1-80");
+    fn writes_the_promoted_primary_never_had_stay_errant() {
         let fork = maria("0-1-76");
-        let binlog = PrimaryBinlog {
-            host_state: "0-1-80",
-            primary_state: "0-1-76,0-3-90",
+        let primary = maria("0-3-90");
+        let w = |host_state| PromotedWrites {
+            host_state,
             primary_server_id: 3,
+            primary_pos: Some(&primary),
         };
+        // The old primary's own writes past the fork.
         assert_eq!(
-            errant_for_rejoin(&host, &fork, Some(binlog)),
-            Ok("0-1-77..80 (4 transactions)".into())
+            errant_for_rejoin(&maria("0-1-80"), &fork, Some(w("0-1-80"))),
+            judged("0-1-80", "")
         );
-        // A replica's own write (server 2) the primary never had.
-        let stray = PrimaryBinlog {
-            host_state: "0-1-76,0-2-77",
-            primary_state: "0-1-76,0-3-90",
-            primary_server_id: 3,
-        };
+        // Past the fork by a server that wrote on both branches (db1 lost 77..80 and,
+        // primary again later, wrote past them): still errant, whatever the primary's
+        // binlog holds of server 1 now.
         assert_eq!(
-            errant_for_rejoin(&maria("0-2-77"), &fork, Some(stray)),
-            Ok("0-2-77".into())
+            errant_for_rejoin(&maria("0-3-85"), &fork, Some(w("0-1-80,0-3-85"))),
+            judged("0-1-80", "")
         );
-        // Without the binlog states the fork point decides alone.
+        // A replica's own write past the fork, in another domain too.
+        assert_eq!(
+            errant_for_rejoin(&maria("0-3-85,1-2-4"), &fork, Some(w("0-3-85,1-2-4"))),
+            judged("1-2-4", "")
+        );
+        // Entries at or before the fork are not judged (the fork point holds them).
+        assert_eq!(
+            errant_for_rejoin(&maria("0-3-85"), &fork, Some(w("0-1-76,0-2-50,0-3-85"))),
+            judged("", "")
+        );
+        // Without the promoted primary's writes the fork point decides alone.
         assert_eq!(
             errant_for_rejoin(&maria("0-3-90"), &fork, None),
-            Ok("0-3-77..90 (14 transactions)".into())
+            judged("0-3-77..90 (14 transactions)", "")
         );
-        // Clean by the fork point: the binlog states are not needed.
+        // Clean by the fork point: nothing else is looked at.
         assert_eq!(
-            errant_for_rejoin(&maria("0-1-70"), &fork, Some(binlog)),
-            Ok("".into())
+            errant_for_rejoin(&maria("0-1-70"), &fork, Some(w("0-9-99"))),
+            judged("", "")
         );
     }
 

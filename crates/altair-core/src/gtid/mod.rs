@@ -15,7 +15,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use errant::{OwnWrites, PrimaryBinlog, errant_for_rejoin, errant_gtids, local_writes};
+pub use errant::{
+    OwnWrites, PromotedWrites, RejoinJudgement, errant_for_rejoin, errant_gtids, local_writes,
+};
 pub use mariadb::{MariaGtid, MariaGtidPos};
 pub use mysql::{MysqlGtidSet, SourceKey};
 

@@ -590,7 +590,9 @@ fn after_failover(base: &ClusterState, j: &Journal, now: u64) -> ClusterState {
         state
             .rejoin_fork
             .insert(j.old_primary.clone(), j.fork_gtid.clone());
+        state.fork_epoch.insert(j.old_primary.clone(), j.epoch);
     }
+    state.tidy_fork_epochs();
     state
 }
 

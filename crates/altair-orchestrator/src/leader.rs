@@ -78,11 +78,7 @@ const MIN_WAIT: Duration = Duration::from_millis(20);
 /// A read-only primary that could not be made writable (its agent holds no lease yet) is
 /// asked again this soon.
 const REOPEN_RETRY: Duration = Duration::from_secs(2);
-/// After the primary's health changes, how long its `read_only` is watched (it changes
-/// with no event of its own: a mysqld that restarted is probed read-only a moment after
-/// it answers again; an agent frozen past its lease fences itself as it resumes, while
-/// its monitor already hears it), and how often.
-const REOPEN_WATCH_MS: u64 = 15_000;
+/// How often a watched primary's `read_only` is looked at (`reopen::Watch`).
 const REOPEN_LOOK: Duration = Duration::from_millis(500);
 
 /// When a cluster's worker should look again.
@@ -104,6 +100,7 @@ pub(crate) async fn pass(
     ctx: &Ctx,
     cluster: &ClusterName,
     alive_seen: &mut Option<LastVerify>,
+    watch: &mut crate::reopen::Watch,
     tending: &mut Tending,
     slots: &Slots,
 ) -> Result<Pace, ZkError> {
@@ -164,6 +161,7 @@ pub(crate) async fn pass(
     let Some(health) = view.health.get(&primary) else {
         return Ok(idle);
     };
+    watch.note(health);
     if health.health == Health::Healthy {
         // Read-only with nothing failing it over (restarted, or self-fenced in a
         // partition that healed): writable again; a failed attempt is retried soon.
@@ -173,15 +171,15 @@ pub(crate) async fn pass(
                     Pace::Within(t) => Pace::Within(t.min(REOPEN_RETRY)),
                     _ => Pace::Within(REOPEN_RETRY),
                 },
-                crate::reopen::Found::Nothing
-                    if now.saturating_sub(health.since_unix_ms) < REOPEN_WATCH_MS =>
-                {
-                    match idle {
-                        Pace::Within(t) => Pace::Within(t.min(REOPEN_LOOK)),
-                        _ => Pace::Within(REOPEN_LOOK),
-                    }
+                crate::reopen::Found::Nothing if watch.active() => match idle {
+                    Pace::Within(t) => Pace::Within(t.min(REOPEN_LOOK)),
+                    _ => Pace::Within(REOPEN_LOOK),
+                },
+                crate::reopen::Found::Reopened | crate::reopen::Found::RefusedAhead => {
+                    watch.stop();
+                    idle
                 }
-                _ => idle,
+                crate::reopen::Found::Nothing => idle,
             },
         );
     }

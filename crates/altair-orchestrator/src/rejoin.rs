@@ -315,10 +315,11 @@ pub async fn rejoin_host(
     let fork_pos = parse(&fork)?;
     let by_fork = errant_gtids(&host_pos, &fork_pos).map_err(|e| e.to_string())?;
     let (errant, promoted_id) = match promoted {
-        Some(None) if !by_fork.is_empty() => {
-            // Refusing now would park the host for good on a missed status call.
+        Some(None) => {
+            // Judged by the fork alone the agent could refuse it (and park it for good)
+            // for what the primary sent it since this snapshot.
             return Err(format!(
-                "{name} holds {by_fork} past its fork point and the primary {primary} does not report its position: judged again next round"
+                "the primary {primary} does not report its position: {name} is judged again next round"
             ));
         }
         Some(Some((id, pos))) if !by_fork.is_empty() => {
@@ -341,7 +342,9 @@ pub async fn rejoin_host(
             }
             (judged.errant, id)
         }
-        _ => (by_fork, 0),
+        // Clean so far; the agent judges its newer position the same way.
+        Some(Some((id, _))) => (by_fork, id),
+        None => (by_fork, 0),
     };
     if !errant.is_empty() && !force {
         return refuse(ctx, view, state, version, name, errant).await;

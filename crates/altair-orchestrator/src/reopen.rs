@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use altair_core::failover::reopen::{IdlePrimary, hosts_ahead, reopen};
+use altair_core::failover::reopen::{IdlePrimary, Reopen, hosts_ahead, reopen};
 use altair_core::gtid::Flavor;
 use altair_core::registry::{ClusterState, HealthRecord, history_to_prune, to_json};
 use altair_proto::v1::{SetReadOnlyRequest, StatusRequest, StatusResponse};
@@ -29,6 +29,45 @@ pub enum Found {
     Reopened,
     /// Read-only and due to be reopened, but the agent did not do it: look again soon.
     Failed,
+    /// Read-only, but a replica holds what it lacks: left for a human.
+    RefusedAhead,
+}
+
+/// After the primary's health recovers from a failure state, its `read_only` is watched
+/// for a while: it changes with no ZooKeeper event of its own (a restarted mysqld is
+/// probed read-only a moment after it answers again; an agent frozen past its lease
+/// fences its primary as it resumes, while its monitor already hears it). Timed on this
+/// orchestrator's clock from when the worker first sees the recovery.
+#[derive(Debug, Default)]
+pub struct Watch {
+    seen_since_ms: Option<u64>,
+    until: Option<std::time::Instant>,
+}
+
+const WATCH_FOR: Duration = Duration::from_secs(15);
+
+impl Watch {
+    /// Notes the primary's health record as the worker reads it.
+    pub fn note(&mut self, h: &HealthRecord) {
+        use altair_core::health::Health;
+        let recovered = h.health == Health::Healthy
+            && matches!(
+                h.previous,
+                Some(Health::Suspect | Health::Unreachable | Health::MysqlDown)
+            );
+        if recovered && self.seen_since_ms != Some(h.since_unix_ms) {
+            self.seen_since_ms = Some(h.since_unix_ms);
+            self.until = Some(std::time::Instant::now() + WATCH_FOR);
+        }
+    }
+
+    pub fn active(&self) -> bool {
+        self.until.is_some_and(|u| std::time::Instant::now() < u)
+    }
+
+    pub fn stop(&mut self) {
+        self.until = None;
+    }
 }
 
 pub async fn maybe(
@@ -80,7 +119,31 @@ pub async fn maybe(
     if !ahead.is_empty() {
         reopened("refused_replica_ahead");
         tracing::error!(cluster = %view.name, primary, primary_gtid = %snap.gtid_executed, ahead = ?ahead, "the primary is read-only with no failover running, but replicas hold transactions it lacks (its binlog's tail lost in a crash?): left read-only; fail over to the replica ahead (`altairctl failover --force`) after inspection");
-        return Ok(Found::Nothing);
+        return Ok(Found::RefusedAhead);
+    }
+    // A restart may have lost the binlog's tail that a host waiting for rejoin holds (it
+    // is not asked above): from here the primary may write new transactions under those
+    // GTIDs, so the fork points no longer stand for one line of history
+    // (`ClusterState::fork_is_current`) — they alone judge such hosts from now on.
+    if why == Reopen::Restarted && !state.fork_epoch.is_empty() {
+        let Some((_, version)) = view.state.as_ref() else {
+            return Ok(Found::Failed);
+        };
+        let mut next = state.clone();
+        next.fork_epoch.clear();
+        let l = ctx.zk.layout();
+        match ctx
+            .write(&[Op::Set {
+                path: l.cluster_state(&view.name),
+                data: to_json(&next),
+                version: Some(*version),
+            }])
+            .await
+        {
+            Ok(()) => {}
+            Err(ZkError::Conflict { .. }) => return Ok(Found::Failed),
+            Err(e) => return Err(e),
+        }
     }
     let lifted = async {
         let mut a = agent(&view.hosts[primary].agent, LIFT_TIMEOUT).await?;

@@ -224,12 +224,22 @@ async fn work(
     let resync = Duration::from_secs(ctx.config.orchestrator.resync_interval_s);
     let reverify = Duration::from_millis(ctx.config.orchestrator.reverify_interval_ms);
     let mut alive_seen = None;
+    let mut watch = crate::reopen::Watch::default();
     let mut tending = Tending::default();
     let mut holds = ctx.admission.subscribe();
     loop {
         holds.mark_unchanged();
         let mut held = false;
-        let wait = match pass(ctx, cluster, &mut alive_seen, &mut tending, slots).await {
+        let wait = match pass(
+            ctx,
+            cluster,
+            &mut alive_seen,
+            &mut watch,
+            &mut tending,
+            slots,
+        )
+        .await
+        {
             Ok(Pace::Active) => ACTIVE_EVERY,
             Ok(Pace::Held) => {
                 held = true;

@@ -264,7 +264,7 @@ pub mod world {
             sections: &str,
         ) -> Self {
             Self::start_ha_on(
-                (hosts, None),
+                (hosts, None, 1),
                 monitors,
                 orchestrators,
                 block_period_s,
@@ -284,7 +284,7 @@ pub mod world {
             binlog_mb: u32,
         ) -> Self {
             Self::start_ha_on(
-                (hosts, Some(binlog_mb)),
+                (hosts, Some(binlog_mb), 1),
                 1,
                 orchestrators,
                 3600,
@@ -295,8 +295,29 @@ pub mod world {
             .await
         }
 
+        /// `start_ha` on a ZooKeeper ensemble of `zk_nodes` servers (3: a quorum a test
+        /// can lose, a leader it can kill) instead of a standalone server.
+        pub async fn start_ha_ensemble(
+            hosts: usize,
+            monitors: usize,
+            orchestrators: usize,
+            block_period_s: u64,
+            zk_nodes: usize,
+        ) -> Self {
+            Self::start_ha_on(
+                (hosts, None, zk_nodes),
+                monitors,
+                orchestrators,
+                block_period_s,
+                &[],
+                FleetTiming::default(),
+                "",
+            )
+            .await
+        }
+
         async fn start_ha_on(
-            (hosts, binlog_mb): (usize, Option<u32>),
+            (hosts, binlog_mb, zk_nodes): (usize, Option<u32>, usize),
             monitors: usize,
             orchestrators: usize,
             block_period_s: u64,
@@ -310,9 +331,12 @@ pub mod world {
                 .await
                 .expect("host namespaces (run as root)");
             let control = IpAddr::V4(net.gateway());
-            let zk = ZooKeeper::standalone(control)
-                .await
-                .expect("start ZooKeeper");
+            let zk = if zk_nodes > 1 {
+                ZooKeeper::ensemble(control, zk_nodes).await
+            } else {
+                ZooKeeper::standalone(control).await
+            }
+            .expect("start ZooKeeper");
             let cluster = match binlog_mb {
                 None => MariaDbCluster::start_in(&net).await,
                 Some(mb) => MariaDbCluster::start_in_with_small_binlogs(&net, mb).await,

@@ -121,7 +121,8 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
     });
     let mut rng = StdRng::seed_from_u64(seed);
     // No anti-flapping: a run fails over many times on purpose.
-    let mut w = World::start_ha(3, 2, 2, 0, &[]).await;
+    // A 3-server ZooKeeper ensemble: a quorum to lose, a leader to kill.
+    let mut w = World::start_ha_ensemble(3, 2, 2, 0, 3).await;
     create_workload_table(&w).await;
     w.wait_until("cluster recorded", Duration::from_secs(20), |s| {
         s.clusters[0].epoch == Some(1)
@@ -188,6 +189,7 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
         let first_id = u64::from(round) * 10_000_000 + 1;
         // Killing services needs `&mut w`: done before the workload starts borrowing it.
         let (mut killed_orchestrator, mut killed_monitor) = (None, None);
+        let mut killed_zk: Vec<usize> = Vec::new();
         match fault {
             Fault::MonitorKilled => {
                 let i = rng.random_range(0..w.fleet.monitors.len());
@@ -218,6 +220,25 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
                     .unwrap_or(0);
                 killed_monitor = Some(w.fleet.monitors[i].id.clone());
                 w.fleet.monitors[i].kill();
+            }
+            Fault::ZkLeaderKilledThenPrimaryKilled => {
+                let mut leader = None;
+                for i in 0..w.zk.len() {
+                    if w.zk.mode(i).await.as_deref() == Some("leader") {
+                        leader = Some(i);
+                    }
+                }
+                let i = leader.expect("the ensemble has a leader");
+                w.zk.kill(i);
+                killed_zk.push(i);
+            }
+            Fault::ZkQuorumLost => {
+                // Two of three, the leader among them when it is not the third.
+                let first = rng.random_range(0..w.zk.len());
+                for i in [first, (first + 1) % w.zk.len()] {
+                    w.zk.kill(i);
+                    killed_zk.push(i);
+                }
             }
             Fault::PrimaryRestarted => {
                 // Killed and started again at once, before the writer's burst.
@@ -255,6 +276,7 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
                     | Fault::PrimaryKilledWithLeader
                     | Fault::PrimaryKilledWithMonitor
                     | Fault::PrimaryRestarted
+                    | Fault::ZkQuorumLost
             ) {
                 *injected.lock().expect("lock") = Instant::now();
             }
@@ -297,7 +319,9 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
                     tokio::time::sleep(hold).await;
                     kill9(w.cluster.instance(p).pid().expect("pid"));
                 }
-                Fault::PrimaryKilledWithLeader | Fault::PrimaryKilledWithMonitor => {
+                Fault::PrimaryKilledWithLeader
+                | Fault::PrimaryKilledWithMonitor
+                | Fault::ZkLeaderKilledThenPrimaryKilled => {
                     kill9(w.cluster.instance(p).pid().expect("pid"));
                 }
                 Fault::PrimaryKilledWithReplica => {
@@ -344,7 +368,10 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
                     );
                     net.lossy(p, percent).await.expect("lossy link");
                 }
-                Fault::MonitorKilled | Fault::OrchestratorKilled | Fault::PrimaryRestarted => {}
+                Fault::MonitorKilled
+                | Fault::OrchestratorKilled
+                | Fault::PrimaryRestarted
+                | Fault::ZkQuorumLost => {}
             }
             if fault.fails_over() {
                 assert!(
@@ -397,7 +424,8 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
             | Fault::MonitorsCutThenPrimaryKilled
             | Fault::PrimaryKilledWhileDnsHung
             | Fault::LeaderFrozenThenPrimaryKilled
-            | Fault::ReplicaLaggingThenPrimaryKilled => w
+            | Fault::ReplicaLaggingThenPrimaryKilled
+            | Fault::ZkLeaderKilledThenPrimaryKilled => w
                 .cluster
                 .instance_mut(p)
                 .start()
@@ -452,6 +480,9 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
                 .start_orchestrator(killed_orchestrator.as_deref().expect("id"), &target, 0, &[])
                 .expect("restart orchestrator"),
             _ => {}
+        }
+        for i in killed_zk {
+            w.zk.restart(i).await.expect("restart a ZooKeeper server");
         }
         // A fence may have stopped the old primary's mysqld (it could not be made
         // read-only in time, e.g. over a lossy link): started again, as an init system

@@ -116,9 +116,20 @@ pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkEr
                         }
                         SessionState::Disconnected => disconnected = true,
                         SessionState::SyncConnected if disconnected => {
-                            // Events of the gap may be lost: every worker re-reads.
+                            // zookeeper-client 0.11 does not send persistent watches
+                            // again on a reconnection (its SetWatches request carries
+                            // only the one-shot kinds), and the server forgets a watch
+                            // with the connection that set it: without this the workers
+                            // were never woken again (found by the soak: a dead primary
+                            // not failed over after a ZooKeeper quorum loss). Set again
+                            // first, then every worker re-reads (events of the gap may
+                            // be lost).
+                            events = match rewatch(ctx, &root).await {
+                                Ok(w) => w,
+                                Err(e) => break Err(e),
+                            };
                             disconnected = false;
-                            tracing::info!(clusters = workers.len(), "ZooKeeper reconnected: re-reading every cluster");
+                            tracing::info!(clusters = workers.len(), "ZooKeeper reconnected: clusters watched again, re-reading every cluster");
                             for w in workers.values() {
                                 w.wake.notify_one();
                             }
@@ -166,6 +177,23 @@ pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkEr
     };
     crate::metrics::CLUSTER_WORKERS.set(0);
     result
+}
+
+/// The clusters' persistent watch set again after a reconnection; a few tries (the
+/// connection may drop again at once), then the caller steps down and starts over.
+async fn rewatch(ctx: &Ctx, root: &str) -> Result<altair_zk::PersistentWatcher, ZkError> {
+    let mut tries = 0;
+    loop {
+        match ctx.zk.watch_tree(root).await {
+            Ok(w) => return Ok(w),
+            Err(e) if e.is_retryable() && tries < 5 => {
+                tries += 1;
+                tracing::warn!(error = %e, "watching the clusters again failed; retrying");
+                tokio::time::sleep(RETRY_EVERY).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The cluster an event path under `root` (`<root>/<cluster>/…`) belongs to.

@@ -137,8 +137,11 @@ pub(crate) fn temp_dir(prefix: &str) -> Result<tempfile::TempDir> {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&base).map_err(io_err(format!("create {}", base.display())))?;
+    // ALTAIR_TESTKIT_KEEP=1 leaves every directory (logs, data) behind to inspect.
+    let keep = std::env::var_os("ALTAIR_TESTKIT_KEEP").is_some_and(|v| v == "1");
     tempfile::Builder::new()
         .prefix(prefix)
+        .disable_cleanup(keep)
         .tempdir_in(&base)
         .map_err(io_err("create a temp dir"))
 }

@@ -59,11 +59,19 @@ pub enum Fault {
     /// writes, then the primary's mysqld killed: the replica in step is promoted, never
     /// the lagging one.
     ReplicaLaggingThenPrimaryKilled,
+    /// The ZooKeeper ensemble's leader killed, then the primary's mysqld: the ensemble
+    /// elects another leader and the failover goes through it.
+    ZkLeaderKilledThenPrimaryKilled,
+    /// Two of the three ZooKeeper servers killed (quorum lost) for the hold, then started
+    /// again: no fencing, no failover; the primary keeps taking writes.
+    ZkQuorumLost,
 }
 
 /// The faults `make test` runs once each, before its random rounds (without
 /// `ALTAIR_CHAOS_ROUNDS`): each newer kind is covered by every CI run.
-pub const COVERED: [Fault; 11] = [
+pub const COVERED: [Fault; 13] = [
+    Fault::ZkLeaderKilledThenPrimaryKilled,
+    Fault::ZkQuorumLost,
     Fault::MonitorFrozen,
     Fault::LeaderFrozen,
     Fault::LeaderFrozenThenPrimaryKilled,
@@ -77,7 +85,7 @@ pub const COVERED: [Fault; 11] = [
     Fault::PrimaryLinkLossy,
 ];
 
-pub const FAULTS: [Fault; 23] = [
+pub const FAULTS: [Fault; 25] = [
     Fault::PrimaryCutFromReplicas,
     Fault::MonitorsCutFromPrimaryAgent,
     Fault::ControlPlaneCutFromPrimary,
@@ -101,6 +109,8 @@ pub const FAULTS: [Fault; 23] = [
     Fault::LeaderFrozenThenPrimaryKilled,
     Fault::PrimaryOutboundDropped,
     Fault::ReplicaLaggingThenPrimaryKilled,
+    Fault::ZkLeaderKilledThenPrimaryKilled,
+    Fault::ZkQuorumLost,
 ];
 
 /// What a fault must do to the primary.
@@ -126,7 +136,8 @@ impl Fault {
             | Fault::PrimaryKilledWhileDnsHung
             | Fault::LeaderFrozenThenPrimaryKilled
             | Fault::PrimaryOutboundDropped
-            | Fault::ReplicaLaggingThenPrimaryKilled => Expect::FailOver,
+            | Fault::ReplicaLaggingThenPrimaryKilled
+            | Fault::ZkLeaderKilledThenPrimaryKilled => Expect::FailOver,
             Fault::PrimaryRestarted | Fault::PrimaryLinkLossy => Expect::Either,
             _ => Expect::Stay,
         }

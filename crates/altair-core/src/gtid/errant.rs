@@ -97,12 +97,31 @@ pub fn errant_for_rejoin(
     let mut out = RejoinJudgement::default();
     let mut errant = Vec::new();
     let mut ahead = Vec::new();
-    for g in super::MariaGtidPos::parse_state(w.host_state)? {
-        if g.seq <= f.get(g.domain).map_or(0, |x| x.seq) {
-            continue;
-        }
+    let past: Vec<_> = super::MariaGtidPos::parse_state(w.host_state)?
+        .into_iter()
+        .filter(|g| g.seq > f.get(g.domain).map_or(0, |x| x.seq))
+        .collect();
+    for g in &past {
+        let fork_seq = f.get(g.domain).map_or(0, |x| x.seq);
         if g.server_id != w.primary_server_id {
-            errant.push(g.to_string());
+            // The only server past the fork in its domain (an old primary's own writes):
+            // every sequence number from the fork to its last is its. Otherwise only its
+            // last GTID is known.
+            let alone = past
+                .iter()
+                .all(|o| o.domain != g.domain || o.server_id == g.server_id);
+            errant.push(if alone && g.seq > fork_seq + 1 {
+                format!(
+                    "{}-{}-{}..{} ({} transactions)",
+                    g.domain,
+                    g.server_id,
+                    fork_seq + 1,
+                    g.seq,
+                    g.seq - fork_seq
+                )
+            } else {
+                g.to_string()
+            });
         } else if primary.is_some_and(|p| g.seq > p.get(g.domain).map_or(0, |x| x.seq)) {
             ahead.push(g.to_string());
         }
@@ -262,7 +281,16 @@ mod tests {
         // The old primary's own writes past the fork.
         assert_eq!(
             errant_for_rejoin(&maria("0-1-80"), &fork, Some(w("0-1-80"))),
-            judged("0-1-80", "")
+            judged("0-1-77..80 (4 transactions)", "")
+        );
+        assert_eq!(
+            errant_for_rejoin(&maria("0-1-77"), &fork, Some(w("0-1-77"))),
+            judged("0-1-77", "")
+        );
+        // Two servers past the fork in one domain: only each one's last is known.
+        assert_eq!(
+            errant_for_rejoin(&maria("0-2-80"), &fork, Some(w("0-1-78,0-2-80"))),
+            judged("0-1-78,0-2-80", "")
         );
         // Past the fork by a server that wrote on both branches (db1 lost 77..80 and,
         // primary again later, wrote past them): still errant, whatever the primary's
@@ -274,7 +302,7 @@ mod tests {
         // A replica's own write past the fork, in another domain too.
         assert_eq!(
             errant_for_rejoin(&maria("0-3-85,1-2-4"), &fork, Some(w("0-3-85,1-2-4"))),
-            judged("1-2-4", "")
+            judged("1-2-1..4 (4 transactions)", "")
         );
         // Entries at or before the fork are not judged (the fork point holds them).
         assert_eq!(

@@ -303,6 +303,7 @@ pub mod world {
             orchestrators: usize,
             block_period_s: u64,
             zk_nodes: usize,
+            timing: FleetTiming,
         ) -> Self {
             Self::start_ha_on(
                 (hosts, None, zk_nodes),
@@ -310,7 +311,7 @@ pub mod world {
                 orchestrators,
                 block_period_s,
                 &[],
-                FleetTiming::default(),
+                timing,
                 "",
             )
             .await

@@ -122,7 +122,9 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
     let mut rng = StdRng::seed_from_u64(seed);
     // No anti-flapping: a run fails over many times on purpose.
     // A 3-server ZooKeeper ensemble: a quorum to lose, a leader to kill.
-    let mut w = World::start_ha_ensemble(3, 2, 2, 0, 3).await;
+    let mut w =
+        World::start_ha_ensemble(3, 2, 2, 0, 3, altair_testkit::fleet::FleetTiming::default())
+            .await;
     create_workload_table(&w).await;
     w.wait_until("cluster recorded", Duration::from_secs(20), |s| {
         s.clusters[0].epoch == Some(1)
@@ -222,13 +224,7 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
                 w.fleet.monitors[i].kill();
             }
             Fault::ZkLeaderKilledThenPrimaryKilled => {
-                let mut leader = None;
-                for i in 0..w.zk.len() {
-                    if w.zk.mode(i).await.as_deref() == Some("leader") {
-                        leader = Some(i);
-                    }
-                }
-                let i = leader.expect("the ensemble has a leader");
+                let i = zk_leader(&w).await;
                 w.zk.kill(i);
                 killed_zk.push(i);
             }
@@ -689,22 +685,47 @@ async fn primary_takes_writes(w: &World, np: usize, seed: u64, round: u32) {
     }
 }
 
-/// Which orchestrator leads now (the election record in ZooKeeper).
+/// Which orchestrator leads now: the one whose `altair_orchestrator_leader` is 1 (the
+/// election record in ZooKeeper may still name one whose session expired in an earlier
+/// round), once exactly one says so; up to 20 s.
 async fn leader_index(w: &World) -> usize {
-    use altair_core::registry::MonitorRecord;
-    let zk = altair_zk::Zk::connect(&w.zk_config(), Some(&w.fleet.zk_auth()))
-        .await
-        .expect("ZooKeeper");
-    let leader: MonitorRecord = zk
-        .get_record("leader", &zk.layout().leader())
-        .await
-        .expect("read the leader")
-        .expect("a leader");
-    w.fleet
-        .orchestrators
-        .iter()
-        .position(|o| o.id == leader.id)
-        .expect("the leader runs")
+    let started = Instant::now();
+    loop {
+        let mut leaders = Vec::new();
+        for (i, o) in w.fleet.orchestrators.iter().enumerate() {
+            let m = altair_e2e::ops::scrape(&o.metrics).await;
+            if m.get("altair_orchestrator_leader") == Some(&1.0) {
+                leaders.push(i);
+            }
+        }
+        if let [one] = leaders[..] {
+            return one;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no single leading orchestrator after 20 s: {leaders:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The ZooKeeper ensemble's leader (its `srvr` mode), asked again for up to 20 s (the
+/// four-letter command can time out on a loaded machine, and an election takes a
+/// moment).
+async fn zk_leader(w: &World) -> usize {
+    let started = Instant::now();
+    loop {
+        for i in 0..w.zk.len() {
+            if w.zk.mode(i).await.as_deref() == Some("leader") {
+                return i;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the ZooKeeper ensemble has no leader after 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// A drop rate for a lossy link, 10–40 %, from the round's seed.

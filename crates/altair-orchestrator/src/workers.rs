@@ -79,6 +79,8 @@ pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkEr
     let mut workers: HashMap<String, Worker> = HashMap::new();
     let mut list = tokio::time::interval(resync);
     let mut disconnected = false;
+    // The clusters' watch must be set again (after a reconnection): when to try.
+    let mut rewatch_at: Option<tokio::time::Instant> = None;
     let result = loop {
         tokio::select! {
             _ = list.tick() => {
@@ -124,17 +126,8 @@ pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkEr
                             // not failed over after a ZooKeeper quorum loss). Set again
                             // first, then every worker re-reads (events of the gap may
                             // be lost).
-                            events = match rewatch(ctx, &root).await {
-                                Ok(w) => w,
-                                Err(e) => break Err(e),
-                            };
                             disconnected = false;
-                            tracing::info!(clusters = workers.len(), "ZooKeeper reconnected: clusters watched again, re-reading every cluster");
-                            for w in workers.values() {
-                                w.wake.notify_one();
-                            }
-                            // A cluster created in the gap has no worker yet.
-                            list.reset_immediately();
+                            rewatch_at = Some(tokio::time::Instant::now());
                         }
                         _ => {}
                     }
@@ -148,6 +141,30 @@ pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkEr
                     }
                     if let Some(w) = workers.get(name) {
                         w.wake.notify_one();
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(rewatch_at.unwrap_or_else(tokio::time::Instant::now)), if rewatch_at.is_some() => {
+                match ctx.zk.watch_tree(&root).await {
+                    Ok(w) => {
+                        // The old watcher goes after the new one is set (dropping it
+                        // then removes nothing on the server).
+                        events = w;
+                        rewatch_at = None;
+                        tracing::info!(clusters = workers.len(), "ZooKeeper reconnected: clusters watched again, re-reading every cluster");
+                        for w in workers.values() {
+                            w.wake.notify_one();
+                        }
+                        // A cluster created in the gap has no worker yet.
+                        list.reset_immediately();
+                    }
+                    Err(e) if e.is_session_lost() => break Err(e),
+                    Err(e) => {
+                        // The workers go on meanwhile (and poll while anything is under
+                        // way); the watch is tried again shortly.
+                        crate::metrics::ZK_ERRORS.inc();
+                        tracing::warn!(error = %e, "watching the clusters again failed; retrying");
+                        rewatch_at = Some(tokio::time::Instant::now() + RETRY_EVERY);
                     }
                 }
             }
@@ -177,23 +194,6 @@ pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkEr
     };
     crate::metrics::CLUSTER_WORKERS.set(0);
     result
-}
-
-/// The clusters' persistent watch set again after a reconnection; a few tries (the
-/// connection may drop again at once), then the caller steps down and starts over.
-async fn rewatch(ctx: &Ctx, root: &str) -> Result<altair_zk::PersistentWatcher, ZkError> {
-    let mut tries = 0;
-    loop {
-        match ctx.zk.watch_tree(root).await {
-            Ok(w) => return Ok(w),
-            Err(e) if e.is_retryable() && tries < 5 => {
-                tries += 1;
-                tracing::warn!(error = %e, "watching the clusters again failed; retrying");
-                tokio::time::sleep(RETRY_EVERY).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// The cluster an event path under `root` (`<root>/<cluster>/…`) belongs to.

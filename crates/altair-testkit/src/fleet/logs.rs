@@ -92,21 +92,22 @@ impl LogMarks {
             let name = log
                 .file_stem()
                 .map_or_else(|| "?".into(), |s| s.to_string_lossy().into_owned());
+            // A line without a stamp of its own (a panic, a backtrace, the rest of a
+            // line cut by the mark) takes the one before it, and so keeps its place.
+            let mut last = String::new();
             for line in text.lines() {
                 if line.is_empty() || line.contains(" DEBUG ") || line.contains(" TRACE ") {
                     continue;
                 }
-                let stamp = line
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
+                let first = line.split_whitespace().next().unwrap_or_default();
+                if is_stamp(first) {
+                    first.clone_into(&mut last);
+                }
                 let line: String = line.chars().take(400).collect();
-                lines.push((stamp, format!("[{name}] {line}")));
+                lines.push((last.clone(), format!("[{name}] {line}")));
             }
         }
-        // RFC 3339 UTC stamps of one format sort as text (stable: a service's lines
-        // without one keep their order).
+        // RFC 3339 UTC stamps of one format sort as text; the sort is stable.
         lines.sort_by(|a, b| a.0.cmp(&b.0));
         let skip = lines.len().saturating_sub(max);
         let mut out = String::new();
@@ -121,6 +122,12 @@ impl LogMarks {
     }
 }
 
+/// `2026-12-06T03:41:20.056923Z`: the stamp tracing puts first on a line.
+fn is_stamp(word: &str) -> bool {
+    let b = word.as_bytes();
+    b.len() >= 20 && b[4] == b'-' && b[10] == b'T' && word.ends_with('Z')
+}
+
 /// The `.log` files of a fleet's directory, by name.
 fn logs_in(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -132,4 +139,39 @@ fn logs_in(dir: &Path) -> Vec<PathBuf> {
         .collect();
     logs.sort();
     logs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeline_merges_services_by_time_after_the_marks() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let a = dir.path().join("agent-db1.log");
+        let m = dir.path().join("monitor-m1.log");
+        std::fs::write(&a, "2026-12-06T03:00:00.000000Z  INFO before the mark\n").expect("write");
+        let marks = LogMarks {
+            dir: dir.path().to_owned(),
+            ends: vec![(a.clone(), std::fs::metadata(&a).expect("len").len())],
+        };
+        let more = "2026-12-06T03:00:01.000000Z  WARN agent first\n\
+                    thread 'x' panicked at here\n\
+                    2026-12-06T03:00:03.000000Z ERROR agent third\n\
+                    2026-12-06T03:00:03.500000Z DEBUG left out\n";
+        std::fs::write(
+            &a,
+            format!("2026-12-06T03:00:00.000000Z  INFO before the mark\n{more}"),
+        )
+        .expect("write");
+        std::fs::write(&m, "2026-12-06T03:00:02.000000Z  INFO monitor second\n").expect("write");
+        let t = marks.timeline(10);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        assert!(lines[0].ends_with("agent first"), "{t}");
+        assert!(lines[1].ends_with("panicked at here"), "{t}");
+        assert!(lines[2].starts_with("[monitor-m1]"), "{t}");
+        assert!(lines[3].ends_with("agent third"), "{t}");
+        assert!(marks.timeline(2).starts_with("(2 earlier lines left out)"));
+    }
 }

@@ -414,84 +414,33 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
             }
             _ => {}
         }
-        match fault {
-            Fault::PrimaryMysqldKilled
-            | Fault::PrimaryMysqldFrozen
-            | Fault::MonitorsCutThenPrimaryKilled
-            | Fault::PrimaryKilledWhileDnsHung
-            | Fault::LeaderFrozenThenPrimaryKilled
-            | Fault::ReplicaLaggingThenPrimaryKilled
-            | Fault::ZkLeaderKilledThenPrimaryKilled => w
-                .cluster
-                .instance_mut(p)
-                .start()
-                .await
-                .expect("restart mysqld"),
-            Fault::PrimaryKilledWithReplica => {
-                for i in [p, replica] {
-                    w.cluster
-                        .instance_mut(i)
-                        .start()
-                        .await
-                        .expect("restart mysqld");
-                }
-            }
-            Fault::PrimaryKilledWithLeader => {
+        // Restart what was killed, as an init system would: every mysqld that is down
+        // (killed by the fault, or stopped by a fence that could not make it read-only in
+        // time, e.g. over a lossy link; it comes up read-only and waits for its rejoin),
+        // the monitor, the orchestrator, the ZooKeeper servers.
+        for i in 0..3 {
+            if !w.cluster.instance_mut(i).is_running() {
+                eprintln!(
+                    "chaos seed {seed} round {round}: {fault:?}: starting {}'s mysqld again",
+                    w.cluster.instance(i).name()
+                );
                 w.cluster
-                    .instance_mut(p)
+                    .instance_mut(i)
                     .start()
                     .await
                     .expect("restart mysqld");
-                w.fleet
-                    .start_orchestrator(
-                        killed_orchestrator.as_deref().expect("id"),
-                        &target,
-                        0,
-                        &[],
-                    )
-                    .expect("restart orchestrator");
             }
-            Fault::PrimaryKilledWithMonitor => {
-                w.cluster
-                    .instance_mut(p)
-                    .start()
-                    .await
-                    .expect("restart mysqld");
-                w.fleet
-                    .start_monitor(killed_monitor.as_deref().expect("id"))
-                    .expect("restart monitor");
-            }
-            Fault::ReplicaMysqldKilled => w
-                .cluster
-                .instance_mut(replica)
-                .start()
-                .await
-                .expect("restart mysqld"),
-            Fault::MonitorKilled => w
-                .fleet
-                .start_monitor(killed_monitor.as_deref().expect("id"))
-                .expect("restart monitor"),
-            Fault::OrchestratorKilled => w
-                .fleet
-                .start_orchestrator(killed_orchestrator.as_deref().expect("id"), &target, 0, &[])
-                .expect("restart orchestrator"),
-            _ => {}
+        }
+        if let Some(id) = killed_orchestrator.as_deref() {
+            w.fleet
+                .start_orchestrator(id, &target, 0, &[])
+                .expect("restart orchestrator");
+        }
+        if let Some(id) = killed_monitor.as_deref() {
+            w.fleet.start_monitor(id).expect("restart monitor");
         }
         for i in killed_zk {
             w.zk.restart(i).await.expect("restart a ZooKeeper server");
-        }
-        // A fence may have stopped the old primary's mysqld (it could not be made
-        // read-only in time, e.g. over a lossy link): started again, as an init system
-        // would; it comes up read-only and waits for its rejoin.
-        if !w.cluster.instance_mut(p).is_running() {
-            eprintln!(
-                "chaos seed {seed} round {round}: {fault:?}: the old primary's mysqld was stopped by a fence: starting it again"
-            );
-            w.cluster
-                .instance_mut(p)
-                .start()
-                .await
-                .expect("restart mysqld");
         }
         let forced = recover(&w, seed, round).await;
         let rounds_sampled = sampler.stop().await;

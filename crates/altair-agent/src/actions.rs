@@ -241,10 +241,26 @@ impl Actions {
         } else {
             deadline
         };
-        match self
+        let mut fenced = self
             .bounded("fence", id, sql_deadline, self.fence_on(&mut c))
-            .await
+            .await;
+        // The session itself failed (the server closed it; seen as a host resumed from a
+        // freeze): once more on a fresh one while time remains, before stopping mysqld.
+        if let Err(e) = &fenced
+            && e.code() == tonic::Code::Unavailable
+            && tokio::time::Instant::now() < sql_deadline
         {
+            tracing::warn!(error = %e.message(), "fence: the session to mysqld failed; trying once more on a fresh one");
+            fenced = match self.conn_by("fence", sql_deadline).await {
+                Ok(mut fresh) => {
+                    let id = fresh.id();
+                    self.bounded("fence", id, sql_deadline, self.fence_on(&mut fresh))
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+        }
+        match fenced {
             Err(e) if allow_kill && e.code() == tonic::Code::DeadlineExceeded => {
                 drop(c);
                 tracing::error!(error = %e.message(), "mysqld could not be made read-only in time: stopping it");

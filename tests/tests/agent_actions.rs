@@ -511,3 +511,61 @@ async fn a_retried_promotion_keeps_its_fork_point_and_a_stop_mysqld_fence_keeps_
     );
     holder.abort();
 }
+
+/// A fence kills the application's sessions but not one still logging in: that may be a
+/// second fence (the agent's self-fence and the leader's, on a host resumed from a
+/// freeze) or an operator's admin session, and cutting its login failed it with
+/// "connection closed" (seen in node_loss.rs). A login finished after the fence meets a
+/// read-only server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fence_kills_the_applications_sessions_but_not_one_still_logging_in() {
+    use tokio::io::AsyncReadExt;
+    let w = World::start(1, 2, 1).await;
+    let db1 = w.cluster.instance(0);
+    // A login held half-way: the server's greeting read, no answer sent yet.
+    let mut logging_in = tokio::net::TcpStream::connect((db1.ip(), db1.port()))
+        .await
+        .expect("tcp to db1");
+    let mut greeting = [0u8; 512];
+    let n = logging_in.read(&mut greeting).await.expect("greeting");
+    assert!(n > 4, "no greeting from mysqld");
+    let mut app = w.cluster.app_conn(0).await.expect("an application session");
+    let mut admin = w.cluster.admin_conn(0).await.expect("admin");
+    let before: Vec<String> = admin
+        .query("SELECT USER FROM information_schema.PROCESSLIST WHERE COMMAND = 'Connect'")
+        .await
+        .expect("processlist");
+    assert!(
+        !before.is_empty(),
+        "the held login is not in the processlist"
+    );
+
+    let epoch = 3;
+    w.set_epoch(epoch).await;
+    let mut a = agent(&w, 0).await;
+    let mut request = tonic::Request::new(FenceRequest {
+        epoch,
+        mode: FenceMode::ReadOnly as i32,
+        failover_id: "t".into(),
+        allow_kill: false,
+    });
+    request.set_timeout(Duration::from_secs(3));
+    let fenced = a.fence(request).await.expect("fenced").into_inner();
+    assert_eq!(fenced.outcome, FenceOutcome::ReadOnly as i32, "{fenced:?}");
+
+    assert!(
+        app.query_drop("SELECT 1").await.is_err(),
+        "the application's session survived the fence"
+    );
+    // The held login is still open: the server has not closed it (a read would end at
+    // once with 0 bytes if it had).
+    let mut buf = [0u8; 16];
+    match tokio::time::timeout(Duration::from_millis(500), logging_in.read(&mut buf)).await {
+        Err(_) => {}
+        Ok(r) => panic!("the fence cut a session still logging in: read gave {r:?}"),
+    }
+    let ro = query_value(&mut admin, "SELECT @@global.read_only")
+        .await
+        .expect("read_only");
+    assert_eq!(ro.as_deref(), Some("1"), "not read-only after the fence");
+}

@@ -312,7 +312,8 @@ impl Actions {
         }
     }
 
-    /// Kills every client connection but altair's own, replication and the server's.
+    /// Kills every client connection but altair's own, replication, the server's and
+    /// those still logging in (see [`crate::fence_targets`]).
     async fn kill_clients(&self, c: &mut Conn) -> Result<u32, Status> {
         let list = rows(
             c,
@@ -324,13 +325,12 @@ impl Actions {
         for r in &list {
             let user = field(r, "USER").unwrap_or_default();
             let command = field(r, "COMMAND").unwrap_or_default();
-            let internal = user == self.admin_user
-                || user == self.repl_user
-                || user == "system user"
-                || user == "event_scheduler"
-                || command.starts_with("Binlog Dump")
-                || command == "Daemon";
-            if internal {
+            if !crate::fence_targets::is_writing_client(
+                &user,
+                &command,
+                &self.admin_user,
+                &self.repl_user,
+            ) {
                 continue;
             }
             if let Some(id) = field(r, "ID") {

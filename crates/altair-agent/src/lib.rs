@@ -8,6 +8,7 @@ mod actions;
 mod apply_durability;
 mod binlog_files;
 mod deadline;
+mod fence_targets;
 mod heartbeat;
 mod metrics;
 mod mysql;

@@ -276,12 +276,14 @@ pub mod world {
         }
 
         /// `start_ha_with`, each host's binlogs on a filesystem of `binlog_mb` MiB of its
-        /// own (`cluster.binlog_fs(i)`): a disk a test can fill up.
+        /// own (`cluster.binlog_fs(i)`): a disk a test can fill up; `sections` added to
+        /// every orchestrator's config.
         pub async fn start_ha_small_binlogs(
             hosts: usize,
             orchestrators: usize,
             timing: FleetTiming,
             binlog_mb: u32,
+            sections: &str,
         ) -> Self {
             Self::start_ha_on(
                 (hosts, Some(binlog_mb), 1),
@@ -290,7 +292,7 @@ pub mod world {
                 3600,
                 &[],
                 timing,
-                "",
+                sections,
             )
             .await
         }

@@ -1,8 +1,9 @@
 //! The write-liveness probe end to end (issue 16): a primary that answers reads but
 //! cannot commit is reported `write_stalled` — by `altairctl status`, the agent's metric
-//! and the cluster's health — and is not failed over (alert only). Two real causes on a
-//! real mariadbd in a namespace: a global read lock held by a session, and the disk
-//! under its binlog full (a size-limited filesystem, filled up).
+//! and the cluster's health — and is not failed over (alert only, the default). Two real
+//! causes on a real mariadbd in a namespace: a global read lock held by a session, and
+//! the disk under its binlog full (a size-limited filesystem, filled up). A cluster whose
+//! `[write_stall]` policy is `failover` is failed over once the stall has lasted.
 
 use std::time::{Duration, Instant};
 
@@ -49,7 +50,7 @@ async fn a_primary_that_cannot_commit_is_write_stalled_and_not_failed_over() {
         write_stall_after_ms: Some(STALL_AFTER.as_millis() as u64),
         ..FleetTiming::default()
     };
-    let w = World::start_ha_small_binlogs(3, 1, timing, 32).await;
+    let w = World::start_ha_small_binlogs(3, 1, timing, 32, "").await;
     w.wait_until("cluster recorded", Duration::from_secs(20), |s| {
         s.clusters[0].epoch == Some(1)
     })
@@ -131,4 +132,113 @@ async fn a_primary_that_cannot_commit_is_write_stalled_and_not_failed_over() {
     // frees the space and ends.
     std::fs::remove_file(&filler).expect("free the space");
     stuck.abort();
+}
+
+/// `[write_stall]` policy `failover` for this cluster (the default stays alert only):
+/// the disk under the primary's binlog fills up, and once the stall has stood for
+/// `failover_after_ms` the cluster fails over — DNS moves, the new primary has every
+/// acknowledged row and takes writes, the old primary refuses writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_whose_policy_is_failover_fails_over_a_primary_whose_disk_is_full() {
+    let failover_after = Duration::from_millis(2_000);
+    let timing = FleetTiming {
+        write_stall_after_ms: Some(STALL_AFTER.as_millis() as u64),
+        ..FleetTiming::default()
+    };
+    let sections = format!(
+        "[write_stall]\nfailover_after_ms = {}\n[write_stall.clusters]\nc1 = \"failover\"\n",
+        failover_after.as_millis()
+    );
+    let w = World::start_ha_small_binlogs(3, 1, timing, 32, &sections).await;
+    w.wait_until("cluster recorded", Duration::from_secs(20), |s| {
+        s.clusters[0].epoch == Some(1)
+    })
+    .await;
+    let old_ip = w.net.as_ref().expect("net").host(0).ip;
+    let mut app = mysql_async::Conn::new(w.app_opts(old_ip))
+        .await
+        .expect("app connection");
+    app.query_drop("CREATE TABLE full_disk (id INT AUTO_INCREMENT PRIMARY KEY, v LONGTEXT)")
+        .await
+        .expect("create table");
+    for i in 0..20 {
+        app.query_drop(format!("INSERT INTO full_disk (v) VALUES ('before {i}')"))
+            .await
+            .expect("an acknowledged write before the disk fills");
+    }
+    drop(app);
+
+    let filler = w
+        .cluster
+        .binlog_fs(0)
+        .expect("db1's binlog filesystem")
+        .fill()
+        .expect("fill the binlog filesystem");
+    let filled = Instant::now();
+    let opts = w.app_opts(old_ip);
+    let stuck = tokio::spawn(async move {
+        let mut c = mysql_async::Conn::new(opts).await?;
+        // Larger than what is left in the binlog file's last block.
+        c.query_drop("INSERT INTO full_disk (v) VALUES (CONCAT('stuck', REPEAT('x', 65536)))")
+            .await
+    });
+    let (new_ip, moved) =
+        altair_e2e::ops::wait_dns_moved(&w, old_ip, Duration::from_secs(60)).await;
+    eprintln!(
+        "disk full: DNS moved {moved:?} after it filled up (stall {STALL_AFTER:?} + failover_after {failover_after:?})"
+    );
+    assert!(
+        moved >= failover_after,
+        "failed over {moved:?} after the disk filled, before the stall had stood {failover_after:?}"
+    );
+    let mut new = mysql_async::Conn::new(w.app_opts(new_ip))
+        .await
+        .expect("app connection to the new primary");
+    new.query_drop("INSERT INTO full_disk (v) VALUES ('after')")
+        .await
+        .expect("the new primary takes writes");
+    let rows: Vec<String> = new
+        .query("SELECT v FROM full_disk ORDER BY id")
+        .await
+        .expect("rows on the new primary");
+    for i in 0..20 {
+        assert!(
+            rows.contains(&format!("before {i}")),
+            "acknowledged row 'before {i}' is missing on the new primary: {rows:?}"
+        );
+    }
+    // The stuck commit was never acknowledged before the failover; if it was after, it
+    // must not be lost.
+    if stuck.is_finished() && matches!(stuck.await, Ok(Ok(()))) {
+        assert!(
+            rows.iter().any(|r| r.starts_with("stuck")),
+            "the stuck commit was acknowledged but is not on the new primary"
+        );
+    }
+    // The old primary refuses writes: read-only, or stopped by its fence.
+    let refused = match w.cluster.admin_conn(0).await {
+        Err(_) => true,
+        Ok(mut c) => {
+            let ro = altair_testkit::mariadb::sql::query_value(&mut c, "SELECT @@global.read_only")
+                .await
+                .expect("read_only");
+            ro.as_deref() == Some("1")
+        }
+    };
+    assert!(
+        refused,
+        "the old primary is still writable after the failover"
+    );
+    let s = w.status().await.expect("status");
+    assert_ne!(
+        s.clusters[0].primary.as_deref(),
+        Some("db1"),
+        "status still names db1"
+    );
+    assert!(
+        filled.elapsed() < Duration::from_secs(120),
+        "took {:?}",
+        filled.elapsed()
+    );
+    std::fs::remove_file(&filler).expect("free the space");
 }

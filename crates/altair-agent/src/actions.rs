@@ -326,8 +326,8 @@ impl Actions {
             let user = field(r, "USER").unwrap_or_default();
             let command = field(r, "COMMAND").unwrap_or_default();
             if !crate::fence_targets::is_writing_client(
-                &user,
-                &command,
+                user,
+                command,
                 &self.admin_user,
                 &self.repl_user,
             ) {

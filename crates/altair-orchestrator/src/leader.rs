@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use altair_core::config::OnWriteStalled;
 use altair_core::failover::{
     Journal, LastVerify, Stage, Step, Verdict, failover_blocked, health_fingerprint, verdict,
     verify_due,
@@ -183,7 +184,11 @@ pub(crate) async fn pass(
             },
         );
     }
-    if !matches!(health.health, Health::Unreachable | Health::MysqlDown) {
+    // Down (verified below), or stalled in a cluster whose policy fails over on it.
+    let stalled = health.health == Health::WriteStalled;
+    if stalled && ctx.config.write_stall.policy_for(cluster.as_str()) == OnWriteStalled::Alert
+        || !stalled && !matches!(health.health, Health::Unreachable | Health::MysqlDown)
+    {
         return Ok(idle);
     }
     let period = ctx.config.orchestrator.failover_block_period_s * 1000;
@@ -226,6 +231,16 @@ pub(crate) async fn pass(
     // The datacenter's failover budget is full: no verification until there is room.
     if !ctx.admission.has_room(cluster.as_str(), &datacenter) {
         return Ok(Pace::Within(BUDGET_EVERY));
+    }
+    if stalled {
+        let start = Start {
+            state: &state,
+            version,
+            primary: &primary,
+            health,
+            datacenter: &datacenter,
+        };
+        return crate::stall::pass(ctx, &view, start, now, idle, slots).await;
     }
     if !verify_due(
         now,
@@ -326,50 +341,88 @@ pub(crate) async fn pass(
                     return Ok(Pace::Active);
                 }
             }
-            if !ctx.admission.may_start(cluster.as_str(), &datacenter) {
-                return Ok(Pace::Within(BUDGET_EVERY));
-            }
-            let verified = now_ms();
-            let mut journal = Journal::new(
-                failover_id(),
-                cluster.to_string(),
-                state.epoch + 1,
-                primary.clone(),
-                format!("{primary} {}: {}", health.health, health.reason),
-                health.since_unix_ms,
-                vec![
-                    Stage::new("detect", health.since_unix_ms, verify_started),
-                    Stage::new("verify", verify_started, verified),
-                ],
-            );
-            journal.notes = notes;
-            let mut s = state.clone();
-            s.epoch = journal.epoch;
-            let l = ctx.zk.layout();
-            // Lock + new epoch: compare-and-set on the state, journal created with it.
-            let created = ctx
-                .write(&[
-                    Op::Set {
-                        path: l.cluster_state(cluster),
-                        data: to_json(&s),
-                        version: Some(version),
-                    },
-                    Op::Create {
-                        path: l.failover_journal(cluster),
-                        data: to_json(&journal),
-                    },
-                ])
-                .await;
-            if let Err(e) = created {
-                ctx.admission.not_started(cluster.as_str());
-                return Err(e);
-            }
-            tracing::warn!(cluster = %cluster, failover_id = %journal.id, epoch = journal.epoch, old_primary = %primary, "primary verified down: failing over");
-            let view = ClusterView::load(&ctx.zk, cluster).await?;
-            drive(ctx, &view, journal, slots).await?;
-            Ok(Pace::Active)
+            let start = Start {
+                state: &state,
+                version,
+                primary: &primary,
+                health,
+                datacenter: &datacenter,
+            };
+            start_failover(ctx, &view, start, verify_started, notes, slots).await
         }
     }
+}
+
+/// What a failover is started from: the cluster's state as read (and its znode version,
+/// for the compare-and-set that takes the lock) and its primary's health record.
+pub(crate) struct Start<'a> {
+    pub state: &'a ClusterState,
+    pub version: i32,
+    pub primary: &'a str,
+    pub health: &'a HealthRecord,
+    pub datacenter: &'a str,
+}
+
+/// Takes the cluster's failover lock — a new epoch set by compare-and-set on its state,
+/// the journal created in the same write — and drives the failover as far as it goes.
+pub(crate) async fn start_failover(
+    ctx: &Ctx,
+    view: &ClusterView,
+    start: Start<'_>,
+    verify_started: u64,
+    notes: Vec<String>,
+    slots: &Slots,
+) -> Result<Pace, ZkError> {
+    let Start {
+        state,
+        version,
+        primary,
+        health,
+        datacenter,
+    } = start;
+    let cluster = &view.name;
+    if !ctx.admission.may_start(cluster.as_str(), datacenter) {
+        return Ok(Pace::Within(BUDGET_EVERY));
+    }
+    let verified = now_ms();
+    let mut journal = Journal::new(
+        failover_id(),
+        cluster.to_string(),
+        state.epoch + 1,
+        primary.to_owned(),
+        format!("{primary} {}: {}", health.health, health.reason),
+        health.since_unix_ms,
+        vec![
+            Stage::new("detect", health.since_unix_ms, verify_started),
+            Stage::new("verify", verify_started, verified),
+        ],
+    );
+    journal.notes = notes;
+    let mut s = state.clone();
+    s.epoch = journal.epoch;
+    let l = ctx.zk.layout();
+    // Lock + new epoch: compare-and-set on the state, journal created with it.
+    let created = ctx
+        .write(&[
+            Op::Set {
+                path: l.cluster_state(cluster),
+                data: to_json(&s),
+                version: Some(version),
+            },
+            Op::Create {
+                path: l.failover_journal(cluster),
+                data: to_json(&journal),
+            },
+        ])
+        .await;
+    if let Err(e) = created {
+        ctx.admission.not_started(cluster.as_str());
+        return Err(e);
+    }
+    tracing::warn!(cluster = %cluster, failover_id = %journal.id, epoch = journal.epoch, old_primary = %primary, "primary verified {}: failing over", if health.health == Health::WriteStalled { "stalled" } else { "down" });
+    let view = ClusterView::load(&ctx.zk, cluster).await?;
+    drive(ctx, &view, journal, slots).await?;
+    Ok(Pace::Active)
 }
 
 /// Wait before a failover whose journal write failed is driven again.

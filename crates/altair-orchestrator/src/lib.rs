@@ -20,6 +20,7 @@ mod pause;
 mod rejoin;
 mod reopen;
 mod service;
+mod stall;
 mod topology;
 mod view;
 mod workers;

@@ -11,6 +11,7 @@ mod console;
 mod ctl;
 mod monitor;
 mod orchestrator;
+mod write_stall;
 
 use std::fmt;
 
@@ -28,6 +29,7 @@ pub use orchestrator::{
     AdmissionConfig, DnsConfig, FenceHookConfig, FenceMode, HooksConfig, OnSalvageTimeout,
     OrchestratorConfig, OrchestratorSection,
 };
+pub use write_stall::{OnWriteStalled, WriteStallConfig};
 
 /// One problem with a configuration, naming the key it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -33,6 +33,9 @@ pub struct OrchestratorConfig {
     pub admission: AdmissionConfig,
     #[serde(default)]
     pub console: super::ConsoleConfig,
+    /// What a primary reported `write_stalled` leads to, per cluster.
+    #[serde(default)]
+    pub write_stall: super::WriteStallConfig,
 }
 
 /// How an old primary whose host answers is fenced.
@@ -411,6 +414,7 @@ impl Validate for OrchestratorConfig {
             "orchestrator.resync_interval_s",
             || format!("{} s is outside 1..=3600", o.resync_interval_s),
         );
+        self.write_stall.validate(p);
         check_ms(p, "hooks.timeout_ms", self.hooks.timeout_ms, 100..=600_000);
         check_ms(p, "fence.timeout_ms", self.fence.timeout_ms, 100..=600_000);
         let a = &self.admission;

@@ -7,10 +7,12 @@ mod journal;
 pub mod machine;
 pub mod reopen;
 pub mod salvage;
+mod stall;
 mod verify;
 
 pub use candidate::{Candidate, CandidateRules, Refusal, choose, eligible, rank};
 pub use journal::{Journal, Kind, Stage, Step};
+pub use stall::{StallAction, StallAnswer, StallCheck, stall_action, stall_check};
 pub use verify::{
     BlockReason, LastVerify, Verdict, failover_blocked, health_fingerprint, verdict, verify_due,
 };

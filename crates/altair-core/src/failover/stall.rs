@@ -1,0 +1,152 @@
+//! A primary reported `write_stalled`: whether and when its cluster fails over
+//! (`[write_stall]` of the orchestrator's config), and what the primary's agent must
+//! still say for it to go ahead.
+
+use crate::config::OnWriteStalled;
+
+/// What the leader does now with a primary reported `write_stalled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StallAction {
+    /// The cluster's policy is alert only.
+    Alert,
+    /// Not stalled long enough yet: look again at this time (ms since the Unix epoch).
+    WaitUntil(u64),
+    /// Ask the primary's agent whether it is still stalled.
+    Confirm,
+}
+
+/// `since_ms`: when the primary was reported `write_stalled`.
+pub fn stall_action(
+    policy: OnWriteStalled,
+    since_ms: u64,
+    now_ms: u64,
+    failover_after_ms: u64,
+) -> StallAction {
+    if policy == OnWriteStalled::Alert {
+        return StallAction::Alert;
+    }
+    let due = since_ms.saturating_add(failover_after_ms);
+    if now_ms < due {
+        StallAction::WaitUntil(due)
+    } else {
+        StallAction::Confirm
+    }
+}
+
+/// What the primary's agent said when asked just before the failover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StallCheck {
+    /// Writable and still not committing: fail over.
+    Stalled { why: String },
+    /// It commits again, or it is no longer writable: no failover.
+    Cleared { why: String },
+    /// Its agent did not answer: not this path's call (if the host is lost, its health
+    /// turns `unreachable` and that path verifies it).
+    NoAnswer { error: String },
+}
+
+/// What the primary's agent reported in its snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StallAnswer {
+    /// Its probe of mysqld answered (when it did not — a binlog write waiting for disk
+    /// space holds the lock the probe needs — `read_only` is not known).
+    pub reachable: bool,
+    pub read_only: bool,
+    pub write_stalled: bool,
+    pub probe_error: String,
+}
+
+/// `answer`: the primary's snapshot, or why its agent did not answer. The agent's write
+/// probe runs on a writable primary only, so a stall it still reports is one of a
+/// writable primary unless its probe now reads it read-only.
+pub fn stall_check(answer: Result<StallAnswer, String>) -> StallCheck {
+    match answer {
+        Err(error) => StallCheck::NoAnswer { error },
+        Ok(a) if !a.write_stalled => StallCheck::Cleared {
+            why: "its write probe commits again".into(),
+        },
+        Ok(a) if a.reachable && a.read_only => StallCheck::Cleared {
+            why: "it is read-only now".into(),
+        },
+        Ok(a) => StallCheck::Stalled {
+            why: if a.probe_error.is_empty() {
+                "its write probe has not committed".into()
+            } else {
+                a.probe_error
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_only_never_fails_over() {
+        assert_eq!(
+            stall_action(OnWriteStalled::Alert, 0, u64::MAX, 0),
+            StallAction::Alert
+        );
+    }
+
+    #[test]
+    fn failover_waits_for_the_report_to_stand_then_confirms() {
+        let p = OnWriteStalled::Failover;
+        assert_eq!(
+            stall_action(p, 1_000, 5_000, 10_000),
+            StallAction::WaitUntil(11_000)
+        );
+        assert_eq!(stall_action(p, 1_000, 11_000, 10_000), StallAction::Confirm);
+        assert_eq!(stall_action(p, 1_000, 1_000, 0), StallAction::Confirm);
+        assert_eq!(
+            stall_action(p, u64::MAX, 0, 10_000),
+            StallAction::WaitUntil(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn only_a_writable_primary_still_stalled_is_failed_over() {
+        let stalled = StallAnswer {
+            reachable: true,
+            read_only: false,
+            write_stalled: true,
+            probe_error: "Waiting for someone to free space".into(),
+        };
+        assert!(matches!(
+            stall_check(Ok(stalled.clone())),
+            StallCheck::Stalled { why } if why.contains("free space")
+        ));
+        // Its probe of mysqld hangs behind the stalled binlog write: read_only unknown.
+        let probe_hangs = StallAnswer {
+            reachable: false,
+            read_only: true,
+            probe_error: String::new(),
+            ..stalled.clone()
+        };
+        assert!(matches!(
+            stall_check(Ok(probe_hangs)),
+            StallCheck::Stalled { why } if why.contains("not committed")
+        ));
+        let commits = StallAnswer {
+            write_stalled: false,
+            ..stalled.clone()
+        };
+        assert!(matches!(
+            stall_check(Ok(commits)),
+            StallCheck::Cleared { .. }
+        ));
+        let read_only = StallAnswer {
+            read_only: true,
+            ..stalled
+        };
+        assert!(matches!(
+            stall_check(Ok(read_only)),
+            StallCheck::Cleared { .. }
+        ));
+        assert!(matches!(
+            stall_check(Err("deadline".into())),
+            StallCheck::NoAnswer { .. }
+        ));
+    }
+}

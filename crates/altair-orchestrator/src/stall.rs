@@ -1,0 +1,99 @@
+//! A primary reported `write_stalled` in a cluster whose `[write_stall]` policy is
+//! `failover`: once the report has stood for `write_stall.failover_after_ms`, the
+//! primary's agent is asked whether it is still writable and still not committing, and
+//! if so the cluster fails over like one whose primary is down (the old primary is
+//! fenced read-only, or stopped when it cannot be made read-only in time).
+
+use std::time::Duration;
+
+use altair_core::failover::{StallAction, StallAnswer, StallCheck, stall_action, stall_check};
+use altair_proto::v1::StatusRequest;
+use altair_zk::ZkError;
+
+use crate::agents::agent;
+use crate::ctx::{Ctx, now_ms};
+use crate::leader::{Pace, Start, start_failover};
+use crate::view::ClusterView;
+use crate::workers::Slots;
+
+/// How soon a stalled primary whose agent did not answer, or said the stall cleared, is
+/// looked at again (its health changes meanwhile wake the worker at once).
+const AGAIN: Duration = Duration::from_secs(1);
+
+/// One look at a cluster whose primary is reported `write_stalled`.
+pub(crate) async fn pass(
+    ctx: &Ctx,
+    view: &ClusterView,
+    start: Start<'_>,
+    now: u64,
+    idle: Pace,
+    slots: &Slots,
+) -> Result<Pace, ZkError> {
+    let cluster = &view.name;
+    let ws = &ctx.config.write_stall;
+    let policy = ws.policy_for(cluster.as_str());
+    let within = |d: Duration| match idle {
+        Pace::Within(t) => Pace::Within(t.min(d)),
+        _ => Pace::Within(d),
+    };
+    match stall_action(
+        policy,
+        start.health.since_unix_ms,
+        now,
+        ws.failover_after_ms,
+    ) {
+        StallAction::Alert => return Ok(idle),
+        StallAction::WaitUntil(at) => {
+            return Ok(within(Duration::from_millis(
+                at.saturating_sub(now).max(20),
+            )));
+        }
+        StallAction::Confirm => {}
+    }
+    let asked = now_ms();
+    match confirm(ctx, view, start.primary).await {
+        StallCheck::Stalled { why } => {
+            tracing::warn!(cluster = %cluster, primary = %start.primary, why = %why, stalled_ms = now.saturating_sub(start.health.since_unix_ms), "primary cannot commit and the cluster's policy is to fail over");
+            let note = format!(
+                "{} write_stalled for {} ms (write_stall policy: failover); its agent confirmed: {why}",
+                start.primary,
+                now.saturating_sub(start.health.since_unix_ms)
+            );
+            start_failover(ctx, view, start, asked, vec![note], slots).await
+        }
+        StallCheck::Cleared { why } => {
+            tracing::info!(cluster = %cluster, primary = %start.primary, why = %why, "primary reported write_stalled, but its agent says it cleared: no failover");
+            Ok(within(AGAIN))
+        }
+        StallCheck::NoAnswer { error } => {
+            tracing::warn!(cluster = %cluster, primary = %start.primary, error = %error, "primary reported write_stalled, but its agent did not answer: no failover on the stall (a lost host is verified as unreachable)");
+            Ok(within(AGAIN))
+        }
+    }
+}
+
+/// What the primary's agent says now.
+async fn confirm(ctx: &Ctx, view: &ClusterView, primary: &str) -> StallCheck {
+    let Some(p) = view.hosts.get(primary) else {
+        return stall_check(Err(format!("{primary} is not registered")));
+    };
+    let deadline = Duration::from_millis(ctx.config.orchestrator.verify_timeout_ms);
+    let answer = async {
+        let mut a = agent(&p.agent, deadline).await?;
+        let snap = a
+            .status(StatusRequest {})
+            .await
+            .map_err(|s| format!("status from the agent of {primary}: {}", s.message()))?
+            .into_inner()
+            .snapshot
+            .ok_or_else(|| format!("the agent of {primary} answered without a snapshot"))?;
+        Ok(StallAnswer {
+            reachable: snap.reachable,
+            read_only: snap.read_only,
+            write_stalled: snap.write_stalled,
+            probe_error: snap.write_probe_error,
+        })
+    }
+    .await;
+    stall_check(answer)
+}

@@ -319,6 +319,14 @@ pub mod world {
             .await
         }
 
+        /// The chaos world: 3 hosts, 2 monitors, 2 orchestrators without anti-flapping,
+        /// a 3-server ZooKeeper ensemble; each host's binlogs on a filesystem of
+        /// `binlog_mb` MiB (a disk to fill up); `sections` added to every orchestrator's
+        /// config.
+        pub async fn start_chaos(timing: FleetTiming, binlog_mb: u32, sections: &str) -> Self {
+            Self::start_ha_on((3, Some(binlog_mb), 3), 2, 2, 0, &[], timing, sections).await
+        }
+
         async fn start_ha_on(
             (hosts, binlog_mb, zk_nodes): (usize, Option<u32>, usize),
             monitors: usize,

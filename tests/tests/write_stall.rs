@@ -134,8 +134,9 @@ async fn a_primary_that_cannot_commit_is_write_stalled_and_not_failed_over() {
     stuck.abort();
 }
 
-/// `[write_stall]` policy `failover` for this cluster (the default stays alert only):
-/// the disk under the primary's binlog fills up, and once the stall has stood for
+/// `[write_stall]` policy `failover` for this cluster (the default stays alert only).
+/// A probe write refused with an error is no stuck commit: no failover. Then the disk
+/// under the primary's binlog fills up, and once the stall has stood for
 /// `failover_after_ms` the cluster fails over — DNS moves, the new primary has every
 /// acknowledged row and takes writes, the old primary refuses writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,6 +169,51 @@ async fn a_cluster_whose_policy_is_failover_fails_over_a_primary_whose_disk_is_f
     }
     drop(app);
 
+    // 1. The probe's write gets an error back (a trigger refuses it; created outside the
+    // binlog, as the probe's table is): reported write_stalled, but that is no stuck
+    // commit — a fault every primary would share — so nothing fails over.
+    let mut admin = w.cluster.admin_conn(0).await.expect("admin");
+    admin
+        .query_drop("SET SESSION sql_log_bin = 0")
+        .await
+        .expect("sql_log_bin");
+    let made = Instant::now();
+    loop {
+        let n: Option<u64> = admin
+            .query_first(
+                "SELECT COUNT(*) FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = 'altair' AND TABLE_NAME = 'write_probe'",
+            )
+            .await
+            .expect("tables");
+        if n == Some(1) {
+            break;
+        }
+        assert!(
+            made.elapsed() < Duration::from_secs(10),
+            "the write probe made no table"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    admin
+        .query_drop(
+            "CREATE TRIGGER altair.refuse BEFORE INSERT ON altair.write_probe FOR EACH ROW \
+             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by a test trigger'",
+        )
+        .await
+        .expect("create the trigger");
+    w.wait_health("db1", "write_stalled", Duration::from_secs(30))
+        .await;
+    no_failover_for(&w, failover_after + Duration::from_secs(2)).await;
+    admin
+        .query_drop("DROP TRIGGER altair.refuse")
+        .await
+        .expect("drop the trigger");
+    w.wait_health("db1", "healthy", Duration::from_secs(10))
+        .await;
+    drop(admin);
+
+    // 2. The disk under its binlog fills up: commits wait, the cluster fails over.
     let filler = w
         .cluster
         .binlog_fs(0)

@@ -1,7 +1,9 @@
 //! Which sessions a fence kills: the clients that could write, and nothing else.
 //!
 //! A session still logging in shows as `unauthenticated user` and is left alone: it has
-//! no privileges yet, and once it has logged in the server is already read-only for it.
+//! no privileges yet, and once it has logged in the server is already read-only for it
+//! (unless its account bypasses `read_only` — SUPER or READ ONLY ADMIN — which a fence
+//! never stops from logging in afterwards either).
 //! Killing it cut the logins of altair's own sessions — a second fence running at the
 //! same moment (the agent's self-fence and the leader's fence on a resumed host) or an
 //! operator's admin session — which then failed with "connection closed".
@@ -14,8 +16,7 @@ pub fn is_writing_client(user: &str, command: &str, admin_user: &str, repl_user:
         || user == "event_scheduler"
         || user == "unauthenticated user"
         || command.starts_with("Binlog Dump")
-        || command == "Daemon"
-        || command == "Connect";
+        || command == "Daemon";
     !spared
 }
 
@@ -54,6 +55,7 @@ mod tests {
             "altair",
             "repl"
         ));
-        assert!(!is_writing_client("", "Connect", "altair", "repl"));
+        // An event's worker shows COMMAND `Connect` under its definer: killed.
+        assert!(is_writing_client("app", "Connect", "altair", "repl"));
     }
 }

@@ -2,7 +2,9 @@
 //! interval with that interval as its deadline. A primary that answers reads but cannot
 //! commit (a full or stalled disk, a held lock) for `write_stall_after_ms` is reported
 //! `write_stalled` in the snapshot, its heartbeat and the `altair_agent_write_stalled`
-//! gauge. Alert only: nothing fails over on it.
+//! gauge. Whether a cluster fails over on it is the orchestrator's `[write_stall]`
+//! policy (alert only by default); only commits that do not finish count there, never
+//! an error the server answers with (see `Failure::stuck`).
 //!
 //! The row lives in `altair.write_probe` and is written with `sql_log_bin=0`: it never
 //! enters the binlog, so it adds no GTID (a probe write racing a fence can never become
@@ -37,6 +39,8 @@ pub struct WriteState {
     /// The last round's server answered a query (the write or the disk-space check):
     /// mysqld runs, however stuck its commits are.
     answered: AtomicBool,
+    /// The last failure was a commit that did not finish (see `Failure::stuck`).
+    stuck: AtomicBool,
     error: Mutex<String>,
 }
 
@@ -53,11 +57,17 @@ impl WriteState {
             return;
         }
         snap.write_stalled = stalled;
+        snap.write_stall_commits_stuck = stalled && self.stuck.load(Ordering::SeqCst);
         snap.write_probe_error = self.error.lock().map(|e| e.clone()).unwrap_or_default();
     }
 
-    fn set(&self, stalled: bool, answered: bool, error: String, wake: &Notify) {
+    fn set(&self, stalled: bool, failure: Option<&Failure>, wake: &Notify) {
+        let (answered, stuck, error) = match failure {
+            None => (true, false, String::new()),
+            Some(f) => (f.answered, f.stuck, f.why.clone()),
+        };
         self.answered.store(answered, Ordering::SeqCst);
+        self.stuck.store(stuck, Ordering::SeqCst);
         let was = self.stalled.swap(stalled, Ordering::SeqCst);
         if let Ok(mut e) = self.error.lock() {
             *e = error;
@@ -80,13 +90,28 @@ impl WriteState {
 struct Failure {
     why: String,
     answered: bool,
+    /// A commit that did not finish: a statement past its deadline, or sessions
+    /// waiting for disk space. Not an error the server answered with (privileges, a
+    /// missing table, too many connections): that is a fault to alert on, and failing
+    /// over would not cure it (every primary would have it).
+    stuck: bool,
 }
 
 impl Failure {
+    /// The server answered with an error (or none could be reached).
     fn silent(why: String) -> Self {
         Self {
             why,
             answered: false,
+            stuck: false,
+        }
+    }
+
+    /// Past its deadline.
+    fn late(why: String) -> Self {
+        Self {
+            stuck: true,
+            ..Self::silent(why)
         }
     }
 }
@@ -129,19 +154,19 @@ pub async fn run(
             // again when it is one.
             conn = None;
             last_ok = Instant::now();
-            state.set(false, true, String::new(), &wake);
+            state.set(false, None, &wake);
             continue;
         }
         match write_once(&actions, &mut conn, every).await {
             Ok(()) => {
                 last_ok = Instant::now();
-                state.set(false, true, String::new(), &wake);
+                state.set(false, None, &wake);
             }
             Err(f) => {
                 conn = None;
                 let stalled = last_ok.elapsed() >= stall_after;
                 tracing::debug!(error = %f.why, stalled, "write probe did not commit");
-                state.set(stalled, f.answered, f.why, &wake);
+                state.set(stalled, Some(&f), &wake);
             }
         }
     }
@@ -160,8 +185,7 @@ async fn write_once(
     deadline: Duration,
 ) -> Result<(), Failure> {
     let by = Instant::now() + deadline;
-    let late =
-        |what: &str| Failure::silent(format!("{what} took over {} ms", deadline.as_millis()));
+    let late = |what: &str| Failure::late(format!("{what} took over {} ms", deadline.as_millis()));
     if conn.is_none() {
         let mut c = tokio::time::timeout_at(by, actions.conn())
             .await
@@ -202,6 +226,7 @@ async fn write_once(
                 "{n} session(s) wait for disk space: a full filesystem under the binlog or the data"
             ),
             answered: true,
+            stuck: true,
         }),
         Ok(Err(e)) => Err(Failure::silent(crate::mysql::describe(&e))),
         Err(_) => {

@@ -35,7 +35,8 @@ pub enum Health {
     Unreachable,
     MysqlDown,
     ReplicationBroken,
-    /// Reads answer, writes do not commit (alert only: never a failover trigger).
+    /// Reads answer, writes do not commit: alert only, unless the orchestrator's
+    /// `[write_stall]` policy for the cluster is `failover` (see `failover::stall`).
     WriteStalled,
 }
 

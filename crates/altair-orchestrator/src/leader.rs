@@ -398,6 +398,7 @@ pub(crate) async fn start_failover(
         ],
     );
     journal.notes = notes;
+    journal.old_primary_answered = health.health == Health::WriteStalled;
     let mut s = state.clone();
     s.epoch = journal.epoch;
     let l = ctx.zk.layout();

@@ -65,6 +65,10 @@ pub(crate) async fn pass(
             tracing::info!(cluster = %cluster, primary = %start.primary, why = %why, "primary reported write_stalled, but its agent says it cleared: no failover");
             Ok(within(AGAIN))
         }
+        StallCheck::NotStuck { why } => {
+            tracing::warn!(cluster = %cluster, primary = %start.primary, why = %why, "primary reported write_stalled by an error its write probe gets back, not by stuck commits: alert only, no failover");
+            Ok(within(AGAIN))
+        }
         StallCheck::NoAnswer { error } => {
             tracing::warn!(cluster = %cluster, primary = %start.primary, error = %error, "primary reported write_stalled, but its agent did not answer: no failover on the stall (a lost host is verified as unreachable)");
             Ok(within(AGAIN))
@@ -91,6 +95,7 @@ async fn confirm(ctx: &Ctx, view: &ClusterView, primary: &str) -> StallCheck {
             reachable: snap.reachable,
             read_only: snap.read_only,
             write_stalled: snap.write_stalled,
+            commits_stuck: snap.write_stall_commits_stuck,
             probe_error: snap.write_probe_error,
         })
     }

@@ -65,11 +65,16 @@ pub enum Fault {
     /// Two of the three ZooKeeper servers killed (quorum lost) for the hold, then started
     /// again: no fencing, no failover; the primary keeps taking writes.
     ZkQuorumLost,
+    /// The filesystem under the primary's binlog filled up under the writes: it answers
+    /// reads but cannot commit. The run's `[write_stall]` policy is `failover`: it is
+    /// failed over once reported `write_stalled` for `failover_after_ms`.
+    PrimaryDiskFull,
 }
 
 /// The faults `make test` runs once each, before its random rounds (without
 /// `ALTAIR_CHAOS_ROUNDS`): each newer kind is covered by every CI run.
-pub const COVERED: [Fault; 13] = [
+pub const COVERED: [Fault; 14] = [
+    Fault::PrimaryDiskFull,
     Fault::ZkLeaderKilledThenPrimaryKilled,
     Fault::ZkQuorumLost,
     Fault::MonitorFrozen,
@@ -85,7 +90,7 @@ pub const COVERED: [Fault; 13] = [
     Fault::PrimaryLinkLossy,
 ];
 
-pub const FAULTS: [Fault; 25] = [
+pub const FAULTS: [Fault; 26] = [
     Fault::PrimaryCutFromReplicas,
     Fault::MonitorsCutFromPrimaryAgent,
     Fault::ControlPlaneCutFromPrimary,
@@ -111,6 +116,7 @@ pub const FAULTS: [Fault; 25] = [
     Fault::ReplicaLaggingThenPrimaryKilled,
     Fault::ZkLeaderKilledThenPrimaryKilled,
     Fault::ZkQuorumLost,
+    Fault::PrimaryDiskFull,
 ];
 
 /// What a fault must do to the primary.
@@ -137,7 +143,8 @@ impl Fault {
             | Fault::LeaderFrozenThenPrimaryKilled
             | Fault::PrimaryOutboundDropped
             | Fault::ReplicaLaggingThenPrimaryKilled
-            | Fault::ZkLeaderKilledThenPrimaryKilled => Expect::FailOver,
+            | Fault::ZkLeaderKilledThenPrimaryKilled
+            | Fault::PrimaryDiskFull => Expect::FailOver,
             Fault::PrimaryRestarted | Fault::PrimaryLinkLossy => Expect::Either,
             _ => Expect::Stay,
         }

@@ -109,6 +109,12 @@ pub struct Journal {
     /// so later steps do not wait for it again.
     #[serde(default)]
     pub old_host_unreachable: bool,
+    /// Started while the old primary still answered (it was reported `write_stalled`,
+    /// under a `failover` policy): its agent holds its lease, so it never fences itself.
+    /// A fence its agent cannot be asked for is retried (or done by the fence hook),
+    /// never left to self-fencing.
+    #[serde(default)]
+    pub old_primary_answered: bool,
     /// Automatic, forced by an operator, or a planned switchover.
     #[serde(default)]
     pub kind: Kind,
@@ -204,6 +210,7 @@ impl Journal {
             transactions_salvaged: 0,
             notes: Vec::new(),
             old_host_unreachable: false,
+            old_primary_answered: false,
             kind: Kind::Automatic,
             target: None,
             fenced_gtid: String::new(),

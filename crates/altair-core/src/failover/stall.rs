@@ -40,6 +40,10 @@ pub enum StallCheck {
     Stalled { why: String },
     /// It commits again, or it is no longer writable: no failover.
     Cleared { why: String },
+    /// Its write probe fails with an error the server answered with (privileges, a
+    /// missing table, too many connections), not a commit that does not finish: alert
+    /// only — every primary would have it.
+    NotStuck { why: String },
     /// Its agent did not answer: not this path's call (if the host is lost, its health
     /// turns `unreachable` and that path verifies it).
     NoAnswer { error: String },
@@ -53,6 +57,9 @@ pub struct StallAnswer {
     pub reachable: bool,
     pub read_only: bool,
     pub write_stalled: bool,
+    /// The stall is commits that do not finish (a probe past its deadline, sessions
+    /// waiting for disk space), not an error the server answered with.
+    pub commits_stuck: bool,
     pub probe_error: String,
 }
 
@@ -68,6 +75,7 @@ pub fn stall_check(answer: Result<StallAnswer, String>) -> StallCheck {
         Ok(a) if a.reachable && a.read_only => StallCheck::Cleared {
             why: "it is read-only now".into(),
         },
+        Ok(a) if !a.commits_stuck => StallCheck::NotStuck { why: a.probe_error },
         Ok(a) => StallCheck::Stalled {
             why: if a.probe_error.is_empty() {
                 "its write probe has not committed".into()
@@ -111,6 +119,7 @@ mod tests {
             reachable: true,
             read_only: false,
             write_stalled: true,
+            commits_stuck: true,
             probe_error: "Waiting for someone to free space".into(),
         };
         assert!(matches!(
@@ -138,7 +147,7 @@ mod tests {
         ));
         let read_only = StallAnswer {
             read_only: true,
-            ..stalled
+            ..stalled.clone()
         };
         assert!(matches!(
             stall_check(Ok(read_only)),
@@ -147,6 +156,16 @@ mod tests {
         assert!(matches!(
             stall_check(Err("deadline".into())),
             StallCheck::NoAnswer { .. }
+        ));
+        // A grant missing fleet-wide must not fail every primary over.
+        let denied = StallAnswer {
+            commits_stuck: false,
+            probe_error: "Access denied for user 'altair'".into(),
+            ..stalled
+        };
+        assert!(matches!(
+            stall_check(Ok(denied)),
+            StallCheck::NotStuck { why } if why.contains("denied")
         ));
     }
 }

@@ -291,6 +291,27 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                     j.fenced_gtid = r.gtid_executed;
                 }
                 Err(e) if j.kind == Kind::Switchover => return Err(e),
+                // A stalled primary still answers and its agent keeps its lease: it will
+                // not fence itself. Only its agent or the fence hook can fence it.
+                Err(e) if j.old_primary_answered => {
+                    let hook_ms = ctx.config.fence.timeout_ms;
+                    return match crate::hooks::fence(ctx, j, &old, &e, hook_ms).await {
+                        FenceHook::Off { took_ms } => {
+                            j.notes.push(format!(
+                                "{e}; the fence hook powered {} off in {took_ms} ms",
+                                j.old_primary
+                            ));
+                            j.promote_not_before_ms = None;
+                            Ok(())
+                        }
+                        FenceHook::Failed(why) => Err(format!(
+                            "{e}; fence hook failed: {why} (the old primary still answered when this failover started: its fence is retried, never left to self-fencing)"
+                        )),
+                        FenceHook::None | FenceHook::NotNeeded => Err(format!(
+                            "{e} (the old primary still answered when this failover started: its fence is retried, never left to self-fencing)"
+                        )),
+                    };
+                }
                 Err(e) => {
                     j.old_host_unreachable = true;
                     let wait = self_fence_wait(view, j);

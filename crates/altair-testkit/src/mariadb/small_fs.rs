@@ -44,6 +44,23 @@ impl SmallFs {
         use std::io::Write;
         let filler = self.at.join("filler");
         let mut f = std::fs::File::create(&filler).map_err(io_err("create the filler"))?;
+        // The bulk at once (a large filesystem fills in well under a second), then the
+        // rest written until the filesystem refuses.
+        if let Ok(st) = nix::sys::statvfs::statvfs(&self.at) {
+            let free = st.blocks_available() * st.fragment_size();
+            let bulk = free.saturating_sub(1 << 20);
+            if bulk > 0 {
+                let _ = nix::fcntl::fallocate(
+                    &f,
+                    nix::fcntl::FallocateFlags::empty(),
+                    0,
+                    bulk as nix::libc::off_t,
+                );
+                use std::io::Seek;
+                f.seek(std::io::SeekFrom::End(0))
+                    .map_err(io_err("seek the filler"))?;
+            }
+        }
         let block = vec![0u8; 64 * 1024];
         loop {
             match f.write(&block) {

@@ -569,3 +569,51 @@ async fn a_fence_kills_the_applications_sessions_but_not_one_still_logging_in() 
         .expect("read_only");
     assert_eq!(ro.as_deref(), Some("1"), "not read-only after the fence");
 }
+
+/// A failover's fence with time to spare: `SET GLOBAL read_only` waits 1 s at each of its
+/// tries for a write held open by a session the fence spares (altair's own account), so
+/// every try fails well before the deadline. Allowed to kill, the fence stops mysqld
+/// instead of answering "not fenced" (the failover retried that for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fence_whose_read_only_keeps_failing_stops_mysqld_when_it_may() {
+    let w = World::start(1, 2, 1).await;
+    let mut admin = w.cluster.admin_conn(0).await.expect("admin");
+    admin
+        .query_drop("CREATE TABLE app.held (id INT PRIMARY KEY)")
+        .await
+        .expect("create");
+    let holder = tokio::spawn(async move {
+        admin
+            .query_drop("INSERT INTO app.held SELECT SLEEP(30)")
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let epoch = 3;
+    w.set_epoch(epoch).await;
+    let mut a = agent(&w, 0).await;
+    let mut request = tonic::Request::new(FenceRequest {
+        epoch,
+        mode: FenceMode::ReadOnly as i32,
+        failover_id: "t".into(),
+        allow_kill: true,
+    });
+    request.set_timeout(Duration::from_secs(12));
+    let started = std::time::Instant::now();
+    let fenced = a
+        .fence(request)
+        .await
+        .expect("fenced by stopping mysqld")
+        .into_inner();
+    let took = started.elapsed();
+    assert_eq!(
+        fenced.outcome,
+        FenceOutcome::NotRunning as i32,
+        "{fenced:?}"
+    );
+    assert!(took < Duration::from_secs(12), "answered after {took:?}");
+    assert!(
+        w.cluster.admin_conn(0).await.is_err(),
+        "mysqld still answers after a not-running fence"
+    );
+    holder.abort();
+}

@@ -260,10 +260,14 @@ impl Actions {
                 Err(e) => Err(e),
             };
         }
+        // With leave to kill, a server that could not be made read-only — out of time,
+        // or `SET GLOBAL read_only` refused at every try with time to spare (a session
+        // the fence spares holds a write open) — is stopped: a fence that failed is no
+        // fence, and a failover would otherwise retry it for ever.
         match fenced {
-            Err(e) if allow_kill && e.code() == tonic::Code::DeadlineExceeded => {
+            Err(e) if allow_kill => {
                 drop(c);
-                tracing::error!(error = %e.message(), "mysqld could not be made read-only in time: stopping it");
+                tracing::error!(error = %e.message(), "mysqld could not be made read-only: stopping it");
                 self.not_running_after(e).await
             }
             r => r,

@@ -71,6 +71,7 @@ pub async fn lead(ctx: Ctx, me: MonitorRecord, cancel: CancellationToken) -> Res
         }
     });
     ctx.admission.load(&ctx).await?;
+    crate::stall::warn_unknown_clusters(&ctx).await;
     crate::workers::supervise(&ctx, &cancel).await
 }
 

@@ -102,3 +102,24 @@ async fn confirm(ctx: &Ctx, view: &ClusterView, primary: &str) -> StallCheck {
     .await;
     stall_check(answer)
 }
+
+/// Logs every cluster `[write_stall.clusters]` names that is not registered (a typo there
+/// would quietly keep that cluster alert only). Read once when leadership starts.
+pub(crate) async fn warn_unknown_clusters(ctx: &Ctx) {
+    let named = &ctx.config.write_stall.clusters;
+    if named.is_empty() {
+        return;
+    }
+    let registered = match ctx.zk.children(&ctx.zk.layout().clusters()).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list the clusters to check [write_stall.clusters]");
+            return;
+        }
+    };
+    for (name, policy) in named {
+        if !registered.contains(name) {
+            tracing::warn!(cluster = %name, policy = ?policy, "[write_stall.clusters] names a cluster that is not registered: its policy applies to nothing yet");
+        }
+    }
+}

@@ -189,6 +189,7 @@ fn host_health(cluster: &str, k: usize, i: usize, now: i64) -> HostHealth {
         last_heartbeat_unix_ms: now,
         consecutive_misses: 0,
         health_since_unix_ms: now - 3_600_000,
+        replication_lag_ms: None,
     }
 }
 

@@ -153,3 +153,104 @@ async fn readiness_is_lossless_then_lossy_then_blocked_as_the_cluster_degrades()
     let text = stdout(&ctl(&w, &["readiness"]));
     assert!(text.contains("cluster c1  BLOCKED"), "{text}");
 }
+
+/// The end-to-end replication lag (`altair_core::lag`): the binlog stream to db3 slowed
+/// to a trickle with `tc` under a steady write load — db3's lag grows in `altairctl
+/// status` and the monitor's metric while db2 stays in step (whatever mysqld's own
+/// `Seconds_Behind_Master` says, printed beside it); healed, db3 catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_stream_is_slowed_shows_its_end_to_end_lag() {
+    let w = World::start_ha(3, 1, 1, 3600, &[]).await;
+    until(&w, "lossless", |r| r["verdict"] == "lossless").await;
+    let mut app = w.cluster.app_conn(0).await.expect("app on db1");
+    app.query_drop("CREATE TABLE lagging (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT)")
+        .await
+        .expect("create");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if app
+                    .query_drop("INSERT INTO lagging (v) VALUES (REPEAT('x', 2000))")
+                    .await
+                    .is_err()
+                {
+                    return; // the world is going down
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let net = w.net.as_ref().expect("net");
+    net.slow_replication(0, &[net.host(2).ip], 16)
+        .await
+        .expect("slow db3's stream");
+
+    // db3 falls behind, db2 keeps up.
+    let lag_of = |s: &altair_status::Status, host: &str| {
+        s.clusters[0]
+            .hosts
+            .iter()
+            .find(|h| h.name == host)
+            .map(|h| (h.replication_lag_ms, h.seconds_behind))
+    };
+    let started = Instant::now();
+    let (db3, db2) = loop {
+        let s = w.status().await.expect("status");
+        let (db3, db2) = (lag_of(&s, "db3"), lag_of(&s, "db2"));
+        if db3.and_then(|l| l.0).is_some_and(|ms| ms >= 3_000) {
+            break (db3, db2);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "db3's end-to-end lag never reached 3 s: db3 {db3:?}, db2 {db2:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!(
+        "slowed stream: db3 e2e {:?} ms (Seconds_Behind_Master {:?}), db2 e2e {:?} ms, {:?} after the slowdown",
+        db3.and_then(|l| l.0),
+        db3.and_then(|l| l.1),
+        db2.and_then(|l| l.0),
+        started.elapsed()
+    );
+    assert!(
+        db2.and_then(|l| l.0).is_some_and(|ms| ms <= 2_000),
+        "db2 is in step, yet its lag reads {db2:?}"
+    );
+    let m = scrape(&w.fleet.monitors[0].metrics).await;
+    let key = "altair_replication_lag_milliseconds{cluster=\"c1\",host=\"db3\"}";
+    assert!(
+        m.get(key).is_some_and(|v| *v >= 3_000.0),
+        "{key} = {:?}",
+        m.get(key)
+    );
+    let text = stdout(&ctl(&w, &["status", "c1"]));
+    assert!(
+        text.contains(" e2e "),
+        "status shows no end-to-end lag:\n{text}"
+    );
+
+    // The stream at full speed again: db3 catches up.
+    net.heal(0).await.expect("heal");
+    let healed = Instant::now();
+    loop {
+        let s = w.status().await.expect("status");
+        if lag_of(&s, "db3")
+            .and_then(|l| l.0)
+            .is_some_and(|ms| ms <= 2_000)
+        {
+            break;
+        }
+        assert!(
+            healed.elapsed() < Duration::from_secs(60),
+            "db3 never caught up: {:?}",
+            lag_of(&s, "db3")
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!("healed: db3 in step again {:?} later", healed.elapsed());
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.await.expect("writer");
+}

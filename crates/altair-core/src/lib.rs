@@ -12,6 +12,7 @@ pub mod failover;
 pub mod gtid;
 pub mod health;
 pub mod ids;
+pub mod lag;
 pub mod observe;
 pub mod pause;
 pub mod readiness;

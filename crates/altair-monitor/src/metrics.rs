@@ -14,6 +14,7 @@ pub static READINESS_MISSING: LazyLock<Family<Labels, Gauge>> = LazyLock::new(Fa
 pub static READINESS_LAG: LazyLock<Family<Labels, Gauge>> = LazyLock::new(Family::default);
 pub static READINESS_ERRANT: LazyLock<Family<Labels, Gauge>> = LazyLock::new(Family::default);
 pub static READINESS_UNASKED: LazyLock<Family<Labels, Gauge>> = LazyLock::new(Family::default);
+pub static REPLICATION_LAG: LazyLock<Family<Labels, Gauge>> = LazyLock::new(Family::default);
 
 const VERDICTS: [&str; 3] = ["lossless", "lossy", "blocked"];
 
@@ -62,6 +63,11 @@ pub fn init() {
         "failover_readiness_unasked_hosts",
         "Hosts of the cluster whose agent is not heard (readiness cannot judge them)",
         READINESS_UNASKED.clone(),
+    );
+    register(
+        "replication_lag_milliseconds",
+        "A replica's end-to-end replication lag at its last heartbeat: the age of the oldest transaction the writable primary was seen with that it has not applied (lower bound at heartbeat resolution; absent when unknown)",
+        REPLICATION_LAG.clone(),
     );
     for h in altair_core::health::Health::ALL {
         TRANSITIONS
@@ -116,4 +122,19 @@ fn verdict_labels(cluster: &str, verdict: &str) -> Labels {
         ("cluster", cluster.to_owned()),
         ("verdict", verdict.to_owned()),
     ]
+}
+
+/// `host`'s end-to-end replication lag; `None` removes the series.
+pub fn replication_lag(cluster: &str, host: &str, ms: Option<u64>) {
+    let labels = vec![("cluster", cluster.to_owned()), ("host", host.to_owned())];
+    match ms {
+        Some(ms) => {
+            REPLICATION_LAG
+                .get_or_create(&labels)
+                .set(i64::try_from(ms).unwrap_or(i64::MAX));
+        }
+        None => {
+            REPLICATION_LAG.remove(&labels);
+        }
+    }
 }

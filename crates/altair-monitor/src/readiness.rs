@@ -185,11 +185,23 @@ async fn export_loop(state: Arc<Mutex<State>>, every: Duration, cancel: Cancella
     let mut every = tokio::time::interval(every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut exported: BTreeSet<String> = BTreeSet::new();
+    let mut lags: BTreeSet<(String, String)> = BTreeSet::new();
     loop {
         tokio::select! {
             _ = every.tick() => {}
             () = cancel.cancelled() => return,
         }
+        // No end-to-end lag series left for a host or cluster no longer tracked (each
+        // heartbeat sets its host's).
+        let seen: BTreeSet<(String, String)> = lock(&state)
+            .clusters
+            .iter()
+            .flat_map(|(c, hosts)| hosts.keys().map(move |h| (c.clone(), h.clone())))
+            .collect();
+        for (c, h) in lags.difference(&seen) {
+            crate::metrics::replication_lag(c, h, None);
+        }
+        lags = seen;
         let names: Vec<String> = lock(&state).clusters.keys().cloned().collect();
         for name in &names {
             // Copied under the lock one cluster at a time; judged without it.

@@ -80,6 +80,7 @@ impl Monitor for MonitorService {
             }
         }
         let now = self.clock.now_ms();
+        let (cluster, host) = (id.cluster.clone(), id.host.clone());
         if let Some(p) = state.heartbeat(
             now,
             registration,
@@ -94,6 +95,13 @@ impl Monitor for MonitorService {
         ) {
             let _ = self.publish.send(p);
         }
+        // Set at once; series of hosts no longer tracked go with the readiness export.
+        let lag = state
+            .clusters
+            .get(&cluster)
+            .and_then(|hosts| hosts.get(&host))
+            .and_then(|h| h.lag_ms);
+        crate::metrics::replication_lag(&cluster, &host, lag);
         Ok(Response::new(HeartbeatResponse {
             accepted: true,
             owner_address: String::new(),
@@ -193,6 +201,7 @@ impl Monitor for MonitorService {
                         },
                         consecutive_misses: h.detector.misses(now, &state.detector),
                         health_since_unix_ms: h.detector.since_ms() as i64,
+                        replication_lag_ms: h.lag_ms.map(|ms| ms as i64),
                     })
                     .collect()
             })

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use altair_core::health::{DetectorConfig, Health, HostDetector, Transition};
+use altair_core::lag::PositionHistory;
 use altair_core::registry::{HealthRecord, MonitorRecord};
 use altair_core::rendezvous;
 use altair_proto::v1::{HostRegistration, MysqlSnapshot};
@@ -50,6 +51,11 @@ pub struct HostState {
     pub earlier: std::collections::VecDeque<(u64, String)>,
     /// What its mysqld said when it last answered (judging a host whose mysqld is down).
     pub last_answer: Option<LastAnswer>,
+    /// Its positions while it is a writable primary, with when they arrived (this
+    /// monitor's clock): what its replicas' end-to-end lag is measured against.
+    pub positions: PositionHistory,
+    /// A replica's end-to-end lag at its last heartbeat (`altair_core::lag`), ms.
+    pub lag_ms: Option<u64>,
 }
 
 /// The parts of a host's last reachable snapshot readiness needs once mysqld is down.
@@ -132,6 +138,8 @@ impl State {
                 last_sequence: 0,
                 earlier: std::collections::VecDeque::new(),
                 last_answer: None,
+                positions: PositionHistory::default(),
+                lag_ms: None,
             });
     }
 
@@ -194,9 +202,32 @@ impl State {
                 server_uuid: snapshot.server_uuid.clone(),
             });
         }
+        // A writable primary's positions are kept; a host that answers as anything else
+        // has none (a demoted primary's history would say nothing of the new one).
+        if is_writable(&snapshot) {
+            h.positions.record(now_ms, &snapshot.gtid_executed);
+        } else if snapshot.reachable {
+            h.positions.clear();
+        }
+        let replica = (snapshot.reachable && snapshot.replication.is_some())
+            .then(|| (snapshot.core_flavor(), snapshot.gtid_executed.clone()));
         h.snapshot = Some(snapshot);
         let last = Some(now_ms);
-        transition.map(|t| published(&me, &cluster, &host, t, reason, last))
+        let published = transition.map(|t| published(&me, &cluster, &host, t, reason, last));
+        if let Some(hosts) = self.clusters.get_mut(&cluster) {
+            let lag = replica.and_then(|(flavor, gtid)| {
+                hosts
+                    .values()
+                    .find(|p| {
+                        !p.positions.is_empty() && p.snapshot.as_ref().is_some_and(is_writable)
+                    })
+                    .and_then(|p| p.positions.lag(flavor, &gtid, now_ms).ms())
+            });
+            if let Some(h) = hosts.get_mut(&host) {
+                h.lag_ms = lag;
+            }
+        }
+        published
     }
 
     /// Applies a liveness ping of an owned cluster's tracked host; `None` when the host
@@ -289,6 +320,11 @@ impl State {
     }
 }
 
+/// A primary taking writes, as its agent last saw it.
+fn is_writable(s: &MysqlSnapshot) -> bool {
+    s.reachable && !s.read_only && s.replication.is_none()
+}
+
 fn published(
     me: &str,
     cluster: &str,
@@ -310,5 +346,73 @@ fn published(
             reason,
             last_heartbeat_unix_ms: last_heartbeat,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use altair_proto::v1::{HostRef, ReplicationStatus};
+
+    fn registration(host: &str) -> HostRegistration {
+        HostRegistration {
+            id: Some(HostRef {
+                cluster: "c1".into(),
+                host: host.into(),
+            }),
+            ..HostRegistration::default()
+        }
+    }
+
+    fn snapshot(gtid: &str, replica: bool) -> MysqlSnapshot {
+        MysqlSnapshot {
+            reachable: true,
+            read_only: replica,
+            gtid_executed: gtid.into(),
+            replication: replica.then(|| ReplicationStatus {
+                io_running: true,
+                sql_running: true,
+                seconds_behind: Some(0),
+                ..ReplicationStatus::default()
+            }),
+            ..MysqlSnapshot::default()
+        }
+    }
+
+    fn beat(s: &mut State, now: u64, host: &str, gtid: &str, replica: bool, seq: u64) {
+        s.heartbeat(
+            now,
+            registration(host),
+            snapshot(gtid, replica),
+            (1_000, None),
+            "run",
+            seq,
+        );
+    }
+
+    fn lag(s: &State, host: &str) -> Option<u64> {
+        s.clusters["c1"][host].lag_ms
+    }
+
+    #[test]
+    fn a_replica_lags_by_the_age_of_the_primarys_oldest_position_it_lacks() {
+        let mut s = State::new("m1".into(), DetectorConfig::default(), 1_000);
+        beat(&mut s, 1_000, "db1", "0-1-10", false, 1);
+        beat(&mut s, 1_100, "db2", "0-1-10", true, 1);
+        assert_eq!(lag(&s, "db2"), Some(0), "caught up");
+        beat(&mut s, 2_000, "db1", "0-1-20", false, 2);
+        beat(&mut s, 3_000, "db1", "0-1-30", false, 3);
+        beat(&mut s, 6_000, "db2", "0-1-15", true, 2);
+        assert_eq!(lag(&s, "db2"), Some(4_000), "lacks 0-1-20, seen at 2,000");
+        assert_eq!(lag(&s, "db1"), None, "the primary has no lag");
+    }
+
+    #[test]
+    fn a_demoted_primary_keeps_no_positions() {
+        let mut s = State::new("m1".into(), DetectorConfig::default(), 1_000);
+        beat(&mut s, 1_000, "db1", "0-1-10", false, 1);
+        beat(&mut s, 2_000, "db1", "0-1-10", true, 2);
+        beat(&mut s, 2_100, "db2", "0-1-5", true, 1);
+        assert_eq!(lag(&s, "db2"), None, "no writable primary known");
     }
 }

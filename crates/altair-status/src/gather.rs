@@ -277,6 +277,7 @@ async fn cluster_status(
                     .and_then(|h| h.snapshot.as_ref())
                     .map(|s| s.write_probe_error.clone())
                     .filter(|e| !e.is_empty()),
+                replication_lag_ms: snap.and_then(|h| h.replication_lag_ms),
             }
         })
         .collect();

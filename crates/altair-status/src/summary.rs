@@ -218,6 +218,7 @@ mod tests {
             semi_sync: None,
             semi_sync_clients: None,
             write_probe_error: None,
+            replication_lag_ms: None,
         }
     }
 

@@ -95,6 +95,11 @@ pub struct HostStatus {
     /// or on a host that is not a writable primary).
     #[serde(default)]
     pub write_probe_error: Option<String>,
+    /// A replica's end-to-end replication lag at its last heartbeat, ms (the age of the
+    /// oldest transaction of the primary it has not applied; a lower bound at heartbeat
+    /// resolution), beside `seconds_behind` (what mysqld says). Null when unknown.
+    #[serde(default)]
+    pub replication_lag_ms: Option<i64>,
 }
 
 /// One cluster's failover readiness.

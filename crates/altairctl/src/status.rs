@@ -142,10 +142,30 @@ pub fn render(status: &Status) -> String {
                     Some(g) => g,
                     None => "-",
                 },
-                h.seconds_behind
-                    .map_or_else(|| "-".to_owned(), |s| format!("{s}s")),
+                lag_column(h.seconds_behind, h.replication_lag_ms),
             ));
         }
     }
     out
+}
+
+/// `Seconds_Behind_Master` as mysqld says it, then the end-to-end lag the monitor
+/// measured (`e2e`), e.g. `0s e2e 4.2s`.
+fn lag_column(seconds_behind: Option<i64>, e2e_ms: Option<i64>) -> String {
+    let mysqld = seconds_behind.map_or_else(|| "-".to_owned(), |s| format!("{s}s"));
+    match e2e_ms {
+        Some(ms) => format!("{mysqld} e2e {:.1}s", ms as f64 / 1000.0),
+        None => mysqld,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_lag_column_shows_mysqlds_figure_then_the_end_to_end_one() {
+        assert_eq!(super::lag_column(Some(0), Some(4_200)), "0s e2e 4.2s");
+        assert_eq!(super::lag_column(None, Some(0)), "- e2e 0.0s");
+        assert_eq!(super::lag_column(Some(3), None), "3s");
+        assert_eq!(super::lag_column(None, None), "-");
+    }
 }

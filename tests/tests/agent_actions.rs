@@ -15,6 +15,48 @@ async fn agent(w: &World, i: usize) -> AgentClient<Channel> {
     altair_e2e::grpc::agent(&w.fleet, i).await
 }
 
+/// Fences host `i` through its agent at `epoch` (`mode`, `allow_kill`, the RPC deadline
+/// `timeout`): the answer and how long it took.
+async fn fence(
+    w: &World,
+    i: usize,
+    epoch: u64,
+    (mode, allow_kill): (FenceMode, bool),
+    timeout: Duration,
+) -> (Result<FenceResponse, tonic::Status>, Duration) {
+    let mut a = agent(w, i).await;
+    let mut request = tonic::Request::new(FenceRequest {
+        epoch,
+        mode: mode as i32,
+        failover_id: "t".into(),
+        allow_kill,
+    });
+    request.set_timeout(timeout);
+    let started = std::time::Instant::now();
+    let answer = a.fence(request).await.map(tonic::Response::into_inner);
+    (answer, started.elapsed())
+}
+
+/// The fence answered within `bound` that host `i`'s mysqld is not running, and it is not.
+async fn assert_stopped(
+    w: &World,
+    i: usize,
+    (answer, took): (Result<FenceResponse, tonic::Status>, Duration),
+    bound: Duration,
+) {
+    let fenced = answer.expect("fenced by stopping mysqld");
+    assert_eq!(
+        fenced.outcome,
+        FenceOutcome::NotRunning as i32,
+        "{fenced:?}"
+    );
+    assert!(took < bound, "answered after {took:?}");
+    assert!(
+        w.cluster.admin_conn(i).await.is_err(),
+        "mysqld still answers after a not-running fence"
+    );
+}
+
 /// The old agent's salvage stream: its plan and every event chunk (each at most 1 MiB).
 async fn salvage_of(
     old: &mut AgentClient<Channel>,
@@ -403,30 +445,9 @@ async fn a_fence_past_its_deadline_is_cut_or_stops_mysqld_and_leaves_nothing_run
 
     // A failover's fence may kill: the server that cannot be made read-only in time is
     // stopped within the same deadline, and only then reported fenced.
-    let mut request = tonic::Request::new(FenceRequest {
-        epoch,
-        mode: FenceMode::ReadOnly as i32,
-        failover_id: "t".into(),
-        allow_kill: true,
-    });
-    request.set_timeout(Duration::from_secs(3));
-    let started = std::time::Instant::now();
-    let fenced = a
-        .fence(request)
-        .await
-        .expect("fenced by stopping mysqld")
-        .into_inner();
-    let took = started.elapsed();
-    assert_eq!(
-        fenced.outcome,
-        FenceOutcome::NotRunning as i32,
-        "{fenced:?}"
-    );
-    assert!(took < Duration::from_secs(3), "answered after {took:?}");
-    assert!(
-        w.cluster.admin_conn(0).await.is_err(),
-        "mysqld still answers after a not-running fence"
-    );
+    let three = Duration::from_secs(3);
+    let answer = fence(&w, 0, epoch, (FenceMode::ReadOnly, true), three).await;
+    assert_stopped(&w, 0, answer, three).await;
     holder.abort();
 }
 
@@ -484,31 +505,9 @@ async fn a_retried_promotion_keeps_its_fork_point_and_a_stop_mysqld_fence_keeps_
             .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut old = agent(&w, 0).await;
-    let mut request = tonic::Request::new(FenceRequest {
-        epoch,
-        mode: FenceMode::StopMysqld as i32,
-        failover_id: "t".into(),
-        allow_kill: true,
-    });
-    request.set_timeout(Duration::from_secs(3));
-    let started = std::time::Instant::now();
-    let fenced = old
-        .fence(request)
-        .await
-        .expect("fenced by stopping mysqld")
-        .into_inner();
-    let took = started.elapsed();
-    assert_eq!(
-        fenced.outcome,
-        FenceOutcome::NotRunning as i32,
-        "{fenced:?}"
-    );
-    assert!(took < Duration::from_secs(3), "answered after {took:?}");
-    assert!(
-        w.cluster.admin_conn(0).await.is_err(),
-        "mysqld still answers after a stop-mysqld fence"
-    );
+    let three = Duration::from_secs(3);
+    let answer = fence(&w, 0, epoch, (FenceMode::StopMysqld, true), three).await;
+    assert_stopped(&w, 0, answer, three).await;
     holder.abort();
 }
 
@@ -542,15 +541,15 @@ async fn a_fence_kills_the_applications_sessions_but_not_one_still_logging_in() 
 
     let epoch = 3;
     w.set_epoch(epoch).await;
-    let mut a = agent(&w, 0).await;
-    let mut request = tonic::Request::new(FenceRequest {
+    let (answer, _) = fence(
+        &w,
+        0,
         epoch,
-        mode: FenceMode::ReadOnly as i32,
-        failover_id: "t".into(),
-        allow_kill: false,
-    });
-    request.set_timeout(Duration::from_secs(3));
-    let fenced = a.fence(request).await.expect("fenced").into_inner();
+        (FenceMode::ReadOnly, false),
+        Duration::from_secs(3),
+    )
+    .await;
+    let fenced = answer.expect("fenced");
     assert_eq!(fenced.outcome, FenceOutcome::ReadOnly as i32, "{fenced:?}");
 
     assert!(
@@ -590,30 +589,8 @@ async fn a_fence_whose_read_only_keeps_failing_stops_mysqld_when_it_may() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let epoch = 3;
     w.set_epoch(epoch).await;
-    let mut a = agent(&w, 0).await;
-    let mut request = tonic::Request::new(FenceRequest {
-        epoch,
-        mode: FenceMode::ReadOnly as i32,
-        failover_id: "t".into(),
-        allow_kill: true,
-    });
-    request.set_timeout(Duration::from_secs(12));
-    let started = std::time::Instant::now();
-    let fenced = a
-        .fence(request)
-        .await
-        .expect("fenced by stopping mysqld")
-        .into_inner();
-    let took = started.elapsed();
-    assert_eq!(
-        fenced.outcome,
-        FenceOutcome::NotRunning as i32,
-        "{fenced:?}"
-    );
-    assert!(took < Duration::from_secs(12), "answered after {took:?}");
-    assert!(
-        w.cluster.admin_conn(0).await.is_err(),
-        "mysqld still answers after a not-running fence"
-    );
+    let twelve = Duration::from_secs(12);
+    let answer = fence(&w, 0, epoch, (FenceMode::ReadOnly, true), twelve).await;
+    assert_stopped(&w, 0, answer, twelve).await;
     holder.abort();
 }

@@ -106,6 +106,12 @@ async fn frozen_host_resumes_read_only(hung_first: Duration) {
     w.fleet.agents[0].pause().expect("SIGSTOP the agent");
     let (new_ip, moved) = wait_dns_moved(&w, old_ip, Duration::from_secs(30)).await;
     eprintln!("frozen host: DNS moved {moved:?} after the freeze");
+    // The orchestrator held still across the resume: its own re-fence of the old
+    // primary could otherwise come first (the agent then finds it read-only already and
+    // has nothing to fence), and the test is about the agent fencing by itself.
+    w.fleet.orchestrators[0]
+        .pause()
+        .expect("SIGSTOP the orchestrator");
     let resumed = Instant::now();
     altair_e2e::ops::signal_mysqld(&w, 0, nix::sys::signal::Signal::SIGCONT)
         .expect("SIGCONT mysqld");
@@ -139,6 +145,9 @@ async fn frozen_host_resumes_read_only(hung_first: Duration) {
     );
     // Its own agent did it (not only the leader's re-fencing).
     let m = altair_e2e::ops::scrape(&w.fleet.agents[0].metrics).await;
+    w.fleet.orchestrators[0]
+        .resume()
+        .expect("SIGCONT the orchestrator");
     assert!(
         m.get("altair_agent_self_fences_total")
             .copied()

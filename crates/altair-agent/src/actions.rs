@@ -246,7 +246,7 @@ impl Actions {
             .await;
         // The session itself failed (the server closed it; seen as a host resumed from a
         // freeze): once more on a fresh one while time remains, before stopping mysqld.
-        if let Err(e) = &fenced
+        if let Err(e) | Ok(Err(e)) = &fenced
             && e.code() == tonic::Code::Unavailable
             && tokio::time::Instant::now() < sql_deadline
         {
@@ -260,21 +260,26 @@ impl Actions {
                 Err(e) => Err(e),
             };
         }
-        // With leave to kill, a server that could not be made read-only — out of time,
-        // or `SET GLOBAL read_only` refused at every try with time to spare (a session
-        // the fence spares holds a write open) — is stopped: a fence that failed is no
-        // fence, and a failover would otherwise retry it for ever.
         match fenced {
+            Ok(done) => done,
+            // With leave to kill, a server that could not be made read-only — out of
+            // time, or `SET GLOBAL read_only` refused at every try with time to spare (a
+            // session the fence spares holds a write open) — is stopped: a fence that
+            // failed is no fence, and a failover would otherwise retry it for ever. (One
+            // made read-only whose last reads failed is not: `Ok(Err)`, retried.)
             Err(e) if allow_kill => {
                 drop(c);
                 tracing::error!(error = %e.message(), "mysqld could not be made read-only: stopping it");
                 self.not_running_after(e).await
             }
-            r => r,
+            Err(e) => Err(e),
         }
     }
 
-    async fn fence_on(&self, c: &mut Conn) -> Result<Fenced, Status> {
+    /// The fence on session `c`: `Err` while the server may still be writable, `Ok(Err)`
+    /// when it was made read-only but what follows (the last kill of clients, the GTID
+    /// read) failed.
+    async fn fence_on(&self, c: &mut Conn) -> Result<Result<Fenced, Status>, Status> {
         let c = &mut *c;
         let mut killed = self.kill_clients(c).await?;
         c.query_drop("SET SESSION lock_wait_timeout = 1")
@@ -292,13 +297,16 @@ impl Actions {
                 }
             }
         }
-        killed += self.kill_clients(c).await?;
-        let gtid = self.gtid_executed(c).await?;
-        Ok(Fenced {
-            killed,
-            gtid,
-            not_running: false,
-        })
+        Ok(async {
+            killed += self.kill_clients(c).await?;
+            let gtid = self.gtid_executed(c).await?;
+            Ok(Fenced {
+                killed,
+                gtid,
+                not_running: false,
+            })
+        }
+        .await)
     }
 
     /// mysqld did not answer: fenced only once it is provably not running.

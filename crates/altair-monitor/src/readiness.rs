@@ -163,14 +163,18 @@ pub fn to_proto(r: &Readiness) -> altair_proto::v1::Readiness {
     }
 }
 
-/// Keeps the readiness metrics of the owned clusters current; a cluster this monitor
-/// stops owning loses its series. A panic in one round is logged and the loop restarts.
+/// How often series of hosts no longer tracked are removed when readiness is not judged
+/// (`monitor.readiness_interval_ms = 0`).
+const TIDY_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps the readiness metrics of the owned clusters current (`every`; zero: never) and
+/// removes the series of clusters and hosts this monitor stops tracking. A panic in one
+/// round is logged and the loop restarts.
 pub async fn export(state: Arc<Mutex<State>>, every: Duration, cancel: CancellationToken) {
-    if every.is_zero() {
-        return;
-    }
+    let judge = !every.is_zero();
+    let every = if judge { every } else { TIDY_EVERY };
     loop {
-        let round = tokio::spawn(export_loop(state.clone(), every, cancel.clone()));
+        let round = tokio::spawn(export_loop(state.clone(), every, judge, cancel.clone()));
         match round.await {
             Err(e) if e.is_panic() => {
                 tracing::error!(error = %e, "the readiness exporter panicked; restarting it");
@@ -181,7 +185,12 @@ pub async fn export(state: Arc<Mutex<State>>, every: Duration, cancel: Cancellat
     }
 }
 
-async fn export_loop(state: Arc<Mutex<State>>, every: Duration, cancel: CancellationToken) {
+async fn export_loop(
+    state: Arc<Mutex<State>>,
+    every: Duration,
+    judge_readiness: bool,
+    cancel: CancellationToken,
+) {
     let mut every = tokio::time::interval(every);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut exported: BTreeSet<String> = BTreeSet::new();
@@ -202,6 +211,9 @@ async fn export_loop(state: Arc<Mutex<State>>, every: Duration, cancel: Cancella
             crate::metrics::replication_lag(c, h, None);
         }
         lags = seen;
+        if !judge_readiness {
+            continue;
+        }
         let names: Vec<String> = lock(&state).clusters.keys().cloned().collect();
         for name in &names {
             // Copied under the lock one cluster at a time; judged without it.

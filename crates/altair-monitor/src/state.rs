@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
+use altair_core::gtid::GtidState;
 use altair_core::health::{DetectorConfig, Health, HostDetector, Transition};
 use altair_core::lag::PositionHistory;
 use altair_core::registry::{HealthRecord, MonitorRecord};
@@ -209,19 +210,35 @@ impl State {
         } else if snapshot.reachable {
             h.positions.clear();
         }
-        let replica = (snapshot.reachable && snapshot.replication.is_some())
-            .then(|| (snapshot.core_flavor(), snapshot.gtid_executed.clone()));
+        let replica = replica_position(&snapshot);
         h.snapshot = Some(snapshot);
         let last = Some(now_ms);
         let published = transition.map(|t| published(&me, &cluster, &host, t, reason, last));
         if let Some(hosts) = self.clusters.get_mut(&cluster) {
-            let lag = replica.and_then(|(flavor, gtid)| {
-                hosts
-                    .values()
-                    .find(|p| {
-                        !p.positions.is_empty() && p.snapshot.as_ref().is_some_and(is_writable)
-                    })
-                    .and_then(|p| p.positions.lag(flavor, &gtid, now_ms).ms())
+            // Measured against the host it replicates from, while that one is a writable
+            // primary still heard (a dead primary's last positions say nothing of the
+            // one the replica follows after a failover).
+            // A source named otherwise than its registration (a DNS name, another
+            // address) falls back to the one writable primary still heard, if exactly one.
+            let yardstick = |p: &&HostState| {
+                p.snapshot.as_ref().is_some_and(is_writable)
+                    && p.detector.health() != Some(Health::Unreachable)
+            };
+            let lag = replica.and_then(|(source, have)| {
+                let named = hosts.values().find(|p| {
+                    p.registration
+                        .as_ref()
+                        .and_then(|r| r.mysql.as_ref())
+                        .is_some_and(|m| m.host == source.host && m.port == source.port)
+                });
+                let from = match named {
+                    Some(p) => Some(p).filter(yardstick),
+                    None => {
+                        let mut writable = hosts.values().filter(yardstick);
+                        writable.next().filter(|_| writable.next().is_none())
+                    }
+                };
+                from.and_then(|p| p.positions.lag(&have, now_ms).ms())
             });
             if let Some(h) = hosts.get_mut(&host) {
                 h.lag_ms = lag;
@@ -320,6 +337,23 @@ impl State {
     }
 }
 
+/// A replica's source and everything it holds (executed or applied: a replica restored
+/// from a backup may lack idle domains in its binlog position but not in its applied
+/// one); `None` for a host that is no replica or whose position does not parse.
+fn replica_position(s: &MysqlSnapshot) -> Option<(altair_proto::v1::Endpoint, GtidState)> {
+    if !s.reachable {
+        return None;
+    }
+    let source = s.replication.as_ref()?.source.clone()?;
+    let flavor = s.core_flavor();
+    let executed = GtidState::parse(flavor, &s.gtid_executed).ok()?;
+    let have = match GtidState::parse(flavor, &s.gtid_applied) {
+        Ok(applied) => executed.union(&applied).unwrap_or(executed),
+        Err(_) => executed,
+    };
+    Some((source, have))
+}
+
 /// A primary taking writes, as its agent last saw it.
 fn is_writable(s: &MysqlSnapshot) -> bool {
     s.reachable && !s.read_only && s.replication.is_none()
@@ -352,7 +386,14 @@ fn published(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use altair_proto::v1::{HostRef, ReplicationStatus};
+    use altair_proto::v1::{Endpoint, HostRef, ReplicationStatus};
+
+    fn endpoint(host: &str) -> Endpoint {
+        Endpoint {
+            host: format!("{host}.example"),
+            port: 3306,
+        }
+    }
 
     fn registration(host: &str) -> HostRegistration {
         HostRegistration {
@@ -360,6 +401,7 @@ mod tests {
                 cluster: "c1".into(),
                 host: host.into(),
             }),
+            mysql: Some(endpoint(host)),
             ..HostRegistration::default()
         }
     }
@@ -370,6 +412,7 @@ mod tests {
             read_only: replica,
             gtid_executed: gtid.into(),
             replication: replica.then(|| ReplicationStatus {
+                source: Some(endpoint("db1")),
                 io_running: true,
                 sql_running: true,
                 seconds_behind: Some(0),
@@ -405,6 +448,23 @@ mod tests {
         beat(&mut s, 6_000, "db2", "0-1-15", true, 2);
         assert_eq!(lag(&s, "db2"), Some(4_000), "lacks 0-1-20, seen at 2,000");
         assert_eq!(lag(&s, "db1"), None, "the primary has no lag");
+    }
+
+    #[test]
+    fn a_replica_is_measured_against_its_own_source_only() {
+        let mut s = State::new("m1".into(), DetectorConfig::default(), 1_000);
+        // db1 was the primary and fell silent; db2 took over (writable, its own
+        // positions); db3 replicates from db1 still (its snapshot says so).
+        beat(&mut s, 1_000, "db1", "0-1-10", false, 1);
+        let mut db2 = snapshot("0-2-50", false);
+        db2.gtid_executed = "0-2-50".into();
+        s.heartbeat(2_000, registration("db2"), db2, (1_000, None), "run", 1);
+        beat(&mut s, 2_100, "db3", "0-1-10", true, 1);
+        assert_eq!(lag(&s, "db3"), Some(0), "in step with db1, its source");
+        // db1 unheard long enough to be unreachable: its positions are no yardstick.
+        let _ = s.tick(10_000);
+        beat(&mut s, 10_100, "db3", "0-1-10", true, 2);
+        assert_eq!(lag(&s, "db3"), None, "its source is unreachable");
     }
 
     #[test]

@@ -233,14 +233,15 @@ pub(crate) async fn pass(
     if !ctx.admission.has_room(cluster.as_str(), &datacenter) {
         return Ok(Pace::Within(BUDGET_EVERY));
     }
+    // What a failover of this primary would start from.
+    let start = Start {
+        state: &state,
+        version,
+        primary: &primary,
+        health,
+        datacenter: &datacenter,
+    };
     if stalled {
-        let start = Start {
-            state: &state,
-            version,
-            primary: &primary,
-            health,
-            datacenter: &datacenter,
-        };
         return crate::stall::pass(ctx, &view, start, now, idle, slots).await;
     }
     if !verify_due(
@@ -342,13 +343,6 @@ pub(crate) async fn pass(
                     return Ok(Pace::Active);
                 }
             }
-            let start = Start {
-                state: &state,
-                version,
-                primary: &primary,
-                health,
-                datacenter: &datacenter,
-            };
             start_failover(ctx, &view, start, verify_started, notes, slots).await
         }
     }

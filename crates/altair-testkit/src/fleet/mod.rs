@@ -164,6 +164,10 @@ pub struct Fleet {
     pub agents: Vec<RunningService>,
     pub monitors: Vec<RunningService>,
     pub orchestrators: Vec<RunningService>,
+    /// The extra config sections each orchestrator was first started with, by id: a
+    /// restart through `start_orchestrator` keeps them (a restarted leader without the
+    /// test's `[write_stall]` policy once made a chaos round fail).
+    orchestrator_sections: std::collections::HashMap<String, String>,
     admin: (String, PathBuf),
     repl: (String, PathBuf),
     bin_dir: PathBuf,
@@ -229,6 +233,7 @@ impl Fleet {
             agents: Vec::new(),
             monitors: Vec::new(),
             orchestrators: Vec::new(),
+            orchestrator_sections: std::collections::HashMap::new(),
             admin: (cluster.admin().user.clone(), pw_dir.join("mysql.password")),
             repl: (cluster.repl().user.clone(), pw_dir.join("repl.password")),
             bin_dir: bin_dir.to_owned(),
@@ -409,6 +414,7 @@ impl Fleet {
     }
 
     /// Starts an orchestrator `id`; `env` is passed to its process (test pause points).
+    /// Restarted, it gets the sections it was first started with.
     pub fn start_orchestrator(
         &mut self,
         id: &str,
@@ -416,7 +422,12 @@ impl Fleet {
         block_period_s: u64,
         env: &[(&str, &str)],
     ) -> Result<()> {
-        self.start_orchestrator_with(id, dns, block_period_s, env, "")
+        let sections = self
+            .orchestrator_sections
+            .get(id)
+            .cloned()
+            .unwrap_or_default();
+        self.start_orchestrator_with(id, dns, block_period_s, env, &sections)
     }
 
     /// `start_orchestrator` with `sections` (whole TOML sections, e.g. `[hooks]`)
@@ -429,6 +440,8 @@ impl Fleet {
         env: &[(&str, &str)],
         sections: &str,
     ) -> Result<()> {
+        self.orchestrator_sections
+            .insert(id.to_owned(), sections.to_owned());
         // A restarted orchestrator keeps its addresses, as on a real host (altairctl's
         // config lists them).
         let (port, metrics_port, console_port) = match take_ports(&mut self.orchestrators, id) {

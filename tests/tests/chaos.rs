@@ -68,10 +68,17 @@ async fn recover(w: &mut World, seed: u64, round: u32) -> bool {
         let s = w.status().await.ok();
         let c = s.as_ref().and_then(|s| s.clusters.first());
         if let Some(c) = c {
+            // Recovered: every host healthy, nothing waiting for a rejoin, and every
+            // replica following the primary (a stray replica of the old primary is found
+            // and queued for its own rejoin a moment after the old primary's).
             if c.hosts.len() == 3
                 && c.hosts
                     .iter()
                     .all(|h| h.health.as_deref() == Some("healthy"))
+                && c.hosts
+                    .iter()
+                    .filter(|h| Some(&h.name) != c.primary.as_ref())
+                    .all(|h| h.replicates_from.is_some() && h.replicates_from == c.primary)
                 && c.needs_rejoin.is_empty()
                 && c.failover_in_progress.is_none()
             {
@@ -85,14 +92,15 @@ async fn recover(w: &mut World, seed: u64, round: u32) -> bool {
                 let out = ctl(w, &["rejoin", host, "--cluster", "c1", "--force"]);
                 // Refused while the host is not ready (its mysqld just restarted, not yet
                 // seen by its agent): asked again; the 90 s bound below still holds.
-                if !out.status.success() {
+                if out.status.success() {
+                    forced = true;
+                } else {
                     eprintln!(
                         "chaos seed {seed} round {round}: forced rejoin of {host} refused, asking again: {}",
                         altair_e2e::stderr(&out).trim()
                     );
                     tokio::time::sleep(Duration::from_millis(800)).await;
                 }
-                forced = true;
             }
         }
         assert!(
@@ -461,12 +469,13 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
             // MariaDB retries a write that found the disk full only once a minute
             // (holding the binlog's lock meanwhile): the old primary's host is restarted
             // and the space freed, as an operator would; its mysqld comes up read-only
-            // (the commits that waited for space never reached the binlog) and rejoins.
+            // and rejoins (forced so far: the commits that waited for space, never
+            // acknowledged, are in its binlog and errant).
             Fault::PrimaryDiskFull => {
-                if let Some(pid) = w.cluster.instance(p).pid() {
-                    kill9(pid);
+                let _ = signal_mysqld(&w, p, Signal::SIGKILL);
+                while w.cluster.instance_mut(p).is_running() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
                 if let Some(f) = filler.lock().expect("lock").take() {
                     std::fs::remove_file(&f).expect("free the space");
                 }

@@ -251,6 +251,7 @@ impl Actions {
             && tokio::time::Instant::now() < sql_deadline
         {
             tracing::warn!(error = %e.message(), "fence: the session to mysqld failed; trying once more on a fresh one");
+            let read_only = matches!(fenced, Ok(Err(_)));
             fenced = match self.conn_by("fence", sql_deadline).await {
                 Ok(mut fresh) => {
                     let id = fresh.id();
@@ -259,6 +260,10 @@ impl Actions {
                 }
                 Err(e) => Err(e),
             };
+            // Made read-only the first time: a failed second try does not undo that.
+            if read_only && let Err(e) = fenced {
+                fenced = Ok(Err(e));
+            }
         }
         match fenced {
             Ok(done) => done,

@@ -472,6 +472,10 @@ mod tests {
         let mut s = State::new("m1".into(), DetectorConfig::default(), 1_000);
         beat(&mut s, 1_000, "db1", "0-1-10", false, 1);
         beat(&mut s, 2_000, "db1", "0-1-10", true, 2);
+        assert!(
+            s.clusters["c1"]["db1"].positions.is_empty(),
+            "db1's positions kept"
+        );
         beat(&mut s, 2_100, "db2", "0-1-5", true, 1);
         assert_eq!(lag(&s, "db2"), None, "no writable primary known");
     }

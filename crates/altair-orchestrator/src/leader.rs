@@ -97,6 +97,16 @@ pub enum Pace {
     Held,
 }
 
+impl Pace {
+    /// This pace, but looking again within `d` at the latest.
+    pub fn at_most(self, d: Duration) -> Pace {
+        match self {
+            Pace::Within(t) => Pace::Within(t.min(d)),
+            _ => Pace::Within(d),
+        }
+    }
+}
+
 /// One look at a cluster: bootstrap it, drive its failover, or check its primary.
 pub(crate) async fn pass(
     ctx: &Ctx,
@@ -169,14 +179,8 @@ pub(crate) async fn pass(
         // partition that healed): writable again; a failed attempt is retried soon.
         return Ok(
             match crate::reopen::maybe(ctx, &view, &state, &primary, health).await? {
-                crate::reopen::Found::Failed => match idle {
-                    Pace::Within(t) => Pace::Within(t.min(REOPEN_RETRY)),
-                    _ => Pace::Within(REOPEN_RETRY),
-                },
-                crate::reopen::Found::Nothing if watch.active() => match idle {
-                    Pace::Within(t) => Pace::Within(t.min(REOPEN_LOOK)),
-                    _ => Pace::Within(REOPEN_LOOK),
-                },
+                crate::reopen::Found::Failed => idle.at_most(REOPEN_RETRY),
+                crate::reopen::Found::Nothing if watch.active() => idle.at_most(REOPEN_LOOK),
                 crate::reopen::Found::Reopened | crate::reopen::Found::RefusedAhead => {
                     watch.stop();
                     idle
@@ -212,10 +216,7 @@ pub(crate) async fn pass(
                 .max(100),
         );
         // Tending (an old primary to re-fence or rejoin) keeps its own pace.
-        return Ok(match idle {
-            Pace::Within(t) => Pace::Within(t.min(ends)),
-            _ => Pace::Within(ends),
-        });
+        return Ok(idle.at_most(ends));
     }
     // Verify once per health transition of the primary, again while it stays unhealthy,
     // and at once when any host's health changes.
@@ -242,7 +243,7 @@ pub(crate) async fn pass(
         datacenter: &datacenter,
     };
     if stalled {
-        return crate::stall::pass(ctx, &view, start, now, idle, slots).await;
+        return crate::stall::pass(ctx, &view, start, (now, idle), alive_seen, slots).await;
     }
     if !verify_due(
         now,

@@ -2,11 +2,13 @@
 //! `failover`: once the report has stood for `write_stall.failover_after_ms`, the
 //! primary's agent is asked whether it is still writable and still not committing, and
 //! if so the cluster fails over like one whose primary is down (the old primary is
-//! fenced read-only, or stopped when it cannot be made read-only in time).
+//! fenced read-only, or stopped when it cannot be made read-only).
 
 use std::time::Duration;
 
-use altair_core::failover::{StallAction, StallAnswer, StallCheck, stall_action, stall_check};
+use altair_core::failover::{
+    LastVerify, StallAction, StallAnswer, StallCheck, stall_action, stall_check,
+};
 use altair_proto::v1::StatusRequest;
 use altair_zk::ZkError;
 
@@ -16,64 +18,59 @@ use crate::leader::{Pace, Start, start_failover};
 use crate::view::ClusterView;
 use crate::workers::Slots;
 
-/// How soon a stalled primary whose agent did not answer, or said the stall cleared, is
-/// looked at again (its health changes meanwhile wake the worker at once).
-const AGAIN: Duration = Duration::from_secs(1);
+/// How soon a stalled primary whose agent did not answer, said the stall cleared, or
+/// reported an error rather than stuck commits is asked again (its health changes wake
+/// the worker at once meanwhile).
+const AGAIN: Duration = Duration::from_secs(5);
 
-/// One look at a cluster whose primary is reported `write_stalled`.
+/// One look at a cluster whose primary is reported `write_stalled` under a `failover`
+/// policy. `seen` remembers the stall already judged not to fail over (logged once per
+/// stall, not at every look).
 pub(crate) async fn pass(
     ctx: &Ctx,
     view: &ClusterView,
     start: Start<'_>,
-    now: u64,
-    idle: Pace,
+    (now, idle): (u64, Pace),
+    seen: &mut Option<LastVerify>,
     slots: &Slots,
 ) -> Result<Pace, ZkError> {
     let cluster = &view.name;
-    let ws = &ctx.config.write_stall;
-    let policy = ws.policy_for(cluster.as_str());
-    let within = |d: Duration| match idle {
-        Pace::Within(t) => Pace::Within(t.min(d)),
-        _ => Pace::Within(d),
-    };
-    match stall_action(
-        policy,
-        start.health.since_unix_ms,
-        now,
-        ws.failover_after_ms,
-    ) {
-        StallAction::Alert => return Ok(idle),
-        StallAction::WaitUntil(at) => {
-            return Ok(within(Duration::from_millis(
-                at.saturating_sub(now).max(20),
-            )));
-        }
-        StallAction::Confirm => {}
+    let since = start.health.since_unix_ms;
+    if let StallAction::WaitUntil(at) =
+        stall_action(since, now, ctx.config.write_stall.failover_after_ms)
+    {
+        return Ok(idle.at_most(Duration::from_millis(at.saturating_sub(now).max(20))));
     }
     let asked = now_ms();
-    match confirm(ctx, view, start.primary).await {
+    let check = confirm(ctx, view, start.primary).await;
+    let first = seen.is_none_or(|s| s.since_ms != since);
+    match check {
         StallCheck::Stalled { why } => {
-            tracing::warn!(cluster = %cluster, primary = %start.primary, why = %why, stalled_ms = now.saturating_sub(start.health.since_unix_ms), "primary cannot commit and the cluster's policy is to fail over");
+            tracing::warn!(cluster = %cluster, primary = %start.primary, why = %why, stalled_ms = now.saturating_sub(since), "primary cannot commit and the cluster's policy is to fail over");
             let note = format!(
                 "{} write_stalled for {} ms (write_stall policy: failover); its agent confirmed: {why}",
                 start.primary,
-                now.saturating_sub(start.health.since_unix_ms)
+                now.saturating_sub(since)
             );
-            start_failover(ctx, view, start, asked, vec![note], slots).await
+            return start_failover(ctx, view, start, asked, vec![note], slots).await;
         }
+        _ if !first => {}
         StallCheck::Cleared { why } => {
             tracing::info!(cluster = %cluster, primary = %start.primary, why = %why, "primary reported write_stalled, but its agent says it cleared: no failover");
-            Ok(within(AGAIN))
         }
         StallCheck::NotStuck { why } => {
             tracing::warn!(cluster = %cluster, primary = %start.primary, why = %why, "primary reported write_stalled by an error its write probe gets back, not by stuck commits: alert only, no failover");
-            Ok(within(AGAIN))
         }
         StallCheck::NoAnswer { error } => {
             tracing::warn!(cluster = %cluster, primary = %start.primary, error = %error, "primary reported write_stalled, but its agent did not answer: no failover on the stall (a lost host is verified as unreachable)");
-            Ok(within(AGAIN))
         }
     }
+    *seen = Some(LastVerify {
+        since_ms: since,
+        at_ms: asked,
+        fingerprint: 0,
+    });
+    Ok(idle.at_most(AGAIN))
 }
 
 /// What the primary's agent says now.

@@ -19,7 +19,7 @@ pub enum OnWriteStalled {
     Alert,
     /// Failed over once the report has stood for `failover_after_ms` and the primary's
     /// agent still says so: the old primary is fenced like a dead one (read-only, or
-    /// stopped when it cannot be made read-only in time).
+    /// stopped when it cannot be made read-only).
     Failover,
 }
 

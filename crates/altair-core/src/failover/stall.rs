@@ -1,14 +1,11 @@
-//! A primary reported `write_stalled`: whether and when its cluster fails over
-//! (`[write_stall]` of the orchestrator's config), and what the primary's agent must
-//! still say for it to go ahead.
+//! A primary reported `write_stalled` in a cluster whose `[write_stall]` policy is
+//! `failover`: when its failover may start, and what the primary's agent must still say
+//! for it to go ahead.
 
-use crate::config::OnWriteStalled;
-
-/// What the leader does now with a primary reported `write_stalled`.
+/// What the leader does now with a primary reported `write_stalled` in a cluster whose
+/// policy is `failover` (an `alert` cluster never gets here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StallAction {
-    /// The cluster's policy is alert only.
-    Alert,
     /// Not stalled long enough yet: look again at this time (ms since the Unix epoch).
     WaitUntil(u64),
     /// Ask the primary's agent whether it is still stalled.
@@ -16,15 +13,7 @@ pub enum StallAction {
 }
 
 /// `since_ms`: when the primary was reported `write_stalled`.
-pub fn stall_action(
-    policy: OnWriteStalled,
-    since_ms: u64,
-    now_ms: u64,
-    failover_after_ms: u64,
-) -> StallAction {
-    if policy == OnWriteStalled::Alert {
-        return StallAction::Alert;
-    }
+pub fn stall_action(since_ms: u64, now_ms: u64, failover_after_ms: u64) -> StallAction {
     let due = since_ms.saturating_add(failover_after_ms);
     if now_ms < due {
         StallAction::WaitUntil(due)
@@ -91,24 +80,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn alert_only_never_fails_over() {
-        assert_eq!(
-            stall_action(OnWriteStalled::Alert, 0, u64::MAX, 0),
-            StallAction::Alert
-        );
-    }
-
-    #[test]
     fn failover_waits_for_the_report_to_stand_then_confirms() {
-        let p = OnWriteStalled::Failover;
         assert_eq!(
-            stall_action(p, 1_000, 5_000, 10_000),
+            stall_action(1_000, 5_000, 10_000),
             StallAction::WaitUntil(11_000)
         );
-        assert_eq!(stall_action(p, 1_000, 11_000, 10_000), StallAction::Confirm);
-        assert_eq!(stall_action(p, 1_000, 1_000, 0), StallAction::Confirm);
+        assert_eq!(stall_action(1_000, 11_000, 10_000), StallAction::Confirm);
+        assert_eq!(stall_action(1_000, 1_000, 0), StallAction::Confirm);
         assert_eq!(
-            stall_action(p, u64::MAX, 0, 10_000),
+            stall_action(u64::MAX, 0, 10_000),
             StallAction::WaitUntil(u64::MAX)
         );
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use altair_core::failover::machine::{self, Next, Outcome};
 use altair_core::failover::{Journal, Kind, Step};
+use altair_core::health::Health;
 use altair_core::registry::{ClusterState, FailoverAudit, to_json};
 use altair_proto::v1::*;
 use altair_zk::{Op, ZkError};
@@ -292,8 +293,16 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                 }
                 Err(e) if j.kind == Kind::Switchover => return Err(e),
                 // A stalled primary still answers and its agent keeps its lease: it will
-                // not fence itself. Only its agent or the fence hook can fence it.
-                Err(e) if j.old_primary_answered => {
+                // not fence itself. Only its agent or the fence hook can fence it — while
+                // it is still reported stalled (lost since, its lease lapses and its
+                // record's last heartbeat dates the self-fencing bound again).
+                Err(e)
+                    if j.old_primary_answered
+                        && view
+                            .health
+                            .get(&j.old_primary)
+                            .is_some_and(|h| h.health == Health::WriteStalled) =>
+                {
                     let hook_ms = ctx.config.fence.timeout_ms;
                     return match crate::hooks::fence(ctx, j, &old, &e, hook_ms).await {
                         FenceHook::Off { took_ms } => {

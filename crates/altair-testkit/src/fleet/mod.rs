@@ -164,7 +164,7 @@ pub struct Fleet {
     pub agents: Vec<RunningService>,
     pub monitors: Vec<RunningService>,
     pub orchestrators: Vec<RunningService>,
-    /// The extra config sections each orchestrator was first started with, by id: a
+    /// The extra config sections each orchestrator was last started with, by id: a
     /// restart through `start_orchestrator` keeps them (a restarted leader without the
     /// test's `[write_stall]` policy once made a chaos round fail).
     orchestrator_sections: std::collections::HashMap<String, String>,
@@ -414,7 +414,7 @@ impl Fleet {
     }
 
     /// Starts an orchestrator `id`; `env` is passed to its process (test pause points).
-    /// Restarted, it gets the sections it was first started with.
+    /// Restarted, it gets the sections it was last started with.
     pub fn start_orchestrator(
         &mut self,
         id: &str,

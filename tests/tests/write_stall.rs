@@ -37,6 +37,35 @@ async fn no_failover_for(w: &World, hold: Duration) {
     }
 }
 
+/// Fills db1's binlog filesystem, then starts an application write to `table` (a row
+/// `prefix` + 64 KiB: more than is left in the binlog file's last block) that must wait
+/// for space: the filler file, when the disk filled, and the write.
+fn fill_under_a_write(
+    w: &World,
+    primary_ip: std::net::Ipv4Addr,
+    table: &str,
+    prefix: &str,
+) -> (
+    std::path::PathBuf,
+    Instant,
+    tokio::task::JoinHandle<Result<(), mysql_async::Error>>,
+) {
+    let filler = w
+        .cluster
+        .binlog_fs(0)
+        .expect("db1's binlog filesystem")
+        .fill()
+        .expect("fill the binlog filesystem");
+    let filled = Instant::now();
+    let opts = w.app_opts(primary_ip);
+    let insert = format!("INSERT INTO {table} (v) VALUES (CONCAT('{prefix}', REPEAT('x', 65536)))");
+    let stuck = tokio::spawn(async move {
+        let mut c = mysql_async::Conn::new(opts).await?;
+        c.query_drop(insert).await
+    });
+    (filler, filled, stuck)
+}
+
 async fn stalled_metric(w: &World) -> Option<f64> {
     scrape(&w.fleet.agents[0].metrics)
         .await
@@ -96,19 +125,7 @@ async fn a_primary_that_cannot_commit_is_write_stalled_and_not_failed_over() {
     // 2. The disk under the primary's binlog is full: an application commit waits for
     // space (its binlog write fails with ENOSPC), while a non-binlogged write would
     // still commit.
-    let filler = w
-        .cluster
-        .binlog_fs(0)
-        .expect("db1's binlog filesystem")
-        .fill()
-        .expect("fill the binlog filesystem");
-    let filled = Instant::now();
-    let opts = w.app_opts(primary_ip);
-    let stuck = tokio::spawn(async move {
-        let mut c = mysql_async::Conn::new(opts).await?;
-        c.query_drop("INSERT INTO stall (v) VALUES (REPEAT('x', 65536))")
-            .await
-    });
+    let (filler, filled, stuck) = fill_under_a_write(&w, primary_ip, "stall", "x");
     w.wait_health("db1", "write_stalled", Duration::from_secs(30))
         .await;
     let took = filled.elapsed();
@@ -214,20 +231,7 @@ async fn a_cluster_whose_policy_is_failover_fails_over_a_primary_whose_disk_is_f
     drop(admin);
 
     // 2. The disk under its binlog fills up: commits wait, the cluster fails over.
-    let filler = w
-        .cluster
-        .binlog_fs(0)
-        .expect("db1's binlog filesystem")
-        .fill()
-        .expect("fill the binlog filesystem");
-    let filled = Instant::now();
-    let opts = w.app_opts(old_ip);
-    let stuck = tokio::spawn(async move {
-        let mut c = mysql_async::Conn::new(opts).await?;
-        // Larger than what is left in the binlog file's last block.
-        c.query_drop("INSERT INTO full_disk (v) VALUES (CONCAT('stuck', REPEAT('x', 65536)))")
-            .await
-    });
+    let (filler, filled, stuck) = fill_under_a_write(&w, old_ip, "full_disk", "stuck");
     let (new_ip, moved) =
         altair_e2e::ops::wait_dns_moved(&w, old_ip, Duration::from_secs(60)).await;
     eprintln!(

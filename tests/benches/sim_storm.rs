@@ -18,7 +18,7 @@ use altair_core::{ClusterName, HostName};
 use altair_e2e::scripted::{
     Script, health_record, mysql_ip, register_ops, serve_agent, start_orchestrator,
 };
-use altair_e2e::sim_fleet::{LOCAL, metric, pct, unix_ms};
+use altair_e2e::sim_fleet::{LOCAL, metric, pct, proc_cpu_ticks, unix_ms, zk_packets};
 use altair_testkit::bind::{Bind, BindOptions};
 use altair_zk::{Op, Zk};
 
@@ -27,14 +27,18 @@ const STORM: usize = 100;
 const SINGLES: usize = 7;
 /// Agent servers per host role (clusters share them, as a few processes would).
 const SERVERS: usize = 4;
+/// The operations of `altair_zookeeper_requests_total`.
+const ZK_OPS: [&str; 9] = [
+    "get", "list", "exists", "create", "set", "delete", "multi", "watch", "acl",
+];
 
 fn name(k: usize) -> String {
     format!("s{k}")
 }
 
 /// Fails the primaries of `clusters` in one transaction; when each one's audit record
-/// appeared, ms after the write.
-async fn fail(zk: &Zk, clusters: &[usize]) -> Vec<f64> {
+/// appeared, ms after the write, and how many ZooKeeper requests this polling made.
+async fn fail(zk: &Zk, clusters: &[usize]) -> (Vec<f64>, u64) {
     let l = zk.layout().clone();
     let now = unix_ms();
     let ops: Vec<Op> = clusters
@@ -53,6 +57,7 @@ async fn fail(zk: &Zk, clusters: &[usize]) -> Vec<f64> {
         .await
         .expect("fail the primaries");
     let mut done: BTreeMap<usize, f64> = BTreeMap::new();
+    let mut requests = 1;
     // The polling is kept light (every 25 ms, reads in parallel) so that the benchmark's
     // own reads do not load ZooKeeper and the 2 cores it measures.
     let every = if clusters.len() == 1 { 5 } else { 25 };
@@ -62,6 +67,7 @@ async fn fail(zk: &Zk, clusters: &[usize]) -> Vec<f64> {
             let zk = zk.clone();
             let path = l.history(&ClusterName::new(name(k)).expect("name"));
             reads.spawn(async move { (k, zk.children(&path).await.unwrap_or_default()) });
+            requests += 1;
         }
         let at = started.elapsed().as_secs_f64() * 1000.0;
         while let Some(Ok((k, children))) = reads.join_next().await {
@@ -77,7 +83,7 @@ async fn fail(zk: &Zk, clusters: &[usize]) -> Vec<f64> {
         );
         tokio::time::sleep(Duration::from_millis(every)).await;
     }
-    done.into_values().collect()
+    (done.into_values().collect(), requests)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +129,7 @@ async fn main() {
         .and_then(|l| l.local_addr())
         .expect("port")
         .port();
-    let _orchestrator = start_orchestrator(
+    let orchestrator = start_orchestrator(
         dir.path(),
         &zk_server,
         &bind,
@@ -143,13 +149,51 @@ async fn main() {
 
     let mut one: Vec<f64> = Vec::new();
     for k in 0..SINGLES {
-        one.extend(fail(&zk, &[k]).await);
+        one.extend(fail(&zk, &[k]).await.0);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let storm: Vec<usize> = (SINGLES..SINGLES + STORM).collect();
     let zk_addr = zk_server.client_addr(0);
     let _ = altair_testkit::zookeeper::four_letter(zk_addr, "srst").await;
-    let mut each = fail(&zk, &storm).await;
+    // `srst` resets the latencies, not the packet count (ZooKeeper 3.8).
+    let packets0 = zk_packets(zk_addr).await;
+    let (orchestrator_pid, zk_pid) = (
+        orchestrator.0.id(),
+        zk_server.pid(0).expect("ZooKeeper's pid"),
+    );
+    let metric_at = |name: &'static str| metric(&metrics_addr, name);
+    let (loads0, events0) = (
+        metric_at("altair_orchestrator_view_loads_total").await,
+        metric_at("altair_orchestrator_watch_events_total").await,
+    );
+    let ops = async || {
+        let mut by_op = Vec::new();
+        for op in ZK_OPS {
+            let name = format!("altair_zookeeper_requests_total{{op=\"{op}\"}}");
+            by_op.push(metric(&metrics_addr, &name).await);
+        }
+        by_op
+    };
+    let ops0 = ops().await;
+    let cpu0 = (proc_cpu_ticks(orchestrator_pid), proc_cpu_ticks(zk_pid));
+    let (mut each, polled) = fail(&zk, &storm).await;
+    let cpu = (
+        proc_cpu_ticks(orchestrator_pid) - cpu0.0,
+        proc_cpu_ticks(zk_pid) - cpu0.1,
+    );
+    let received = zk_packets(zk_addr).await.saturating_sub(packets0);
+    let by_op: Vec<String> = ops()
+        .await
+        .iter()
+        .zip(&ops0)
+        .zip(ZK_OPS)
+        .filter(|((n, n0), _)| *n > *n0)
+        .map(|((n, n0), op)| format!("{op} {:.1}", (n - n0) / STORM as f64))
+        .collect();
+    let (loads, events) = (
+        metric_at("altair_orchestrator_view_loads_total").await - loads0,
+        metric_at("altair_orchestrator_watch_events_total").await - events0,
+    );
     let mntr = altair_testkit::zookeeper::four_letter(zk_addr, "mntr")
         .await
         .unwrap_or_default();
@@ -214,10 +258,23 @@ async fn main() {
         pct(&mut between, 1.0)
     );
     println!(
-        "ZooKeeper during the storm: {} requests, latency avg {} ms, max {} ms; fsync over the warning threshold {} times",
-        stat("zk_packets_received"),
+        "ZooKeeper during the storm: {} requests ({} of them the benchmark's polling: {:.0} per failover from the orchestrator), latency avg {} ms, max {} ms; fsync over the warning threshold {} times",
+        received,
+        polled,
+        received.saturating_sub(polled) as f64 / STORM as f64,
         stat("zk_avg_latency"),
         stat("zk_max_latency"),
         stat("zk_fsync_threshold_exceed_count")
+    );
+    println!(
+        "orchestrator during the storm: {:.1} view loads and {:.1} watch events per failover; CPU {} ms (orchestrator), {} ms (ZooKeeper) over the storm's {last:.0} ms",
+        loads / STORM as f64,
+        events / STORM as f64,
+        cpu.0 * 10,
+        cpu.1 * 10
+    );
+    println!(
+        "the orchestrator's ZooKeeper requests per failover, by operation: {}",
+        by_op.join(", ")
     );
 }

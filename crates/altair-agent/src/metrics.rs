@@ -14,6 +14,11 @@ pub static WRITE_STALLED: LazyLock<Gauge> = LazyLock::new(Gauge::default);
 
 pub fn init() {
     register(
+        "zookeeper_requests",
+        altair_zk::REQUESTS_HELP,
+        altair_zk::REQUESTS.clone(),
+    );
+    register(
         "agent_probes",
         "Probes of the local mysqld, by result (ok, failed)",
         PROBES.clone(),

@@ -20,6 +20,11 @@ const VERDICTS: [&str; 3] = ["lossless", "lossy", "blocked"];
 
 pub fn init() {
     register(
+        "zookeeper_requests",
+        altair_zk::REQUESTS_HELP,
+        altair_zk::REQUESTS.clone(),
+    );
+    register(
         "monitor_heartbeats",
         "Heartbeats received from agents",
         HEARTBEATS.clone(),

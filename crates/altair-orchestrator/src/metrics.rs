@@ -37,6 +37,11 @@ static PAUSE_LABELS: LazyLock<Mutex<HashMap<String, Labels>>> = LazyLock::new(De
 
 pub fn init() {
     register(
+        "zookeeper_requests",
+        altair_zk::REQUESTS_HELP,
+        altair_zk::REQUESTS.clone(),
+    );
+    register(
         "orchestrator_agent_channels",
         "gRPC channels to agents kept open for reuse",
         AGENT_CHANNELS.clone(),

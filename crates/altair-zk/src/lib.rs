@@ -3,6 +3,7 @@
 //! give up the session (expired: ephemeral nodes and watches are gone).
 
 mod membership;
+mod requests;
 mod session;
 
 use std::time::Duration;
@@ -12,6 +13,8 @@ use altair_core::zkpath::ZkLayout;
 use zookeeper_client as zk;
 
 pub use membership::follow_monitors;
+use requests::count;
+pub use requests::{REQUESTS, REQUESTS_HELP, sent};
 pub use session::{SessionLoop, wait_session_end};
 pub use zk::{
     EventType, OneshotWatcher, PersistentWatcher, SessionState, StateWatcher, WatchedEvent,
@@ -173,6 +176,7 @@ impl Zk {
         for segment in path.split('/').filter(|s| !s.is_empty()) {
             prefix.push('/');
             prefix.push_str(segment);
+            count("create");
             match self.client.create(&prefix, b"", &self.open()).await {
                 Ok(_) | Err(zk::Error::NodeExists) => {}
                 Err(e) => return Err(ZkError::from_op("create", &prefix, e)),
@@ -200,6 +204,7 @@ impl Zk {
         let mut changed = 0;
         let mut todo = vec![self.layout.root().to_owned()];
         while let Some(path) = todo.pop() {
+            count("acl");
             let acls = match self.client.get_acl(&path).await {
                 Ok((acls, _)) => acls,
                 Err(zk::Error::NoNode) => continue,
@@ -217,6 +222,7 @@ impl Zk {
                     .any(|p| a.permission().has(*p))
             });
             if open {
+                count("acl");
                 match self.client.set_acl(&path, &self.acls, None).await {
                     Ok(_) => changed += 1,
                     Err(zk::Error::NoNode) => continue,
@@ -234,10 +240,12 @@ impl Zk {
     pub async fn register_ephemeral(&self, path: &str, data: &[u8]) -> Result<()> {
         let options = zk::CreateMode::Ephemeral.with_acls(self.acls);
         loop {
+            count("create");
             match self.client.create(path, data, &options).await {
                 Ok(_) => return Ok(()),
                 Err(zk::Error::NodeExists) => {
                     // Left by an earlier session of ours that has not expired yet.
+                    count("delete");
                     match self.client.delete(path, None).await {
                         Ok(()) | Err(zk::Error::NoNode) => {}
                         Err(e) => return Err(ZkError::from_op("delete", path, e)),
@@ -252,15 +260,18 @@ impl Zk {
     /// Parents are only created after ZooKeeper says they are missing: a failed write
     /// still costs a transaction, so the common path is one `set`.
     pub async fn put(&self, path: &str, data: &[u8]) -> Result<()> {
+        count("set");
         match self.client.set_data(path, data, None).await {
             Ok(_) => return Ok(()),
             Err(zk::Error::NoNode) => {}
             Err(e) => return Err(ZkError::from_op("set", path, e)),
         }
         for attempt in 0..2 {
+            count("create");
             match self.client.create(path, data, &self.open()).await {
                 Ok(_) => return Ok(()),
                 Err(zk::Error::NodeExists) => {
+                    count("set");
                     return self
                         .client
                         .set_data(path, data, None)
@@ -288,6 +299,7 @@ impl Zk {
     /// `Ok(false)`: `guard` is gone, nothing written. The common path (the node exists)
     /// is one `set`.
     pub async fn put_while(&self, guard: &str, path: &str, data: &[u8]) -> Result<bool> {
+        count("set");
         match self.client.set_data(path, data, None).await {
             Ok(_) => return Ok(true),
             Err(zk::Error::NoNode) => {}
@@ -300,6 +312,7 @@ impl Zk {
                 .map_err(|e| ZkError::from_op("multi", guard, e))?;
             w.add_create(path, data, &self.open())
                 .map_err(|e| ZkError::from_op("multi", path, e))?;
+            count("multi");
             match w.commit().await {
                 Ok(_) => return Ok(true),
                 Err(zk::CheckWriteError::CheckFailed { .. }) => return Ok(false),
@@ -307,6 +320,7 @@ impl Zk {
                     source: zk::Error::NodeExists,
                     ..
                 }) => {
+                    count("set");
                     return self
                         .client
                         .set_data(path, data, None)
@@ -340,6 +354,7 @@ impl Zk {
     pub async fn append(&self, prefix: &str, data: &[u8]) -> Result<String> {
         let options = zk::CreateMode::PersistentSequential.with_acls(self.acls);
         for attempt in 0..2 {
+            count("create");
             match self.client.create(prefix, data, &options).await {
                 Ok((_, seq)) => return Ok(format!("{prefix}{seq}")),
                 Err(zk::Error::NoNode) if attempt == 0 => {
@@ -358,6 +373,7 @@ impl Zk {
     }
 
     pub async fn get(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        count("get");
         match self.client.get_data(path).await {
             Ok((data, _)) => Ok(Some(data)),
             Err(zk::Error::NoNode) => Ok(None),
@@ -367,6 +383,7 @@ impl Zk {
 
     /// Children of `path` (empty when it does not exist).
     pub async fn children(&self, path: &str) -> Result<Vec<String>> {
+        count("list");
         match self.client.list_children(path).await {
             Ok(c) => Ok(c),
             Err(zk::Error::NoNode) => Ok(Vec::new()),
@@ -376,6 +393,7 @@ impl Zk {
 
     /// Children of `path` and a watch that fires on the next change.
     pub async fn children_and_watch(&self, path: &str) -> Result<(Vec<String>, OneshotWatcher)> {
+        count("watch");
         self.client
             .list_and_watch_children(path)
             .await
@@ -403,6 +421,7 @@ impl Zk {
 
     /// Data and version of `path`, or `None` when it does not exist.
     pub async fn get_versioned(&self, path: &str) -> Result<Option<(Vec<u8>, i32)>> {
+        count("get");
         match self.client.get_data(path).await {
             Ok((data, stat)) => Ok(Some((data, stat.version))),
             Err(zk::Error::NoNode) => Ok(None),
@@ -413,6 +432,7 @@ impl Zk {
     /// Creates an ephemeral sequential node under `prefix` (an election candidate).
     pub async fn create_candidate(&self, prefix: &str, data: &[u8]) -> Result<String> {
         let options = zk::CreateMode::EphemeralSequential.with_acls(self.acls);
+        count("create");
         let (_, seq) = self
             .client
             .create(prefix, data, &options)
@@ -423,6 +443,7 @@ impl Zk {
 
     /// Whether `path` exists.
     pub async fn exists(&self, path: &str) -> Result<bool> {
+        count("exists");
         let stat = self
             .client
             .check_stat(path)
@@ -436,6 +457,7 @@ impl Zk {
     /// `Disconnected` → `SyncConnected` pair the caller re-reads what it knows. Do not
     /// wait on it again after a terminal session state (the client panics).
     pub async fn watch_tree(&self, path: &str) -> Result<PersistentWatcher> {
+        count("watch");
         self.client
             .watch(path, zk::AddWatchMode::PersistentRecursive)
             .await
@@ -444,6 +466,7 @@ impl Zk {
 
     /// Whether `path` exists, and a watch that fires when that changes.
     pub async fn exists_and_watch(&self, path: &str) -> Result<(bool, OneshotWatcher)> {
+        count("watch");
         let (stat, watcher) = self
             .client
             .check_and_watch_stat(path)
@@ -471,6 +494,7 @@ impl Zk {
             };
             added.map_err(|e| ZkError::from_op("multi", op.path(), e))?;
         }
+        count("multi");
         match w.commit().await {
             Ok(_) => Ok(()),
             Err(zk::CheckWriteError::CheckFailed { .. }) => Err(ZkError::NotLeader {
@@ -494,6 +518,7 @@ impl Zk {
     }
 
     pub async fn delete(&self, path: &str) -> Result<()> {
+        count("delete");
         match self.client.delete(path, None).await {
             Ok(()) | Err(zk::Error::NoNode) => Ok(()),
             Err(e) => Err(ZkError::from_op("delete", path, e)),

@@ -119,6 +119,52 @@ async fn an_unreachable_old_primary_is_promoted_around_only_after_its_self_fence
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_primary_whose_agent_the_monitors_still_hear_is_never_left_to_self_fencing() {
+    // The orchestrator cannot reach db1's agent, but the monitors still hear it (its
+    // health is mysql_down, not unreachable): it keeps its lease, so it will not fence
+    // itself however long one waits, and its self-fencing bound proves nothing.
+    let mut db1 = Script::at("0-1-100");
+    db1.not_listening = true;
+    let s = Scripted::start([db1, Script::at("0-1-100"), Script::at("0-1-99")]).await;
+    let heard = unix_ms();
+    s.fail_primary(Health::MysqlDown, heard).await;
+    let bound = earliest_promotion_ms(heard, SELF_FENCE_AFTER_MS, PROBE_INTERVAL_MS);
+    tokio::time::sleep(Duration::from_millis(
+        (bound + 2_000).saturating_sub(unix_ms()),
+    ))
+    .await;
+    let story = s.story();
+    assert!(
+        s.calls_of("promote").is_empty(),
+        "promoted around a primary whose agent still holds its lease\n{story}"
+    );
+    let j = s.journal().await.expect("the failover is still running");
+    assert_eq!(j.step.as_str(), "fence", "{j:?}\n{story}");
+    assert!(
+        j.last_error.contains("still heard by the monitors"),
+        "status says why it waits: {:?}",
+        j.last_error
+    );
+
+    // Now no monitor hears it either: its lease lapses, and the bound from that last
+    // heartbeat applies.
+    let lost = unix_ms();
+    s.fail_primary(Health::Unreachable, lost).await;
+    let f = s.finished(FAILOVER_WITHIN).await;
+    let story = s.story();
+    assert_eq!(f.outcome, "succeeded", "{f:?}\n{story}");
+    let promotes = s.calls_of("promote");
+    assert_eq!(promotes.len(), 1, "{story}");
+    let bound = earliest_promotion_ms(lost, SELF_FENCE_AFTER_MS, PROBE_INTERVAL_MS);
+    assert!(
+        promotes[0].at_ms >= bound,
+        "promoted at {} ms, before the self-fence bound {bound} ms counted from the last heartbeat\n{story}",
+        promotes[0].at_ms
+    );
+    assert_eq!(s.dns_primary().await, [mysql_ip("db2")], "{story}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fence_answered_without_an_outcome_is_not_a_fence() {
     let mut db1 = Script::at("0-1-100");
     db1.fence = FenceAnswer::WithoutOutcome;

@@ -417,7 +417,11 @@ pub(crate) async fn start_failover(
         return Err(e);
     }
     tracing::warn!(cluster = %cluster, failover_id = %journal.id, epoch = journal.epoch, old_primary = %primary, "primary verified {}: failing over", if health.health == Health::WriteStalled { "stalled" } else { "down" });
-    let view = ClusterView::load(&ctx.zk, cluster).await?;
+    // A compare-and-set from `version` leaves the state at the next one.
+    let view = view
+        .clone()
+        .started(&ctx.zk, s, version + 1, journal.clone())
+        .await?;
     drive(ctx, &view, journal, slots).await?;
     Ok(Pace::Active)
 }

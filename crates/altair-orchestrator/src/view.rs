@@ -56,14 +56,7 @@ impl ClusterView {
             None => None,
         };
         let (history, abort) = match &journal {
-            Some(_) => {
-                let (history_path, abort_path) = (l.history(name), l.failover_abort(name));
-                let (h, a) = tokio::join!(
-                    zk.children(&history_path),
-                    zk.get_record::<AbortRequest>("abort request", &abort_path),
-                );
-                (h?, a?)
-            }
+            Some(_) => failover_records(zk, name).await?,
             None => (Vec::new(), None),
         };
         // Every host's records at once.
@@ -106,4 +99,57 @@ impl ClusterView {
             health,
         })
     }
+
+    /// This view once a failover has started on it: the state and journal its start
+    /// wrote (the state's znode version is `version`), what is read only while a
+    /// journal exists, and every host's health afresh (verification may have taken a
+    /// while: a host silent since is dialled as one). One round trip, not a whole view.
+    pub async fn started(
+        mut self,
+        zk: &Zk,
+        state: ClusterState,
+        version: i32,
+        journal: Journal,
+    ) -> Result<Self, ZkError> {
+        let l = zk.layout();
+        let healths = self.hosts.keys().filter_map(|host| {
+            let path = l.host_health(&self.name, &HostName::new(host.clone()).ok()?);
+            Some(async move {
+                let h = zk.get_record::<HealthRecord>("health", &path).await?;
+                Ok::<_, ZkError>((host.clone(), h))
+            })
+        });
+        let (records, healths) = tokio::join!(
+            failover_records(zk, &self.name),
+            futures_util::future::join_all(healths),
+        );
+        let (history, abort) = records?;
+        let mut health = std::mem::take(&mut self.health);
+        for read in healths {
+            match read? {
+                (host, Some(h)) => health.insert(host, h),
+                (host, None) => health.remove(&host),
+            };
+        }
+        self.state = Some((state, version));
+        self.journal = Some(journal);
+        self.history = history;
+        self.abort = abort;
+        self.health = health;
+        Ok(self)
+    }
+}
+
+/// The audit records kept and an operator's abort request (read while a failover runs).
+async fn failover_records(
+    zk: &Zk,
+    name: &ClusterName,
+) -> Result<(Vec<String>, Option<AbortRequest>), ZkError> {
+    let l = zk.layout();
+    let (history_path, abort_path) = (l.history(name), l.failover_abort(name));
+    let (h, a) = tokio::join!(
+        zk.children(&history_path),
+        zk.get_record::<AbortRequest>("abort request", &abort_path),
+    );
+    Ok((h?, a?))
 }

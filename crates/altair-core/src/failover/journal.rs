@@ -110,9 +110,9 @@ pub struct Journal {
     #[serde(default)]
     pub old_host_unreachable: bool,
     /// Started while the old primary still answered (it was reported `write_stalled`,
-    /// under a `failover` policy): its agent holds its lease, so it never fences itself.
-    /// A fence its agent cannot be asked for is retried (or done by the fence hook),
-    /// never left to self-fencing.
+    /// under a `failover` policy). For the record: the fence step decides from the old
+    /// primary's health as read when its fence fails (an agent a monitor still hears
+    /// holds its lease and is never left to self-fencing).
     #[serde(default)]
     pub old_primary_answered: bool,
     /// Automatic, forced by an operator, or a planned switchover.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use altair_core::failover::machine::{self, Next, Outcome};
 use altair_core::failover::{Journal, Kind, Step};
 use altair_core::health::Health;
-use altair_core::registry::{ClusterState, FailoverAudit, to_json};
+use altair_core::registry::{ClusterState, FailoverAudit, HealthRecord, HostRecord, to_json};
 use altair_proto::v1::*;
 use altair_zk::{Op, ZkError};
 
@@ -88,9 +88,12 @@ pub async fn run(ctx: &Ctx, view: &ClusterView, mut j: Journal) -> Result<(), Fa
                 .map(|a| a.reason);
         }
         let next = machine::before(&j, abort.as_deref(), now_ms());
-        // Promotion, the record and every way out run only on a written journal.
-        if !matches!(next, Next::Run(s) if s != Step::Promote && s != Step::Record) {
-            journal.flush().await?;
+        // Promotion and every way out run only on a written journal; the record deletes
+        // it (a journal kept for it is dropped).
+        match next {
+            Next::Run(Step::Record) => journal.settle().await?,
+            Next::Run(s) if s != Step::Promote => {}
+            _ => journal.flush().await?,
         }
         let step = match next {
             Next::Run(step) => step,
@@ -113,7 +116,7 @@ pub async fn run(ctx: &Ctx, view: &ClusterView, mut j: Journal) -> Result<(), Fa
         if step == Step::Record {
             return record(ctx, view, j, started).await;
         }
-        let outcome = run_step(ctx, view, &mut j, step).await;
+        let outcome = journal.during(run_step(ctx, view, &mut j, step)).await;
         reread_abort =
             step == Step::Fence && j.old_host_unreachable && !ctx.config.fence.command.is_empty();
         let now = now_ms();
@@ -124,7 +127,13 @@ pub async fn run(ctx: &Ctx, view: &ClusterView, mut j: Journal) -> Result<(), Fa
         match next {
             Next::Run(_) => {
                 j.advance(step, started, now);
-                journal.submit(&j)?;
+                // Once promoted, the fork point is worth having soon (a successor or a
+                // failed record would otherwise redo the promotion); not waited for.
+                if step == Step::Promote {
+                    journal.submit_now(&j)?;
+                } else {
+                    journal.submit(&j)?;
+                }
                 if pause_requested(step) {
                     journal.flush().await?;
                     pause(step).await;
@@ -292,38 +301,38 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                     j.fenced_gtid = r.gtid_executed;
                 }
                 Err(e) if j.kind == Kind::Switchover => return Err(e),
-                // A stalled primary still answers and its agent keeps its lease: it will
-                // not fence itself. Only its agent or the fence hook can fence it — while
-                // it is still reported stalled (lost since, its lease lapses and its
-                // record's last heartbeat dates the self-fencing bound again).
-                Err(e)
-                    if j.old_primary_answered
-                        && view
-                            .health
-                            .get(&j.old_primary)
-                            .is_some_and(|h| h.health == Health::WriteStalled) =>
-                {
-                    let hook_ms = ctx.config.fence.timeout_ms;
-                    return match crate::hooks::fence(ctx, j, &old, &e, hook_ms).await {
-                        FenceHook::Off { took_ms } => {
-                            j.notes.push(format!(
-                                "{e}; the fence hook powered {} off in {took_ms} ms",
-                                j.old_primary
-                            ));
-                            j.promote_not_before_ms = None;
-                            Ok(())
-                        }
-                        FenceHook::Failed(why) => Err(format!(
-                            "{e}; fence hook failed: {why} (the old primary still answered when this failover started: its fence is retried, never left to self-fencing)"
-                        )),
-                        FenceHook::None | FenceHook::NotNeeded => Err(format!(
-                            "{e} (the old primary still answered when this failover started: its fence is retried, never left to self-fencing)"
-                        )),
-                    };
-                }
                 Err(e) => {
+                    // What ZooKeeper says of the old primary now: the view may predate a
+                    // later heartbeat (a host whose agent answered then, silent since).
+                    let (health, record) = old_primary_now(ctx, view, j).await?;
+                    // Its agent still heard by the monitors (a stalled primary, one whose
+                    // mysqld looks down to its agent, a link back up) keeps its lease: it
+                    // will not fence itself. Only its agent or the fence hook can fence
+                    // it; once no monitor hears it, its lease lapses and its record's
+                    // last heartbeat dates the self-fencing bound.
+                    if let Some(h) = health.as_ref().filter(|h| h.health != Health::Unreachable) {
+                        let why = format!(
+                            "{e} (its agent is still heard by the monitors, health {}: it keeps its lease and will not fence itself, so its fence is retried, never left to self-fencing)",
+                            h.health
+                        );
+                        let hook_ms = ctx.config.fence.timeout_ms;
+                        return match crate::hooks::fence(ctx, j, &old, &e, hook_ms).await {
+                            FenceHook::Off { took_ms } => {
+                                j.notes.push(format!(
+                                    "{e}; the fence hook powered {} off in {took_ms} ms",
+                                    j.old_primary
+                                ));
+                                j.promote_not_before_ms = None;
+                                Ok(())
+                            }
+                            FenceHook::Failed(hook) => {
+                                Err(format!("{why}; fence hook failed: {hook}"))
+                            }
+                            FenceHook::None | FenceHook::NotNeeded => Err(why),
+                        };
+                    }
                     j.old_host_unreachable = true;
-                    let wait = self_fence_wait(view, j);
+                    let wait = self_fence_wait(record.as_ref().unwrap_or(&old), health.as_ref());
                     let left = wait.saturating_sub(now_ms());
                     match crate::hooks::fence(ctx, j, &old, &e, left).await {
                         FenceHook::Off { took_ms } => {
@@ -490,21 +499,36 @@ pub(super) async fn host_agent(
 
 /// When the isolated old primary has provably fenced itself: its last heartbeat (or, when
 /// unknown, the monitor's later transition time) + its declared bound + probe + margin.
-/// An agent that declares no bound gets a conservative 60 s.
-fn self_fence_wait(view: &ClusterView, j: &Journal) -> u64 {
-    let health = view.health.get(&j.old_primary);
+/// An agent that declares no bound gets a conservative 60 s. `health` is its record read
+/// just now: one read when the failover started may predate a later heartbeat (a host
+/// whose agent answered then and fell silent since).
+fn self_fence_wait(host: &HostRecord, health: Option<&HealthRecord>) -> u64 {
     let last = health
         .and_then(|h| h.last_heartbeat_unix_ms)
         .or(health.map(|h| h.since_unix_ms))
         .unwrap_or_else(now_ms);
-    match view
-        .hosts
-        .get(&j.old_primary)
-        .and_then(|h| h.self_fence_after_ms.zip(h.probe_interval_ms))
-    {
+    match host.self_fence_after_ms.zip(host.probe_interval_ms) {
         Some((bound, probe)) => altair_core::selffence::earliest_promotion_ms(last, bound, probe),
         None => last + 60_000,
     }
+}
+
+/// The old primary's health and host records as ZooKeeper has them now (read together).
+async fn old_primary_now(
+    ctx: &Ctx,
+    view: &ClusterView,
+    j: &Journal,
+) -> Result<(Option<HealthRecord>, Option<HostRecord>), String> {
+    let host = altair_core::HostName::new(j.old_primary.clone())
+        .map_err(|e| format!("old primary {}: {e}", j.old_primary))?;
+    let l = ctx.zk.layout();
+    let (health, record) = (l.host_health(&view.name, &host), l.host(&view.name, &host));
+    let (health, record) = tokio::join!(
+        ctx.zk.get_record::<HealthRecord>("health", &health),
+        ctx.zk.get_record::<HostRecord>("host", &record),
+    );
+    let read = |e: ZkError| format!("reading the records of {}: {e}", j.old_primary);
+    Ok((health.map_err(read)?, record.map_err(read)?))
 }
 
 /// After a failed catch-up or salvage: is it the candidate that is gone (its agent does
@@ -551,19 +575,22 @@ async fn record(
         detail: j.notes.join("; "),
         journal: j.clone(),
     };
-    // The state as it is now (an operator's ack may have changed it since the failover
-    // started), written only if it did not change again meanwhile.
+    // The state as this pass read it, written only if it did not change meanwhile; if
+    // it did (an operator's ack during the failover), as it is now.
     let l = ctx.zk.layout();
     let mut tries = 0;
+    let mut known = view.state.clone().map(|(s, v)| (s, Some(v)));
     loop {
-        let current = ctx.zk.get_versioned(&l.cluster_state(&view.name)).await?;
-        let (base, version) = match current {
-            Some((bytes, v)) => (
-                altair_core::registry::from_json::<ClusterState>("cluster state", &bytes)
-                    .map_err(|detail| ZkError::Conflict { detail })?,
-                Some(v),
-            ),
-            None => (ClusterState::default(), None),
+        let (base, version) = match known.take() {
+            Some(known) => known,
+            None => match ctx.zk.get_versioned(&l.cluster_state(&view.name)).await? {
+                Some((bytes, v)) => (
+                    altair_core::registry::from_json::<ClusterState>("cluster state", &bytes)
+                        .map_err(|detail| ZkError::Conflict { detail })?,
+                    Some(v),
+                ),
+                None => (ClusterState::default(), None),
+            },
         };
         let state = after_failover(&base, &j, now);
         let mut ops = closing_ops(ctx, view, &audit);
@@ -580,7 +607,8 @@ async fn record(
         });
         match ctx.write(&ops).await {
             Ok(()) => break,
-            Err(ZkError::Conflict { .. }) if tries < 3 => {
+            // Three tries on a state read afresh, after the one on the state known.
+            Err(ZkError::Conflict { .. }) if tries < 4 => {
                 tries += 1;
                 ensure_history(ctx, view).await?;
             }

@@ -162,8 +162,9 @@ async fn main() {
         zk_server.pid(0).expect("ZooKeeper's pid"),
     );
     let metric_at = |name: &'static str| metric(&metrics_addr, name);
-    let (loads0, events0) = (
+    let (loads0, patches0, events0) = (
         metric_at("altair_orchestrator_view_loads_total").await,
+        metric_at("altair_orchestrator_view_patches_total").await,
         metric_at("altair_orchestrator_watch_events_total").await,
     );
     let ops = async || {
@@ -190,8 +191,9 @@ async fn main() {
         .filter(|((n, n0), _)| *n > *n0)
         .map(|((n, n0), op)| format!("{op} {:.1}", (n - n0) / STORM as f64))
         .collect();
-    let (loads, events) = (
+    let (loads, patches, events) = (
         metric_at("altair_orchestrator_view_loads_total").await - loads0,
+        metric_at("altair_orchestrator_view_patches_total").await - patches0,
         metric_at("altair_orchestrator_watch_events_total").await - events0,
     );
     let mntr = altair_testkit::zookeeper::four_letter(zk_addr, "mntr")
@@ -267,8 +269,9 @@ async fn main() {
         stat("zk_fsync_threshold_exceed_count")
     );
     println!(
-        "orchestrator during the storm: {:.1} view loads and {:.1} watch events per failover; CPU {} ms (orchestrator), {} ms (ZooKeeper) over the storm's {last:.0} ms",
+        "orchestrator during the storm: {:.1} view loads, {:.1} view patches and {:.1} watch events per failover; CPU {} ms (orchestrator), {} ms (ZooKeeper) over the storm's {last:.0} ms",
         loads / STORM as f64,
+        patches / STORM as f64,
         events / STORM as f64,
         cpu.0 * 10,
         cpu.1 * 10

@@ -107,22 +107,22 @@ impl Pace {
     }
 }
 
-/// One look at a cluster: bootstrap it, drive its failover, or check its primary.
+/// One look at a cluster, as `view` has it: bootstrap it, drive its failover, or check
+/// its primary.
 pub(crate) async fn pass(
     ctx: &Ctx,
-    cluster: &ClusterName,
+    view: &ClusterView,
     alive_seen: &mut Option<LastVerify>,
     watch: &mut crate::reopen::Watch,
     tending: &mut Tending,
     slots: &Slots,
 ) -> Result<Pace, ZkError> {
-    let view = ClusterView::load(&ctx.zk, cluster).await?;
-    crate::metrics::VIEW_LOADS.inc();
-    if let Some(dc) = ctx.admission.observe(&view) {
+    let cluster = &view.name;
+    if let Some(dc) = ctx.admission.observe(view) {
         ctx.admission.end_if_over(ctx, &dc).await?;
     }
     let Some((state, version)) = view.state.clone() else {
-        bootstrap(ctx, &view).await?;
+        bootstrap(ctx, view).await?;
         return Ok(Pace::Within(Duration::from_secs(1)));
     };
     let now = now_ms();
@@ -137,15 +137,15 @@ pub(crate) async fn pass(
         );
         // A journal that only waits (a retry time, the self-fence bound) is looked at
         // again when that time comes (or at an event: an abort, a health change).
-        if let Some(at) = failover::waits_until(&view, &journal) {
+        if let Some(at) = failover::waits_until(view, &journal) {
             let wait = Duration::from_millis(at.saturating_sub(now_ms()).max(20));
             return Ok(Pace::Within(wait.min(Duration::from_secs(1))));
         }
-        drive(ctx, &view, journal, slots).await?;
+        drive(ctx, view, journal, slots).await?;
         return Ok(Pace::Active);
     }
     crate::metrics::journal_age(cluster.as_str(), 0);
-    let idle = if tending.maybe_start(ctx, &view) {
+    let idle = if tending.maybe_start(ctx, view) {
         Pace::Within(TEND_EVERY)
     } else {
         Pace::Idle
@@ -178,7 +178,7 @@ pub(crate) async fn pass(
         // Read-only with nothing failing it over (restarted, or self-fenced in a
         // partition that healed): writable again; a failed attempt is retried soon.
         return Ok(
-            match crate::reopen::maybe(ctx, &view, &state, &primary, health).await? {
+            match crate::reopen::maybe(ctx, view, &state, &primary, health).await? {
                 crate::reopen::Found::Failed => idle.at_most(REOPEN_RETRY),
                 crate::reopen::Found::Nothing if watch.active() => idle.at_most(REOPEN_LOOK),
                 crate::reopen::Found::Reopened | crate::reopen::Found::RefusedAhead => {
@@ -243,7 +243,7 @@ pub(crate) async fn pass(
         datacenter: &datacenter,
     };
     if stalled {
-        return crate::stall::pass(ctx, &view, start, (now, idle), alive_seen, slots).await;
+        return crate::stall::pass(ctx, view, start, (now, idle), alive_seen, slots).await;
     }
     if !verify_due(
         now,
@@ -263,7 +263,7 @@ pub(crate) async fn pass(
         at_ms: verify_started,
         fingerprint,
     };
-    let Verification { verdict, checks } = verify(ctx, &view, &primary).await;
+    let Verification { verdict, checks } = verify(ctx, view, &primary).await;
     match verdict {
         Verdict::Inconclusive { unknown } => {
             *alive_seen = Some(last);
@@ -344,7 +344,7 @@ pub(crate) async fn pass(
                     return Ok(Pace::Active);
                 }
             }
-            start_failover(ctx, &view, start, verify_started, notes, slots).await
+            start_failover(ctx, view, start, verify_started, notes, slots).await
         }
     }
 }

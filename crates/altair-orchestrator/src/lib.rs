@@ -23,6 +23,7 @@ mod service;
 mod stall;
 mod topology;
 mod view;
+mod view_patch;
 mod workers;
 
 use std::sync::{Arc, Mutex};

@@ -25,6 +25,7 @@ pub static CLUSTER_WORKERS: LazyLock<Gauge> = LazyLock::new(Gauge::default);
 pub static FAILOVERS_RUNNING: LazyLock<Gauge> = LazyLock::new(Gauge::default);
 pub static FAILOVERS_QUEUED: LazyLock<Gauge> = LazyLock::new(Gauge::default);
 pub static VIEW_LOADS: LazyLock<Counter> = LazyLock::new(Counter::default);
+pub static VIEW_PATCHES: LazyLock<Counter> = LazyLock::new(Counter::default);
 pub static WATCH_EVENTS: LazyLock<Counter> = LazyLock::new(Counter::default);
 pub static PAUSED: LazyLock<Family<Labels, Gauge>> = LazyLock::new(Family::default);
 pub static PAUSE_UNTIL: LazyLock<Family<Labels, Gauge>> = LazyLock::new(Family::default);
@@ -70,6 +71,11 @@ pub fn init() {
         "orchestrator_view_loads",
         "Cluster views the leader's workers read completely from ZooKeeper",
         VIEW_LOADS.clone(),
+    );
+    register(
+        "orchestrator_view_patches",
+        "Cluster views the leader's workers brought up to date from watch events (only the changed znodes read)",
+        VIEW_PATCHES.clone(),
     );
     register(
         "orchestrator_watch_events",

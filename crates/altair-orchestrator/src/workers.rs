@@ -9,18 +9,22 @@
 //! resyncs. The journal + epoch compare-and-set stays the lock between processes.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use altair_core::ClusterName;
 use altair_zk::{EventType, SessionState, ZkError};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::ctx::Ctx;
 use crate::leader::{Pace, pass};
 use crate::rejoin::Tending;
+use crate::view::ClusterView;
+use crate::view_patch::{self, Dirty};
 
 /// How soon a worker looks again while something is under way in its cluster.
 const ACTIVE_EVERY: Duration = Duration::from_millis(100);
@@ -53,6 +57,8 @@ impl Slots {
 
 struct Worker {
     wake: Arc<Notify>,
+    /// What changed in its cluster since it last looked.
+    dirty: Arc<Mutex<Dirty>>,
     stop: CancellationToken,
     task: Option<tokio::task::Id>,
 }
@@ -74,6 +80,10 @@ pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkEr
         }
     };
     let slots = Slots::new(ctx.config.orchestrator.max_parallel_failovers);
+    // The watch's epoch: even while it is in place (events arrive), odd from a
+    // disconnection until it is set again. A view is kept, and patched, only within one
+    // even epoch.
+    let live = Arc::new(AtomicU64::new(0));
     let resync = Duration::from_secs(ctx.config.orchestrator.resync_interval_s);
     let mut tasks: JoinSet<(String, Result<(), ZkError>)> = JoinSet::new();
     let mut workers: HashMap<String, Worker> = HashMap::new();
@@ -106,7 +116,7 @@ pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkEr
                     keep
                 });
                 for name in names {
-                    start(ctx, &slots, &mut tasks, &mut workers, &name, Duration::ZERO);
+                    start(ctx, &slots, &live, &mut tasks, &mut workers, &name, Duration::ZERO);
                 }
             }
             event = events.changed() => {
@@ -116,7 +126,17 @@ pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkEr
                         s if s.is_terminated() => {
                             break Err(ZkError::SessionExpired { op: "watch", path: root.clone() });
                         }
-                        SessionState::Disconnected => disconnected = true,
+                        SessionState::Disconnected => {
+                            // Events of the gap may be lost: no patching until the watch
+                            // is set again, and every view read whole after.
+                            disconnected = true;
+                            if live.load(Ordering::SeqCst).is_multiple_of(2) {
+                                live.fetch_add(1, Ordering::SeqCst);
+                            }
+                            for w in workers.values() {
+                                w.mark_all();
+                            }
+                        }
                         SessionState::SyncConnected if disconnected => {
                             // zookeeper-client 0.11 does not send persistent watches
                             // again on a reconnection (its SetWatches request carries
@@ -133,14 +153,18 @@ pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkEr
                     }
                     continue;
                 }
-                if let Some(name) = cluster_of(&root, &event.path) {
+                if let Some((name, relative)) = cluster_of(&root, &event.path) {
                     // A deletion wakes a worker but never starts one (the cluster may
                     // be the thing deleted; the next listing stops its worker).
                     if event.event_type != EventType::NodeDeleted {
-                        start(ctx, &slots, &mut tasks, &mut workers, name, Duration::ZERO);
+                        start(ctx, &slots, &live, &mut tasks, &mut workers, name, Duration::ZERO);
                     }
                     if let Some(w) = workers.get(name) {
-                        w.wake.notify_one();
+                        let structural = matches!(
+                            event.event_type,
+                            EventType::NodeCreated | EventType::NodeDeleted
+                        );
+                        w.note(Some((relative, structural)));
                     }
                 }
             }
@@ -151,9 +175,12 @@ pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkEr
                         // then removes nothing on the server).
                         events = w;
                         rewatch_at = None;
+                        if live.load(Ordering::SeqCst) % 2 == 1 {
+                            live.fetch_add(1, Ordering::SeqCst);
+                        }
                         tracing::info!(clusters = workers.len(), "ZooKeeper reconnected: clusters watched again, re-reading every cluster");
                         for w in workers.values() {
-                            w.wake.notify_one();
+                            w.note(None);
                         }
                         // A cluster created in the gap has no worker yet.
                         list.reset_immediately();
@@ -184,7 +211,7 @@ pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkEr
                         !gone
                     });
                     for name in lost {
-                        start(ctx, &slots, &mut tasks, &mut workers, &name, PANIC_BACKOFF);
+                        start(ctx, &slots, &live, &mut tasks, &mut workers, &name, PANIC_BACKOFF);
                     }
                 }
             },
@@ -196,15 +223,40 @@ pub async fn supervise(ctx: &Ctx, cancel: &CancellationToken) -> Result<(), ZkEr
     result
 }
 
-/// The cluster an event path under `root` (`<root>/<cluster>/…`) belongs to.
-fn cluster_of<'a>(root: &str, path: &'a str) -> Option<&'a str> {
+impl Worker {
+    /// Its next look reads the whole cluster (without waking it).
+    fn mark_all(&self) {
+        match self.dirty.lock() {
+            Ok(mut d) => d.everything(),
+            Err(poisoned) => poisoned.into_inner().everything(),
+        }
+    }
+
+    /// Records a change at `relative` (`None`: events may have been lost) and wakes it.
+    fn note(&self, change: Option<(&str, bool)>) {
+        match change {
+            Some((relative, structural)) => match self.dirty.lock() {
+                Ok(mut d) => d.note(relative, structural),
+                Err(poisoned) => poisoned.into_inner().everything(),
+            },
+            None => self.mark_all(),
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// The cluster an event path under `root` (`<root>/<cluster>/…`) belongs to, and the
+/// path under the cluster's node (`""` for the node itself).
+fn cluster_of<'a>(root: &str, path: &'a str) -> Option<(&'a str, &'a str)> {
     let rest = path.strip_prefix(root)?.strip_prefix('/')?;
-    rest.split('/').next().filter(|n| !n.is_empty())
+    let (name, relative) = rest.split_once('/').unwrap_or((rest, ""));
+    (!name.is_empty()).then_some((name, relative))
 }
 
 fn start(
     ctx: &Ctx,
     slots: &Slots,
+    live: &Arc<AtomicU64>,
     tasks: &mut JoinSet<(String, Result<(), ZkError>)>,
     workers: &mut HashMap<String, Worker>,
     name: &str,
@@ -218,13 +270,16 @@ fn start(
     };
     let mut worker = Worker {
         wake: Arc::new(Notify::new()),
+        dirty: Arc::default(),
         stop: CancellationToken::new(),
         task: None,
     };
-    let (ctx, slots, wake, stop) = (
+    let (ctx, slots, wake, dirty, live, stop) = (
         ctx.clone(),
         slots.clone(),
         worker.wake.clone(),
+        worker.dirty.clone(),
+        live.clone(),
         worker.stop.clone(),
     );
     let handle = tasks.spawn(async move {
@@ -233,7 +288,7 @@ fn start(
             () = stop.cancelled() => Ok(()),
             r = async {
                 tokio::time::sleep(first_after).await;
-                work(&ctx, &cluster, &slots, &wake).await
+                work(&ctx, &cluster, &slots, &wake, &dirty, &live).await
             } => r,
         };
         (cluster.to_string(), result)
@@ -243,11 +298,19 @@ fn start(
 }
 
 /// One cluster's loop; returns only when this orchestrator must stop leading.
+///
+/// A look patches the view the last one kept with what changed since (`view_patch`)
+/// when that view has no journal, this process has written nothing under the cluster
+/// since that look began, the watch has stayed in place since and the view was read
+/// whole less than `resync_interval_s` ago; every other look — the first, a resync, one after a write or
+/// during a failover, one after a reconnection — reads the whole cluster.
 async fn work(
     ctx: &Ctx,
     cluster: &ClusterName,
     slots: &Slots,
     wake: &Notify,
+    dirty: &Mutex<Dirty>,
+    live: &AtomicU64,
 ) -> Result<(), ZkError> {
     let resync = Duration::from_secs(ctx.config.orchestrator.resync_interval_s);
     let reverify = Duration::from_millis(ctx.config.orchestrator.reverify_interval_ms);
@@ -255,19 +318,43 @@ async fn work(
     let mut watch = crate::reopen::Watch::default();
     let mut tending = Tending::default();
     let mut holds = ctx.admission.subscribe();
+    let mut kept: Option<Kept> = None;
     loop {
         holds.mark_unchanged();
         let mut held = false;
-        let wait = match pass(
-            ctx,
-            cluster,
-            &mut alive_seen,
-            &mut watch,
-            &mut tending,
-            slots,
-        )
-        .await
-        {
+        // Taken before anything is read: an event arriving from here on is for the next
+        // look.
+        let changed = take(dirty);
+        let writes = altair_zk::writes_to_cluster(cluster.as_str());
+        let epoch = live.load(Ordering::SeqCst);
+        let usable = kept
+            .take()
+            .filter(|k| k.writes == writes && k.epoch == epoch && k.loaded_at.elapsed() < resync);
+        let looked = async {
+            let (view, loaded_at) = current_view(ctx, cluster, usable, &changed).await?;
+            let pace = pass(ctx, &view, &mut alive_seen, &mut watch, &mut tending, slots).await?;
+            Ok::<_, ZkError>((view, loaded_at, pace))
+        }
+        .await;
+        let looked = looked.map(|(view, loaded_at, pace)| {
+            // A look that wrote under its cluster keeps nothing (its own write's event
+            // may reach the next look late).
+            if view.journal.is_none()
+                && altair_zk::writes_to_cluster(cluster.as_str()) == writes
+                && epoch.is_multiple_of(2)
+                && live.load(Ordering::SeqCst) == epoch
+            {
+                kept = Some(Kept {
+                    view,
+                    loaded_at,
+                    writes,
+                    epoch,
+                });
+            }
+            pace
+        });
+        let idle = matches!(looked, Ok(Pace::Idle));
+        let wait = match looked {
             Ok(Pace::Active) => ACTIVE_EVERY,
             Ok(Pace::Held) => {
                 held = true;
@@ -286,12 +373,61 @@ async fn work(
             }
         };
         tokio::select! {
-            () = tokio::time::sleep(wait) => {}
+            // An idle cluster's timer is its resync: read whole.
+            () = tokio::time::sleep(wait) => if idle {
+                kept = None;
+            },
             () = wake.notified() => {}
             // A held failover is decided again at once when a hold changes (released).
             Ok(()) = holds.changed(), if held => alive_seen = None,
         }
     }
+}
+
+/// The view a look kept for the next one.
+struct Kept {
+    view: ClusterView,
+    /// When it was last read whole.
+    loaded_at: Instant,
+    /// This process's writes under the cluster when the look that kept it began.
+    writes: u64,
+    /// The watch's epoch it was kept in (events of another may be lost).
+    epoch: u64,
+}
+
+/// What changed since the last look (a poisoned lock: possibly anything).
+fn take(dirty: &Mutex<Dirty>) -> Dirty {
+    match dirty.lock() {
+        Ok(mut d) => std::mem::take(&mut *d),
+        Err(poisoned) => {
+            let mut d = std::mem::take(&mut *poisoned.into_inner());
+            dirty.clear_poison();
+            d.everything();
+            d
+        }
+    }
+}
+
+/// The cluster as it is now, and when it was last read whole: `kept` patched with what
+/// `changed` since, or read whole now.
+async fn current_view(
+    ctx: &Ctx,
+    cluster: &ClusterName,
+    kept: Option<Kept>,
+    changed: &Dirty,
+) -> Result<(ClusterView, Instant), ZkError> {
+    if let Some(Kept {
+        view, loaded_at, ..
+    }) = kept
+        && let Some(reads) = view_patch::plan(changed, |h| view.hosts.contains_key(h))
+        && let Some(view) = view_patch::apply(&ctx.zk, view, reads).await?
+    {
+        crate::metrics::VIEW_PATCHES.inc();
+        return Ok((view, loaded_at));
+    }
+    let loaded_at = Instant::now();
+    crate::metrics::VIEW_LOADS.inc();
+    Ok((ClusterView::load(&ctx.zk, cluster).await?, loaded_at))
 }
 
 #[cfg(test)]
@@ -301,11 +437,14 @@ mod tests {
     #[test]
     fn events_are_routed_to_their_cluster() {
         let root = "/altair/clusters";
-        assert_eq!(cluster_of(root, "/altair/clusters/c1/state"), Some("c1"));
-        assert_eq!(cluster_of(root, "/altair/clusters/c1"), Some("c1"));
         assert_eq!(
-            cluster_of(root, "/altair/clusters/c2/hosts/h1/health"),
-            Some("c2")
+            cluster_of(root, "/altair/clusters/c1/state"),
+            Some(("c1", "state"))
+        );
+        assert_eq!(cluster_of(root, "/altair/clusters/c1"), Some(("c1", "")));
+        assert_eq!(
+            cluster_of(root, "/altair/clusters/c2/health/h1"),
+            Some(("c2", "health/h1"))
         );
         assert_eq!(cluster_of(root, "/altair/clusters"), None);
         assert_eq!(cluster_of(root, "/altair/clustersX/c1"), None);

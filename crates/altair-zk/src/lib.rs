@@ -14,7 +14,7 @@ use zookeeper_client as zk;
 
 pub use membership::follow_monitors;
 use requests::count;
-pub use requests::{REQUESTS, REQUESTS_HELP, sent};
+pub use requests::{REQUESTS, REQUESTS_HELP, sent, writes_to_cluster};
 pub use session::{SessionLoop, wait_session_end};
 pub use zk::{
     EventType, OneshotWatcher, PersistentWatcher, SessionState, StateWatcher, WatchedEvent,
@@ -100,6 +100,36 @@ impl Op {
     }
 }
 
+/// A write under clusters' nodes, counted by cluster when it is sent and again once it
+/// is done or given up (dropped): a cached view of the cluster read in between is seen
+/// to be possibly stale (`writes_to_cluster`).
+#[must_use]
+struct Writing {
+    clusters: String,
+    paths: Vec<String>,
+}
+
+impl Writing {
+    fn new<'a>(layout: &ZkLayout, paths: impl IntoIterator<Item = &'a str>) -> Self {
+        let w = Self {
+            clusters: layout.clusters(),
+            paths: paths.into_iter().map(str::to_owned).collect(),
+        };
+        for p in &w.paths {
+            requests::wrote(&w.clusters, p);
+        }
+        w
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        for p in &self.paths {
+            requests::wrote(&self.clusters, p);
+        }
+    }
+}
+
 /// One ZooKeeper session.
 #[derive(Debug, Clone)]
 pub struct Zk {
@@ -148,6 +178,13 @@ impl Zk {
         })
     }
 
+    /// Counts a write of `op` to `path` (by operation, and by the cluster it touches);
+    /// keep what it returns until the write is done.
+    fn count_write(&self, op: &'static str, path: &str) -> Writing {
+        count(op);
+        Writing::new(&self.layout, [path])
+    }
+
     fn open(&self) -> zk::CreateOptions<'static> {
         zk::CreateMode::Persistent.with_acls(self.acls)
     }
@@ -176,7 +213,7 @@ impl Zk {
         for segment in path.split('/').filter(|s| !s.is_empty()) {
             prefix.push('/');
             prefix.push_str(segment);
-            count("create");
+            let _writing = self.count_write("create", &prefix);
             match self.client.create(&prefix, b"", &self.open()).await {
                 Ok(_) | Err(zk::Error::NodeExists) => {}
                 Err(e) => return Err(ZkError::from_op("create", &prefix, e)),
@@ -222,7 +259,7 @@ impl Zk {
                     .any(|p| a.permission().has(*p))
             });
             if open {
-                count("acl");
+                let _writing = self.count_write("acl", &path);
                 match self.client.set_acl(&path, &self.acls, None).await {
                     Ok(_) => changed += 1,
                     Err(zk::Error::NoNode) => continue,
@@ -240,12 +277,12 @@ impl Zk {
     pub async fn register_ephemeral(&self, path: &str, data: &[u8]) -> Result<()> {
         let options = zk::CreateMode::Ephemeral.with_acls(self.acls);
         loop {
-            count("create");
+            let _writing = self.count_write("create", path);
             match self.client.create(path, data, &options).await {
                 Ok(_) => return Ok(()),
                 Err(zk::Error::NodeExists) => {
                     // Left by an earlier session of ours that has not expired yet.
-                    count("delete");
+                    let _writing = self.count_write("delete", path);
                     match self.client.delete(path, None).await {
                         Ok(()) | Err(zk::Error::NoNode) => {}
                         Err(e) => return Err(ZkError::from_op("delete", path, e)),
@@ -260,18 +297,18 @@ impl Zk {
     /// Parents are only created after ZooKeeper says they are missing: a failed write
     /// still costs a transaction, so the common path is one `set`.
     pub async fn put(&self, path: &str, data: &[u8]) -> Result<()> {
-        count("set");
+        let _writing = self.count_write("set", path);
         match self.client.set_data(path, data, None).await {
             Ok(_) => return Ok(()),
             Err(zk::Error::NoNode) => {}
             Err(e) => return Err(ZkError::from_op("set", path, e)),
         }
         for attempt in 0..2 {
-            count("create");
+            let _writing = self.count_write("create", path);
             match self.client.create(path, data, &self.open()).await {
                 Ok(_) => return Ok(()),
                 Err(zk::Error::NodeExists) => {
-                    count("set");
+                    let _writing = self.count_write("set", path);
                     return self
                         .client
                         .set_data(path, data, None)
@@ -299,7 +336,7 @@ impl Zk {
     /// `Ok(false)`: `guard` is gone, nothing written. The common path (the node exists)
     /// is one `set`.
     pub async fn put_while(&self, guard: &str, path: &str, data: &[u8]) -> Result<bool> {
-        count("set");
+        let _writing = self.count_write("set", path);
         match self.client.set_data(path, data, None).await {
             Ok(_) => return Ok(true),
             Err(zk::Error::NoNode) => {}
@@ -312,7 +349,7 @@ impl Zk {
                 .map_err(|e| ZkError::from_op("multi", guard, e))?;
             w.add_create(path, data, &self.open())
                 .map_err(|e| ZkError::from_op("multi", path, e))?;
-            count("multi");
+            let _writing = self.count_write("multi", path);
             match w.commit().await {
                 Ok(_) => return Ok(true),
                 Err(zk::CheckWriteError::CheckFailed { .. }) => return Ok(false),
@@ -320,7 +357,7 @@ impl Zk {
                     source: zk::Error::NodeExists,
                     ..
                 }) => {
-                    count("set");
+                    let _writing = self.count_write("set", path);
                     return self
                         .client
                         .set_data(path, data, None)
@@ -354,7 +391,7 @@ impl Zk {
     pub async fn append(&self, prefix: &str, data: &[u8]) -> Result<String> {
         let options = zk::CreateMode::PersistentSequential.with_acls(self.acls);
         for attempt in 0..2 {
-            count("create");
+            let _writing = self.count_write("create", prefix);
             match self.client.create(prefix, data, &options).await {
                 Ok((_, seq)) => return Ok(format!("{prefix}{seq}")),
                 Err(zk::Error::NoNode) if attempt == 0 => {
@@ -432,7 +469,7 @@ impl Zk {
     /// Creates an ephemeral sequential node under `prefix` (an election candidate).
     pub async fn create_candidate(&self, prefix: &str, data: &[u8]) -> Result<String> {
         let options = zk::CreateMode::EphemeralSequential.with_acls(self.acls);
-        count("create");
+        let _writing = self.count_write("create", prefix);
         let (_, seq) = self
             .client
             .create(prefix, data, &options)
@@ -495,6 +532,7 @@ impl Zk {
             added.map_err(|e| ZkError::from_op("multi", op.path(), e))?;
         }
         count("multi");
+        let _writing = Writing::new(&self.layout, ops.iter().map(Op::path));
         match w.commit().await {
             Ok(_) => Ok(()),
             Err(zk::CheckWriteError::CheckFailed { .. }) => Err(ZkError::NotLeader {
@@ -518,7 +556,7 @@ impl Zk {
     }
 
     pub async fn delete(&self, path: &str) -> Result<()> {
-        count("delete");
+        let _writing = self.count_write("delete", path);
         match self.client.delete(path, None).await {
             Ok(()) | Err(zk::Error::NoNode) => Ok(()),
             Err(e) => Err(ZkError::from_op("delete", path, e)),

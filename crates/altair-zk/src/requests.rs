@@ -2,7 +2,8 @@
 //! the family as `altair_zookeeper_requests_total{op}` (what a leader or a monitor costs
 //! the ensemble, and where a storm's load comes from).
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -38,6 +39,37 @@ pub(crate) fn count(op: &'static str) {
     REQUESTS.get_or_create(&label(op)).inc();
 }
 
+/// Writes sent under each cluster's node, by cluster name (what a cached view of a
+/// cluster must not have missed).
+static CLUSTER_WRITES: LazyLock<Mutex<HashMap<String, u64>>> = LazyLock::new(Mutex::default);
+
+/// Counts a write of `path`, if it lies under `clusters` (the layout's clusters node).
+pub(crate) fn wrote(clusters: &str, path: &str) {
+    let Some(name) = cluster_in(clusters, path) else {
+        return;
+    };
+    let mut writes = CLUSTER_WRITES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *writes.entry(name.to_owned()).or_default() += 1;
+}
+
+fn cluster_in<'a>(clusters: &str, path: &'a str) -> Option<&'a str> {
+    let rest = path.strip_prefix(clusters)?.strip_prefix('/')?;
+    let name = rest.split('/').next()?;
+    (!name.is_empty()).then_some(name)
+}
+
+/// Writes this process has sent (or tried to) under cluster `name`'s node so far.
+pub fn writes_to_cluster(name: &str) -> u64 {
+    CLUSTER_WRITES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(name)
+        .copied()
+        .unwrap_or(0)
+}
+
 /// Requests of `op` counted so far.
 pub fn sent(op: &'static str) -> u64 {
     REQUESTS.get_or_create(&label(op)).get()
@@ -54,5 +86,19 @@ mod tests {
         count("acl");
         assert_eq!(sent("acl"), 2);
         assert_eq!(REQUESTS.clone().get_or_create(&label("acl")).get(), 2);
+    }
+
+    #[test]
+    fn writes_are_counted_by_the_cluster_they_touch() {
+        let root = "/t/clusters";
+        wrote(root, "/t/clusters/w1/state");
+        wrote(root, "/t/clusters/w1/health/db1");
+        wrote(root, "/t/clusters/w2");
+        wrote(root, "/t/clusters");
+        wrote(root, "/t/clustersX/w1");
+        wrote(root, "/t/admission");
+        assert_eq!(writes_to_cluster("w1"), 2);
+        assert_eq!(writes_to_cluster("w2"), 1);
+        assert_eq!(writes_to_cluster("w3"), 0);
     }
 }

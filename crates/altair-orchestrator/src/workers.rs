@@ -2,11 +2,13 @@
 //!
 //! A failover, its hooks and its waits run in their cluster's worker, so they never
 //! delay another cluster; at most `orchestrator.max_parallel_failovers` are driven at
-//! once (detection and verification never wait for a slot). A worker re-reads its
+//! once (detection and verification never wait for a slot). A worker looks at its
 //! cluster when an event under it arrives, while something is under way there (an
 //! unhealthy primary, a journal, an old primary to tend) and at least every
-//! `orchestrator.resync_interval_s`; an idle fleet costs ZooKeeper no reads between
-//! resyncs. The journal + epoch compare-and-set stays the lock between processes.
+//! `orchestrator.resync_interval_s`. A look re-reads only the znodes the events since the
+//! last look name, when it can (see `work`), else the whole cluster; an idle fleet costs
+//! ZooKeeper no reads between resyncs. The journal + epoch compare-and-set stays the
+//! lock between processes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -302,8 +304,9 @@ fn start(
 /// A look patches the view the last one kept with what changed since (`view_patch`)
 /// when that view has no journal, this process has written nothing under the cluster
 /// since that look began, the watch has stayed in place since and the view was read
-/// whole less than `resync_interval_s` ago; every other look — the first, a resync, one after a write or
-/// during a failover, one after a reconnection — reads the whole cluster.
+/// whole less than `resync_interval_s` ago; every other look — the first, a resync,
+/// one after a write or during a failover, one after a reconnection — reads the whole
+/// cluster.
 async fn work(
     ctx: &Ctx,
     cluster: &ClusterName,

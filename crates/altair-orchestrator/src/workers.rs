@@ -429,8 +429,9 @@ async fn current_view(
         return Ok((view, loaded_at));
     }
     let loaded_at = Instant::now();
+    let view = ClusterView::load(&ctx.zk, cluster).await?;
     crate::metrics::VIEW_LOADS.inc();
-    Ok((ClusterView::load(&ctx.zk, cluster).await?, loaded_at))
+    Ok((view, loaded_at))
 }
 
 #[cfg(test)]

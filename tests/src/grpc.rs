@@ -52,6 +52,31 @@ pub async fn agent(fleet: &Fleet, i: usize) -> AgentClient<Channel> {
     )
 }
 
+/// The agent `i` of the fleet, called as an orchestrator over a connection kept alive as
+/// the orchestrator keeps its own: an HTTP/2 ping every `ping_every` while a request is in
+/// flight, the connection closed when one goes unanswered for `ping_timeout`.
+pub async fn agent_kept_alive(
+    fleet: &Fleet,
+    i: usize,
+    ping_every: std::time::Duration,
+    ping_timeout: std::time::Duration,
+) -> AgentClient<Channel> {
+    let address = &fleet.agents[i].address;
+    let files = fleet
+        .client_tls(&file_for(ORCHESTRATOR), ORCHESTRATOR)
+        .expect("an orchestrator certificate");
+    let channel = tls_of(&files)
+        .endpoint(address)
+        .expect("an endpoint")
+        .http2_keep_alive_interval(ping_every)
+        .keep_alive_timeout(ping_timeout)
+        .keep_alive_while_idle(false)
+        .connect()
+        .await
+        .expect("connect to the agent");
+    AgentClient::new(channel)
+}
+
 /// A viewer's TLS settings (status reads).
 pub fn viewer(fleet: &Fleet) -> altair_svc::Tls {
     let uri = "altair://operator/test-viewer?role=viewer";

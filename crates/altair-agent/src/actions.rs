@@ -501,11 +501,21 @@ impl Actions {
             })?;
         let mut c = self.conn_by("promote", deadline).await?;
         let id = c.id();
-        self.bounded("promote", id, deadline, self.promote_on(&mut c, epoch))
-            .await
+        self.bounded(
+            "promote",
+            id,
+            deadline,
+            self.promote_on(&mut c, epoch, deadline),
+        )
+        .await
     }
 
-    async fn promote_on(&self, c: &mut Conn, epoch: u64) -> Result<String, Status> {
+    async fn promote_on(
+        &self,
+        c: &mut Conn,
+        epoch: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<String, Status> {
         // A retry of this epoch's promotion that already made the server writable: the
         // fork point is the one read before, not today's position (writes may be in it).
         if let Some(fork) = crate::promoted::saved_for(&self.state_dir, epoch) {
@@ -544,6 +554,14 @@ impl Actions {
                 self.state_dir.display()
             ))
         })?;
+        // The one step that cannot be taken back is taken only inside the deadline: a
+        // process frozen since the statements above (its timer not yet fired when it
+        // resumes) must not make the server writable after its caller gave up.
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Status::deadline_exceeded(
+                "promote: the deadline passed before the server was made writable (it stays read-only, replication stopped)",
+            ));
+        }
         for sql in writable {
             c.query_drop(*sql).await.map_err(mysql_err(sql))?;
         }

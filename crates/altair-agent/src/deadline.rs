@@ -3,6 +3,14 @@
 //! statement it had in flight from a second session (a dropped client session leaves
 //! its statement running in mysqld) and answers `DEADLINE_EXCEEDED` naming the action.
 //! Nothing is left running that the caller no longer waits for.
+//!
+//! The `grpc-timeout` is relative, so the agent also reads when the request was sent
+//! (`altair_proto::sent_at`, the caller's wall clock): a request that waited in this
+//! agent's socket while the process was frozen (SIGSTOP, a VM stun), or in a stalled
+//! network, has its waiting time taken off its budget, and one that waited its whole
+//! deadline is refused (`DEADLINE_EXCEEDED`) without touching mysqld — its caller gave up
+//! on it and may have promoted another host since. Hosts' clocks are trusted to agree
+//! within [`CLOCK_SKEW`].
 
 use std::future::Future;
 use std::time::Duration;
@@ -21,6 +29,54 @@ const ANSWER_MARGIN_MAX: Duration = Duration::from_millis(250);
 /// How long an action that ran out waits for its session's kill before it answers (the
 /// kill goes on by itself after that).
 pub const KILL_WAIT: Duration = Duration::from_millis(200);
+
+/// How far this host's clock and a caller's may disagree: waiting shorter than this is
+/// not taken off a request's budget. Time-synchronised hosts agree within milliseconds;
+/// a host whose clock runs ahead by more than an action's deadline would refuse every
+/// action (the refusal says so).
+pub const CLOCK_SKEW: Duration = Duration::from_millis(500);
+
+/// What is left of `budget` after a request sent `age_ms` ago (by its caller's clock; `None`
+/// unstamped): the wait beyond [`CLOCK_SKEW`] is taken off. `Err(age_ms)` when nothing is
+/// left: the request waited out its deadline.
+pub fn left_after_wait(budget: Duration, age_ms: Option<u64>) -> Result<Duration, u64> {
+    let Some(age_ms) = age_ms else {
+        return Ok(budget);
+    };
+    let waited = Duration::from_millis(age_ms).saturating_sub(CLOCK_SKEW);
+    match budget.checked_sub(waited) {
+        Some(left) if !left.is_zero() => Ok(left),
+        _ => Err(age_ms),
+    }
+}
+
+/// `budget` for a request carrying `metadata`, less what it waited before this agent
+/// read it; refused when it waited out its deadline (`timeout`, as its caller set it).
+pub fn fresh(
+    metadata: &tonic::metadata::MetadataMap,
+    what: &'static str,
+    budget: Duration,
+    timeout: Duration,
+) -> Result<Duration, Status> {
+    let age_ms = altair_proto::sent_at::read(metadata)
+        .map(|sent| altair_proto::sent_at::now_ms().saturating_sub(sent));
+    if let Some(age) = age_ms {
+        crate::metrics::REQUEST_AGE_MS.set(age as i64);
+    }
+    left_after_wait(budget, age_ms).map_err(|age_ms| {
+        crate::metrics::count(&crate::metrics::STALE_REQUESTS, "rpc", what);
+        tracing::warn!(
+            action = what,
+            age_ms,
+            timeout_ms = timeout.as_millis() as u64,
+            "refused a request that waited out its deadline before this agent read it"
+        );
+        Status::deadline_exceeded(format!(
+            "{what} refused: sent {age_ms} ms ago by its caller's clock, past its {} ms deadline — it waited before this agent read it (a frozen agent, a stalled network), and its caller has given up; if this host's clock runs ahead of the orchestrators', fix its time synchronisation",
+            timeout.as_millis()
+        ))
+    })
+}
 
 /// A `grpc-timeout` value (`<digits><unit>`, at most 8 digits, unit H M S m u n).
 pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
@@ -44,18 +100,29 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 /// How long the agent may work on `request`: the caller's deadline less a margin to
 /// answer (a tenth, at most 250 ms), at most [`MAX`]; [`DEFAULT`] without one.
 pub fn budget<T>(request: &tonic::Request<T>) -> Duration {
-    let sent = request
-        .metadata()
-        .get("grpc-timeout")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_grpc_timeout);
-    match sent {
+    match timeout_of(request) {
         Some(d) => {
             let d = d.min(MAX);
             d.saturating_sub((d / 10).min(ANSWER_MARGIN_MAX))
         }
         None => DEFAULT,
     }
+}
+
+/// The caller's `grpc-timeout`, if it sent a valid one.
+fn timeout_of<T>(request: &tonic::Request<T>) -> Option<Duration> {
+    request
+        .metadata()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+}
+
+/// The instant by which the agent stops working on `request` ([`budget`] from now, less
+/// what the request waited before it was read); refused when it waited out its deadline.
+pub fn deadline<T>(request: &tonic::Request<T>, what: &'static str) -> Result<Instant, Status> {
+    let timeout = timeout_of(request).unwrap_or(DEFAULT);
+    Ok(Instant::now() + fresh(request.metadata(), what, budget(request), timeout)?)
 }
 
 impl Actions {
@@ -160,6 +227,47 @@ mod tests {
         ] {
             assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_request_that_waited_has_its_wait_taken_off_and_one_that_waited_out_its_deadline_is_refused()
+     {
+        let b = Duration::from_millis(2750);
+        assert_eq!(left_after_wait(b, None), Ok(b), "unstamped: as before");
+        assert_eq!(left_after_wait(b, Some(0)), Ok(b));
+        assert_eq!(
+            left_after_wait(b, Some(500)),
+            Ok(b),
+            "within the clock skew"
+        );
+        assert_eq!(
+            left_after_wait(b, Some(1500)),
+            Ok(Duration::from_millis(1750)),
+            "1 s beyond the skew is taken off"
+        );
+        assert_eq!(left_after_wait(b, Some(3250)), Err(3250), "nothing left");
+        assert_eq!(left_after_wait(b, Some(60_000)), Err(60_000));
+        assert_eq!(left_after_wait(b, Some(u64::MAX)), Err(u64::MAX));
+    }
+
+    #[test]
+    fn a_stale_stamp_refuses_the_request_and_names_the_action() {
+        let mut r = tonic::Request::new(());
+        r.metadata_mut()
+            .insert("grpc-timeout", "3000m".parse().expect("ascii"));
+        let sent = altair_proto::sent_at::now_ms() - 10_000;
+        r.metadata_mut().insert(
+            altair_proto::sent_at::HEADER,
+            sent.to_string().parse().expect("ascii"),
+        );
+        let e = deadline(&r, "promote").expect_err("stale");
+        assert_eq!(e.code(), tonic::Code::DeadlineExceeded);
+        assert!(e.message().contains("promote refused"), "{}", e.message());
+        assert!(e.message().contains("3000 ms deadline"), "{}", e.message());
+        // Stamped now (or by a clock behind this one): the whole budget.
+        altair_proto::sent_at::stamp(r.metadata_mut());
+        let left = deadline(&r, "promote").expect("fresh") - Instant::now();
+        assert!(left > Duration::from_millis(2600), "{left:?}");
     }
 
     #[test]

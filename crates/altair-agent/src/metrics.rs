@@ -11,6 +11,8 @@ pub static PINGS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::defa
 pub static SELF_FENCES: LazyLock<Counter> = LazyLock::new(Counter::default);
 pub static SEMI_SYNC_DEGRADED: LazyLock<Gauge> = LazyLock::new(Gauge::default);
 pub static WRITE_STALLED: LazyLock<Gauge> = LazyLock::new(Gauge::default);
+pub static STALE_REQUESTS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
+pub static REQUEST_AGE_MS: LazyLock<Gauge> = LazyLock::new(Gauge::default);
 
 pub fn init() {
     register(
@@ -52,6 +54,16 @@ pub fn init() {
         "agent_write_stalled",
         "1 while this host is a writable primary whose write probe has not committed for agent.write_stall_after_ms (reads answer, writes do not)",
         WRITE_STALLED.clone(),
+    );
+    register(
+        "agent_stale_requests",
+        "Actions refused because they waited out their caller's deadline before this agent read them (a frozen agent, a stalled network, or this host's clock ahead), by rpc",
+        STALE_REQUESTS.clone(),
+    );
+    register(
+        "agent_request_age_ms",
+        "Age of the last stamped request when this agent read it, by the caller's clock against this host's: transit plus clock offset (alert when far from 0)",
+        REQUEST_AGE_MS.clone(),
     );
     for result in ["ok", "failed"] {
         PROBES

@@ -144,7 +144,7 @@ impl Agent for AgentService {
         &self,
         request: Request<FenceRequest>,
     ) -> Result<Response<FenceResponse>, Status> {
-        let deadline = tokio::time::Instant::now() + crate::deadline::budget(&request);
+        let deadline = crate::deadline::deadline(&request, "fence")?;
         let req = request.into_inner();
         self.actions.check_epoch(req.epoch).await?;
         let fenced = match FenceMode::try_from(req.mode) {
@@ -179,7 +179,7 @@ impl Agent for AgentService {
         &self,
         request: Request<SetReadOnlyRequest>,
     ) -> Result<Response<SetReadOnlyResponse>, Status> {
-        let deadline = tokio::time::Instant::now() + crate::deadline::budget(&request);
+        let deadline = crate::deadline::deadline(&request, "set_read_only")?;
         let req = request.into_inner();
         self.actions.check_epoch(req.epoch).await?;
         if !req.read_only && !self.contact.may_be_writable() {
@@ -199,6 +199,7 @@ impl Agent for AgentService {
         &self,
         request: Request<SalvageBinlogRequest>,
     ) -> Result<Response<Self::SalvageBinlogStream>, Status> {
+        let deadline = deadline_of(request.metadata(), "salvage", request.get_ref().timeout_ms)?;
         let req = request.into_inner();
         self.actions.check_epoch(req.epoch).await?;
         if req.after_gtid.is_empty() || req.after_gtid.contains(['\'', '"', ' ']) {
@@ -207,7 +208,6 @@ impl Agent for AgentService {
                 req.after_gtid
             )));
         }
-        let deadline = deadline_of(req.timeout_ms)?;
         let prepared =
             tokio::time::timeout_at(deadline, self.actions.prepare_salvage(&req.after_gtid))
                 .await
@@ -232,13 +232,14 @@ impl Agent for AgentService {
         &self,
         request: Request<tonic::Streaming<ApplySalvageChunk>>,
     ) -> Result<Response<ApplySalvageResponse>, Status> {
+        let metadata = request.metadata().clone();
         let mut stream = request.into_inner();
         let first = stream
             .message()
             .await?
             .ok_or_else(|| Status::invalid_argument("an empty salvage stream"))?;
+        let deadline = deadline_of(&metadata, "apply_salvage", first.timeout_ms)?;
         self.actions.check_epoch(first.epoch).await?;
-        let deadline = deadline_of(first.timeout_ms)?;
         let (epoch, failover_id, gtids) =
             (first.epoch, first.failover_id.clone(), first.gtids.clone());
         let gtid_executed = self
@@ -255,21 +256,14 @@ impl Agent for AgentService {
         &self,
         request: Request<CatchUpRequest>,
     ) -> Result<Response<CatchUpResponse>, Status> {
+        let deadline = deadline_of(request.metadata(), "catch_up", request.get_ref().timeout_ms)?;
         let req = request.into_inner();
         self.actions.check_epoch(req.epoch).await?;
-        if !(1..=600_000).contains(&req.timeout_ms) {
-            return Err(Status::invalid_argument(format!(
-                "timeout_ms {} is not 1..=600000",
-                req.timeout_ms
-            )));
-        }
         if req.gtid.contains(['\'', '"']) {
             return Err(Status::invalid_argument("gtid contains quotes"));
         }
-        let (caught_up, gtid_executed) = self
-            .actions
-            .catch_up(&req.gtid, Duration::from_millis(u64::from(req.timeout_ms)))
-            .await?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let (caught_up, gtid_executed) = self.actions.catch_up(&req.gtid, left).await?;
         Ok(Response::new(CatchUpResponse {
             caught_up,
             gtid_executed,
@@ -280,7 +274,7 @@ impl Agent for AgentService {
         &self,
         request: Request<PromoteRequest>,
     ) -> Result<Response<PromoteResponse>, Status> {
-        let deadline = tokio::time::Instant::now() + crate::deadline::budget(&request);
+        let deadline = crate::deadline::deadline(&request, "promote")?;
         let req = request.into_inner();
         self.actions.check_epoch(req.epoch).await?;
         let gtid_executed = self.actions.promote(req.epoch, deadline).await?;
@@ -293,7 +287,7 @@ impl Agent for AgentService {
         &self,
         request: Request<RepointRequest>,
     ) -> Result<Response<RepointResponse>, Status> {
-        let deadline = tokio::time::Instant::now() + crate::deadline::budget(&request);
+        let deadline = crate::deadline::deadline(&request, "repoint")?;
         let req = request.into_inner();
         self.actions.check_epoch(req.epoch).await?;
         let (host, port) = source_of(req.source)?;
@@ -309,7 +303,7 @@ impl Agent for AgentService {
         &self,
         request: Request<AgentRejoinRequest>,
     ) -> Result<Response<AgentRejoinResponse>, Status> {
-        let deadline = tokio::time::Instant::now() + crate::deadline::budget(&request);
+        let deadline = crate::deadline::deadline(&request, "rejoin")?;
         let req = request.into_inner();
         self.actions.check_epoch(req.epoch).await?;
         let (host, port) = source_of(req.source)?;
@@ -339,14 +333,20 @@ impl Agent for AgentService {
     }
 }
 
-/// A request's deadline from its `timeout_ms` (required, at most 10 minutes).
-fn deadline_of(timeout_ms: u32) -> Result<tokio::time::Instant, Status> {
+/// A request's deadline from its `timeout_ms` (required, at most 10 minutes), less what
+/// it waited before this agent read it; refused when it waited out that deadline.
+fn deadline_of(
+    metadata: &tonic::metadata::MetadataMap,
+    what: &'static str,
+    timeout_ms: u32,
+) -> Result<tokio::time::Instant, Status> {
     if !(1..=600_000).contains(&timeout_ms) {
         return Err(Status::invalid_argument(format!(
             "timeout_ms {timeout_ms} is not 1..=600000"
         )));
     }
-    Ok(tokio::time::Instant::now() + Duration::from_millis(u64::from(timeout_ms)))
+    let timeout = Duration::from_millis(u64::from(timeout_ms));
+    Ok(tokio::time::Instant::now() + crate::deadline::fresh(metadata, what, timeout, timeout)?)
 }
 
 /// The replication source of a request: required, with a port that fits.

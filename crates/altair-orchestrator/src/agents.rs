@@ -212,6 +212,9 @@ impl Service<http::Request<Body>> for Deadlined {
     // Only the response's headers are timed here: a streamed body (salvage) is bounded
     // by its caller, and every in-flight request by the HTTP/2 keep-alive.
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        // Every request says when it was sent: the agent refuses one that waited out its
+        // deadline before it was read (in a frozen agent's socket, a stalled network).
+        altair_proto::sent_at::stamp_headers(request.headers_mut());
         let path = request.uri().path();
         if TOLD_DEADLINE.iter().any(|rpc| path.ends_with(rpc))
             && let Ok(v) = http::HeaderValue::from_str(&format!("{}m", self.deadline.as_millis()))

@@ -9,3 +9,4 @@ pub mod v1 {
 }
 
 mod convert;
+pub mod sent_at;

@@ -64,6 +64,8 @@ pub struct Script {
     pub lost_at_apply: bool,
     /// The host goes down right after its promotion succeeded.
     pub lost_after_promote: bool,
+    /// The host goes down when asked to promote (the call fails, nothing answers after).
+    pub lost_at_promote: bool,
     /// Its reachability check of the primary succeeds.
     pub sees_primary: bool,
     /// Old primary only: what its binlog holds that no replica has.
@@ -82,6 +84,7 @@ impl Script {
             lost_at_catch_up: false,
             lost_at_apply: false,
             lost_after_promote: false,
+            lost_at_promote: false,
             sees_primary: false,
             salvage: None,
         }
@@ -290,6 +293,10 @@ impl Agent for ScriptedAgent {
             self.edit(|s| s.promote_failures -= 1);
             return Err(Status::internal("scripted: the promotion failed"));
         }
+        if s.lost_at_promote {
+            self.edit(|s| s.down = true);
+            return Err(Status::unavailable("scripted: the host went down"));
+        }
         if s.lost_after_promote {
             self.edit(|s| s.down = true);
         }
@@ -353,6 +360,11 @@ impl Scripted {
     /// Starts ZooKeeper, BIND (`primary.c1` → db1), the three agents as scripted, the
     /// cluster's records (epoch 1, db1 primary, everyone healthy) and the orchestrator.
     pub async fn start(scripts: [Script; 3]) -> Self {
+        Self::start_with(scripts, "").await
+    }
+
+    /// `start` with `extra` config sections for the orchestrator (`[fence]`, …).
+    pub async fn start_with(scripts: [Script; 3], extra: &str) -> Self {
         let zk_server = ZooKeeper::standalone(LOCAL).await.expect("ZooKeeper");
         let zk = crate::sim_fleet::zk_client(&zk_server).await;
         let bind = Bind::start(BindOptions {
@@ -382,7 +394,7 @@ impl Scripted {
             &zk_server,
             &bind,
             &crate::bin("altair-orchestrator"),
-            "",
+            extra,
         );
         Self {
             zk,

@@ -270,6 +270,95 @@ async fn a_candidate_lost_after_its_promotion_is_never_replaced() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_lost_during_its_promotion_is_powered_off_by_the_fence_hook_and_replaced() {
+    // db2 is chosen and goes down when asked to promote: it may have become writable,
+    // and nothing proves it fenced — so without a hook its promotion is retried until
+    // it answers. With a fence hook it is powered off and db3 is promoted instead.
+    let hook_dir = tempfile::tempdir().expect("dir");
+    let events = hook_dir.path().join("events");
+    let hook = hook_dir.path().join("power-off");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\ncat >> {}\necho >> {}\n",
+            events.display(),
+            events.display()
+        ),
+    )
+    .expect("write the hook");
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let mut db2 = Script::at("0-1-100");
+    db2.lost_at_promote = true;
+    let fence = format!(
+        "[fence]\ncommand = [{:?}]\ntimeout_ms = 5000\n",
+        hook.display().to_string()
+    );
+    let s = Scripted::start_with([Script::at("0-1-100"), db2, Script::at("0-1-99")], &fence).await;
+    s.fail_primary(Health::MysqlDown, unix_ms()).await;
+
+    let f = s.finished(FAILOVER_WITHIN).await;
+    let story = s.story();
+    assert_eq!(f.outcome, "succeeded", "{f:?}\n{story}");
+    assert_eq!(f.new_primary.as_deref(), Some("db3"), "{f:?}\n{story}");
+    let promoted: Vec<String> = s.calls_of("promote").into_iter().map(|c| c.host).collect();
+    assert_eq!(promoted, ["db2", "db3"], "{story}");
+    let fenced = std::fs::read_to_string(&events).expect("the hook ran");
+    let fenced: Vec<serde_json::Value> = fenced
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("the hook's event is JSON"))
+        .collect();
+    assert_eq!(fenced.len(), 1, "{fenced:?}");
+    assert_eq!(fenced[0]["host"], "db2", "{fenced:?}");
+    assert!(
+        fenced[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("lost during its promotion")),
+        "{fenced:?}"
+    );
+    // db3 was promoted only after the hook had powered db2 off.
+    assert!(
+        f.notes
+            .iter()
+            .any(|n| n.contains("the fence hook powered it off")),
+        "{f:?}"
+    );
+    assert_eq!(s.dns_primary().await, [mysql_ip("db3")], "{story}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_lost_during_its_promotion_without_a_fence_hook_is_retried_never_replaced() {
+    let mut db2 = Script::at("0-1-100");
+    db2.lost_at_promote = true;
+    let s = Scripted::start([Script::at("0-1-100"), db2, Script::at("0-1-99")]).await;
+    s.fail_primary(Health::MysqlDown, unix_ms()).await;
+    let started = std::time::Instant::now();
+    while s.calls_of("promote").is_empty() {
+        assert!(started.elapsed() < FAILOVER_WITHIN, "{}", s.story());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Lost while being promoted, db2 may be writable: nobody else is promoted.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let story = s.story();
+    assert!(
+        s.calls_of("promote").iter().all(|c| c.host == "db2"),
+        "another host promoted beside a candidate that may be writable\n{story}"
+    );
+    let j = s.journal().await.expect("the failover is still running");
+    assert_eq!(j.step.as_str(), "promote", "{j:?}\n{story}");
+    // db2 answers again: its promotion goes through.
+    s.edit("db2", |d| {
+        d.down = false;
+        d.lost_at_promote = false;
+    });
+    let f = s.finished(FAILOVER_WITHIN).await;
+    let story = s.story();
+    assert_eq!(f.new_primary.as_deref(), Some("db2"), "{f:?}\n{story}");
+    assert_eq!(s.dns_primary().await, [mysql_ip("db2")], "{story}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_found_alive_is_verified_again_and_failed_over_once_dead() {
     // Row 4a then a crash: the monitors lost the primary's agent, but db2 still reaches
     // its mysqld, so there is no failover; when db2 stops reaching it, a later

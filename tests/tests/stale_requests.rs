@@ -75,10 +75,7 @@ async fn a_promotion_sent_to_a_frozen_agent(
         read_only: true,
     };
     let resumed = std::time::Instant::now();
-    while let Err(e) = fresh
-        .set_read_only(sent(set, Duration::from_secs(3)))
-        .await
-    {
+    while let Err(e) = fresh.set_read_only(sent(set, Duration::from_secs(3))).await {
         assert!(
             resumed.elapsed() < Duration::from_secs(15),
             "a request sent after the resume is not carried out: {e}"

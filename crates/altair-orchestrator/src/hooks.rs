@@ -85,13 +85,26 @@ pub enum FenceHook {
     Failed(String),
 }
 
-/// Runs the fence hook for `host` (`old`: its registration; `why`: why its agent could
-/// not fence it) within `left_ms` — the time until the self-fencing bound, past which
-/// promotion needs no hook — and `fence.timeout_ms`.
+/// Runs the fence hook for the old primary (`old`: its registration; `why`: why its
+/// agent could not fence it) within `left_ms` — the time until the self-fencing bound,
+/// past which promotion needs no hook — and `fence.timeout_ms`.
 pub async fn fence(
     ctx: &Ctx,
     j: &Journal,
     old: &altair_core::registry::HostRecord,
+    why: &str,
+    left_ms: u64,
+) -> FenceHook {
+    fence_host(ctx, j, &j.old_primary, old, why, left_ms).await
+}
+
+/// Runs the fence hook for `host` (`record`: its registration; `why`: why it must be
+/// fenced without its agent) within `left_ms` and `fence.timeout_ms`.
+pub async fn fence_host(
+    ctx: &Ctx,
+    j: &Journal,
+    host: &str,
+    record: &altair_core::registry::HostRecord,
     why: &str,
     left_ms: u64,
 ) -> FenceHook {
@@ -107,23 +120,23 @@ pub async fn fence(
         "cluster": j.cluster,
         "failover_id": j.id,
         "epoch": j.epoch,
-        "host": j.old_primary,
-        "datacenter": old.datacenter,
-        "mysql": old.mysql,
-        "agent": old.agent,
+        "host": host,
+        "datacenter": record.datacenter,
+        "mysql": record.mysql,
+        "agent": record.agent,
         "reason": why,
     });
     let deadline = cfg.timeout_ms.min(left_ms);
     let started = std::time::Instant::now();
-    tracing::warn!(cluster = %j.cluster, failover_id = %j.id, host = %j.old_primary, deadline_ms = deadline, "running the fence hook: the old primary's agent does not answer");
+    tracing::warn!(cluster = %j.cluster, failover_id = %j.id, host, deadline_ms = deadline, reason = %why, "running the fence hook: the host's agent does not answer");
     match run("fence", &cfg.command, &event, deadline).await {
         Ok(()) => {
             let took_ms = started.elapsed().as_millis() as u64;
-            tracing::warn!(cluster = %j.cluster, failover_id = %j.id, host = %j.old_primary, took_ms, "fence hook: the old primary's host is off");
+            tracing::warn!(cluster = %j.cluster, failover_id = %j.id, host, took_ms, "fence hook: the host is off");
             FenceHook::Off { took_ms }
         }
         Err(e) => {
-            tracing::error!(cluster = %j.cluster, failover_id = %j.id, host = %j.old_primary, error = %e, "fence hook failed: promotion waits for the old primary's self-fencing");
+            tracing::error!(cluster = %j.cluster, failover_id = %j.id, host, error = %e, "fence hook failed: the host may still run");
             FenceHook::Failed(e)
         }
     }

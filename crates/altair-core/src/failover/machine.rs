@@ -21,6 +21,8 @@ pub struct Rules {
     pub retry_first_ms: u64,
     /// Longest wait between retries.
     pub retry_max_ms: u64,
+    /// A fence hook is configured: a host can be fenced without its agent (powered off).
+    pub fence_hook: bool,
 }
 
 impl Default for Rules {
@@ -28,6 +30,7 @@ impl Default for Rules {
         Self {
             retry_first_ms: 200,
             retry_max_ms: 10_000,
+            fence_hook: false,
         }
     }
 }
@@ -68,6 +71,9 @@ pub enum Next {
     /// The candidate is lost before its promotion: choose another one (the lost one
     /// excluded).
     Rechoose { reason: String },
+    /// The candidate was lost while it was being promoted (it may be writable): fence it
+    /// with the fence hook, then see [`after_candidate_fence`].
+    FenceCandidate { reason: String },
     /// The failover is over (its record is written).
     Finish,
 }
@@ -135,8 +141,9 @@ pub fn after(j: &Journal, step: Step, outcome: &Outcome, now_ms: u64, rules: Rul
         }
         // Never asked to promote, so never writable: choose another at once (a switchover
         // rolls back, as above). From promotion on a lost candidate may be writable
-        // without anyone able to fence it (its lease can outlive the orchestrator's
-        // reach), so its promotion is retried, never replaced.
+        // without its agent able to fence it (its lease can outlive the orchestrator's
+        // reach): lost during its promotion, it is fenced by the hook when there is one
+        // and then replaced; otherwise its promotion is retried, never replaced.
         Outcome::CandidateLost { error } if step < Step::Promote => match j.kind {
             Kind::Switchover => Next::RollBack {
                 reason: error.clone(),
@@ -145,10 +152,40 @@ pub fn after(j: &Journal, step: Step, outcome: &Outcome, now_ms: u64, rules: Rul
                 reason: error.clone(),
             },
         },
+        Outcome::CandidateLost { error } if step == Step::Promote && rules.fence_hook => {
+            Next::FenceCandidate {
+                reason: error.clone(),
+            }
+        }
         Outcome::Failed { .. } | Outcome::CandidateLost { .. } => Next::RetryAt {
             step,
             at_ms: now_ms + backoff_ms(j.attempts + 1, rules),
         },
+    }
+}
+
+/// After the fence hook ran on a candidate lost during its promotion (`fenced`: it
+/// reported the host off). Off, the candidate can take no write: a failover chooses
+/// another, a switchover rolls back (its old primary, read-only since its fence, is the
+/// one writable primary again). Not off, it may be writable: its promotion is retried
+/// as without a hook.
+pub fn after_candidate_fence(
+    j: &Journal,
+    reason: &str,
+    fenced: bool,
+    now_ms: u64,
+    rules: Rules,
+) -> Next {
+    if !fenced {
+        return Next::RetryAt {
+            step: Step::Promote,
+            at_ms: now_ms + backoff_ms(j.attempts + 1, rules),
+        };
+    }
+    let reason = format!("{reason}; the fence hook powered it off");
+    match j.kind {
+        Kind::Switchover => Next::RollBack { reason },
+        _ => Next::Rechoose { reason },
     }
 }
 
@@ -183,6 +220,11 @@ mod tests {
     const R: Rules = Rules {
         retry_first_ms: 200,
         retry_max_ms: 10_000,
+        fence_hook: false,
+    };
+    const HOOKED: Rules = Rules {
+        fence_hook: true,
+        ..R
     };
 
     #[test]
@@ -363,6 +405,63 @@ mod tests {
                     "{kind:?} {step:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_candidate_lost_during_its_promotion_is_fenced_by_the_hook_when_there_is_one() {
+        for kind in [Kind::Automatic, Kind::Switchover] {
+            let j = journal(kind, Step::Promote);
+            assert_eq!(
+                after(&j, Step::Promote, &lost(), 0, HOOKED),
+                Next::FenceCandidate {
+                    reason: "db2 unreachable".into()
+                },
+                "{kind:?}"
+            );
+            // Promoted already (repoint, publish): it is the primary, lost or not.
+            for step in [Step::Repoint, Step::Publish] {
+                let j = journal(kind, step);
+                assert!(
+                    matches!(after(&j, step, &lost(), 0, HOOKED), Next::RetryAt { .. }),
+                    "{kind:?} {step:?}"
+                );
+            }
+            // A promotion that failed with its candidate answering is retried.
+            let failed = Outcome::Failed {
+                error: "read_only refused".into(),
+            };
+            assert!(matches!(
+                after(&j, Step::Promote, &failed, 0, HOOKED),
+                Next::RetryAt { .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn a_candidate_the_hook_powered_off_is_replaced_and_one_it_did_not_is_retried() {
+        let j = journal(Kind::Automatic, Step::Promote);
+        assert_eq!(
+            after_candidate_fence(&j, "db2 lost", true, 0, HOOKED),
+            Next::Rechoose {
+                reason: "db2 lost; the fence hook powered it off".into()
+            }
+        );
+        let s = journal(Kind::Switchover, Step::Promote);
+        assert_eq!(
+            after_candidate_fence(&s, "db2 lost", true, 0, HOOKED),
+            Next::RollBack {
+                reason: "db2 lost; the fence hook powered it off".into()
+            }
+        );
+        for j in [j, s] {
+            assert_eq!(
+                after_candidate_fence(&j, "db2 lost", false, 1_000, HOOKED),
+                Next::RetryAt {
+                    step: Step::Promote,
+                    at_ms: 1_200
+                }
+            );
         }
     }
 

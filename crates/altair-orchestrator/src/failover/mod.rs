@@ -43,11 +43,15 @@ pub enum FailoverError {
     Step { step: &'static str, error: String },
 }
 
-/// Retries of a failing step (see `machine::backoff_ms`).
-const RULES: machine::Rules = machine::Rules {
-    retry_first_ms: 200,
-    retry_max_ms: 10_000,
-};
+/// Retries of a failing step (see `machine::backoff_ms`), and whether a host can be
+/// fenced without its agent.
+fn rules(ctx: &Ctx) -> machine::Rules {
+    machine::Rules {
+        retry_first_ms: 200,
+        retry_max_ms: 10_000,
+        fence_hook: !ctx.config.fence.command.is_empty(),
+    }
+}
 
 /// When `run` would find the journal only waiting (its retry time, the self-fence
 /// bound): until when, ms since the epoch. `None`: it acts now.
@@ -101,7 +105,8 @@ pub async fn run(ctx: &Ctx, view: &ClusterView, mut j: Journal) -> Result<(), Fa
             Next::RetryAt { .. }
             | Next::AwaitSelfFence { .. }
             | Next::Finish
-            | Next::Rechoose { .. } => return Ok(()),
+            | Next::Rechoose { .. }
+            | Next::FenceCandidate { .. } => return Ok(()),
             Next::RollBack { reason } => return roll_back(ctx, view, j, reason).await,
             Next::Abort { reason } => return crate::abort::aborted(ctx, view, j, &reason).await,
             Next::Refuse { reason } => return crate::abort::refuse(ctx, view, j, &reason).await,
@@ -119,8 +124,13 @@ pub async fn run(ctx: &Ctx, view: &ClusterView, mut j: Journal) -> Result<(), Fa
         let outcome = journal.during(run_step(ctx, view, &mut j, step)).await;
         reread_abort =
             step == Step::Fence && j.old_host_unreachable && !ctx.config.fence.command.is_empty();
-        let now = now_ms();
-        let next = machine::after(&j, step, &outcome, now, RULES);
+        let mut now = now_ms();
+        let mut next = machine::after(&j, step, &outcome, now, rules(ctx));
+        if let Next::FenceCandidate { reason } = &next {
+            let fenced = fence_lost_candidate(ctx, view, &mut j, reason).await;
+            now = now_ms();
+            next = machine::after_candidate_fence(&j, reason, fenced, now, rules(ctx));
+        }
         if !matches!(next, Next::Run(_)) {
             journal.flush().await?;
         }
@@ -173,8 +183,42 @@ pub async fn run(ctx: &Ctx, view: &ClusterView, mut j: Journal) -> Result<(), Fa
                 j.last_error.clear();
                 write_journal(ctx, view, &j).await?;
             }
-            Next::Finish | Next::Abort { .. } | Next::AwaitSelfFence { .. } => return Ok(()),
+            Next::Finish
+            | Next::Abort { .. }
+            | Next::AwaitSelfFence { .. }
+            | Next::FenceCandidate { .. } => return Ok(()),
         }
+    }
+}
+
+/// Runs the fence hook on the candidate lost during its promotion (`reason`): whether
+/// it reported the host off. The journal's notes say what happened.
+async fn fence_lost_candidate(
+    ctx: &Ctx,
+    view: &ClusterView,
+    j: &mut Journal,
+    reason: &str,
+) -> bool {
+    let (name, record) = match (j.candidate.clone(), candidate_record(view, j)) {
+        (Some(name), Ok(record)) => (name, record.clone()),
+        _ => return false,
+    };
+    let why = format!("lost during its promotion: {reason}");
+    let hook_ms = ctx.config.fence.timeout_ms;
+    match crate::hooks::fence_host(ctx, j, &name, &record, &why, hook_ms).await {
+        FenceHook::Off { took_ms } => {
+            j.notes.push(format!(
+                "candidate {name} lost during its promotion; the fence hook powered it off in {took_ms} ms"
+            ));
+            true
+        }
+        FenceHook::Failed(e) => {
+            j.notes.push(format!(
+                "candidate {name} lost during its promotion; fence hook failed: {e}"
+            ));
+            false
+        }
+        FenceHook::None | FenceHook::NotNeeded => false,
     }
 }
 
@@ -531,11 +575,12 @@ async fn old_primary_now(
     Ok((health.map_err(read)?, record.map_err(read)?))
 }
 
-/// After a failed catch-up or salvage: is it the candidate that is gone (its agent does
-/// not answer a status call)? Then the machine chooses another (it was never asked to
-/// promote, so it is read-only).
+/// After a failed catch-up, salvage or promotion: is it the candidate that is gone (its
+/// agent does not answer a status call)? Then the machine decides (before promotion it
+/// chooses another: never asked to promote, it is read-only; during promotion it may be
+/// writable, so only a fence without its agent lets it be replaced).
 async fn candidate_lost(view: &ClusterView, j: &Journal, step: Step, error: String) -> Outcome {
-    if !matches!(step, Step::CatchUp | Step::Salvage) {
+    if !matches!(step, Step::CatchUp | Step::Salvage | Step::Promote) {
         return Outcome::Failed { error };
     }
     let Some(name) = j.candidate.clone() else {

@@ -280,9 +280,8 @@ async fn a_candidate_lost_during_its_promotion_is_powered_off_by_the_fence_hook_
     std::fs::write(
         &hook,
         format!(
-            "#!/bin/sh\ncat >> {}\necho >> {}\n",
-            events.display(),
-            events.display()
+            "#!/bin/sh\ncat >> {e}\necho >> {e}\ndate +%s%3N > {e}.done\n",
+            e = events.display()
         ),
     )
     .expect("write the hook");
@@ -317,13 +316,25 @@ async fn a_candidate_lost_during_its_promotion_is_powered_off_by_the_fence_hook_
             .is_some_and(|r| r.contains("lost during its promotion")),
         "{fenced:?}"
     );
-    // db3 was promoted only after the hook had powered db2 off.
+    // db3 was promoted only after the hook had powered db2 off, and db2 waits for a
+    // rejoin (it may have been writable).
+    let off_at: u64 = std::fs::read_to_string(events.with_extension("done"))
+        .expect("the hook finished")
+        .trim()
+        .parse()
+        .expect("a time");
+    let db3_at = s.calls_of("promote")[1].at_ms;
     assert!(
-        f.notes
-            .iter()
-            .any(|n| n.contains("the fence hook powered it off")),
-        "{f:?}"
+        db3_at >= off_at,
+        "db3 promoted at {db3_at}, before the hook finished at {off_at}\n{story}"
     );
+    let c = altair_core::ClusterName::new("c1".to_owned()).expect("name");
+    let state: altair_core::registry::ClusterState =
+        s.zk.get_record("state", &s.zk.layout().cluster_state(&c))
+            .await
+            .expect("read")
+            .expect("a state");
+    assert!(state.needs_rejoin.contains(&"db2".to_owned()), "{state:?}");
     assert_eq!(s.dns_primary().await, [mysql_ip("db3")], "{story}");
 }
 

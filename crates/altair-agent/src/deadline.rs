@@ -37,13 +37,20 @@ pub const KILL_WAIT: Duration = Duration::from_millis(200);
 pub const CLOCK_SKEW: Duration = Duration::from_millis(500);
 
 /// What is left of `budget` after a request sent `age_ms` ago (by its caller's clock; `None`
-/// unstamped): the wait beyond [`CLOCK_SKEW`] is taken off. `Err(age_ms)` when nothing is
-/// left: the request waited out its deadline.
+/// unstamped): an age within [`CLOCK_SKEW`] may be the clocks' disagreement and is not
+/// taken off; a longer one is a wait, taken off whole (so the agent stops no later than
+/// its caller, clocks agreeing). `Err(age_ms)` when nothing is left: the request waited
+/// out its deadline.
 pub fn left_after_wait(budget: Duration, age_ms: Option<u64>) -> Result<Duration, u64> {
     let Some(age_ms) = age_ms else {
         return Ok(budget);
     };
-    let waited = Duration::from_millis(age_ms).saturating_sub(CLOCK_SKEW);
+    let age = Duration::from_millis(age_ms);
+    let waited = if age <= CLOCK_SKEW {
+        Duration::ZERO
+    } else {
+        age
+    };
     match budget.checked_sub(waited) {
         Some(left) if !left.is_zero() => Ok(left),
         _ => Err(age_ms),
@@ -242,10 +249,16 @@ mod tests {
         );
         assert_eq!(
             left_after_wait(b, Some(1500)),
-            Ok(Duration::from_millis(1750)),
-            "1 s beyond the skew is taken off"
+            Ok(Duration::from_millis(1250)),
+            "a wait past the skew is taken off whole"
         );
-        assert_eq!(left_after_wait(b, Some(3250)), Err(3250), "nothing left");
+        assert_eq!(left_after_wait(b, Some(2749)), Ok(Duration::from_millis(1)));
+        assert_eq!(left_after_wait(b, Some(2750)), Err(2750), "nothing left");
+        assert_eq!(
+            left_after_wait(b, Some(3100)),
+            Err(3100),
+            "read after its caller gave up (3 s)"
+        );
         assert_eq!(left_after_wait(b, Some(60_000)), Err(60_000));
         assert_eq!(left_after_wait(b, Some(u64::MAX)), Err(u64::MAX));
     }

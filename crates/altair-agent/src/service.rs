@@ -263,6 +263,11 @@ impl Agent for AgentService {
             return Err(Status::invalid_argument("gtid contains quotes"));
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left < Duration::from_millis(1) {
+            return Err(Status::deadline_exceeded(
+                "catch_up: its deadline passed before the wait could start",
+            ));
+        }
         let (caught_up, gtid_executed) = self.actions.catch_up(&req.gtid, left).await?;
         Ok(Response::new(CatchUpResponse {
             caught_up,

@@ -110,7 +110,7 @@ pub async fn apply(
 
 enum Read {
     State(Option<(ClusterState, i32)>),
-    Journal(Option<Journal>),
+    Journal(Option<Box<Journal>>),
     Host(String, Option<HostRecord>),
     Health(String, Option<HealthRecord>),
 }
@@ -132,10 +132,10 @@ async fn read(zk: &Zk, name: &ClusterName, r: Reread) -> Result<Read, ZkError> {
             None => None,
         }),
         Reread::Journal => Read::Journal(match zk.get(&l.failover_journal(name)).await? {
-            Some(bytes) => Some(
+            Some(bytes) => Some(Box::new(
                 from_json::<Journal>("failover journal", &bytes)
                     .map_err(|detail| ZkError::Conflict { detail })?,
-            ),
+            )),
             None => None,
         }),
         Reread::Host(h) => {

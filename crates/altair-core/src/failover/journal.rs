@@ -158,6 +158,10 @@ pub struct Journal {
     /// catch-up or salvage): read-only, not chosen again.
     #[serde(default)]
     pub lost_candidates: Vec<String>,
+    /// Candidates lost during their promotion and powered off by the fence hook: they
+    /// may have been writable, so they wait for a rejoin like the old primary.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fenced_candidates: Vec<String>,
 }
 
 /// Why a failover runs.
@@ -224,6 +228,7 @@ impl Journal {
             last_error: String::new(),
             promote_not_before_ms: None,
             lost_candidates: Vec::new(),
+            fenced_candidates: Vec::new(),
         }
     }
 

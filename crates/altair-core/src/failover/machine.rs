@@ -72,7 +72,8 @@ pub enum Next {
     /// excluded).
     Rechoose { reason: String },
     /// The candidate was lost while it was being promoted (it may be writable): fence it
-    /// with the fence hook, then see [`after_candidate_fence`].
+    /// with the fence hook if another host can be chosen, then see
+    /// [`after_candidate_fence`]. Never for a switchover.
     FenceCandidate { reason: String },
     /// The failover is over (its record is written).
     Finish,
@@ -152,7 +153,10 @@ pub fn after(j: &Journal, step: Step, outcome: &Outcome, now_ms: u64, rules: Rul
                 reason: error.clone(),
             },
         },
-        Outcome::CandidateLost { error } if step == Step::Promote && rules.fence_hook => {
+        // (A switchover keeps retrying: its old primary stays read-only meanwhile.)
+        Outcome::CandidateLost { error }
+            if step == Step::Promote && rules.fence_hook && j.kind != Kind::Switchover =>
+        {
             Next::FenceCandidate {
                 reason: error.clone(),
             }
@@ -164,28 +168,35 @@ pub fn after(j: &Journal, step: Step, outcome: &Outcome, now_ms: u64, rules: Rul
     }
 }
 
-/// After the fence hook ran on a candidate lost during its promotion (`fenced`: it
-/// reported the host off). Off, the candidate can take no write: a failover chooses
-/// another, a switchover rolls back (its old primary, read-only since its fence, is the
-/// one writable primary again). Not off, it may be writable: its promotion is retried
-/// as without a hook.
+/// What became of a candidate lost during its promotion ([`Next::FenceCandidate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CandidateFence {
+    /// No other host could be chosen: the hook was not run (powering the only
+    /// candidate off would leave the cluster without one for good).
+    NoOtherCandidate,
+    /// The hook ran and did not report the host off: it may still be writable.
+    NotOff,
+    /// The hook reported the host off: it can take no write.
+    Off,
+}
+
+/// After a candidate lost during its promotion was (or was not) fenced by the hook. Off,
+/// another is chosen; otherwise its promotion is retried as without a hook.
 pub fn after_candidate_fence(
     j: &Journal,
     reason: &str,
-    fenced: bool,
+    fence: CandidateFence,
     now_ms: u64,
     rules: Rules,
 ) -> Next {
-    if !fenced {
-        return Next::RetryAt {
+    match fence {
+        CandidateFence::Off => Next::Rechoose {
+            reason: format!("{reason}; the fence hook powered it off"),
+        },
+        CandidateFence::NotOff | CandidateFence::NoOtherCandidate => Next::RetryAt {
             step: Step::Promote,
             at_ms: now_ms + backoff_ms(j.attempts + 1, rules),
-        };
-    }
-    let reason = format!("{reason}; the fence hook powered it off");
-    match j.kind {
-        Kind::Switchover => Next::RollBack { reason },
-        _ => Next::Rechoose { reason },
+        },
     }
 }
 
@@ -410,7 +421,13 @@ mod tests {
 
     #[test]
     fn a_candidate_lost_during_its_promotion_is_fenced_by_the_hook_when_there_is_one() {
-        for kind in [Kind::Automatic, Kind::Switchover] {
+        // A switchover keeps retrying (its old primary is read-only meanwhile).
+        let s = journal(Kind::Switchover, Step::Promote);
+        assert!(matches!(
+            after(&s, Step::Promote, &lost(), 0, HOOKED),
+            Next::RetryAt { .. }
+        ));
+        for kind in [Kind::Automatic, Kind::Forced] {
             let j = journal(kind, Step::Promote);
             assert_eq!(
                 after(&j, Step::Promote, &lost(), 0, HOOKED),
@@ -442,25 +459,19 @@ mod tests {
     fn a_candidate_the_hook_powered_off_is_replaced_and_one_it_did_not_is_retried() {
         let j = journal(Kind::Automatic, Step::Promote);
         assert_eq!(
-            after_candidate_fence(&j, "db2 lost", true, 0, HOOKED),
+            after_candidate_fence(&j, "db2 lost", CandidateFence::Off, 0, HOOKED),
             Next::Rechoose {
                 reason: "db2 lost; the fence hook powered it off".into()
             }
         );
-        let s = journal(Kind::Switchover, Step::Promote);
-        assert_eq!(
-            after_candidate_fence(&s, "db2 lost", true, 0, HOOKED),
-            Next::RollBack {
-                reason: "db2 lost; the fence hook powered it off".into()
-            }
-        );
-        for j in [j, s] {
+        for fence in [CandidateFence::NotOff, CandidateFence::NoOtherCandidate] {
             assert_eq!(
-                after_candidate_fence(&j, "db2 lost", false, 1_000, HOOKED),
+                after_candidate_fence(&j, "db2 lost", fence, 1_000, HOOKED),
                 Next::RetryAt {
                     step: Step::Promote,
                     at_ms: 1_200
-                }
+                },
+                "{fence:?}"
             );
         }
     }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use altair_core::failover::machine::{self, Next, Outcome};
+use altair_core::failover::machine::{self, CandidateFence, Next, Outcome};
 use altair_core::failover::{Journal, Kind, Step};
 use altair_core::health::Health;
 use altair_core::registry::{ClusterState, FailoverAudit, HealthRecord, HostRecord, to_json};
@@ -177,6 +177,11 @@ pub async fn run(ctx: &Ctx, view: &ClusterView, mut j: Journal) -> Result<(), Fa
                     step.as_str()
                 ));
                 j.lost_candidates.push(lost);
+                // What the salvage found for the lost candidate is not the next one's.
+                j.transactions_salvaged = 0;
+                j.gtids_salvaged.clear();
+                j.gtids_lost.clear();
+                j.old_binlog_end.clear();
                 j.step = Step::Choose;
                 j.attempts = 0;
                 j.retry_at_ms = None;
@@ -191,18 +196,31 @@ pub async fn run(ctx: &Ctx, view: &ClusterView, mut j: Journal) -> Result<(), Fa
     }
 }
 
-/// Runs the fence hook on the candidate lost during its promotion (`reason`): whether
-/// it reported the host off. The journal's notes say what happened.
+/// Runs the fence hook on the candidate lost during its promotion (`reason`), once
+/// another host can be chosen in its place: what came of it. The journal's notes say
+/// what happened.
 async fn fence_lost_candidate(
     ctx: &Ctx,
     view: &ClusterView,
     j: &mut Journal,
     reason: &str,
-) -> bool {
+) -> CandidateFence {
     let (name, record) = match (j.candidate.clone(), candidate_record(view, j)) {
         (Some(name), Ok(record)) => (name, record.clone()),
-        _ => return false,
+        _ => return CandidateFence::NotOff,
     };
+    // Powering off the only host that could be promoted would leave the cluster without
+    // a primary until someone powers it on: its promotion is retried instead.
+    let mut without = j.clone();
+    without.lost_candidates.push(name.clone());
+    if let Err(e) = choose_candidate(ctx, view, &without).await {
+        if !j.notes.iter().any(|n| n.starts_with(NO_OTHER_CANDIDATE)) {
+            j.notes.push(format!(
+                "{NO_OTHER_CANDIDATE} than {name} ({e}): its promotion is retried, the fence hook not run"
+            ));
+        }
+        return CandidateFence::NoOtherCandidate;
+    }
     let why = format!("lost during its promotion: {reason}");
     let hook_ms = ctx.config.fence.timeout_ms;
     match crate::hooks::fence_host(ctx, j, &name, &record, &why, hook_ms).await {
@@ -210,17 +228,20 @@ async fn fence_lost_candidate(
             j.notes.push(format!(
                 "candidate {name} lost during its promotion; the fence hook powered it off in {took_ms} ms"
             ));
-            true
+            j.fenced_candidates.push(name);
+            CandidateFence::Off
         }
         FenceHook::Failed(e) => {
             j.notes.push(format!(
                 "candidate {name} lost during its promotion; fence hook failed: {e}"
             ));
-            false
+            CandidateFence::NotOff
         }
-        FenceHook::None | FenceHook::NotNeeded => false,
+        FenceHook::None | FenceHook::NotNeeded => CandidateFence::NotOff,
     }
 }
+
+const NO_OTHER_CANDIDATE: &str = "no other candidate";
 
 const ABORT_REFUSED: &str = "an operator's abort was refused";
 
@@ -694,6 +715,17 @@ fn after_failover(base: &ClusterState, j: &Journal, now: u64) -> ClusterState {
             .rejoin_fork
             .insert(j.old_primary.clone(), j.fork_gtid.clone());
         state.fork_epoch.insert(j.old_primary.clone(), j.epoch);
+    }
+    // A candidate powered off during its promotion may have been writable: when it comes
+    // back it rejoins from the new primary's fork point, as the old primary does.
+    for fenced in &j.fenced_candidates {
+        if Some(fenced) != j.candidate.as_ref() && !state.needs_rejoin.contains(fenced) {
+            state.needs_rejoin.push(fenced.clone());
+            state
+                .rejoin_fork
+                .insert(fenced.clone(), j.fork_gtid.clone());
+            state.fork_epoch.insert(fenced.clone(), j.epoch);
+        }
     }
     state.tidy_fork_epochs();
     state

@@ -158,6 +158,15 @@ pub mod world {
     pub const CLUSTER: &str = "c1";
     const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
+    /// How a world's MariaDB servers run.
+    enum Servers {
+        Plain,
+        /// Each host's binlogs on a filesystem of this many MiB.
+        SmallBinlogs(u32),
+        /// TCP sessions over TLS only.
+        Tls,
+    }
+
     pub struct World {
         pub fleet: Fleet,
         pub cluster: MariaDbCluster,
@@ -264,7 +273,7 @@ pub mod world {
             sections: &str,
         ) -> Self {
             Self::start_ha_on(
-                (hosts, None, 1),
+                (hosts, Servers::Plain, 1),
                 monitors,
                 orchestrators,
                 block_period_s,
@@ -286,7 +295,7 @@ pub mod world {
             sections: &str,
         ) -> Self {
             Self::start_ha_on(
-                (hosts, Some(binlog_mb), 1),
+                (hosts, Servers::SmallBinlogs(binlog_mb), 1),
                 1,
                 orchestrators,
                 3600,
@@ -308,7 +317,7 @@ pub mod world {
             timing: FleetTiming,
         ) -> Self {
             Self::start_ha_on(
-                (hosts, None, zk_nodes),
+                (hosts, Servers::Plain, zk_nodes),
                 monitors,
                 orchestrators,
                 block_period_s,
@@ -324,16 +333,41 @@ pub mod world {
         /// `binlog_mb` MiB (a disk to fill up); `sections` added to every orchestrator's
         /// config.
         pub async fn start_chaos(timing: FleetTiming, binlog_mb: u32, sections: &str) -> Self {
-            Self::start_ha_on((3, Some(binlog_mb), 3), 2, 2, 0, &[], timing, sections).await
+            Self::start_ha_on(
+                (3, Servers::SmallBinlogs(binlog_mb), 3),
+                2,
+                2,
+                0,
+                &[],
+                timing,
+                sections,
+            )
+            .await
+        }
+
+        /// `start_ha` with every MariaDB server taking TCP sessions over TLS only, and
+        /// every MySQL session of the control plane (admin, replication, probe) over TLS
+        /// with the servers' certificates checked (`tls = "verify_identity"`).
+        pub async fn start_ha_mysql_tls(hosts: usize, orchestrators: usize) -> Self {
+            Self::start_ha_on(
+                (hosts, Servers::Tls, 1),
+                1,
+                orchestrators,
+                3600,
+                &[],
+                FleetTiming::default(),
+                "",
+            )
+            .await
         }
 
         async fn start_ha_on(
-            (hosts, binlog_mb, zk_nodes): (usize, Option<u32>, usize),
+            (hosts, servers, zk_nodes): (usize, Servers, usize),
             monitors: usize,
             orchestrators: usize,
             block_period_s: u64,
             env: &[(&str, &str)],
-            timing: FleetTiming,
+            mut timing: FleetTiming,
             sections: &str,
         ) -> Self {
             use altair_testkit::bind::{Bind, BindOptions};
@@ -348,11 +382,15 @@ pub mod world {
                 ZooKeeper::standalone(control).await
             }
             .expect("start ZooKeeper");
-            let cluster = match binlog_mb {
-                None => MariaDbCluster::start_in(&net).await,
-                Some(mb) => MariaDbCluster::start_in_with_small_binlogs(&net, mb).await,
+            let cluster = match servers {
+                Servers::Plain => MariaDbCluster::start_in(&net).await,
+                Servers::SmallBinlogs(mb) => {
+                    MariaDbCluster::start_in_with_small_binlogs(&net, mb).await
+                }
+                Servers::Tls => MariaDbCluster::start_in_with_tls(&net).await,
             }
             .expect("start MariaDB");
+            timing.mysql_tls_ca = cluster.tls_ca().map(std::path::Path::to_owned);
             let mut records = vec![(format!("primary.{CLUSTER}"), net.host(0).ip)];
             for h in &net.hosts()[1..] {
                 records.push((format!("replicas.{CLUSTER}"), h.ip));

@@ -25,6 +25,10 @@ pub struct Actions {
     pub admin_password: Secret,
     pub repl_user: String,
     pub repl_password: Secret,
+    /// TLS of the admin's sessions (the salvage client's too).
+    pub admin_tls: altair_svc::mysql_tls::MysqlTlsLoaded,
+    /// TLS of replication (`CHANGE MASTER … MASTER_SSL…`).
+    pub repl_tls: altair_svc::mysql_tls::MysqlTlsLoaded,
     pub facts: Arc<Mutex<ServerFacts>>,
     /// The newest epoch accepted (kept in `<state_dir>/epoch` across restarts).
     pub epoch: AtomicU64,
@@ -608,12 +612,13 @@ impl Actions {
                 "STOP SLAVE",
                 format!(
                     "CHANGE MASTER TO MASTER_HOST='{host}', MASTER_PORT={port}, MASTER_USER={user}, MASTER_PASSWORD={pw}, \
-                     MASTER_USE_GTID={}, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
+                     MASTER_USE_GTID={}, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1{}",
                     if use_current_pos {
                         "current_pos"
                     } else {
                         "slave_pos"
-                    }
+                    },
+                    replication_tls(&self.repl_tls, "MASTER")
                 ),
                 "START SLAVE",
             ),
@@ -621,7 +626,8 @@ impl Actions {
                 "STOP REPLICA",
                 format!(
                     "CHANGE REPLICATION SOURCE TO SOURCE_HOST='{host}', SOURCE_PORT={port}, SOURCE_USER={user}, \
-                     SOURCE_PASSWORD={pw}, SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1"
+                     SOURCE_PASSWORD={pw}, SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1{}",
+                    replication_tls(&self.repl_tls, "SOURCE")
                 ),
                 "START REPLICA",
             ),
@@ -726,6 +732,31 @@ impl Actions {
         }
         client.finish().await
     }
+}
+
+/// The TLS options of a `CHANGE MASTER` (`prefix` `MASTER`) or `CHANGE REPLICATION
+/// SOURCE` (`SOURCE`) for `[replication] tls`: empty when disabled (the server's own
+/// default then stands). The replica checks the primary's certificate against the CA,
+/// and with `verify_identity` its name too (MariaDB checks the chain only together with
+/// the name: there `verify_ca` encrypts without checking).
+pub(crate) fn replication_tls(tls: &altair_svc::mysql_tls::MysqlTlsLoaded, prefix: &str) -> String {
+    use altair_core::config::MysqlTlsMode;
+    let mut out = String::new();
+    if tls.mode == MysqlTlsMode::Disabled {
+        return out;
+    }
+    out.push_str(&format!(", {prefix}_SSL=1"));
+    if let (true, Some(ca)) = (tls.mode.verifies(), &tls.ca_file) {
+        out.push_str(&format!(
+            ", {prefix}_SSL_CA={}",
+            sql_literal(&ca.to_string_lossy())
+        ));
+    }
+    out.push_str(&format!(
+        ", {prefix}_SSL_VERIFY_SERVER_CERT={}",
+        u8::from(tls.mode == MysqlTlsMode::VerifyIdentity)
+    ));
+    out
 }
 
 /// A single-quoted SQL string literal with quotes and backslashes escaped.

@@ -28,6 +28,7 @@ use std::time::Duration;
 use altair_core::config::{AgentConfig, ConfigErrors};
 use altair_core::registry::{HostRecord, to_json};
 use altair_proto::v1::{Endpoint, HostRef, HostRegistration, MysqlSnapshot};
+use altair_svc::mysql_tls::MysqlTlsLoaded;
 use altair_svc::{Secret, SecretReader, bind_listener, serve_grpc};
 use altair_zk::{SessionLoop, follow_monitors, wait_session_end};
 use anyhow::Context;
@@ -43,6 +44,12 @@ pub struct AgentSecrets {
     pub probe_password: Option<Secret>,
     pub zookeeper_auth: Option<Secret>,
     pub tls: altair_svc::Tls,
+    /// TLS of the sessions to the local mysqld (`[mysql] tls`).
+    pub mysql_tls: MysqlTlsLoaded,
+    /// TLS of replication from the primary (`[replication] tls`: `CHANGE MASTER`).
+    pub replication_tls: MysqlTlsLoaded,
+    /// TLS of `CheckReachability`'s sessions (`[probe] tls`, else `[mysql]`'s).
+    pub probe_tls: MysqlTlsLoaded,
 }
 
 pub fn read_secrets(config: &AgentConfig) -> Result<AgentSecrets, ConfigErrors> {
@@ -51,6 +58,12 @@ pub fn read_secrets(config: &AgentConfig) -> Result<AgentSecrets, ConfigErrors> 
         mysql_password: r.password(&config.mysql.credentials(), "mysql"),
         replication_password: r.password(&config.replication, "replication"),
         probe_password: config.probe.as_ref().map(|p| r.password(p, "probe")),
+        mysql_tls: r.mysql_tls(&config.mysql.credentials().tls(), "mysql"),
+        replication_tls: r.mysql_tls(&config.replication.tls(), "replication"),
+        probe_tls: match &config.probe {
+            Some(p) => r.mysql_tls(&p.tls(), "probe"),
+            None => r.mysql_tls(&config.mysql.credentials().tls(), "mysql"),
+        },
         zookeeper_auth: r.zookeeper_auth(&config.zookeeper),
         tls: r.tls(&config.tls, |id| {
             let me = &config.agent;
@@ -195,6 +208,7 @@ pub async fn run(
         config.mysql.port,
         &config.mysql.user,
         &secrets.mysql_password,
+        &secrets.mysql_tls,
     );
     let reprobe = Arc::new(tokio::sync::Notify::new());
     let (zk_tx, zk_rx) = watch::channel(None);
@@ -208,6 +222,8 @@ pub async fn run(
         admin_password: secrets.mysql_password.clone(),
         repl_user: config.replication.user.clone(),
         repl_password: secrets.replication_password.clone(),
+        admin_tls: secrets.mysql_tls.clone(),
+        repl_tls: secrets.replication_tls.clone(),
         facts: facts.clone(),
         epoch: std::sync::atomic::AtomicU64::new(accepted),
         // Until ZooKeeper is read, the last accepted epoch stands for the cluster's.
@@ -233,6 +249,7 @@ pub async fn run(
             config.mysql.port,
             &config.mysql.user,
             &secrets.mysql_password,
+            &secrets.mysql_tls,
         ),
         interval: Duration::from_millis(a.probe_interval_ms),
         timeout: Duration::from_millis(a.probe_timeout_ms),
@@ -359,6 +376,7 @@ pub async fn run(
         snapshots: snap_rx,
         probe_user: probe_user.clone(),
         probe_password: probe_password.clone(),
+        probe_tls: secrets.probe_tls.clone(),
     };
     serve_grpc(
         listener,

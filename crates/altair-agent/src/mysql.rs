@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use altair_svc::Secret;
+use altair_svc::mysql_tls::MysqlTlsLoaded;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Row, Value};
 
-/// Connection options for `host:port` as `user`.
-pub fn opts(host: &str, port: u16, user: &str, password: &Secret) -> Opts {
+/// Connection options for `host:port` as `user`, secured as `tls` says.
+pub fn opts(host: &str, port: u16, user: &str, password: &Secret, tls: &MysqlTlsLoaded) -> Opts {
     OptsBuilder::default()
         .ip_or_hostname(host.to_owned())
         .tcp_port(port)
@@ -16,6 +17,7 @@ pub fn opts(host: &str, port: u16, user: &str, password: &Secret) -> Opts {
         .pass(Some(password.expose().to_owned()))
         .prefer_socket(false)
         .stmt_cache_size(0)
+        .ssl_opts(tls.ssl_opts())
         .into()
 }
 

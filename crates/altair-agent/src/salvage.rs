@@ -305,11 +305,12 @@ impl Actions {
     /// reach the server, never a shell or a file.
     pub(crate) fn client(&self, what: &'static str) -> Result<Client, Status> {
         let defaults = tempfile_with(&format!(
-            "[client]\nuser={}\npassword={}\nhost={}\nport={}\nprotocol=tcp\n",
+            "[client]\nuser={}\npassword={}\nhost={}\nport={}\nprotocol=tcp\n{}",
             self.admin_user,
             self.admin_password.expose(),
             self.host,
-            self.port
+            self.port,
+            client_tls(&self.admin_tls, self.flavor())
         ))
         .map_err(|e| Status::internal(format!("write client options: {e}")))?;
         let tool = match self.flavor() {
@@ -340,6 +341,26 @@ impl Actions {
             _defaults: defaults,
             what,
         })
+    }
+}
+
+/// The command-line client's options for `[mysql] tls` (MariaDB's client checks the
+/// certificate only with `ssl-verify-server-cert`, which checks the name too).
+fn client_tls(tls: &altair_svc::mysql_tls::MysqlTlsLoaded, flavor: Flavor) -> String {
+    use altair_core::config::MysqlTlsMode;
+    let ca = tls
+        .ca_file
+        .as_ref()
+        .filter(|_| tls.mode.verifies())
+        .map(|p| format!("ssl-ca={}\n", p.display()))
+        .unwrap_or_default();
+    match (flavor, tls.mode) {
+        (_, MysqlTlsMode::Disabled) => String::new(),
+        (Flavor::MariaDb, MysqlTlsMode::VerifyIdentity) => {
+            format!("ssl\n{ca}ssl-verify-server-cert\n")
+        }
+        (Flavor::MariaDb, _) => format!("ssl\n{ca}"),
+        (Flavor::Mysql, mode) => format!("ssl-mode={}\n{ca}", mode.as_str().to_uppercase()),
     }
 }
 

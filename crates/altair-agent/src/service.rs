@@ -21,6 +21,7 @@ pub struct AgentService {
     /// The account `CheckReachability` logs in with (`[probe]`, else the admin's).
     pub probe_user: String,
     pub probe_password: Secret,
+    pub probe_tls: altair_svc::mysql_tls::MysqlTlsLoaded,
 }
 
 /// MySQL's "access denied" codes (1044 database, 1045 user/password, 1698 no password
@@ -95,7 +96,13 @@ impl Agent for AgentService {
         let timeout = Duration::from_millis(u64::from(req.timeout_ms));
         let started = Instant::now();
         let result = async {
-            let login = opts(&target.host, port, &self.probe_user, &self.probe_password);
+            let login = opts(
+                &target.host,
+                port,
+                &self.probe_user,
+                &self.probe_password,
+                &self.probe_tls,
+            );
             let mut conn = match tokio::time::timeout(timeout, mysql_async::Conn::new(login)).await
             {
                 Ok(Ok(conn)) => conn,
@@ -106,6 +113,15 @@ impl Agent for AgentService {
                     return Err(Answered(format!(
                         "mysqld answered but refused the probe account {}: server error {}",
                         self.probe_user, e.code
+                    )));
+                }
+                // The TLS handshake failed: mysqld sent its greeting first, so it is up
+                // (a certificate or setting to fix, said in the answer and the log).
+                Ok(Err(e)) if altair_svc::mysql_tls::is_tls_failure(&e) => {
+                    tracing::warn!(target = %format!("{}:{port}", target.host), error = %crate::mysql::describe(&e), "a mysqld of this cluster answered but the TLS handshake failed: counted as reachable; check [probe] tls and tls_ca_file");
+                    return Err(Answered(format!(
+                        "mysqld answered but the TLS handshake failed: {}",
+                        crate::mysql::describe(&e)
                     )));
                 }
                 Ok(Err(e)) => return Err(Unanswered(crate::mysql::describe(&e))),

@@ -236,11 +236,13 @@ impl Service<http::Request<Body>> for Deadlined {
     }
 }
 
-/// Can the orchestrator itself open a MySQL session to `mysql` (`host:port`)?
+/// Can the orchestrator itself open a MySQL session to `mysql` (`host:port`)? A
+/// session refused in its TLS handshake counts: mysqld answered.
 pub async fn mysql_reachable(
     mysql: &str,
     user: &str,
     password: &Secret,
+    tls: &altair_svc::mysql_tls::MysqlTlsLoaded,
     timeout: Duration,
 ) -> bool {
     let Some((host, port)) = mysql.rsplit_once(':') else {
@@ -255,10 +257,15 @@ pub async fn mysql_reachable(
         .user(Some(user.to_owned()))
         .pass(Some(password.expose().to_owned()))
         .prefer_socket(false)
+        .ssl_opts(tls.ssl_opts())
         .into();
     match tokio::time::timeout(timeout, mysql_async::Conn::new(opts)).await {
         Ok(Ok(conn)) => {
             drop(conn);
+            true
+        }
+        Ok(Err(e)) if altair_svc::mysql_tls::is_tls_failure(&e) => {
+            tracing::warn!(mysql, error = %e, "mysqld answered but the TLS handshake failed: counted as reachable; check [mysql] tls and tls_ca_file");
             true
         }
         _ => false,

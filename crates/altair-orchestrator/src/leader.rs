@@ -512,6 +512,7 @@ pub(crate) async fn verify(ctx: &Ctx, view: &ClusterView, primary: &str) -> Veri
         &p.mysql,
         &ctx.config.mysql.user,
         &ctx.secrets.mysql_password,
+        &ctx.secrets.mysql_tls,
         handshake,
     );
     let target = endpoint(&p.mysql);

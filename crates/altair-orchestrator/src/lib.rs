@@ -50,6 +50,8 @@ pub struct OrchestratorSecrets {
     pub tsig_key: Option<TsigKey>,
     pub zookeeper_auth: Option<Secret>,
     pub tls: altair_svc::Tls,
+    /// TLS of the orchestrator's own sessions to primaries (`[mysql] tls`).
+    pub mysql_tls: altair_svc::mysql_tls::MysqlTlsLoaded,
 }
 
 pub fn read_secrets(config: &OrchestratorConfig) -> Result<OrchestratorSecrets, ConfigErrors> {
@@ -77,6 +79,7 @@ pub fn read_secrets(config: &OrchestratorConfig) -> Result<OrchestratorSecrets, 
     let secrets = OrchestratorSecrets {
         mysql_password: r.password(&config.mysql, "mysql"),
         replication_password: r.password(&config.replication, "replication"),
+        mysql_tls: r.mysql_tls(&config.mysql.tls(), "mysql"),
         tsig_key,
         zookeeper_auth: r.zookeeper_auth(&config.zookeeper),
         tls: r.tls(&config.tls, |id| match id {

@@ -6,6 +6,7 @@ pub mod authz;
 mod load;
 mod main_loop;
 pub mod metrics;
+pub mod mysql_tls;
 mod secret;
 mod serve;
 mod telemetry;

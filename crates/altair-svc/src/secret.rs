@@ -160,6 +160,19 @@ impl SecretReader {
         }
     }
 
+    /// A MySQL account section's TLS, its CA file read and checked (`section` names the
+    /// keys in errors).
+    pub fn mysql_tls(
+        &mut self,
+        tls: &altair_core::config::MysqlTls,
+        section: &str,
+    ) -> crate::mysql_tls::MysqlTlsLoaded {
+        crate::mysql_tls::MysqlTlsLoaded::load(tls, section).unwrap_or_else(|e| {
+            self.errors.push(e);
+            crate::mysql_tls::MysqlTlsLoaded::default()
+        })
+    }
+
     /// Records a problem found while checking a secret's content.
     pub fn reject(&mut self, key: &str, problem: impl Into<String>) {
         self.errors.push(ConfigError::new(key, problem));

@@ -60,7 +60,11 @@ fn read_pem(path: &Path, key: &str) -> Result<Vec<u8>, ConfigError> {
     crate::secret::read_bounded(path, key, MAX_PEM_BYTES)
 }
 
-fn certs(pem: &[u8], key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+pub(crate) fn certs(
+    pem: &[u8],
+    key: &str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
         .map_err(|e| ConfigError::new(key, format!("{}: bad PEM: {e}", path.display())))?;

@@ -120,6 +120,10 @@ pub struct MysqlSection {
     /// `host:port` other hosts and the orchestrator reach this mysqld at; defaults to
     /// `host:port` (set it when the agent connects over 127.0.0.1).
     pub advertise: Option<String>,
+    /// How the agent's sessions to its mysqld are secured (see `MysqlTlsMode`).
+    #[serde(default)]
+    pub tls: super::MysqlTlsMode,
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl MysqlSection {
@@ -141,6 +145,8 @@ impl MysqlSection {
             user: self.user.clone(),
             password_file: self.password_file.clone(),
             password_env: self.password_env.clone(),
+            tls: self.tls,
+            tls_ca_file: self.tls_ca_file.clone(),
         }
     }
 }

@@ -129,10 +129,24 @@ pub struct Credentials {
     pub password_file: Option<PathBuf>,
     /// Name of the environment variable holding the password.
     pub password_env: Option<String>,
+    /// How this account's sessions are secured (see `MysqlTlsMode`).
+    #[serde(default)]
+    pub tls: super::MysqlTlsMode,
+    /// PEM file of the CA that signs the servers' certificates (`verify_*`).
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Credentials {
+    /// This account's `tls` settings.
+    pub fn tls(&self) -> super::MysqlTls {
+        super::MysqlTls {
+            mode: self.tls,
+            ca_file: self.tls_ca_file.clone(),
+        }
+    }
+
     pub fn validate(&self, section: &str, p: &mut Problems) {
+        self.tls().validate(section, p);
         p.check(
             !self.user.is_empty() && self.user.len() <= 80,
             &format!("{section}.user"),

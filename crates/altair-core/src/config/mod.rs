@@ -10,6 +10,7 @@ mod common;
 mod console;
 mod ctl;
 mod monitor;
+mod mysql_tls;
 mod orchestrator;
 mod write_stall;
 
@@ -25,6 +26,7 @@ pub use common::{
 pub use console::{ConsoleAuth, ConsoleConfig};
 pub use ctl::CtlConfig;
 pub use monitor::{MonitorConfig, MonitorSection};
+pub use mysql_tls::{MysqlTls, MysqlTlsMode};
 pub use orchestrator::{
     AdmissionConfig, DnsConfig, FenceHookConfig, FenceMode, HooksConfig, OnSalvageTimeout,
     OrchestratorConfig, OrchestratorSection,

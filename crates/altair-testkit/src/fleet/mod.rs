@@ -40,6 +40,21 @@ pub struct FleetTiming {
     pub console: Option<ConsoleMode>,
     /// `agent.write_stall_after_ms`; `None`: the agent's default.
     pub write_stall_after_ms: Option<u64>,
+    /// Every MySQL session of the control plane over TLS (`tls = "verify_identity"`),
+    /// servers' certificates signed by this CA (a cluster started with TLS).
+    pub mysql_tls_ca: Option<PathBuf>,
+}
+
+impl FleetTiming {
+    /// The `tls`/`tls_ca_file` lines of a MySQL account's section.
+    fn mysql_tls_lines(&self) -> String {
+        self.mysql_tls_ca.as_ref().map_or_else(String::new, |ca| {
+            format!(
+                "tls = \"verify_identity\"\ntls_ca_file = \"{}\"\n",
+                ca.display()
+            )
+        })
+    }
 }
 
 /// How the orchestrators' web console authenticates (`console.auth`).
@@ -79,6 +94,7 @@ impl Default for FleetTiming {
             datacenters: std::collections::BTreeMap::new(),
             console: None,
             write_stall_after_ms: None,
+            mysql_tls_ca: None,
         }
     }
 }
@@ -320,9 +336,9 @@ impl Fleet {
                 "[agent]\ncluster = \"{cluster_name}\"\nhost = \"{host}\"\nlisten = \"{address}\"\n\
                  probe_interval_ms = {probe}\nprobe_timeout_ms = {probe_timeout}\nheartbeat_interval_ms = {hb}\nliveness_interval_ms = {liveness}\n\
                  state_dir = \"{state}\"\ndurability = \"{durability}\"\n{self_fence}{write_stall}{datacenter}\
-                 [mysql]\nhost = \"{mip}\"\nport = {mport}\nuser = \"{user}\"\npassword_file = \"{pw}\"\n\
-                 [replication]\nuser = \"{ruser}\"\npassword_file = \"{repl}\"\n\
-                 [probe]\nuser = \"{quser}\"\npassword_file = \"{qpw}\"\n{zk}\n\
+                 [mysql]\nhost = \"{mip}\"\nport = {mport}\nuser = \"{user}\"\npassword_file = \"{pw}\"\n{mtls}\
+                 [replication]\nuser = \"{ruser}\"\npassword_file = \"{repl}\"\n{mtls}\
+                 [probe]\nuser = \"{quser}\"\npassword_file = \"{qpw}\"\n{mtls}{zk}\n\
                  [metrics]\nlisten = \"{metrics}\"\n",
                 host = inst.name(),
                 state = fleet
@@ -343,6 +359,7 @@ impl Fleet {
                     .map_or_else(String::new, |ms| format!("write_stall_after_ms = {ms}\n")),
                 mip = inst.ip(),
                 mport = inst.port(),
+                mtls = t.mysql_tls_lines(),
                 user = cluster.admin().user,
                 pw = pw.display(),
                 ruser = cluster.repl().user,
@@ -475,11 +492,12 @@ impl Fleet {
         )?;
         let config = format!(
             "[orchestrator]\nid = \"{id}\"\nlisten = \"{address}\"\nverify_timeout_ms = 1000\nfailover_block_period_s = {block_period_s}\n\
-             [mysql]\nuser = \"{au}\"\npassword_file = \"{ap}\"\n\
+             [mysql]\nuser = \"{au}\"\npassword_file = \"{ap}\"\n{mtls}\
              [replication]\nuser = \"{ru}\"\npassword_file = \"{rp}\"\n\
              [dns]\nserver = \"{server}\"\nzone = \"{zone}\"\nttl_s = 1\ntsig_key_name = \"{key}\"\ntsig_secret_file = \"{secret}\"\n{zk}\n{sections}{tls}",
             au = self.admin.0,
             ap = self.admin.1.display(),
+            mtls = self.timing.mysql_tls_lines(),
             ru = self.repl.0,
             rp = self.repl.1.display(),
             server = dns.server,

@@ -31,6 +31,9 @@ pub struct Instance {
     admin: Credentials,
     proc: Option<Proc>,
     _port: Option<Port>,
+    /// With TLS: the server's certificate files; TCP sessions are TLS only
+    /// (`require_secure_transport`; the unix socket stays open to the kit).
+    tls: Option<crate::pki::TlsFiles>,
 }
 
 impl Instance {
@@ -41,6 +44,7 @@ impl Instance {
         server_id: u32,
         host: HostAddr,
         admin: Credentials,
+        tls: Option<&crate::pki::Pki>,
     ) -> Result<Self> {
         // In a namespace the instance owns the address: the standard port is free.
         let (port, reservation) = match host.namespace {
@@ -55,6 +59,14 @@ impl Instance {
             let d = dir.join(sub);
             std::fs::create_dir_all(&d).map_err(io_err(format!("create {}", d.display())))?;
         }
+        let tls = match tls {
+            Some(pki) => Some(pki.issue(
+                &format!("mysqld-{name}"),
+                &format!("altair://mysqld/{name}"),
+                &[host.ip],
+            )?),
+            None => None,
+        };
         let inst = Self {
             name: name.to_owned(),
             server_id,
@@ -64,6 +76,7 @@ impl Instance {
             admin,
             proc: None,
             _port: reservation,
+            tls,
         };
         let cnf = inst.cnf_path();
         std::fs::write(&cnf, inst.my_cnf()).map_err(io_err(format!("write {}", cnf.display())))?;
@@ -89,7 +102,19 @@ impl Instance {
             port = self.port,
             ip = self.host.ip,
             id = self.server_id,
-        )
+        ) + &self.tls.as_ref().map_or_else(String::new, |t| {
+            format!(
+                "ssl_ca={}\nssl_cert={}\nssl_key={}\nrequire_secure_transport=ON\n",
+                t.ca.display(),
+                t.cert.display(),
+                t.key.display()
+            )
+        })
+    }
+
+    /// The CA that signed this server's certificate, when it runs with TLS.
+    pub fn tls_ca(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|t| t.ca.as_path())
     }
 
     pub fn name(&self) -> &str {
@@ -164,6 +189,11 @@ impl Instance {
             .pass(Some(creds.password.clone()))
             .db_name(db.map(str::to_owned))
             .prefer_socket(false)
+            .ssl_opts(self.tls.as_ref().map(|t| {
+                mysql_async::SslOpts::default()
+                    .with_root_certs(vec![t.ca.clone().into()])
+                    .with_disable_built_in_roots(true)
+            }))
             .into()
     }
 

@@ -99,13 +99,25 @@ impl MariaDbCluster {
     /// `start_in`, with each instance's binlog directory on a filesystem of `mb` MiB of
     /// its own (see [`MariaDbCluster::binlog_fs`]): a disk that a test can fill up.
     pub async fn start_in_with_small_binlogs(net: &TestNet, mb: u32) -> Result<Self> {
-        Self::start_with_users(hosts_of(net), Self::new_users(), Some(mb)).await
+        Self::start_with_users(hosts_of(net), Self::new_users(), Some(mb), false).await
+    }
+
+    /// `start_in`, every server with a certificate of a CA of its own
+    /// ([`MariaDbCluster::tls_ca`]) and taking TCP sessions over TLS only
+    /// (`require_secure_transport`); replication runs over TLS, the certificate checked.
+    pub async fn start_in_with_tls(net: &TestNet) -> Result<Self> {
+        Self::start_with_users(hosts_of(net), Self::new_users(), None, true).await
+    }
+
+    /// The CA of the servers' certificates, when the cluster runs with TLS.
+    pub fn tls_ca(&self) -> Option<&Path> {
+        self.instances.first().and_then(Instance::tls_ca)
     }
 
     /// Initializes and starts one instance per host, the first as the writable primary
     /// and the rest replicating from it with GTIDs.
     pub async fn start(hosts: Vec<HostAddr>) -> Result<Self> {
-        Self::start_with_users(hosts, Self::new_users(), None).await
+        Self::start_with_users(hosts, Self::new_users(), None, false).await
     }
 
     fn new_users() -> (Credentials, Credentials, Credentials, Credentials) {
@@ -126,13 +138,14 @@ impl MariaDbCluster {
             other.app.clone(),
             other.probe.clone(),
         );
-        Self::start_with_users(hosts, users, None).await
+        Self::start_with_users(hosts, users, None, false).await
     }
 
     async fn start_with_users(
         hosts: Vec<HostAddr>,
         (admin, repl, app, probe): (Credentials, Credentials, Credentials, Credentials),
         binlog_fs_mb: Option<u32>,
+        tls: bool,
     ) -> Result<Self> {
         if hosts.is_empty() {
             return Err(Error::Command {
@@ -146,6 +159,13 @@ impl MariaDbCluster {
         let users_sql = dir.path().join("users.sql");
         std::fs::write(&users_sql, users_sql_text(&admin, &repl, &app, &probe))
             .map_err(io_err("write users.sql"))?;
+        let pki = match tls {
+            true => Some(crate::pki::Pki::new(
+                &dir.path().join("tls"),
+                "altair test MySQL",
+            )?),
+            false => None,
+        };
         let mut instances = Vec::with_capacity(hosts.len());
         for (i, host) in hosts.into_iter().enumerate() {
             let name = format!("db{}", i + 1);
@@ -155,6 +175,7 @@ impl MariaDbCluster {
                 i as u32 + 1,
                 host,
                 admin.clone(),
+                pki.as_ref(),
             )?);
         }
         let mut binlog_fs = Vec::new();
@@ -252,11 +273,15 @@ impl MariaDbCluster {
         let sql = format!(
             "CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, MASTER_USER='{}', \
              MASTER_PASSWORD='{}', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, \
-             MASTER_HEARTBEAT_PERIOD=1",
+             MASTER_HEARTBEAT_PERIOD=1{}",
             src.ip(),
             src.port(),
             self.repl.user,
-            self.repl.password
+            self.repl.password,
+            src.tls_ca().map_or_else(String::new, |ca| format!(
+                ", MASTER_SSL=1, MASTER_SSL_CA='{}', MASTER_SSL_VERIFY_SERVER_CERT=1",
+                ca.display()
+            ))
         );
         let mut conn = self.admin_conn(replica).await?;
         let what = format!("point {} at {}", self.instances[replica].name(), src.name());

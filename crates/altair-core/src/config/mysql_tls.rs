@@ -1,0 +1,99 @@
+//! How altair's own MySQL sessions of one account are secured: `tls` and `tls_ca_file`
+//! in `[mysql]`, `[replication]` and `[probe]` (names as MySQL's `--ssl-mode`).
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::Problems;
+
+/// `tls` of a MySQL account's section.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MysqlTlsMode {
+    /// Plaintext (the default: MariaDB ships without server certificates).
+    #[default]
+    Disabled,
+    /// Encrypted, the server's certificate not checked.
+    Required,
+    /// Encrypted, the server's certificate signed by `tls_ca_file`.
+    VerifyCa,
+    /// `verify_ca`, and the certificate names the address dialled.
+    VerifyIdentity,
+}
+
+impl MysqlTlsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Required => "required",
+            Self::VerifyCa => "verify_ca",
+            Self::VerifyIdentity => "verify_identity",
+        }
+    }
+
+    /// Whether the server's certificate is checked against a CA.
+    pub fn verifies(self) -> bool {
+        matches!(self, Self::VerifyCa | Self::VerifyIdentity)
+    }
+}
+
+/// A section's `tls` and `tls_ca_file` together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MysqlTls {
+    pub mode: MysqlTlsMode,
+    /// PEM file of the CA that signs the servers' certificates (`verify_*` only).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl MysqlTls {
+    /// `verify_*` needs a CA file; a CA file without verification is a mistake.
+    pub fn validate(&self, section: &str, p: &mut Problems) {
+        match (self.mode.verifies(), &self.ca_file) {
+            (true, None) => p.add(
+                format!("{section}.tls_ca_file"),
+                format!(
+                    "missing: tls = \"{}\" checks the server's certificate against a CA: name its PEM file",
+                    self.mode.as_str()
+                ),
+            ),
+            (false, Some(_)) => p.add(
+                format!("{section}.tls_ca_file"),
+                format!(
+                    "set, but tls = \"{}\" checks no certificate: use \"verify_ca\" or \"verify_identity\", or remove it",
+                    self.mode.as_str()
+                ),
+            ),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(mode: MysqlTlsMode, ca: Option<&str>) -> Vec<String> {
+        let mut p = Problems::default();
+        MysqlTls {
+            mode,
+            ca_file: ca.map(PathBuf::from),
+        }
+        .validate("mysql", &mut p);
+        p.0.iter()
+            .map(|e| format!("{}: {}", e.key, e.problem))
+            .collect()
+    }
+
+    #[test]
+    fn verification_needs_a_ca_and_a_ca_needs_verification() {
+        assert!(problems(MysqlTlsMode::Disabled, None).is_empty());
+        assert!(problems(MysqlTlsMode::Required, None).is_empty());
+        assert!(problems(MysqlTlsMode::VerifyCa, Some("/ca.pem")).is_empty());
+        assert!(problems(MysqlTlsMode::VerifyIdentity, Some("/ca.pem")).is_empty());
+        let e = problems(MysqlTlsMode::VerifyIdentity, None);
+        assert!(e[0].starts_with("mysql.tls_ca_file: missing"), "{e:?}");
+        let e = problems(MysqlTlsMode::Required, Some("/ca.pem"));
+        assert!(e[0].contains("checks no certificate"), "{e:?}");
+    }
+}

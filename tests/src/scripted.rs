@@ -437,6 +437,20 @@ impl Scripted {
         self.calls().into_iter().filter(|c| c.rpc == rpc).collect()
     }
 
+    /// Waits until `host` has received `rpc` `n` times, within `within` (the story of
+    /// every call in the failure message).
+    pub async fn until_called(&self, rpc: &str, host: &str, n: usize, within: Duration) {
+        let started = Instant::now();
+        while self.calls_of(rpc).iter().filter(|c| c.host == host).count() < n {
+            assert!(
+                started.elapsed() < within,
+                "{host} did not receive {rpc} {n} time(s) within {within:?}\n{}",
+                self.story()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The latest failover once it has ended (a verification that found the primary
     /// alive is not a failover).
     pub async fn finished(&self, within: Duration) -> altair_status::FailoverView {

@@ -10,14 +10,18 @@ use altair_e2e::ops::{host_index, kill_mysqld, wait_dns_moved};
 use altair_e2e::world::World;
 use mysql_async::prelude::Queryable;
 
-/// `SHOW SLAVE STATUS` of host `i`: (IO thread running, TLS on, certificate checked).
-async fn replication_tls(w: &World, i: usize) -> (bool, bool, bool) {
-    let status = w
-        .cluster
+/// `SHOW SLAVE STATUS` of host `i`, a replica.
+async fn slave_status(w: &World, i: usize) -> altair_testkit::mariadb::sql::RowMap {
+    w.cluster
         .slave_status(i)
         .await
         .expect("SHOW SLAVE STATUS")
-        .expect("a replica");
+        .expect("a replica")
+}
+
+/// Host `i`'s replication: (IO thread running, TLS on, certificate checked).
+async fn replication_tls(w: &World, i: usize) -> (bool, bool, bool) {
+    let status = slave_status(w, i).await;
     let yes = |k: &str| status.get(k).and_then(Clone::clone).as_deref() == Some("Yes");
     (
         yes("Slave_IO_Running"),
@@ -79,12 +83,7 @@ async fn a_cluster_that_takes_only_tls_sessions_is_watched_and_failed_over_over_
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let status = w
-        .cluster
-        .slave_status(other)
-        .await
-        .expect("status")
-        .expect("a replica");
+    let status = slave_status(&w, other).await;
     assert_eq!(
         status.get("Master_Host").and_then(Clone::clone),
         Some(new_ip.to_string()),

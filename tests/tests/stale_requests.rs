@@ -22,6 +22,16 @@ fn sent<T>(message: T, timeout: Duration) -> tonic::Request<T> {
     request
 }
 
+/// The newest epoch the agent has accepted.
+async fn epoch_seen(agent: &mut AgentClient<Channel>) -> u64 {
+    agent
+        .status(StatusRequest {})
+        .await
+        .expect("status")
+        .into_inner()
+        .epoch
+}
+
 /// Stamps `request` as sent `age_ms` ago.
 fn stamp_aged<T>(request: &mut tonic::Request<T>, age_ms: u64) {
     let sent = altair_proto::sent_at::now_ms() - age_ms;
@@ -113,12 +123,7 @@ async fn a_promotion_that_waited_in_a_frozen_agents_socket_is_refused_when_it_re
     // no reset behind it (its caller died, say): refused before it touches mysqld or the
     // epoch the agent has seen.
     let mut cand = agent(&w, 1).await;
-    let seen = cand
-        .status(StatusRequest {})
-        .await
-        .expect("status")
-        .into_inner()
-        .epoch;
+    let seen = epoch_seen(&mut cand).await;
     // So is one read just after its caller gave up (3.1 s after it was sent).
     for age_ms in [10_000, 3_100] {
         let mut late = tonic::Request::new(PromoteRequest {
@@ -152,12 +157,7 @@ async fn a_promotion_that_waited_in_a_frozen_agents_socket_is_refused_when_it_re
         ("1".to_owned(), true),
         "a stale promotion touched mysqld"
     );
-    let after = cand
-        .status(StatusRequest {})
-        .await
-        .expect("status")
-        .into_inner()
-        .epoch;
+    let after = epoch_seen(&mut cand).await;
     assert!(
         after <= epoch && after >= seen,
         "a stale request moved the epoch the agent has seen to its own: {seen} → {after}"

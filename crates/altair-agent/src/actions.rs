@@ -746,12 +746,13 @@ pub(crate) fn replication_tls(tls: &altair_svc::mysql_tls::MysqlTlsLoaded, prefi
         return out;
     }
     out.push_str(&format!(", {prefix}_SSL=1"));
-    if let (true, Some(ca)) = (tls.mode.verifies(), &tls.ca_file) {
-        out.push_str(&format!(
-            ", {prefix}_SSL_CA={}",
-            sql_literal(&ca.to_string_lossy())
-        ));
-    }
+    // A CA left from an earlier setting would still be checked against: cleared unless
+    // this mode verifies.
+    let ca = match (tls.mode.verifies(), &tls.ca_file) {
+        (true, Some(ca)) => ca.to_string_lossy().into_owned(),
+        _ => String::new(),
+    };
+    out.push_str(&format!(", {prefix}_SSL_CA={}", sql_literal(&ca)));
     out.push_str(&format!(
         ", {prefix}_SSL_VERIFY_SERVER_CERT={}",
         u8::from(tls.mode == MysqlTlsMode::VerifyIdentity)

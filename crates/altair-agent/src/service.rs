@@ -117,10 +117,10 @@ impl Agent for AgentService {
                 }
                 // The TLS handshake failed: mysqld sent its greeting first, so it is up
                 // (a certificate or setting to fix, said in the answer and the log).
-                Ok(Err(e)) if altair_svc::mysql_tls::is_tls_failure(&e) => {
-                    tracing::warn!(target = %format!("{}:{port}", target.host), error = %crate::mysql::describe(&e), "a mysqld of this cluster answered but the TLS handshake failed: counted as reachable; check [probe] tls and tls_ca_file");
+                Ok(Err(e)) if altair_svc::mysql_tls::answered(&e) => {
+                    tracing::warn!(target = %format!("{}:{port}", target.host), error = %crate::mysql::describe(&e), "a mysqld of this cluster answered but refused the probe's session: counted as reachable; check [probe] tls and tls_ca_file");
                     return Err(Answered(format!(
-                        "mysqld answered but the TLS handshake failed: {}",
+                        "mysqld answered but refused the session: {}",
                         crate::mysql::describe(&e)
                     )));
                 }

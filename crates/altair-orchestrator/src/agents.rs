@@ -237,7 +237,7 @@ impl Service<http::Request<Body>> for Deadlined {
 }
 
 /// Can the orchestrator itself open a MySQL session to `mysql` (`host:port`)? A
-/// session refused in its TLS handshake counts: mysqld answered.
+/// session mysqld answered and refused counts (see `mysql_tls::answered`).
 pub async fn mysql_reachable(
     mysql: &str,
     user: &str,
@@ -264,8 +264,10 @@ pub async fn mysql_reachable(
             drop(conn);
             true
         }
-        Ok(Err(e)) if altair_svc::mysql_tls::is_tls_failure(&e) => {
-            tracing::warn!(mysql, error = %e, "mysqld answered but the TLS handshake failed: counted as reachable; check [mysql] tls and tls_ca_file");
+        // mysqld answered, then refused the session (the account, a full server, TLS):
+        // it is up. The error text carries no password.
+        Ok(Err(e)) if altair_svc::mysql_tls::answered(&e) => {
+            tracing::warn!(mysql, error = %e, "mysqld answered but refused the orchestrator's session: counted as reachable; check the [mysql] account and tls");
             true
         }
         _ => false,

@@ -32,7 +32,17 @@ impl MysqlTlsLoaded {
         let ca_pem = match (&tls.ca_file, tls.mode.verifies()) {
             (Some(path), true) => {
                 let pem = crate::secret::read_bounded(path, &key, crate::tls::MAX_PEM_BYTES)?;
-                crate::tls::certs(&pem, &key, path)?;
+                // Each certificate must be one rustls takes as a trust anchor (otherwise
+                // every session would fail its handshake, read as "mysqld answered").
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in crate::tls::certs(&pem, &key, path)? {
+                    roots.add(cert).map_err(|e| {
+                        ConfigError::new(
+                            &key,
+                            format!("{}: not a usable CA certificate: {e}", path.display()),
+                        )
+                    })?;
+                }
                 Some(pem)
             }
             _ => None,
@@ -69,10 +79,15 @@ impl MysqlTlsLoaded {
     }
 }
 
-/// Whether a session failed in its TLS handshake: mysqld answered (its greeting comes
-/// before TLS starts), so it is up — a certificate or setting to fix, not a dead server.
-pub fn is_tls_failure(e: &mysql_async::Error) -> bool {
+/// Whether a session that failed to open was answered by mysqld all the same: it sent
+/// its greeting (which comes before TLS starts) and then refused — a server error (an
+/// account refused, too many connections, insecure transport refused), a TLS handshake
+/// that failed, or no TLS offered by a server TLS was required of. It is up: a setting
+/// or a certificate to fix, never a dead server.
+pub fn answered(e: &mysql_async::Error) -> bool {
     match e {
+        mysql_async::Error::Server(_) => true,
+        mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => true,
         mysql_async::Error::Io(mysql_async::IoError::Tls(_)) => true,
         mysql_async::Error::Io(mysql_async::IoError::Io(io)) => io
             .get_ref()

@@ -47,8 +47,30 @@ pub struct MysqlTls {
 }
 
 impl MysqlTls {
-    /// `verify_*` needs a CA file; a CA file without verification is a mistake.
+    /// `verify_*` needs a CA file; a CA file without verification is a mistake; the file
+    /// is named by an absolute path that fits `CHANGE MASTER … MASTER_SSL_CA` and a
+    /// client option file as it is.
     pub fn validate(&self, section: &str, p: &mut Problems) {
+        if self.mode == MysqlTlsMode::VerifyCa {
+            p.add(
+                format!("{section}.tls"),
+                "\"verify_ca\" is not supported yet: the MySQL driver (mysql_async 0.37.1 with rustls 0.23) checks a certificate's CA only together with its name; use \"verify_identity\" with certificates that name the address dialled, or \"required\"",
+            );
+        }
+        if let Some(path) = &self.ca_file {
+            let text = path.to_str();
+            let fits = path.is_absolute()
+                && text.is_some_and(|t| {
+                    !t.chars()
+                        .any(|c| c.is_control() || matches!(c, '#' | '\'' | '"' | '\\'))
+                });
+            p.check(fits, &format!("{section}.tls_ca_file"), || {
+                format!(
+                    "{} must be an absolute path of UTF-8 text without control characters, '#', quotes or backslashes (mysqld and the client read it as it is)",
+                    path.display()
+                )
+            });
+        }
         match (self.mode.verifies(), &self.ca_file) {
             (true, None) => p.add(
                 format!("{section}.tls_ca_file"),
@@ -89,11 +111,35 @@ mod tests {
     fn verification_needs_a_ca_and_a_ca_needs_verification() {
         assert!(problems(MysqlTlsMode::Disabled, None).is_empty());
         assert!(problems(MysqlTlsMode::Required, None).is_empty());
-        assert!(problems(MysqlTlsMode::VerifyCa, Some("/ca.pem")).is_empty());
         assert!(problems(MysqlTlsMode::VerifyIdentity, Some("/ca.pem")).is_empty());
         let e = problems(MysqlTlsMode::VerifyIdentity, None);
         assert!(e[0].starts_with("mysql.tls_ca_file: missing"), "{e:?}");
         let e = problems(MysqlTlsMode::Required, Some("/ca.pem"));
         assert!(e[0].contains("checks no certificate"), "{e:?}");
+    }
+
+    #[test]
+    fn verify_ca_is_refused_until_the_driver_can_check_a_ca_alone() {
+        let e = problems(MysqlTlsMode::VerifyCa, Some("/ca.pem"));
+        assert!(e[0].starts_with("mysql.tls:"), "{e:?}");
+        assert!(e[0].contains("verify_identity"), "{e:?}");
+    }
+
+    #[test]
+    fn a_ca_path_must_be_absolute_and_plain() {
+        for bad in [
+            "ca.pem",
+            "/etc/a#b.pem",
+            "/etc/a'b.pem",
+            "/etc/a\\b.pem",
+            "/etc/a\nb.pem",
+        ] {
+            let e = problems(MysqlTlsMode::VerifyIdentity, Some(bad));
+            assert!(
+                e.iter()
+                    .any(|e| e.starts_with("mysql.tls_ca_file: ") && e.contains("absolute path")),
+                "{bad:?}: {e:?}"
+            );
+        }
     }
 }

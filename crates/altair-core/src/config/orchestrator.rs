@@ -458,6 +458,12 @@ impl Validate for OrchestratorConfig {
         );
         self.mysql.validate("mysql", p);
         self.replication.validate("replication", p);
+        p.check(
+            self.replication.tls == super::MysqlTlsMode::Disabled
+                && self.replication.tls_ca_file.is_none(),
+            "replication.tls",
+            || "the orchestrator opens no replication session: set tls in the agents' [replication]".into(),
+        );
         let d = &self.dns;
         let zone_ok = d.zone.ends_with('.')
             && d.zone.len() > 1

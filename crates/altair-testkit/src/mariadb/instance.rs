@@ -245,7 +245,7 @@ impl Instance {
             },
         )
         .await;
-        with_log_tail(ready, || crate::process::log_tail(&self.error_log(), 15))
+        with_log_tail(ready, || startup_errors(&self.error_log()))
     }
 
     /// `kill -9` mysqld (the host stays up).
@@ -294,4 +294,32 @@ pub(crate) async fn connect(opts: mysql_async::Opts, what: &str) -> Result<mysql
             detail: "no answer within 5 s".into(),
         }),
     }
+}
+
+/// What a mysqld that did not come up said: the errors, warnings and crash lines of the
+/// last 400 lines of its error log (a crash report ends in resource limits, which alone
+/// say nothing), then its last 10 lines.
+fn startup_errors(log: &Path) -> String {
+    let recent = crate::process::log_tail(log, 400);
+    let notable: Vec<&str> = recent
+        .lines()
+        .filter(|l| {
+            [
+                "[ERROR]",
+                "[Warning]",
+                "signal",
+                "Assertion",
+                "Fatal",
+                "Aborting",
+            ]
+            .iter()
+            .any(|k| l.contains(k))
+        })
+        .collect();
+    let notable = &notable[notable.len().saturating_sub(40)..];
+    format!(
+        "{}\n--- last lines:\n{}",
+        notable.join("\n"),
+        crate::process::log_tail(log, 10)
+    )
 }

@@ -32,11 +32,9 @@ async fn run(n: usize, agents: &[String]) {
         .await
         .expect("ZooKeeper");
     let zk_cfg = ZkConfig {
-        servers: zk_server.servers(),
-        root: "/altair".into(),
         session_timeout_ms: 10_000,
         connect_timeout_ms: 2_000,
-        auth_file: None,
+        ..ZkConfig::new(zk_server.servers())
     };
     let zk = Zk::connect(&zk_cfg, None).await.expect("zk");
     let populated = Instant::now();

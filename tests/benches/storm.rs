@@ -50,11 +50,9 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let zk = altair_zk::Zk::connect(
         &altair_core::config::ZkConfig {
-            servers: w.zk.servers(),
-            root: "/altair".into(),
             session_timeout_ms: 6_000,
             connect_timeout_ms: 2_000,
-            auth_file: None,
+            ..altair_core::config::ZkConfig::new(w.zk.servers())
         },
         None,
     )

@@ -159,6 +159,15 @@ pub mod world {
     const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
     /// How a world's MariaDB servers run.
+    /// The ZooKeeper a world runs.
+    #[derive(Clone, Copy)]
+    enum ZkServers {
+        /// A standalone server (1) or an ensemble, plaintext.
+        Nodes(usize),
+        /// A standalone server every service dials over TLS with a client certificate.
+        Tls,
+    }
+
     enum Servers {
         Plain,
         /// Each host's binlogs on a filesystem of this many MiB.
@@ -273,7 +282,7 @@ pub mod world {
             sections: &str,
         ) -> Self {
             Self::start_ha_on(
-                (hosts, Servers::Plain, 1),
+                (hosts, Servers::Plain, ZkServers::Nodes(1)),
                 monitors,
                 orchestrators,
                 block_period_s,
@@ -295,7 +304,7 @@ pub mod world {
             sections: &str,
         ) -> Self {
             Self::start_ha_on(
-                (hosts, Servers::SmallBinlogs(binlog_mb), 1),
+                (hosts, Servers::SmallBinlogs(binlog_mb), ZkServers::Nodes(1)),
                 1,
                 orchestrators,
                 3600,
@@ -317,7 +326,7 @@ pub mod world {
             timing: FleetTiming,
         ) -> Self {
             Self::start_ha_on(
-                (hosts, Servers::Plain, zk_nodes),
+                (hosts, Servers::Plain, ZkServers::Nodes(zk_nodes)),
                 monitors,
                 orchestrators,
                 block_period_s,
@@ -334,7 +343,7 @@ pub mod world {
         /// config.
         pub async fn start_chaos(timing: FleetTiming, binlog_mb: u32, sections: &str) -> Self {
             Self::start_ha_on(
-                (3, Servers::SmallBinlogs(binlog_mb), 3),
+                (3, Servers::SmallBinlogs(binlog_mb), ZkServers::Nodes(3)),
                 2,
                 2,
                 0,
@@ -350,7 +359,23 @@ pub mod world {
         /// with the servers' certificates checked (`tls = "verify_identity"`).
         pub async fn start_ha_mysql_tls(hosts: usize, orchestrators: usize) -> Self {
             Self::start_ha_on(
-                (hosts, Servers::Tls, 1),
+                (hosts, Servers::Tls, ZkServers::Nodes(1)),
+                1,
+                orchestrators,
+                3600,
+                &[],
+                FleetTiming::default(),
+                "",
+            )
+            .await
+        }
+
+        /// `start_ha` with ZooKeeper serving a TLS client port that requires a client
+        /// certificate: every service and altairctl dial it over TLS only (its
+        /// plaintext port stays open for the test's own reads).
+        pub async fn start_ha_zk_tls(hosts: usize, orchestrators: usize) -> Self {
+            Self::start_ha_on(
+                (hosts, Servers::Plain, ZkServers::Tls),
                 1,
                 orchestrators,
                 3600,
@@ -362,7 +387,7 @@ pub mod world {
         }
 
         async fn start_ha_on(
-            (hosts, servers, zk_nodes): (usize, Servers, usize),
+            (hosts, servers, zk_servers): (usize, Servers, ZkServers),
             monitors: usize,
             orchestrators: usize,
             block_period_s: u64,
@@ -376,12 +401,16 @@ pub mod world {
                 .await
                 .expect("host namespaces (run as root)");
             let control = IpAddr::V4(net.gateway());
-            let zk = if zk_nodes > 1 {
-                ZooKeeper::ensemble(control, zk_nodes).await
-            } else {
-                ZooKeeper::standalone(control).await
+            let zk = match zk_servers {
+                ZkServers::Nodes(n) if n > 1 => ZooKeeper::ensemble(control, n).await,
+                ZkServers::Nodes(_) => ZooKeeper::standalone(control).await,
+                ZkServers::Tls => ZooKeeper::standalone_tls(control).await,
             }
             .expect("start ZooKeeper");
+            if matches!(zk_servers, ZkServers::Tls) {
+                timing.zk_client_tls =
+                    Some(zk.client_tls("zk-client").expect("a client certificate"));
+            }
             let cluster = match servers {
                 Servers::Plain => MariaDbCluster::start_in(&net).await,
                 Servers::SmallBinlogs(mb) => {
@@ -402,12 +431,17 @@ pub mod world {
             .await
             .expect("start BIND");
             let bin_dir = crate::bin_dir();
+            let fleet_zk_servers = if matches!(zk_servers, ZkServers::Tls) {
+                zk.secure_servers()
+            } else {
+                zk.servers()
+            };
             let mut fleet = Fleet::start(
                 &bin_dir,
                 CLUSTER,
                 &cluster,
                 control,
-                zk.servers(),
+                fleet_zk_servers,
                 monitors,
                 timing.clone(),
             )
@@ -473,11 +507,9 @@ pub mod world {
 
         pub fn zk_config(&self) -> ZkConfig {
             ZkConfig {
-                servers: self.zk.servers(),
-                root: "/altair".into(),
                 session_timeout_ms: 6_000,
                 connect_timeout_ms: 2_000,
-                auth_file: None,
+                ..ZkConfig::new(self.zk.servers())
             }
         }
 

@@ -138,11 +138,9 @@ impl Fleetwide {
 
     fn zk_config(&self) -> ZkConfig {
         ZkConfig {
-            servers: self.zk.servers(),
-            root: "/altair".into(),
             session_timeout_ms: 6_000,
             connect_timeout_ms: 2_000,
-            auth_file: None,
+            ..ZkConfig::new(self.zk.servers())
         }
     }
 

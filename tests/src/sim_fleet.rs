@@ -35,11 +35,9 @@ pub fn mysql_of(k: usize, i: usize) -> (String, u32) {
 /// A client session to the test's ZooKeeper server, under `/altair`, without auth.
 pub async fn zk_client(server: &altair_testkit::zookeeper::ZooKeeper) -> Zk {
     let config = altair_core::config::ZkConfig {
-        servers: server.servers(),
-        root: "/altair".into(),
         session_timeout_ms: 10_000,
         connect_timeout_ms: 2_000,
-        auth_file: None,
+        ..altair_core::config::ZkConfig::new(server.servers())
     };
     Zk::connect(&config, None)
         .await

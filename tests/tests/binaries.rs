@@ -239,3 +239,47 @@ async fn services_serve_grpc_health_and_stop_on_sigterm() {
         "the agent logged its password"
     );
 }
+
+#[test]
+fn unusable_zookeeper_tls_files_are_refused_at_start_with_the_key_named() {
+    let dir = ConfigDir::new();
+    let base = monitor_config(&dir, "127.0.0.1:1");
+    let secret_key = dir.write(
+        "zk-client.key",
+        "-----BEGIN PRIVATE KEY-----\nenp6LXNlY3JldC1rZXk=\n-----END PRIVATE KEY-----\n",
+    );
+    let cases = [
+        // A device: refused without reading it.
+        (
+            "tls_ca_file = \"/dev/zero\"\n".to_owned(),
+            "zookeeper.tls_ca_file",
+        ),
+        // No certificate in the CA file.
+        (
+            format!("tls_ca_file = \"{secret_key}\"\n"),
+            "zookeeper.tls_ca_file",
+        ),
+        // A certificate without its key.
+        (
+            format!(
+                "tls_ca_file = \"{ca}\"\ntls_cert_file = \"{ca}\"\n",
+                ca = dir.tls("x", "altair://monitor/m1").ca.display()
+            ),
+            "zookeeper.tls_key_file",
+        ),
+    ];
+    for (lines, key) in cases {
+        let cfg = dir.write(
+            "mon.toml",
+            &base.replace(
+                "servers = [\"127.0.0.1:2181\"]\n",
+                &format!("servers = [\"127.0.0.1:2181\"]\n{lines}"),
+            ),
+        );
+        let out = run("altair-monitor", &["--config", &cfg, "--check-config"]);
+        assert_eq!(out.status.code(), Some(2), "{lines}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(key), "{lines}: {key} not named in {err}");
+        assert!(!err.contains("enp6"), "the key leaked: {err}");
+    }
+}

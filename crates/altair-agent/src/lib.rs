@@ -80,6 +80,8 @@ pub fn read_secrets(config: &AgentConfig) -> Result<AgentSecrets, ConfigErrors> 
             }
         }),
     };
+    // ZooKeeper's TLS files, read now so a bad one stops the start with its key named.
+    r.check(altair_zk::tls::tls_options(&config.zookeeper));
     r.finish(secrets)
 }
 

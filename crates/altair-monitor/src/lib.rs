@@ -54,6 +54,8 @@ pub fn read_secrets(config: &MonitorConfig) -> Result<MonitorSecrets, ConfigErro
             )),
         }),
     };
+    // ZooKeeper's TLS files, read now so a bad one stops the start with its key named.
+    r.check(altair_zk::tls::tls_options(&config.zookeeper));
     r.finish(secrets)
 }
 

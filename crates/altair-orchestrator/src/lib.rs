@@ -89,6 +89,8 @@ pub fn read_secrets(config: &OrchestratorConfig) -> Result<OrchestratorSecrets, 
             )),
         }),
     };
+    // ZooKeeper's TLS files, read now so a bad one stops the start with its key named.
+    r.check(altair_zk::tls::tls_options(&config.zookeeper));
     r.finish(secrets)
 }
 

@@ -3,6 +3,7 @@
 //! signals, bind the gRPC listener.
 
 pub mod authz;
+pub mod crypto;
 mod load;
 mod main_loop;
 pub mod metrics;
@@ -14,7 +15,7 @@ pub mod tls;
 
 pub use load::{LoadError, load_config};
 pub use main_loop::{ServiceSpec, run_service};
-pub use secret::{Secret, SecretReader, read_secret};
+pub use secret::{MAX_SECRET_BYTES, Secret, SecretReader, read_bounded, read_secret};
 pub use serve::{Protocol, TlsConn, bind_listener, serve_grpc, shutdown_on_signal, tls_incoming};
 pub use telemetry::init_tracing;
 pub use tls::Tls;

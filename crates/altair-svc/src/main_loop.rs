@@ -38,6 +38,7 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let name = spec.name;
+    crate::crypto::use_ring();
     let loaded = match load_config::<C>(config_path, spec.env_prefix) {
         Ok(loaded) => loaded,
         Err(e) => {

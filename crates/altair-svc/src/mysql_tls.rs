@@ -56,6 +56,8 @@ impl MysqlTlsLoaded {
 
     /// The driver's options for this mode (`None`: plaintext).
     pub fn ssl_opts(&self) -> Option<SslOpts> {
+        // The driver asks rustls for the process's provider.
+        crate::crypto::use_ring();
         let opts = SslOpts::default();
         match self.mode {
             MysqlTlsMode::Disabled => None,

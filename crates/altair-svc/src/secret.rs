@@ -62,11 +62,7 @@ pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
 /// Reads a regular file of at most `max` bytes, for config key `key`. The file is
 /// opened without blocking and checked on the open handle, so a device (`/dev/zero`) or
 /// a FIFO is refused: it can neither exhaust memory nor hang the start.
-pub(crate) fn read_bounded(
-    path: &std::path::Path,
-    key: &str,
-    max: u64,
-) -> Result<Vec<u8>, ConfigError> {
+pub fn read_bounded(path: &std::path::Path, key: &str, max: u64) -> Result<Vec<u8>, ConfigError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let cannot =
@@ -158,6 +154,12 @@ impl SecretReader {
                 Tls::Insecure
             }
         }
+    }
+
+    /// A check made elsewhere (another crate's files): its failure is reported with
+    /// the rest.
+    pub fn check<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+        result.map_err(|e| self.errors.push(e)).ok()
     }
 
     /// A MySQL account section's TLS, its CA file read and checked (`section` names the

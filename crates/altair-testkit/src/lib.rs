@@ -47,6 +47,9 @@ pub enum Error {
     },
     #[error("{what} failed: {detail}")]
     Command { what: String, detail: String },
+    /// A server exited while it was starting (it crashed in recovery, say).
+    #[error("{what} exited while starting: {detail}")]
+    Exited { what: String, detail: String },
     #[error("{what}: {source}")]
     Io {
         what: String,

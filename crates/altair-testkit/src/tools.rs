@@ -52,6 +52,31 @@ pub(crate) fn zookeeper_classpath() -> Result<String> {
     Ok(format!("{ZOOKEEPER_JAR}:{SLF4J_JAR}"))
 }
 
+/// The Netty jars ZooKeeper's TLS client port needs (`NettyServerCnxnFactory`), from
+/// Debian's libnetty-java (a dependency of the zookeeper package).
+pub(crate) fn zookeeper_netty_classpath() -> Result<String> {
+    let jars: Vec<String> = [
+        "buffer",
+        "codec",
+        "common",
+        "handler",
+        "resolver",
+        "transport",
+        "transport-native-epoll",
+        "transport-native-unix-common",
+    ]
+    .iter()
+    .map(|j| format!("/usr/share/java/netty-{j}.jar"))
+    .collect();
+    if let Some(missing) = jars.iter().find(|j| !Path::new(j).is_file()) {
+        return Err(Error::Command {
+            what: "start ZooKeeper with a TLS client port".into(),
+            detail: format!("{missing} is missing: install libnetty-java (make deps does)"),
+        });
+    }
+    Ok(jars.join(":"))
+}
+
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata()

@@ -3,6 +3,11 @@
 //! Debian's start scripts ignore custom config dirs, so the JVM is run directly. A node
 //! is ready when the `srvr` four-letter word reports a `Mode:` (`ruok` answers before a
 //! quorum exists).
+//!
+//! With TLS ([`ZooKeeper::standalone_tls`]) the server makes a CA of its own and also
+//! serves a `secureClientPort` (Netty, PEM key and trust stores) that requires a client
+//! certificate of that CA ([`ZooKeeper::client_tls`]); the plaintext port stays open for
+//! the kit's own four-letter words and a test's direct reads.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -12,9 +17,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::pki::{Pki, TlsFiles};
 use crate::ports::{Port, reserve};
 use crate::process::Proc;
-use crate::tools::zookeeper_classpath;
+use crate::tools::{zookeeper_classpath, zookeeper_netty_classpath};
 use crate::{Error, Result, io_err, require_tool, temp_dir, wait_for, with_log_tail};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -25,6 +31,8 @@ struct Node {
     client: Port,
     peer: Port,
     election: Port,
+    /// The TLS client port (`secureClientPort`), when the server has one.
+    secure: Option<Port>,
     dir: PathBuf,
     proc: Option<Proc>,
 }
@@ -35,6 +43,8 @@ pub struct ZooKeeper {
     ip: IpAddr,
     /// The JVM heap of each server, MB.
     heap_mb: u32,
+    /// The server's CA (which also signs its clients' certificates) and its certificate.
+    tls: Option<(Pki, TlsFiles)>,
     nodes: Vec<Node>,
     _dir: tempfile::TempDir,
 }
@@ -42,24 +52,49 @@ pub struct ZooKeeper {
 impl ZooKeeper {
     /// One standalone server on `ip` (usually 127.0.0.1).
     pub async fn standalone(ip: IpAddr) -> Result<Self> {
-        Self::start(ip, 1, 64).await
+        Self::start(ip, 1, 64, false).await
+    }
+
+    /// A standalone server that also serves a TLS client port, with a certificate
+    /// naming `ip` from a CA of its own, taking only clients with a certificate of that
+    /// CA (see `client_tls`).
+    pub async fn standalone_tls(ip: IpAddr) -> Result<Self> {
+        Self::start(ip, 1, 64, true).await
+    }
+
+    /// A client certificate (`<file>.pem`, `<file>.key`) the TLS port takes, and the CA
+    /// that signs the server's: what a client's `[zookeeper]` TLS keys name.
+    pub fn client_tls(&self, file: &str) -> Result<TlsFiles> {
+        let (pki, _) = self.tls.as_ref().ok_or_else(|| Error::Command {
+            what: format!("issue ZooKeeper client certificate {file}"),
+            detail: "this ZooKeeper has no TLS port (start it with standalone_tls)".into(),
+        })?;
+        pki.issue(file, &format!("altair://zookeeper-client/{file}"), &[])
     }
 
     /// A standalone server with a JVM heap of `heap_mb` (a simulated fleet of thousands
     /// of clusters holds ~10 znodes each).
     pub async fn standalone_with_heap(ip: IpAddr, heap_mb: u32) -> Result<Self> {
-        Self::start(ip, 1, heap_mb).await
+        Self::start(ip, 1, heap_mb, false).await
     }
 
     /// An ensemble of `size` servers (3 for the fault tests) on `ip`.
     pub async fn ensemble(ip: IpAddr, size: usize) -> Result<Self> {
-        Self::start(ip, size, 64).await
+        Self::start(ip, size, 64, false).await
     }
 
-    async fn start(ip: IpAddr, size: usize, heap_mb: u32) -> Result<Self> {
+    async fn start(ip: IpAddr, size: usize, heap_mb: u32, tls: bool) -> Result<Self> {
         require_tool("java")?;
         zookeeper_classpath()?;
         let dir = temp_dir("altair-zk-")?;
+        let tls = if tls {
+            zookeeper_netty_classpath()?;
+            let pki = Pki::new(&dir.path().join("pki"), "altair test ZooKeeper")?;
+            let server = pki.issue("zookeeper", "altair://zookeeper", &[ip])?;
+            Some((pki, server))
+        } else {
+            None
+        };
         let mut nodes = Vec::with_capacity(size);
         for id in 1..=size {
             let node_dir = dir.path().join(format!("node{id}"));
@@ -70,6 +105,11 @@ impl ZooKeeper {
                 client: reserve(ip)?,
                 peer: reserve(ip)?,
                 election: reserve(ip)?,
+                secure: if tls.is_some() {
+                    Some(reserve(ip)?)
+                } else {
+                    None
+                },
                 dir: node_dir,
                 proc: None,
             });
@@ -77,6 +117,7 @@ impl ZooKeeper {
         let mut zk = Self {
             ip,
             heap_mb,
+            tls,
             nodes,
             _dir: dir,
         };
@@ -108,11 +149,15 @@ impl ZooKeeper {
             String::new()
         };
         for n in &self.nodes {
+            let tls = match (&self.tls, &n.secure) {
+                (Some((_, files)), Some(secure)) => self.tls_lines(n, files, secure.get())?,
+                _ => String::new(),
+            };
             let cfg = format!(
                 "tickTime=500\ninitLimit=20\nsyncLimit=10\n\
                  dataDir={data}\nclientPort={port}\nclientPortAddress={ip}\n\
                  4lw.commands.whitelist=ruok,srvr,stat,mntr\nadmin.enableServer=false\n\
-                 maxSessionTimeout=60000\n{servers}",
+                 maxSessionTimeout=60000\n{servers}{tls}",
                 data = n.dir.join("data").display(),
                 port = n.client.get(),
                 ip = self.ip,
@@ -126,13 +171,46 @@ impl ZooKeeper {
         Ok(())
     }
 
+    /// A node's TLS settings: a PEM key store (its key, then its certificate) and the
+    /// CA as its trust store; client certificates required.
+    fn tls_lines(&self, n: &Node, files: &TlsFiles, port: u16) -> Result<String> {
+        let read = |p: &std::path::Path| {
+            std::fs::read_to_string(p).map_err(io_err(format!("read {}", p.display())))
+        };
+        let keystore = n.dir.join("keystore.pem");
+        std::fs::write(
+            &keystore,
+            format!("{}{}", read(&files.key)?, read(&files.cert)?),
+        )
+        .map_err(io_err(format!("write {}", keystore.display())))?;
+        Ok(format!(
+            "secureClientPort={port}\nsecureClientPortAddress={ip}\n\
+             serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
+             ssl.keyStore.location={keystore}\nssl.keyStore.type=PEM\n\
+             ssl.trustStore.location={ca}\nssl.trustStore.type=PEM\n\
+             ssl.clientAuth=need\n",
+            ip = self.ip,
+            keystore = keystore.display(),
+            ca = files.ca.display(),
+        ))
+    }
+
     fn spawn(&mut self, i: usize) -> Result<()> {
         let java = require_tool("java")?;
         let heap = format!("-Xmx{}m", self.heap_mb);
+        let classpath = if self.tls.is_some() {
+            format!(
+                "{}:{}",
+                zookeeper_classpath()?,
+                zookeeper_netty_classpath()?
+            )
+        } else {
+            zookeeper_classpath()?
+        };
         let node = &mut self.nodes[i];
         let mut cmd = Command::new(java);
         cmd.args([heap.as_str(), "-XX:+UseSerialGC", "-cp"])
-            .arg(zookeeper_classpath()?)
+            .arg(classpath)
             .arg(format!("-Dzookeeper.log.dir={}", node.dir.display()))
             .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
             .arg(node.dir.join("zoo.cfg"));
@@ -187,6 +265,15 @@ impl ZooKeeper {
     pub fn servers(&self) -> Vec<String> {
         (0..self.nodes.len())
             .map(|i| self.client_addr(i).to_string())
+            .collect()
+    }
+
+    /// `host:port` of every node's TLS client port (empty without TLS).
+    pub fn secure_servers(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.secure.as_ref())
+            .map(|p| std::net::SocketAddr::new(self.ip, p.get()).to_string())
             .collect()
     }
 

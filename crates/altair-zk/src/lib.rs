@@ -5,6 +5,7 @@
 mod membership;
 mod requests;
 mod session;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -28,6 +29,9 @@ pub enum ZkError {
         #[source]
         source: zk::Error,
     },
+    /// `[zookeeper]`'s TLS files could not be used (read at every connect).
+    #[error("ZooKeeper TLS: {detail}")]
+    Tls { detail: String },
     /// The session is gone: ephemeral nodes and watches with it. Reconnect and
     /// re-register; a leader steps down.
     #[error("ZooKeeper session expired during {op} {path}")]
@@ -164,13 +168,17 @@ impl Zk {
         if let Some(auth) = auth {
             connector = connector.with_auth("digest", auth.as_bytes());
         }
-        let client = connector
-            .connect(&servers)
-            .await
-            .map_err(|source| ZkError::Connect {
-                servers: servers.clone(),
-                source,
-            })?;
+        let tls = tls::tls_options(cfg).map_err(|e| ZkError::Tls {
+            detail: e.to_string(),
+        })?;
+        let client = match tls {
+            Some(options) => connector.with_tls(options).secure_connect(&servers).await,
+            None => connector.connect(&servers).await,
+        }
+        .map_err(|source| ZkError::Connect {
+            servers: servers.clone(),
+            source,
+        })?;
         Ok(Self {
             client,
             layout: ZkLayout::new(cfg.root.clone()),

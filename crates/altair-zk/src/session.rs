@@ -48,7 +48,7 @@ impl SessionLoop {
             match zk {
                 Ok(zk) => {
                     backoff = Duration::from_millis(200);
-                    tracing::info!(servers = %self.config.servers.join(","), "ZooKeeper session established");
+                    tracing::info!(servers = %self.config.servers.join(","), tls = self.config.tls(), "ZooKeeper session established");
                     match work(zk).await {
                         Ok(()) if self.cancel.is_cancelled() => return,
                         Ok(()) => tracing::warn!("ZooKeeper session ended; reconnecting"),

@@ -22,6 +22,18 @@ pub struct ZkConfig {
     pub connect_timeout_ms: u64,
     /// File holding `user:password` for ZooKeeper digest auth (optional).
     pub auth_file: Option<PathBuf>,
+    /// PEM file of the CA that signs the ZooKeeper servers' certificates. Set, every
+    /// server in `servers` is dialled over TLS (name its `secureClientPort`) and its
+    /// certificate must name the host dialled.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM file of this process's client certificate, for servers that require one
+    /// (`ssl.clientAuth=need`); with `tls_key_file`.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 fn default_zk_root() -> String {
@@ -35,7 +47,27 @@ fn default_connect_timeout_ms() -> u64 {
 }
 
 impl ZkConfig {
+    /// `servers` with every other setting at its default (plaintext, no auth).
+    pub fn new(servers: Vec<String>) -> Self {
+        Self {
+            servers,
+            root: default_zk_root(),
+            session_timeout_ms: default_session_timeout_ms(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+            auth_file: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+        }
+    }
+
+    /// Whether the servers are dialled over TLS.
+    pub fn tls(&self) -> bool {
+        self.tls_ca_file.is_some()
+    }
+
     pub fn validate(&self, p: &mut Problems) {
+        self.validate_tls(p);
         p.check(!self.servers.is_empty(), "zookeeper.servers", || {
             "list at least one ZooKeeper server as \"host:port\"".into()
         });
@@ -69,6 +101,30 @@ impl ZkConfig {
             "zookeeper.connect_timeout_ms",
             || format!("{} is outside 100..=60000", self.connect_timeout_ms),
         );
+    }
+}
+
+impl ZkConfig {
+    /// A client certificate needs its key and a CA to check the servers by: TLS to
+    /// ZooKeeper is on only with `tls_ca_file`.
+    fn validate_tls(&self, p: &mut Problems) {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => p.add(
+                "zookeeper.tls_key_file",
+                "missing: zookeeper.tls_cert_file is set; name its private key too",
+            ),
+            (None, Some(_)) => p.add(
+                "zookeeper.tls_cert_file",
+                "missing: zookeeper.tls_key_file is set; name its certificate too",
+            ),
+            _ => {}
+        }
+        if self.tls_ca_file.is_none() && self.tls_cert_file.is_some() {
+            p.add(
+                "zookeeper.tls_ca_file",
+                "missing: a client certificate is set but TLS to ZooKeeper is on only with zookeeper.tls_ca_file (the CA that signs the servers' certificates)",
+            );
+        }
     }
 }
 
@@ -332,5 +388,48 @@ mod tests {
             }),
             ""
         );
+    }
+
+    fn zk_problems(z: &ZkConfig) -> String {
+        let mut p = Problems::default();
+        z.validate(&mut p);
+        p.into_result()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn zookeeper_tls_needs_a_ca_and_a_certificate_needs_its_key() {
+        let plain = ZkConfig::new(vec!["127.0.0.1:2181".into()]);
+        assert_eq!(zk_problems(&plain), "");
+        assert!(!plain.tls());
+        let ca = ZkConfig {
+            tls_ca_file: Some("/zk-ca.pem".into()),
+            ..plain.clone()
+        };
+        assert_eq!(zk_problems(&ca), "");
+        assert!(ca.tls());
+        let mutual = ZkConfig {
+            tls_cert_file: Some("/c.pem".into()),
+            tls_key_file: Some("/c.key".into()),
+            ..ca.clone()
+        };
+        assert_eq!(zk_problems(&mutual), "");
+        let no_key = ZkConfig {
+            tls_key_file: None,
+            ..mutual.clone()
+        };
+        assert!(zk_problems(&no_key).contains("zookeeper.tls_key_file"));
+        let no_cert = ZkConfig {
+            tls_cert_file: None,
+            ..mutual.clone()
+        };
+        assert!(zk_problems(&no_cert).contains("zookeeper.tls_cert_file"));
+        let no_ca = ZkConfig {
+            tls_ca_file: None,
+            ..mutual
+        };
+        assert!(zk_problems(&no_ca).contains("zookeeper.tls_ca_file"));
     }
 }

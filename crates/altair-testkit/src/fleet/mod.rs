@@ -43,6 +43,10 @@ pub struct FleetTiming {
     /// Every MySQL session of the control plane over TLS (`tls = "verify_identity"`),
     /// servers' certificates signed by this CA (a cluster started with TLS).
     pub mysql_tls_ca: Option<PathBuf>,
+    /// Every service (and altairctl) dials ZooKeeper over TLS with this client
+    /// certificate (see `ZooKeeper::client_tls`); the fleet's ZooKeeper servers are then
+    /// the TLS ports.
+    pub zk_client_tls: Option<crate::pki::TlsFiles>,
 }
 
 impl FleetTiming {
@@ -95,6 +99,7 @@ impl Default for FleetTiming {
             console: None,
             write_stall_after_ms: None,
             mysql_tls_ca: None,
+            zk_client_tls: None,
         }
     }
 }
@@ -590,14 +595,7 @@ impl Fleet {
         timeout: std::time::Duration,
     ) -> Result<()> {
         use altair_core::registry::{HealthRecord, from_json};
-        let config = altair_core::config::ZkConfig {
-            servers: self.zk_servers.clone(),
-            root: altair_core::config::DEFAULT_ZK_ROOT.into(),
-            session_timeout_ms: 6_000,
-            connect_timeout_ms: 2_000,
-            auth_file: None,
-        };
-        let zk = altair_zk::Zk::connect(&config, None)
+        let zk = altair_zk::Zk::connect(&self.zk_config(), None)
             .await
             .map_err(|e| Error::Command {
                 what: "connect to ZooKeeper".into(),
@@ -640,12 +638,37 @@ impl Fleet {
     }
 
     fn zk_section(&self) -> String {
+        let tls = self
+            .timing
+            .zk_client_tls
+            .as_ref()
+            .map_or_else(String::new, |f| {
+                format!(
+                    "tls_ca_file = \"{}\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+                    f.ca.display(),
+                    f.cert.display(),
+                    f.key.display()
+                )
+            });
         format!(
-            "[zookeeper]\nservers = {:?}\nsession_timeout_ms = {}\nauth_file = \"{}\"\n",
+            "[zookeeper]\nservers = {:?}\nsession_timeout_ms = {}\nauth_file = \"{}\"\n{tls}",
             self.zk_servers,
             self.timing.zk_session_timeout_ms,
             self.dir.path().join("zk.auth").display()
         )
+    }
+
+    /// How the fleet's services reach ZooKeeper (TLS included), without their auth.
+    pub fn zk_config(&self) -> altair_core::config::ZkConfig {
+        let tls = self.timing.zk_client_tls.as_ref();
+        altair_core::config::ZkConfig {
+            session_timeout_ms: 6_000,
+            connect_timeout_ms: 2_000,
+            tls_ca_file: tls.map(|f| f.ca.clone()),
+            tls_cert_file: tls.map(|f| f.cert.clone()),
+            tls_key_file: tls.map(|f| f.key.clone()),
+            ..altair_core::config::ZkConfig::new(self.zk_servers.clone())
+        }
     }
 
     fn write(&self, name: &str, text: &str) -> Result<PathBuf> {

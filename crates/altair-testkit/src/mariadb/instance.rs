@@ -9,7 +9,7 @@ use mysql_async::prelude::Queryable;
 use super::Credentials;
 use crate::ports::{Port, reserve};
 use crate::process::Proc;
-use crate::{Error, Result, io_err, is_root, require_tool, wait_for, with_log_tail};
+use crate::{Error, Result, io_err, is_root, require_tool};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -206,7 +206,9 @@ impl Instance {
         .await
     }
 
-    /// Starts `mariadbd` and waits until it answers `SELECT 1` over TCP.
+    /// Starts `mariadbd` and waits until it answers `SELECT 1` over TCP. A mariadbd
+    /// that exits while starting (a crash in recovery) is reported at once as
+    /// `Error::Exited`, with the errors and crash lines of its log.
     pub async fn start(&mut self) -> Result<()> {
         if self.is_running() {
             return Ok(());
@@ -226,26 +228,50 @@ impl Instance {
             &mut cmd,
             &self.dir.join("mariadbd.out"),
         )?);
+        let what = format!("mariadbd {} at {}", self.name, self.addr());
         let opts = self.opts(&self.admin, None);
-        let ready = wait_for(
-            &format!("mariadbd {} at {}", self.name, self.addr()),
-            READY_TIMEOUT,
-            Duration::from_millis(50),
-            || {
-                let opts = opts.clone();
-                async move {
-                    match connect(opts, "probe").await {
-                        Ok(mut c) => match c.query_drop("SELECT 1").await {
-                            Ok(()) => Ok(Some(())),
-                            Err(e) => Err(e.to_string()),
-                        },
-                        Err(e) => Err(e.to_string()),
-                    }
+        let started = std::time::Instant::now();
+        loop {
+            let last = match connect(opts.clone(), "probe").await {
+                Ok(mut c) => match c.query_drop("SELECT 1").await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => e.to_string(),
+                },
+                Err(e) => e.to_string(),
+            };
+            if !self.is_running() {
+                self.proc = None;
+                return Err(Error::Exited {
+                    what,
+                    detail: startup_errors(&self.error_log()),
+                });
+            }
+            if started.elapsed() >= READY_TIMEOUT {
+                return Err(Error::NotReady {
+                    what,
+                    waited: READY_TIMEOUT,
+                    detail: format!("{last}; log:\n{}", startup_errors(&self.error_log())),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts mariadbd as an init system does after a host restart (systemd's
+    /// `mariadb.service` has `Restart=on-abort`): one that exits while starting is
+    /// started again, up to `retries` times. Returns what each exit said (empty: it
+    /// came up at once).
+    pub async fn start_restarting_on_abort(&mut self, retries: u32) -> Result<Vec<String>> {
+        let mut exits = Vec::new();
+        loop {
+            match self.start().await {
+                Ok(()) => return Ok(exits),
+                Err(Error::Exited { detail, .. }) if exits.len() < retries as usize => {
+                    exits.push(detail);
                 }
-            },
-        )
-        .await;
-        with_log_tail(ready, || startup_errors(&self.error_log()))
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// `kill -9` mysqld (the host stays up).

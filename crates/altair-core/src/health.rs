@@ -193,6 +193,17 @@ impl HostDetector {
         self.ping_ms = ping_ms.map(|p| p.max(1));
     }
 
+    /// This monitor was not watching for a while (its process did not run, so its
+    /// session may have expired and another monitor owned the cluster meanwhile): the
+    /// heartbeats of that time may have gone to the other owner, and what this monitor
+    /// heard before says nothing about them. The detection window starts again at
+    /// `now_ms`, and nothing heard before is reported as the host's last heartbeat (an
+    /// orchestrator dates the old primary's self-fencing from it).
+    pub fn restart_window(&mut self, now_ms: u64) {
+        self.last_heard_ms = now_ms;
+        self.heard_once = false;
+    }
+
     /// The agent was heard (a late duplicate this monitor still answers as accepted: the
     /// agent counts its lease from it, so silence must too).
     pub fn touch(&mut self, now_ms: u64) {

@@ -75,11 +75,11 @@ pub async fn run(
         unreachable_after_misses: m.unreachable_after_misses,
         grace_ms: m.miss_grace_ms,
     };
-    let state = Arc::new(Mutex::new(State::new(
-        m.id.to_string(),
-        detector,
-        m.heartbeat_interval_ms,
-    )));
+    let mut initial = State::new(m.id.to_string(), detector, m.heartbeat_interval_ms);
+    // A stall of half the session timeout may have cost the session (the client pings
+    // every third of it): another monitor may have owned the clusters meanwhile.
+    initial.stall_ms = config.zookeeper.session_timeout_ms / 2;
+    let state = Arc::new(Mutex::new(initial));
     let (pub_tx, pub_rx) = mpsc::unbounded_channel();
     let (zk_tx, zk_rx) = watch::channel(None::<Zk>);
     tokio::spawn(publish::run(pub_rx, zk_rx, shutdown.clone()));

@@ -1,6 +1,7 @@
 //! Publishing health transitions to ZooKeeper: the host's health znode and an event the
 //! orchestrator can watch. Only transitions are written, never a heartbeat. While
-//! ZooKeeper is unreachable the latest record per host is kept and written on return.
+//! ZooKeeper is unreachable the latest record per host is kept and written on return —
+//! within the same session: records judged before a session that expired are dropped.
 //! Records of different hosts are written concurrently (bounded), one host's in order.
 
 use std::collections::BTreeMap;
@@ -20,13 +21,33 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let mut pending: BTreeMap<(String, String), Published> = BTreeMap::new();
+    let mut had_session = session.borrow().is_some();
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
                 Some(p) => { pending.insert((p.cluster.clone(), p.host.clone()), p); }
                 None => return,
             },
-            r = session.changed() => if r.is_err() { return },
+            r = session.changed() => {
+                if r.is_err() { return }
+                // A new session after none: what was judged before it (under an expired
+                // session, by state since cleared) is dropped, not written late — another
+                // monitor may have owned those clusters meanwhile, and a stale
+                // "unreachable" would date the host's last heartbeat too early. The
+                // rebuilt state judges afresh, after a full detection window.
+                let fresh = session.borrow().is_some();
+                if fresh && !had_session {
+                    let mut dropped = pending.len();
+                    pending.clear();
+                    while rx.try_recv().is_ok() {
+                        dropped += 1;
+                    }
+                    if dropped > 0 {
+                        tracing::warn!(dropped, "health records judged without a ZooKeeper session dropped: the new session judges afresh");
+                    }
+                }
+                had_session = fresh;
+            },
             () = tokio::time::sleep(RETRY_EVERY), if !pending.is_empty() => {}
             () = cancel.cancelled() => return,
         }

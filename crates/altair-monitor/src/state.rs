@@ -91,6 +91,12 @@ pub struct State {
     pub monitors: Vec<MonitorRecord>,
     /// Owned clusters → host → state.
     pub clusters: HashMap<String, BTreeMap<String, HostState>>,
+    /// A gap this long between two ticks means this monitor did not run (frozen, a VM
+    /// stall): long enough for its ZooKeeper session to have expired and another
+    /// monitor to have owned its clusters. 0: never.
+    pub stall_ms: u64,
+    /// When `tick` last ran.
+    last_tick_ms: u64,
 }
 
 pub enum Ownership<'a> {
@@ -107,6 +113,8 @@ impl State {
             default_interval_ms,
             monitors: Vec::new(),
             clusters: HashMap::new(),
+            stall_ms: 0,
+            last_tick_ms: 0,
         }
     }
 
@@ -283,6 +291,25 @@ impl State {
 
     /// Judges silence everywhere.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Published> {
+        let gap = now_ms.saturating_sub(self.last_tick_ms);
+        let stalled = self.stall_ms > 0 && self.last_tick_ms > 0 && gap >= self.stall_ms;
+        self.last_tick_ms = now_ms;
+        if stalled {
+            // Silence while this monitor did not run is not the hosts': their heartbeats
+            // may have gone to another owner (whose leases this monitor cannot date).
+            tracing::warn!(
+                stalled_ms = gap,
+                "this monitor did not run for a while (frozen?): every host's detection window starts again, silence during the stall is not judged"
+            );
+            for h in self
+                .clusters
+                .values_mut()
+                .flat_map(|hosts| hosts.values_mut())
+            {
+                h.detector.restart_window(now_ms);
+            }
+            return Vec::new();
+        }
         let mut out = Vec::new();
         for (cluster, hosts) in &mut self.clusters {
             for (host, h) in hosts.iter_mut() {
@@ -478,5 +505,43 @@ mod tests {
         );
         beat(&mut s, 2_100, "db2", "0-1-5", true, 1);
         assert_eq!(lag(&s, "db2"), None, "no writable primary known");
+    }
+
+    #[test]
+    fn silence_while_this_monitor_did_not_run_is_not_judged() {
+        let mut s = State::new("m1".into(), DetectorConfig::default(), 1_000);
+        s.stall_ms = 2_000;
+        beat(&mut s, 1_000, "db1", "0-1-10", false, 1);
+        assert!(s.tick(1_020).is_empty());
+        // Frozen for 6 s: its session expired and another monitor owned the cluster,
+        // taking db1's heartbeats (and granting its lease) meanwhile.
+        assert!(
+            s.tick(7_000).is_empty(),
+            "judged a silence it did not watch"
+        );
+        // The window starts again: a miss a full interval after the stall, unreachable
+        // after three, and no heartbeat from before the stall reported as the last.
+        let suspect = s.tick(8_100);
+        assert_eq!(suspect.len(), 1);
+        assert_eq!(suspect[0].record.health, Health::Suspect);
+        let down: Vec<_> = (8_120..=10_200)
+            .step_by(20)
+            .flat_map(|t| s.tick(t))
+            .collect();
+        assert_eq!(down.len(), 1, "{down:?}");
+        assert_eq!(down[0].record.health, Health::Unreachable);
+        assert!(down[0].record.since_unix_ms >= 10_000);
+        assert_eq!(
+            down[0].record.last_heartbeat_unix_ms, None,
+            "a heartbeat heard before the stall dates the self-fencing too early"
+        );
+
+        // Without the stall rule the stale silence is judged at once.
+        let mut old = State::new("m1".into(), DetectorConfig::default(), 1_000);
+        beat(&mut old, 1_000, "db1", "0-1-10", false, 1);
+        let _ = old.tick(1_020);
+        let stale = old.tick(7_000);
+        assert_eq!(stale[0].record.health, Health::Unreachable);
+        assert_eq!(stale[0].record.last_heartbeat_unix_ms, Some(1_000));
     }
 }

@@ -68,6 +68,9 @@ pub struct Script {
     pub lost_at_promote: bool,
     /// Its reachability check of the primary succeeds.
     pub sees_primary: bool,
+    /// When its agent last accepted a connection from the primary's host (the
+    /// primary's failsafe rounds), ms since the epoch; 0: never.
+    pub last_heard_from_primary_ms: u64,
     /// Old primary only: what its binlog holds that no replica has.
     pub salvage: Option<(u32, String)>,
 }
@@ -86,6 +89,7 @@ impl Script {
             lost_after_promote: false,
             lost_at_promote: false,
             sees_primary: false,
+            last_heard_from_primary_ms: 0,
             salvage: None,
         }
     }
@@ -192,6 +196,7 @@ impl Agent for ScriptedAgent {
                 "connection refused (scripted)".into()
             },
             elapsed_ms: 1,
+            last_heard_from_target_unix_ms: s.last_heard_from_primary_ms,
         }))
     }
 

@@ -68,6 +68,9 @@ impl Agent for SimAgent {
             reachable: false,
             error: "connection refused (simulated)".into(),
             elapsed_ms: 0,
+            // The simulated primary died before the storm: its last self-fencing
+            // failsafe round is long past.
+            last_heard_from_target_unix_ms: 1,
         }))
     }
     async fn fence(&self, _: Request<FenceRequest>) -> Result<Response<FenceResponse>, Status> {

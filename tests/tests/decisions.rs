@@ -112,6 +112,72 @@ async fn the_primary_cut_off_with_one_replica_fences_before_the_majority_promote
     .await;
 }
 
+/// The monitors lose the primary's agent first (row 4a: no failover, the primary stays
+/// writable because it reaches every replica), then the primary is cut off with one
+/// replica. Its last lease is seconds old by then, but its failsafe rounds reached every
+/// replica until the second cut: promotion must wait from that round, not from the
+/// lease (the replicas say when they last heard from the primary's host). Dated from
+/// the lease, the majority promoted right after verifying while the primary stayed
+/// writable for its whole bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_lost_its_monitors_first_then_a_replica_fences_before_the_majority_promotes()
+{
+    // Re-verified often, so the verification that finds it cut off comes right after
+    // the second cut, well inside the primary's bound.
+    let w = World::start_ha(
+        3,
+        2,
+        2,
+        3600,
+        &[(
+            "ALTAIR_ORCHESTRATOR__ORCHESTRATOR__REVERIFY_INTERVAL_MS",
+            "300",
+        )],
+    )
+    .await;
+    w.wait_until("cluster recorded", Duration::from_secs(20), |s| {
+        s.clusters[0].epoch == Some(1)
+    })
+    .await;
+    let net = w.net.as_ref().expect("net");
+    let (old_ip, lone) = (net.host(0).ip, net.host(2).ip);
+    let sampler = ReadOnlySampler::start(&w.cluster);
+    net.block_services(0, &monitor_endpoints(&w))
+        .await
+        .expect("block the monitors");
+    w.wait_health("db1", "unreachable", Duration::from_secs(20))
+        .await;
+    // Verified alive (every replica reaches it), its lease long gone.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        w.primary_dns().await,
+        vec![old_ip],
+        "row 4a must not fail over"
+    );
+    let rest = [lone, net.gateway()];
+    net.partition(0, &rest).await.expect("partition db1");
+    net.partition(1, &rest).await.expect("partition db2");
+    let started = Instant::now();
+    let (new_ip, took) = dns_moved_or_logs(&w, old_ip, Duration::from_secs(40)).await;
+    eprintln!(
+        "monitors cut, then {{primary + one replica}} cut off: DNS moved to {new_ip} after {took:?}"
+    );
+    assert_eq!(new_ip, lone, "only db3 is on the control plane's side");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rounds = sampler.stop().await;
+    let verdict = judge(&rounds, &[], 0, 2, &Default::default());
+    verdict.assert_clean(true);
+    let last = rounds.last().expect("a sampling round");
+    assert_eq!(
+        last.writable[0],
+        Some(false),
+        "the old primary is still writable {:?} after the second cut",
+        started.elapsed()
+    );
+    net.heal(0).await.expect("heal");
+    net.heal(1).await.expect("heal");
+}
+
 /// {the primary + the monitor that owns the cluster} cut from {the replicas, the other
 /// monitor, the orchestrators, ZooKeeper}: the owning monitor still holds its ZooKeeper
 /// session and accepts the primary's heartbeats, so the primary keeps its lease. Whatever

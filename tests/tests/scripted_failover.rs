@@ -88,15 +88,28 @@ async fn a_candidate_lost_while_applying_the_salvage_is_replaced_and_never_promo
 async fn an_unreachable_old_primary_is_promoted_around_only_after_its_self_fence_bound() {
     let mut db1 = Script::at("0-1-100");
     db1.not_listening = true;
-    let s = Scripted::start([db1, Script::at("0-1-100"), Script::at("0-1-99")]).await;
+    // The monitors last heard db1 now; its failsafe rounds reached both replicas 1.5 s
+    // later still (its monitors were cut first): it stays writable until that round
+    // + its bound, and the replicas say so when asked whether they reach it.
     let last_heard = unix_ms();
+    let last_round = last_heard + 1_500;
+    let mut db2 = Script::at("0-1-100");
+    let mut db3 = Script::at("0-1-99");
+    db2.last_heard_from_primary_ms = last_round;
+    db3.last_heard_from_primary_ms = last_round - 200;
+    let s = Scripted::start([db1, db2, db3]).await;
     s.fail_primary(Health::Unreachable, last_heard).await;
 
     let f = s.finished(FAILOVER_WITHIN).await;
     let story = s.story();
     assert_eq!(f.outcome, "succeeded", "{f:?}\n{story}");
     assert_eq!(f.new_primary.as_deref(), Some("db2"), "{f:?}\n{story}");
-    let bound = earliest_promotion_ms(last_heard, SELF_FENCE_AFTER_MS, PROBE_INTERVAL_MS);
+    let bound = earliest_promotion_ms(
+        last_heard,
+        last_round,
+        SELF_FENCE_AFTER_MS,
+        PROBE_INTERVAL_MS,
+    );
     let promotes = s.calls_of("promote");
     assert_eq!(promotes.len(), 1, "{story}");
     assert!(
@@ -128,7 +141,7 @@ async fn an_old_primary_whose_agent_the_monitors_still_hear_is_never_left_to_sel
     let s = Scripted::start([db1, Script::at("0-1-100"), Script::at("0-1-99")]).await;
     let heard = unix_ms();
     s.fail_primary(Health::MysqlDown, heard).await;
-    let bound = earliest_promotion_ms(heard, SELF_FENCE_AFTER_MS, PROBE_INTERVAL_MS);
+    let bound = earliest_promotion_ms(heard, heard, SELF_FENCE_AFTER_MS, PROBE_INTERVAL_MS);
     tokio::time::sleep(Duration::from_millis(
         (bound + 2_000).saturating_sub(unix_ms()),
     ))
@@ -155,7 +168,9 @@ async fn an_old_primary_whose_agent_the_monitors_still_hear_is_never_left_to_sel
     assert_eq!(f.outcome, "succeeded", "{f:?}\n{story}");
     let promotes = s.calls_of("promote");
     assert_eq!(promotes.len(), 1, "{story}");
-    let bound = earliest_promotion_ms(lost, SELF_FENCE_AFTER_MS, PROBE_INTERVAL_MS);
+    // No replica says when it last heard from db1: the failed fence's own time (after
+    // `lost`) stands in for its last failsafe round.
+    let bound = earliest_promotion_ms(lost, lost, SELF_FENCE_AFTER_MS, PROBE_INTERVAL_MS);
     assert!(
         promotes[0].at_ms >= bound,
         "promoted at {} ms, before the self-fence bound {bound} ms counted from the last heartbeat\n{story}",

@@ -200,6 +200,11 @@ pub async fn run(
                 .map(|(_, addr)| addr.clone()),
         );
         let deadline = every.min(Duration::from_millis(500));
+        // A round that reaches every replica counts from its start: each replica's
+        // agent accepted its connection after that, so the orchestrator, told by a
+        // replica when it last accepted one from this host, knows a time no round of
+        // this host's ended contact after.
+        let round_started = contact.now();
         let checks = targets.iter().map(|addr| async move {
             matches!(
                 tokio::time::timeout(deadline, tokio::net::TcpStream::connect(addr.as_str())).await,
@@ -208,9 +213,10 @@ pub async fn run(
         });
         let results = futures_util::future::join_all(checks).await;
         if reached_every_replica(&results) {
-            let at = contact.now();
-            contact.note_gap(at);
-            contact.last_all_replicas_ms.store(at, Ordering::SeqCst);
+            contact.note_gap(round_started);
+            contact
+                .last_all_replicas_ms
+                .fetch_max(round_started, Ordering::SeqCst);
         }
         let now = contact.now();
         let mut due = self_fence_due(

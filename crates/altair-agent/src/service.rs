@@ -153,6 +153,7 @@ impl Agent for AgentService {
             reachable,
             error,
             elapsed_ms,
+            last_heard_from_target_unix_ms: last_heard_from(&target.host, port).await,
         }))
     }
 
@@ -376,4 +377,25 @@ fn source_of(source: Option<Endpoint>) -> Result<(String, u16), Status> {
     let port = u16::try_from(source.port)
         .map_err(|_| Status::invalid_argument("source.port is not 1..=65535"))?;
     Ok((source.host, port))
+}
+
+/// When this agent last accepted a connection from `host` (any of its addresses), ms
+/// since the epoch; 0 when none is remembered or the name does not resolve at once.
+async fn last_heard_from(host: &str, port: u16) -> u64 {
+    let ips: Vec<std::net::IpAddr> = match host.parse() {
+        Ok(ip) => vec![ip],
+        Err(_) => match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::lookup_host((host, port)),
+        )
+        .await
+        {
+            Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
+            _ => Vec::new(),
+        },
+    };
+    ips.into_iter()
+        .filter_map(altair_svc::peers::last_accepted_unix_ms)
+        .max()
+        .unwrap_or(0)
 }

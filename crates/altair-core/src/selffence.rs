@@ -5,12 +5,22 @@
 //! The inequality, with `bound = self_fence_after_ms` of the old primary's agent:
 //!
 //! ```text
-//! agent fences at    ≤ last_answer_from_a_monitor + bound + probe_interval
-//! orchestrator waits ≥ monitor's last_heartbeat + bound + probe_interval + SELF_FENCE_MARGIN_MS
+//! agent fences at    ≤ last_contact + bound + probe_interval
+//! last_contact       = max(last accepted heartbeat answer, start of the last round that
+//!                          reached every replica)
+//! orchestrator waits ≥ max(monitor's last heartbeat, replicas' last accept from it)
+//!                      + bound + probe_interval + SELF_FENCE_MARGIN_MS
 //! ```
-//! The agent's last answer comes after the monitor received the heartbeat, so the
-//! orchestrator's earliest promotion is always after the agent's latest self-fence.
-
+//! The agent's last lease comes from a heartbeat the monitor received, so it is no later
+//! than the monitor's last heartbeat. A round that reached every replica opened a
+//! connection to each replica's agent after it started, so it is no later than the last
+//! connection from the primary's host any replica's agent accepted, which the replicas
+//! report when the orchestrator verifies the primary (`failsafe_heard_until`). When no
+//! replica says, the time the orchestrator's own fence failed stands in: every replica
+//! that answered the verification could not reach the primary before then. (Dated from
+//! the heartbeat alone, the wait missed the failsafe: a primary whose monitors lost it
+//! first keeps reaching every replica, and so stays writable, until a replica is cut
+//! too.)
 /// Slack for clock skew between hosts and for the network round trip.
 pub const SELF_FENCE_MARGIN_MS: u64 = 1_000;
 
@@ -43,9 +53,17 @@ pub fn reached_every_replica(results: &[bool]) -> bool {
 }
 
 /// The earliest time the orchestrator may promote another host when it could not fence
-/// the old primary through its agent.
-pub fn earliest_promotion_ms(last_heartbeat_ms: u64, bound_ms: u64, probe_interval_ms: u64) -> u64 {
-    last_heartbeat_ms + bound_ms + probe_interval_ms + SELF_FENCE_MARGIN_MS
+/// the old primary through its agent: the monitor last heard the agent at
+/// `last_heartbeat_ms`, and its last round reaching every replica started no later than
+/// `failsafe_until_ms` (a replica's last accept from its host, or the failed fence's
+/// time when no replica said).
+pub fn earliest_promotion_ms(
+    last_heartbeat_ms: u64,
+    failsafe_until_ms: u64,
+    bound_ms: u64,
+    probe_interval_ms: u64,
+) -> u64 {
+    last_heartbeat_ms.max(failsafe_until_ms) + bound_ms + probe_interval_ms + SELF_FENCE_MARGIN_MS
 }
 
 #[cfg(test)]
@@ -89,10 +107,24 @@ mod tests {
     #[test]
     fn promotion_comes_after_the_latest_self_fence() {
         let (bound, probe) = (20_000, 1_000);
-        // The agent's last answer is at or after the monitor's last heartbeat.
-        for last_hb in [0u64, 5_000, 123_456] {
-            let latest_fence = last_hb + bound + probe;
-            assert!(earliest_promotion_ms(last_hb, bound, probe) > latest_fence);
+        // The agent's last lease is at or before the monitor's last heartbeat, its last
+        // every-replica round at or before a replica's last accept from it.
+        for (last_hb, last_round) in [(0u64, 0u64), (5_000, 5_900), (123_456, 100_000)] {
+            let latest_fence = last_hb.max(last_round) + bound + probe;
+            assert!(earliest_promotion_ms(last_hb, last_round, bound, probe) > latest_fence);
         }
+    }
+
+    #[test]
+    fn a_primary_kept_writable_by_its_replicas_after_its_lease_is_waited_for() {
+        // Its monitors lost it at 10 s (the lease ends there; every replica still reached,
+        // as in row 4a), then a replica was cut from it at 40 s: the last round that
+        // reached every replica started before 40 s, when that replica last accepted.
+        let (bound, probe) = (2_000, 200);
+        let (last_hb, last_accept) = (10_000u64, 40_000u64);
+        let latest_fence = last_accept + bound + probe;
+        assert!(earliest_promotion_ms(last_hb, last_accept, bound, probe) > latest_fence);
+        // Dated from the heartbeat alone it would come 30 s before the agent fences.
+        assert!(earliest_promotion_ms(last_hb, 0, bound, probe) < latest_fence);
     }
 }

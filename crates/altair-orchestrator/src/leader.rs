@@ -263,7 +263,11 @@ pub(crate) async fn pass(
         at_ms: verify_started,
         fingerprint,
     };
-    let Verification { verdict, checks } = verify(ctx, view, &primary).await;
+    let Verification {
+        verdict,
+        checks,
+        failsafe_heard_until_ms,
+    } = verify(ctx, view, &primary).await;
     match verdict {
         Verdict::Inconclusive { unknown } => {
             *alive_seen = Some(last);
@@ -344,7 +348,15 @@ pub(crate) async fn pass(
                     return Ok(Pace::Active);
                 }
             }
-            start_failover(ctx, view, start, verify_started, notes, slots).await
+            start_failover(
+                ctx,
+                view,
+                start,
+                (verify_started, failsafe_heard_until_ms),
+                notes,
+                slots,
+            )
+            .await
         }
     }
 }
@@ -365,7 +377,7 @@ pub(crate) async fn start_failover(
     ctx: &Ctx,
     view: &ClusterView,
     start: Start<'_>,
-    verify_started: u64,
+    (verify_started, failsafe_heard_until_ms): (u64, Option<u64>),
     notes: Vec<String>,
     slots: &Slots,
 ) -> Result<Pace, ZkError> {
@@ -395,6 +407,7 @@ pub(crate) async fn start_failover(
     );
     journal.notes = notes;
     journal.old_primary_answered = health.health == Health::WriteStalled;
+    journal.failsafe_heard_until_ms = failsafe_heard_until_ms;
     let mut s = state.clone();
     s.epoch = journal.epoch;
     let l = ctx.zk.layout();
@@ -493,6 +506,9 @@ async fn still_unreachable(
 pub(crate) struct Verification {
     pub verdict: Verdict,
     pub checks: Vec<(String, Option<bool>)>,
+    /// The latest time a replica's agent accepted a connection from the primary's host
+    /// (its self-fencing failsafe rounds), as the replicas told it; `None`: none said.
+    pub failsafe_heard_until_ms: Option<u64>,
 }
 
 /// DESIGN §3: alive if the orchestrator or any replica (through its agent) reaches it.
@@ -501,6 +517,7 @@ pub(crate) async fn verify(ctx: &Ctx, view: &ClusterView, primary: &str) -> Veri
         return Verification {
             verdict: Verdict::Dead { unknown: vec![] },
             checks: Vec::new(),
+            failsafe_heard_until_ms: None,
         };
     };
     let timeout = Duration::from_millis(ctx.config.orchestrator.verify_timeout_ms);
@@ -524,7 +541,7 @@ pub(crate) async fn verify(ctx: &Ctx, view: &ClusterView, primary: &str) -> Veri
             let (name, address, target) = (n.clone(), h.agent.clone(), target.clone());
             async move {
                 // None: the agent did not answer (unknown, not "cannot reach").
-                let reached = async {
+                let answer = async {
                     let mut a = agent(&address, per_check).await.ok()?;
                     // The agent's own check ends well inside the RPC's deadline, so a
                     // primary that hangs reads as "cannot reach", not as a silent agent.
@@ -534,22 +551,33 @@ pub(crate) async fn verify(ctx: &Ctx, view: &ClusterView, primary: &str) -> Veri
                             timeout_ms: (handshake.as_millis() as u32).max(1),
                         })
                         .await
-                        .ok()?;
-                    Some(r.into_inner().reachable)
+                        .ok()?
+                        .into_inner();
+                    Some((r.reachable, r.last_heard_from_target_unix_ms))
                 }
                 .await;
-                (name, reached)
+                (name, answer)
             }
         });
     let all = async { tokio::join!(mine, futures_util::future::join_all(replicas)) };
     match tokio::time::timeout(timeout, all).await {
-        Ok((mine, checks)) => {
+        Ok((mine, answers)) => {
             if !mine {
                 crate::metrics::MYSQL_VERIFY_FAILURES.inc();
             }
+            let failsafe_heard_until_ms = answers
+                .iter()
+                .filter_map(|(_, a)| a.map(|(_, heard)| heard))
+                .filter(|heard| *heard > 0)
+                .max();
+            let checks: Vec<(String, Option<bool>)> = answers
+                .into_iter()
+                .map(|(name, a)| (name, a.map(|(reached, _)| reached)))
+                .collect();
             Verification {
                 verdict: verdict(mine, &checks),
                 checks,
+                failsafe_heard_until_ms,
             }
         }
         Err(_) => Verification {
@@ -562,6 +590,7 @@ pub(crate) async fn verify(ctx: &Ctx, view: &ClusterView, primary: &str) -> Veri
                     .collect(),
             },
             checks: Vec::new(),
+            failsafe_heard_until_ms: None,
         },
     }
 }

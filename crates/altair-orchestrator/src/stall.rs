@@ -52,7 +52,7 @@ pub(crate) async fn pass(
                 start.primary,
                 now.saturating_sub(since)
             );
-            return start_failover(ctx, view, start, asked, vec![note], slots).await;
+            return start_failover(ctx, view, start, (asked, None), vec![note], slots).await;
         }
         _ if !first => {}
         StallCheck::Cleared { why } => {

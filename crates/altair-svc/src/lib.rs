@@ -8,6 +8,7 @@ mod load;
 mod main_loop;
 pub mod metrics;
 pub mod mysql_tls;
+pub mod peers;
 mod secret;
 mod serve;
 mod telemetry;

@@ -49,6 +49,9 @@ pub async fn serve_grpc(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             |conn| {
                 conn.inspect(|s| {
+                    if let Ok(peer) = s.peer_addr() {
+                        crate::peers::accepted(peer.ip());
+                    }
                     if let Err(e) = s.set_nodelay(true) {
                         tracing::debug!(error = %e, "TCP_NODELAY not set");
                     }
@@ -127,6 +130,9 @@ pub fn tls_incoming(
                     continue;
                 }
             };
+            if protocol == Protocol::Grpc {
+                crate::peers::accepted(peer.ip());
+            }
             if let Err(e) = sock.set_nodelay(true) {
                 tracing::debug!(error = %e, "TCP_NODELAY not set");
             }

@@ -154,6 +154,12 @@ pub struct Journal {
     /// self-fence has surely fired (ms since the epoch). Choose and catch-up run meanwhile.
     #[serde(default)]
     pub promote_not_before_ms: Option<u64>,
+    /// The latest time a replica's agent accepted a connection from the old primary's
+    /// host, as the verification heard (the primary's self-fencing failsafe rounds end
+    /// no later): what its self-fencing is dated from besides its last heartbeat.
+    /// `None`: no replica said (the fence's own time is used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failsafe_heard_until_ms: Option<u64>,
     /// Candidates lost before their promotion (their agent stopped answering during
     /// catch-up or salvage): read-only, not chosen again.
     #[serde(default)]
@@ -227,6 +233,7 @@ impl Journal {
             retry_at_ms: None,
             last_error: String::new(),
             promote_not_before_ms: None,
+            failsafe_heard_until_ms: None,
             lost_candidates: Vec::new(),
             fenced_candidates: Vec::new(),
         }

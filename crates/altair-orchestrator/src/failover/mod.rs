@@ -315,11 +315,7 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
         .clone();
     match step {
         Step::Fence => {
-            let mode = match ctx.config.orchestrator.fence_mode {
-                _ if j.kind == Kind::Switchover => FenceMode::ReadOnly,
-                altair_core::config::FenceMode::ReadOnly => FenceMode::ReadOnly,
-                altair_core::config::FenceMode::StopMysqld => FenceMode::StopMysqld,
-            };
+            let mode = fence_mode(ctx, j);
             if j.kind == Kind::Switchover {
                 drain::drain_before_fence(ctx, view, j).await;
             }
@@ -397,7 +393,15 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                         };
                     }
                     j.old_host_unreachable = true;
-                    let wait = self_fence_wait(record.as_ref().unwrap_or(&old), health.as_ref());
+                    // No replica said when it last heard from the old primary's host:
+                    // now stands in (each that answered the verification could not
+                    // reach it before).
+                    let failsafe_until = j.failsafe_heard_until_ms.unwrap_or_else(now_ms);
+                    let wait = self_fence_wait(
+                        record.as_ref().unwrap_or(&old),
+                        health.as_ref(),
+                        failsafe_until,
+                    );
                     let left = wait.saturating_sub(now_ms());
                     match crate::hooks::fence(ctx, j, &old, &e, left).await {
                         FenceHook::Off { took_ms } => {
@@ -477,6 +481,9 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
         }
         Step::Salvage => salvage::salvage(ctx, view, j).await,
         Step::Promote => {
+            if j.old_host_unreachable {
+                fence_again_if_back(ctx, view, j, &old.agent).await?;
+            }
             let mut c = candidate_agent(view, j).await?;
             let r = c
                 .promote(PromoteRequest {
@@ -540,6 +547,70 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
     }
 }
 
+/// How the old primary is fenced through its agent (a switchover only ever makes it
+/// read-only).
+fn fence_mode(ctx: &Ctx, j: &Journal) -> FenceMode {
+    match ctx.config.orchestrator.fence_mode {
+        _ if j.kind == Kind::Switchover => FenceMode::ReadOnly,
+        altair_core::config::FenceMode::ReadOnly => FenceMode::ReadOnly,
+        altair_core::config::FenceMode::StopMysqld => FenceMode::StopMysqld,
+    }
+}
+
+/// Right before promoting around an old primary whose agent did not answer its fence:
+/// a partition that healed before the old primary's self-fencing bound left it writable
+/// (its contact came back in time, so it never fenced). Its agent, answering again, is
+/// asked to fence it now, and promotion waits until it has; still out of reach, it has
+/// been without contact past its bound (promotion waited for that) and has fenced
+/// itself.
+async fn fence_again_if_back(
+    ctx: &Ctx,
+    view: &ClusterView,
+    j: &mut Journal,
+    address: &str,
+) -> Result<(), String> {
+    let Ok(mut a) = host_agent(view, &j.old_primary, address, AGENT_TIMEOUT).await else {
+        return Ok(());
+    };
+    let answer = a
+        .fence(FenceRequest {
+            epoch: j.epoch,
+            mode: fence_mode(ctx, j) as i32,
+            failover_id: j.id.clone(),
+            allow_kill: true,
+        })
+        .await;
+    match answer {
+        Ok(r) => match FenceOutcome::try_from(r.into_inner().outcome) {
+            Ok(FenceOutcome::NotRunning | FenceOutcome::ReadOnly) => {
+                j.notes.push(format!(
+                    "{} answered again before promotion: fenced through its agent then",
+                    j.old_primary
+                ));
+                Ok(())
+            }
+            _ => Err(format!(
+                "the agent of {} answers again but did not say it fenced: not promoting",
+                j.old_primary
+            )),
+        },
+        // Out of reach again (or never back): its self-fence has fired.
+        Err(s)
+            if matches!(
+                s.code(),
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+            ) =>
+        {
+            Ok(())
+        }
+        Err(s) => Err(format!(
+            "the agent of {} answers again but refused to fence ({}): not promoting",
+            j.old_primary,
+            s.message()
+        )),
+    }
+}
+
 /// How long to wait for a host's agent: short for one its monitor already reports silent.
 /// The agent of `host` at `address`. One its monitor reports silent gets a short
 /// chance only, over a fresh connection: a cached one may be what a partition left
@@ -562,19 +633,27 @@ pub(super) async fn host_agent(
     }
 }
 
-/// When the isolated old primary has provably fenced itself: its last heartbeat (or, when
-/// unknown, the monitor's later transition time) + its declared bound + probe + margin.
-/// An agent that declares no bound gets a conservative 60 s. `health` is its record read
+/// When the isolated old primary has provably fenced itself (`altair_core::selffence`):
+/// the later of its last heartbeat (or, when unknown, the monitor's later transition
+/// time) and the last connection a replica's agent accepted from its host
+/// (`failsafe_until_ms`: its failsafe rounds), + its declared bound + probe + margin. An
+/// agent that declares no bound gets a conservative 60 s. `health` is its record read
 /// just now: one read when the failover started may predate a later heartbeat (a host
 /// whose agent answered then and fell silent since).
-fn self_fence_wait(host: &HostRecord, health: Option<&HealthRecord>) -> u64 {
+fn self_fence_wait(
+    host: &HostRecord,
+    health: Option<&HealthRecord>,
+    failsafe_until_ms: u64,
+) -> u64 {
     let last = health
         .and_then(|h| h.last_heartbeat_unix_ms)
         .or(health.map(|h| h.since_unix_ms))
         .unwrap_or_else(now_ms);
     match host.self_fence_after_ms.zip(host.probe_interval_ms) {
-        Some((bound, probe)) => altair_core::selffence::earliest_promotion_ms(last, bound, probe),
-        None => last + 60_000,
+        Some((bound, probe)) => {
+            altair_core::selffence::earliest_promotion_ms(last, failsafe_until_ms, bound, probe)
+        }
+        None => last.max(failsafe_until_ms) + 60_000,
     }
 }
 

@@ -124,6 +124,7 @@ async fn agent_answers_status_and_checks_reachability_with_a_real_handshake() {
         .check_reachability(CheckReachabilityRequest {
             target: target(primary.port()),
             timeout_ms: 2_000,
+            last_heard_only: false,
         })
         .await
         .expect("check")
@@ -157,6 +158,7 @@ async fn agent_answers_status_and_checks_reachability_with_a_real_handshake() {
         .check_reachability(CheckReachabilityRequest {
             target: target(primary.port()),
             timeout_ms: 2_000,
+            last_heard_only: false,
         })
         .await
         .expect("check")
@@ -179,6 +181,7 @@ async fn agent_answers_status_and_checks_reachability_with_a_real_handshake() {
         .check_reachability(CheckReachabilityRequest {
             target: target(primary.port()),
             timeout_ms: 2_000,
+            last_heard_only: false,
         })
         .await
         .expect("check")
@@ -192,6 +195,7 @@ async fn agent_answers_status_and_checks_reachability_with_a_real_handshake() {
         .check_reachability(CheckReachabilityRequest {
             target: target(0),
             timeout_ms: 2_000,
+            last_heard_only: false,
         })
         .await
         .expect_err("port 0");
@@ -201,6 +205,7 @@ async fn agent_answers_status_and_checks_reachability_with_a_real_handshake() {
         .check_reachability(CheckReachabilityRequest {
             target: None,
             timeout_ms: 2_000,
+            last_heard_only: false,
         })
         .await
         .expect_err("no target");

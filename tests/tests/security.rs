@@ -120,6 +120,7 @@ async fn agent_calls(ch: Channel) -> Refusals {
             ok(a.check_reachability(CheckReachabilityRequest {
                 target: here.clone(),
                 timeout_ms: 100,
+                last_heard_only: false,
             })
             .await),
         ),
@@ -650,6 +651,7 @@ async fn a_reachability_check_never_logs_in_anywhere_but_the_clusters_own_mysqld
                 port: u32::from(port),
             }),
             timeout_ms: 1_000,
+            last_heard_only: false,
         })
         .await
         .expect_err("a target outside the cluster");
@@ -668,6 +670,7 @@ async fn a_reachability_check_never_logs_in_anywhere_but_the_clusters_own_mysqld
                 port: u32::from(primary.port()),
             }),
             timeout_ms: 2_000,
+            last_heard_only: false,
         })
         .await
         .expect("the cluster's primary")

@@ -93,8 +93,19 @@ impl Agent for AgentService {
                 target.host
             )));
         }
+        if req.last_heard_only {
+            return Ok(Response::new(CheckReachabilityResponse {
+                reachable: false,
+                error: "not checked: only when this agent last heard from the host".into(),
+                elapsed_ms: 0,
+                last_heard_from_target_unix_ms: last_heard_from(&target.host, port).await,
+            }));
+        }
         let timeout = Duration::from_millis(u64::from(req.timeout_ms));
         let started = Instant::now();
+        // Looked up beside the check, not after it: a slow name lookup must not push
+        // the answer past the caller's deadline.
+        let heard = last_heard_from(&target.host, port);
         let result = async {
             let login = opts(
                 &target.host,
@@ -141,8 +152,8 @@ impl Agent for AgentService {
                     timeout.as_millis()
                 ))),
             }
-        }
-        .await;
+        };
+        let (result, heard) = tokio::join!(result, heard);
         let elapsed_ms = started.elapsed().as_millis() as u32;
         let (reachable, error) = match result {
             Ok(()) => (true, String::new()),
@@ -153,7 +164,7 @@ impl Agent for AgentService {
             reachable,
             error,
             elapsed_ms,
-            last_heard_from_target_unix_ms: last_heard_from(&target.host, port).await,
+            last_heard_from_target_unix_ms: heard,
         }))
     }
 

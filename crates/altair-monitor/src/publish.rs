@@ -21,33 +21,14 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let mut pending: BTreeMap<(String, String), Published> = BTreeMap::new();
-    let mut had_session = session.borrow().is_some();
+    let mut written_with: Option<i64> = None;
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
                 Some(p) => { pending.insert((p.cluster.clone(), p.host.clone()), p); }
                 None => return,
             },
-            r = session.changed() => {
-                if r.is_err() { return }
-                // A new session after none: what was judged before it (under an expired
-                // session, by state since cleared) is dropped, not written late — another
-                // monitor may have owned those clusters meanwhile, and a stale
-                // "unreachable" would date the host's last heartbeat too early. The
-                // rebuilt state judges afresh, after a full detection window.
-                let fresh = session.borrow().is_some();
-                if fresh && !had_session {
-                    let mut dropped = pending.len();
-                    pending.clear();
-                    while rx.try_recv().is_ok() {
-                        dropped += 1;
-                    }
-                    if dropped > 0 {
-                        tracing::warn!(dropped, "health records judged without a ZooKeeper session dropped: the new session judges afresh");
-                    }
-                }
-                had_session = fresh;
-            },
+            r = session.changed() => if r.is_err() { return },
             () = tokio::time::sleep(RETRY_EVERY), if !pending.is_empty() => {}
             () = cancel.cancelled() => return,
         }
@@ -56,6 +37,27 @@ pub async fn run(
         }
         let zk = session.borrow().clone();
         let Some(zk) = zk else { continue };
+        // A session other than the last one written with (the watch may have gone
+        // from it to none to this one while a batch was being written): what was
+        // judged before it (under an expired session, by state since cleared) is
+        // dropped, not written late — another monitor may have owned those clusters
+        // meanwhile, and a stale "unreachable" would date the host's last heartbeat too
+        // early. The rebuilt state judges afresh, after a full detection window.
+        let id = zk.session_id();
+        if written_with.is_some_and(|last| last != id) {
+            let mut dropped = pending.len();
+            pending.clear();
+            while rx.try_recv().is_ok() {
+                dropped += 1;
+            }
+            if dropped > 0 {
+                tracing::warn!(
+                    dropped,
+                    "health records judged under an earlier ZooKeeper session dropped: the new session judges afresh"
+                );
+            }
+        }
+        written_with = Some(id);
         let batch: Vec<Published> = std::mem::take(&mut pending).into_values().collect();
         let results: Vec<(Published, Result<(), altair_zk::ZkError>)> =
             futures_util::stream::iter(batch)

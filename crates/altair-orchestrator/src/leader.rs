@@ -549,6 +549,7 @@ pub(crate) async fn verify(ctx: &Ctx, view: &ClusterView, primary: &str) -> Veri
                         .check_reachability(CheckReachabilityRequest {
                             target,
                             timeout_ms: (handshake.as_millis() as u32).max(1),
+                            last_heard_only: false,
                         })
                         .await
                         .ok()?
@@ -593,6 +594,40 @@ pub(crate) async fn verify(ctx: &Ctx, view: &ClusterView, primary: &str) -> Veri
             failsafe_heard_until_ms: None,
         },
     }
+}
+
+/// When any replica's agent last accepted a connection from `primary`'s host (its
+/// self-fencing failsafe rounds), asked of every replica at once without a login
+/// (`last_heard_only`); `None` when none says.
+pub(crate) async fn failsafe_heard_until(
+    view: &ClusterView,
+    primary: &str,
+    deadline: Duration,
+) -> Option<u64> {
+    let target = endpoint(&view.hosts.get(primary)?.mysql);
+    let asks = view
+        .hosts
+        .iter()
+        .filter(|(n, _)| n.as_str() != primary)
+        .map(|(_, h)| {
+            let (address, target) = (h.agent.clone(), target.clone());
+            async move {
+                let mut a = agent(&address, deadline).await.ok()?;
+                let r = a
+                    .check_reachability(CheckReachabilityRequest {
+                        target,
+                        timeout_ms: 1,
+                        last_heard_only: true,
+                    })
+                    .await
+                    .ok()?;
+                Some(r.into_inner().last_heard_from_target_unix_ms)
+            }
+        });
+    let heard = tokio::time::timeout(deadline, futures_util::future::join_all(asks))
+        .await
+        .ok()?;
+    heard.into_iter().flatten().filter(|t| *t > 0).max()
 }
 
 /// First pass over a cluster with no state: the primary is the one host that

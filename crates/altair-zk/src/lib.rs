@@ -206,6 +206,11 @@ impl Zk {
         &self.layout
     }
 
+    /// This session's id (a new session after an expiry has another).
+    pub fn session_id(&self) -> i64 {
+        self.client.session_id().0
+    }
+
     pub fn session_timeout(&self) -> Duration {
         self.client.session_timeout()
     }

@@ -482,6 +482,7 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
         Step::Salvage => salvage::salvage(ctx, view, j).await,
         Step::Promote => {
             if j.old_host_unreachable {
+                failsafe_still_quiet(ctx, view, j, &old).await?;
                 fence_again_if_back(ctx, view, j, &old.agent).await?;
             }
             let mut c = candidate_agent(view, j).await?;
@@ -557,12 +558,47 @@ fn fence_mode(ctx: &Ctx, j: &Journal) -> FenceMode {
     }
 }
 
+/// Right before promoting around an old primary left to its self-fencing: have its
+/// failsafe rounds stopped when the wait assumed? A replica that accepted a connection
+/// from its host later than the verification heard (the primary still reaches every
+/// replica — its mysqld only looked down — or its cut from a replica healed) moves the
+/// wait to that time + the bound; promotion waits again (for as long as it goes on: such a
+/// primary is writable and reachable by every replica, the cluster has one).
+async fn failsafe_still_quiet(
+    ctx: &Ctx,
+    view: &ClusterView,
+    j: &mut Journal,
+    old: &HostRecord,
+) -> Result<(), String> {
+    let Some(heard) =
+        crate::leader::failsafe_heard_until(view, &j.old_primary, SILENT_AGENT_TIMEOUT * 3).await
+    else {
+        return Ok(());
+    };
+    if j.failsafe_heard_until_ms.is_some_and(|t| heard <= t) {
+        return Ok(());
+    }
+    let (health, record) = old_primary_now(ctx, view, j).await?;
+    let wait = self_fence_wait(record.as_ref().unwrap_or(old), health.as_ref(), heard);
+    if wait <= now_ms() {
+        j.failsafe_heard_until_ms = Some(heard);
+        return Ok(());
+    }
+    j.failsafe_heard_until_ms = Some(heard);
+    j.promote_not_before_ms = Some(wait);
+    Err(format!(
+        "a replica heard from {}'s host at {heard} ms since the epoch, after the wait began: its self-fencing is counted from then, promotion held until {wait}",
+        j.old_primary
+    ))
+}
+
 /// Right before promoting around an old primary whose agent did not answer its fence:
 /// a partition that healed before the old primary's self-fencing bound left it writable
 /// (its contact came back in time, so it never fenced). Its agent, answering again, is
-/// asked to fence it now, and promotion waits until it has; still out of reach, it has
-/// been without contact past its bound (promotion waited for that) and has fenced
-/// itself.
+/// asked to fence it now, and promotion waits until it has (or until its own status
+/// shows it read-only or its mysqld down); only an agent that cannot be dialled is out
+/// of reach — it has been without contact past its bound (promotion waited for that)
+/// and has fenced itself — and only while no monitor hears it either.
 async fn fence_again_if_back(
     ctx: &Ctx,
     view: &ClusterView,
@@ -570,7 +606,16 @@ async fn fence_again_if_back(
     address: &str,
 ) -> Result<(), String> {
     let Ok(mut a) = host_agent(view, &j.old_primary, address, AGENT_TIMEOUT).await else {
-        return Ok(());
+        // Out of reach of the orchestrator: fine while no monitor hears it either (one
+        // that does keeps its lease and never fences itself).
+        let (health, _) = old_primary_now(ctx, view, j).await?;
+        return match health {
+            Some(h) if h.health != Health::Unreachable => Err(format!(
+                "{} is heard by the monitors again (health {}) but its agent cannot be reached: not promoting",
+                j.old_primary, h.health
+            )),
+            _ => Ok(()),
+        };
     };
     let answer = a
         .fence(FenceRequest {
@@ -580,35 +625,39 @@ async fn fence_again_if_back(
             allow_kill: true,
         })
         .await;
-    match answer {
+    let refused = match answer {
         Ok(r) => match FenceOutcome::try_from(r.into_inner().outcome) {
             Ok(FenceOutcome::NotRunning | FenceOutcome::ReadOnly) => {
                 j.notes.push(format!(
                     "{} answered again before promotion: fenced through its agent then",
                     j.old_primary
                 ));
-                Ok(())
+                return Ok(());
             }
-            _ => Err(format!(
-                "the agent of {} answers again but did not say it fenced: not promoting",
-                j.old_primary
-            )),
+            _ => "answered without saying it fenced".to_owned(),
         },
-        // Out of reach again (or never back): its self-fence has fired.
-        Err(s)
-            if matches!(
-                s.code(),
-                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
-            ) =>
-        {
-            Ok(())
-        }
-        Err(s) => Err(format!(
-            "the agent of {} answers again but refused to fence ({}): not promoting",
-            j.old_primary,
-            s.message()
-        )),
+        Err(s) => s.message().to_owned(),
+    };
+    // It did not fence now (an epoch it cannot check without ZooKeeper, say): fine if it
+    // is read-only already (its self-fence fired) or its mysqld is down.
+    let fenced = match a.status(StatusRequest {}).await {
+        Ok(r) => r
+            .into_inner()
+            .snapshot
+            .is_some_and(|s| !s.reachable || s.read_only),
+        Err(_) => false,
+    };
+    if fenced {
+        j.notes.push(format!(
+            "{} answered again before promotion, already read-only (its fence: {refused})",
+            j.old_primary
+        ));
+        return Ok(());
     }
+    Err(format!(
+        "the agent of {} answers again but did not fence it ({refused}): not promoting",
+        j.old_primary
+    ))
 }
 
 /// How long to wait for a host's agent: short for one its monitor already reports silent.

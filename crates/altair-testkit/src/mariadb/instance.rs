@@ -190,6 +190,8 @@ impl Instance {
             .db_name(db.map(str::to_owned))
             .prefer_socket(false)
             .ssl_opts(self.tls.as_ref().map(|t| {
+                // The driver asks rustls for the process's crypto provider.
+                altair_svc::crypto::use_ring();
                 mysql_async::SslOpts::default()
                     .with_root_certs(vec![t.ca.clone().into()])
                     .with_disable_built_in_roots(true)

@@ -143,18 +143,24 @@ async fn frozen_host_resumes_read_only(hung_first: Duration) {
         "frozen host: read-only {:?} after it resumed",
         resumed.elapsed()
     );
-    // Its own agent did it (not only the leader's re-fencing).
-    let m = altair_e2e::ops::scrape(&w.fleet.agents[0].metrics).await;
+    // Its own agent did it (not only the leader's re-fencing). The agent counts its
+    // self-fence once the fence is done (clients killed, position read), a few ms after
+    // read_only is visible: the count is waited for, within 3 s.
+    let counted = Instant::now();
+    let self_fences = loop {
+        let m = altair_e2e::ops::scrape(&w.fleet.agents[0].metrics).await;
+        let n = m.get("altair_agent_self_fences_total").copied();
+        if n.unwrap_or(0.0) >= 1.0 || counted.elapsed() > Duration::from_secs(3) {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     w.fleet.orchestrators[0]
         .resume()
         .expect("SIGCONT the orchestrator");
     assert!(
-        m.get("altair_agent_self_fences_total")
-            .copied()
-            .unwrap_or(0.0)
-            >= 1.0,
-        "the resumed agent did not fence its primary itself: {:?}",
-        m.get("altair_agent_self_fences_total")
+        self_fences.unwrap_or(0.0) >= 1.0,
+        "the resumed agent did not fence its primary itself: {self_fences:?}"
     );
     let mut app = w
         .cluster

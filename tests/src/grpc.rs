@@ -16,7 +16,7 @@ pub fn tls_of(files: &TlsFiles) -> altair_svc::Tls {
         ca_file: Some(files.ca.clone()),
         cert_file: Some(files.cert.clone()),
         key_file: Some(files.key.clone()),
-        insecure: false,
+        ..TlsConfig::default()
     })
     .expect("the test's client certificate loads")
 }

@@ -20,6 +20,23 @@ pub async fn create_workload_table(w: &World) {
         .expect("create the workload's table");
 }
 
+/// The gRPC endpoint of the monitor that owns the cluster (what `altairctl status`
+/// names), to keep it reachable in a partition; empty when no owner is known.
+pub async fn owning_monitor_endpoint(w: &World) -> Vec<(Ipv4Addr, u16)> {
+    let owner = w
+        .status()
+        .await
+        .ok()
+        .and_then(|s| s.clusters[0].monitor.clone());
+    w.fleet
+        .monitors
+        .iter()
+        .filter(|m| Some(&m.id) == owner.as_ref())
+        .filter_map(|m| m.address.parse::<std::net::SocketAddrV4>().ok())
+        .map(|a| (*a.ip(), a.port()))
+        .collect()
+}
+
 /// Every monitor's gRPC endpoint (to cut them off with nft).
 pub fn monitor_endpoints(w: &World) -> Vec<(Ipv4Addr, u16)> {
     w.fleet

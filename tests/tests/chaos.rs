@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use altair_e2e::ops::{
-    create_workload_table, ctl, host_index, ids_on, monitor_endpoints, signal_mysqld,
-    workload_writers,
+    create_workload_table, ctl, host_index, ids_on, monitor_endpoints, owning_monitor_endpoint,
+    signal_mysqld, workload_writers,
 };
 use altair_e2e::soak::{RoundRecord, table, write_outage};
 use altair_e2e::world::World;
@@ -357,6 +357,16 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
                         .await
                         .expect("partition its replica");
                 }
+                Fault::PrimaryCutWithOwningMonitor => {
+                    let keep = owning_monitor_endpoint(&w).await;
+                    eprintln!(
+                        "chaos seed {seed} round {round}: the primary keeps {keep:?} (its owning monitor)"
+                    );
+                    let rest = [net.host(replica).ip, net.host(other).ip, net.gateway()];
+                    net.partition_except(p, &rest, &keep)
+                        .await
+                        .expect("partition the primary but for its monitor");
+                }
                 Fault::PrimaryMysqldKilled => kill9(w.cluster.instance(p).pid().expect("pid")),
                 Fault::ReplicaMysqldKilled => {
                     kill9(w.cluster.instance(replica).pid().expect("pid"))
@@ -460,6 +470,7 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
             | Fault::PrimaryIsolated
             | Fault::PrimaryLinkLossy
             | Fault::PrimaryOutboundDropped
+            | Fault::PrimaryCutWithOwningMonitor
             | Fault::ReplicaLaggingThenPrimaryKilled => net.heal(p).await.expect("heal"),
             Fault::PrimaryCutWithOneReplica => {
                 net.heal(p).await.expect("heal");

@@ -7,7 +7,8 @@
 use std::time::{Duration, Instant};
 
 use altair_e2e::ops::{
-    create_workload_table, host_index, monitor_endpoints, signal_mysqld, wait_dns_moved,
+    create_workload_table, host_index, monitor_endpoints, owning_monitor_endpoint, signal_mysqld,
+    wait_dns_moved,
 };
 use altair_e2e::world::World;
 use altair_testkit::checker::{ReadOnlySampler, judge};
@@ -66,32 +67,40 @@ async fn dns_moved_or_logs(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_primary_cut_off_with_one_replica_fences_before_the_majority_promotes() {
-    let w = start().await;
+/// Cuts {db1 (the primary), db2} off from {db3, the control plane} — db1 still reaches
+/// db2 — and checks what a user would: the DNS name moves to db3, at no sampled instant
+/// (every 25 ms over unix sockets) are two instances writable, and the old primary is
+/// read-only 2 s after the move (`sampler` may have been started earlier: its whole run
+/// is judged). Returns with the partition still in place.
+async fn cut_primary_with_one_replica(w: &World, sampler: ReadOnlySampler, what: &str) {
     let net = w.net.as_ref().expect("net");
     let (old_ip, lone) = (net.host(0).ip, net.host(2).ip);
-    let sampler = ReadOnlySampler::start(&w.cluster);
-    // {db1 (primary), db2} cut from {db3, the control plane}: db1 still reaches db2.
     let rest = [lone, net.gateway()];
     net.partition(0, &rest).await.expect("partition db1");
     net.partition(1, &rest).await.expect("partition db2");
     let started = Instant::now();
-    let (new_ip, took) = dns_moved_or_logs(&w, old_ip, Duration::from_secs(40)).await;
-    eprintln!("{{primary + one replica}} cut off: DNS moved to {new_ip} after {took:?}");
+    let (new_ip, took) = dns_moved_or_logs(w, old_ip, Duration::from_secs(40)).await;
+    eprintln!("{what}: DNS moved to {new_ip} after {took:?}");
     assert_eq!(new_ip, lone, "only db3 is on the control plane's side");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rounds = sampler.stop().await;
-    // Never two writable instances at once, sampled every 25 ms over unix sockets.
     let verdict = judge(&rounds, &[], 0, 2, &Default::default());
     verdict.assert_clean(true);
     let last = rounds.last().expect("a sampling round");
     assert_eq!(
         last.writable[0],
         Some(false),
-        "the old primary is still writable {:?} after the cut",
+        "the old primary is still writable {:?} after the cut ({what})",
         started.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primary_cut_off_with_one_replica_fences_before_the_majority_promotes() {
+    let w = start().await;
+    let sampler = ReadOnlySampler::start(&w.cluster);
+    cut_primary_with_one_replica(&w, sampler, "{primary + one replica} cut off").await;
+    let net = w.net.as_ref().expect("net");
     net.heal(0).await.expect("heal");
     net.heal(1).await.expect("heal");
     // After the heal both the old primary and the replica cut off with it (still fed by
@@ -140,7 +149,7 @@ async fn a_primary_that_lost_its_monitors_first_then_a_replica_fences_before_the
     })
     .await;
     let net = w.net.as_ref().expect("net");
-    let (old_ip, lone) = (net.host(0).ip, net.host(2).ip);
+    let old_ip = net.host(0).ip;
     let sampler = ReadOnlySampler::start(&w.cluster);
     net.block_services(0, &monitor_endpoints(&w))
         .await
@@ -154,26 +163,12 @@ async fn a_primary_that_lost_its_monitors_first_then_a_replica_fences_before_the
         vec![old_ip],
         "row 4a must not fail over"
     );
-    let rest = [lone, net.gateway()];
-    net.partition(0, &rest).await.expect("partition db1");
-    net.partition(1, &rest).await.expect("partition db2");
-    let started = Instant::now();
-    let (new_ip, took) = dns_moved_or_logs(&w, old_ip, Duration::from_secs(40)).await;
-    eprintln!(
-        "monitors cut, then {{primary + one replica}} cut off: DNS moved to {new_ip} after {took:?}"
-    );
-    assert_eq!(new_ip, lone, "only db3 is on the control plane's side");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let rounds = sampler.stop().await;
-    let verdict = judge(&rounds, &[], 0, 2, &Default::default());
-    verdict.assert_clean(true);
-    let last = rounds.last().expect("a sampling round");
-    assert_eq!(
-        last.writable[0],
-        Some(false),
-        "the old primary is still writable {:?} after the second cut",
-        started.elapsed()
-    );
+    cut_primary_with_one_replica(
+        &w,
+        sampler,
+        "monitors cut, then {primary + one replica} cut off",
+    )
+    .await;
     net.heal(0).await.expect("heal");
     net.heal(1).await.expect("heal");
 }
@@ -188,21 +183,8 @@ async fn the_primary_cut_off_with_its_owning_monitor_never_splits_the_brain() {
     let w = start().await;
     let net = w.net.as_ref().expect("net");
     let old_ip = net.host(0).ip;
-    let s = w.status().await.expect("status");
-    let owner = s.clusters[0].monitor.clone().expect("an owning monitor");
-    let keep: Vec<_> = w
-        .fleet
-        .monitors
-        .iter()
-        .filter(|m| m.id == owner)
-        .filter_map(|m| m.address.parse::<std::net::SocketAddrV4>().ok())
-        .map(|a| (*a.ip(), a.port()))
-        .collect();
-    assert_eq!(
-        keep.len(),
-        1,
-        "the owning monitor {owner} is one of the fleet's"
-    );
+    let keep = owning_monitor_endpoint(&w).await;
+    assert_eq!(keep.len(), 1, "the cluster has an owning monitor: {keep:?}");
     let sampler = ReadOnlySampler::start(&w.cluster);
     let rest = [net.host(1).ip, net.host(2).ip, net.gateway()];
     net.partition_except(0, &rest, &keep)
@@ -213,7 +195,7 @@ async fn the_primary_cut_off_with_its_owning_monitor_never_splits_the_brain() {
     let dns = w.primary_dns().await;
     let failed_over = dns.first() != Some(&old_ip);
     eprintln!(
-        "{{primary + owning monitor {owner}}} cut off for 20 s: {}",
+        "{{primary + owning monitor {keep:?}}} cut off for 20 s: {}",
         if failed_over {
             format!("failed over, DNS names {dns:?}")
         } else {

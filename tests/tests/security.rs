@@ -703,6 +703,20 @@ async fn presented(address: &str, ca: &std::path::Path) -> Vec<u8> {
     conn.get_ref().1.peer_certificates().expect("a certificate")[0].to_vec()
 }
 
+/// [`presented`] once the server at `address` accepts connections (a process just
+/// started), up to 20 s.
+async fn presented_when_up(address: &str, ca: &std::path::Path) -> Vec<u8> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(address).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{address} does not accept connections"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    presented(address, ca).await
+}
+
 fn der_of(pem: &std::path::Path) -> Vec<u8> {
     use rustls::pki_types::pem::PemObject;
     rustls::pki_types::CertificateDer::from_pem_file(pem)
@@ -710,20 +724,35 @@ fn der_of(pem: &std::path::Path) -> Vec<u8> {
         .to_vec()
 }
 
+/// SIGHUP reloads the certificate files (here with the on-disk watch off, so only the
+/// signal can have done it); a certificate naming another identity is not taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewed_certificate_is_served_after_sighup_and_one_naming_someone_else_is_not() {
     let _heavy = altair_e2e::heavy().await;
-    let w = World::start(1, 2, 1).await;
-    let monitor = &w.fleet.monitors[0];
+    let mut w = World::start(1, 2, 1).await;
+    w.fleet
+        .start_monitor_env("m2", &[("ALTAIR_MONITOR__TLS__RELOAD_INTERVAL_MS", "0")])
+        .expect("a monitor that only reloads on SIGHUP");
+    // m2 alone: it takes the cluster over and serves the agents' heartbeats.
+    w.fleet.monitors[0].kill();
+    let monitor = w.fleet.monitors.iter().find(|m| m.id == "m2").expect("m2");
     let ip = w.fleet.control_ip();
-    let first = w
-        .fleet
-        .issue("monitor-m1", "altair://monitor/m1", &[ip])
-        .expect("renew");
-    let ca = first.ca.clone();
-    let renewed = der_of(&first.cert);
-    let before = presented(&monitor.address, &ca).await;
-    assert_ne!(before, renewed, "renewed before SIGHUP, already served");
+    let ca = w.fleet.tls_files("monitor-m2").ca;
+    let before = presented_when_up(&monitor.address, &ca).await;
+    let renewed = der_of(
+        &w.fleet
+            .issue("monitor-m2", "altair://monitor/m2", &[ip])
+            .expect("renew")
+            .cert,
+    );
+    assert_ne!(before, renewed, "the renewal made a new certificate");
+    // Without a signal the renewal is not picked up (the watch is off).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        presented(&monitor.address, &ca).await,
+        before,
+        "renewed without SIGHUP although tls.reload_interval_ms = 0"
+    );
     let hup = || {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(monitor.pid().expect("pid") as i32),
@@ -741,6 +770,10 @@ async fn a_renewed_certificate_is_served_after_sighup_and_one_naming_someone_els
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The monitor still serves its callers (an agent's heartbeats, a status read).
+    w.wait_until("m2 owns c1", Duration::from_secs(30), |s| {
+        s.clusters[0].monitor.as_deref() == Some("m2")
+    })
+    .await;
     w.wait_all_healthy(2).await;
     let mut m = MonitorClient::new(
         altair_e2e::grpc::dial_as(
@@ -758,7 +791,7 @@ async fn a_renewed_certificate_is_served_after_sighup_and_one_naming_someone_els
     .expect("health after the reload");
     // A certificate naming another identity is not taken: the renewed one stays.
     w.fleet
-        .issue("monitor-m1", "altair://monitor/m9", &[ip])
+        .issue("monitor-m2", "altair://monitor/m9", &[ip])
         .expect("a wrong certificate");
     hup();
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -767,6 +800,53 @@ async fn a_renewed_certificate_is_served_after_sighup_and_one_naming_someone_els
         renewed,
         "a certificate of another identity replaced the monitor's"
     );
+}
+
+/// With the default watch (every 5 s) a renewal tool that only replaces the files is
+/// enough: no signal. Files caught half-written — the new certificate beside the old key
+/// — are refused and the current certificate stays served; once the key is there too,
+/// the renewal is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_once_its_files_change_without_a_signal() {
+    let _heavy = altair_e2e::heavy().await;
+    let w = World::start(1, 2, 1).await;
+    let monitor = &w.fleet.monitors[0];
+    let ip = w.fleet.control_ip();
+    let ca = w.fleet.tls_files("monitor-m1").ca;
+    let before = presented(&monitor.address, &ca).await;
+    let key_path = w.fleet.tls_files("monitor-m1").key;
+    let old_key = std::fs::read(&key_path).expect("the monitor's key");
+    let files = w
+        .fleet
+        .issue("monitor-m1", "altair://monitor/m1", &[ip])
+        .expect("renew");
+    let (renewed, new_key) = (
+        der_of(&files.cert),
+        std::fs::read(&files.key).expect("new key"),
+    );
+    // Half-written: the old key back beside the new certificate.
+    std::fs::write(&key_path, &old_key).expect("old key");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        presented(&monitor.address, &ca).await,
+        before,
+        "a certificate whose key does not match it was taken"
+    );
+    std::fs::write(&key_path, &new_key).expect("new key");
+    let written = std::time::Instant::now();
+    let deadline = written + Duration::from_secs(15);
+    while presented(&monitor.address, &ca).await != renewed {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renewed certificate is not served 15 s after its files changed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "renewal served {:?} after its key was written",
+        written.elapsed()
+    );
+    w.wait_all_healthy(2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,6 +65,9 @@ pub async fn serve_grpc(
         .await
     } else {
         reload_on_sighup(tls.clone(), shutdown.clone());
+        if let Some(every) = tls.reload_interval() {
+            reload_on_file_change(tls.clone(), shutdown.clone(), every);
+        }
         let incoming = tls_incoming(listener, tls.clone(), Protocol::Grpc, shutdown.clone());
         with_grace(
             router.serve_with_incoming_shutdown(incoming, signal),
@@ -186,6 +189,43 @@ pub fn reload_on_sighup(tls: Tls, shutdown: CancellationToken) {
                 Err(e) => {
                     tracing::error!(error = %e, "SIGHUP: certificate files not reloaded; the previous ones stay in force")
                 }
+            }
+        }
+    });
+}
+
+/// Re-reads the certificate files whenever they change on disk (looked at every
+/// `every`, `tls.reload_interval_ms`), until `shutdown`: a renewal tool that only replaces the files needs no
+/// SIGHUP. Files caught half-written (a key that does not match the certificate yet) are
+/// refused and the previous certificate stays in force; the next change is tried again.
+pub fn reload_on_file_change(tls: Tls, shutdown: CancellationToken, every: Duration) {
+    let Some(mut seen) = tls.files_stamp() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            let Some(now) = tls.files_stamp() else {
+                return;
+            };
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match tls.reload() {
+                Ok(_) => tracing::info!(
+                    "certificate files changed on disk: reloaded; new connections use them"
+                ),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "certificate files changed on disk but not reloaded; the previous ones stay in force"
+                ),
             }
         }
     });

@@ -22,6 +22,14 @@ pub enum Tls {
     Mutual(Arc<Reloadable>),
 }
 
+/// One certificate file as seen on disk (see [`Tls::files_stamp`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: (u64, u64),
+}
+
 /// The files `[tls]` names and what was last read from them (`Tls::reload` re-reads).
 pub struct Reloadable {
     cfg: TlsConfig,
@@ -211,6 +219,39 @@ impl Tls {
         Ok(true)
     }
 
+    /// What the files `[tls]` names look like on disk — per file its size, modification
+    /// time and inode (a symlink followed, so a swapped Kubernetes secret mount counts),
+    /// `None` for one that cannot be read: when this changes, a renewed certificate may
+    /// be there to load. `None` when insecure.
+    pub fn files_stamp(&self) -> Option<Vec<Option<FileStamp>>> {
+        let Self::Mutual(r) = self else {
+            return None;
+        };
+        let stamp = |p: &Option<std::path::PathBuf>| {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::metadata(p.as_ref()?).ok()?;
+            Some(FileStamp {
+                len: m.len(),
+                modified: m.modified().ok(),
+                inode: (m.dev(), m.ino()),
+            })
+        };
+        Some(vec![
+            stamp(&r.cfg.ca_file),
+            stamp(&r.cfg.cert_file),
+            stamp(&r.cfg.key_file),
+        ])
+    }
+
+    /// How often the certificate files are looked at for a change (`tls.reload_interval_ms`);
+    /// `None`: never, or insecure.
+    pub fn reload_interval(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Insecure => None,
+            Self::Mutual(r) => r.cfg.reload_interval(),
+        }
+    }
+
     /// Who this process is, from its own certificate.
     pub fn identity(&self) -> Option<Identity> {
         match self {
@@ -305,7 +346,7 @@ mod tests {
             ca_file: pem("ca.pem", "not a certificate"),
             cert_file: pem("c.pem", "not a certificate"),
             key_file: pem("k.pem", "SECRET-KEY-MATERIAL"),
-            insecure: false,
+            ..TlsConfig::default()
         };
         let e = Tls::load(&cfg).expect_err("bad files").to_string();
         assert!(e.contains("tls.ca_file"), "{e}");

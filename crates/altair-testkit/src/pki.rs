@@ -81,6 +81,15 @@ impl Pki {
         &self.ca_file
     }
 
+    /// Where [`Self::issue`] writes the files named `file` (nothing is written).
+    pub fn files(&self, file: &str) -> TlsFiles {
+        TlsFiles {
+            ca: self.ca_file.clone(),
+            cert: self.dir.join(format!("{file}.pem")),
+            key: self.dir.join(format!("{file}.key")),
+        }
+    }
+
     /// A certificate for `uri` (`altair://agent/c1/db1`), valid for client and server
     /// use, naming `ips` (and `localhost`) as the addresses it serves on. Files:
     /// `<dir>/<file>.pem` and `<dir>/<file>.key` (mode 0600).
@@ -105,11 +114,7 @@ impl Pki {
         ];
         let key = KeyPair::generate().map_err(tls_err(&what))?;
         let cert = params.signed_by(&key, &self.ca).map_err(tls_err(&what))?;
-        let files = TlsFiles {
-            ca: self.ca_file.clone(),
-            cert: self.dir.join(format!("{file}.pem")),
-            key: self.dir.join(format!("{file}.key")),
-        };
+        let files = self.files(file);
         write(&files.cert, &cert.pem())?;
         write(&files.key, &key.serialize_pem())?;
         set_private(&files.key)?;

@@ -69,11 +69,17 @@ pub enum Fault {
     /// reads but cannot commit. The run's `[write_stall]` policy is `failover`: it is
     /// failed over once reported `write_stalled` for `failover_after_ms`.
     PrimaryDiskFull,
+    /// {the primary + the monitor that owns its cluster} cut from {the replicas, the other
+    /// monitors, the orchestrators, ZooKeeper, the clients} (row 4e): the owning monitor
+    /// keeps its ZooKeeper session and the primary's lease. Either outcome, never two
+    /// writable.
+    PrimaryCutWithOwningMonitor,
 }
 
 /// The faults `make test` runs once each, before its random rounds (without
 /// `ALTAIR_CHAOS_ROUNDS`): each newer kind is covered by every CI run.
-pub const COVERED: [Fault; 14] = [
+pub const COVERED: [Fault; 15] = [
+    Fault::PrimaryCutWithOwningMonitor,
     Fault::PrimaryDiskFull,
     Fault::ZkLeaderKilledThenPrimaryKilled,
     Fault::ZkQuorumLost,
@@ -90,7 +96,7 @@ pub const COVERED: [Fault; 14] = [
     Fault::PrimaryLinkLossy,
 ];
 
-pub const FAULTS: [Fault; 26] = [
+pub const FAULTS: [Fault; 27] = [
     Fault::PrimaryCutFromReplicas,
     Fault::MonitorsCutFromPrimaryAgent,
     Fault::ControlPlaneCutFromPrimary,
@@ -117,6 +123,7 @@ pub const FAULTS: [Fault; 26] = [
     Fault::ZkLeaderKilledThenPrimaryKilled,
     Fault::ZkQuorumLost,
     Fault::PrimaryDiskFull,
+    Fault::PrimaryCutWithOwningMonitor,
 ];
 
 /// What a fault must do to the primary.
@@ -145,7 +152,9 @@ impl Fault {
             | Fault::ReplicaLaggingThenPrimaryKilled
             | Fault::ZkLeaderKilledThenPrimaryKilled
             | Fault::PrimaryDiskFull => Expect::FailOver,
-            Fault::PrimaryRestarted | Fault::PrimaryLinkLossy => Expect::Either,
+            Fault::PrimaryRestarted
+            | Fault::PrimaryLinkLossy
+            | Fault::PrimaryCutWithOwningMonitor => Expect::Either,
             _ => Expect::Stay,
         }
     }
@@ -164,6 +173,7 @@ impl Fault {
                 | Fault::PrimaryCutWithOneReplica
                 | Fault::PrimaryLinkLossy
                 | Fault::PrimaryOutboundDropped
+                | Fault::PrimaryCutWithOwningMonitor
         )
     }
 }

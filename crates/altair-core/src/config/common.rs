@@ -144,10 +144,35 @@ pub struct TlsConfig {
     /// throwaway test only; every start logs a warning.
     #[serde(default)]
     pub insecure: bool,
+    /// How often the certificate files are looked at for a renewal, in ms: a change is
+    /// loaded as SIGHUP loads it. Unset: 5,000; 0: never (SIGHUP only).
+    #[serde(default)]
+    pub reload_interval_ms: Option<u64>,
 }
 
+/// `tls.reload_interval_ms` when unset.
+pub const DEFAULT_TLS_RELOAD_INTERVAL_MS: u64 = 5_000;
+
 impl TlsConfig {
+    /// How often the certificate files are looked at for a change; `None`: never.
+    pub fn reload_interval(&self) -> Option<std::time::Duration> {
+        match self
+            .reload_interval_ms
+            .unwrap_or(DEFAULT_TLS_RELOAD_INTERVAL_MS)
+        {
+            0 => None,
+            ms => Some(std::time::Duration::from_millis(ms)),
+        }
+    }
+
     pub fn validate(&self, p: &mut Problems) {
+        if let Some(ms) = self.reload_interval_ms {
+            p.check(
+                ms == 0 || (100..=86_400_000).contains(&ms),
+                "tls.reload_interval_ms",
+                || format!("{ms} is out of range: 0 (SIGHUP only) or 100 to 86400000 (a day)"),
+            );
+        }
         let files = [
             ("tls.ca_file", &self.ca_file),
             ("tls.cert_file", &self.cert_file),
@@ -374,6 +399,7 @@ mod tests {
             cert_file: Some("/c.pem".into()),
             key_file: Some("/c.key".into()),
             insecure: false,
+            reload_interval_ms: None,
         };
         assert_eq!(problems(&files), "");
         let both = TlsConfig {
@@ -388,6 +414,34 @@ mod tests {
             }),
             ""
         );
+    }
+
+    #[test]
+    fn certificate_files_are_looked_at_every_5_s_unless_set_otherwise() {
+        let files = TlsConfig {
+            ca_file: Some("/ca.pem".into()),
+            cert_file: Some("/c.pem".into()),
+            key_file: Some("/c.key".into()),
+            ..TlsConfig::default()
+        };
+        assert_eq!(
+            files.reload_interval(),
+            Some(std::time::Duration::from_secs(5))
+        );
+        let off = TlsConfig {
+            reload_interval_ms: Some(0),
+            ..files.clone()
+        };
+        assert_eq!(off.reload_interval(), None);
+        assert_eq!(problems(&off), "");
+        for bad in [1, 99, 86_400_001] {
+            let e = problems(&TlsConfig {
+                reload_interval_ms: Some(bad),
+                ..files.clone()
+            });
+            assert!(e.contains("tls.reload_interval_ms"), "{bad}: {e}");
+            assert!(e.contains(&bad.to_string()), "{bad}: {e}");
+        }
     }
 
     fn zk_problems(z: &ZkConfig) -> String {

@@ -225,6 +225,11 @@ impl Fleet {
         self.pki.issue(file, uri, ips)
     }
 
+    /// The files a service named `file` (`monitor-m1`) serves with, and the CA.
+    pub fn tls_files(&self, file: &str) -> crate::pki::TlsFiles {
+        self.pki.files(file)
+    }
+
     /// The address the monitors and orchestrators serve on.
     pub fn control_ip(&self) -> IpAddr {
         self.control_ip
@@ -414,6 +419,12 @@ impl Fleet {
 
     /// Starts one more monitor (or restarts a killed one) with id `id`.
     pub fn start_monitor(&mut self, id: &str) -> Result<()> {
+        self.start_monitor_env(id, &[])
+    }
+
+    /// `start_monitor` with `env` passed to its process (config overrides such as
+    /// `ALTAIR_MONITOR__TLS__RELOAD_INTERVAL_MS`).
+    pub fn start_monitor_env(&mut self, id: &str, env: &[(&str, &str)]) -> Result<()> {
         let (port, metrics_port, _) = match take_ports(&mut self.monitors, id) {
             Some(p) => p,
             None => (reserve(self.control_ip)?, reserve(self.control_ip)?, None),
@@ -430,7 +441,7 @@ impl Fleet {
             zk = self.zk_section(),
             tls = tls,
         );
-        let service = self.spawn("monitor", id, address, (port, metrics_port), &config, &[])?;
+        let service = self.spawn("monitor", id, address, (port, metrics_port), &config, env)?;
         self.monitors.push(service);
         Ok(())
     }

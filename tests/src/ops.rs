@@ -20,6 +20,19 @@ pub async fn create_workload_table(w: &World) {
         .expect("create the workload's table");
 }
 
+/// Whether a client with `cfg` gets a ZooKeeper session and can read `/altair` (within
+/// 12 s: a refused TLS handshake may surface only as the session timing out).
+pub async fn zk_gets_a_session(cfg: &altair_core::config::ZkConfig) -> bool {
+    let attempt = async {
+        let zk = altair_zk::Zk::connect(cfg, None).await.ok()?;
+        zk.get("/altair").await.ok()
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(12), attempt).await,
+        Ok(Some(_))
+    )
+}
+
 /// The gRPC endpoint of the monitor that owns the cluster (what `altairctl status`
 /// names), to keep it reachable in a partition; empty when no owner is known.
 pub async fn owning_monitor_endpoint(w: &World) -> Vec<(Ipv4Addr, u16)> {

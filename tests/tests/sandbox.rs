@@ -55,12 +55,36 @@ async fn sandbox_up_describes_real_components_and_down_leaves_nothing() {
     assert_eq!(desc.version, 1);
     assert!(alive(desc.supervisor_pid));
 
-    // ZooKeeper answers.
-    let zk: SocketAddr = desc.zookeeper.servers[0].parse().expect("zk address");
+    // ZooKeeper answers; altair dials its TLS port, which refuses a client without a
+    // certificate.
+    let zk: SocketAddr = desc.zookeeper.plaintext_servers[0]
+        .parse()
+        .expect("zk address");
     let srvr = altair_testkit::zookeeper::four_letter(zk, "srvr")
         .await
         .expect("zookeeper answers");
     assert!(srvr.contains("Mode: standalone"), "{srvr}");
+    let zk_tls = desc.zookeeper.tls.as_ref().expect("ZooKeeper over TLS");
+    assert_ne!(desc.zookeeper.servers, desc.zookeeper.plaintext_servers);
+    let with_cert = altair_core::config::ZkConfig {
+        tls_ca_file: Some(zk_tls.ca_file.clone().into()),
+        tls_cert_file: Some(zk_tls.cert_file.clone().into()),
+        tls_key_file: Some(zk_tls.key_file.clone().into()),
+        ..altair_core::config::ZkConfig::new(desc.zookeeper.servers.clone())
+    };
+    assert!(
+        altair_e2e::ops::zk_gets_a_session(&with_cert).await,
+        "sandbox.json's ZooKeeper client certificate does not get a session"
+    );
+    let no_cert = altair_core::config::ZkConfig {
+        tls_cert_file: None,
+        tls_key_file: None,
+        ..with_cert
+    };
+    assert!(
+        !altair_e2e::ops::zk_gets_a_session(&no_cert).await,
+        "the TLS port took a client without a certificate"
+    );
 
     // DNS answers the primary's name with the primary host's address.
     let cluster = &desc.clusters[0];

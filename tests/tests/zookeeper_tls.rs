@@ -6,22 +6,9 @@
 use std::time::Duration;
 
 use altair_core::config::ZkConfig;
-use altair_e2e::ops::{ctl, host_index, kill_mysqld, wait_dns_moved};
+use altair_e2e::ops::{ctl, host_index, kill_mysqld, wait_dns_moved, zk_gets_a_session};
 use altair_e2e::world::World;
 use mysql_async::prelude::Queryable;
-
-/// Whether a client with `cfg` gets a ZooKeeper session and can read the root (within
-/// 12 s: a refused handshake may surface only as the session timing out).
-async fn gets_a_session(cfg: &ZkConfig) -> bool {
-    let attempt = async {
-        let zk = altair_zk::Zk::connect(cfg, None).await.ok()?;
-        zk.get("/altair").await.ok()
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(12), attempt).await,
-        Ok(Some(_))
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_talks_to_zookeeper_over_tls_and_the_port_refuses_other_clients() {
@@ -40,7 +27,7 @@ async fn every_service_talks_to_zookeeper_over_tls_and_the_port_refuses_other_cl
     let mut cfg = fleet_cfg.clone();
     cfg.session_timeout_ms = 4_000;
     assert!(
-        gets_a_session(&cfg).await,
+        zk_gets_a_session(&cfg).await,
         "a client with a certificate of the CA was refused"
     );
     // … one speaking plaintext to it does not …
@@ -51,7 +38,7 @@ async fn every_service_talks_to_zookeeper_over_tls_and_the_port_refuses_other_cl
         ..cfg.clone()
     };
     assert!(
-        !gets_a_session(&plain).await,
+        !zk_gets_a_session(&plain).await,
         "plaintext was served on the TLS port"
     );
     // … nor one without a client certificate …
@@ -61,7 +48,7 @@ async fn every_service_talks_to_zookeeper_over_tls_and_the_port_refuses_other_cl
         ..cfg.clone()
     };
     assert!(
-        !gets_a_session(&anonymous).await,
+        !zk_gets_a_session(&anonymous).await,
         "a client without a certificate got in"
     );
     // … nor one whose certificate comes from another CA (the gRPC fleet's) …
@@ -75,7 +62,7 @@ async fn every_service_talks_to_zookeeper_over_tls_and_the_port_refuses_other_cl
         ..cfg.clone()
     };
     assert!(
-        !gets_a_session(&stranger).await,
+        !zk_gets_a_session(&stranger).await,
         "a certificate of another CA got in"
     );
     // … nor one that does not trust the server's certificate.
@@ -84,7 +71,7 @@ async fn every_service_talks_to_zookeeper_over_tls_and_the_port_refuses_other_cl
         ..cfg.clone()
     };
     assert!(
-        !gets_a_session(&trusting_another).await,
+        !zk_gets_a_session(&trusting_another).await,
         "the client accepted a server certificate its CA did not sign"
     );
 

@@ -70,6 +70,9 @@ pub struct Sandbox {
     clusters: Vec<(String, MariaDbCluster)>,
     dns: Bind,
     zk: ZooKeeper,
+    /// The client certificate altair's processes and altairctl dial ZooKeeper's TLS
+    /// port with.
+    zk_client: crate::pki::TlsFiles,
     net: Option<TestNet>,
     orchestrator_ports: Vec<Port>,
     options: SandboxOptions,
@@ -90,7 +93,11 @@ impl Sandbox {
         let control_ip = net
             .as_ref()
             .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |n| IpAddr::V4(n.gateway()));
-        let zk = ZooKeeper::standalone(control_ip).await?;
+        // Secure by default, ZooKeeper too: altair dials only its TLS port, with a
+        // client certificate. The plaintext port stays open (the test kit's `ruok`
+        // health check uses it); altair's nodes are writable by its digest user only.
+        let zk = ZooKeeper::standalone_tls(control_ip).await?;
+        let zk_client = zk.client_tls("altair")?;
         let mut clusters: Vec<(String, MariaDbCluster)> = Vec::with_capacity(n);
         for k in 0..n {
             let addrs: Vec<HostAddr> = match &net {
@@ -145,11 +152,12 @@ impl Sandbox {
                     first_name,
                     first,
                     control_ip,
-                    zk.servers(),
+                    zk.secure_servers(),
                     options.monitors,
                     FleetTiming {
                         durability: options.durability,
                         console: Some(crate::fleet::ConsoleMode::ProxyHeader),
+                        zk_client_tls: Some(zk_client.clone()),
                         ..FleetTiming::default()
                     },
                 )?;
@@ -203,6 +211,7 @@ impl Sandbox {
             clusters,
             dns,
             zk,
+            zk_client,
             net,
             orchestrator_ports,
             options,
@@ -267,9 +276,15 @@ impl Sandbox {
                 gateway: n.gateway().to_string(),
             }),
             zookeeper: ZkDesc {
-                servers: self.zk.servers(),
+                servers: self.zk.secure_servers(),
+                plaintext_servers: self.zk.servers(),
                 root: ZK_ROOT.into(),
                 pids: (0..self.zk.len()).filter_map(|i| self.zk.pid(i)).collect(),
+                tls: Some(ZkTlsDesc {
+                    ca_file: self.zk_client.ca.display().to_string(),
+                    cert_file: self.zk_client.cert.display().to_string(),
+                    key_file: self.zk_client.key.display().to_string(),
+                }),
             },
             dns: DnsDesc {
                 server: self.dns.addr().to_string(),
@@ -415,10 +430,16 @@ impl Sandbox {
                 viewer_key_file: v.key.display().to_string(),
             });
         }
+        let zk_tls = format!(
+            "tls_ca_file = {:?}\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
+            self.zk_client.ca.display().to_string(),
+            self.zk_client.cert.display().to_string(),
+            self.zk_client.key.display().to_string(),
+        );
         let ctl = format!(
             "# altairctl config for the sandbox (written by altair-sandbox).\n\
              orchestrators = {orchs:?}\ntimeout_ms = 5000\n\n\
-             [zookeeper]\nservers = {zk:?}\nroot = \"{ZK_ROOT}\"\n{tls}",
+             [zookeeper]\nservers = {zk:?}\nroot = \"{ZK_ROOT}\"\n{zk_tls}\n{tls}",
             orchs = desc.planned_orchestrator_addresses,
             zk = desc.zookeeper.servers,
             tls = operator.map(|o| o.section()).unwrap_or_default(),
@@ -514,9 +535,24 @@ pub struct NetworkDesc {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ZkDesc {
+    /// The TLS client ports: what altair's processes and altairctl dial.
     pub servers: Vec<String>,
+    /// The plaintext client ports (four-letter health words such as `ruok`; every node
+    /// altair creates is writable by altair's digest user only).
+    #[serde(default)]
+    pub plaintext_servers: Vec<String>,
     pub root: String,
     pub pids: Vec<u32>,
+    /// The client certificate for the TLS ports (the `[zookeeper] tls_*` keys).
+    #[serde(default)]
+    pub tls: Option<ZkTlsDesc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ZkTlsDesc {
+    pub ca_file: String,
+    pub cert_file: String,
+    pub key_file: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

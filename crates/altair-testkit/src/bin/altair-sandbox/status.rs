@@ -58,7 +58,15 @@ pub(crate) async fn status(dir: &Path, json: bool) -> Result<(), String> {
         );
         return Ok(());
     }
-    println!("ZooKeeper  {}", desc.zookeeper.servers.join(","));
+    println!(
+        "ZooKeeper  {}{}",
+        desc.zookeeper.servers.join(","),
+        if desc.zookeeper.tls.is_some() {
+            " (TLS, client certificate required)"
+        } else {
+            ""
+        }
+    );
     println!("DNS        {} zone {}", desc.dns.server, desc.dns.zone);
     if let Some(n) = &desc.network {
         println!("network    bridge {} subnet {}", n.bridge, n.subnet);

@@ -158,15 +158,17 @@ pub mod world {
     pub const CLUSTER: &str = "c1";
     const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-    /// How a world's MariaDB servers run.
     /// The ZooKeeper a world runs.
     #[derive(Clone, Copy)]
     enum ZkServers {
         /// A standalone server (1) or an ensemble, plaintext.
         Nodes(usize),
-        /// A standalone server every service dials over TLS with a client certificate.
-        Tls,
+        /// A standalone server (1) or an ensemble every service dials over TLS with a
+        /// client certificate (an ensemble's servers speak TLS to each other too).
+        Tls(usize),
     }
+
+    /// How a world's MariaDB servers run.
 
     enum Servers {
         Plain,
@@ -370,12 +372,13 @@ pub mod world {
             .await
         }
 
-        /// `start_ha` with ZooKeeper serving a TLS client port that requires a client
+        /// `start_ha` with ZooKeeper (`zk_nodes` servers: 1, or an ensemble whose servers
+        /// speak TLS to each other) serving a TLS client port that requires a client
         /// certificate: every service and altairctl dial it over TLS only (its
         /// plaintext port stays open for the test's own reads).
-        pub async fn start_ha_zk_tls(hosts: usize, orchestrators: usize) -> Self {
+        pub async fn start_ha_zk_tls(hosts: usize, orchestrators: usize, zk_nodes: usize) -> Self {
             Self::start_ha_on(
-                (hosts, Servers::Plain, ZkServers::Tls),
+                (hosts, Servers::Plain, ZkServers::Tls(zk_nodes)),
                 1,
                 orchestrators,
                 3600,
@@ -404,10 +407,11 @@ pub mod world {
             let zk = match zk_servers {
                 ZkServers::Nodes(n) if n > 1 => ZooKeeper::ensemble(control, n).await,
                 ZkServers::Nodes(_) => ZooKeeper::standalone(control).await,
-                ZkServers::Tls => ZooKeeper::standalone_tls(control).await,
+                ZkServers::Tls(1) => ZooKeeper::standalone_tls(control).await,
+                ZkServers::Tls(n) => ZooKeeper::ensemble_tls(control, n).await,
             }
             .expect("start ZooKeeper");
-            if matches!(zk_servers, ZkServers::Tls) {
+            if matches!(zk_servers, ZkServers::Tls(_)) {
                 timing.zk_client_tls =
                     Some(zk.client_tls("zk-client").expect("a client certificate"));
             }
@@ -431,7 +435,7 @@ pub mod world {
             .await
             .expect("start BIND");
             let bin_dir = crate::bin_dir();
-            let fleet_zk_servers = if matches!(zk_servers, ZkServers::Tls) {
+            let fleet_zk_servers = if matches!(zk_servers, ZkServers::Tls(_)) {
                 zk.secure_servers()
             } else {
                 zk.servers()

@@ -72,6 +72,25 @@ impl ZooKeeper {
         pki.issue(file, &format!("altair://zookeeper-client/{file}"), &[])
     }
 
+    /// An ensemble of `size` servers on `ip` with TLS everywhere: each serves a TLS
+    /// client port as [`Self::standalone_tls`] does, and the servers speak TLS to each
+    /// other (`sslQuorum`: quorum and election links, certificates of the same CA
+    /// required both ways).
+    pub async fn ensemble_tls(ip: IpAddr, size: usize) -> Result<Self> {
+        Self::start(ip, size, 64, true).await
+    }
+
+    /// A certificate of the servers' CA naming their address, as a server's own: what a
+    /// quorum peer presents (servers check a peer's certificate names the address it
+    /// connects from).
+    pub fn peer_tls(&self, file: &str) -> Result<TlsFiles> {
+        let (pki, _) = self.tls.as_ref().ok_or_else(|| Error::Command {
+            what: format!("issue ZooKeeper peer certificate {file}"),
+            detail: "this ZooKeeper has no TLS (start it with ensemble_tls)".into(),
+        })?;
+        pki.issue(file, "altair://zookeeper", &[self.ip])
+    }
+
     /// A standalone server with a JVM heap of `heap_mb` (a simulated fleet of thousands
     /// of clusters holds ~10 znodes each).
     pub async fn standalone_with_heap(ip: IpAddr, heap_mb: u32) -> Result<Self> {
@@ -183,12 +202,25 @@ impl ZooKeeper {
             format!("{}{}", read(&files.key)?, read(&files.cert)?),
         )
         .map_err(io_err(format!("write {}", keystore.display())))?;
+        // An ensemble's servers speak TLS to each other too (the same certificate: it
+        // names `ip`, the address every peer dials).
+        let quorum = if self.nodes.len() > 1 {
+            format!(
+                "sslQuorum=true\n\
+                 ssl.quorum.keyStore.location={keystore}\nssl.quorum.keyStore.type=PEM\n\
+                 ssl.quorum.trustStore.location={ca}\nssl.quorum.trustStore.type=PEM\n",
+                keystore = keystore.display(),
+                ca = files.ca.display(),
+            )
+        } else {
+            String::new()
+        };
         Ok(format!(
             "secureClientPort={port}\nsecureClientPortAddress={ip}\n\
              serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
              ssl.keyStore.location={keystore}\nssl.keyStore.type=PEM\n\
              ssl.trustStore.location={ca}\nssl.trustStore.type=PEM\n\
-             ssl.clientAuth=need\n",
+             ssl.clientAuth=need\n{quorum}",
             ip = self.ip,
             keystore = keystore.display(),
             ca = files.ca.display(),
@@ -255,6 +287,11 @@ impl ZooKeeper {
 
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+
+    /// Node `i`'s leader election port (a quorum link: TLS in [`Self::ensemble_tls`]).
+    pub fn election_addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::new(self.ip, self.nodes[i].election.get())
     }
 
     pub fn client_addr(&self, i: usize) -> SocketAddr {

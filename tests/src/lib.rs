@@ -169,7 +169,6 @@ pub mod world {
     }
 
     /// How a world's MariaDB servers run.
-
     enum Servers {
         Plain,
         /// Each host's binlogs on a filesystem of this many MiB.

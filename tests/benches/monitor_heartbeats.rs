@@ -8,9 +8,11 @@
 //! ≤ 5 % of a core). The simulated agents send what real ones do for readiness to judge:
 //! registrations with a mysqld endpoint, replicas replicating from their primary, and
 //! GTID positions that advance with every heartbeat.
-//! The monitor runs with `tls.insecure = true`: with mutual TLS each simulated agent
-//! would need its own certificate and connection (a heartbeat must come from the agent
-//! of the host it reports); the TLS-on figure is not measured yet.
+//! A third run turns mutual TLS on (readiness at its default): each simulated agent has
+//! a certificate of its own naming its cluster and host (a heartbeat must come from the
+//! agent of the host it reports), the monitor checks it on every call, and the report
+//! gives the CPU delta against the plaintext run (goal: ≤ +30 %). Every simulated agent
+//! holds its own connection in all three runs, as real agents do.
 
 #![allow(clippy::print_stdout)]
 
@@ -19,11 +21,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use altair_core::config::TlsConfig;
 use altair_proto::v1::monitor_client::MonitorClient;
 use altair_proto::v1::{
     ClusterHealthRequest, Endpoint, HeartbeatRequest, HostRef, HostRegistration, MysqlSnapshot,
     ReplicationStatus,
 };
+use altair_testkit::pki::Pki;
 use altair_testkit::ports::reserve;
 use altair_testkit::process::Proc;
 use altair_testkit::zookeeper::{ZooKeeper, four_letter};
@@ -33,7 +37,6 @@ use tonic::transport::Channel;
 const AGENTS: usize = 10_000;
 const HOSTS_PER_CLUSTER: usize = 4;
 const INTERVAL: Duration = Duration::from_secs(10);
-const CHANNELS: usize = 16;
 const WARMUP: Duration = Duration::from_secs(25);
 const MEASURE: Duration = Duration::from_secs(30);
 const SILENT: usize = 20;
@@ -60,29 +63,46 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let off = run(0).await;
-    let on = run(5_000).await;
+    altair_svc::crypto::use_ring();
+    let off = run(0, false).await;
+    let on = run(5_000, false).await;
+    let tls = run(5_000, true).await;
     println!(
         "failover readiness cost             {:.1} % of one core ({:.1} % with it every 5 s vs {:.1} % off; goal <= 5 %)",
         on - off,
         on,
         off
     );
+    println!(
+        "mutual TLS cost                     {:+.1} % of one core ({:.1} % with TLS vs {:.1} % plaintext: x{:.2}; goal <= x1.30)",
+        tls - on,
+        tls,
+        on,
+        tls / on
+    );
 }
 
-/// One run with `monitor.readiness_interval_ms = readiness_ms`; returns the monitor's
-/// CPU (% of one core) while measured.
-async fn run(readiness_ms: u64) -> f64 {
+/// One run with `monitor.readiness_interval_ms = readiness_ms`, mutual TLS on or off;
+/// returns the monitor's CPU (% of one core) while measured.
+async fn run(readiness_ms: u64, tls: bool) -> f64 {
     let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let zk = ZooKeeper::standalone(local).await.expect("zookeeper");
     let work = tempfile::tempdir().expect("tempdir");
     let port = reserve(local).expect("port");
     let address = format!("127.0.0.1:{}", port.get());
     let cfg = work.path().join("monitor.toml");
+    let pki = tls.then(|| Pki::new(&work.path().join("pki"), "bench").expect("a CA"));
+    let tls_section = match &pki {
+        Some(pki) => pki
+            .issue("monitor", "altair://monitor/bench", &[local])
+            .expect("the monitor's certificate")
+            .section(),
+        None => "[tls]\ninsecure = true\n".to_owned(),
+    };
     std::fs::write(
         &cfg,
         format!(
-            "[monitor]\nid = \"bench\"\nlisten = \"{address}\"\nreadiness_interval_ms = {readiness_ms}\n[zookeeper]\nservers = {:?}\n[log]\nlevel = \"warn\"\n[tls]\ninsecure = true\n",
+            "[monitor]\nid = \"bench\"\nlisten = \"{address}\"\nreadiness_interval_ms = {readiness_ms}\n[zookeeper]\nservers = {:?}\n[log]\nlevel = \"warn\"\n{tls_section}",
             zk.servers()
         ),
     )
@@ -94,15 +114,48 @@ async fn run(readiness_ms: u64) -> f64 {
         Proc::spawn("altair-monitor", &mut cmd, &work.path().join("monitor.log")).expect("monitor");
     let pid = monitor.pid().expect("pid");
 
-    let endpoint =
-        tonic::transport::Endpoint::from_shared(format!("http://{address}")).expect("endpoint");
-    let mut channels = Vec::new();
-    for _ in 0..CHANNELS {
-        loop {
-            match endpoint.connect().await {
-                Ok(c) => break channels.push(c),
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+    // One connection per simulated agent (with its own certificate under TLS), made
+    // at its first heartbeat: the handshakes spread over the first interval.
+    let cert_started = Instant::now();
+    let endpoints: Vec<tonic::transport::Endpoint> = (0..AGENTS)
+        .map(|i| match &pki {
+            Some(pki) => {
+                let uri = format!("altair://agent/c{}/h{i}", i / HOSTS_PER_CLUSTER);
+                let files = pki
+                    .issue(&format!("a{i}"), &uri, &[])
+                    .expect("a certificate");
+                altair_svc::Tls::load(&TlsConfig {
+                    ca_file: Some(files.ca),
+                    cert_file: Some(files.cert),
+                    key_file: Some(files.key),
+                    ..TlsConfig::default()
+                })
+                .expect("the agent's TLS")
+                .endpoint(&address)
+                .expect("endpoint")
             }
+            None => tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+                .expect("endpoint"),
+        })
+        .collect();
+    if tls {
+        println!(
+            "{AGENTS} agent certificates issued and loaded in {:.1} s",
+            cert_started.elapsed().as_secs_f64()
+        );
+    }
+    let mut channels: Vec<Channel> = Vec::with_capacity(AGENTS);
+    for (i, e) in endpoints.iter().enumerate() {
+        if i == 0 {
+            // The first one waits for the monitor to listen.
+            loop {
+                match e.connect().await {
+                    Ok(c) => break channels.push(c),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        } else {
+            channels.push(e.connect_lazy());
         }
     }
     // Wait until the monitor registered and owns clusters (first accepted heartbeat).
@@ -113,7 +166,7 @@ async fn run(readiness_ms: u64) -> f64 {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..AGENTS {
-        let client = MonitorClient::new(channels[i % CHANNELS].clone());
+        let client = MonitorClient::new(channels[i].clone());
         let (lat, measuring) = (latencies.clone(), measuring.clone());
         let silent = i < SILENT;
         tasks.push(tokio::spawn(agent(
@@ -163,7 +216,28 @@ async fn run(readiness_ms: u64) -> f64 {
     )
     .await;
     let mut detect = Vec::new();
-    let mut client = MonitorClient::new(channels[0].clone());
+    // Asked as an operator (an agent's certificate may only send heartbeats).
+    let viewer = match &pki {
+        Some(pki) => {
+            let files = pki
+                .issue("viewer", "altair://operator/bench?role=viewer", &[])
+                .expect("a viewer certificate");
+            altair_svc::Tls::load(&TlsConfig {
+                ca_file: Some(files.ca),
+                cert_file: Some(files.cert),
+                key_file: Some(files.key),
+                ..TlsConfig::default()
+            })
+            .expect("the viewer's TLS")
+            .endpoint(&address)
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect as a viewer")
+        }
+        None => channels[0].clone(),
+    };
+    let mut client = MonitorClient::new(viewer);
     for i in 0..SILENT {
         let cluster = format!("c{}", i / HOSTS_PER_CLUSTER);
         let resp = client
@@ -191,9 +265,10 @@ async fn run(readiness_ms: u64) -> f64 {
     }
     let cpu = ticks as f64 / hz / secs * 100.0;
     println!(
-        "benchmark: one monitor, {AGENTS} simulated agents, interval {INTERVAL:?} ({:.0} heartbeats/s), {:.0} s measured, readiness {}",
+        "benchmark: one monitor, {AGENTS} simulated agents, interval {INTERVAL:?} ({:.0} heartbeats/s), {:.0} s measured, {}, readiness {}",
         AGENTS as f64 / INTERVAL.as_secs_f64(),
         secs,
+        if tls { "mutual TLS" } else { "plaintext" },
         if readiness_ms == 0 {
             "off".to_owned()
         } else {

@@ -165,8 +165,8 @@ async fn run(readiness_ms: u64, tls: bool) -> f64 {
     let silent_after = Instant::now() + INTERVAL + WARMUP + MEASURE;
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for i in 0..AGENTS {
-        let client = MonitorClient::new(channels[i].clone());
+    for (i, channel) in channels.iter().enumerate() {
+        let client = MonitorClient::new(channel.clone());
         let (lat, measuring) = (latencies.clone(), measuring.clone());
         let silent = i < SILENT;
         tasks.push(tokio::spawn(agent(

@@ -148,6 +148,7 @@ pub async fn run(ctx: &Ctx, view: &ClusterView, mut j: Journal) -> Result<(), Fa
                     journal.flush().await?;
                     pause(step).await;
                 }
+                exit_if_requested(step);
             }
             Next::RetryAt { at_ms, .. } => {
                 let error = failure(&outcome);
@@ -297,6 +298,19 @@ async fn write_journal(ctx: &Ctx, view: &ClusterView, j: &Journal) -> Result<(),
 /// dies there may leave it).
 fn pause_requested(step: Step) -> bool {
     std::env::var("ALTAIR_TEST_PAUSE_AFTER_STEP").is_ok_and(|s| s == step.as_str())
+}
+
+/// Test-only: `ALTAIR_TEST_EXIT_AFTER_STEP=catch_up` ends the process right after that
+/// step, its journal kept but not written: a leader dying inside the window where
+/// ZooKeeper's journal is behind the work done. Never set in production.
+fn exit_if_requested(step: Step) {
+    if std::env::var("ALTAIR_TEST_EXIT_AFTER_STEP").is_ok_and(|s| s == step.as_str()) {
+        tracing::warn!(
+            step = step.as_str(),
+            "test exit point: the process ends now, its journal unwritten"
+        );
+        std::process::exit(86);
+    }
 }
 
 async fn pause(step: Step) {

@@ -137,6 +137,11 @@ impl RunningService {
         }
     }
 
+    /// Whether its process still runs (false once it exited on its own, or was killed).
+    pub fn is_running(&mut self) -> bool {
+        self.proc.as_mut().is_some_and(Proc::is_running)
+    }
+
     /// Starts a killed agent again with the same config, as an init system would.
     pub fn restart(&mut self) -> Result<()> {
         self.kill();

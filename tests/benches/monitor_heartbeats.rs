@@ -41,6 +41,10 @@ const WARMUP: Duration = Duration::from_secs(25);
 const MEASURE: Duration = Duration::from_secs(30);
 const SILENT: usize = 20;
 
+/// Heartbeats refused or failed while measured (a run's figures count only those
+/// accepted; this says whether that left any out).
+static FAILED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
@@ -279,7 +283,11 @@ async fn run(readiness_ms: u64, tls: bool) -> f64 {
         "first judgement of all hosts published within {:.1} s of start",
         flushed_in.as_secs_f64()
     );
-    println!("heartbeats measured                 {}", lat.len());
+    println!(
+        "heartbeats measured                 {} accepted, {} failed",
+        lat.len(),
+        FAILED.swap(0, Ordering::Relaxed)
+    );
     println!("monitor CPU                         {cpu:.1} % of one core");
     println!(
         "heartbeat latency p50 / p99         {:.2} ms / {:.2} ms",
@@ -378,8 +386,12 @@ async fn agent(
             .heartbeat(req)
             .await
             .is_ok_and(|r| r.get_ref().accepted);
-        if ok && measuring.load(Ordering::Relaxed) {
-            latencies.lock().await.push(t.elapsed());
+        if measuring.load(Ordering::Relaxed) {
+            if ok {
+                latencies.lock().await.push(t.elapsed());
+            } else {
+                FAILED.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }

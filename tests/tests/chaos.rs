@@ -359,6 +359,11 @@ async fn chaos_rounds_never_split_brain_nor_fail_over_falsely() {
                 }
                 Fault::PrimaryCutWithOwningMonitor => {
                     let keep = owning_monitor_endpoint(&w).await;
+                    assert_eq!(
+                        keep.len(),
+                        1,
+                        "chaos seed {seed} round {round}: the cluster's owning monitor is not known: {keep:?}"
+                    );
                     eprintln!(
                         "chaos seed {seed} round {round}: the primary keeps {keep:?} (its owning monitor)"
                     );

@@ -41,6 +41,12 @@ async fn a_leader_that_dies_before_its_journal_caught_up_is_resumed_with_nothing
     }
     drop(app);
     let old_ip = w.net.as_ref().expect("net").host(0).ip;
+    // Connected before the kill: the journal is read the moment o1 ends.
+    let zk = altair_zk::Zk::connect(&w.zk_config(), None)
+        .await
+        .expect("zk");
+    let cluster = altair_core::ClusterName::new("c1").expect("name");
+    let l = zk.layout().clone();
     tokio::time::sleep(Duration::from_secs(1)).await;
     kill_mysqld(&w, 0);
 
@@ -53,11 +59,6 @@ async fn a_leader_that_dies_before_its_journal_caught_up_is_resumed_with_nothing
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let zk = altair_zk::Zk::connect(&w.zk_config(), None)
-        .await
-        .expect("zk");
-    let cluster = altair_core::ClusterName::new("c1").expect("name");
-    let l = zk.layout().clone();
     let left: Journal = zk
         .get_record("journal", &l.failover_journal(&cluster))
         .await

@@ -144,7 +144,16 @@ async fn tls_handshake(
     .await
     .map_err(|_| "handshake timed out".to_owned())?
     .map_err(|e| e.to_string())?;
-    use tokio::io::AsyncWriteExt;
+    // Under TLS 1.3 the client's handshake completes before the server has judged the
+    // client's certificate: a refusal then arrives as an alert on the first read. A
+    // peer that took it waits for us to speak (the read times out).
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(Duration::from_millis(1_500), tls.read(&mut buf)).await {
+        Ok(Ok(0)) => return Err("closed by the server right after the handshake".to_owned()),
+        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Ok(_)) | Err(_) => {}
+    }
     let _ = tls.shutdown().await;
     Ok(())
 }

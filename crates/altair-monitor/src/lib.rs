@@ -77,7 +77,8 @@ pub async fn run(
     };
     let mut initial = State::new(m.id.to_string(), detector, m.heartbeat_interval_ms);
     // A stall of half the session timeout may have cost the session (the client pings
-    // every third of it): another monitor may have owned the clusters meanwhile.
+    // every third of it): another monitor may have owned the clusters meanwhile. Set
+    // again from the timeout the server grants at every new session.
     initial.stall_ms = config.zookeeper.session_timeout_ms / 2;
     let state = Arc::new(Mutex::new(initial));
     let (pub_tx, pub_rx) = mpsc::unbounded_channel();
@@ -115,6 +116,12 @@ pub async fn run(
             cancel.clone(),
         );
         async move {
+            // The server may have granted another timeout than the configured one (it
+            // clamps to its tickTime's bounds): the stall rule follows what it granted.
+            let granted = u64::try_from(zk.session_timeout().as_millis()).unwrap_or(u64::MAX);
+            if granted > 0 {
+                lock(&state).stall_ms = granted / 2;
+            }
             zk.ensure_layout().await?;
             zk.register_ephemeral(&zk.layout().monitor(&id), &to_json(&me))
                 .await?;

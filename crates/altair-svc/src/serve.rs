@@ -199,7 +199,9 @@ pub fn reload_on_sighup(tls: Tls, shutdown: CancellationToken) {
 /// SIGHUP. Files caught half-written (a key that does not match the certificate yet) are
 /// refused and the previous certificate stays in force; the next change is tried again.
 pub fn reload_on_file_change(tls: Tls, shutdown: CancellationToken, every: Duration) {
-    let Some(mut seen) = tls.files_stamp() else {
+    // From what the files looked like when the certificate in force was read: a
+    // renewal that landed since (before this watch started) is loaded at the first look.
+    let Some(mut seen) = tls.loaded_stamp() else {
         return;
     };
     tokio::spawn(async move {
@@ -211,14 +213,20 @@ pub fn reload_on_file_change(tls: Tls, shutdown: CancellationToken, every: Durat
                 _ = tick.tick() => {}
                 () = shutdown.cancelled() => return,
             }
-            let Some(now) = tls.files_stamp() else {
+            let look = tls.clone();
+            let Ok(Some(now)) = tokio::task::spawn_blocking(move || look.files_stamp()).await
+            else {
                 return;
             };
             if now == seen {
                 continue;
             }
             seen = now;
-            match tls.reload() {
+            let load = tls.clone();
+            let Ok(loaded) = tokio::task::spawn_blocking(move || load.reload()).await else {
+                return;
+            };
+            match loaded {
                 Ok(_) => tracing::info!(
                     "certificate files changed on disk: reloaded; new connections use them"
                 ),

@@ -30,10 +30,33 @@ pub struct FileStamp {
     inode: (u64, u64),
 }
 
+/// What `cfg`'s three files look like on disk (see [`Tls::files_stamp`]).
+fn stamps(cfg: &TlsConfig) -> Vec<Option<FileStamp>> {
+    let stamp = |p: &Option<std::path::PathBuf>| {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(p.as_ref()?).ok()?;
+        Some(FileStamp {
+            len: m.len(),
+            modified: m.modified().ok(),
+            inode: (m.dev(), m.ino()),
+        })
+    };
+    vec![
+        stamp(&cfg.ca_file),
+        stamp(&cfg.cert_file),
+        stamp(&cfg.key_file),
+    ]
+}
+
 /// The files `[tls]` names and what was last read from them (`Tls::reload` re-reads).
 pub struct Reloadable {
     cfg: TlsConfig,
     current: RwLock<Arc<Material>>,
+    /// Held through a reload (SIGHUP and the file watch may both ask): files read
+    /// earlier never replace files read later.
+    reloading: std::sync::Mutex<()>,
+    /// What the files looked like just before the current material was read.
+    read_stamp: std::sync::Mutex<Vec<Option<FileStamp>>>,
 }
 
 /// The PEM files, read once and checked, and the server configuration made of them.
@@ -190,10 +213,13 @@ impl Tls {
         if cfg.insecure {
             return Ok(Self::Insecure);
         }
+        let read_stamp = stamps(cfg);
         let material = Material::read(cfg)?;
         Ok(Self::Mutual(Arc::new(Reloadable {
             cfg: cfg.clone(),
             current: RwLock::new(Arc::new(material)),
+            reloading: std::sync::Mutex::new(()),
+            read_stamp: std::sync::Mutex::new(read_stamp),
         })))
     }
 
@@ -204,6 +230,8 @@ impl Tls {
         let Self::Mutual(r) = self else {
             return Ok(false);
         };
+        let _one_at_a_time = r.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let stamp = stamps(&r.cfg);
         let new = Material::read(&r.cfg).map_err(|e| e.to_string())?;
         let old = r.material();
         if new.identity != old.identity {
@@ -216,6 +244,7 @@ impl Tls {
             Ok(mut m) => *m = Arc::new(new),
             Err(p) => *p.into_inner() = Arc::new(new),
         }
+        *r.read_stamp.lock().unwrap_or_else(|p| p.into_inner()) = stamp;
         Ok(true)
     }
 
@@ -224,23 +253,24 @@ impl Tls {
     /// `None` for one that cannot be read: when this changes, a renewed certificate may
     /// be there to load. `None` when insecure.
     pub fn files_stamp(&self) -> Option<Vec<Option<FileStamp>>> {
-        let Self::Mutual(r) = self else {
-            return None;
-        };
-        let stamp = |p: &Option<std::path::PathBuf>| {
-            use std::os::unix::fs::MetadataExt;
-            let m = std::fs::metadata(p.as_ref()?).ok()?;
-            Some(FileStamp {
-                len: m.len(),
-                modified: m.modified().ok(),
-                inode: (m.dev(), m.ino()),
-            })
-        };
-        Some(vec![
-            stamp(&r.cfg.ca_file),
-            stamp(&r.cfg.cert_file),
-            stamp(&r.cfg.key_file),
-        ])
+        match self {
+            Self::Insecure => None,
+            Self::Mutual(r) => Some(stamps(&r.cfg)),
+        }
+    }
+
+    /// [`Self::files_stamp`] as it was just before the certificate in force was read
+    /// (a change since then is one to load). `None` when insecure.
+    pub fn loaded_stamp(&self) -> Option<Vec<Option<FileStamp>>> {
+        match self {
+            Self::Insecure => None,
+            Self::Mutual(r) => Some(
+                r.read_stamp
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
+            ),
+        }
     }
 
     /// How often the certificate files are looked at for a change (`tls.reload_interval_ms`);

@@ -62,7 +62,7 @@ pub(crate) async fn status(dir: &Path, json: bool) -> Result<(), String> {
         "ZooKeeper  {}{}",
         desc.zookeeper.servers.join(","),
         if desc.zookeeper.tls.is_some() {
-            " (TLS, client certificate required)"
+            " (TLS port, client certificate required; plaintext port open for ruok)"
         } else {
             ""
         }

@@ -128,15 +128,7 @@ async fn run(readiness_ms: u64, tls: bool) -> f64 {
                 let files = pki
                     .issue(&format!("a{i}"), &uri, &[])
                     .expect("a certificate");
-                altair_svc::Tls::load(&TlsConfig {
-                    ca_file: Some(files.ca),
-                    cert_file: Some(files.cert),
-                    key_file: Some(files.key),
-                    ..TlsConfig::default()
-                })
-                .expect("the agent's TLS")
-                .endpoint(&address)
-                .expect("endpoint")
+                tls_endpoint(files, &address)
             }
             None => tonic::transport::Endpoint::from_shared(format!("http://{address}"))
                 .expect("endpoint"),
@@ -226,18 +218,10 @@ async fn run(readiness_ms: u64, tls: bool) -> f64 {
             let files = pki
                 .issue("viewer", "altair://operator/bench?role=viewer", &[])
                 .expect("a viewer certificate");
-            altair_svc::Tls::load(&TlsConfig {
-                ca_file: Some(files.ca),
-                cert_file: Some(files.cert),
-                key_file: Some(files.key),
-                ..TlsConfig::default()
-            })
-            .expect("the viewer's TLS")
-            .endpoint(&address)
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect as a viewer")
+            tls_endpoint(files, &address)
+                .connect()
+                .await
+                .expect("connect as a viewer")
         }
         None => channels[0].clone(),
     };
@@ -315,6 +299,19 @@ async fn run(readiness_ms: u64, tls: bool) -> f64 {
     );
     drop(monitor);
     cpu
+}
+
+/// An endpoint for `address` dialling with `files` (mutual TLS).
+fn tls_endpoint(files: altair_testkit::pki::TlsFiles, address: &str) -> tonic::transport::Endpoint {
+    altair_svc::Tls::load(&TlsConfig {
+        ca_file: Some(files.ca),
+        cert_file: Some(files.cert),
+        key_file: Some(files.key),
+        ..TlsConfig::default()
+    })
+    .expect("TLS files load")
+    .endpoint(address)
+    .expect("endpoint")
 }
 
 async fn agent(

@@ -20,6 +20,41 @@ pub async fn create_workload_table(w: &World) {
         .expect("create the workload's table");
 }
 
+/// Waits (at most 10 s) for `cluster`'s failover journal to be gone — the record ends
+/// it — then checks the epoch moved exactly once (it is 2) and one failover was
+/// recorded; returns that record.
+pub async fn one_failover_recorded(
+    zk: &altair_zk::Zk,
+    cluster: &altair_core::ClusterName,
+) -> altair_core::registry::FailoverAudit {
+    let l = zk.layout();
+    let published = Instant::now();
+    while zk
+        .get(&l.failover_journal(cluster))
+        .await
+        .expect("read the journal")
+        .is_some()
+    {
+        assert!(
+            published.elapsed() < Duration::from_secs(10),
+            "journal left behind"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let state: altair_core::registry::ClusterState = zk
+        .get_record("state", &l.cluster_state(cluster))
+        .await
+        .expect("read the state")
+        .expect("state");
+    assert_eq!(state.epoch, 2, "the epoch must move exactly once");
+    let history = zk.children(&l.history(cluster)).await.expect("history");
+    assert_eq!(history.len(), 1, "one failover, recorded once: {history:?}");
+    zk.get_record("audit", &l.history_entry(cluster, &history[0]))
+        .await
+        .expect("read the record")
+        .expect("the record")
+}
+
 /// Whether a client with `cfg` gets a ZooKeeper session and can read `/altair` (within
 /// 12 s: a refused TLS handshake may surface only as the session timing out).
 pub async fn zk_gets_a_session(cfg: &altair_core::config::ZkConfig) -> bool {

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use altair_e2e::ops::{
-    create_workload_table, ctl, history_with, host_index, ids_on, wait_dns_moved, workload,
+    create_workload_table, ctl, history_with, host_index, ids_on, one_failover_recorded,
+    wait_dns_moved, workload,
 };
 use altair_e2e::world::World;
 use mysql_async::prelude::Queryable;
@@ -284,7 +285,7 @@ async fn node_loss_fails_over_and_the_healed_old_primary_is_fenced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_finishes_a_failover_its_predecessor_started() {
     use altair_core::failover::{Journal, Step};
-    use altair_core::registry::{ClusterState, MonitorRecord};
+    use altair_core::registry::MonitorRecord;
 
     // Every orchestrator holds the failover for 120 s right after fencing.
     let mut w = World::start_ha(3, 1, 2, 3600, &[("ALTAIR_TEST_PAUSE_AFTER_STEP", "fence")]).await;
@@ -332,32 +333,7 @@ async fn a_new_leader_finishes_a_failover_its_predecessor_started() {
         "the new leader finished the failover to {new_ip}: DNS moved {took:?} after the kill of the leader's predecessor's primary"
     );
     // DNS moves in "publish"; "record" ends the journal right after it.
-    let published = Instant::now();
-    while zk
-        .get(&l.failover_journal(&cluster))
-        .await
-        .expect("read")
-        .is_some()
-    {
-        assert!(
-            published.elapsed() < Duration::from_secs(10),
-            "journal left behind"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let state: ClusterState = zk
-        .get_record("state", &l.cluster_state(&cluster))
-        .await
-        .expect("read")
-        .expect("state");
-    assert_eq!(state.epoch, 2, "the epoch must move exactly once");
-    let history = zk.children(&l.history(&cluster)).await.expect("history");
-    assert_eq!(history.len(), 1, "one failover, recorded once: {history:?}");
-    let audit: altair_core::registry::FailoverAudit = zk
-        .get_record("audit", &l.history_entry(&cluster, &history[0]))
-        .await
-        .expect("read")
-        .expect("audit");
+    let audit = one_failover_recorded(&zk, &cluster).await;
     let names: Vec<&str> = audit
         .journal
         .stages

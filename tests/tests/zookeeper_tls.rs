@@ -77,26 +77,8 @@ async fn every_service_talks_to_zookeeper_over_tls_and_the_port_refuses_other_cl
 
     // A failover end to end: detection, the journal, the epoch and the record all go
     // through ZooKeeper over TLS.
-    let net = w.net.as_ref().expect("net");
-    let old_ip = net.host(0).ip;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    kill_mysqld(&w, 0);
-    let (new_ip, took) = wait_dns_moved(&w, old_ip, Duration::from_secs(60)).await;
-    eprintln!("DNS moved to {new_ip} {took:?} after kill -9");
-    let new = host_index(&w, new_ip);
-    let mut c = w.cluster.admin_conn(new).await.expect("the new primary");
-    c.query_drop("CREATE TABLE app.after_zk_tls_failover (id INT PRIMARY KEY)")
-        .await
-        .expect("the new primary takes a write");
-    // altairctl reads the cluster's state through the TLS port.
-    let out = ctl(&w, &["--json", "status", "c1"]);
-    assert!(
-        out.status.success(),
-        "altairctl status: {}",
-        altair_e2e::stderr(&out)
-    );
-    let status: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("altairctl status --json");
+    let (new, status) = primary_killed_fails_over(&w, "after_zk_tls_failover").await;
     let cluster = &status["clusters"][0];
     assert_eq!(
         cluster["primary"].as_str(),
@@ -104,6 +86,29 @@ async fn every_service_talks_to_zookeeper_over_tls_and_the_port_refuses_other_cl
         "{cluster}"
     );
     assert_eq!(cluster["epoch"].as_u64(), Some(2), "{cluster}");
+}
+
+/// `kill -9` of the primary's mysqld (instance 0): waits for the DNS name to move, has
+/// the new primary take a write (creating `app.<table>`), and reads `altairctl --json
+/// status c1` — through ZooKeeper's TLS port. Returns the new primary and that status.
+async fn primary_killed_fails_over(w: &World, table: &str) -> (usize, serde_json::Value) {
+    let old_ip = w.net.as_ref().expect("net").host(0).ip;
+    kill_mysqld(w, 0);
+    let (new_ip, took) = wait_dns_moved(w, old_ip, Duration::from_secs(60)).await;
+    eprintln!("DNS moved to {new_ip} {took:?} after kill -9");
+    let new = host_index(w, new_ip);
+    let mut c = w.cluster.admin_conn(new).await.expect("the new primary");
+    c.query_drop(format!("CREATE TABLE app.{table} (id INT PRIMARY KEY)"))
+        .await
+        .expect("the new primary takes a write");
+    let out = ctl(w, &["--json", "status", "c1"]);
+    assert!(
+        out.status.success(),
+        "altairctl status: {}",
+        altair_e2e::stderr(&out)
+    );
+    let status = serde_json::from_slice(&out.stdout).expect("altairctl status --json");
+    (new, status)
 }
 
 /// Whether a TLS handshake with a client certificate of `files` (and trusting its CA)
@@ -216,23 +221,7 @@ async fn an_ensemble_with_tls_between_its_servers_survives_its_leader_and_fails_
     }
     let elected = elected.expect("a new ZooKeeper leader within 30 s");
     eprintln!("ZooKeeper leader {leader} killed; server {elected} elected");
-    let old_ip = w.net.as_ref().expect("net").host(0).ip;
-    kill_mysqld(&w, 0);
-    let (new_ip, took) = wait_dns_moved(&w, old_ip, Duration::from_secs(60)).await;
-    eprintln!("DNS moved to {new_ip} {took:?} after kill -9, through the new ZooKeeper leader");
-    let new = host_index(&w, new_ip);
-    let mut c = w.cluster.admin_conn(new).await.expect("the new primary");
-    c.query_drop("CREATE TABLE app.after_zk_ensemble_tls_failover (id INT PRIMARY KEY)")
-        .await
-        .expect("the new primary takes a write");
-    let out = ctl(&w, &["--json", "status", "c1"]);
-    assert!(
-        out.status.success(),
-        "altairctl status: {}",
-        altair_e2e::stderr(&out)
-    );
-    let status: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("altairctl status --json");
+    let (_, status) = primary_killed_fails_over(&w, "after_zk_ensemble_tls_failover").await;
     assert_eq!(status["clusters"][0]["epoch"].as_u64(), Some(2), "{status}");
     w.zk.restart(leader)
         .await

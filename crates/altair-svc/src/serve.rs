@@ -195,9 +195,10 @@ pub fn reload_on_sighup(tls: Tls, shutdown: CancellationToken) {
 }
 
 /// Re-reads the certificate files whenever they change on disk (looked at every
-/// `every`, `tls.reload_interval_ms`), until `shutdown`: a renewal tool that only replaces the files needs no
-/// SIGHUP. Files caught half-written (a key that does not match the certificate yet) are
-/// refused and the previous certificate stays in force; the next change is tried again.
+/// `every`, `tls.reload_interval_ms`), until `shutdown`: a renewal tool that only
+/// replaces the files needs no SIGHUP. Files caught half-written (a key that does not
+/// match the certificate yet) are refused and the previous certificate stays in force;
+/// the next change is tried again.
 pub fn reload_on_file_change(tls: Tls, shutdown: CancellationToken, every: Duration) {
     // From what the files looked like when the certificate in force was read: a
     // renewal that landed since (before this watch started) is loaded at the first look.

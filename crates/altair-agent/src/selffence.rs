@@ -12,7 +12,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// How long the self-fence may spend making mysqld read-only before it stops it: with
 /// the wait for its session's kill (`deadline::KILL_WAIT`), well inside
@@ -25,8 +27,13 @@ use altair_proto::v1::MysqlSnapshot;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::actions::Actions;
 use crate::probe::now_ms;
+
+mod io;
+#[cfg(test)]
+mod tests;
+
+pub use io::FenceIo;
 
 /// When the agent last had what keeps its primary writable, in ms of its monotonic clock.
 #[derive(Debug)]
@@ -149,10 +156,10 @@ impl Default for Contact {
     }
 }
 
-pub async fn run(
+pub async fn run<F: FenceIo>(
     contact: Arc<Contact>,
     snapshots: watch::Receiver<Arc<MysqlSnapshot>>,
-    actions: Arc<Actions>,
+    io: Arc<F>,
     (me, bound_ms): (String, u64),
     every: Duration,
     cancel: CancellationToken,
@@ -205,11 +212,13 @@ pub async fn run(
         // replica when it last accepted one from this host, knows a time no round of
         // this host's ended contact after.
         let round_started = contact.now();
-        let checks = targets.iter().map(|addr| async move {
-            matches!(
-                tokio::time::timeout(deadline, tokio::net::TcpStream::connect(addr.as_str())).await,
-                Ok(Ok(_))
-            )
+        let checks = targets.iter().map(|addr| {
+            let io = &io;
+            async move {
+                tokio::time::timeout(deadline, io.reach(addr))
+                    .await
+                    .unwrap_or(false)
+            }
         });
         let results = futures_util::future::join_all(checks).await;
         if reached_every_replica(&results) {
@@ -239,7 +248,7 @@ pub async fn run(
             lapse_watch_until =
                 now + bound_ms + every.as_millis() as u64 + SELF_FENCE_MARGIN_MS + 5_000;
         }
-        if !due && now < lapse_watch_until && failover_may_have_started(&actions, &me).await {
+        if !due && now < lapse_watch_until && io.failover_may_have_started(&me).await {
             tracing::error!(
                 gap_ms = gap,
                 "a failover started while contact had lapsed: fencing this primary"
@@ -262,7 +271,7 @@ pub async fn run(
         }
         // Bounded well inside the promotion margin; past it, mysqld is stopped instead.
         let sql_deadline = tokio::time::Instant::now() + SELF_FENCE_SQL;
-        match actions.fence_read_only(true, sql_deadline).await {
+        match io.fence_read_only(sql_deadline).await {
             Ok(f) => {
                 contact.fenced_itself();
                 was_writable = false;
@@ -275,7 +284,7 @@ pub async fn run(
             Err(e) => {
                 // It could not be made read-only: stop it rather than stay writable.
                 tracing::error!(error = %e.message(), "could not fence the isolated primary read-only: killing mysqld");
-                match actions.make_not_running(Duration::ZERO).await {
+                match io.stop_mysqld().await {
                     Ok(()) => {
                         contact.fenced_itself();
                         was_writable = false;
@@ -287,45 +296,4 @@ pub async fn run(
             }
         }
     }
-}
-
-/// Whether ZooKeeper shows a failover of this cluster started or done: a journal, or a
-/// primary other than `me`. No answer (no session, a timeout) counts as yes: this primary
-/// cannot show it still is one.
-async fn failover_may_have_started(actions: &Actions, me: &str) -> bool {
-    let Some(zk) = actions.zk.borrow().clone() else {
-        return true;
-    };
-    let l = zk.layout().clone();
-    let read = async {
-        let journal = zk
-            .get_record::<altair_core::failover::Journal>(
-                "failover journal",
-                &l.failover_journal(&actions.cluster),
-            )
-            .await
-            .ok()?;
-        // The failover that promoted this very host (its candidate, at the epoch this
-        // agent accepted) is not one against it: until it records the new topology the
-        // state still names the old primary. Any other journal, or a later epoch, is.
-        let mine = journal
-            .as_ref()
-            .is_some_and(|j| j.candidate.as_deref() == Some(me) && j.epoch == actions.epoch());
-        if mine {
-            return Some(false);
-        }
-        let state = zk
-            .get_record::<altair_core::registry::ClusterState>(
-                "cluster state",
-                &l.cluster_state(&actions.cluster),
-            )
-            .await
-            .ok()?;
-        Some(journal.is_some() || state.and_then(|s| s.primary).is_some_and(|p| p != me))
-    };
-    tokio::time::timeout(Duration::from_secs(1), read)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(true)
 }

@@ -40,6 +40,7 @@ struct World {
     /// When each fence and stop began, ms after the start.
     fences: Mutex<Vec<u64>>,
     stops: Mutex<Vec<u64>>,
+    stop_fails: AtomicBool,
     dials: AtomicU32,
     asked: Mutex<Vec<u64>>,
 }
@@ -97,6 +98,9 @@ impl FenceIo for World {
 
     async fn stop_mysqld(&self) -> Result<(), Status> {
         self.stops.lock().expect("not poisoned").push(self.at());
+        if self.stop_fails.load(Ordering::SeqCst) {
+            return Err(Status::internal("no pid file"));
+        }
         let mut s = (**self.snapshots.borrow()).clone();
         s.reachable = false;
         self.snapshots.send_replace(Arc::new(s));
@@ -131,6 +135,7 @@ struct Agent {
     world: Arc<World>,
     contact: Arc<Contact>,
     cancel: CancellationToken,
+    looping: tokio::task::JoinHandle<()>,
 }
 
 impl Agent {
@@ -145,6 +150,7 @@ impl Agent {
             failover_started: AtomicBool::new(false),
             fences: Mutex::default(),
             stops: Mutex::default(),
+            stop_fails: AtomicBool::new(false),
             dials: AtomicU32::new(0),
             asked: Mutex::default(),
         });
@@ -154,7 +160,7 @@ impl Agent {
         let contact = Arc::new(Contact::new());
         contact.set_peers(peers.iter().map(|(a, _)| a.to_string()).collect());
         let cancel = CancellationToken::new();
-        tokio::spawn(run(
+        let looping = tokio::spawn(run(
             contact.clone(),
             rx,
             world.clone(),
@@ -166,7 +172,14 @@ impl Agent {
             world,
             contact,
             cancel,
+            looping,
         }
+    }
+
+    /// The loop still runs (a test that checks nothing happened is not fooled by a loop
+    /// that died).
+    fn assert_running(&self) {
+        assert!(!self.looping.is_finished(), "the self-fencing loop ended");
     }
 
     /// Accepted heartbeats every 500 ms for `d`; returns when the last was sent.
@@ -188,7 +201,7 @@ impl Drop for Agent {
     }
 }
 
-/// The fence began within (last contact + bound, last contact + bound + one interval].
+/// The fence began within [last contact + bound, last contact + bound + one interval].
 fn fenced_in_bound(at: u64, last_contact: u64) {
     assert!(
         at >= last_contact + BOUND,
@@ -305,6 +318,8 @@ async fn a_replica_the_server_reports_but_nobody_registered_counts_and_is_rememb
     fenced_in_bound(f[0], 3_000);
 }
 
+/// The loop's own fallback (the agent's fence already stops mysqld when it cannot set
+/// read_only; this is the second line).
 #[tokio::test(start_paused = true)]
 async fn a_fence_that_cannot_make_mysqld_read_only_stops_it_in_the_same_round() {
     let a = Agent::start(primary(), &[("db2:7000", Peer::Refuses)]);
@@ -327,6 +342,7 @@ async fn a_replica_dials_nobody_and_never_fences() {
     };
     let a = Agent::start(replica, &[("db2:7000", Peer::Refuses)]);
     sleep(Duration::from_secs(60)).await;
+    a.assert_running();
     assert!(a.world.fences().is_empty());
     assert_eq!(a.world.dials.load(Ordering::SeqCst), 0);
 }
@@ -378,6 +394,7 @@ async fn after_a_lapse_with_no_failover_the_primary_stays_writable_and_the_watch
     lapse_ended_now(&a.contact, 6_000);
     let back = a.world.at();
     a.renew_lease_for(Duration::from_secs(60)).await;
+    a.assert_running();
     assert!(a.world.fences().is_empty(), "{:?}", a.world.fences());
     let asked = a.world.asked();
     assert!(
@@ -402,6 +419,54 @@ async fn a_lapse_shorter_than_the_bound_asks_nobody() {
     a.world.failover_started.store(true, Ordering::SeqCst);
     lapse_ended_now(&a.contact, BOUND - 1);
     a.renew_lease_for(Duration::from_secs(20)).await;
+    a.assert_running();
     assert!(a.world.asked().is_empty());
     assert!(a.world.fences().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_primary_that_could_be_neither_fenced_nor_stopped_is_tried_again_every_round() {
+    let a = Agent::start(primary(), &[("db2:7000", Peer::Refuses)]);
+    a.world.fence_fails.store(true, Ordering::SeqCst);
+    a.world.stop_fails.store(true, Ordering::SeqCst);
+    sleep(Duration::from_millis(10_200)).await;
+    let f = a.world.fences();
+    fenced_in_bound(f[0], 0);
+    // Once due, every round tries again: it stays writable only while nothing works.
+    assert!(f.len() >= 4, "tried {} times: {f:?}", f.len());
+    assert_eq!(a.world.stops().len(), f.len());
+    for w in f.windows(2) {
+        assert_eq!(w[1] - w[0], EVERY.as_millis() as u64, "{f:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lapse_of_exactly_the_bound_asks_zookeeper() {
+    let a = Agent::start(primary(), &[("db2:7000", Peer::Refuses)]);
+    a.renew_lease_for(Duration::from_secs(10)).await;
+    a.world.failover_started.store(true, Ordering::SeqCst);
+    lapse_ended_now(&a.contact, BOUND);
+    a.renew_lease_for(Duration::from_secs(3)).await;
+    assert!(!a.world.asked().is_empty());
+    assert_eq!(a.world.fences().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_primary_made_writable_again_is_under_the_rule_again() {
+    let a = Agent::start(primary(), &[("db2:7000", Peer::Refuses)]);
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(a.world.fences().len(), 1);
+    // Contact back; the orchestrator lifts read_only (the probe shows it writable).
+    let back = a.renew_lease_for(Duration::from_secs(5)).await;
+    a.world.snapshots.send_replace(Arc::new(primary()));
+    assert_eq!(
+        a.world.fences().len(),
+        1,
+        "not fenced again while the lease holds"
+    );
+    // The lease stops again: fenced again, within the bound of the last one.
+    sleep(Duration::from_secs(10)).await;
+    let f = a.world.fences();
+    assert_eq!(f.len(), 2, "{f:?}");
+    fenced_in_bound(f[1], back);
 }

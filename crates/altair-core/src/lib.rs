@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod authz;
+pub mod authz_peer;
 pub mod binlog;
 pub mod config;
 pub mod epoch;

@@ -10,7 +10,10 @@
 //! the request within `PING_EVERY + PING_TIMEOUT`, as a fresh dial's connect timeout
 //! would, instead of holding it until a long deadline (catch-up, salvage).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+
+use altair_core::authz_peer::Expected;
+use altair_core::{ClusterName, HostName};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
@@ -100,6 +103,44 @@ fn tls() -> Result<&'static altair_svc::Tls, String> {
         .ok_or_else(|| "internal: the orchestrator's [tls] settings are not loaded".to_owned())
 }
 
+/// The hosts whose agent is registered at each address, as host records were read: a
+/// channel to an address requires the server's certificate to name one of them (one
+/// in a real fleet; a host that moved leaves its old address admitting it too, until
+/// the process restarts).
+static AGENTS_AT: LazyLock<std::sync::RwLock<AgentsAt>> = LazyLock::new(Default::default);
+
+/// Agent address → the hosts registered there.
+type AgentsAt = HashMap<String, BTreeSet<(ClusterName, HostName)>>;
+
+/// Notes that `host` of `cluster` registered its agent at `address`.
+pub fn agent_registered_at(address: &str, cluster: &ClusterName, host: &str) {
+    let Ok(host) = HostName::new(host) else {
+        return;
+    };
+    let known = |m: &AgentsAt| {
+        m.get(address)
+            .is_some_and(|s| s.contains(&(cluster.clone(), host.clone())))
+    };
+    if AGENTS_AT.read().map(|m| known(&m)).unwrap_or(false) {
+        return;
+    }
+    let mut m = AGENTS_AT.write().unwrap_or_else(|p| p.into_inner());
+    m.entry(address.to_owned())
+        .or_default()
+        .insert((cluster.clone(), host));
+}
+
+/// Who must answer at `address`: the agent of a host registered there (of any host,
+/// while none is known to be).
+fn expected_at(address: &str) -> Expected {
+    let hosts = AGENTS_AT
+        .read()
+        .map(|m| m.get(address).map(|s| s.iter().cloned().collect()))
+        .unwrap_or(None)
+        .unwrap_or_default();
+    Expected::Agent(hosts)
+}
+
 /// The shared channels, by agent address.
 static CHANNELS: LazyLock<Channels> = LazyLock::new(Channels::default);
 
@@ -139,13 +180,14 @@ impl Channels {
             }
         }
         let endpoint = tls()?
-            .endpoint(address)
+            .dial(address, expected_at(address))
             .map_err(|e| format!("agent {address}: {e}"))?
-            .connect_timeout(connect)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(PING_EVERY)
-            .keep_alive_timeout(PING_TIMEOUT)
-            .keep_alive_while_idle(false);
+            .map(|e| {
+                e.connect_timeout(connect)
+                    .http2_keep_alive_interval(PING_EVERY)
+                    .keep_alive_timeout(PING_TIMEOUT)
+                    .keep_alive_while_idle(false)
+            });
         let channel = match tokio::time::timeout(connect, endpoint.connect()).await {
             Ok(Ok(channel)) => channel,
             Ok(Err(e)) => return Err(format!("agent {address} unreachable: {e}")),

@@ -78,6 +78,7 @@ impl ClusterView {
             let (host, r, hr) = read?;
             match r.map(|r| r.check(name.as_str(), &host).map(|()| r)) {
                 Some(Ok(r)) => {
+                    crate::agents::agent_registered_at(&r.agent, name, &host);
                     hosts.insert(host.clone(), r);
                 }
                 Some(Err(e)) => {

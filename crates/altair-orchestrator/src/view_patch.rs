@@ -94,6 +94,7 @@ pub async fn apply(
             Read::Journal(Some(_)) => return Ok(None),
             Read::Journal(None) => view.journal = None,
             Read::Host(host, Some(record)) if record.check(name.as_str(), &host).is_ok() => {
+                crate::agents::agent_registered_at(&record.agent, &name, &host);
                 view.hosts.insert(host, record);
             }
             Read::Host(..) => return Ok(None),

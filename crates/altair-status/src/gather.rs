@@ -131,9 +131,8 @@ impl Reader {
         }
         let channel = self
             .tls
-            .endpoint(address)?
-            .connect_timeout(self.timeout)
-            .timeout(self.timeout)
+            .dial(address, altair_core::authz_peer::Expected::Monitor)?
+            .map(|e| e.connect_timeout(self.timeout).timeout(self.timeout))
             .connect_lazy();
         channels.insert(address.to_owned(), channel.clone());
         Ok(channel)

@@ -4,6 +4,7 @@
 
 pub mod authz;
 pub mod crypto;
+pub mod dial;
 mod load;
 mod main_loop;
 pub mod metrics;

@@ -28,9 +28,8 @@ async fn client(
     timeout: Duration,
     call_timeout: Duration,
 ) -> Result<OrchestratorClient<Channel>, String> {
-    let channel = crate::tls::endpoint(address)?
-        .connect_timeout(timeout)
-        .timeout(call_timeout)
+    let channel = crate::tls::dial(address, altair_core::authz_peer::Expected::Orchestrator)?
+        .map(|e| e.connect_timeout(timeout).timeout(call_timeout))
         .connect()
         .await
         .map_err(|e| format!("{address}: {e}"))?;

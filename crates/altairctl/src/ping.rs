@@ -38,8 +38,8 @@ pub async fn ping(address: &str, timeout: Duration) -> PingResult {
 }
 
 async fn check(address: &str) -> Result<ServingStatus, String> {
-    let endpoint = crate::tls::endpoint(address)?;
-    let channel = endpoint
+    // Any altair service answers a ping: orchestrator, monitor or agent.
+    let channel = crate::tls::dial(address, altair_core::authz_peer::Expected::Any)?
         .connect()
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;

@@ -3,8 +3,9 @@
 
 use std::sync::OnceLock;
 
+use altair_core::authz_peer::Expected;
 use altair_svc::Tls;
-use tonic::transport::Endpoint;
+use altair_svc::dial::Dial;
 
 static TLS: OnceLock<Tls> = OnceLock::new();
 
@@ -13,9 +14,10 @@ pub fn set(tls: Tls) {
     let _ = TLS.set(tls);
 }
 
-/// An endpoint for `host:port` with altairctl's certificate; `Err` names the address.
-pub fn endpoint(address: &str) -> Result<Endpoint, String> {
+/// How to dial `host:port` with altairctl's certificate, the server required to be
+/// `expected`; `Err` names the address.
+pub fn dial(address: &str, expected: Expected) -> Result<Dial, String> {
     TLS.get()
         .ok_or_else(|| "internal: altairctl's [tls] settings are not loaded".to_owned())?
-        .endpoint(address)
+        .dial(address, expected)
 }

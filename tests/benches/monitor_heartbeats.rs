@@ -121,7 +121,7 @@ async fn run(readiness_ms: u64, tls: bool) -> f64 {
     // One connection per simulated agent (with its own certificate under TLS), made
     // at its first heartbeat: the handshakes spread over the first interval.
     let cert_started = Instant::now();
-    let endpoints: Vec<altair_svc::dial::Dial> = (0..AGENTS)
+    let endpoints: Vec<tonic::transport::Endpoint> = (0..AGENTS)
         .map(|i| match &pki {
             Some(pki) => {
                 let uri = format!("altair://agent/c{}/h{i}", i / HOSTS_PER_CLUSTER);
@@ -130,8 +130,7 @@ async fn run(readiness_ms: u64, tls: bool) -> f64 {
                     .expect("a certificate");
                 tls_endpoint(files, &address)
             }
-            None => altair_svc::Tls::Insecure
-                .dial(&address, altair_core::authz_peer::Expected::Monitor)
+            None => tonic::transport::Endpoint::from_shared(format!("http://{address}"))
                 .expect("endpoint"),
         })
         .collect();
@@ -146,13 +145,13 @@ async fn run(readiness_ms: u64, tls: bool) -> f64 {
         if i == 0 {
             // The first one waits for the monitor to listen.
             loop {
-                match e.clone().connect().await {
+                match e.connect().await {
                     Ok(c) => break channels.push(c),
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
             }
         } else {
-            channels.push(e.clone().connect_lazy());
+            channels.push(e.connect_lazy());
         }
     }
     // Wait until the monitor registered and owns clusters (first accepted heartbeat).
@@ -303,7 +302,7 @@ async fn run(readiness_ms: u64, tls: bool) -> f64 {
 }
 
 /// An endpoint for `address` dialling with `files` (mutual TLS).
-fn tls_endpoint(files: altair_testkit::pki::TlsFiles, address: &str) -> altair_svc::dial::Dial {
+fn tls_endpoint(files: altair_testkit::pki::TlsFiles, address: &str) -> tonic::transport::Endpoint {
     altair_svc::Tls::load(&TlsConfig {
         ca_file: Some(files.ca),
         cert_file: Some(files.cert),
@@ -311,7 +310,7 @@ fn tls_endpoint(files: altair_testkit::pki::TlsFiles, address: &str) -> altair_s
         ..TlsConfig::default()
     })
     .expect("TLS files load")
-    .dial(address, altair_core::authz_peer::Expected::Monitor)
+    .endpoint(address, altair_core::authz_peer::Expected::Monitor)
     .expect("endpoint")
 }
 

@@ -36,7 +36,7 @@ pub async fn dial_as(fleet: &Fleet, address: &str, uri: &str) -> Result<Channel,
         .client_tls(&file_for(uri), uri)
         .map_err(|e| e.to_string())?;
     tls_of(&files)
-        .dial(address, altair_core::authz_peer::Expected::Any)?
+        .endpoint(address, altair_core::authz_peer::Expected::Any)?
         .connect()
         .await
         .map_err(|e| format!("connect to {address}: {e}"))
@@ -66,13 +66,11 @@ pub async fn agent_kept_alive(
         .client_tls(&file_for(ORCHESTRATOR), ORCHESTRATOR)
         .expect("an orchestrator certificate");
     let channel = tls_of(&files)
-        .dial(address, altair_core::authz_peer::Expected::Any)
+        .endpoint(address, altair_core::authz_peer::Expected::Any)
         .expect("an endpoint")
-        .map(|e| {
-            e.http2_keep_alive_interval(ping_every)
-                .keep_alive_timeout(ping_timeout)
-                .keep_alive_while_idle(false)
-        })
+        .http2_keep_alive_interval(ping_every)
+        .keep_alive_timeout(ping_timeout)
+        .keep_alive_while_idle(false)
         .connect()
         .await
         .expect("connect to the agent");

@@ -89,7 +89,7 @@ async fn foreign(address: &str, dir: &std::path::Path, w: &World) -> Result<Chan
         .expect("ca")
         .ca;
     altair_e2e::grpc::tls_of(&files)
-        .dial(address, altair_core::authz_peer::Expected::Any)?
+        .endpoint(address, altair_core::authz_peer::Expected::Any)?
         .connect()
         .await
         .map_err(|e| e.to_string())

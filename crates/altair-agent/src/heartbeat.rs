@@ -206,9 +206,9 @@ impl Heartbeater {
         let record = monitors.iter().find(|m| m.id == owner)?;
         let endpoint = match self
             .tls
-            .dial(&record.address, altair_core::authz_peer::Expected::Monitor)
+            .endpoint(&record.address, altair_core::authz_peer::Expected::Monitor)
         {
-            Ok(d) => d.map(|e| e.connect_timeout(Duration::from_secs(1))),
+            Ok(e) => e.connect_timeout(Duration::from_secs(1)),
             Err(e) => {
                 tracing::warn!(monitor = %record.id, error = %e, "cannot address the monitor");
                 return None;

@@ -16,7 +16,7 @@ pub enum Expected {
     Orchestrator,
     Monitor,
     /// The agent of one of these hosts (the hosts registered at the dialled address:
-    /// one in a real fleet). Empty: the agent of any host.
+    /// one in a real fleet). Empty: nobody (no host is known to be there).
     Agent(Vec<(ClusterName, HostName)>),
 }
 
@@ -28,7 +28,7 @@ impl Expected {
             (Self::Orchestrator, Identity::Orchestrator(_)) => true,
             (Self::Monitor, Identity::Monitor(_)) => true,
             (Self::Agent(hosts), Identity::Agent { cluster, host }) => {
-                hosts.is_empty() || hosts.iter().any(|(c, h)| c == cluster && h == host)
+                hosts.iter().any(|(c, h)| c == cluster && h == host)
             }
             _ => false,
         }
@@ -41,7 +41,9 @@ impl fmt::Display for Expected {
             Self::Any => f.write_str("any altair identity"),
             Self::Orchestrator => f.write_str("an orchestrator"),
             Self::Monitor => f.write_str("a monitor"),
-            Self::Agent(hosts) if hosts.is_empty() => f.write_str("an agent"),
+            Self::Agent(hosts) if hosts.is_empty() => {
+                f.write_str("the agent of a host registered at this address (none is)")
+            }
             Self::Agent(hosts) => {
                 let names: Vec<String> = hosts
                     .iter()
@@ -91,10 +93,19 @@ mod tests {
     }
 
     #[test]
-    fn an_address_no_host_is_known_at_admits_any_agent_and_only_agents() {
+    fn an_address_no_host_is_registered_at_admits_nobody() {
         let want = Expected::Agent(vec![]);
-        assert!(want.admits(&agent("c9", "x")));
+        assert!(!want.admits(&agent("c9", "x")));
         assert!(!want.admits(&Identity::Monitor("m1".into())));
+    }
+
+    #[test]
+    fn an_address_two_hosts_claim_admits_either() {
+        let want = Expected::Agent(vec![at("c1", "db2"), at("c1", "db7")]);
+        assert!(want.admits(&agent("c1", "db2")));
+        assert!(want.admits(&agent("c1", "db7")));
+        assert!(!want.admits(&agent("c1", "db3")));
+        assert_eq!(want.to_string(), "agent/c1/db2 or agent/c1/db7");
     }
 
     #[test]

@@ -103,39 +103,53 @@ fn tls() -> Result<&'static altair_svc::Tls, String> {
         .ok_or_else(|| "internal: the orchestrator's [tls] settings are not loaded".to_owned())
 }
 
-/// The hosts whose agent is registered at each address, as host records were read: a
-/// channel to an address requires the server's certificate to name one of them (one
-/// in a real fleet; a host that moved leaves its old address admitting it too, until
-/// the process restarts).
+/// Where each host's agent is registered, as host records were last read: a channel to
+/// an address requires the server's certificate to name a host registered there now
+/// (one in a real fleet). A host that moves leaves its old address.
 static AGENTS_AT: LazyLock<std::sync::RwLock<AgentsAt>> = LazyLock::new(Default::default);
 
-/// Agent address → the hosts registered there.
-type AgentsAt = HashMap<String, BTreeSet<(ClusterName, HostName)>>;
+#[derive(Default)]
+struct AgentsAt {
+    by_address: HashMap<String, BTreeSet<(ClusterName, HostName)>>,
+    by_host: HashMap<(ClusterName, HostName), String>,
+}
 
-/// Notes that `host` of `cluster` registered its agent at `address`.
+/// Notes that `host` of `cluster` has its agent registered at `address`.
 pub fn agent_registered_at(address: &str, cluster: &ClusterName, host: &str) {
     let Ok(host) = HostName::new(host) else {
         return;
     };
-    let known = |m: &AgentsAt| {
-        m.get(address)
-            .is_some_and(|s| s.contains(&(cluster.clone(), host.clone())))
-    };
-    if AGENTS_AT.read().map(|m| known(&m)).unwrap_or(false) {
+    let key = (cluster.clone(), host);
+    let current = |m: &AgentsAt| m.by_host.get(&key).is_some_and(|a| a == address);
+    if AGENTS_AT.read().map(|m| current(&m)).unwrap_or(false) {
         return;
     }
     let mut m = AGENTS_AT.write().unwrap_or_else(|p| p.into_inner());
-    m.entry(address.to_owned())
+    if let Some(old) = m.by_host.insert(key.clone(), address.to_owned()) {
+        let emptied = m.by_address.get_mut(&old).is_some_and(|hosts| {
+            hosts.remove(&key);
+            hosts.is_empty()
+        });
+        if emptied {
+            m.by_address.remove(&old);
+        }
+    }
+    m.by_address
+        .entry(address.to_owned())
         .or_default()
-        .insert((cluster.clone(), host));
+        .insert(key);
 }
 
-/// Who must answer at `address`: the agent of a host registered there (of any host,
-/// while none is known to be).
+/// Who must answer at `address`: the agent of a host registered there (nobody's
+/// certificate will do where none is known to be).
 fn expected_at(address: &str) -> Expected {
     let hosts = AGENTS_AT
         .read()
-        .map(|m| m.get(address).map(|s| s.iter().cloned().collect()))
+        .map(|m| {
+            m.by_address
+                .get(address)
+                .map(|s| s.iter().cloned().collect())
+        })
         .unwrap_or(None)
         .unwrap_or_default();
     Expected::Agent(hosts)
@@ -180,17 +194,25 @@ impl Channels {
             }
         }
         let endpoint = tls()?
-            .dial(address, expected_at(address))
+            .endpoint(address, expected_at(address))
             .map_err(|e| format!("agent {address}: {e}"))?
-            .map(|e| {
-                e.connect_timeout(connect)
-                    .http2_keep_alive_interval(PING_EVERY)
-                    .keep_alive_timeout(PING_TIMEOUT)
-                    .keep_alive_while_idle(false)
-            });
+            .connect_timeout(connect)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(PING_EVERY)
+            .keep_alive_timeout(PING_TIMEOUT)
+            .keep_alive_while_idle(false);
         let channel = match tokio::time::timeout(connect, endpoint.connect()).await {
             Ok(Ok(channel)) => channel,
-            Ok(Err(e)) => return Err(format!("agent {address} unreachable: {e}")),
+            Ok(Err(e)) => {
+                let why = altair_svc::dial::describe(&e);
+                // The wrong server answered: not "unreachable" (which a fence reads as
+                // "rely on its self-fencing") — nothing of ours is known to be there.
+                if why.contains(altair_svc::dial::REFUSED_IDENTITY) {
+                    tracing::error!(address, error = %why, "an agent's address answered with another identity's certificate");
+                    return Err(format!("agent {address} refused: {why}"));
+                }
+                return Err(format!("agent {address} unreachable: {why}"));
+            }
             Err(_) => {
                 return Err(format!(
                     "agent {address} unreachable: no connection within {} ms",
@@ -323,4 +345,41 @@ pub fn endpoint(mysql: &str) -> Option<altair_proto::v1::Endpoint> {
         host: host.to_owned(),
         port: port.parse().ok()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(name: &str) -> ClusterName {
+        ClusterName::new(name).expect("cluster")
+    }
+
+    fn admits(address: &str, cluster: &str, host: &str) -> bool {
+        expected_at(address).admits(&altair_core::authz::Identity::Agent {
+            cluster: c(cluster),
+            host: HostName::new(host).expect("host"),
+        })
+    }
+
+    #[test]
+    fn an_address_admits_the_hosts_registered_there_now() {
+        let (a, b) = ("10.250.0.1:7000", "10.250.0.2:7000");
+        assert!(!admits(a, "moves", "h1"), "nothing registered yet");
+        agent_registered_at(a, &c("moves"), "h1");
+        assert!(admits(a, "moves", "h1"));
+        assert!(!admits(a, "moves", "h2"));
+        assert!(
+            !admits(a, "other", "h1"),
+            "the same host name in another cluster"
+        );
+        // h1 moves: its old address no longer admits it.
+        agent_registered_at(b, &c("moves"), "h1");
+        assert!(admits(b, "moves", "h1"));
+        assert!(!admits(a, "moves", "h1"));
+        // Another host takes the old address: only it is admitted there.
+        agent_registered_at(a, &c("moves"), "h2");
+        assert!(admits(a, "moves", "h2"));
+        assert!(!admits(a, "moves", "h1"));
+    }
 }

@@ -131,8 +131,9 @@ impl Reader {
         }
         let channel = self
             .tls
-            .dial(address, altair_core::authz_peer::Expected::Monitor)?
-            .map(|e| e.connect_timeout(self.timeout).timeout(self.timeout))
+            .endpoint(address, altair_core::authz_peer::Expected::Monitor)?
+            .connect_timeout(self.timeout)
+            .timeout(self.timeout)
             .connect_lazy();
         channels.insert(address.to_owned(), channel.clone());
         Ok(channel)

@@ -1,26 +1,32 @@
-//! Dialling an altair service over mutual TLS and checking who answered: the server's
+//! Checking who answered when dialling an altair service over mutual TLS: the server's
 //! certificate must verify against the CA, name the address dialled (as any TLS client
 //! checks) and name the identity the caller meant to reach
-//! (`altair_core::authz_peer::Expected`). tonic's own TLS client checks only the first
-//! two, so the TLS handshake is done here, in a connector, with a verifier that checks
-//! the third.
+//! (`altair_core::authz_peer::Expected`). tonic's TLS client is given this verifier
+//! (`Endpoint::tls_config_with_verifier`); it does the first two checks through
+//! rustls' own WebPKI verifier, then the third.
 
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use altair_core::authz_peer::Expected;
-use hyper_util::rt::TokioIo;
-use rustls::DigitallySignedStruct;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
-use tonic::transport::{Channel, Endpoint, Uri};
+
+/// How a refusal for naming another identity begins (callers tell it from "unreachable").
+pub const REFUSED_IDENTITY: &str = "the server's certificate names";
+
+/// Why a server's certificate was refused (carried in a rustls error).
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
 
 /// A server certificate verifier: the CA's verdict (chain, validity, the name dialled),
 /// then the identity its SAN URI names.
@@ -46,11 +52,16 @@ impl ServerCertVerifier for NamesExpected {
             ocsp_response,
             now,
         )?;
+        let refuse = |why: String| {
+            rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
+                Arc::new(Refused(why)),
+            )))
+        };
         let id = crate::tls::identity_of_der(end_entity)
-            .map_err(|e| rustls::Error::General(format!("the server's certificate: {e}")))?;
+            .map_err(|e| refuse(format!("the server's certificate: {e}")))?;
         if !self.expected.admits(&id) {
-            return Err(rustls::Error::General(format!(
-                "the server's certificate names {id}, not {}",
+            return Err(refuse(format!(
+                "{REFUSED_IDENTITY} {id}, not {}",
                 self.expected
             )));
         }
@@ -80,85 +91,19 @@ impl ServerCertVerifier for NamesExpected {
     }
 }
 
-/// Opens TCP (no Nagle delay) then TLS to the URI's `host:port`, presenting our
-/// certificate and checking the server's with `NamesExpected`.
-#[derive(Clone)]
-pub struct Connector {
-    pub(crate) config: Arc<rustls::ClientConfig>,
-}
-
-impl fmt::Debug for Connector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Connector")
-    }
-}
-
-type Connecting =
-    Pin<Box<dyn Future<Output = Result<TokioIo<TlsStream<TcpStream>>, std::io::Error>> + Send>>;
-
-impl tower_service::Service<Uri> for Connector {
-    type Response = TokioIo<TlsStream<TcpStream>>;
-    type Error = std::io::Error;
-    type Future = Connecting;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let config = self.config.clone();
-        Box::pin(async move {
-            let bad =
-                |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_owned());
-            let host = uri.host().ok_or_else(|| bad("no host in the address"))?;
-            let port = uri
-                .port_u16()
-                .ok_or_else(|| bad("no port in the address"))?;
-            // `[::1]` in a URI is `::1` to a resolver and to a certificate's IP name.
-            let bare = host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned();
-            let name = ServerName::try_from(bare.clone())
-                .map_err(|_| bad("the host is neither an IP address nor a DNS name"))?;
-            let tcp = TcpStream::connect((bare.as_str(), port)).await?;
-            tcp.set_nodelay(true)?;
-            let tls = TlsConnector::from(config).connect(name, tcp).await?;
-            Ok(TokioIo::new(tls))
-        })
-    }
-}
-
-/// An endpoint to dial, and how: plaintext (insecure) or through a `Connector`.
-/// Configure the endpoint (timeouts, keep-alive) with `map`, then connect.
-#[derive(Debug, Clone)]
-pub struct Dial {
-    pub(crate) endpoint: Endpoint,
-    pub(crate) connector: Option<Connector>,
-}
-
-impl Dial {
-    /// Sets the endpoint's options (connect timeout, request timeout, keep-alive).
-    /// Socket options are the connector's: it always sets TCP_NODELAY.
-    pub fn map(self, f: impl FnOnce(Endpoint) -> Endpoint) -> Self {
-        Self {
-            endpoint: f(self.endpoint),
-            connector: self.connector,
+/// An error and its causes, one after another: a transport error's own text ("transport
+/// error") says nothing; the reason (a refused handshake, the identity a certificate
+/// names, a timeout) is in its sources.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
         }
+        cause = c.source();
     }
-
-    pub async fn connect(self) -> Result<Channel, tonic::transport::Error> {
-        match self.connector {
-            Some(c) => self.endpoint.connect_with_connector(c).await,
-            None => self.endpoint.tcp_nodelay(true).connect().await,
-        }
-    }
-
-    /// A channel that connects at its first request (and again after a failure).
-    pub fn connect_lazy(self) -> Channel {
-        match self.connector {
-            Some(c) => self.endpoint.connect_with_connector_lazy(c),
-            None => self.endpoint.tcp_nodelay(true).connect_lazy(),
-        }
-    }
+    text
 }

@@ -10,9 +10,9 @@ use altair_core::authz_peer::Expected;
 use altair_core::config::{ConfigError, ConfigErrors, TlsConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tonic::transport::Endpoint;
+use tonic::transport::{ClientTlsConfig, Endpoint};
 
-use crate::dial::{Connector, Dial, NamesExpected};
+use crate::dial::NamesExpected;
 
 /// A certificate or key file larger than this is refused (a PEM chain is a few KB).
 pub const MAX_PEM_BYTES: u64 = 1 << 20;
@@ -159,9 +159,8 @@ fn server_config(
 }
 
 impl Material {
-    /// A client configuration presenting our certificate and requiring of the server
-    /// the CA, the name dialled and `expected`'s identity.
-    fn client_config(&self, expected: Expected) -> Result<Arc<rustls::ClientConfig>, String> {
+    /// The server certificate verifier: the CA's checks, then `expected`'s identity.
+    fn verifier(&self, expected: Expected) -> Result<Arc<NamesExpected>, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         for c in CertificateDer::pem_slice_iter(&self.ca) {
@@ -170,27 +169,11 @@ impl Material {
                 .add(c)
                 .map_err(|e| format!("the CA certificate is unusable: {e}"))?;
         }
-        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider.clone(),
-        )
-        .build()
-        .map_err(|e| format!("the CA certificate is unusable: {e}"))?;
-        let chain = CertificateDer::pem_slice_iter(&self.cert)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("the certificate file: bad PEM: {e}"))?;
-        // The key's content never reaches an error.
-        let key = PrivateKeyDer::from_pem_slice(&self.key)
-            .map_err(|_| "the key file holds no PEM private key".to_owned())?;
-        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NamesExpected { inner, expected }))
-            .with_client_auth_cert(chain, key)
-            .map_err(|e| format!("the certificate and the key do not go together: {e}"))?;
-        cfg.alpn_protocols = vec![b"h2".to_vec()];
-        Ok(Arc::new(cfg))
+        let inner =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| format!("the CA certificate is unusable: {e}"))?;
+        Ok(Arc::new(NamesExpected { inner, expected }))
     }
 
     /// Reads and checks the files `cfg` names.
@@ -352,24 +335,25 @@ impl Tls {
         }
     }
 
-    /// How to dial `host:port`: plaintext when insecure; else over TLS with our
-    /// certificate, the server's verified against the CA, the address dialled and the
-    /// identity `expected` (`crate::dial`). `Err` says what is wrong with the address or
-    /// the files.
-    pub fn dial(&self, address: &str, expected: Expected) -> Result<Dial, String> {
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| format!("bad address {address:?}: {e}"))?;
+    /// An endpoint for `host:port`: `http` when insecure; else `https` with our
+    /// certificate, the server's verified against the CA, for the address dialled, and
+    /// naming the identity `expected` (`crate::dial`). `Err` says what is wrong with the
+    /// address or the files.
+    pub fn endpoint(&self, address: &str, expected: Expected) -> Result<Endpoint, String> {
         match self {
-            Self::Insecure => Ok(Dial {
-                endpoint,
-                connector: None,
-            }),
-            Self::Mutual(r) => Ok(Dial {
-                endpoint,
-                connector: Some(Connector {
-                    config: r.material().client_config(expected)?,
-                }),
-            }),
+            Self::Insecure => Endpoint::from_shared(format!("http://{address}"))
+                .map_err(|e| format!("bad address {address:?}: {e}")),
+            Self::Mutual(r) => {
+                let m = r.material();
+                Endpoint::from_shared(format!("https://{address}"))
+                    .map_err(|e| format!("bad address {address:?}: {e}"))?
+                    .tls_config_with_verifier(
+                        ClientTlsConfig::new()
+                            .identity(tonic::transport::Identity::from_pem(&m.cert, &m.key)),
+                        m.verifier(expected)?,
+                    )
+                    .map_err(|e| format!("TLS for {address}: {e}"))
+            }
         }
     }
 

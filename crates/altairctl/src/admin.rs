@@ -28,11 +28,12 @@ async fn client(
     timeout: Duration,
     call_timeout: Duration,
 ) -> Result<OrchestratorClient<Channel>, String> {
-    let channel = crate::tls::dial(address, altair_core::authz_peer::Expected::Orchestrator)?
-        .map(|e| e.connect_timeout(timeout).timeout(call_timeout))
+    let channel = crate::tls::endpoint(address, altair_core::authz_peer::Expected::Orchestrator)?
+        .connect_timeout(timeout)
+        .timeout(call_timeout)
         .connect()
         .await
-        .map_err(|e| format!("{address}: {e}"))?;
+        .map_err(|e| format!("{address}: {}", altair_svc::dial::describe(&e)))?;
     Ok(OrchestratorClient::new(channel))
 }
 

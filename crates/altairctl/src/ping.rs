@@ -39,10 +39,10 @@ pub async fn ping(address: &str, timeout: Duration) -> PingResult {
 
 async fn check(address: &str) -> Result<ServingStatus, String> {
     // Any altair service answers a ping: orchestrator, monitor or agent.
-    let channel = crate::tls::dial(address, altair_core::authz_peer::Expected::Any)?
+    let channel = crate::tls::endpoint(address, altair_core::authz_peer::Expected::Any)?
         .connect()
         .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
+        .map_err(|e| format!("cannot connect: {}", altair_svc::dial::describe(&e)))?;
     let response = HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: String::new(),

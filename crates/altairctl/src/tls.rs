@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use altair_core::authz_peer::Expected;
 use altair_svc::Tls;
-use altair_svc::dial::Dial;
+use tonic::transport::Endpoint;
 
 static TLS: OnceLock<Tls> = OnceLock::new();
 
@@ -14,10 +14,10 @@ pub fn set(tls: Tls) {
     let _ = TLS.set(tls);
 }
 
-/// How to dial `host:port` with altairctl's certificate, the server required to be
+/// An endpoint for `host:port` with altairctl's certificate, the server required to be
 /// `expected`; `Err` names the address.
-pub fn dial(address: &str, expected: Expected) -> Result<Dial, String> {
+pub fn endpoint(address: &str, expected: Expected) -> Result<Endpoint, String> {
     TLS.get()
         .ok_or_else(|| "internal: altairctl's [tls] settings are not loaded".to_owned())?
-        .dial(address, expected)
+        .endpoint(address, expected)
 }

@@ -32,6 +32,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actions::Actions;
 
+#[cfg(test)]
+mod tests;
+
 /// What the probe loop puts into each snapshot.
 #[derive(Debug, Default)]
 pub struct WriteState {
@@ -123,18 +126,58 @@ const SETUP: [&str; 3] = [
      (id TINYINT PRIMARY KEY, written_at_ms BIGINT NOT NULL) ENGINE=InnoDB",
 ];
 
+/// One probe round's write, behind a trait so that the loop runs in process on a paused
+/// clock in the tests (`tests.rs`).
+trait ProbeWrite: Send {
+    /// One probe write within `deadline` (see `write_once`).
+    fn write(&mut self, deadline: Duration) -> impl Future<Output = Result<(), Failure>> + Send;
+    /// Drops the session: the next write opens a new one.
+    fn reset(&mut self);
+}
+
+/// The probe over a session to the local mysqld.
+struct OnMysqld {
+    actions: Arc<Actions>,
+    conn: Option<Conn>,
+}
+
+impl ProbeWrite for OnMysqld {
+    async fn write(&mut self, deadline: Duration) -> Result<(), Failure> {
+        write_once(&self.actions, &mut self.conn, deadline).await
+    }
+
+    fn reset(&mut self) {
+        self.conn = None;
+    }
+}
+
 /// Runs until `cancel`: probes writes every `every` while the snapshot shows a writable
 /// primary; `stall_after` without a commit is a stall.
 pub async fn run(
     actions: Arc<Actions>,
     state: Arc<WriteState>,
+    snapshots: watch::Receiver<Arc<MysqlSnapshot>>,
+    timing: (Duration, Duration),
+    cancel: CancellationToken,
+) {
+    let wake = actions.reprobe.clone();
+    let probe = OnMysqld {
+        actions,
+        conn: None,
+    };
+    probe_loop(probe, wake, state, snapshots, timing, cancel).await
+}
+
+async fn probe_loop(
+    mut probe: impl ProbeWrite,
+    wake: Arc<Notify>,
+    state: Arc<WriteState>,
     mut snapshots: watch::Receiver<Arc<MysqlSnapshot>>,
     (every, stall_after): (Duration, Duration),
     cancel: CancellationToken,
 ) {
-    let wake = actions.reprobe.clone();
-    let mut conn: Option<Conn> = None;
     let mut last_ok = Instant::now();
+    let mut was_primary = false;
     // A writable primary, as the last snapshot that got an answer showed it: a probe that
     // times out (its SHOW MASTER STATUS stuck behind a binlog write) keeps the role.
     let mut writable_primary = false;
@@ -152,18 +195,24 @@ pub async fn run(
         if !writable_primary {
             // Not a primary taking writes: nothing to judge; the stall clock starts
             // again when it is one.
-            conn = None;
-            last_ok = Instant::now();
+            probe.reset();
+            was_primary = false;
             state.set(false, None, &wake);
             continue;
         }
-        match write_once(&actions, &mut conn, every).await {
+        if !was_primary {
+            // Its stall clock starts now, not at the last round that saw it a replica (up
+            // to one interval earlier: a new primary would be called stalled that early).
+            was_primary = true;
+            last_ok = Instant::now();
+        }
+        match probe.write(every).await {
             Ok(()) => {
                 last_ok = Instant::now();
                 state.set(false, None, &wake);
             }
             Err(f) => {
-                conn = None;
+                probe.reset();
                 let stalled = last_ok.elapsed() >= stall_after;
                 tracing::debug!(error = %f.why, stalled, "write probe did not commit");
                 state.set(stalled, Some(&f), &wake);

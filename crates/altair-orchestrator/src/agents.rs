@@ -205,11 +205,16 @@ impl Channels {
             Ok(Ok(channel)) => channel,
             Ok(Err(e)) => {
                 let why = altair_svc::dial::describe(&e);
-                // The wrong server answered: not "unreachable" (which a fence reads as
-                // "rely on its self-fencing") — nothing of ours is known to be there.
+                // The wrong server answered: logged as what it is (someone else listens
+                // at a host's agent address). To the caller it is an agent out of reach,
+                // as it should be: the host's own agent did not answer, so the fence
+                // goes by the monitors' view (an agent they still hear keeps its lease
+                // and its fence is retried) and the self-fencing bound.
                 if why.contains(altair_svc::dial::REFUSED_IDENTITY) {
                     tracing::error!(address, error = %why, "an agent's address answered with another identity's certificate");
-                    return Err(format!("agent {address} refused: {why}"));
+                    return Err(format!(
+                        "agent {address} unreachable: another identity answered: {why}"
+                    ));
                 }
                 return Err(format!("agent {address} unreachable: {why}"));
             }

@@ -310,7 +310,7 @@ fn tls_endpoint(files: altair_testkit::pki::TlsFiles, address: &str) -> tonic::t
         ..TlsConfig::default()
     })
     .expect("TLS files load")
-    .endpoint(address, altair_core::authz_peer::Expected::Monitor)
+    .endpoint(address, altair_core::authz_peer::Expected::Monitor(None))
     .expect("endpoint")
 }
 

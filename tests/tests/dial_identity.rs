@@ -89,18 +89,24 @@ async fn a_server_is_accepted_only_when_its_certificate_names_who_was_meant() {
     );
     let same_name = check(&client, &db3, Expected::Agent(vec![host("c2", "db3")])).await;
     assert!(same_name.is_err(), "db3 of another cluster");
-    let role = check(&client, &db3, Expected::Monitor)
+    let role = check(&client, &db3, Expected::Monitor(None))
         .await
         .expect_err("an agent as a monitor");
     assert!(role.contains("not a monitor"), "{role}");
 
     // A monitor's certificate does not answer for an agent.
     let (m1, _stop_m1) = server(&pki, "m1", "altair://monitor/m1", &[LOCAL]).await;
-    check(&client, &m1, Expected::Monitor)
+    check(&client, &m1, Expected::Monitor(Some("m1".into())))
         .await
         .expect("a monitor");
     assert!(check(&client, &m1, Expected::Agent(vec![])).await.is_err());
     assert!(check(&client, &m1, Expected::Orchestrator).await.is_err());
+    // An agent sends heartbeats to the monitor it chose by id: another monitor's
+    // certificate at that address will not do.
+    let m2 = check(&client, &m1, Expected::Monitor(Some("m2".into())))
+        .await
+        .expect_err("m1 answering for m2");
+    assert!(m2.contains("names monitor/m1, not monitor/m2"), "{m2}");
 
     // The right identity on a certificate for another address.
     let elsewhere = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));

@@ -204,10 +204,10 @@ impl Heartbeater {
         let ids: Vec<&str> = monitors.iter().map(|m| m.id.as_str()).collect();
         let owner = rendezvous::owner(&self.cluster, &ids)?;
         let record = monitors.iter().find(|m| m.id == owner)?;
-        let endpoint = match self
-            .tls
-            .endpoint(&record.address, altair_core::authz_peer::Expected::Monitor)
-        {
+        let endpoint = match self.tls.endpoint(
+            &record.address,
+            altair_core::authz_peer::Expected::Monitor(Some(record.id.clone())),
+        ) {
             Ok(e) => e.connect_timeout(Duration::from_secs(1)),
             Err(e) => {
                 tracing::warn!(monitor = %record.id, error = %e, "cannot address the monitor");

@@ -14,7 +14,8 @@ pub enum Expected {
     /// Any altair identity (a ping, a test probe).
     Any,
     Orchestrator,
-    Monitor,
+    /// A monitor; with an id, that monitor (its certificate names its own id).
+    Monitor(Option<String>),
     /// The agent of one of these hosts (the hosts registered at the dialled address:
     /// one in a real fleet). Empty: nobody (no host is known to be there).
     Agent(Vec<(ClusterName, HostName)>),
@@ -26,7 +27,8 @@ impl Expected {
         match (self, id) {
             (Self::Any, _) => true,
             (Self::Orchestrator, Identity::Orchestrator(_)) => true,
-            (Self::Monitor, Identity::Monitor(_)) => true,
+            (Self::Monitor(None), Identity::Monitor(_)) => true,
+            (Self::Monitor(Some(want)), Identity::Monitor(id)) => want == id,
             (Self::Agent(hosts), Identity::Agent { cluster, host }) => {
                 hosts.iter().any(|(c, h)| c == cluster && h == host)
             }
@@ -40,7 +42,8 @@ impl fmt::Display for Expected {
         match self {
             Self::Any => f.write_str("any altair identity"),
             Self::Orchestrator => f.write_str("an orchestrator"),
-            Self::Monitor => f.write_str("a monitor"),
+            Self::Monitor(None) => f.write_str("a monitor"),
+            Self::Monitor(Some(id)) => write!(f, "monitor/{id}"),
             Self::Agent(hosts) if hosts.is_empty() => {
                 f.write_str("the agent of a host registered at this address (none is)")
             }
@@ -100,6 +103,14 @@ mod tests {
     }
 
     #[test]
+    fn a_monitor_dialled_by_id_must_be_that_monitor() {
+        let want = Expected::Monitor(Some("m1".into()));
+        assert!(want.admits(&Identity::Monitor("m1".into())));
+        assert!(!want.admits(&Identity::Monitor("m2".into())));
+        assert_eq!(want.to_string(), "monitor/m1");
+    }
+
+    #[test]
     fn an_address_two_hosts_claim_admits_either() {
         let want = Expected::Agent(vec![at("c1", "db2"), at("c1", "db7")]);
         assert!(want.admits(&agent("c1", "db2")));
@@ -114,9 +125,9 @@ mod tests {
         let mon = Identity::Monitor("m1".into());
         assert!(Expected::Orchestrator.admits(&orch));
         assert!(!Expected::Orchestrator.admits(&mon));
-        assert!(Expected::Monitor.admits(&mon));
-        assert!(!Expected::Monitor.admits(&orch));
-        assert!(!Expected::Monitor.admits(&agent("c1", "db1")));
+        assert!(Expected::Monitor(None).admits(&mon));
+        assert!(!Expected::Monitor(None).admits(&orch));
+        assert!(!Expected::Monitor(None).admits(&agent("c1", "db1")));
         assert!(Expected::Any.admits(&agent("c1", "db1")));
     }
 }

@@ -131,7 +131,7 @@ impl Reader {
         }
         let channel = self
             .tls
-            .endpoint(address, altair_core::authz_peer::Expected::Monitor)?
+            .endpoint(address, altair_core::authz_peer::Expected::Monitor(None))?
             .connect_timeout(self.timeout)
             .timeout(self.timeout)
             .connect_lazy();

@@ -226,6 +226,9 @@ impl Actions {
     ) -> Result<Fenced, Status> {
         let mut c = match self.conn_by("fence", deadline).await {
             Ok(c) => c,
+            Err(e) if allow_kill && crate::deadline::overslept(deadline) => {
+                return Err(stalled_past(&e));
+            }
             Err(e) if allow_kill => return self.not_running_after(e).await,
             Err(e) => {
                 return Err(Status::unavailable(format!(
@@ -276,6 +279,7 @@ impl Actions {
             // session the fence spares holds a write open) — is stopped: a fence that
             // failed is no fence, and a failover would otherwise retry it for ever. (One
             // made read-only whose last reads failed is not: `Ok(Err)`, retried.)
+            Err(e) if allow_kill && crate::deadline::overslept(deadline) => Err(stalled_past(&e)),
             Err(e) if allow_kill => {
                 drop(c);
                 tracing::error!(error = %e.message(), "mysqld could not be made read-only: stopping it");
@@ -799,6 +803,16 @@ pub(crate) fn tempfile_with(text: &str) -> std::io::Result<tempfile::NamedTempFi
     f.write_all(text.as_bytes())?;
     f.flush()?;
     Ok(f)
+}
+
+/// The answer of a fence this agent was frozen through (see `deadline::overslept`):
+/// nothing more done; the caller, past its deadline, no longer waits for it.
+fn stalled_past(e: &Status) -> Status {
+    tracing::warn!(error = %e.message(), "the fence ran out while this agent was stalled: mysqld not stopped on its behalf (the self-fencing loop judges the primary now)");
+    Status::deadline_exceeded(format!(
+        "not fenced: this agent was stalled past the fence's deadline ({}); mysqld not stopped",
+        e.message()
+    ))
 }
 
 #[cfg(test)]

@@ -30,6 +30,19 @@ const ANSWER_MARGIN_MAX: Duration = Duration::from_millis(250);
 /// kill goes on by itself after that).
 pub const KILL_WAIT: Duration = Duration::from_millis(200);
 
+/// A wake-up this late past a deadline is not a timer's delay: this agent (its host) was
+/// stalled — frozen — while the action was under way.
+const OVERSLEPT: Duration = Duration::from_millis(1_000);
+
+/// Whether this agent woke past `deadline` by more than a timer's delay can explain: it
+/// was frozen while the action ran, and its caller gave up on it meanwhile. A drastic
+/// step (stopping mysqld) is then not taken on the caller's behalf: the mysqld that
+/// looked hung may only have been frozen with this agent, and the self-fencing loop
+/// judges the resumed primary itself (read_only first).
+pub(crate) fn overslept(deadline: Instant) -> bool {
+    Instant::now().saturating_duration_since(deadline) > OVERSLEPT
+}
+
 /// How far this host's clock and a caller's may disagree: waiting shorter than this is
 /// not taken off a request's budget. Time-synchronised hosts agree within milliseconds;
 /// a host whose clock runs ahead by more than an action's deadline would refuse every
@@ -211,6 +224,16 @@ impl Actions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_wake_up_far_past_the_deadline_counts_as_a_stall() {
+        let deadline = Instant::now() + Duration::from_millis(400);
+        assert!(!overslept(deadline), "before the deadline");
+        tokio::time::advance(Duration::from_millis(400 + 300)).await;
+        assert!(!overslept(deadline), "a timer's delay");
+        tokio::time::advance(Duration::from_millis(1_000)).await;
+        assert!(overslept(deadline), "frozen through it");
+    }
 
     #[test]
     fn reads_the_grpc_timeout_header() {

@@ -17,8 +17,8 @@ use altair_core::health::Health;
 use altair_core::registry::to_json;
 use altair_core::{ClusterName, HostName};
 use altair_e2e::sim_fleet::{
-    KillOnDrop, LOCAL, health, metric, pct, populate, proc_cpu_ticks, rss_mb, start_agents,
-    unix_ms, zk_packets,
+    KillOnDrop, LOCAL, ZK_OPS, health, metric, pct, populate, proc_cpu_ticks, rss_mb, start_agents,
+    unix_ms, zk_packets, zk_requests_by_op,
 };
 use altair_zk::Zk;
 
@@ -150,6 +150,7 @@ async fn run(n: usize, agents: &[String]) {
     }
     let _ = child.0.kill();
     let _ = child.0.wait();
+    let monitor = monitor_reconciliation(&zk_server, dir.path()).await;
     println!(
         "simulated fleet: {n} clusters, {} hosts ({AGENT_SERVERS} simulated agent servers)",
         n * 3
@@ -174,8 +175,8 @@ async fn run(n: usize, agents: &[String]) {
     );
     println!(
         "  {:<52} {:>9.0} /s",
-        "resync on average (N × 9 reads / 300 s, computed)",
-        n as f64 * 9.0 / 300.0
+        "resync on average (N × 2 requests / 300 s, computed)",
+        n as f64 * 2.0 / 300.0
     );
     println!(
         "  {:<52} {:>6.0} / {:>4.0} ms",
@@ -183,6 +184,78 @@ async fn run(n: usize, agents: &[String]) {
         pct(&mut pickups, 0.5),
         pct(&mut pickups, 0.99)
     );
+    println!(
+        "  {:<52} {:>9.1} /s",
+        "one monitor owning them all: ZooKeeper reads", monitor.0
+    );
+    println!(
+        "  {:<52} {:>9.1} %",
+        "  its CPU, no heartbeats (of one core)", monitor.1
+    );
+}
+
+/// One real monitor owning every cluster (the only one), no agent heartbeating: the
+/// ZooKeeper reads/s of its reconciliation (every 2 s: the clusters, each one's hosts)
+/// and its CPU, from 8 s after its start (its first reconciliation done) for 16 s; the
+/// hosts' detection window (3 × 60 s assumed until a first heartbeat) outlasts it.
+async fn monitor_reconciliation(
+    zk_server: &altair_testkit::zookeeper::ZooKeeper,
+    dir: &std::path::Path,
+) -> (f64, f64) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let config = dir.join("m.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[monitor]\nid = \"m1\"\nlisten = \"127.0.0.1:{port}\"\nheartbeat_interval_ms = 60000\n\
+             [zookeeper]\nservers = {:?}\nsession_timeout_ms = 10000\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n[tls]\ninsecure = true\n",
+            zk_server.servers()
+        ),
+    )
+    .expect("monitor config");
+    let log = std::fs::File::create(dir.join("m.log")).expect("log");
+    let mut child = KillOnDrop(
+        std::process::Command::new(altair_e2e::bin("altair-monitor"))
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stderr(log)
+            .spawn()
+            .expect("monitor"),
+    );
+    let pid = child.0.id();
+    let addr = format!("127.0.0.1:{metrics}");
+    // Reads only (no host's detection window, 3 × 60 s, ends while measured: nothing
+    // is published).
+    let sum = async || {
+        zk_requests_by_op(&addr)
+            .await
+            .iter()
+            .zip(ZK_OPS)
+            .filter(|(_, op)| matches!(*op, "get" | "list" | "exists" | "multi_read"))
+            .map(|(n, _)| n)
+            .sum::<f64>()
+    };
+    // Its first reconciliation reads every cluster's hosts and health.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let (r0, t0) = (sum().await, proc_cpu_ticks(pid));
+    let window = Duration::from_secs(16);
+    tokio::time::sleep(window).await;
+    let (r1, t1) = (sum().await, proc_cpu_ticks(pid));
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let secs = window.as_secs_f64();
+    ((r1 - r0) / secs, (t1 - t0) as f64 / 100.0 / secs * 100.0)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,9 @@ use altair_core::{ClusterName, HostName};
 use altair_e2e::scripted::{
     Script, health_record, mysql_ip, register_ops, serve_agent, start_orchestrator,
 };
-use altair_e2e::sim_fleet::{LOCAL, metric, pct, proc_cpu_ticks, unix_ms, zk_packets};
+use altair_e2e::sim_fleet::{
+    LOCAL, ZK_OPS, metric, pct, proc_cpu_ticks, unix_ms, zk_packets, zk_requests_by_op,
+};
 use altair_testkit::bind::{Bind, BindOptions};
 use altair_zk::{Op, Zk};
 
@@ -27,10 +29,6 @@ const STORM: usize = 100;
 const SINGLES: usize = 7;
 /// Agent servers per host role (clusters share them, as a few processes would).
 const SERVERS: usize = 4;
-/// The operations of `altair_zookeeper_requests_total`.
-const ZK_OPS: [&str; 9] = [
-    "get", "list", "exists", "create", "set", "delete", "multi", "watch", "acl",
-];
 
 fn name(k: usize) -> String {
     format!("s{k}")
@@ -167,14 +165,7 @@ async fn main() {
         metric_at("altair_orchestrator_view_patches_total").await,
         metric_at("altair_orchestrator_watch_events_total").await,
     );
-    let ops = async || {
-        let mut by_op = Vec::new();
-        for op in ZK_OPS {
-            let name = format!("altair_zookeeper_requests_total{{op=\"{op}\"}}");
-            by_op.push(metric(&metrics_addr, &name).await);
-        }
-        by_op
-    };
+    let ops = async || zk_requests_by_op(&metrics_addr).await;
     let ops0 = ops().await;
     let cpu0 = (proc_cpu_ticks(orchestrator_pid), proc_cpu_ticks(zk_pid));
     let (mut each, polled) = fail(&zk, &storm).await;

@@ -388,6 +388,31 @@ pub async fn metric(addr: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The operations of `altair_zookeeper_requests_total`.
+pub const ZK_OPS: [&str; 10] = [
+    "get",
+    "list",
+    "exists",
+    "create",
+    "set",
+    "delete",
+    "multi",
+    "multi_read",
+    "watch",
+    "acl",
+];
+
+/// Requests a service at metrics address `addr` has sent to ZooKeeper, by operation
+/// (in [`ZK_OPS`]'s order).
+pub async fn zk_requests_by_op(addr: &str) -> Vec<f64> {
+    let mut by_op = Vec::new();
+    for op in ZK_OPS {
+        let name = format!("altair_zookeeper_requests_total{{op=\"{op}\"}}");
+        by_op.push(metric(addr, &name).await);
+    }
+    by_op
+}
+
 /// A child process that dies with the benchmark, even when a check panics.
 pub struct KillOnDrop(pub std::process::Child);
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use altair_core::failover::Journal;
 use altair_core::registry::{AbortRequest, ClusterState, HealthRecord, HostRecord, from_json};
 use altair_core::{ClusterName, HostName};
-use altair_zk::{Zk, ZkError};
+use altair_zk::{Answer, Read, Zk, ZkError};
 
 #[derive(Debug, Clone)]
 pub struct ClusterView {
@@ -23,21 +23,29 @@ pub struct ClusterView {
 }
 
 impl ClusterView {
+    /// Two requests: the state, the journal and the hosts' names; then every host's
+    /// record and health (and, while a journal exists, the audit records kept and an
+    /// abort request), each batch one `multiRead`.
     pub async fn load(zk: &Zk, name: &ClusterName) -> Result<Self, ZkError> {
         let l = zk.layout();
-        // Issued together: one session answers its requests in order, so this reads what
-        // the same reads one after another would.
         let (state_path, journal_path, hosts_path) = (
             l.cluster_state(name),
             l.failover_journal(name),
             l.hosts(name),
         );
-        let (state, journal, names) = tokio::join!(
-            zk.get_versioned(&state_path),
-            zk.get(&journal_path),
-            zk.children(&hosts_path),
+        let mut first = answers(
+            zk.read_all(&[
+                Read::Data(&state_path),
+                Read::Data(&journal_path),
+                Read::Children(&hosts_path),
+            ])
+            .await?,
         );
-        let (state, journal, names) = (state?, journal?, names?);
+        let (state, journal, names) = (
+            first().into_versioned(),
+            first().into_data(),
+            first().into_children(),
+        );
         let state = match state {
             Some((bytes, version)) => match from_json::<ClusterState>("cluster state", &bytes) {
                 Ok(s) => Some((s, version)),
@@ -55,27 +63,29 @@ impl ClusterView {
             ),
             None => None,
         };
-        let (history, abort) = match &journal {
-            Some(_) => failover_records(zk, name).await?,
-            None => (Vec::new(), None),
-        };
-        // Every host's records at once.
-        let reads = names.iter().filter_map(|host| {
-            let h = HostName::new(host.clone()).ok()?;
-            let (record, health) = (l.host(name, &h), l.host_health(name, &h));
-            Some(async move {
-                let (r, hr) = futures_util::future::join(
-                    zk.get_record::<HostRecord>("host", &record),
-                    zk.get_record::<HealthRecord>("health", &health),
-                )
-                .await;
-                Ok::<_, ZkError>((host.clone(), r?, hr?))
+        // (host, its record's path, its health's path) for every valid name.
+        let paths: Vec<(String, String, String)> = names
+            .into_iter()
+            .filter_map(|host| {
+                let h = HostName::new(host.clone()).ok()?;
+                Some((host, l.host(name, &h), l.host_health(name, &h)))
             })
-        });
+            .collect();
+        let (history_path, abort_path) = (l.history(name), l.failover_abort(name));
+        let mut reads: Vec<Read<'_>> = paths
+            .iter()
+            .flat_map(|(_, record, health)| [Read::Data(record), Read::Data(health)])
+            .collect();
+        if journal.is_some() {
+            reads.extend([Read::Children(&history_path), Read::Data(&abort_path)]);
+        }
+        let mut second = answers(zk.read_all(&reads).await?);
         let mut hosts = BTreeMap::new();
         let mut health = BTreeMap::new();
-        for read in futures_util::future::join_all(reads).await {
-            let (host, r, hr) = read?;
+        for (host, record, health_path) in &paths {
+            let host = host.clone();
+            let r = second().into_record::<HostRecord>("host", record);
+            let hr = second().into_record::<HealthRecord>("health", health_path);
             match r.map(|r| r.check(name.as_str(), &host).map(|()| r)) {
                 Some(Ok(r)) => {
                     crate::agents::agent_registered_at(&r.agent, name, &host);
@@ -90,6 +100,13 @@ impl ClusterView {
                 health.insert(host, hr);
             }
         }
+        let (history, abort) = match &journal {
+            Some(_) => (
+                second().into_children(),
+                second().into_record::<AbortRequest>("abort request", &abort_path),
+            ),
+            None => (Vec::new(), None),
+        };
         Ok(Self {
             name: name.clone(),
             state,
@@ -104,7 +121,7 @@ impl ClusterView {
     /// This view once a failover has started on it: the state and journal its start
     /// wrote (the state's znode version is `version`), what is read only while a
     /// journal exists, and every host's health afresh (verification may have taken a
-    /// while: a host silent since is dialled as one). One round trip, not a whole view.
+    /// while: a host silent since is dialled as one). One request, not a whole view.
     pub async fn started(
         mut self,
         zk: &Zk,
@@ -113,44 +130,34 @@ impl ClusterView {
         journal: Journal,
     ) -> Result<Self, ZkError> {
         let l = zk.layout();
-        let healths = self.hosts.keys().filter_map(|host| {
-            let path = l.host_health(&self.name, &HostName::new(host.clone()).ok()?);
-            Some(async move {
-                let h = zk.get_record::<HealthRecord>("health", &path).await?;
-                Ok::<_, ZkError>((host.clone(), h))
+        let (history_path, abort_path) = (l.history(&self.name), l.failover_abort(&self.name));
+        let healths: Vec<(String, String)> = self
+            .hosts
+            .keys()
+            .filter_map(|host| {
+                let path = l.host_health(&self.name, &HostName::new(host.clone()).ok()?);
+                Some((host.clone(), path))
             })
-        });
-        let (records, healths) = tokio::join!(
-            failover_records(zk, &self.name),
-            futures_util::future::join_all(healths),
-        );
-        let (history, abort) = records?;
-        let mut health = std::mem::take(&mut self.health);
-        for read in healths {
-            match read? {
-                (host, Some(h)) => health.insert(host, h),
-                (host, None) => health.remove(&host),
+            .collect();
+        let mut reads = vec![Read::Children(&history_path), Read::Data(&abort_path)];
+        reads.extend(healths.iter().map(|(_, path)| Read::Data(path)));
+        let mut next = answers(zk.read_all(&reads).await?);
+        self.history = next().into_children();
+        self.abort = next().into_record::<AbortRequest>("abort request", &abort_path);
+        for (host, path) in healths {
+            match next().into_record::<HealthRecord>("health", &path) {
+                Some(h) => self.health.insert(host, h),
+                None => self.health.remove(&host),
             };
         }
         self.state = Some((state, version));
         self.journal = Some(journal);
-        self.history = history;
-        self.abort = abort;
-        self.health = health;
         Ok(self)
     }
 }
 
-/// The audit records kept and an operator's abort request (read while a failover runs).
-async fn failover_records(
-    zk: &Zk,
-    name: &ClusterName,
-) -> Result<(Vec<String>, Option<AbortRequest>), ZkError> {
-    let l = zk.layout();
-    let (history_path, abort_path) = (l.history(name), l.failover_abort(name));
-    let (h, a) = tokio::join!(
-        zk.children(&history_path),
-        zk.get_record::<AbortRequest>("abort request", &abort_path),
-    );
-    Ok((h?, a?))
+/// The answers of a `read_all`, one per call, in order (its length is the reads').
+fn answers(all: Vec<Answer>) -> impl FnMut() -> Answer {
+    let mut all = all.into_iter();
+    move || all.next().unwrap_or(Answer::Data(None))
 }

@@ -1,15 +1,15 @@
 //! Bringing a worker's cached view of its cluster up to date from the watch events since
 //! it was read: only the znodes that changed are read again, so a health transition
-//! costs one read instead of a whole view (nine for three hosts). Anything a patch
+//! costs one read instead of a whole view (two requests of nine reads for three hosts). Anything a patch
 //! cannot follow exactly — the host set changing, a failover journal appearing, a path
 //! it does not know, events possibly lost — asks for the whole view instead.
 
 use std::collections::BTreeMap;
 
+use altair_core::HostName;
 use altair_core::failover::Journal;
 use altair_core::registry::{ClusterState, HealthRecord, HostRecord, from_json};
-use altair_core::{ClusterName, HostName};
-use altair_zk::{Zk, ZkError};
+use altair_zk::{Read as ZkRead, Zk, ZkError};
 
 use crate::view::ClusterView;
 
@@ -86,70 +86,67 @@ pub async fn apply(
     reads: Vec<Reread>,
 ) -> Result<Option<ClusterView>, ZkError> {
     let name = view.name.clone();
-    let results =
-        futures_util::future::join_all(reads.into_iter().map(|r| read(zk, &name, r))).await;
-    for result in results {
-        match result? {
-            Read::State(state) => view.state = state,
-            Read::Journal(Some(_)) => return Ok(None),
-            Read::Journal(None) => view.journal = None,
-            Read::Host(host, Some(record)) if record.check(name.as_str(), &host).is_ok() => {
-                crate::agents::agent_registered_at(&record.agent, &name, &host);
-                view.hosts.insert(host, record);
-            }
-            Read::Host(..) => return Ok(None),
-            Read::Health(host, Some(h)) => {
-                view.health.insert(host, h);
-            }
-            Read::Health(host, None) => {
-                view.health.remove(&host);
-            }
-        }
-    }
-    Ok(Some(view))
-}
-
-enum Read {
-    State(Option<(ClusterState, i32)>),
-    Journal(Option<Box<Journal>>),
-    Host(String, Option<HostRecord>),
-    Health(String, Option<HealthRecord>),
-}
-
-async fn read(zk: &Zk, name: &ClusterName, r: Reread) -> Result<Read, ZkError> {
     let l = zk.layout();
     let host = |h: &str| {
         HostName::new(h.to_owned()).map_err(|e| ZkError::Conflict {
             detail: format!("host {h:?}: {e}"),
         })
     };
-    Ok(match r {
-        Reread::State => Read::State(match zk.get_versioned(&l.cluster_state(name)).await? {
-            Some((bytes, version)) => Some((
-                from_json::<ClusterState>("cluster state", &bytes)
-                    .map_err(|detail| ZkError::Conflict { detail })?,
-                version,
-            )),
-            None => None,
-        }),
-        Reread::Journal => Read::Journal(match zk.get(&l.failover_journal(name)).await? {
-            Some(bytes) => Some(Box::new(
-                from_json::<Journal>("failover journal", &bytes)
-                    .map_err(|detail| ZkError::Conflict { detail })?,
-            )),
-            None => None,
-        }),
-        Reread::Host(h) => {
-            let path = l.host(name, &host(&h)?);
-            let record = zk.get_record::<HostRecord>("host", &path).await?;
-            Read::Host(h, record)
+    let paths = reads
+        .iter()
+        .map(|r| {
+            Ok(match r {
+                Reread::State => l.cluster_state(&name),
+                Reread::Journal => l.failover_journal(&name),
+                Reread::Host(h) => l.host(&name, &host(h)?),
+                Reread::Health(h) => l.host_health(&name, &host(h)?),
+            })
+        })
+        .collect::<Result<Vec<String>, ZkError>>()?;
+    // One request for all of them.
+    let answers = zk
+        .read_all(&paths.iter().map(|p| ZkRead::Data(p)).collect::<Vec<_>>())
+        .await?;
+    for ((r, path), answer) in reads.into_iter().zip(&paths).zip(answers) {
+        match r {
+            Reread::State => {
+                view.state = match answer.into_versioned() {
+                    Some((bytes, version)) => Some((
+                        from_json::<ClusterState>("cluster state", &bytes)
+                            .map_err(|detail| ZkError::Conflict { detail })?,
+                        version,
+                    )),
+                    None => None,
+                };
+            }
+            Reread::Journal => match answer.into_data() {
+                Some(bytes) => {
+                    // A journal appeared: read the whole view (it is read whole), once
+                    // it is known to be one.
+                    from_json::<Journal>("failover journal", &bytes)
+                        .map_err(|detail| ZkError::Conflict { detail })?;
+                    return Ok(None);
+                }
+                None => view.journal = None,
+            },
+            Reread::Host(host) => match answer.into_record::<HostRecord>("host", path) {
+                Some(record) if record.check(name.as_str(), &host).is_ok() => {
+                    crate::agents::agent_registered_at(&record.agent, &name, &host);
+                    view.hosts.insert(host, record);
+                }
+                _ => return Ok(None),
+            },
+            Reread::Health(host) => match answer.into_record::<HealthRecord>("health", path) {
+                Some(h) => {
+                    view.health.insert(host, h);
+                }
+                None => {
+                    view.health.remove(&host);
+                }
+            },
         }
-        Reread::Health(h) => {
-            let path = l.host_health(name, &host(&h)?);
-            let record = zk.get_record::<HealthRecord>("health", &path).await?;
-            Read::Health(h, record)
-        }
-    })
+    }
+    Ok(Some(view))
 }
 
 #[cfg(test)]

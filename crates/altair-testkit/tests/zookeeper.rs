@@ -112,3 +112,88 @@ async fn ensemble_keeps_serving_when_one_node_dies() {
         .expect("restart the killed node");
     assert!(ensemble.mode(leader).await.is_some());
 }
+
+/// `Zk::read_all` against a real server: one `multiRead` per 256 reads, answers in the
+/// order asked, a missing znode an answer (not an error), and a read the server refuses
+/// an error naming its path.
+#[tokio::test]
+async fn many_reads_go_in_one_request_and_answer_in_order() {
+    use altair_zk::{Answer, Read, Zk};
+
+    let server = ZooKeeper::standalone(LOCAL).await.expect("start zookeeper");
+    let cfg = altair_core::config::ZkConfig::new(server.servers());
+    let zk = Zk::connect(&cfg, None).await.expect("connect");
+    let raw = client(&server, Duration::from_secs(10)).await;
+    let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    raw.create("/r", b"", &open).await.expect("create /r");
+    for i in 0..150 {
+        raw.create(&format!("/r/n{i:03}"), format!("v{i}").as_bytes(), &open)
+            .await
+            .expect("create a child");
+    }
+    raw.set_data("/r/n007", b"changed", None)
+        .await
+        .expect("set data");
+
+    // 150 present, 150 missing, interleaved, plus two listings: 302 reads, two requests.
+    let paths: Vec<String> = (0..300)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("/r/n{:03}", i / 2)
+            } else {
+                format!("/r/missing{i}")
+            }
+        })
+        .collect();
+    let mut reads: Vec<Read<'_>> = paths.iter().map(|p| Read::Data(p)).collect();
+    reads.push(Read::Children("/r"));
+    reads.push(Read::Children("/nowhere"));
+    let (before, gets) = (altair_zk::sent("multi_read"), altair_zk::sent("get"));
+    let answers = zk.read_all(&reads).await.expect("read_all");
+    assert_eq!(
+        altair_zk::sent("multi_read") - before,
+        2,
+        "302 reads in 2 requests"
+    );
+    assert_eq!(altair_zk::sent("get"), gets, "no read sent alone");
+    assert_eq!(answers.len(), 302);
+    for (i, answer) in answers.iter().take(300).enumerate() {
+        if i % 2 == 0 {
+            let k = i / 2;
+            let (data, version) = answer.clone().into_versioned().expect("present");
+            if k == 7 {
+                assert_eq!((data.as_slice(), version), (&b"changed"[..], 1));
+            } else {
+                assert_eq!((data, version), (format!("v{k}").into_bytes(), 0));
+            }
+        } else {
+            assert_eq!(answer, &Answer::Data(None), "{} is missing", paths[i]);
+        }
+    }
+    let mut children = answers[300].clone().into_children();
+    children.sort();
+    assert_eq!(children.len(), 150);
+    assert_eq!(children[0], "n000");
+    assert_eq!(answers[301], Answer::Children(Vec::new()));
+    assert!(zk.read_all(&[]).await.expect("nothing").is_empty());
+
+    // A znode only its creator may read: the whole call fails, naming it.
+    let owner = zk::Client::connector()
+        .with_auth("digest", b"owner:secret")
+        .connect(&server.connect_string())
+        .await
+        .expect("connect as owner");
+    owner
+        .create(
+            "/r/private",
+            b"x",
+            &zk::CreateMode::Persistent.with_acls(zk::Acls::creator_all()),
+        )
+        .await
+        .expect("create a private node");
+    let err = zk
+        .read_all(&[Read::Data("/r/n001"), Read::Data("/r/private")])
+        .await
+        .expect_err("a refused read fails the call");
+    assert!(err.to_string().contains("/r/private"), "{err}");
+}

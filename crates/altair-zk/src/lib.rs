@@ -3,6 +3,7 @@
 //! give up the session (expired: ephemeral nodes and watches are gone).
 
 mod membership;
+mod multiread;
 mod requests;
 mod session;
 pub mod tls;
@@ -14,6 +15,7 @@ use altair_core::zkpath::ZkLayout;
 use zookeeper_client as zk;
 
 pub use membership::follow_monitors;
+pub use multiread::{Answer, Read};
 use requests::count;
 pub use requests::{REQUESTS, REQUESTS_HELP, sent, writes_to_cluster};
 pub use session::{SessionLoop, wait_session_end};

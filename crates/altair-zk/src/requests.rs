@@ -9,7 +9,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 /// One label, `op`: `get`, `list`, `exists`, `create`, `set`, `delete`, `multi`,
-/// `watch`, `acl`.
+/// `multi_read`, `watch`, `acl`.
 pub type OpLabel = Vec<(&'static str, String)>;
 
 /// The help text of `altair_zookeeper_requests_total`.
@@ -25,8 +25,17 @@ pub static REQUESTS: LazyLock<Family<OpLabel, Counter>> = LazyLock::new(|| {
     f
 });
 
-const OPS: [&str; 9] = [
-    "get", "list", "exists", "create", "set", "delete", "multi", "watch", "acl",
+const OPS: [&str; 10] = [
+    "get",
+    "list",
+    "exists",
+    "create",
+    "set",
+    "delete",
+    "multi",
+    "multi_read",
+    "watch",
+    "acl",
 ];
 
 fn label(op: &'static str) -> OpLabel {

@@ -117,7 +117,7 @@ pub struct OrchestratorSection {
     pub max_parallel_failovers: u32,
     /// Besides reacting to ZooKeeper watch events (and re-reading everything after a
     /// reconnect, when events can be lost), every cluster's view is re-read this often:
-    /// a safety net that costs ~9 ZooKeeper reads per cluster per interval.
+    /// a safety net that costs 2 ZooKeeper requests (multiRead) per cluster per interval.
     #[serde(default = "default_resync_interval_s")]
     pub resync_interval_s: u64,
 }

@@ -9,7 +9,7 @@ use altair_core::failover::{Journal, Kind, Step};
 use altair_core::health::Health;
 use altair_core::registry::{ClusterState, FailoverAudit, HealthRecord, HostRecord, to_json};
 use altair_proto::v1::*;
-use altair_zk::{Op, ZkError};
+use altair_zk::{Answer, Op, Read, ZkError};
 
 use crate::agents::{AgentRpc, agent, endpoint, fresh_agent};
 use crate::ctx::{Ctx, now_ms};
@@ -730,12 +730,17 @@ async fn old_primary_now(
         .map_err(|e| format!("old primary {}: {e}", j.old_primary))?;
     let l = ctx.zk.layout();
     let (health, record) = (l.host_health(&view.name, &host), l.host(&view.name, &host));
-    let (health, record) = tokio::join!(
-        ctx.zk.get_record::<HealthRecord>("health", &health),
-        ctx.zk.get_record::<HostRecord>("host", &record),
-    );
-    let read = |e: ZkError| format!("reading the records of {}: {e}", j.old_primary);
-    Ok((health.map_err(read)?, record.map_err(read)?))
+    let answers = ctx
+        .zk
+        .read_all(&[Read::Data(&health), Read::Data(&record)])
+        .await
+        .map_err(|e: ZkError| format!("reading the records of {}: {e}", j.old_primary))?;
+    let mut answers = answers.into_iter();
+    let mut next = || answers.next().unwrap_or(Answer::Data(None));
+    Ok((
+        next().into_record::<HealthRecord>("health", &health),
+        next().into_record::<HostRecord>("host", &record),
+    ))
 }
 
 /// After a failed catch-up, salvage or promotion: is it the candidate that is gone (its

@@ -112,6 +112,34 @@ static AGENTS_AT: LazyLock<std::sync::RwLock<AgentsAt>> = LazyLock::new(Default:
 struct AgentsAt {
     by_address: HashMap<String, BTreeSet<(ClusterName, HostName)>>,
     by_host: HashMap<(ClusterName, HostName), String>,
+    by_cluster: HashMap<ClusterName, BTreeSet<HostName>>,
+}
+
+impl AgentsAt {
+    /// Forgets where `key`'s agent was.
+    fn remove(&mut self, key: &(ClusterName, HostName)) {
+        if let Some(old) = self.by_host.remove(key) {
+            self.leave(&old, key);
+        }
+        let emptied = self.by_cluster.get_mut(&key.0).is_some_and(|hosts| {
+            hosts.remove(&key.1);
+            hosts.is_empty()
+        });
+        if emptied {
+            self.by_cluster.remove(&key.0);
+        }
+    }
+
+    /// `key` is no longer at `address`.
+    fn leave(&mut self, address: &str, key: &(ClusterName, HostName)) {
+        let emptied = self.by_address.get_mut(address).is_some_and(|hosts| {
+            hosts.remove(key);
+            hosts.is_empty()
+        });
+        if emptied {
+            self.by_address.remove(address);
+        }
+    }
 }
 
 /// Notes that `host` of `cluster` has its agent registered at `address`.
@@ -126,18 +154,43 @@ pub fn agent_registered_at(address: &str, cluster: &ClusterName, host: &str) {
     }
     let mut m = AGENTS_AT.write().unwrap_or_else(|p| p.into_inner());
     if let Some(old) = m.by_host.insert(key.clone(), address.to_owned()) {
-        let emptied = m.by_address.get_mut(&old).is_some_and(|hosts| {
-            hosts.remove(&key);
-            hosts.is_empty()
-        });
-        if emptied {
-            m.by_address.remove(&old);
-        }
+        m.leave(&old, &key);
     }
+    m.by_cluster
+        .entry(key.0.clone())
+        .or_default()
+        .insert(key.1.clone());
     m.by_address
         .entry(address.to_owned())
         .or_default()
         .insert(key);
+}
+
+/// `cluster`'s hosts as a whole read of its host records found them (`listed` says
+/// whether a host is registered): a host no longer listed — forgotten, or its record
+/// gone — is admitted nowhere any more.
+pub fn cluster_hosts_listed(cluster: &ClusterName, listed: impl Fn(&str) -> bool) {
+    let stale = |m: &AgentsAt| -> Vec<HostName> {
+        m.by_cluster
+            .get(cluster)
+            .map(|hosts| {
+                hosts
+                    .iter()
+                    .filter(|h| !listed(h.as_str()))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let gone = AGENTS_AT.read().map(|m| stale(&m)).unwrap_or_default();
+    if gone.is_empty() {
+        return;
+    }
+    let mut m = AGENTS_AT.write().unwrap_or_else(|p| p.into_inner());
+    for host in stale(&m) {
+        tracing::info!(cluster = %cluster, host = %host, "host no longer registered: its agent's certificate is admitted nowhere");
+        m.remove(&(cluster.clone(), host));
+    }
 }
 
 /// Who must answer at `address`: the agent of a host registered there (nobody's
@@ -386,5 +439,25 @@ mod tests {
         agent_registered_at(a, &c("moves"), "h2");
         assert!(admits(a, "moves", "h2"));
         assert!(!admits(a, "moves", "h1"));
+    }
+
+    #[test]
+    fn a_host_no_longer_listed_is_admitted_nowhere() {
+        let (a, b) = ("10.250.1.1:7000", "10.250.1.2:7000");
+        agent_registered_at(a, &c("forgets"), "h1");
+        agent_registered_at(b, &c("forgets"), "h2");
+        agent_registered_at(b, &c("keeps"), "h1");
+        // A read of the cluster lists h2 only: h1 was forgotten.
+        cluster_hosts_listed(&c("forgets"), |h| h == "h2");
+        assert!(!admits(a, "forgets", "h1"));
+        assert!(admits(b, "forgets", "h2"));
+        assert!(admits(b, "keeps", "h1"), "another cluster's h1 is kept");
+        // Registered again later: admitted again.
+        agent_registered_at(a, &c("forgets"), "h1");
+        assert!(admits(a, "forgets", "h1"));
+        // Every host gone.
+        cluster_hosts_listed(&c("forgets"), |_| false);
+        assert!(!admits(a, "forgets", "h1"));
+        assert!(!admits(b, "forgets", "h2"));
     }
 }

@@ -100,6 +100,8 @@ impl ClusterView {
                 health.insert(host, hr);
             }
         }
+        // A host whose record is gone (forgotten) or invalid is admitted nowhere.
+        crate::agents::cluster_hosts_listed(name, |h| hosts.contains_key(h));
         let (history, abort) = match &journal {
             Some(_) => (
                 second().into_children(),

@@ -97,6 +97,10 @@ pub struct State {
     pub stall_ms: u64,
     /// When `tick` last ran.
     last_tick_ms: u64,
+    /// No host's silence can change its health before this (the earliest detection
+    /// deadline of any host, or earlier): `tick` scans the hosts only from then on.
+    /// Whatever may bring a host's deadline earlier lowers it.
+    next_due_ms: u64,
 }
 
 pub enum Ownership<'a> {
@@ -115,6 +119,14 @@ impl State {
             clusters: HashMap::new(),
             stall_ms: 0,
             last_tick_ms: 0,
+            next_due_ms: 0,
+        }
+    }
+
+    /// A host's detector changed: its deadline `due` may be the earliest.
+    fn due_at(&mut self, due: Option<u64>) {
+        if let Some(due) = due {
+            self.next_due_ms = self.next_due_ms.min(due);
         }
     }
 
@@ -135,21 +147,29 @@ impl State {
     /// detection window; `known` is its published health.
     pub fn adopt(&mut self, now_ms: u64, cluster: &str, host: &str, known: Option<Health>) {
         let interval = self.default_interval_ms;
+        let mut added = None;
         self.clusters
             .entry(cluster.to_owned())
             .or_default()
             .entry(host.to_owned())
-            .or_insert_with(|| HostState {
-                detector: HostDetector::new(now_ms, interval, known),
-                registration: None,
-                snapshot: None,
-                agent_run_id: String::new(),
-                last_sequence: 0,
-                earlier: std::collections::VecDeque::new(),
-                last_answer: None,
-                positions: PositionHistory::default(),
-                lag_ms: None,
+            .or_insert_with(|| {
+                let detector = HostDetector::new(now_ms, interval, known);
+                added = Some(detector.next_deadline_ms(&self.detector));
+                HostState {
+                    detector,
+                    registration: None,
+                    snapshot: None,
+                    agent_run_id: String::new(),
+                    last_sequence: 0,
+                    earlier: std::collections::VecDeque::new(),
+                    last_answer: None,
+                    positions: PositionHistory::default(),
+                    lag_ms: None,
+                }
             });
+        if let Some(due) = added {
+            self.due_at(due);
+        }
     }
 
     /// Applies a heartbeat of an owned cluster: its heartbeat interval and the ping
@@ -181,6 +201,8 @@ impl State {
         h.last_sequence = sequence;
         let state = snapshot.observed_state();
         let transition = h.detector.heartbeat(now_ms, interval_ms, &state);
+        // Its interval may have shortened, or its health changed to one judged sooner.
+        let due = h.detector.next_deadline_ms(&self.detector);
         let reason = if snapshot.reachable {
             match &state.replication {
                 altair_core::observe::ReplicationState::Broken { error, .. } => {
@@ -220,6 +242,7 @@ impl State {
         }
         let replica = replica_position(&snapshot);
         h.snapshot = Some(snapshot);
+        self.due_at(due);
         let last = Some(now_ms);
         let published = transition.map(|t| published(&me, &cluster, &host, t, reason, last));
         if let Some(hosts) = self.clusters.get_mut(&cluster) {
@@ -277,6 +300,8 @@ impl State {
         }
         h.last_sequence = sequence;
         let transition = h.detector.ping(now_ms, interval_ms);
+        let due = h.detector.next_deadline_ms(&self.detector);
+        self.due_at(due);
         Some(transition.map(|t| {
             published(
                 &me,
@@ -311,6 +336,11 @@ impl State {
             return Vec::new();
         }
         let mut out = Vec::new();
+        // Nothing can be due yet: no scan (10,000 hosts every 20 ms cost ~a tenth of a core).
+        if now_ms < self.next_due_ms {
+            return out;
+        }
+        let mut next_due = u64::MAX;
         for (cluster, hosts) in &mut self.clusters {
             for (host, h) in hosts.iter_mut() {
                 let misses = h.detector.misses(now_ms, &self.detector);
@@ -322,8 +352,12 @@ impl State {
                     let last = h.detector.heard_once().then(|| h.detector.last_heard_ms());
                     out.push(published(&self.me, cluster, host, t, reason, last));
                 }
+                if let Some(due) = h.detector.next_deadline_ms(&self.detector) {
+                    next_due = next_due.min(due);
+                }
             }
         }
+        self.next_due_ms = next_due;
         out
     }
 
@@ -458,6 +492,89 @@ mod tests {
             "run",
             seq,
         );
+    }
+
+    /// Ticks skipped before the next deadline judge exactly as a scan on every tick
+    /// would: two states fed the same random heartbeats (intervals changing, pings
+    /// declared or not, hosts going silent), pings and adoptions; the reference scans
+    /// every tick.
+    #[test]
+    fn ticks_skipped_until_a_deadline_judge_as_scanning_every_tick() {
+        let mut fast = State::new("m1".into(), DetectorConfig::default(), 5_000);
+        let mut slow = State::new("m1".into(), DetectorConfig::default(), 5_000);
+        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let hosts = ["db1", "db2", "db3", "db4", "db5"];
+        let mut seq = 0;
+        let (mut now, mut transitions) = (1_000, 0);
+        for _ in 0..100_000 {
+            now += 20;
+            seq += 1;
+            let host = hosts[rand(hosts.len() as u64) as usize];
+            match rand(200) {
+                0..=3 => {
+                    let interval = [200, 1_000, 5_000][rand(3) as usize];
+                    let pings = [None, Some(100), Some(300)][rand(3) as usize];
+                    let snap = match rand(4) {
+                        0 => MysqlSnapshot::default(), // mysqld unreachable
+                        1 => snapshot("0-1-1", true),
+                        _ => snapshot("0-1-1", false),
+                    };
+                    for s in [&mut fast, &mut slow] {
+                        s.heartbeat(
+                            now,
+                            registration(host),
+                            snap.clone(),
+                            (interval, pings),
+                            "run",
+                            seq,
+                        );
+                    }
+                }
+                4..=6 => {
+                    let interval = [100, 300][rand(2) as usize];
+                    for s in [&mut fast, &mut slow] {
+                        s.ping(now, "c1", host, interval, "run", seq);
+                    }
+                }
+                7 => {
+                    let known =
+                        [None, Some(Health::Healthy), Some(Health::Suspect)][rand(3) as usize];
+                    for s in [&mut fast, &mut slow] {
+                        s.adopt(now, "c2", host, known);
+                    }
+                }
+                _ => {}
+            }
+            slow.next_due_ms = 0;
+            let key = |p: &Published| (p.cluster.clone(), p.host.clone(), p.record.health.as_str());
+            // (Clusters are a HashMap: the order of one tick's transitions is not kept.)
+            let (a, b) = (fast.tick(now), slow.tick(now));
+            let (a, b): (Vec<_>, Vec<_>) =
+                (a.iter().map(key).collect(), b.iter().map(key).collect());
+            let (mut a, mut b) = (a, b);
+            a.sort();
+            b.sort();
+            assert_eq!(a, b, "at {now} ms");
+            transitions += a.len();
+        }
+        assert!(transitions > 100, "silence judged {transitions} times only");
+    }
+
+    #[test]
+    fn a_host_adopted_while_nothing_was_due_is_judged_on_time() {
+        let mut s = State::new("m1".into(), DetectorConfig::default(), 1_000);
+        assert!(s.tick(100).is_empty(), "no host: nothing ever due");
+        s.adopt(200, "c1", "db1", Some(Health::Healthy));
+        assert!(s.tick(1_240).is_empty(), "within its window");
+        let t = s.tick(1_260);
+        assert_eq!(t.len(), 1, "one interval + grace after adoption");
+        assert_eq!(t[0].record.health, Health::Suspect);
     }
 
     fn lag(s: &State, host: &str) -> Option<u64> {

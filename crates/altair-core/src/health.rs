@@ -258,7 +258,11 @@ impl HostDetector {
     /// The earliest time at which `tick` could change something, if any.
     pub fn next_deadline_ms(&self, cfg: &DetectorConfig) -> Option<u64> {
         let grace = self.grace_ms(cfg);
-        let after = |misses: u64| self.last_heard_ms + misses * self.interval_ms + grace;
+        let after = |misses: u64| {
+            self.last_heard_ms
+                .saturating_add(misses.saturating_mul(self.interval_ms))
+                .saturating_add(grace)
+        };
         match self.health {
             Some(Health::Unreachable) => None,
             None | Some(Health::Healthy | Health::ReplicationBroken | Health::WriteStalled) => {

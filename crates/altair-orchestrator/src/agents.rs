@@ -111,15 +111,41 @@ static AGENTS_AT: LazyLock<std::sync::RwLock<AgentsAt>> = LazyLock::new(Default:
 #[derive(Default)]
 struct AgentsAt {
     by_address: HashMap<String, BTreeSet<(ClusterName, HostName)>>,
-    by_host: HashMap<(ClusterName, HostName), String>,
+    by_host: HashMap<(ClusterName, HostName), Registered>,
     by_cluster: HashMap<ClusterName, BTreeSet<HostName>>,
+}
+
+/// Where a host's agent is, and the read that last said so (a [`reads_from`] mark).
+struct Registered {
+    address: String,
+    seen: AtomicU64,
+}
+
+/// Marks of reads: a registration noted after a read began is never undone by it.
+static READS: AtomicU64 = AtomicU64::new(1);
+
+/// A mark to take before a whole read of a cluster's hosts (see [`cluster_hosts_listed`]).
+pub fn reads_from() -> u64 {
+    READS.fetch_add(1, Ordering::SeqCst)
+}
+
+fn read_map() -> std::sync::RwLockReadGuard<'static, AgentsAt> {
+    AGENTS_AT
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write_map() -> std::sync::RwLockWriteGuard<'static, AgentsAt> {
+    AGENTS_AT
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl AgentsAt {
     /// Forgets where `key`'s agent was.
     fn remove(&mut self, key: &(ClusterName, HostName)) {
         if let Some(old) = self.by_host.remove(key) {
-            self.leave(&old, key);
+            self.leave(&old.address, key);
         }
         let emptied = self.by_cluster.get_mut(&key.0).is_some_and(|hosts| {
             hosts.remove(&key.1);
@@ -148,13 +174,21 @@ pub fn agent_registered_at(address: &str, cluster: &ClusterName, host: &str) {
         return;
     };
     let key = (cluster.clone(), host);
-    let current = |m: &AgentsAt| m.by_host.get(&key).is_some_and(|a| a == address);
-    if AGENTS_AT.read().map(|m| current(&m)).unwrap_or(false) {
-        return;
+    let mark = READS.fetch_add(1, Ordering::SeqCst);
+    {
+        let m = read_map();
+        if let Some(r) = m.by_host.get(&key).filter(|r| r.address == address) {
+            r.seen.fetch_max(mark, Ordering::SeqCst);
+            return;
+        }
     }
-    let mut m = AGENTS_AT.write().unwrap_or_else(|p| p.into_inner());
-    if let Some(old) = m.by_host.insert(key.clone(), address.to_owned()) {
-        m.leave(&old, &key);
+    let mut m = write_map();
+    let registered = Registered {
+        address: address.to_owned(),
+        seen: AtomicU64::new(mark),
+    };
+    if let Some(old) = m.by_host.insert(key.clone(), registered) {
+        m.leave(&old.address, &key);
     }
     m.by_cluster
         .entry(key.0.clone())
@@ -167,9 +201,11 @@ pub fn agent_registered_at(address: &str, cluster: &ClusterName, host: &str) {
 }
 
 /// `cluster`'s hosts as a whole read of its host records found them (`listed` says
-/// whether a host is registered): a host no longer listed — forgotten, or its record
-/// gone — is admitted nowhere any more.
-pub fn cluster_hosts_listed(cluster: &ClusterName, listed: impl Fn(&str) -> bool) {
+/// whether a host is registered), the read having begun at mark `since`: a host no
+/// longer listed — forgotten, or its record gone — is admitted nowhere any more, unless
+/// a read begun later noted it (views are read concurrently: an older read finishing
+/// last must not undo a newer one).
+pub fn cluster_hosts_listed(cluster: &ClusterName, since: u64, listed: impl Fn(&str) -> bool) {
     let stale = |m: &AgentsAt| -> Vec<HostName> {
         m.by_cluster
             .get(cluster)
@@ -177,16 +213,20 @@ pub fn cluster_hosts_listed(cluster: &ClusterName, listed: impl Fn(&str) -> bool
                 hosts
                     .iter()
                     .filter(|h| !listed(h.as_str()))
+                    .filter(|h| {
+                        m.by_host
+                            .get(&(cluster.clone(), (*h).clone()))
+                            .is_some_and(|r| r.seen.load(Ordering::SeqCst) < since)
+                    })
                     .cloned()
                     .collect()
             })
             .unwrap_or_default()
     };
-    let gone = AGENTS_AT.read().map(|m| stale(&m)).unwrap_or_default();
-    if gone.is_empty() {
+    if stale(&read_map()).is_empty() {
         return;
     }
-    let mut m = AGENTS_AT.write().unwrap_or_else(|p| p.into_inner());
+    let mut m = write_map();
     for host in stale(&m) {
         tracing::info!(cluster = %cluster, host = %host, "host no longer registered: its agent's certificate is admitted nowhere");
         m.remove(&(cluster.clone(), host));
@@ -196,14 +236,10 @@ pub fn cluster_hosts_listed(cluster: &ClusterName, listed: impl Fn(&str) -> bool
 /// Who must answer at `address`: the agent of a host registered there (nobody's
 /// certificate will do where none is known to be).
 fn expected_at(address: &str) -> Expected {
-    let hosts = AGENTS_AT
-        .read()
-        .map(|m| {
-            m.by_address
-                .get(address)
-                .map(|s| s.iter().cloned().collect())
-        })
-        .unwrap_or(None)
+    let hosts = read_map()
+        .by_address
+        .get(address)
+        .map(|s| s.iter().cloned().collect())
         .unwrap_or_default();
     Expected::Agent(hosts)
 }
@@ -448,7 +484,7 @@ mod tests {
         agent_registered_at(b, &c("forgets"), "h2");
         agent_registered_at(b, &c("keeps"), "h1");
         // A read of the cluster lists h2 only: h1 was forgotten.
-        cluster_hosts_listed(&c("forgets"), |h| h == "h2");
+        cluster_hosts_listed(&c("forgets"), reads_from(), |h| h == "h2");
         assert!(!admits(a, "forgets", "h1"));
         assert!(admits(b, "forgets", "h2"));
         assert!(admits(b, "keeps", "h1"), "another cluster's h1 is kept");
@@ -456,8 +492,31 @@ mod tests {
         agent_registered_at(a, &c("forgets"), "h1");
         assert!(admits(a, "forgets", "h1"));
         // Every host gone.
-        cluster_hosts_listed(&c("forgets"), |_| false);
+        cluster_hosts_listed(&c("forgets"), reads_from(), |_| false);
         assert!(!admits(a, "forgets", "h1"));
         assert!(!admits(b, "forgets", "h2"));
+    }
+
+    #[test]
+    fn an_older_read_finishing_last_does_not_undo_a_newer_one() {
+        let a = "10.250.2.1:7000";
+        // A slow read begins (say `altairctl topology`) before h1 registers...
+        let slow = reads_from();
+        // ...a newer read (the worker's) notes h1...
+        agent_registered_at(a, &c("races"), "h1");
+        // ...and the slow one, which listed no h1, ends last: h1 stays admitted.
+        cluster_hosts_listed(&c("races"), slow, |_| false);
+        assert!(admits(a, "races", "h1"));
+        // A read begun after it, listing no h1, means it is gone.
+        cluster_hosts_listed(&c("races"), reads_from(), |_| false);
+        assert!(!admits(a, "races", "h1"));
+        // Noted again at the same address by a read begun after a slow one: kept.
+        let slow = reads_from();
+        agent_registered_at(a, &c("races"), "h1");
+        let slower = reads_from();
+        agent_registered_at(a, &c("races"), "h1");
+        cluster_hosts_listed(&c("races"), slow, |_| false);
+        assert!(admits(a, "races", "h1"), "the same address noted anew");
+        let _ = slower;
     }
 }

@@ -27,6 +27,7 @@ impl ClusterView {
     /// record and health (and, while a journal exists, the audit records kept and an
     /// abort request), each batch one `multiRead`.
     pub async fn load(zk: &Zk, name: &ClusterName) -> Result<Self, ZkError> {
+        let began = crate::agents::reads_from();
         let l = zk.layout();
         let (state_path, journal_path, hosts_path) = (
             l.cluster_state(name),
@@ -101,7 +102,7 @@ impl ClusterView {
             }
         }
         // A host whose record is gone (forgotten) or invalid is admitted nowhere.
-        crate::agents::cluster_hosts_listed(name, |h| hosts.contains_key(h));
+        crate::agents::cluster_hosts_listed(name, began, |h| hosts.contains_key(h));
         let (history, abort) = match &journal {
             Some(_) => (
                 second().into_children(),

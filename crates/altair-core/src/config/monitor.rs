@@ -102,6 +102,7 @@ impl Validate for MonitorConfig {
             m.heartbeat_interval_ms,
             100..=300_000,
         );
+        check_ms(p, "monitor.miss_grace_ms", m.miss_grace_ms, 0..=60_000);
         self.zookeeper.validate(p);
     }
 }
@@ -124,5 +125,11 @@ mod tests {
             e.to_string().contains("monitor.unreachable_after_misses"),
             "{e}"
         );
+        let bad = good.replace(
+            "[monitor]",
+            "[monitor]\nmiss_grace_ms = 9223372036854775807",
+        );
+        let e = parse::<MonitorConfig>(&bad, "ALTAIR_MONITOR", Vec::new()).expect_err("bad");
+        assert!(e.to_string().contains("monitor.miss_grace_ms"), "{e}");
     }
 }

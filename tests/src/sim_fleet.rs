@@ -389,18 +389,7 @@ pub async fn metric(addr: &str, name: &str) -> f64 {
 }
 
 /// The operations of `altair_zookeeper_requests_total`.
-pub const ZK_OPS: [&str; 10] = [
-    "get",
-    "list",
-    "exists",
-    "create",
-    "set",
-    "delete",
-    "multi",
-    "multi_read",
-    "watch",
-    "acl",
-];
+pub const ZK_OPS: [&str; 10] = altair_zk::REQUEST_OPS;
 
 /// Requests a service at metrics address `addr` has sent to ZooKeeper, by operation
 /// (in [`ZK_OPS`]'s order).

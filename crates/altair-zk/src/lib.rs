@@ -17,7 +17,7 @@ use zookeeper_client as zk;
 pub use membership::follow_monitors;
 pub use multiread::{Answer, Read};
 use requests::count;
-pub use requests::{REQUESTS, REQUESTS_HELP, sent, writes_to_cluster};
+pub use requests::{OPS as REQUEST_OPS, REQUESTS, REQUESTS_HELP, sent, writes_to_cluster};
 pub use session::{SessionLoop, wait_session_end};
 pub use zk::{
     EventType, OneshotWatcher, PersistentWatcher, SessionState, StateWatcher, WatchedEvent,

@@ -25,7 +25,8 @@ pub static REQUESTS: LazyLock<Family<OpLabel, Counter>> = LazyLock::new(|| {
     f
 });
 
-const OPS: [&str; 10] = [
+/// Every operation counted, in the order services export them.
+pub const OPS: [&str; 10] = [
     "get",
     "list",
     "exists",

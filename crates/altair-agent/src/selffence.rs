@@ -172,8 +172,6 @@ pub async fn run<F: FenceIo>(
     // The last answering probe showed a writable primary: a mysqld that stops answering
     // (frozen, hung) may resume writable, so it stays subject to the rule.
     let mut was_writable = false;
-    // The last round that saw this host not a writable primary (the start: none yet).
-    let mut not_writable_at = contact.now();
     let mut seen = std::collections::BTreeMap::<String, String>::new();
     loop {
         tokio::select! {
@@ -189,7 +187,6 @@ pub async fn run<F: FenceIo>(
         let gap = contact.max_gap_ms.swap(0, Ordering::SeqCst);
         if !was_writable {
             lapse_watch_until = 0;
-            not_writable_at = contact.now();
             continue;
         }
         // Every replica: the registered agents, plus every replica the server has shown
@@ -242,11 +239,6 @@ pub async fn run<F: FenceIo>(
         // in between: the orchestrator may have promoted another host meanwhile (it may
         // once the bound has passed). Until the orchestrator could have finished, ask
         // ZooKeeper each round; a failover under way, another primary or no answer fences.
-        // Only the part of a lapse this host spent writable counts: a failover can depose
-        // a primary only once it is one (a replica promoted while its lease had lapsed —
-        // its owning monitor gone — starts with no watch: no failover can have started
-        // against it, and a ZooKeeper quorum lost then must not fence it).
-        let gap = gap.min(now.saturating_sub(not_writable_at));
         if gap >= bound_ms {
             tracing::warn!(
                 gap_ms = gap,

@@ -412,31 +412,6 @@ async fn after_a_lapse_with_no_failover_the_primary_stays_writable_and_the_watch
     assert!(asked.len() >= 10, "asked only {} times", asked.len());
 }
 
-/// A replica whose lease lapsed past the bound (its owning monitor gone) is promoted as
-/// its lease comes back: the lapse happened before it was a primary, so no failover can
-/// have started against it meanwhile; ZooKeeper is not asked (a quorum lost then, which
-/// answers as "a failover may have started", must not fence the new primary).
-#[tokio::test(start_paused = true)]
-async fn a_lapse_that_ended_before_the_promotion_starts_no_watch() {
-    let replica = MysqlSnapshot {
-        reachable: true,
-        read_only: true,
-        replication: Some(ReplicationStatus::default()),
-        ..Default::default()
-    };
-    let a = Agent::start(replica, &[("db2:7000", Peer::Refuses)]);
-    a.renew_lease_for(Duration::from_secs(10)).await;
-    // Its monitor dies: no lease for 7 s, more than the bound.
-    sleep(Duration::from_secs(7)).await;
-    // Promoted (the probe shows it writable) as its lease comes back.
-    a.world.failover_started.store(true, Ordering::SeqCst);
-    a.world.snapshots.send_replace(Arc::new(primary()));
-    a.renew_lease_for(Duration::from_secs(20)).await;
-    a.assert_running();
-    assert!(a.world.asked().is_empty(), "asked: {:?}", a.world.asked());
-    assert!(a.world.fences().is_empty(), "{:?}", a.world.fences());
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_lapse_shorter_than_the_bound_asks_nobody() {
     let a = Agent::start(primary(), &[("db2:7000", Peer::Refuses)]);

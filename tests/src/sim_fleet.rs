@@ -205,6 +205,12 @@ impl Monitor for SimMonitor {
     async fn ping(&self, _: Request<PingRequest>) -> Result<Response<HeartbeatResponse>, Status> {
         Err(Status::unavailable("simulated monitor"))
     }
+    async fn register(
+        &self,
+        _: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        Err(Status::unavailable("simulated monitor"))
+    }
     async fn cluster_health(
         &self,
         request: Request<ClusterHealthRequest>,

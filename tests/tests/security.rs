@@ -195,6 +195,7 @@ async fn monitor_calls(ch: Channel) -> Refusals {
     let mut m = MonitorClient::new(ch);
     vec![
         ("Heartbeat", ok(m.heartbeat(forged_heartbeat("db1")).await)),
+        ("Register", ok(m.register(forged_registration("db1")).await)),
         (
             "ClusterHealth",
             ok(m.cluster_health(ClusterHealthRequest {
@@ -322,6 +323,23 @@ fn forged_heartbeat(host: &str) -> HeartbeatRequest {
     }
 }
 
+/// A registration pointing `host`'s record at an address of the forger's choosing.
+fn forged_registration(host: &str) -> RegisterRequest {
+    RegisterRequest {
+        id: Some(HostRef {
+            cluster: "c1".into(),
+            host: host.into(),
+        }),
+        datacenter: "dc1".into(),
+        mysql_address: "192.0.2.66:3306".into(),
+        agent_address: "192.0.2.66:7001".into(),
+        promotion_rule: PromotionRule::Prefer as i32,
+        self_fence_after_ms: 0,
+        probe_interval_ms: 0,
+        durability: "async".into(),
+    }
+}
+
 /// Every call refused with `code`; `who` says which caller.
 fn all_refused(
     who: &str,
@@ -415,12 +433,13 @@ async fn every_rpc_refuses_a_caller_without_the_right_certificate_and_nothing_ch
         calls[0]
     );
     all_refused("an operator", "agent", &calls[1..], &[PermissionDenied]);
-    // Heartbeats only from agents, health only for the control plane and people.
+    // Heartbeats and registrations only from agents, health only for the control plane
+    // and people.
     let calls = monitor_calls(as_("altair://orchestrator/o1", monitor.clone()).await).await;
     all_refused(
         "an orchestrator",
         "monitor",
-        &calls[..1],
+        &calls[..2],
         &[PermissionDenied],
     );
     let calls = monitor_calls(as_("altair://agent/c1/db2", monitor.clone()).await).await;
@@ -587,12 +606,27 @@ async fn a_zookeeper_client_without_altairs_credentials_can_read_but_change_noth
         Permission::DELETE,
         Permission::ADMIN,
     ];
+    // Only altair's own digest id may write: not the world, and not any other id a
+    // session held (a shared TLS client certificate's x509 id, say). ACLs are read with
+    // altair's credentials: ZooKeeper shows a digest id to others as "<user>:x".
+    let auth = w.fleet.zk_auth();
+    let altair = altair_zk::digest_id(&auth);
+    let admin = zookeeper_client::Client::connector()
+        .with_auth("digest", auth.as_bytes())
+        .connect(&w.zk.servers().join(","))
+        .await
+        .expect("altair's own ZooKeeper client");
     for path in &nodes {
-        let (acls, _) = c.get_acl(path).await.expect("getAcl");
+        let (acls, _) = admin.get_acl(path).await.expect("getAcl");
         for acl in &acls {
             assert!(
                 !(acl.scheme() == "world" && writes.iter().any(|p| acl.permission().has(*p))),
                 "{path}: {acls:?} lets anyone write"
+            );
+            assert!(
+                !writes.iter().any(|p| acl.permission().has(*p))
+                    || (acl.scheme() == "digest" && acl.id() == altair),
+                "{path}: {acls:?} lets someone but altair write"
             );
         }
         // Readable (altairctl status reads without credentials) ...
@@ -897,4 +931,95 @@ async fn world_writable_znodes_left_from_before_auth_get_altairs_acl() {
         0,
         "not idempotent"
     );
+}
+
+/// The ZooKeeper host record of `host` in cluster c1, as bytes.
+async fn host_record(zk: &altair_zk::Zk, host: &str) -> Option<Vec<u8>> {
+    let c = altair_core::ClusterName::new("c1").expect("name");
+    let h = altair_core::HostName::new(host).expect("name");
+    zk.get(&zk.layout().host(&c, &h)).await.expect("read")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_holds_no_zookeeper_credential_and_registers_only_its_own_host() {
+    let _heavy = altair_e2e::heavy().await;
+    let mut w = World::start(1, 3, 1).await;
+    // Nothing on a database host can write to ZooKeeper: the agents' configs name no
+    // credential (their monitor wrote the records they are registered by).
+    for a in &w.fleet.agents {
+        let config = std::fs::read_to_string(&a.config).expect("agent config");
+        assert!(
+            !config.contains("auth_file"),
+            "{}: an agent's config names a ZooKeeper credential",
+            a.id
+        );
+    }
+    let zk = altair_zk::Zk::connect(&w.zk_config(), None)
+        .await
+        .expect("a reader's session");
+    let before: Vec<_> = {
+        let mut v = Vec::new();
+        for h in ["db1", "db2", "db3"] {
+            v.push(host_record(&zk, h).await.expect("registered"));
+        }
+        v
+    };
+    let monitor = w.fleet.monitors[0].address.clone();
+    let mut m = MonitorClient::new(
+        altair_e2e::grpc::dial_as(&w.fleet, &monitor, "altair://agent/c1/db1")
+            .await
+            .expect("connect as db1's agent"),
+    );
+    // db1's certificate may not move db2's record, nor write nonsense for itself.
+    let e = m
+        .register(forged_registration("db2"))
+        .await
+        .expect_err("another host's registration");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{}", e.message());
+    let mut bad = forged_registration("db1");
+    bad.agent_address = "nowhere".into();
+    let e = m.register(bad).await.expect_err("a bad address");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{}", e.message());
+    assert!(e.message().contains("agent address"), "{}", e.message());
+    let mut after = Vec::new();
+    for h in ["db1", "db2", "db3"] {
+        after.push(host_record(&zk, h).await.expect("still registered"));
+    }
+    assert_eq!(
+        before, after,
+        "a refused registration changed a host record"
+    );
+    // Its own record, as it stands, is not written again.
+    let own: altair_core::registry::HostRecord =
+        serde_json::from_slice(&before[0]).expect("db1's record");
+    let r = m
+        .register(RegisterRequest::from(&own))
+        .await
+        .expect("db1's own registration")
+        .into_inner();
+    assert!(!r.written, "an unchanged record was written again");
+    // A record lost from ZooKeeper comes back when the agent starts again: it asks its
+    // monitor, having no way to write it itself.
+    let auth = w.fleet.zk_auth();
+    let altair = altair_zk::Zk::connect(&w.zk_config(), Some(&auth))
+        .await
+        .expect("altair's session");
+    let c = altair_core::ClusterName::new("c1").expect("name");
+    let h = altair_core::HostName::new("db3").expect("name");
+    altair
+        .delete(&altair.layout().host(&c, &h))
+        .await
+        .expect("delete db3's record");
+    w.fleet.agents[2].restart().expect("restart db3's agent");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if host_record(&zk, "db3").await.as_ref() == Some(&before[2]) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "db3's agent did not get its record written again within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -15,6 +15,7 @@ mod mysql;
 mod notrunning;
 mod probe;
 mod promoted;
+mod register;
 mod rejoin;
 mod salvage;
 mod selffence;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use altair_core::config::{AgentConfig, ConfigErrors};
-use altair_core::registry::{HostRecord, to_json};
+use altair_core::registry::HostRecord;
 use altair_proto::v1::{Endpoint, HostRef, HostRegistration, MysqlSnapshot};
 use altair_svc::mysql_tls::MysqlTlsLoaded;
 use altair_svc::{Secret, SecretReader, bind_listener, serve_grpc};
@@ -42,7 +43,6 @@ pub struct AgentSecrets {
     pub replication_password: Secret,
     /// The `[probe]` account's password (`CheckReachability`), when one is configured.
     pub probe_password: Option<Secret>,
-    pub zookeeper_auth: Option<Secret>,
     pub tls: altair_svc::Tls,
     /// TLS of the sessions to the local mysqld (`[mysql] tls`).
     pub mysql_tls: MysqlTlsLoaded,
@@ -64,7 +64,6 @@ pub fn read_secrets(config: &AgentConfig) -> Result<AgentSecrets, ConfigErrors> 
             Some(p) => r.mysql_tls(&p.tls(), "probe"),
             None => r.mysql_tls(&config.mysql.credentials().tls(), "mysql"),
         },
-        zookeeper_auth: r.zookeeper_auth(&config.zookeeper),
         tls: r.tls(&config.tls, |id| {
             let me = &config.agent;
             match id {
@@ -287,11 +286,14 @@ pub async fn run(
         ));
     }
 
-    let sessions = SessionLoop::new(
-        &config.zookeeper,
-        secrets.zookeeper_auth.as_ref().map(|s| s.expose()),
-        shutdown.clone(),
-    );
+    if config.zookeeper.auth_file.is_some() {
+        tracing::warn!(
+            "zookeeper.auth_file is set but an agent no longer uses it: it only reads ZooKeeper (its monitor writes its host record); remove the file and the key so this database host holds no credential that can change altair's state"
+        );
+    }
+    let sessions = SessionLoop::reader(&config.zookeeper, shutdown.clone());
+    let register_monitors = mon_rx.clone();
+    let register_tls = secrets.tls.clone();
     let zk_record = record.clone();
     let (cluster, host) = (a.cluster.clone(), a.host.clone());
     let cancel = shutdown.clone();
@@ -305,17 +307,14 @@ pub async fn run(
         let cancel = cancel.clone();
         let contact = zk_contact.clone();
         let actions = zk_actions.clone();
+        let (monitors, tls) = (register_monitors.clone(), register_tls.clone());
         zk_tx.send_replace(Some(zk.clone()));
         let zk_tx = zk_tx.clone();
         async move {
             let result = async {
-                zk.ensure_layout().await?;
-                for parent in zk.layout().cluster_parents(&cluster) {
-                    zk.ensure_path(&parent).await?;
-                }
-                zk.put(&zk.layout().host(&cluster, &host), &to_json(&record)).await?;
-                tracing::info!(cluster = %record.cluster, host = %record.host, "host registered in ZooKeeper");
+                let path = zk.layout().host(&cluster, &host);
                 tokio::select! {
+                    r = register::keep(&zk, &path, &record, monitors, &tls) => r,
                     r = follow_monitors(&zk, &mon_tx, &cancel) => r,
                     r = follow_peers(&zk, &cluster, &host, &contact, &actions.cluster_epoch) => r,
                     state = wait_session_end(&zk) => {

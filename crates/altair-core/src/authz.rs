@@ -206,7 +206,7 @@ pub fn authorize(server: &Server, path: &str, caller: &Identity) -> Result<(), D
             }
         }
         (Server::Monitor, "altair.v1.Monitor") => match method {
-            "Heartbeat" | "Ping" => matches!(caller, I::Agent { .. }),
+            "Heartbeat" | "Ping" | "Register" => matches!(caller, I::Agent { .. }),
             "ClusterHealth" => matches!(
                 caller,
                 I::Orchestrator(_) | I::Monitor(_) | I::Operator { .. }
@@ -234,7 +234,7 @@ pub fn authorize(server: &Server, path: &str, caller: &Identity) -> Result<(), D
     if ok { Ok(()) } else { Err(deny()) }
 }
 
-/// A heartbeat must come from the agent of the host it reports.
+/// A heartbeat (or a registration) must come from the agent of the host it reports.
 pub fn heartbeat_from(caller: &Identity, cluster: &str, host: &str) -> Result<(), Denied> {
     match caller {
         I::Agent {
@@ -394,7 +394,11 @@ mod tests {
     #[test]
     fn heartbeats_only_from_agents_and_only_for_their_own_host() {
         let s = Server::Monitor;
-        for hb in ["/altair.v1.Monitor/Heartbeat", "/altair.v1.Monitor/Ping"] {
+        for hb in [
+            "/altair.v1.Monitor/Heartbeat",
+            "/altair.v1.Monitor/Ping",
+            "/altair.v1.Monitor/Register",
+        ] {
             assert!(authorize(&s, hb, &agent("c1", "db1")).is_ok());
             assert!(authorize(&s, hb, &Identity::Orchestrator("o1".into())).is_err());
             assert!(authorize(&s, hb, &op(OperatorRole::Operator)).is_err());

@@ -9,6 +9,7 @@ mod metrics;
 mod publish;
 mod readiness;
 mod reconcile;
+mod register;
 mod service;
 mod state;
 
@@ -83,6 +84,7 @@ pub async fn run(
     let state = Arc::new(Mutex::new(initial));
     let (pub_tx, pub_rx) = mpsc::unbounded_channel();
     let (zk_tx, zk_rx) = watch::channel(None::<Zk>);
+    let register_zk = zk_rx.clone();
     tokio::spawn(publish::run(pub_rx, zk_rx, shutdown.clone()));
     tokio::spawn(judge_silence(
         state.clone(),
@@ -148,6 +150,7 @@ pub async fn run(
         state,
         clock,
         publish: pub_tx,
+        zk: register_zk,
     };
     serve_grpc(
         listener,

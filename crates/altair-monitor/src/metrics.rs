@@ -7,6 +7,7 @@ use altair_svc::metrics::{Counter, Family, Gauge, Labels, register};
 
 pub static HEARTBEATS: LazyLock<Counter> = LazyLock::new(Counter::default);
 pub static PINGS: LazyLock<Counter> = LazyLock::new(Counter::default);
+pub static REGISTRATIONS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
 pub static TRANSITIONS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
 pub static ZK_WRITE_ERRORS: LazyLock<Counter> = LazyLock::new(Counter::default);
 pub static READINESS: LazyLock<Family<Labels, Gauge>> = LazyLock::new(Family::default);
@@ -34,6 +35,16 @@ pub fn init() {
         "Liveness pings received from agents (between their full heartbeats)",
         PINGS.clone(),
     );
+    register(
+        "monitor_registrations",
+        "Host registrations asked by agents, by result: written, unchanged (ZooKeeper already held the record), refused (bad record or another host's), failed (ZooKeeper)",
+        REGISTRATIONS.clone(),
+    );
+    for result in ["written", "unchanged", "refused", "failed"] {
+        REGISTRATIONS
+            .get_or_create(&vec![("result", result.to_owned())])
+            .inc_by(0);
+    }
     register(
         "monitor_health_transitions",
         "Health transitions published to ZooKeeper, by new health",
@@ -142,4 +153,10 @@ pub fn replication_lag(cluster: &str, host: &str, ms: Option<u64>) {
             REPLICATION_LAG.remove(&labels);
         }
     }
+}
+
+pub fn registration(result: &'static str) {
+    REGISTRATIONS
+        .get_or_create(&vec![("result", result.to_owned())])
+        .inc();
 }

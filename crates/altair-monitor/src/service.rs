@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use altair_proto::v1::monitor_server::Monitor;
 use altair_proto::v1::*;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
 
 use crate::reconcile::lock;
@@ -14,27 +14,30 @@ pub struct MonitorService {
     pub state: Arc<Mutex<State>>,
     pub clock: Clock,
     pub publish: mpsc::UnboundedSender<Published>,
+    /// The current ZooKeeper session (registrations are written with it).
+    pub zk: watch::Receiver<Option<altair_zk::Zk>>,
 }
 
-/// A heartbeat's or ping's host names are valid, its caller is that host's own agent (a
-/// certificate of another host, or of anything but an agent, cannot keep a dead primary
-/// "healthy"), and its interval is sane. `field` names the host's field in errors.
-fn speaks_for(
-    caller: &altair_svc::authz::Caller,
-    id: &HostRef,
-    field: &str,
-    interval_ms: u32,
-) -> Result<(), Status> {
+/// A heartbeat's, ping's or registration's host names are valid and its caller is that
+/// host's own agent (a certificate of another host, or of anything but an agent, cannot
+/// keep a dead primary "healthy" nor move another host's record). `field` names the
+/// host's field in errors.
+fn speaks_for(caller: &altair_svc::authz::Caller, id: &HostRef, field: &str) -> Result<(), Status> {
     altair_core::ClusterName::new(id.cluster.clone())
         .map_err(|e| Status::invalid_argument(format!("{field}.cluster: {e}")))?;
     altair_core::HostName::new(id.host.clone())
         .map_err(|e| Status::invalid_argument(format!("{field}.host: {e}")))?;
     if let altair_svc::authz::Caller::Verified(id_of_caller) = caller {
         altair_core::authz::heartbeat_from(id_of_caller, &id.cluster, &id.host).map_err(|d| {
-            tracing::warn!(caller = %id_of_caller, cluster = %id.cluster, host = %id.host, "heartbeat or ping for another host refused");
+            tracing::warn!(caller = %id_of_caller, cluster = %id.cluster, host = %id.host, "a call speaking for another host refused");
             Status::permission_denied(d.to_string())
         })?;
     }
+    Ok(())
+}
+
+/// A heartbeat's or ping's interval is sane.
+fn interval_ok(interval_ms: u32) -> Result<(), Status> {
     if !(100..=300_000).contains(&interval_ms) {
         return Err(Status::invalid_argument(format!(
             "interval_ms {interval_ms} is not 100..=300000"
@@ -59,7 +62,8 @@ impl Monitor for MonitorService {
             .id
             .clone()
             .ok_or_else(|| Status::invalid_argument("registration.id is required"))?;
-        speaks_for(&caller, &id, "registration.id", req.interval_ms)?;
+        speaks_for(&caller, &id, "registration.id")?;
+        interval_ok(req.interval_ms)?;
         let snapshot = req
             .snapshot
             .ok_or_else(|| Status::invalid_argument("snapshot is required"))?;
@@ -118,7 +122,8 @@ impl Monitor for MonitorService {
         let id = req
             .host
             .ok_or_else(|| Status::invalid_argument("host is required"))?;
-        speaks_for(&caller, &id, "host", req.interval_ms)?;
+        speaks_for(&caller, &id, "host")?;
+        interval_ok(req.interval_ms)?;
         let mut state = lock(&self.state);
         let owner = match state.ownership(&id.cluster) {
             Ownership::Mine => None,
@@ -154,6 +159,47 @@ impl Monitor for MonitorService {
             accepted,
             owner_address: String::new(),
         }))
+    }
+
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        let caller = altair_svc::authz::caller(&request)?;
+        let req = request.into_inner();
+        let refused = |s: Status| {
+            crate::metrics::registration("refused");
+            s
+        };
+        let id = req
+            .id
+            .clone()
+            .ok_or_else(|| refused(Status::invalid_argument("id is required")))?;
+        speaks_for(&caller, &id, "id").map_err(refused)?;
+        let record = req.to_record().map_err(|e| {
+            tracing::warn!(cluster = %id.cluster, host = %id.host, problem = %e, "registration refused");
+            refused(Status::invalid_argument(e))
+        })?;
+        let zk = self.zk.borrow().clone().ok_or_else(|| {
+            crate::metrics::registration("failed");
+            Status::unavailable("this monitor has no ZooKeeper session; try another")
+        })?;
+        match crate::register::write(&zk, &record).await {
+            Ok(written) => {
+                crate::metrics::registration(if written { "written" } else { "unchanged" });
+                if written {
+                    tracing::info!(cluster = %record.cluster, host = %record.host, mysql = %record.mysql, agent = %record.agent, "host registered in ZooKeeper for its agent");
+                }
+                Ok(Response::new(RegisterResponse { written }))
+            }
+            Err(e) => {
+                crate::metrics::registration("failed");
+                tracing::warn!(cluster = %record.cluster, host = %record.host, error = %e, "cannot write a host record");
+                Err(Status::unavailable(format!(
+                    "cannot write the host record: {e}"
+                )))
+            }
+        }
     }
 
     async fn cluster_health(

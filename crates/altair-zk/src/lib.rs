@@ -8,6 +8,7 @@ mod requests;
 mod session;
 pub mod tls;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use altair_core::config::ZkConfig;
@@ -141,28 +142,90 @@ impl Drop for Writing {
 pub struct Zk {
     client: zk::Client,
     layout: ZkLayout,
-    /// The ACL of every node this session creates.
-    acls: zk::Acls<'static>,
+    /// Who owns the nodes this session creates.
+    owner: Owner,
 }
 
-/// With digest auth: altair's own identity may do everything, anyone else only read
-/// (`altairctl status` reads without credentials; no altair record holds a secret).
-static ALTAIR_ALL_WORLD_READ: [zk::Acl; 2] = [
-    zk::Acl::new_const(zk::Permission::ALL, "auth", ""),
-    zk::Acl::new_const(zk::Permission::READ, "world", "anyone"),
-];
+/// The ACL of the nodes a session creates.
+#[derive(Debug, Clone)]
+enum Owner {
+    /// No credential configured: world-writable (warned about at every start).
+    Nobody,
+    /// A reader (an agent): it creates nothing; were it to try, `creator_all` without a
+    /// credential is refused by ZooKeeper.
+    Reader,
+    /// Digest auth: altair's own digest id may do everything, anyone else only read
+    /// (`altairctl status` reads without credentials; no altair record holds a secret).
+    /// The id is named, not `auth`: `auth` would also grant every other id the
+    /// session holds (a TLS client certificate's x509 id, which agents may share).
+    Digest { id: String, acls: Arc<[zk::Acl]> },
+}
 
-/// The ACL of the nodes created with `auth` (`None`: world-writable, warned about).
-fn acls_for(auth: Option<&str>) -> zk::Acls<'static> {
-    match auth {
-        Some(_) => zk::Acls::new(&ALTAIR_ALL_WORLD_READ),
-        None => zk::Acls::anyone_all(),
+/// ZooKeeper's digest id of `user:password`: `user:base64(sha1(user:password))`, as
+/// its `DigestAuthenticationProvider.generateDigest` computes it.
+pub fn digest_id(auth: &str) -> String {
+    use base64::Engine;
+    use sha1::Digest;
+    let user = auth.split_once(':').map_or(auth, |(u, _)| u);
+    let hash = sha1::Sha1::digest(auth.as_bytes());
+    format!(
+        "{user}:{}",
+        base64::engine::general_purpose::STANDARD.encode(hash)
+    )
+}
+
+impl Owner {
+    fn of(auth: Option<&str>) -> Self {
+        match auth {
+            Some(auth) => {
+                let id = digest_id(auth);
+                let acls: Arc<[zk::Acl]> = Arc::from(vec![
+                    zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("digest", &id)),
+                    zk::Acl::new_const(zk::Permission::READ, "world", "anyone"),
+                ]);
+                Self::Digest { id, acls }
+            }
+            None => Self::Nobody,
+        }
+    }
+
+    fn acls(&self) -> zk::Acls<'_> {
+        match self {
+            Self::Nobody => zk::Acls::anyone_all(),
+            Self::Reader => zk::Acls::creator_all(),
+            Self::Digest { acls, .. } => zk::Acls::new(acls),
+        }
+    }
+
+    /// Whether an entry of a node's ACL lets someone other than this owner change it.
+    fn foreign_writer(&self, acl: &zk::Acl) -> bool {
+        let writes = [
+            zk::Permission::WRITE,
+            zk::Permission::CREATE,
+            zk::Permission::DELETE,
+            zk::Permission::ADMIN,
+        ]
+        .iter()
+        .any(|p| acl.permission().has(*p));
+        let mine =
+            matches!(self, Self::Digest { id, .. } if acl.scheme() == "digest" && acl.id() == id);
+        writes && !mine
     }
 }
 
 impl Zk {
     /// Connects; `auth` is `user:password` for digest auth (never logged).
     pub async fn connect(cfg: &ZkConfig, auth: Option<&str>) -> Result<Self> {
+        Self::connect_with(cfg, auth, Owner::of(auth)).await
+    }
+
+    /// Connects without a credential, to read: anything it created would be its own
+    /// (`creator_all` needs an authenticated creator, so ZooKeeper refuses it).
+    pub async fn connect_reader(cfg: &ZkConfig) -> Result<Self> {
+        Self::connect_with(cfg, None, Owner::Reader).await
+    }
+
+    async fn connect_with(cfg: &ZkConfig, auth: Option<&str>, owner: Owner) -> Result<Self> {
         let servers = cfg.servers.join(",");
         let mut connector = zk::Client::connector()
             .with_session_timeout(Duration::from_millis(cfg.session_timeout_ms))
@@ -184,7 +247,7 @@ impl Zk {
         Ok(Self {
             client,
             layout: ZkLayout::new(cfg.root.clone()),
-            acls: acls_for(auth),
+            owner,
         })
     }
 
@@ -195,13 +258,13 @@ impl Zk {
         Writing::new(&self.layout, [path])
     }
 
-    fn open(&self) -> zk::CreateOptions<'static> {
-        zk::CreateMode::Persistent.with_acls(self.acls)
+    fn open(&self) -> zk::CreateOptions<'_> {
+        zk::CreateMode::Persistent.with_acls(self.owner.acls())
     }
 
     /// Whether the nodes this session creates are world-writable (no digest auth).
     pub fn world_writable(&self) -> bool {
-        self.acls == zk::Acls::anyone_all()
+        matches!(self.owner, Owner::Nobody)
     }
 
     pub fn layout(&self) -> &ZkLayout {
@@ -246,11 +309,12 @@ impl Zk {
     }
 
     /// Gives every node under the root that anyone but altair may change altair's ACL
-    /// (nodes created before digest auth was configured, or by an older release).
-    /// Returns how many were changed. No-op without auth. A node whose ACL this session
-    /// may not change is an error naming it (someone else owns it: refuse to trust it).
+    /// (nodes created before digest auth was configured, by an older release, or with
+    /// `auth`, which granted every id of the creating session). Returns how many were
+    /// changed. No-op without auth. A node whose ACL this session may not change is an
+    /// error naming it (someone else owns it: refuse to trust it).
     pub async fn restrict_acls(&self) -> Result<usize> {
-        if self.world_writable() {
+        if !matches!(self.owner, Owner::Digest { .. }) {
             return Ok(0);
         }
         let mut changed = 0;
@@ -262,20 +326,10 @@ impl Zk {
                 Err(zk::Error::NoNode) => continue,
                 Err(e) => return Err(ZkError::from_op("getAcl", &path, e)),
             };
-            let open = acls.iter().any(|a| {
-                a.scheme() == "world"
-                    && [
-                        zk::Permission::WRITE,
-                        zk::Permission::CREATE,
-                        zk::Permission::DELETE,
-                        zk::Permission::ADMIN,
-                    ]
-                    .iter()
-                    .any(|p| a.permission().has(*p))
-            });
+            let open = acls.iter().any(|a| self.owner.foreign_writer(a));
             if open {
                 let _writing = self.count_write("acl", &path);
-                match self.client.set_acl(&path, &self.acls, None).await {
+                match self.client.set_acl(&path, &self.owner.acls(), None).await {
                     Ok(_) => changed += 1,
                     Err(zk::Error::NoNode) => continue,
                     Err(e) => return Err(ZkError::from_op("setAcl", &path, e)),
@@ -290,7 +344,7 @@ impl Zk {
 
     /// Creates (or replaces) an ephemeral node owned by this session.
     pub async fn register_ephemeral(&self, path: &str, data: &[u8]) -> Result<()> {
-        let options = zk::CreateMode::Ephemeral.with_acls(self.acls);
+        let options = zk::CreateMode::Ephemeral.with_acls(self.owner.acls());
         loop {
             let _writing = self.count_write("create", path);
             match self.client.create(path, data, &options).await {
@@ -404,7 +458,7 @@ impl Zk {
     /// Creates a persistent sequential node under `prefix` (creating the parent when
     /// ZooKeeper says it is missing); returns its path.
     pub async fn append(&self, prefix: &str, data: &[u8]) -> Result<String> {
-        let options = zk::CreateMode::PersistentSequential.with_acls(self.acls);
+        let options = zk::CreateMode::PersistentSequential.with_acls(self.owner.acls());
         for attempt in 0..2 {
             let _writing = self.count_write("create", prefix);
             match self.client.create(prefix, data, &options).await {
@@ -483,7 +537,7 @@ impl Zk {
 
     /// Creates an ephemeral sequential node under `prefix` (an election candidate).
     pub async fn create_candidate(&self, prefix: &str, data: &[u8]) -> Result<String> {
-        let options = zk::CreateMode::EphemeralSequential.with_acls(self.acls);
+        let options = zk::CreateMode::EphemeralSequential.with_acls(self.owner.acls());
         let _writing = self.count_write("create", prefix);
         let (_, seq) = self
             .client
@@ -576,5 +630,36 @@ impl Zk {
             Ok(()) | Err(zk::Error::NoNode) => Ok(()),
             Err(e) => Err(ZkError::from_op("delete", path, e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_ids_are_zookeepers() {
+        // ZooKeeper's own `DigestAuthenticationProvider super:password`.
+        assert_eq!(
+            digest_id("super:password"),
+            "super:DyNYQEQvajljsxlhf5uS4PJ9R28="
+        );
+        // Only the first ':' splits: a password may hold more.
+        assert!(digest_id("altair:a:b").starts_with("altair:"));
+    }
+
+    #[test]
+    fn only_the_owners_digest_id_may_write() {
+        let owner = Owner::of(Some("altair:secret"));
+        let id = digest_id("altair:secret");
+        let mine = zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("digest", &id));
+        let other = zk::Acl::new(zk::Permission::WRITE, zk::AuthId::new("x509", "CN=agents"));
+        let world_read = zk::Acl::new_const(zk::Permission::READ, "world", "anyone");
+        let world_all = zk::Acl::new_const(zk::Permission::ALL, "world", "anyone");
+        assert!(!owner.foreign_writer(&mine));
+        assert!(!owner.foreign_writer(&world_read));
+        assert!(owner.foreign_writer(&other));
+        assert!(owner.foreign_writer(&world_all));
+        assert!(Owner::of(None).foreign_writer(&mine));
     }
 }

@@ -14,6 +14,19 @@ pub async fn follow_monitors(
     cancel: &CancellationToken,
 ) -> Result<()> {
     let dir = zk.layout().monitors();
+    // A reader (an agent) creates nothing: until a monitor or orchestrator has laid out
+    // the root there is no list to watch, and no monitor either.
+    loop {
+        let (exists, watcher) = zk.exists_and_watch(&dir).await?;
+        if exists {
+            break;
+        }
+        tracing::info!(path = %dir, "no monitor has registered in ZooKeeper yet; waiting");
+        tokio::select! {
+            _ = watcher.changed() => {}
+            () = cancel.cancelled() => return Ok(()),
+        }
+    }
     loop {
         let (children, watcher) = zk.children_and_watch(&dir).await?;
         let mut monitors = Vec::with_capacity(children.len());

@@ -13,6 +13,8 @@ use crate::{SessionState, Zk, ZkError};
 pub struct SessionLoop {
     pub config: ZkConfig,
     pub auth: Option<String>,
+    /// A reader's session (`reader`): no credential; it creates nothing.
+    pub reader: bool,
     pub cancel: CancellationToken,
 }
 
@@ -28,6 +30,18 @@ impl SessionLoop {
         Self {
             config: config.clone(),
             auth: auth.map(str::to_owned),
+            reader: false,
+            cancel,
+        }
+    }
+
+    /// Sessions without any credential, for a process that only reads (an agent):
+    /// altair's znodes are world-readable; every write it tried would be refused.
+    pub fn reader(config: &ZkConfig, cancel: CancellationToken) -> Self {
+        Self {
+            config: config.clone(),
+            auth: None,
+            reader: true,
             cancel,
         }
     }
@@ -42,7 +56,13 @@ impl SessionLoop {
         let mut backoff = Duration::from_millis(200);
         while !self.cancel.is_cancelled() {
             let zk = tokio::select! {
-                r = Zk::connect(&self.config, self.auth.as_deref()) => r,
+                r = async {
+                    if self.reader {
+                        Zk::connect_reader(&self.config).await
+                    } else {
+                        Zk::connect(&self.config, self.auth.as_deref()).await
+                    }
+                } => r,
                 () = self.cancel.cancelled() => return,
             };
             match zk {

@@ -381,7 +381,8 @@ impl Fleet {
                 repl = repl.display(),
                 quser = cluster.probe().user,
                 qpw = fleet.dir.path().join("probe.password").display(),
-                zk = fleet.zk_section(),
+                // An agent holds no ZooKeeper credential: its monitor registers it.
+                zk = fleet.zk_section_without_auth(),
             );
             let id = format!("agent-{prefix}{}", inst.name());
             let tls = fleet.tls_section(
@@ -653,7 +654,18 @@ impl Fleet {
         self.dir.path()
     }
 
+    /// The `[zookeeper]` section of a monitor, orchestrator or altairctl: altair's
+    /// digest credential included.
     fn zk_section(&self) -> String {
+        format!(
+            "{}auth_file = \"{}\"\n",
+            self.zk_section_without_auth(),
+            self.dir.path().join("zk.auth").display()
+        )
+    }
+
+    /// The `[zookeeper]` section of an agent: servers and TLS, no credential.
+    fn zk_section_without_auth(&self) -> String {
         let tls = self
             .timing
             .zk_client_tls
@@ -667,10 +679,8 @@ impl Fleet {
                 )
             });
         format!(
-            "[zookeeper]\nservers = {:?}\nsession_timeout_ms = {}\nauth_file = \"{}\"\n{tls}",
-            self.zk_servers,
-            self.timing.zk_session_timeout_ms,
-            self.dir.path().join("zk.auth").display()
+            "[zookeeper]\nservers = {:?}\nsession_timeout_ms = {}\n{tls}",
+            self.zk_servers, self.timing.zk_session_timeout_ms,
         )
     }
 

@@ -38,6 +38,16 @@ struct Target {
 }
 
 impl Heartbeater {
+    /// `run`, from the moment `registered` first turns true (the host's record is in
+    /// ZooKeeper).
+    pub async fn run_once_registered(self, mut registered: watch::Receiver<bool>) {
+        tokio::select! {
+            r = registered.wait_for(|r| *r) => if r.is_err() { return },
+            () = self.cancel.cancelled() => return,
+        }
+        self.run().await;
+    }
+
     pub async fn run(mut self) {
         let run_id = format!("{:016x}", rand::random::<u64>());
         let mut sequence = 0u64;

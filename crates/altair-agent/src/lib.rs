@@ -286,7 +286,7 @@ pub async fn run(
         ));
     }
 
-    if config.zookeeper.auth_file.is_some() {
+    if config.zookeeper.auth_file.is_some() || config.zookeeper.previous_auth_file.is_some() {
         tracing::warn!(
             "zookeeper.auth_file is set but an agent no longer uses it: it only reads ZooKeeper (its monitor writes its host record); remove the file and the key so this database host holds no credential that can change altair's state"
         );
@@ -294,6 +294,10 @@ pub async fn run(
     let sessions = SessionLoop::reader(&config.zookeeper, shutdown.clone());
     let register_monitors = mon_rx.clone();
     let register_tls = secrets.tls.clone();
+    // Heartbeats start once the host is registered: a monitor publishes a host's health
+    // only while its record exists, so a first "healthy" judged before it would be lost.
+    let (registered_tx, registered_rx) = watch::channel(false);
+    let registered_tx = Arc::new(registered_tx);
     let zk_record = record.clone();
     let (cluster, host) = (a.cluster.clone(), a.host.clone());
     let cancel = shutdown.clone();
@@ -308,13 +312,14 @@ pub async fn run(
         let contact = zk_contact.clone();
         let actions = zk_actions.clone();
         let (monitors, tls) = (register_monitors.clone(), register_tls.clone());
+        let registered = registered_tx.clone();
         zk_tx.send_replace(Some(zk.clone()));
         let zk_tx = zk_tx.clone();
         async move {
             let result = async {
                 let path = zk.layout().host(&cluster, &host);
                 tokio::select! {
-                    r = register::keep(&zk, &path, &record, monitors, &tls) => r,
+                    r = register::keep(&zk, &path, &record, monitors, &tls, &registered) => r,
                     r = follow_monitors(&zk, &mon_tx, &cancel) => r,
                     r = follow_peers(&zk, &cluster, &host, &contact, &actions.cluster_epoch) => r,
                     state = wait_session_end(&zk) => {
@@ -350,7 +355,7 @@ pub async fn run(
         cancel: shutdown.clone(),
         tls: secrets.tls.clone(),
     };
-    tokio::spawn(heartbeater.run());
+    tokio::spawn(heartbeater.run_once_registered(registered_rx));
 
     tracing::info!(
         cluster = %a.cluster,

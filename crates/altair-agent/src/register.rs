@@ -14,30 +14,40 @@ use altair_proto::v1::monitor_client::MonitorClient;
 use altair_zk::{Zk, ZkError};
 use tokio::sync::watch;
 
+/// How soon a registration a monitor wrote is read back.
+const VERIFY_AFTER: Duration = Duration::from_secs(1);
+
 /// How long one monitor gets to answer a registration.
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs for the life of a ZooKeeper session: registers once (at every new session, as
-/// an agent that wrote its own record did), then waits. Returns only a ZooKeeper error.
+/// an agent that wrote its own record did), sets `registered`, then waits. Returns only
+/// a ZooKeeper error.
 pub async fn keep(
     zk: &Zk,
     path: &str,
     record: &HostRecord,
     mut monitors: watch::Receiver<Vec<MonitorRecord>>,
     tls: &altair_svc::Tls,
+    registered: &watch::Sender<bool>,
 ) -> Result<(), ZkError> {
     let want = to_json(record);
     let mut backoff = Duration::from_millis(200);
     loop {
         if zk.get(path).await?.as_deref() == Some(want.as_slice()) {
             tracing::info!(cluster = %record.cluster, host = %record.host, "host registered in ZooKeeper");
+            registered.send_replace(true);
             return std::future::pending().await;
         }
         let listed = monitors.borrow().clone();
         match ask(record, &listed, tls).await {
             Ok(monitor) => {
                 tracing::info!(cluster = %record.cluster, host = %record.host, %monitor, "host registered in ZooKeeper by its monitor");
-                return std::future::pending().await;
+                registered.send_replace(true);
+                // Read it back a moment later (this session's server may lag the
+                // monitor's): a late write of an older record would be seen and fixed.
+                tokio::time::sleep(VERIFY_AFTER).await;
+                backoff = Duration::from_millis(200);
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "cannot register this host yet");

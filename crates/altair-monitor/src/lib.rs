@@ -36,6 +36,8 @@ const TICK_EVERY: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 pub struct MonitorSecrets {
     pub zookeeper_auth: Option<Secret>,
+    /// The ZooKeeper credential being rotated out (`zookeeper.previous_auth_file`).
+    pub zookeeper_previous_auth: Option<Secret>,
     pub tls: altair_svc::Tls,
 }
 
@@ -43,6 +45,7 @@ pub fn read_secrets(config: &MonitorConfig) -> Result<MonitorSecrets, ConfigErro
     let mut r = SecretReader::default();
     let secrets = MonitorSecrets {
         zookeeper_auth: r.zookeeper_auth(&config.zookeeper),
+        zookeeper_previous_auth: r.zookeeper_previous_auth(&config.zookeeper),
         tls: r.tls(&config.tls, |id| match id {
             altair_core::authz::Identity::Monitor(m)
                 if m.as_str() == config.monitor.id.as_str() =>
@@ -107,7 +110,8 @@ pub async fn run(
         &config.zookeeper,
         secrets.zookeeper_auth.as_ref().map(|s| s.expose()),
         shutdown.clone(),
-    );
+    )
+    .with_previous(secrets.zookeeper_previous_auth.as_ref().map(|s| s.expose()));
     let (id, session_state, cancel) = (m.id.clone(), state.clone(), shutdown.clone());
     tokio::spawn(sessions.run(move |zk| {
         let (me, id, state, zk_tx, cancel) = (
@@ -151,6 +155,7 @@ pub async fn run(
         clock,
         publish: pub_tx,
         zk: register_zk,
+        registrations: register::Throttle::default(),
     };
     serve_grpc(
         listener,

@@ -4,6 +4,10 @@
 //! write its host record; the service lets it do so only for the host its certificate
 //! names.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use altair_core::registry::{HostRecord, to_json};
 use altair_core::{ClusterName, HostName};
 use altair_zk::{Zk, ZkError};
@@ -36,4 +40,74 @@ pub async fn write(zk: &Zk, record: &HostRecord) -> Result<bool, ZkError> {
     }
     zk.put(&path, &data).await?;
     Ok(true)
+}
+
+/// At most one registration write per host in `WRITE_EVERY`: an agent registers once
+/// per ZooKeeper session, so only a misbehaving (or stolen) certificate asks more often,
+/// and each write also wakes the leader's watch. Refused ones are retried by the agent.
+pub const WRITE_EVERY: Duration = Duration::from_secs(2);
+
+/// When each host's record was last written by this monitor.
+#[derive(Default)]
+pub struct Throttle {
+    written: Mutex<HashMap<(String, String), Instant>>,
+}
+
+impl Throttle {
+    /// `Err(wait)` when `cluster/host` was written less than `WRITE_EVERY` ago.
+    pub fn check(&self, cluster: &str, host: &str, now: Instant) -> Result<(), Duration> {
+        let written = self.lock();
+        match written.get(&(cluster.to_owned(), host.to_owned())) {
+            Some(at) if now.saturating_duration_since(*at) < WRITE_EVERY => {
+                Err(WRITE_EVERY - now.saturating_duration_since(*at))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Notes a write of `cluster/host` (old entries go once many are kept).
+    pub fn wrote(&self, cluster: &str, host: &str, now: Instant) {
+        let mut written = self.lock();
+        if written.len() >= 4096 {
+            written.retain(|_, at| now.saturating_duration_since(*at) < WRITE_EVERY);
+        }
+        written.insert((cluster.to_owned(), host.to_owned()), now);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Instant>> {
+        self.written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_write_per_host_per_window() {
+        let t = Throttle::default();
+        let now = Instant::now();
+        assert!(t.check("c1", "db1", now).is_ok());
+        t.wrote("c1", "db1", now);
+        let wait = t
+            .check("c1", "db1", now + Duration::from_millis(500))
+            .expect_err("too soon");
+        assert_eq!(wait, WRITE_EVERY - Duration::from_millis(500));
+        assert!(t.check("c1", "db2", now).is_ok(), "another host");
+        assert!(t.check("c2", "db1", now).is_ok(), "another cluster");
+        assert!(t.check("c1", "db1", now + WRITE_EVERY).is_ok());
+    }
+
+    #[test]
+    fn old_entries_go_once_many_are_kept() {
+        let t = Throttle::default();
+        let now = Instant::now();
+        for i in 0..4096 {
+            t.wrote("c", &format!("h{i}"), now);
+        }
+        t.wrote("c", "last", now + WRITE_EVERY);
+        assert_eq!(t.lock().len(), 1);
+    }
 }

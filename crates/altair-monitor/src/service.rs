@@ -16,6 +16,8 @@ pub struct MonitorService {
     pub publish: mpsc::UnboundedSender<Published>,
     /// The current ZooKeeper session (registrations are written with it).
     pub zk: watch::Receiver<Option<altair_zk::Zk>>,
+    /// One registration write per host every few seconds at most.
+    pub registrations: crate::register::Throttle,
 }
 
 /// A heartbeat's, ping's or registration's host names are valid and its caller is that
@@ -180,12 +182,28 @@ impl Monitor for MonitorService {
             tracing::warn!(cluster = %id.cluster, host = %id.host, problem = %e, "registration refused");
             refused(Status::invalid_argument(e))
         })?;
+        let started = std::time::Instant::now();
+        if let Err(wait) = self
+            .registrations
+            .check(&record.cluster, &record.host, started)
+        {
+            return Err(refused(Status::resource_exhausted(format!(
+                "{}/{}'s record was written moments ago; ask again in {} ms",
+                record.cluster,
+                record.host,
+                wait.as_millis()
+            ))));
+        }
         let zk = self.zk.borrow().clone().ok_or_else(|| {
             crate::metrics::registration("failed");
             Status::unavailable("this monitor has no ZooKeeper session; try another")
         })?;
         match crate::register::write(&zk, &record).await {
             Ok(written) => {
+                if written {
+                    self.registrations
+                        .wrote(&record.cluster, &record.host, started);
+                }
                 crate::metrics::registration(if written { "written" } else { "unchanged" });
                 if written {
                     tracing::info!(cluster = %record.cluster, host = %record.host, mysql = %record.mysql, agent = %record.agent, "host registered in ZooKeeper for its agent");

@@ -235,13 +235,23 @@ pub fn cluster_hosts_listed(cluster: &ClusterName, since: u64, listed: impl Fn(&
 
 /// Who must answer at `address`: the agent of a host registered there (nobody's
 /// certificate will do where none is known to be).
+/// Two hosts whose records name one address admit neither: one agent serves one host,
+/// so one of the records is stale (a decommissioned host not forgotten) or forged (an
+/// agent's certificate lets it write its own record, and it claimed another host's
+/// address to have this orchestrator's calls for it land there). Calls fail, loudly,
+/// rather than act on a host other than the one meant.
 fn expected_at(address: &str) -> Expected {
-    let hosts = read_map()
+    let hosts: BTreeSet<(ClusterName, HostName)> = read_map()
         .by_address
         .get(address)
-        .map(|s| s.iter().cloned().collect())
+        .cloned()
         .unwrap_or_default();
-    Expected::Agent(hosts)
+    if hosts.len() > 1 {
+        let names: Vec<String> = hosts.iter().map(|(c, h)| format!("{c}/{h}")).collect();
+        tracing::error!(%address, hosts = ?names, "several hosts' records name this agent address: no agent is admitted there until all but one move or are forgotten (altairctl forget)");
+        return Expected::Agent(Vec::new());
+    }
+    Expected::Agent(hosts.into_iter().collect())
 }
 
 /// The shared channels, by agent address.
@@ -480,14 +490,18 @@ mod tests {
     #[test]
     fn a_host_no_longer_listed_is_admitted_nowhere() {
         let (a, b) = ("10.250.1.1:7000", "10.250.1.2:7000");
+        let elsewhere = "10.250.1.3:7000";
         agent_registered_at(a, &c("forgets"), "h1");
         agent_registered_at(b, &c("forgets"), "h2");
-        agent_registered_at(b, &c("keeps"), "h1");
+        agent_registered_at(elsewhere, &c("keeps"), "h1");
         // A read of the cluster lists h2 only: h1 was forgotten.
         cluster_hosts_listed(&c("forgets"), reads_from(), |h| h == "h2");
         assert!(!admits(a, "forgets", "h1"));
         assert!(admits(b, "forgets", "h2"));
-        assert!(admits(b, "keeps", "h1"), "another cluster's h1 is kept");
+        assert!(
+            admits(elsewhere, "keeps", "h1"),
+            "another cluster's h1 is kept"
+        );
         // Registered again later: admitted again.
         agent_registered_at(a, &c("forgets"), "h1");
         assert!(admits(a, "forgets", "h1"));
@@ -495,6 +509,24 @@ mod tests {
         cluster_hosts_listed(&c("forgets"), reads_from(), |_| false);
         assert!(!admits(a, "forgets", "h1"));
         assert!(!admits(b, "forgets", "h2"));
+    }
+
+    #[test]
+    fn an_address_two_records_claim_admits_neither() {
+        let a = "10.250.3.1:7000";
+        agent_registered_at(a, &c("claims"), "h1");
+        assert!(admits(a, "claims", "h1"));
+        // h2's record (forged by its agent, or stale) names h1's address: neither is
+        // admitted there, in this cluster or from another.
+        agent_registered_at(a, &c("claims"), "h2");
+        assert!(!admits(a, "claims", "h1"));
+        assert!(!admits(a, "claims", "h2"));
+        agent_registered_at(a, &c("claims-too"), "h9");
+        assert!(!admits(a, "claims-too", "h9"));
+        // The claims withdrawn: the one left is admitted again.
+        agent_registered_at("10.250.3.2:7000", &c("claims"), "h2");
+        agent_registered_at("10.250.3.3:7000", &c("claims-too"), "h9");
+        assert!(admits(a, "claims", "h1"));
     }
 
     #[test]

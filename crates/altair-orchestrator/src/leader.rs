@@ -63,8 +63,17 @@ pub async fn lead(ctx: Ctx, me: MonitorRecord, cancel: CancellationToken) -> Res
     let zk = ctx.zk.clone();
     tokio::spawn(async move {
         match zk.restrict_acls().await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(nodes = n, "world-writable znodes given altair's ACL"),
+            Ok(report) => {
+                if report.changed > 0 {
+                    tracing::warn!(
+                        nodes = report.changed,
+                        "znodes others could change given altair's ACL"
+                    );
+                }
+                if report.refused_total > 0 {
+                    tracing::error!(nodes = report.refused_total, first = ?report.refused, "znodes whose ACL altair may not change: someone else owns them and may change them (fix by hand with zkCli, or rotate with zookeeper.previous_auth_file)");
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, "could not restrict the ACLs of existing znodes: someone else may still change them")
             }

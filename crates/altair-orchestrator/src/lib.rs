@@ -49,6 +49,8 @@ pub struct OrchestratorSecrets {
     pub replication_password: Secret,
     pub tsig_key: Option<TsigKey>,
     pub zookeeper_auth: Option<Secret>,
+    /// The ZooKeeper credential being rotated out (`zookeeper.previous_auth_file`).
+    pub zookeeper_previous_auth: Option<Secret>,
     pub tls: altair_svc::Tls,
     /// TLS of the orchestrator's own sessions to primaries (`[mysql] tls`).
     pub mysql_tls: altair_svc::mysql_tls::MysqlTlsLoaded,
@@ -82,6 +84,7 @@ pub fn read_secrets(config: &OrchestratorConfig) -> Result<OrchestratorSecrets, 
         mysql_tls: r.mysql_tls(&config.mysql.tls(), "mysql"),
         tsig_key,
         zookeeper_auth: r.zookeeper_auth(&config.zookeeper),
+        zookeeper_previous_auth: r.zookeeper_previous_auth(&config.zookeeper),
         tls: r.tls(&config.tls, |id| match id {
             altair_core::authz::Identity::Orchestrator(_) => Ok(()),
             other => Err(format!(
@@ -128,7 +131,8 @@ pub async fn run(
         &config.zookeeper,
         secrets.zookeeper_auth.as_ref().map(|s| s.expose()),
         shutdown.clone(),
-    );
+    )
+    .with_previous(secrets.zookeeper_previous_auth.as_ref().map(|s| s.expose()));
     let (s_slot, l_slot, cancel, cfg, sec, me2) = (
         session_slot.clone(),
         leader_slot.clone(),

@@ -188,7 +188,11 @@ mod register_tests {
     fn a_bad_field_is_named() {
         let mut w = v1::RegisterRequest::from(&record());
         w.agent_address = "nowhere".into();
-        assert!(w.to_record().expect_err("refused").contains("agent address"));
+        assert!(
+            w.to_record()
+                .expect_err("refused")
+                .contains("agent address")
+        );
         let mut w = v1::RegisterRequest::from(&record());
         w.durability = "sometimes".into();
         assert!(w.to_record().expect_err("refused").contains("durability"));
@@ -197,7 +201,11 @@ mod register_tests {
         assert!(w.to_record().expect_err("refused").contains("id"));
         let mut w = v1::RegisterRequest::from(&record());
         w.self_fence_after_ms = 5;
-        assert!(w.to_record().expect_err("refused").contains("self_fence_after_ms"));
+        assert!(
+            w.to_record()
+                .expect_err("refused")
+                .contains("self_fence_after_ms")
+        );
         let mut w = v1::RegisterRequest::from(&record());
         w.id = Some(v1::HostRef {
             cluster: "../x".into(),

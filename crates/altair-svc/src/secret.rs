@@ -135,6 +135,16 @@ impl SecretReader {
             .map(|f| self.read(&SecretSource::File(f.clone()), "zookeeper.auth_file"))
     }
 
+    /// The credential being rotated out (`zookeeper.previous_auth_file`).
+    pub fn zookeeper_previous_auth(&mut self, zk: &ZkConfig) -> Option<Secret> {
+        zk.previous_auth_file.as_ref().map(|f| {
+            self.read(
+                &SecretSource::File(f.clone()),
+                "zookeeper.previous_auth_file",
+            )
+        })
+    }
+
     /// The `[tls]` material; `expect` checks the identity the certificate names is this
     /// process's (an agent's certificate must name its own cluster and host).
     pub fn tls(

@@ -197,3 +197,89 @@ async fn many_reads_go_in_one_request_and_answer_in_order() {
         .expect_err("a refused read fails the call");
     assert!(err.to_string().contains("/r/private"), "{err}");
 }
+
+/// Rotating altair's ZooKeeper credential: processes given the new one in `auth_file`
+/// and the old one in `previous_auth_file` keep writing nodes the old one owns; the
+/// leader's `restrict_acls` gives every node the new id; afterwards the old credential
+/// (say, a copy left on a database host) changes nothing, and a node nobody lets altair
+/// change is reported without stopping the walk.
+#[tokio::test]
+async fn a_rotated_credential_takes_every_node_and_the_old_one_changes_nothing() {
+    use altair_zk::Zk;
+
+    let server = ZooKeeper::standalone(LOCAL).await.expect("start zookeeper");
+    let cfg = altair_core::config::ZkConfig::new(server.servers());
+    let (old, new) = ("altair:old-secret", "altair:new-secret");
+    // The root left open by someone, with a node under it that someone else may write
+    // and altair may not touch.
+    let stranger = zk::Client::connector()
+        .with_auth("digest", b"stranger:pw")
+        .connect(&server.connect_string())
+        .await
+        .expect("a stranger's session");
+    let theirs = [
+        zk::Acl::new_const(zk::Permission::ALL, "auth", ""),
+        zk::Acl::new_const(zk::Permission::READ, "world", "anyone"),
+    ];
+    for (path, acls) in [
+        ("/altair", zk::Acls::anyone_all()),
+        ("/altair/planted", zk::Acls::new(&theirs)),
+    ] {
+        stranger
+            .create(path, b"", &zk::CreateMode::Persistent.with_acls(acls))
+            .await
+            .expect(path);
+    }
+    let before = Zk::connect(&cfg, Some(old)).await.expect("old credential");
+    before.ensure_layout().await.expect("layout");
+    for path in ["/altair/clusters/c1/state", "/altair/clusters/c1/hosts/db1"] {
+        before
+            .put(path, b"{}")
+            .await
+            .expect("a node of the old credential");
+    }
+
+    let rotating = Zk::connect_rotating(&cfg, Some(new), Some(old))
+        .await
+        .expect("new + previous");
+    // Still writable during the rotation ...
+    rotating
+        .put("/altair/clusters/c1/state", b"{\"rotating\":1}")
+        .await
+        .expect("a node the old credential owns stays writable");
+    // ... and the leader moves every node to the new id, reporting the stranger's.
+    let report = rotating.restrict_acls().await.expect("restrict");
+    assert!(report.changed >= 8, "{report:?}");
+    assert_eq!(report.refused_total, 1, "{report:?}");
+    assert!(report.refused[0].contains("/altair/planted"), "{report:?}");
+    let again = rotating.restrict_acls().await.expect("again");
+    assert_eq!(again.changed, 0, "{again:?}");
+
+    let leaked = zk::Client::connector()
+        .with_auth("digest", old.as_bytes())
+        .connect(&server.connect_string())
+        .await
+        .expect("a session with the old credential");
+    for path in [
+        "/altair",
+        "/altair/clusters",
+        "/altair/clusters/c1",
+        "/altair/clusters/c1/state",
+        "/altair/clusters/c1/hosts/db1",
+    ] {
+        assert_eq!(
+            leaked
+                .set_data(path, b"forged", None)
+                .await
+                .expect_err(path),
+            zk::Error::NoAuth,
+            "the old credential still changes {path}"
+        );
+    }
+    // The new credential alone does everything.
+    let after = Zk::connect(&cfg, Some(new)).await.expect("new credential");
+    after
+        .put("/altair/clusters/c1/hosts/db1", b"{\"new\":1}")
+        .await
+        .expect("written with the new credential alone");
+}

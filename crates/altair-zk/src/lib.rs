@@ -80,6 +80,31 @@ impl ZkError {
 
 pub type Result<T, E = ZkError> = std::result::Result<T, E>;
 
+/// What `restrict_acls` did.
+#[derive(Debug, Default)]
+pub struct AclReport {
+    /// Nodes given altair's ACL.
+    pub changed: usize,
+    /// Nodes whose ACL could not be read or changed, with why (the first 20).
+    pub refused: Vec<String>,
+    /// How many nodes were refused in all.
+    pub refused_total: usize,
+}
+
+impl AclReport {
+    /// Notes a node refused; a lost session or connection is returned instead.
+    fn refuse(&mut self, e: ZkError) -> Result<()> {
+        if e.is_retryable() || e.is_session_lost() {
+            return Err(e);
+        }
+        self.refused_total += 1;
+        if self.refused.len() < 20 {
+            self.refused.push(e.to_string());
+        }
+        Ok(())
+    }
+}
+
 /// One operation of a fenced multi-op write.
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -216,21 +241,36 @@ impl Owner {
 impl Zk {
     /// Connects; `auth` is `user:password` for digest auth (never logged).
     pub async fn connect(cfg: &ZkConfig, auth: Option<&str>) -> Result<Self> {
-        Self::connect_with(cfg, auth, Owner::of(auth)).await
+        Self::connect_with(cfg, auth, None, Owner::of(auth)).await
+    }
+
+    /// `connect`, the session also holding `previous` (the credential being rotated
+    /// out): nodes it owns stay writable, and `restrict_acls` gives them `auth`'s ACL.
+    pub async fn connect_rotating(
+        cfg: &ZkConfig,
+        auth: Option<&str>,
+        previous: Option<&str>,
+    ) -> Result<Self> {
+        Self::connect_with(cfg, auth, previous, Owner::of(auth)).await
     }
 
     /// Connects without a credential, to read: anything it created would be its own
     /// (`creator_all` needs an authenticated creator, so ZooKeeper refuses it).
     pub async fn connect_reader(cfg: &ZkConfig) -> Result<Self> {
-        Self::connect_with(cfg, None, Owner::Reader).await
+        Self::connect_with(cfg, None, None, Owner::Reader).await
     }
 
-    async fn connect_with(cfg: &ZkConfig, auth: Option<&str>, owner: Owner) -> Result<Self> {
+    async fn connect_with(
+        cfg: &ZkConfig,
+        auth: Option<&str>,
+        previous: Option<&str>,
+        owner: Owner,
+    ) -> Result<Self> {
         let servers = cfg.servers.join(",");
         let mut connector = zk::Client::connector()
             .with_session_timeout(Duration::from_millis(cfg.session_timeout_ms))
             .with_connection_timeout(Duration::from_millis(cfg.connect_timeout_ms));
-        if let Some(auth) = auth {
+        for auth in auth.iter().chain(previous.iter()) {
             connector = connector.with_auth("digest", auth.as_bytes());
         }
         let tls = tls::tls_options(cfg).map_err(|e| ZkError::Tls {
@@ -309,37 +349,48 @@ impl Zk {
     }
 
     /// Gives every node under the root that anyone but altair may change altair's ACL
-    /// (nodes created before digest auth was configured, by an older release, or with
-    /// `auth`, which granted every id of the creating session). Returns how many were
-    /// changed. No-op without auth. A node whose ACL this session may not change is an
-    /// error naming it (someone else owns it: refuse to trust it).
-    pub async fn restrict_acls(&self) -> Result<usize> {
+    /// (nodes created before digest auth was configured, by an older release, with
+    /// `auth`, which granted every id of the creating session, or under the credential
+    /// being rotated out: `zookeeper.previous_auth_file`). No-op without auth. A node
+    /// whose ACL this session may not read or change is listed in the report and the
+    /// walk goes on (someone else owns it: it must not be trusted, and one such node
+    /// must not leave the rest unfixed); only a lost session stops it.
+    pub async fn restrict_acls(&self) -> Result<AclReport> {
+        let mut report = AclReport::default();
         if !matches!(self.owner, Owner::Digest { .. }) {
-            return Ok(0);
+            return Ok(report);
         }
-        let mut changed = 0;
         let mut todo = vec![self.layout.root().to_owned()];
         while let Some(path) = todo.pop() {
             count("acl");
             let acls = match self.client.get_acl(&path).await {
                 Ok((acls, _)) => acls,
                 Err(zk::Error::NoNode) => continue,
-                Err(e) => return Err(ZkError::from_op("getAcl", &path, e)),
+                Err(e) => {
+                    report.refuse(ZkError::from_op("getAcl", &path, e))?;
+                    continue;
+                }
             };
-            let open = acls.iter().any(|a| self.owner.foreign_writer(a));
-            if open {
+            if acls.iter().any(|a| self.owner.foreign_writer(a)) {
                 let _writing = self.count_write("acl", &path);
                 match self.client.set_acl(&path, &self.owner.acls(), None).await {
-                    Ok(_) => changed += 1,
+                    Ok(_) => report.changed += 1,
                     Err(zk::Error::NoNode) => continue,
-                    Err(e) => return Err(ZkError::from_op("setAcl", &path, e)),
+                    Err(e) => report.refuse(ZkError::from_op("setAcl", &path, e))?,
                 }
             }
-            for child in self.children(&path).await? {
-                todo.push(format!("{path}/{child}"));
+            count("list");
+            match self.client.list_children(&path).await {
+                Ok(children) => {
+                    for child in children {
+                        todo.push(format!("{path}/{child}"));
+                    }
+                }
+                Err(zk::Error::NoNode) => {}
+                Err(e) => report.refuse(ZkError::from_op("list", &path, e))?,
             }
         }
-        Ok(changed)
+        Ok(report)
     }
 
     /// Creates (or replaces) an ephemeral node owned by this session.

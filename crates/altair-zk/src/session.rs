@@ -13,6 +13,8 @@ use crate::{SessionState, Zk, ZkError};
 pub struct SessionLoop {
     pub config: ZkConfig,
     pub auth: Option<String>,
+    /// The credential being rotated out: the session holds it too.
+    pub previous: Option<String>,
     /// A reader's session (`reader`): no credential; it creates nothing.
     pub reader: bool,
     pub cancel: CancellationToken,
@@ -30,9 +32,22 @@ impl SessionLoop {
         Self {
             config: config.clone(),
             auth: auth.map(str::to_owned),
+            previous: None,
             reader: false,
             cancel,
         }
+    }
+
+    /// Also authenticates with `previous` (`zookeeper.previous_auth_file`): nodes still
+    /// owned by the credential being rotated out stay writable, and a leader moves them.
+    pub fn with_previous(mut self, previous: Option<&str>) -> Self {
+        if previous.is_some() {
+            tracing::warn!(
+                "zookeeper.previous_auth_file is set: rotating the ZooKeeper credential; remove it once the leader has logged that it moved every node"
+            );
+        }
+        self.previous = previous.map(str::to_owned);
+        self
     }
 
     /// Sessions without any credential, for a process that only reads (an agent):
@@ -41,6 +56,7 @@ impl SessionLoop {
         Self {
             config: config.clone(),
             auth: None,
+            previous: None,
             reader: true,
             cancel,
         }
@@ -60,21 +76,38 @@ impl SessionLoop {
                     if self.reader {
                         Zk::connect_reader(&self.config).await
                     } else {
-                        Zk::connect(&self.config, self.auth.as_deref()).await
+                        Zk::connect_rotating(
+                            &self.config,
+                            self.auth.as_deref(),
+                            self.previous.as_deref(),
+                        )
+                        .await
                     }
                 } => r,
                 () = self.cancel.cancelled() => return,
             };
             match zk {
                 Ok(zk) => {
-                    backoff = Duration::from_millis(200);
                     tracing::info!(servers = %self.config.servers.join(","), tls = self.config.tls(), "ZooKeeper session established");
+                    let began = std::time::Instant::now();
                     match work(zk).await {
                         Ok(()) if self.cancel.is_cancelled() => return,
                         Ok(()) => tracing::warn!("ZooKeeper session ended; reconnecting"),
                         Err(e) => {
                             tracing::warn!(error = %e, "ZooKeeper session lost; reconnecting")
                         }
+                    }
+                    // Work that fails at once (a node it may not read, say) must not turn
+                    // into a new session every few milliseconds: back off as for a
+                    // failed connect; a session that lasted resets the back-off.
+                    if began.elapsed() < Duration::from_secs(5) {
+                        tokio::select! {
+                            () = tokio::time::sleep(backoff) => {}
+                            () = self.cancel.cancelled() => return,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    } else {
+                        backoff = Duration::from_millis(200);
                     }
                 }
                 Err(e) => {

@@ -20,8 +20,15 @@ pub struct ZkConfig {
     pub session_timeout_ms: u64,
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
-    /// File holding `user:password` for ZooKeeper digest auth (optional).
+    /// File holding `user:password` for ZooKeeper digest auth (optional; monitors and
+    /// orchestrators only: an agent holds no ZooKeeper credential).
     pub auth_file: Option<PathBuf>,
+    /// While rotating the credential: the file of the one being replaced. The session
+    /// authenticates with both; nodes are created for `auth_file`'s id, and the leader
+    /// moves every node still owned by this one to `auth_file`'s. Remove it once the
+    /// leader has logged that it moved them.
+    #[serde(default)]
+    pub previous_auth_file: Option<PathBuf>,
     /// PEM file of the CA that signs the ZooKeeper servers' certificates. Set, every
     /// server in `servers` is dialled over TLS (name its `secureClientPort`) and its
     /// certificate must name the host dialled.
@@ -55,6 +62,7 @@ impl ZkConfig {
             session_timeout_ms: default_session_timeout_ms(),
             connect_timeout_ms: default_connect_timeout_ms(),
             auth_file: None,
+            previous_auth_file: None,
             tls_ca_file: None,
             tls_cert_file: None,
             tls_key_file: None,
@@ -68,6 +76,12 @@ impl ZkConfig {
 
     pub fn validate(&self, p: &mut Problems) {
         self.validate_tls(p);
+        if self.previous_auth_file.is_some() && self.auth_file.is_none() {
+            p.add(
+                "zookeeper.previous_auth_file",
+                "set without zookeeper.auth_file: name the new credential in auth_file, the one being replaced here",
+            );
+        }
         p.check(!self.servers.is_empty(), "zookeeper.servers", || {
             "list at least one ZooKeeper server as \"host:port\"".into()
         });

@@ -998,6 +998,30 @@ async fn an_agent_holds_no_zookeeper_credential_and_registers_only_its_own_host(
         .expect("db1's own registration")
         .into_inner();
     assert!(!r.written, "an unchanged record was written again");
+    // A certificate asking for one change after another gets one write per 2 s (the
+    // agent's own registration may have been written a moment ago: wait that out).
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let mut moved = own.clone();
+    moved.datacenter = "dc9".into();
+    let r = m
+        .register(RegisterRequest::from(&moved))
+        .await
+        .expect("a change of its own record")
+        .into_inner();
+    assert!(r.written);
+    let e = m
+        .register(RegisterRequest::from(&own))
+        .await
+        .expect_err("another change at once");
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{}", e.message());
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let r = m
+        .register(RegisterRequest::from(&own))
+        .await
+        .expect("the change back, 2 s later")
+        .into_inner();
+    assert!(r.written);
+    assert_eq!(host_record(&zk, "db1").await.as_ref(), Some(&before[0]));
     // A record lost from ZooKeeper comes back when the agent starts again: it asks its
     // monitor, having no way to write it itself.
     let auth = w.fleet.zk_auth();

@@ -12,11 +12,22 @@ use altair_core::registry::{HostRecord, to_json};
 use altair_core::{ClusterName, HostName};
 use altair_zk::{Zk, ZkError};
 
+/// What a registration did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Written,
+    /// ZooKeeper already held exactly this record.
+    Unchanged,
+    /// A write was needed but this host's record was written less than `WRITE_EVERY`
+    /// ago: ask again after this long.
+    TooSoon(Duration),
+}
+
 /// Writes `record` at `<cluster>/hosts/<host>` unless ZooKeeper already holds exactly
 /// it (an agent registers at every start and every new ZooKeeper session: the common
-/// case is one read, no write). A host's first record creates its cluster's nodes.
-/// `Ok(true)`: written.
-pub async fn write(zk: &Zk, record: &HostRecord) -> Result<bool, ZkError> {
+/// case is one read, no write) or `throttle` says this host's record was written
+/// moments ago. A host's first record creates its cluster's nodes.
+pub async fn write(zk: &Zk, record: &HostRecord, throttle: &Throttle) -> Result<Outcome, ZkError> {
     let (Ok(cluster), Ok(host)) = (
         ClusterName::new(record.cluster.clone()),
         HostName::new(record.host.clone()),
@@ -29,17 +40,22 @@ pub async fn write(zk: &Zk, record: &HostRecord) -> Result<bool, ZkError> {
     let l = zk.layout();
     let path = l.host(&cluster, &host);
     let data = to_json(record);
-    match zk.get(&path).await? {
-        Some(current) if current == data => return Ok(false),
-        Some(_) => {}
-        None => {
-            for parent in l.cluster_parents(&cluster) {
-                zk.ensure_path(&parent).await?;
-            }
+    let current = zk.get(&path).await?;
+    if current.as_deref() == Some(data.as_slice()) {
+        return Ok(Outcome::Unchanged);
+    }
+    let now = Instant::now();
+    if let Err(wait) = throttle.check(&record.cluster, &record.host, now) {
+        return Ok(Outcome::TooSoon(wait));
+    }
+    if current.is_none() {
+        for parent in l.cluster_parents(&cluster) {
+            zk.ensure_path(&parent).await?;
         }
     }
     zk.put(&path, &data).await?;
-    Ok(true)
+    throttle.wrote(&record.cluster, &record.host, now);
+    Ok(Outcome::Written)
 }
 
 /// At most one registration write per host in `WRITE_EVERY`: an agent registers once

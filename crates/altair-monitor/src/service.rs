@@ -182,34 +182,27 @@ impl Monitor for MonitorService {
             tracing::warn!(cluster = %id.cluster, host = %id.host, problem = %e, "registration refused");
             refused(Status::invalid_argument(e))
         })?;
-        let started = std::time::Instant::now();
-        if let Err(wait) = self
-            .registrations
-            .check(&record.cluster, &record.host, started)
-        {
-            return Err(refused(Status::resource_exhausted(format!(
-                "{}/{}'s record was written moments ago; ask again in {} ms",
-                record.cluster,
-                record.host,
-                wait.as_millis()
-            ))));
-        }
         let zk = self.zk.borrow().clone().ok_or_else(|| {
             crate::metrics::registration("failed");
             Status::unavailable("this monitor has no ZooKeeper session; try another")
         })?;
-        match crate::register::write(&zk, &record).await {
-            Ok(written) => {
-                if written {
-                    self.registrations
-                        .wrote(&record.cluster, &record.host, started);
-                }
-                crate::metrics::registration(if written { "written" } else { "unchanged" });
-                if written {
-                    tracing::info!(cluster = %record.cluster, host = %record.host, mysql = %record.mysql, agent = %record.agent, "host registered in ZooKeeper for its agent");
-                }
-                Ok(Response::new(RegisterResponse { written }))
+        use crate::register::Outcome;
+        match crate::register::write(&zk, &record, &self.registrations).await {
+            Ok(Outcome::Written) => {
+                crate::metrics::registration("written");
+                tracing::info!(cluster = %record.cluster, host = %record.host, mysql = %record.mysql, agent = %record.agent, "host registered in ZooKeeper for its agent");
+                Ok(Response::new(RegisterResponse { written: true }))
             }
+            Ok(Outcome::Unchanged) => {
+                crate::metrics::registration("unchanged");
+                Ok(Response::new(RegisterResponse { written: false }))
+            }
+            Ok(Outcome::TooSoon(wait)) => Err(refused(Status::resource_exhausted(format!(
+                "{}/{}'s record was written moments ago; ask again in {} ms",
+                record.cluster,
+                record.host,
+                wait.as_millis()
+            )))),
             Err(e) => {
                 crate::metrics::registration("failed");
                 tracing::warn!(cluster = %record.cluster, host = %record.host, error = %e, "cannot write a host record");

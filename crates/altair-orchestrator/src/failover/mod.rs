@@ -543,10 +543,23 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                         (name, result)
                     }
                 });
-            for (name, result) in futures_util::future::join_all(repoints).await {
+            // The DNS update goes out beside the repoints, not after them: the new primary
+            // is promoted and the old one fenced, so clients may move now (DESIGN §6:
+            // "DNS moves only after the old primary is fenced"), and the repoints are
+            // off the write-pause path. `Publish` then checks that the name answers the
+            // new primary (one query when it already does) and retries a failed update.
+            let mut early = j.clone();
+            let (repointed, published) = tokio::join!(
+                futures_util::future::join_all(repoints),
+                publish::publish_dns(ctx, view, &mut early)
+            );
+            for (name, result) in repointed {
                 if let Err(e) = result {
                     j.notes.push(format!("{name} not repointed: {e}"));
                 }
+            }
+            if let Err(e) = published {
+                tracing::warn!(cluster = %view.name, error = %e, "the DNS update beside the repoints failed; the publish step retries it");
             }
             Ok(())
         }

@@ -27,7 +27,7 @@ pub async fn status(
     timeout: Duration,
     tls: &altair_svc::Tls,
 ) -> Result<Status, StatusError> {
-    let zk = tokio::time::timeout(timeout, Zk::connect(zk_config, None))
+    let zk = tokio::time::timeout(timeout, Zk::connect_reader(zk_config))
         .await
         .map_err(|_| {
             StatusError::Unreachable(format!(

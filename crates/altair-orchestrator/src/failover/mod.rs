@@ -321,6 +321,10 @@ async fn pause(step: Step) {
     tokio::time::sleep(Duration::from_secs(120)).await;
 }
 
+/// How long the DNS update sent beside the repoints may take before it is left to the
+/// publish step.
+const EARLY_PUBLISH: Duration = Duration::from_secs(1);
+
 async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> Result<(), String> {
     let old = view
         .hosts
@@ -548,11 +552,16 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
             // "DNS moves only after the old primary is fenced"), and the repoints are
             // off the write-pause path. `Publish` then checks that the name answers the
             // new primary (one query when it already does) and retries a failed update.
+            // Bounded: a slow DNS server must not hold the repoint step for the whole
+            // check loop and then again in `Publish`.
             let mut early = j.clone();
             let (repointed, published) = tokio::join!(
                 futures_util::future::join_all(repoints),
-                publish::publish_dns(ctx, view, &mut early)
+                tokio::time::timeout(EARLY_PUBLISH, publish::publish_dns(ctx, view, &mut early))
             );
+            let published = published.unwrap_or_else(|_| {
+                Err(format!("no answer within {} ms", EARLY_PUBLISH.as_millis()))
+            });
             for (name, result) in repointed {
                 if let Err(e) = result {
                     j.notes.push(format!("{name} not repointed: {e}"));

@@ -551,7 +551,7 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
             // is promoted and the old one fenced, so clients may move now (DESIGN §6:
             // "DNS moves only after the old primary is fenced"), and the repoints are
             // off the write-pause path. `Publish` then checks that the name answers the
-            // new primary (one query when it already does) and retries a failed update.
+            // new primary (a few queries when it already does) and retries a failed update.
             // Bounded: a slow DNS server must not hold the repoint step for the whole
             // check loop and then again in `Publish`.
             let mut early = j.clone();

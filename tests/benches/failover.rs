@@ -114,6 +114,51 @@ fn kill_primary(w: &World) -> Instant {
     started
 }
 
+/// One node loss: the primary's namespace isolated 2 s + a random part of `spread_ms`
+/// after the cluster is recorded (anywhere in a heartbeat interval); milliseconds until
+/// the DNS name answers a writable new primary.
+async fn node_loss_run(timing: altair_testkit::fleet::FleetTiming, spread_ms: u64) -> f64 {
+    let w = World::start_ha_with(3, 1, 2, 3600, &[], timing).await;
+    w.wait_until("cluster recorded", Duration::from_secs(30), |s| {
+        s.clusters[0].epoch == Some(1)
+    })
+    .await;
+    // Past the first heartbeats; the cut lands anywhere in a heartbeat interval.
+    tokio::time::sleep(Duration::from_millis(2_000 + rand_ms(spread_ms))).await;
+    let old = w.net.as_ref().expect("net").host(0).ip;
+    eprintln!("isolating the primary at unix ms {}", unix_ms());
+    let started = Instant::now();
+    w.net
+        .as_ref()
+        .expect("net")
+        .isolate(0)
+        .await
+        .expect("isolate");
+    let total = until_writable(&w, old, started, "CREATE TABLE IF NOT EXISTS nl (id INT)").await;
+    total.as_secs_f64() * 1000.0
+}
+
+/// `ALTAIR_BENCH_CUT_SPREAD_MS` (default 10,000) narrows when the cut lands: 1,000
+/// cuts within 3 s of the cluster being recorded (agents just started).
+async fn node_loss_only(runs: usize) {
+    let spread = std::env::var("ALTAIR_BENCH_CUT_SPREAD_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(10_000)
+        .max(1);
+    let mut all = Vec::new();
+    for run in 0..runs {
+        let ms = node_loss_run(altair_testkit::fleet::FleetTiming::shipped(), spread).await;
+        all.push(ms);
+        eprintln!(
+            "node-loss run {}/{runs} (shipped defaults): {ms:.0} ms",
+            run + 1
+        );
+    }
+    let (n50, n99) = (pct(&mut all, 0.5), pct(&mut all, 0.99));
+    println!("node loss, {runs} runs: p50 {n50:.0} ms, p99 {n99:.0} ms (goal p99 <= 5000)");
+}
+
 /// One failover by hand, no control plane: what a perfect operator script would cost.
 async fn floor_run() -> f64 {
     // One monitor (status needs it to report the hosts healthy), no orchestrator.
@@ -172,6 +217,15 @@ async fn floor_run() -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // `ALTAIR_BENCH_NODE_LOSS_ONLY=N`: only N node-loss runs at the shipped defaults
+    // (with `ALTAIR_TESTKIT_KEEP=1`, to look into a slow one's logs).
+    if let Some(runs) = std::env::var("ALTAIR_BENCH_NODE_LOSS_ONLY")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        node_loss_only(runs).await;
+        return;
+    }
     let mut floor = Vec::new();
     for run in 0..FLOOR_RUNS {
         let ms = floor_run().await;
@@ -219,29 +273,9 @@ async fn main() {
             total.as_secs_f64() * 1000.0
         );
     }
-    let node_loss_run = |timing: altair_testkit::fleet::FleetTiming| async move {
-        let w = World::start_ha_with(3, 1, 2, 3600, &[], timing).await;
-        w.wait_until("cluster recorded", Duration::from_secs(30), |s| {
-            s.clusters[0].epoch == Some(1)
-        })
-        .await;
-        // Past the first heartbeats; the cut lands anywhere in a heartbeat interval.
-        tokio::time::sleep(Duration::from_millis(2_000 + rand_ms(10_000))).await;
-        let old = w.net.as_ref().expect("net").host(0).ip;
-        let started = Instant::now();
-        w.net
-            .as_ref()
-            .expect("net")
-            .isolate(0)
-            .await
-            .expect("isolate");
-        let total =
-            until_writable(&w, old, started, "CREATE TABLE IF NOT EXISTS nl (id INT)").await;
-        total.as_secs_f64() * 1000.0
-    };
     let mut node_loss = Vec::new();
     for run in 0..NODE_LOSS_RUNS {
-        let ms = node_loss_run(altair_testkit::fleet::FleetTiming::shipped()).await;
+        let ms = node_loss_run(altair_testkit::fleet::FleetTiming::shipped(), 10_000).await;
         node_loss.push(ms);
         eprintln!(
             "node-loss run {}/{NODE_LOSS_RUNS} (shipped defaults): {ms:.0} ms",
@@ -250,11 +284,11 @@ async fn main() {
     }
     let mut node_loss_old = Vec::new();
     for run in 0..NODE_LOSS_OLD_RUNS {
-        let ms = node_loss_run(altair_testkit::fleet::FleetTiming {
+        let timing = altair_testkit::fleet::FleetTiming {
             liveness_ms: 0,
             ..altair_testkit::fleet::FleetTiming::shipped()
-        })
-        .await;
+        };
+        let ms = node_loss_run(timing, 10_000).await;
         node_loss_old.push(ms);
         eprintln!(
             "node-loss run {}/{NODE_LOSS_OLD_RUNS} (no pings): {ms:.0} ms",

@@ -13,6 +13,7 @@ mod heartbeat;
 mod metrics;
 mod mysql;
 mod notrunning;
+mod peers;
 mod probe;
 mod promoted;
 mod register;
@@ -82,57 +83,6 @@ pub fn read_secrets(config: &AgentConfig) -> Result<AgentSecrets, ConfigErrors> 
     // ZooKeeper's TLS files, read now so a bad one stops the start with its key named.
     r.check(altair_zk::tls::tls_options(&config.zookeeper));
     r.finish(secrets)
-}
-
-/// Keeps the self-fence's list of the cluster's other agents current (read every 2 s; the
-/// last list stays in force while ZooKeeper is unreachable).
-async fn follow_peers(
-    zk: &altair_zk::Zk,
-    cluster: &altair_core::ClusterName,
-    me: &altair_core::HostName,
-    contact: &selffence::Contact,
-    cluster_epoch: &std::sync::atomic::AtomicU64,
-) -> Result<(), altair_zk::ZkError> {
-    let l = zk.layout().clone();
-    loop {
-        // Old primaries waiting for rejoin are no replicas of this one (and may be dead
-        // hardware): they never count in "every replica".
-        let state = zk
-            .get_record::<altair_core::registry::ClusterState>(
-                "cluster state",
-                &l.cluster_state(cluster),
-            )
-            .await?;
-        if let Some(s) = &state {
-            cluster_epoch.fetch_max(s.epoch, std::sync::atomic::Ordering::SeqCst);
-        }
-        let waiting = state.map(|s| s.needs_rejoin).unwrap_or_default();
-        let mut peers = Vec::new();
-        let mut mysql = Vec::new();
-        for name in zk.children(&l.hosts(cluster)).await? {
-            let Ok(h) = altair_core::HostName::new(name) else {
-                continue;
-            };
-            if let Some(r) = zk
-                .get_record::<HostRecord>("host", &l.host(cluster, &h))
-                .await?
-            {
-                if let Err(e) = r.check(cluster.as_str(), h.as_str()) {
-                    tracing::warn!(host = %h, problem = %e, "ignoring an invalid host record in ZooKeeper");
-                    continue;
-                }
-                mysql.push(r.mysql);
-                if h != *me && !waiting.iter().any(|w| w == h.as_str()) {
-                    peers.push(r.agent);
-                }
-            }
-        }
-        mysql.sort();
-        contact.set_cluster_mysql(mysql);
-        peers.sort();
-        contact.set_peers(peers);
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
 }
 
 /// The epoch accepted before a restart (`<state_dir>/epoch`), 0 when none.
@@ -321,7 +271,7 @@ pub async fn run(
                 tokio::select! {
                     r = register::keep(&zk, &path, &record, monitors, &tls, &registered) => r,
                     r = follow_monitors(&zk, &mon_tx, &cancel) => r,
-                    r = follow_peers(&zk, &cluster, &host, &contact, &actions.cluster_epoch) => r,
+                    r = peers::follow(&zk, &cluster, &host, &contact, &actions.cluster_epoch) => r,
                     state = wait_session_end(&zk) => {
                         tracing::warn!(?state, "ZooKeeper session ended");
                         Ok(())

@@ -223,7 +223,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
     {
-        node_loss_only(runs).await;
+        node_loss_only(runs.max(1)).await;
         return;
     }
     let mut floor = Vec::new();

@@ -201,7 +201,12 @@ pub mod world {
             let cluster = MariaDbCluster::start_loopback(hosts)
                 .await
                 .expect("start MariaDB");
-            let timing = FleetTiming::default();
+            // No orchestrator: monitors share its credential (alone, one with its own
+            // could not lay out the root or enrol the cluster).
+            let timing = FleetTiming {
+                role_ids: false,
+                ..FleetTiming::default()
+            };
             let bin_dir = crate::bin_dir();
             let fleet = Fleet::start(
                 &bin_dir,
@@ -398,6 +403,7 @@ pub mod world {
             sections: &str,
         ) -> Self {
             use altair_testkit::bind::{Bind, BindOptions};
+            timing.role_ids &= orchestrators > 0;
             use altair_testkit::netns::TestNet;
             let net = TestNet::create(hosts)
                 .await

@@ -296,6 +296,36 @@ async fn two_hundred_health_transitions_leave_zookeeper_no_bigger() {
             "agent {i} sent ZooKeeper these reads over 200 health transitions of a steady cluster: {sent:?}"
         );
     }
+    // ... and a change of membership is read at once: a host record written again (the
+    // same bytes: the watch fires on any write) is read by every agent within 2 s.
+    let admin = altair_zk::Zk::connect(&w.zk_config(), Some(&w.fleet.zk_auth()))
+        .await
+        .expect("altair's ZooKeeper session");
+    let db3 = zk.layout().host(
+        &altair_core::ClusterName::new(CLUSTER.to_owned()).expect("name"),
+        &altair_core::HostName::new("db3").expect("name"),
+    );
+    let record = admin.get(&db3).await.expect("read").expect("db3's record");
+    admin
+        .put(&db3, &record)
+        .await
+        .expect("write db3's record again");
+    let total = |v: &[(&str, f64)]| v.iter().map(|(_, n)| n).sum::<f64>();
+    let started = Instant::now();
+    loop {
+        let now = agents_zookeeper_reads(&w).await;
+        let waiting: Vec<usize> = (0..now.len())
+            .filter(|i| total(&now[*i]) <= total(&agents_read[*i]))
+            .collect();
+        if waiting.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "agents {waiting:?} did not read the cluster's members again after a host record changed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // And three episodes of the monitors cut from the primary's agent: each is verified
     // alive and audited (`primary_alive`), within the history retention of 2.
     let net = w.net.as_ref().expect("net");

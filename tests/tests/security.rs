@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use altair_e2e::world::World;
+use altair_e2e::world::{CLUSTER, World};
 use altair_proto::v1::agent_client::AgentClient;
 use altair_proto::v1::monitor_client::MonitorClient;
 use altair_proto::v1::orchestrator_client::OrchestratorClient;
@@ -606,16 +606,27 @@ async fn a_zookeeper_client_without_altairs_credentials_can_read_but_change_noth
         Permission::DELETE,
         Permission::ADMIN,
     ];
-    // Only altair's own digest id may write: not the world, and not any other id a
-    // session held (a shared TLS client certificate's x509 id, say). ACLs are read with
-    // altair's credentials: ZooKeeper shows a digest id to others as "<user>:x".
+    // Only altair's own digest ids may write: the orchestrators' everywhere, the
+    // monitors' only in their zone (host and health records, membership, new-cluster
+    // requests); not the world, and not any other id a session held (a shared TLS
+    // client certificate's x509 id, say). ACLs are read with altair's credentials:
+    // ZooKeeper shows a digest id to others as "<user>:x".
     let auth = w.fleet.zk_auth();
     let altair = altair_zk::digest_id(&auth);
+    let monitor_auth = w.fleet.zk_monitor_auth();
+    let monitors = altair_zk::digest_id(&monitor_auth);
+    assert_ne!(altair, monitors, "the fleet runs with an identity per role");
+    let layout = altair_core::zkpath::ZkLayout::new("/altair");
     let admin = zookeeper_client::Client::connector()
         .with_auth("digest", auth.as_bytes())
         .connect(&w.zk.servers().join(","))
         .await
         .expect("altair's own ZooKeeper client");
+    let monitor = zookeeper_client::Client::connector()
+        .with_auth("digest", monitor_auth.as_bytes())
+        .connect(&w.zk.servers().join(","))
+        .await
+        .expect("the monitors' ZooKeeper client");
     for path in &nodes {
         let (acls, _) = admin.get_acl(path).await.expect("getAcl");
         for acl in &acls {
@@ -625,9 +636,29 @@ async fn a_zookeeper_client_without_altairs_credentials_can_read_but_change_noth
             );
             assert!(
                 !writes.iter().any(|p| acl.permission().has(*p))
-                    || (acl.scheme() == "digest" && acl.id() == altair),
+                    || (acl.scheme() == "digest"
+                        && (acl.id() == altair
+                            || (acl.id() == monitors && layout.monitors_write(path)))),
                 "{path}: {acls:?} lets someone but altair write"
             );
+        }
+        // A stolen monitor credential changes nothing outside the monitors' zone.
+        if !layout.monitors_write(path) {
+            let e = monitor
+                .set_data(path, b"forged", None)
+                .await
+                .expect_err("a monitor's set");
+            assert_eq!(e, Error::NoAuth, "a monitor's set of {path}");
+            let child = format!("{path}/forged");
+            let e = monitor
+                .create(
+                    &child,
+                    b"",
+                    &CreateMode::Persistent.with_acls(Acls::anyone_all()),
+                )
+                .await
+                .expect_err("a monitor's create");
+            assert_eq!(e, Error::NoAuth, "a monitor's create of {child}");
         }
         // Readable (altairctl status reads without credentials) ...
         c.get_data(path).await.expect("world read");
@@ -652,6 +683,23 @@ async fn a_zookeeper_client_without_altairs_credentials_can_read_but_change_noth
             );
         }
     }
+    // In particular a monitor's credential cannot plant a journal the leader would
+    // resume, nor move the cluster's state.
+    let c1 = altair_core::ClusterName::new(CLUSTER).expect("name");
+    let e = monitor
+        .create(
+            &layout.failover_journal(&c1),
+            b"{}",
+            &CreateMode::Persistent.with_acls(Acls::anyone_all()),
+        )
+        .await
+        .expect_err("a planted journal");
+    assert_eq!(e, Error::NoAuth);
+    let e = monitor
+        .delete(&layout.cluster_state(&c1), None)
+        .await
+        .expect_err("the state deleted");
+    assert_eq!(e, Error::NoAuth);
     // Deleting a leaf needs the parent's DELETE right: refused for every leaf too.
     for path in &nodes {
         if c.list_children(path)

@@ -80,7 +80,7 @@ impl Agent for AgentService {
             )));
         }
         // The check logs in (with the probe account, or the admin's when none is set)
-        // only ever to a mysqld of this cluster (the list is refreshed every 2 s; a host
+        // only ever to a mysqld of this cluster (the list follows ZooKeeper by watch; a host
         // registered since is looked up now).
         if !self.contact.is_cluster_mysql(&target.host, port)
             && let Some(fresh) = self.actions.registered_mysql().await

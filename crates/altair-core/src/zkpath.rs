@@ -12,7 +12,12 @@
 //! <root>/clusters/<cluster>/history/<id>       one audit record per failover (the newest
 //!                                              `orchestrator.history_keep` are kept)
 //! <root>/admission                             failover holds by datacenter (admission control)
+//! <root>/enrol/<cluster>                       a monitor's request that the leader create a
+//!                                              new cluster's nodes (with role identities)
 //! ```
+//! With separate identities for the two roles (`zookeeper.monitor_id`), monitors may
+//! write only the monitors' zone (`monitors_write`): `monitors/`, `enrol/` and each
+//! cluster's `hosts/` and `health/`; everything else only orchestrators.
 //! Cluster and host names are validated DNS labels, so they cannot escape their segment.
 
 use crate::ids::{ClusterName, HostName};
@@ -102,6 +107,37 @@ impl ZkLayout {
         format!("{}/history/{failover_id}", self.cluster(c))
     }
 
+    /// Where monitors ask the leader to create a new cluster's nodes.
+    pub fn enrol(&self) -> String {
+        format!("{}/enrol", self.root)
+    }
+
+    pub fn enrol_request(&self, c: &ClusterName) -> String {
+        format!("{}/enrol/{c}", self.root)
+    }
+
+    /// Whether `path` lies in the monitors' zone (with separate role identities, monitors
+    /// may write there and nowhere else): `monitors` and `enrol` and everything under
+    /// them, and each cluster's `hosts` and `health` and everything under them. A
+    /// cluster's own node, its state, journal, abort and history are not.
+    pub fn monitors_write(&self, path: &str) -> bool {
+        let Some(rest) = path
+            .strip_prefix(self.root.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+        else {
+            return false;
+        };
+        let mut segments = rest.split('/');
+        match segments.next() {
+            Some("monitors" | "enrol") => true,
+            Some("clusters") => {
+                segments.next().is_some_and(|c| !c.is_empty())
+                    && matches!(segments.next(), Some("hosts" | "health"))
+            }
+            _ => false,
+        }
+    }
+
     /// The persistent parents that must exist before any service starts writing.
     pub fn persistent_parents(&self) -> Vec<String> {
         vec![
@@ -110,6 +146,7 @@ impl ZkLayout {
             format!("{}/orchestrators", self.root),
             self.election(),
             self.clusters(),
+            self.enrol(),
         ]
     }
 
@@ -145,5 +182,42 @@ mod tests {
                 .iter()
                 .all(|p| p.starts_with("/altair/clusters/c1"))
         );
+    }
+
+    #[test]
+    fn monitors_write_hosts_health_membership_and_requests_only() {
+        let l = ZkLayout::new("/altair");
+        let c = ClusterName::new("c1").expect("valid");
+        let h = HostName::new("db1").expect("valid");
+        for yes in [
+            l.monitors(),
+            l.monitor(&h),
+            l.enrol(),
+            l.enrol_request(&c),
+            l.hosts(&c),
+            l.host(&c, &h),
+            l.health(&c),
+            l.host_health(&c, &h),
+        ] {
+            assert!(l.monitors_write(&yes), "{yes}");
+        }
+        for no in [
+            l.root().to_owned(),
+            l.clusters(),
+            l.cluster(&c),
+            l.cluster_state(&c),
+            l.failover_journal(&c),
+            l.failover_abort(&c),
+            l.history(&c),
+            l.history_entry(&c, "1-a"),
+            l.admission(),
+            l.leader(),
+            l.election(),
+            "/altairx/monitors".to_owned(),
+            "/other/monitors".to_owned(),
+            "/altair/clusters//hosts".to_owned(),
+        ] {
+            assert!(!l.monitors_write(&no), "{no}");
+        }
     }
 }

@@ -37,10 +37,10 @@ pub fn init() {
     );
     register(
         "monitor_registrations",
-        "Host registrations asked by agents, by result: written, unchanged (ZooKeeper already held the record), refused (bad record or another host's), failed (ZooKeeper)",
+        "Host registrations asked by agents, by result: written, unchanged (ZooKeeper already held the record), enrolling (a new cluster whose nodes the leader has not created yet), refused (bad record or another host's), failed (ZooKeeper)",
         REGISTRATIONS.clone(),
     );
-    for result in ["written", "unchanged", "refused", "failed"] {
+    for result in ["written", "unchanged", "enrolling", "refused", "failed"] {
         REGISTRATIONS
             .get_or_create(&vec![("result", result.to_owned())])
             .inc_by(0);

@@ -21,7 +21,14 @@ pub enum Outcome {
     /// A write was needed but this host's record was written less than `WRITE_EVERY`
     /// ago: ask again after this long.
     TooSoon(Duration),
+    /// The cluster is new and this monitor may not create its nodes (role identities):
+    /// the leader was asked to (`ZkLayout::enrol`) and has not yet.
+    Enrolling,
 }
+
+/// How long a registration of a new cluster's first host waits for the leader to create
+/// the cluster's nodes before it answers "ask again".
+const ENROL_WAIT: Duration = Duration::from_secs(3);
 
 /// Writes `record` at `<cluster>/hosts/<host>` unless ZooKeeper already holds exactly
 /// it (an agent registers at every start and every new ZooKeeper session: the common
@@ -49,13 +56,62 @@ pub async fn write(zk: &Zk, record: &HostRecord, throttle: &Throttle) -> Result<
         return Ok(Outcome::TooSoon(wait));
     }
     if current.is_none() {
-        for parent in l.cluster_parents(&cluster) {
-            zk.ensure_path(&parent).await?;
+        if zk.creates_clusters() {
+            for parent in l.cluster_parents(&cluster) {
+                zk.ensure_path(&parent).await?;
+            }
+        } else if !enrolled(zk, &cluster).await? {
+            return Ok(Outcome::Enrolling);
         }
     }
     zk.put(&path, &data).await?;
     throttle.wrote(&record.cluster, &record.host, now);
     Ok(Outcome::Written)
+}
+
+/// Whether `cluster`'s nodes exist, after asking the leader to create them when they do
+/// not (a request under `enrol/`) and waiting up to `ENROL_WAIT`. A monitor with an
+/// identity of its own may create nothing outside its zone: a role that could create a
+/// cluster's node would choose its children's ACL, and could plant a journal there.
+async fn enrolled(zk: &Zk, cluster: &ClusterName) -> Result<bool, ZkError> {
+    let l = zk.layout();
+    let hosts = l.hosts(cluster);
+    if zk.exists(&hosts).await? {
+        return Ok(true);
+    }
+    zk.create_once(&l.enrol_request(cluster)).await?;
+    tracing::info!(cluster = %cluster, "a new cluster: asked the leader to create its nodes");
+    let until = Instant::now() + ENROL_WAIT;
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if zk.exists(&hosts).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Waits until an orchestrator has created the layout's parents (a monitor with an
+/// identity of its own may not); `Ok` also when `cancel` fires.
+pub async fn wait_for_layout(
+    zk: &Zk,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<(), ZkError> {
+    let l = zk.layout();
+    let mut logged = false;
+    loop {
+        if zk.exists(&l.monitors()).await? && zk.exists(&l.enrol()).await? {
+            return Ok(());
+        }
+        if !logged {
+            tracing::warn!(root = %l.root(), "waiting for an orchestrator to create altair's nodes in ZooKeeper (monitors may not, with zookeeper.monitor_id set)");
+            logged = true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            () = cancel.cancelled() => return Ok(()),
+        }
+    }
 }
 
 /// At most one registration write per host in `WRITE_EVERY`: an agent registers once

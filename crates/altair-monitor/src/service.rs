@@ -197,6 +197,13 @@ impl Monitor for MonitorService {
                 crate::metrics::registration("unchanged");
                 Ok(Response::new(RegisterResponse { written: false }))
             }
+            Ok(Outcome::Enrolling) => {
+                crate::metrics::registration("enrolling");
+                Err(Status::unavailable(format!(
+                    "cluster {} is new: the leader has been asked to create its nodes and has not yet (is an orchestrator leading?); ask again",
+                    record.cluster
+                )))
+            }
             Ok(Outcome::TooSoon(wait)) => Err(refused(Status::resource_exhausted(format!(
                 "{}/{}'s record was written moments ago; ask again in {} ms",
                 record.cluster,

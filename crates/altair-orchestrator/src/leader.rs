@@ -81,7 +81,10 @@ pub async fn lead(ctx: Ctx, me: MonitorRecord, cancel: CancellationToken) -> Res
     });
     ctx.admission.load(&ctx).await?;
     crate::stall::warn_unknown_clusters(&ctx).await;
-    crate::workers::supervise(&ctx, &cancel).await
+    tokio::select! {
+        r = crate::workers::supervise(&ctx, &cancel) => r,
+        r = crate::enrol::serve(&ctx) => r,
+    }
 }
 
 /// The shortest wait a pass asks for (a time that just ran out).

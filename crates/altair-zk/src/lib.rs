@@ -4,11 +4,11 @@
 
 mod membership;
 mod multiread;
+mod owner;
 mod requests;
 mod session;
 pub mod tls;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use altair_core::config::ZkConfig;
@@ -17,6 +17,8 @@ use zookeeper_client as zk;
 
 pub use membership::follow_monitors;
 pub use multiread::{Answer, Read};
+use owner::Owner;
+pub use owner::{Role, digest_id, role_of};
 use requests::count;
 pub use requests::{OPS as REQUEST_OPS, REQUESTS, REQUESTS_HELP, sent, writes_to_cluster};
 pub use session::{SessionLoop, wait_session_end};
@@ -39,6 +41,9 @@ pub enum ZkError {
     /// re-register; a leader steps down.
     #[error("ZooKeeper session expired during {op} {path}")]
     SessionExpired { op: &'static str, path: String },
+    /// The configured credential does not fit `[zookeeper]`'s role ids.
+    #[error("ZooKeeper identity: {detail}")]
+    Identity { detail: String },
     /// Retryable: the operation may or may not have happened.
     #[error("ZooKeeper connection lost during {op} {path}")]
     ConnectionLoss { op: &'static str, path: String },
@@ -171,77 +176,10 @@ pub struct Zk {
     owner: Owner,
 }
 
-/// The ACL of the nodes a session creates.
-#[derive(Debug, Clone)]
-enum Owner {
-    /// No credential configured: world-writable (warned about at every start).
-    Nobody,
-    /// A reader (an agent): it creates nothing; were it to try, `creator_all` without a
-    /// credential is refused by ZooKeeper.
-    Reader,
-    /// Digest auth: altair's own digest id may do everything, anyone else only read
-    /// (`altairctl status` reads without credentials; no altair record holds a secret).
-    /// The id is named, not `auth`: `auth` would also grant every other id the
-    /// session holds (a TLS client certificate's x509 id, which agents may share).
-    Digest { id: String, acls: Arc<[zk::Acl]> },
-}
-
-/// ZooKeeper's digest id of `user:password`: `user:base64(sha1(user:password))`, as
-/// its `DigestAuthenticationProvider.generateDigest` computes it.
-pub fn digest_id(auth: &str) -> String {
-    use base64::Engine;
-    use sha1::Digest;
-    let user = auth.split_once(':').map_or(auth, |(u, _)| u);
-    let hash = sha1::Sha1::digest(auth.as_bytes());
-    format!(
-        "{user}:{}",
-        base64::engine::general_purpose::STANDARD.encode(hash)
-    )
-}
-
-impl Owner {
-    fn of(auth: Option<&str>) -> Self {
-        match auth {
-            Some(auth) => {
-                let id = digest_id(auth);
-                let acls: Arc<[zk::Acl]> = Arc::from(vec![
-                    zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("digest", &id)),
-                    zk::Acl::new_const(zk::Permission::READ, "world", "anyone"),
-                ]);
-                Self::Digest { id, acls }
-            }
-            None => Self::Nobody,
-        }
-    }
-
-    fn acls(&self) -> zk::Acls<'_> {
-        match self {
-            Self::Nobody => zk::Acls::anyone_all(),
-            Self::Reader => zk::Acls::creator_all(),
-            Self::Digest { acls, .. } => zk::Acls::new(acls),
-        }
-    }
-
-    /// Whether an entry of a node's ACL lets someone other than this owner change it.
-    fn foreign_writer(&self, acl: &zk::Acl) -> bool {
-        let writes = [
-            zk::Permission::WRITE,
-            zk::Permission::CREATE,
-            zk::Permission::DELETE,
-            zk::Permission::ADMIN,
-        ]
-        .iter()
-        .any(|p| acl.permission().has(*p));
-        let mine =
-            matches!(self, Self::Digest { id, .. } if acl.scheme() == "digest" && acl.id() == id);
-        writes && !mine
-    }
-}
-
 impl Zk {
     /// Connects; `auth` is `user:password` for digest auth (never logged).
     pub async fn connect(cfg: &ZkConfig, auth: Option<&str>) -> Result<Self> {
-        Self::connect_with(cfg, auth, None, Owner::of(auth)).await
+        Self::connect_with(cfg, auth, None, Self::owner(cfg, auth)?).await
     }
 
     /// `connect`, the session also holding `previous` (the credential being rotated
@@ -251,7 +189,11 @@ impl Zk {
         auth: Option<&str>,
         previous: Option<&str>,
     ) -> Result<Self> {
-        Self::connect_with(cfg, auth, previous, Owner::of(auth)).await
+        Self::connect_with(cfg, auth, previous, Self::owner(cfg, auth)?).await
+    }
+
+    fn owner(cfg: &ZkConfig, auth: Option<&str>) -> Result<Owner> {
+        Owner::of(auth, cfg).map_err(|detail| ZkError::Identity { detail })
     }
 
     /// Connects without a credential, to read: anything it created would be its own
@@ -298,8 +240,24 @@ impl Zk {
         Writing::new(&self.layout, [path])
     }
 
-    fn open(&self) -> zk::CreateOptions<'_> {
-        zk::CreateMode::Persistent.with_acls(self.owner.acls())
+    /// How a persistent node at `path` is created (its ACL depends on where it is).
+    fn open(&self, path: &str) -> zk::CreateOptions<'_> {
+        zk::CreateMode::Persistent.with_acls(self.acls_at(path))
+    }
+
+    fn acls_at(&self, path: &str) -> zk::Acls<'_> {
+        self.owner.acls_at(&self.layout, path)
+    }
+
+    /// The role this session's credential holds (`None`: no credential).
+    pub fn role(&self) -> Option<Role> {
+        self.owner.role()
+    }
+
+    /// Whether this session may create a cluster's nodes and the layout's parents: not a
+    /// monitor with an identity of its own (it asks the leader, `ZkLayout::enrol`).
+    pub fn creates_clusters(&self) -> bool {
+        self.role() != Some(Role::Monitor)
     }
 
     /// Whether the nodes this session creates are world-writable (no digest auth).
@@ -332,12 +290,22 @@ impl Zk {
             prefix.push('/');
             prefix.push_str(segment);
             let _writing = self.count_write("create", &prefix);
-            match self.client.create(&prefix, b"", &self.open()).await {
+            match self.client.create(&prefix, b"", &self.open(&prefix)).await {
                 Ok(_) | Err(zk::Error::NodeExists) => {}
                 Err(e) => return Err(ZkError::from_op("create", &prefix, e)),
             }
         }
         Ok(())
+    }
+
+    /// Creates the empty persistent node `path` unless it exists (its parent must):
+    /// `ensure_path` creates every prefix, which needs create rights on each parent.
+    pub async fn create_once(&self, path: &str) -> Result<()> {
+        let _writing = self.count_write("create", path);
+        match self.client.create(path, b"", &self.open(path)).await {
+            Ok(_) | Err(zk::Error::NodeExists) => Ok(()),
+            Err(e) => Err(ZkError::from_op("create", path, e)),
+        }
     }
 
     /// Creates every persistent parent of the layout.
@@ -371,9 +339,9 @@ impl Zk {
                     continue;
                 }
             };
-            if acls.iter().any(|a| self.owner.foreign_writer(a)) {
+            if self.owner.needs_reset(&self.layout, &path, &acls) {
                 let _writing = self.count_write("acl", &path);
-                match self.client.set_acl(&path, &self.owner.acls(), None).await {
+                match self.client.set_acl(&path, &self.acls_at(&path), None).await {
                     Ok(_) => report.changed += 1,
                     Err(zk::Error::NoNode) => continue,
                     Err(e) => report.refuse(ZkError::from_op("setAcl", &path, e))?,
@@ -395,7 +363,7 @@ impl Zk {
 
     /// Creates (or replaces) an ephemeral node owned by this session.
     pub async fn register_ephemeral(&self, path: &str, data: &[u8]) -> Result<()> {
-        let options = zk::CreateMode::Ephemeral.with_acls(self.owner.acls());
+        let options = zk::CreateMode::Ephemeral.with_acls(self.acls_at(path));
         loop {
             let _writing = self.count_write("create", path);
             match self.client.create(path, data, &options).await {
@@ -425,7 +393,7 @@ impl Zk {
         }
         for attempt in 0..2 {
             let _writing = self.count_write("create", path);
-            match self.client.create(path, data, &self.open()).await {
+            match self.client.create(path, data, &self.open(path)).await {
                 Ok(_) => return Ok(()),
                 Err(zk::Error::NodeExists) => {
                     let _writing = self.count_write("set", path);
@@ -467,7 +435,7 @@ impl Zk {
                 .client
                 .new_check_writer(guard, None)
                 .map_err(|e| ZkError::from_op("multi", guard, e))?;
-            w.add_create(path, data, &self.open())
+            w.add_create(path, data, &self.open(path))
                 .map_err(|e| ZkError::from_op("multi", path, e))?;
             let _writing = self.count_write("multi", path);
             match w.commit().await {
@@ -509,7 +477,7 @@ impl Zk {
     /// Creates a persistent sequential node under `prefix` (creating the parent when
     /// ZooKeeper says it is missing); returns its path.
     pub async fn append(&self, prefix: &str, data: &[u8]) -> Result<String> {
-        let options = zk::CreateMode::PersistentSequential.with_acls(self.owner.acls());
+        let options = zk::CreateMode::PersistentSequential.with_acls(self.acls_at(prefix));
         for attempt in 0..2 {
             let _writing = self.count_write("create", prefix);
             match self.client.create(prefix, data, &options).await {
@@ -588,7 +556,7 @@ impl Zk {
 
     /// Creates an ephemeral sequential node under `prefix` (an election candidate).
     pub async fn create_candidate(&self, prefix: &str, data: &[u8]) -> Result<String> {
-        let options = zk::CreateMode::EphemeralSequential.with_acls(self.owner.acls());
+        let options = zk::CreateMode::EphemeralSequential.with_acls(self.acls_at(prefix));
         let _writing = self.count_write("create", prefix);
         let (_, seq) = self
             .client
@@ -641,7 +609,7 @@ impl Zk {
             .map_err(|e| ZkError::from_op("multi", guard, e))?;
         for op in ops {
             let added = match op {
-                Op::Create { path, data } => w.add_create(path, data, &self.open()),
+                Op::Create { path, data } => w.add_create(path, data, &self.open(path)),
                 Op::Set {
                     path,
                     data,
@@ -681,36 +649,5 @@ impl Zk {
             Ok(()) | Err(zk::Error::NoNode) => Ok(()),
             Err(e) => Err(ZkError::from_op("delete", path, e)),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn digest_ids_are_zookeepers() {
-        // ZooKeeper's own `DigestAuthenticationProvider super:password`.
-        assert_eq!(
-            digest_id("super:password"),
-            "super:DyNYQEQvajljsxlhf5uS4PJ9R28="
-        );
-        // Only the first ':' splits: a password may hold more.
-        assert!(digest_id("altair:a:b").starts_with("altair:"));
-    }
-
-    #[test]
-    fn only_the_owners_digest_id_may_write() {
-        let owner = Owner::of(Some("altair:secret"));
-        let id = digest_id("altair:secret");
-        let mine = zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("digest", &id));
-        let other = zk::Acl::new(zk::Permission::WRITE, zk::AuthId::new("x509", "CN=agents"));
-        let world_read = zk::Acl::new_const(zk::Permission::READ, "world", "anyone");
-        let world_all = zk::Acl::new_const(zk::Permission::ALL, "world", "anyone");
-        assert!(!owner.foreign_writer(&mine));
-        assert!(!owner.foreign_writer(&world_read));
-        assert!(owner.foreign_writer(&other));
-        assert!(owner.foreign_writer(&world_all));
-        assert!(Owner::of(None).foreign_writer(&mine));
     }
 }

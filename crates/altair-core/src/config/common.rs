@@ -29,6 +29,18 @@ pub struct ZkConfig {
     /// leader has logged that it moved them.
     #[serde(default)]
     pub previous_auth_file: Option<PathBuf>,
+    /// Separate ZooKeeper identities for orchestrators and monitors: the digest ids
+    /// (`user:base64(sha1(user:password))`, as `zkCli`'s `addauth` makes them; no
+    /// secret) each role's `auth_file` authenticates as. Set both or neither, the same
+    /// on every service. Then a monitor may write only what monitors write (host and
+    /// health records, its own membership node, a request that a new cluster's nodes be
+    /// created); a cluster's state, journal and history only an orchestrator. Unset, both
+    /// roles share one credential, which can change everything.
+    #[serde(default)]
+    pub orchestrator_id: Option<String>,
+    /// See `orchestrator_id`.
+    #[serde(default)]
+    pub monitor_id: Option<String>,
     /// PEM file of the CA that signs the ZooKeeper servers' certificates. Set, every
     /// server in `servers` is dialled over TLS (name its `secureClientPort`) and its
     /// certificate must name the host dialled.
@@ -41,6 +53,19 @@ pub struct ZkConfig {
     /// PEM file of the client certificate's private key.
     #[serde(default)]
     pub tls_key_file: Option<PathBuf>,
+}
+
+/// `user:base64(sha1(user:password))`: a user without ':' and 28 base64 characters.
+fn is_digest_id(id: &str) -> bool {
+    id.split_once(':').is_some_and(|(user, hash)| {
+        !user.is_empty()
+            && user.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+            && hash.len() == 28
+            && hash.ends_with('=')
+            && hash[..27]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    })
 }
 
 fn default_zk_root() -> String {
@@ -63,6 +88,8 @@ impl ZkConfig {
             connect_timeout_ms: default_connect_timeout_ms(),
             auth_file: None,
             previous_auth_file: None,
+            orchestrator_id: None,
+            monitor_id: None,
             tls_ca_file: None,
             tls_cert_file: None,
             tls_key_file: None,
@@ -82,6 +109,7 @@ impl ZkConfig {
                 "set without zookeeper.auth_file: name the new credential in auth_file, the one being replaced here",
             );
         }
+        self.validate_roles(p);
         p.check(!self.servers.is_empty(), "zookeeper.servers", || {
             "list at least one ZooKeeper server as \"host:port\"".into()
         });
@@ -119,6 +147,41 @@ impl ZkConfig {
 }
 
 impl ZkConfig {
+    /// The two roles' digest ids, when they have identities of their own.
+    pub fn role_ids(&self) -> Option<(&str, &str)> {
+        self.orchestrator_id
+            .as_deref()
+            .zip(self.monitor_id.as_deref())
+    }
+
+    fn validate_roles(&self, p: &mut Problems) {
+        for (key, id) in [
+            ("zookeeper.orchestrator_id", &self.orchestrator_id),
+            ("zookeeper.monitor_id", &self.monitor_id),
+        ] {
+            if let Some(id) = id {
+                p.check(is_digest_id(id), key, || {
+                    format!("{id:?} is not a digest id \"user:base64(sha1(user:password))\" (28 base64 characters after the colon)")
+                });
+            }
+        }
+        match (&self.orchestrator_id, &self.monitor_id) {
+            (Some(_), None) => p.add(
+                "zookeeper.monitor_id",
+                "missing: with zookeeper.orchestrator_id set, name the monitors' digest id too",
+            ),
+            (None, Some(_)) => p.add(
+                "zookeeper.orchestrator_id",
+                "missing: with zookeeper.monitor_id set, name the orchestrators' digest id too",
+            ),
+            (Some(o), Some(m)) if o == m => p.add(
+                "zookeeper.monitor_id",
+                "is zookeeper.orchestrator_id: the two roles need two credentials (or leave both unset to share one)",
+            ),
+            _ => {}
+        }
+    }
+
     /// A client certificate needs its key and a CA to check the servers by: TLS to
     /// ZooKeeper is on only with `tls_ca_file`.
     fn validate_tls(&self, p: &mut Problems) {
@@ -465,6 +528,48 @@ mod tests {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn role_ids_come_in_pairs_of_two_distinct_digest_ids() {
+        let plain = ZkConfig::new(vec!["127.0.0.1:2181".into()]);
+        assert_eq!(plain.role_ids(), None);
+        let o = "altair:DyNYQEQvajljsxlhf5uS4PJ9R28=".to_owned();
+        let m = "monitor:AyNYQEQvajljsxlhf5uS4PJ9R28=".to_owned();
+        let both = ZkConfig {
+            orchestrator_id: Some(o.clone()),
+            monitor_id: Some(m.clone()),
+            ..plain.clone()
+        };
+        assert_eq!(zk_problems(&both), "");
+        assert_eq!(both.role_ids(), Some((o.as_str(), m.as_str())));
+        let one = ZkConfig {
+            monitor_id: None,
+            ..both.clone()
+        };
+        assert!(zk_problems(&one).contains("zookeeper.monitor_id"));
+        assert_eq!(one.role_ids(), None);
+        let same = ZkConfig {
+            monitor_id: Some(o.clone()),
+            ..both.clone()
+        };
+        assert!(zk_problems(&same).contains("two credentials"));
+        for bad in [
+            "monitor",
+            "monitor:short=",
+            ":AyNYQEQvajljsxlhf5uS4PJ9R28=",
+            "m:AyNYQEQvajljsxlhf5uS4PJ9R28",
+        ] {
+            let cfg = ZkConfig {
+                monitor_id: Some(bad.into()),
+                ..both.clone()
+            };
+            assert!(
+                zk_problems(&cfg).contains("is not a digest id"),
+                "{bad}: {}",
+                zk_problems(&cfg)
+            );
+        }
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct FleetTiming {
     /// certificate (see `ZooKeeper::client_tls`); the fleet's ZooKeeper servers are then
     /// the TLS ports.
     pub zk_client_tls: Option<crate::pki::TlsFiles>,
+    /// Monitors and orchestrators hold ZooKeeper identities of their own
+    /// (`zookeeper.orchestrator_id` / `monitor_id`; on by default). Off for a fleet
+    /// without orchestrators: its monitors could not enrol a cluster or lay out the root.
+    pub role_ids: bool,
 }
 
 impl FleetTiming {
@@ -100,6 +104,7 @@ impl Default for FleetTiming {
             write_stall_after_ms: None,
             mysql_tls_ca: None,
             zk_client_tls: None,
+            role_ids: true,
         }
     }
 }
@@ -284,6 +289,8 @@ impl Fleet {
                 .collect()
         };
         fleet.write("zk.auth", &format!("altair:{zk_password}\n"))?;
+        let monitor_password: String = zk_password.chars().rev().collect();
+        fleet.write("zk-monitor.auth", &format!("monitor:{monitor_password}\n"))?;
         for i in 0..monitors {
             fleet.start_monitor(&format!("m{}", i + 1))?;
         }
@@ -444,7 +451,7 @@ impl Fleet {
         let config = format!(
             "[monitor]\nid = \"{id}\"\nlisten = \"{address}\"\nheartbeat_interval_ms = {hb}\n{zk}{tls}",
             hb = self.timing.heartbeat_ms,
-            zk = self.zk_section(),
+            zk = self.zk_section_of_monitor(),
             tls = tls,
         );
         let service = self.spawn("monitor", id, address, (port, metrics_port), &config, env)?;
@@ -654,13 +661,48 @@ impl Fleet {
         self.dir.path()
     }
 
-    /// The `[zookeeper]` section of a monitor, orchestrator or altairctl: altair's
+    /// The `[zookeeper]` section of an orchestrator or altairctl: the orchestrators'
     /// digest credential included.
     fn zk_section(&self) -> String {
         format!(
             "{}auth_file = \"{}\"\n",
             self.zk_section_without_auth(),
             self.dir.path().join("zk.auth").display()
+        )
+    }
+
+    /// The `[zookeeper]` section of a monitor: the monitors' own credential when roles
+    /// have identities of their own, else the shared one.
+    fn zk_section_of_monitor(&self) -> String {
+        if !self.timing.role_ids {
+            return self.zk_section();
+        }
+        format!(
+            "{}auth_file = \"{}\"\n",
+            self.zk_section_without_auth(),
+            self.dir.path().join("zk-monitor.auth").display()
+        )
+    }
+
+    /// The monitors' `user:password` (the orchestrators' when roles share one).
+    pub fn zk_monitor_auth(&self) -> String {
+        if !self.timing.role_ids {
+            return self.zk_auth();
+        }
+        std::fs::read_to_string(self.dir.path().join("zk-monitor.auth"))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// `orchestrator_id` / `monitor_id` lines (no secret: digest ids), or nothing.
+    fn role_id_lines(&self) -> String {
+        if !self.timing.role_ids {
+            return String::new();
+        }
+        format!(
+            "orchestrator_id = \"{}\"\nmonitor_id = \"{}\"\n",
+            altair_zk::digest_id(&self.zk_auth()),
+            altair_zk::digest_id(&self.zk_monitor_auth())
         )
     }
 
@@ -679,8 +721,10 @@ impl Fleet {
                 )
             });
         format!(
-            "[zookeeper]\nservers = {:?}\nsession_timeout_ms = {}\n{tls}",
-            self.zk_servers, self.timing.zk_session_timeout_ms,
+            "[zookeeper]\nservers = {:?}\nsession_timeout_ms = {}\n{tls}{}",
+            self.zk_servers,
+            self.timing.zk_session_timeout_ms,
+            self.role_id_lines(),
         )
     }
 

@@ -158,6 +158,8 @@ impl Sandbox {
                         durability: options.durability,
                         console: Some(crate::fleet::ConsoleMode::ProxyHeader),
                         zk_client_tls: Some(zk_client.clone()),
+                        // An identity per role needs a leader to create clusters.
+                        role_ids: options.orchestrators > 0,
                         ..FleetTiming::default()
                     },
                 )?;

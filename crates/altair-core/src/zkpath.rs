@@ -150,7 +150,8 @@ impl ZkLayout {
         ]
     }
 
-    /// The persistent parents of one cluster.
+    /// The persistent parents of one cluster, each under the one before or a sibling
+    /// of it (created in this order, the last one existing means all do).
     pub fn cluster_parents(&self, c: &ClusterName) -> Vec<String> {
         vec![
             self.cluster(c),

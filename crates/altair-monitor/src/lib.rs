@@ -61,6 +61,18 @@ pub fn read_secrets(config: &MonitorConfig) -> Result<MonitorSecrets, ConfigErro
     // ZooKeeper's TLS files, read now so a bad one stops the start with its key named.
     r.check(altair_zk::tls::tls_options(&config.zookeeper));
     check_role(&config.zookeeper, secrets.zookeeper_auth.as_ref(), &mut r);
+    // The credential being rotated out must not be the orchestrators': the session
+    // would hold it too, with every right.
+    if let (Some((orchestrator, _)), Some(previous)) = (
+        config.zookeeper.role_ids(),
+        secrets.zookeeper_previous_auth.as_ref(),
+    ) && altair_zk::digest_id(previous.expose()) == orchestrator
+    {
+        r.reject(
+            "zookeeper.previous_auth_file",
+            "holds the orchestrators' credential (zookeeper.orchestrator_id): a monitor keeps only monitors' credentials; leave it unset when moving from a shared credential",
+        );
+    }
     r.finish(secrets)
 }
 
@@ -152,6 +164,9 @@ pub async fn run(
                 zk.ensure_layout().await?;
             } else {
                 register::wait_for_layout(&zk, &cancel).await?;
+                if cancel.is_cancelled() {
+                    return Ok(());
+                }
             }
             zk.register_ephemeral(&zk.layout().monitor(&id), &to_json(&me))
                 .await?;

@@ -75,7 +75,11 @@ pub async fn write(zk: &Zk, record: &HostRecord, throttle: &Throttle) -> Result<
 /// cluster's node would choose its children's ACL, and could plant a journal there.
 async fn enrolled(zk: &Zk, cluster: &ClusterName) -> Result<bool, ZkError> {
     let l = zk.layout();
-    let hosts = l.hosts(cluster);
+    // The leader creates the cluster's nodes in order: the last one says all are there.
+    let hosts = l
+        .cluster_parents(cluster)
+        .pop()
+        .unwrap_or_else(|| l.hosts(cluster));
     if zk.exists(&hosts).await? {
         return Ok(true);
     }

@@ -31,19 +31,22 @@ pub async fn serve(ctx: &Ctx) -> Result<(), ZkError> {
                 continue;
             }
         };
+        // A request that failed is tried again soon: monitors asking again for it
+        // change nothing the watch would see.
+        let mut again = RELIST_EVERY;
         for name in names {
             match create(ctx, &name).await {
                 Ok(()) => {}
                 Err(e) if e.is_session_lost() => return Err(e),
                 Err(e) => {
                     tracing::warn!(cluster = %name, error = %e, "creating a new cluster's nodes failed; retrying");
-                    tokio::time::sleep(RETRY_EVERY).await;
+                    again = RETRY_EVERY;
                 }
             }
         }
         tokio::select! {
             _ = watcher.changed() => {}
-            () = tokio::time::sleep(RELIST_EVERY) => {}
+            () = tokio::time::sleep(again) => {}
         }
     }
 }
@@ -54,8 +57,10 @@ async fn create(ctx: &Ctx, name: &str) -> Result<(), ZkError> {
     let l = ctx.zk.layout();
     match ClusterName::new(name.to_owned()) {
         Ok(cluster) => {
+            // In order, each under the one before (`clusters` is part of the layout):
+            // the last one tells a waiting monitor that all are there.
             for parent in l.cluster_parents(&cluster) {
-                ctx.zk.ensure_path(&parent).await?;
+                ctx.zk.create_once(&parent).await?;
             }
             tracing::info!(cluster = %cluster, "created a new cluster's nodes for its monitor");
         }

@@ -114,8 +114,8 @@ async fn ensemble_keeps_serving_when_one_node_dies() {
 }
 
 /// `Zk::read_all` against a real server: one `multiRead` per 256 reads, answers in the
-/// order asked, a missing znode an answer (not an error), and a read the server refuses
-/// an error naming its path.
+/// order asked, a missing znode an answer (not an error), and so is a read the server
+/// refuses (no altair record: read as missing).
 #[tokio::test]
 async fn many_reads_go_in_one_request_and_answer_in_order() {
     use altair_zk::{Answer, Read, Zk};
@@ -177,7 +177,9 @@ async fn many_reads_go_in_one_request_and_answer_in_order() {
     assert_eq!(answers[301], Answer::Children(Vec::new()));
     assert!(zk.read_all(&[]).await.expect("nothing").is_empty());
 
-    // A znode only its creator may read: the whole call fails, naming it.
+    // A znode only its creator may read is no altair record (altair's nodes are all
+    // world-readable): it reads as missing, and the rest of the batch is answered (one
+    // planted node must not make a whole cluster unreadable).
     let owner = zk::Client::connector()
         .with_auth("digest", b"owner:secret")
         .connect(&server.connect_string())
@@ -191,11 +193,13 @@ async fn many_reads_go_in_one_request_and_answer_in_order() {
         )
         .await
         .expect("create a private node");
-    let err = zk
+    let answers = zk
         .read_all(&[Read::Data("/r/n001"), Read::Data("/r/private")])
         .await
-        .expect_err("a refused read fails the call");
-    assert!(err.to_string().contains("/r/private"), "{err}");
+        .expect("a refused read is an answer");
+    assert_eq!(answers[1], Answer::Data(None), "{answers:?}");
+    assert!(matches!(&answers[0], Answer::Data(Some(_))), "{answers:?}");
+    assert_eq!(zk.get("/r/private").await.expect("a plain get"), None);
 }
 
 /// Rotating altair's ZooKeeper credential: processes given the new one in `auth_file`
@@ -282,4 +286,110 @@ async fn a_rotated_credential_takes_every_node_and_the_old_one_changes_nothing()
         .put("/altair/clusters/c1/hosts/db1", b"{\"new\":1}")
         .await
         .expect("written with the new credential alone");
+}
+
+/// An identity per role against a real ZooKeeper: the orchestrators' session lays out the
+/// root and a cluster; the monitors' session writes host and health records and enrolment
+/// requests, nothing else (not a cluster's node, state or journal); a record left in the
+/// monitors' zone under the orchestrators' ACL (a monitor not yet moved to its own
+/// credential wrote it) is replaced with the zone's ACL on the monitors' next write; and
+/// the leader's `restrict_acls` finds nothing to change afterwards.
+#[tokio::test]
+async fn with_an_identity_per_role_a_monitor_writes_its_zone_and_nothing_else() {
+    use altair_zk::{Zk, ZkError, digest_id};
+
+    let server = ZooKeeper::standalone(LOCAL).await.expect("start zookeeper");
+    let (o, m) = ("altair:orchestrators-secret", "monitor:monitors-secret");
+    let cfg = altair_core::config::ZkConfig {
+        orchestrator_id: Some(digest_id(o)),
+        monitor_id: Some(digest_id(m)),
+        ..altair_core::config::ZkConfig::new(server.servers())
+    };
+    let orchestrator = Zk::connect(&cfg, Some(o)).await.expect("orchestrators");
+    assert_eq!(orchestrator.role(), Some(altair_zk::Role::Orchestrator));
+    let monitor = Zk::connect(&cfg, Some(m)).await.expect("monitors");
+    assert!(!monitor.creates_clusters());
+    let err = Zk::connect(&cfg, Some("someone:else"))
+        .await
+        .expect_err("neither");
+    assert!(matches!(err, ZkError::Identity { .. }), "{err}");
+
+    orchestrator.ensure_layout().await.expect("layout");
+    let l = orchestrator.layout().clone();
+    let c1 = altair_core::ClusterName::new("c1").expect("name");
+    let db1 = altair_core::HostName::new("db1").expect("name");
+    for parent in l.cluster_parents(&c1) {
+        orchestrator.ensure_path(&parent).await.expect(&parent);
+    }
+    orchestrator
+        .put(&l.cluster_state(&c1), b"{}")
+        .await
+        .expect("state");
+
+    // The monitors' zone.
+    monitor
+        .put(&l.host(&c1, &db1), b"{\"h\":1}")
+        .await
+        .expect("host record");
+    assert!(
+        monitor
+            .put_while(&l.host(&c1, &db1), &l.host_health(&c1, &db1), b"{}")
+            .await
+            .expect("health")
+    );
+    let c2 = altair_core::ClusterName::new("c2").expect("name");
+    monitor
+        .create_once(&l.enrol_request(&c2))
+        .await
+        .expect("an enrolment request");
+    // ensure_path passes prefixes that exist though it may not create them.
+    monitor
+        .ensure_path(&l.hosts(&c1))
+        .await
+        .expect("existing prefixes");
+    // Nothing else.
+    for (what, result) in [
+        (
+            "state",
+            monitor.put(&l.cluster_state(&c1), b"{\"forged\":1}").await,
+        ),
+        (
+            "journal",
+            monitor.put(&l.failover_journal(&c1), b"{}").await,
+        ),
+        ("cluster", monitor.ensure_path(&l.hosts(&c2)).await),
+        (
+            "history",
+            monitor.put(&l.history_entry(&c1, "1-x"), b"{}").await,
+        ),
+    ] {
+        let e = result.expect_err(what);
+        assert!(e.to_string().contains("not authorized"), "{what}: {e}");
+    }
+    assert_eq!(
+        orchestrator.get(&l.cluster_state(&c1)).await.expect("read"),
+        Some(b"{}".to_vec())
+    );
+
+    // A record an orchestrators'-credential session left in the zone: the monitors'
+    // next write replaces it, with the zone's ACL.
+    let db2 = altair_core::HostName::new("db2").expect("name");
+    let shared = altair_core::config::ZkConfig::new(server.servers());
+    let old_monitor = Zk::connect(&shared, Some(o))
+        .await
+        .expect("a shared-credential monitor");
+    old_monitor
+        .put(&l.host(&c1, &db2), b"{\"h\":2}")
+        .await
+        .expect("a record under the orchestrators' ACL only");
+    monitor
+        .put(&l.host(&c1, &db2), b"{\"h\":3}")
+        .await
+        .expect("replaced");
+    assert_eq!(
+        orchestrator.get(&l.host(&c1, &db2)).await.expect("read"),
+        Some(b"{\"h\":3}".to_vec())
+    );
+    let report = orchestrator.restrict_acls().await.expect("restrict");
+    assert_eq!((report.changed, report.refused_total), (0, 0), "{report:?}");
 }

@@ -85,6 +85,17 @@ impl ZkError {
 
 pub type Result<T, E = ZkError> = std::result::Result<T, E>;
 
+/// A node altair may not read is no altair record (every node altair creates is
+/// world-readable): read as missing, with a warning, so one planted node cannot make a
+/// whole cluster unreadable.
+pub(crate) fn unreadable<T>(path: &str) -> Option<T> {
+    tracing::warn!(
+        path,
+        "a znode altair may not read (not created by altair): ignored"
+    );
+    None
+}
+
 /// What `restrict_acls` did.
 #[derive(Debug, Default)]
 pub struct AclReport {
@@ -292,10 +303,62 @@ impl Zk {
             let _writing = self.count_write("create", &prefix);
             match self.client.create(&prefix, b"", &self.open(&prefix)).await {
                 Ok(_) | Err(zk::Error::NodeExists) => {}
+                // ZooKeeper checks the parent's CREATE right before whether the node
+                // exists: a monitor with an identity of its own may not create, say,
+                // `<root>/clusters`, which is there.
+                Err(zk::Error::NoAuth) if self.exists(&prefix).await? => {}
                 Err(e) => return Err(ZkError::from_op("create", &prefix, e)),
             }
         }
         Ok(())
+    }
+
+    /// Whether a node at `path` this session may not write is replaced by one it may:
+    /// a monitor with an identity of its own, in its zone (a node created there under
+    /// another credential — a monitor not yet moved to its own, a credential rotated
+    /// out — would otherwise stay unwritable until the next leader's `restrict_acls`,
+    /// and a host's health would stop being published).
+    fn replaces(&self, path: &str) -> bool {
+        self.role() == Some(Role::Monitor) && self.layout.monitors_write(path)
+    }
+
+    /// Deletes `path` and creates it again with `data` and its zone's ACL, in one
+    /// multi-op (the parent's DELETE and CREATE rights suffice), while `guard` exists
+    /// when given (`Ok(false)`: it does not).
+    async fn replace(&self, guard: Option<&str>, path: &str, data: &[u8]) -> Result<bool> {
+        tracing::warn!(
+            path,
+            "a node this monitor may not write (created under another ZooKeeper credential): replacing it with one carrying the monitors' zone's ACL"
+        );
+        let ops = [
+            Op::Delete {
+                path: path.to_owned(),
+                version: None,
+            },
+            Op::Create {
+                path: path.to_owned(),
+                data: data.to_vec(),
+            },
+        ];
+        if let Some(guard) = guard {
+            return match self.fenced_write(guard, &ops).await {
+                Ok(()) => Ok(true),
+                Err(ZkError::NotLeader { .. }) => Ok(false),
+                Err(e) => Err(e),
+            };
+        }
+        let mut w = self.client.new_multi_writer();
+        w.add_delete(path, None)
+            .and_then(|()| w.add_create(path, data, &self.open(path)))
+            .map_err(|e| ZkError::from_op("multi", path, e))?;
+        let _writing = self.count_write("multi", path);
+        match w.commit().await {
+            Ok(_) => Ok(true),
+            Err(zk::MultiWriteError::OperationFailed { source, .. })
+            | Err(zk::MultiWriteError::RequestFailed { source }) => {
+                Err(ZkError::from_op("multi", path, source))
+            }
+        }
     }
 
     /// Creates the empty persistent node `path` unless it exists (its parent must):
@@ -389,6 +452,9 @@ impl Zk {
         match self.client.set_data(path, data, None).await {
             Ok(_) => return Ok(()),
             Err(zk::Error::NoNode) => {}
+            Err(zk::Error::NoAuth) if self.replaces(path) => {
+                return self.replace(None, path, data).await.map(|_| ());
+            }
             Err(e) => return Err(ZkError::from_op("set", path, e)),
         }
         for attempt in 0..2 {
@@ -428,6 +494,9 @@ impl Zk {
         match self.client.set_data(path, data, None).await {
             Ok(_) => return Ok(true),
             Err(zk::Error::NoNode) => {}
+            Err(zk::Error::NoAuth) if self.replaces(path) => {
+                return self.replace(Some(guard), path, data).await;
+            }
             Err(e) => return Err(ZkError::from_op("set", path, e)),
         }
         for attempt in 0..2 {
@@ -502,6 +571,7 @@ impl Zk {
         match self.client.get_data(path).await {
             Ok((data, _)) => Ok(Some(data)),
             Err(zk::Error::NoNode) => Ok(None),
+            Err(zk::Error::NoAuth) => Ok(unreadable(path)),
             Err(e) => Err(ZkError::from_op("get", path, e)),
         }
     }
@@ -550,6 +620,7 @@ impl Zk {
         match self.client.get_data(path).await {
             Ok((data, stat)) => Ok(Some((data, stat.version))),
             Err(zk::Error::NoNode) => Ok(None),
+            Err(zk::Error::NoAuth) => Ok(unreadable(path)),
             Err(e) => Err(ZkError::from_op("get", path, e)),
         }
     }

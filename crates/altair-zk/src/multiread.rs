@@ -154,6 +154,20 @@ fn answer(read: Read<'_>, result: zk::MultiReadResult) -> Result<Answer> {
                 err: zk::Error::NoNode,
             },
         ) => Ok(Answer::Children(Vec::new())),
+        (
+            Read::Data(p),
+            zk::MultiReadResult::Error {
+                err: zk::Error::NoAuth,
+            },
+        ) => Ok(Answer::Data(crate::unreadable(p))),
+        (
+            Read::Children(p),
+            zk::MultiReadResult::Error {
+                err: zk::Error::NoAuth,
+            },
+        ) => Ok(Answer::Children(
+            crate::unreadable::<Vec<String>>(p).unwrap_or_default(),
+        )),
         (r, zk::MultiReadResult::Error { err }) => {
             Err(ZkError::from_op("multiRead", r.path(), err))
         }

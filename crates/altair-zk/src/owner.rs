@@ -56,14 +56,26 @@ pub(crate) enum Owner {
         /// Orchestrators all rights, anyone else read (`altairctl status` and agents
         /// read without credentials; no altair record holds a secret).
         orchestrators: Arc<[zk::Acl]>,
-        /// The monitors' zone: monitors all rights too (the same as `orchestrators`
-        /// with a shared credential).
+        /// The monitors' zone: monitors all rights but ADMIN too (the same as
+        /// `orchestrators` with a shared credential).
         monitors: Arc<[zk::Acl]>,
     },
 }
 
 fn all(id: &str) -> zk::Acl {
     zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("digest", id))
+}
+
+/// The monitors' rights in their zone: everything but ADMIN, so a stolen monitor
+/// credential cannot lock the orchestrators out of a node or keep it after a rotation.
+fn monitor_rights(id: &str) -> zk::Acl {
+    zk::Acl::new(
+        zk::Permission::READ
+            | zk::Permission::WRITE
+            | zk::Permission::CREATE
+            | zk::Permission::DELETE,
+        zk::AuthId::new("digest", id),
+    )
 }
 
 fn world_read() -> zk::Acl {
@@ -100,7 +112,11 @@ impl Owner {
         Ok(Self::Digest {
             role,
             orchestrators: Arc::from(vec![all(orchestrator), world_read()]),
-            monitors: Arc::from(vec![all(orchestrator), all(monitor), world_read()]),
+            monitors: Arc::from(vec![
+                all(orchestrator),
+                monitor_rights(monitor),
+                world_read(),
+            ]),
         })
     }
 
@@ -191,13 +207,19 @@ mod tests {
         let monitor = Owner::of(Some(M), &cfg).expect("monitor");
         assert_eq!(orchestrator.role(), Some(Role::Orchestrator));
         assert_eq!(monitor.role(), Some(Role::Monitor));
-        let m_all = all(&digest_id(M));
+        let m_all = monitor_rights(&digest_id(M));
         for owner in [&orchestrator, &monitor] {
             let state = owner.acls_at(&l, "/altair/clusters/c1/state");
             assert!(!state.contains(&m_all), "{state:?}");
             assert!(state.contains(&all(&digest_id(O))));
             let host = owner.acls_at(&l, "/altair/clusters/c1/hosts/db1");
             assert!(host.contains(&m_all) && host.contains(&all(&digest_id(O))));
+            // Monitors may not change a node's ACL, even in their zone.
+            assert!(
+                !host
+                    .iter()
+                    .any(|a| a.id() == digest_id(M) && a.permission().has(zk::Permission::ADMIN))
+            );
             // A monitor's write right where only orchestrators write is reset.
             let planted = [all(&digest_id(O)), m_all.clone(), world_read()];
             assert!(owner.needs_reset(&l, "/altair/clusters/c1/failover", &planted));

@@ -160,8 +160,11 @@ impl ZkConfig {
             ("zookeeper.monitor_id", &self.monitor_id),
         ] {
             if let Some(id) = id {
+                // Only the user is named: a credential put here by mistake must not be
+                // printed.
                 p.check(is_digest_id(id), key, || {
-                    format!("{id:?} is not a digest id \"user:base64(sha1(user:password))\" (28 base64 characters after the colon)")
+                    let user = id.split_once(':').map_or("", |(u, _)| u);
+                    format!("the value for user {user:?} is not a digest id \"user:base64(sha1(user:password))\" (28 base64 characters after the colon; the credential itself never goes here)")
                 });
             }
         }
@@ -570,6 +573,16 @@ mod tests {
                 zk_problems(&cfg)
             );
         }
+        // A credential given by mistake is not echoed.
+        let leaked = ZkConfig {
+            monitor_id: Some("monitor:S3cret-pass".into()),
+            ..both
+        };
+        let problems = zk_problems(&leaked);
+        assert!(
+            problems.contains("\"monitor\"") && !problems.contains("S3cret"),
+            "{problems}"
+        );
     }
 
     #[test]

@@ -159,6 +159,36 @@ async fn node_loss_only(runs: usize) {
     println!("node loss, {runs} runs: p50 {n50:.0} ms, p99 {n99:.0} ms (goal p99 <= 5000)");
 }
 
+/// One crash failover: kill -9 of the primary's mysqld → the DNS name answers a new
+/// primary that accepts a write, in milliseconds.
+async fn crash_run(tls: bool) -> f64 {
+    let (w, old) = prepare_with(2, tls).await;
+    let started = kill_primary(&w);
+    let total = until_writable(&w, old, started, "INSERT INTO b VALUES (NULL)").await;
+    total.as_secs_f64() * 1000.0
+}
+
+async fn tls_pairs(pairs: usize) {
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for pair in 0..pairs {
+        on.push(crash_run(true).await);
+        off.push(crash_run(false).await);
+        eprintln!(
+            "pair {}/{pairs}: TLS on {:.0} ms, off {:.0} ms",
+            pair + 1,
+            on[pair],
+            off[pair]
+        );
+    }
+    let (on50, on99) = (pct(&mut on, 0.5), pct(&mut on, 0.99));
+    let (off50, off99) = (pct(&mut off, 0.5), pct(&mut off, 0.99));
+    println!(
+        "crash failover, {pairs} pairs alternated: TLS on p50 {on50:.0} p99 {on99:.0} ms, off p50 {off50:.0} p99 {off99:.0} ms; on ÷ off {:.2} / {:.2} (goal ≤ 1.10)",
+        on50 / off50,
+        on99 / off99
+    );
+}
+
 /// One failover by hand, no control plane: what a perfect operator script would cost.
 async fn floor_run() -> f64 {
     // One monitor (status needs it to report the hosts healthy), no orchestrator.
@@ -226,6 +256,16 @@ async fn main() {
         node_loss_only(runs.max(1)).await;
         return;
     }
+    // `ALTAIR_BENCH_TLS_PAIRS=N`: only N crash failovers with mutual TLS on and N with it
+    // off, alternated (on, off, on, …), for what TLS costs with the machine's drift
+    // shared by both.
+    if let Some(pairs) = std::env::var("ALTAIR_BENCH_TLS_PAIRS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        tls_pairs(pairs.max(1)).await;
+        return;
+    }
     let mut floor = Vec::new();
     for run in 0..FLOOR_RUNS {
         let ms = floor_run().await;
@@ -263,15 +303,9 @@ async fn main() {
     }
     let mut plain = Vec::new();
     for run in 0..PLAIN_RUNS {
-        let (w, old) = prepare_with(2, false).await;
-        let started = kill_primary(&w);
-        let total = until_writable(&w, old, started, "INSERT INTO b VALUES (NULL)").await;
-        plain.push(total.as_secs_f64() * 1000.0);
-        eprintln!(
-            "crash run without TLS {}/{PLAIN_RUNS}: {:.0} ms",
-            run + 1,
-            total.as_secs_f64() * 1000.0
-        );
+        let ms = crash_run(false).await;
+        plain.push(ms);
+        eprintln!("crash run without TLS {}/{PLAIN_RUNS}: {ms:.0} ms", run + 1);
     }
     let mut node_loss = Vec::new();
     for run in 0..NODE_LOSS_RUNS {

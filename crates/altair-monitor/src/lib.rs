@@ -60,7 +60,13 @@ pub fn read_secrets(config: &MonitorConfig) -> Result<MonitorSecrets, ConfigErro
     };
     // ZooKeeper's TLS files, read now so a bad one stops the start with its key named.
     r.check(altair_zk::tls::tls_options(&config.zookeeper));
-    check_role(&config.zookeeper, secrets.zookeeper_auth.as_ref(), &mut r);
+    if let Err(e) = altair_zk::check_role(
+        &config.zookeeper,
+        secrets.zookeeper_auth.as_ref().map(Secret::expose),
+        altair_zk::Role::Monitor,
+    ) {
+        r.reject("zookeeper.auth_file", e);
+    }
     // The credential being rotated out must not be the orchestrators': the session
     // would hold it too, with every right.
     if let (Some((orchestrator, _)), Some(previous)) = (
@@ -74,25 +80,6 @@ pub fn read_secrets(config: &MonitorConfig) -> Result<MonitorSecrets, ConfigErro
         );
     }
     r.finish(secrets)
-}
-
-/// With role ids configured, this monitor's credential must be the monitors'.
-fn check_role(zk: &altair_core::config::ZkConfig, auth: Option<&Secret>, r: &mut SecretReader) {
-    if zk.role_ids().is_none() {
-        return;
-    }
-    match altair_zk::role_of(zk, auth.map(Secret::expose)) {
-        Ok(Some(altair_zk::Role::Monitor)) => {}
-        Ok(Some(_)) => r.reject(
-            "zookeeper.auth_file",
-            "holds the orchestrators' credential (zookeeper.orchestrator_id): a monitor gets the monitors' own (zookeeper.monitor_id)",
-        ),
-        Ok(None) => r.reject(
-            "zookeeper.auth_file",
-            "missing: with zookeeper.monitor_id set, give this monitor the monitors' credential",
-        ),
-        Err(e) => r.reject("zookeeper.auth_file", e),
-    }
 }
 
 pub async fn run(

@@ -95,22 +95,12 @@ pub fn read_secrets(config: &OrchestratorConfig) -> Result<OrchestratorSecrets, 
     };
     // ZooKeeper's TLS files, read now so a bad one stops the start with its key named.
     r.check(altair_zk::tls::tls_options(&config.zookeeper));
-    if config.zookeeper.role_ids().is_some() {
-        match altair_zk::role_of(
-            &config.zookeeper,
-            secrets.zookeeper_auth.as_ref().map(Secret::expose),
-        ) {
-            Ok(Some(altair_zk::Role::Orchestrator)) => {}
-            Ok(Some(_)) => r.reject(
-                "zookeeper.auth_file",
-                "holds the monitors' credential (zookeeper.monitor_id): an orchestrator gets the orchestrators' (zookeeper.orchestrator_id)",
-            ),
-            Ok(None) => r.reject(
-                "zookeeper.auth_file",
-                "missing: with zookeeper.orchestrator_id set, give this orchestrator the orchestrators' credential",
-            ),
-            Err(e) => r.reject("zookeeper.auth_file", e),
-        }
+    if let Err(e) = altair_zk::check_role(
+        &config.zookeeper,
+        secrets.zookeeper_auth.as_ref().map(Secret::expose),
+        altair_zk::Role::Orchestrator,
+    ) {
+        r.reject("zookeeper.auth_file", e);
     }
     r.finish(secrets)
 }

@@ -18,7 +18,7 @@ use zookeeper_client as zk;
 pub use membership::follow_monitors;
 pub use multiread::{Answer, Read};
 use owner::Owner;
-pub use owner::{Role, digest_id, role_of};
+pub use owner::{Role, check_role, digest_id, role_of};
 use requests::count;
 pub use requests::{OPS as REQUEST_OPS, REQUESTS, REQUESTS_HELP, sent, writes_to_cluster};
 pub use session::{SessionLoop, wait_session_end};

@@ -41,6 +41,27 @@ pub fn role_of(cfg: &ZkConfig, auth: Option<&str>) -> Result<Option<Role>, Strin
     Owner::of(auth, cfg).map(|o| o.role())
 }
 
+/// With role ids configured, whether `auth` is `want`'s credential; why not, for
+/// `zookeeper.auth_file`, when it is not (the user named, never the digest).
+pub fn check_role(cfg: &ZkConfig, auth: Option<&str>, want: Role) -> Result<(), String> {
+    if cfg.role_ids().is_none() {
+        return Ok(());
+    }
+    let (name, key) = match want {
+        Role::Monitor => ("monitors'", "zookeeper.monitor_id"),
+        _ => ("orchestrators'", "zookeeper.orchestrator_id"),
+    };
+    match role_of(cfg, auth)? {
+        Some(role) if role == want => Ok(()),
+        Some(_) => Err(format!(
+            "holds the other role's credential: this service needs the {name} ({key})"
+        )),
+        None => Err(format!(
+            "missing: with {key} set, give this service the {name} credential"
+        )),
+    }
+}
+
 /// The ACL of the nodes a session creates.
 #[derive(Debug, Clone)]
 pub(crate) enum Owner {
@@ -228,6 +249,17 @@ mod tests {
             let shared = [all(&digest_id(O)), world_read()];
             assert!(owner.needs_reset(&l, "/altair/monitors", &shared));
         }
+        assert_eq!(check_role(&cfg, Some(M), Role::Monitor), Ok(()));
+        assert!(check_role(&cfg, Some(O), Role::Monitor).is_err_and(|e| e.contains("other role")));
+        assert!(check_role(&cfg, None, Role::Orchestrator).is_err_and(|e| e.contains("missing")));
+        assert_eq!(
+            check_role(
+                &ZkConfig::new(vec!["z:2181".into()]),
+                Some(M),
+                Role::Orchestrator
+            ),
+            Ok(())
+        );
         let stranger = Owner::of(Some("someone:else"), &cfg).expect_err("neither role");
         assert!(stranger.contains("\"someone\"") && !stranger.contains(&digest_id("someone:else")));
         assert!(

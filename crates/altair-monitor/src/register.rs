@@ -76,11 +76,11 @@ pub async fn write(zk: &Zk, record: &HostRecord, throttle: &Throttle) -> Result<
 async fn enrolled(zk: &Zk, cluster: &ClusterName) -> Result<bool, ZkError> {
     let l = zk.layout();
     // The leader creates the cluster's nodes in order: the last one says all are there.
-    let hosts = l
+    let last = l
         .cluster_parents(cluster)
         .pop()
         .unwrap_or_else(|| l.hosts(cluster));
-    if zk.exists(&hosts).await? {
+    if zk.exists(&last).await? {
         return Ok(true);
     }
     zk.create_once(&l.enrol_request(cluster)).await?;
@@ -88,7 +88,7 @@ async fn enrolled(zk: &Zk, cluster: &ClusterName) -> Result<bool, ZkError> {
     let until = Instant::now() + ENROL_WAIT;
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if zk.exists(&hosts).await? {
+        if zk.exists(&last).await? {
             return Ok(true);
         }
     }

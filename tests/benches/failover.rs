@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use altair_core::registry::{FailoverAudit, HealthRecord};
-use altair_e2e::ops::until_writable;
+use altair_e2e::ops::{until_writable, until_writable_split};
 use altair_e2e::world::{CLUSTER, World};
 use mysql_async::prelude::Queryable;
 
@@ -162,10 +162,55 @@ async fn node_loss_only(runs: usize) {
 /// One crash failover: kill -9 of the primary's mysqld → the DNS name answers a new
 /// primary that accepts a write, in milliseconds.
 async fn crash_run(tls: bool) -> f64 {
+    crash_run_split(tls).await.1
+}
+
+/// [`crash_run`]: kill → the name answers the new primary, kill → its first write (ms).
+async fn crash_run_split(tls: bool) -> (f64, f64) {
     let (w, old) = prepare_with(2, tls).await;
+    eprintln!("killing the primary's mysqld at unix ms {}", unix_ms());
     let started = kill_primary(&w);
-    let total = until_writable(&w, old, started, "INSERT INTO b VALUES (NULL)").await;
-    total.as_secs_f64() * 1000.0
+    let (moved, done) = until_writable_split(&w, old, started, "INSERT INTO b VALUES (NULL)").await;
+    (ms(moved), ms(done))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// `ALTAIR_BENCH_TIMELINE=N`: N floor runs and N crash failovers alternated, each split
+/// into kill → DNS moved and kill → first write (with `ALTAIR_TESTKIT_KEEP=1`, the kill's
+/// time is printed to line the logs up against).
+async fn timeline(runs: usize) {
+    let (mut fm, mut fw, mut am, mut aw) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for run in 0..runs {
+        let (m, w) = floor_run_split().await;
+        fm.push(m);
+        fw.push(w);
+        let (m2, w2) = crash_run_split(true).await;
+        am.push(m2);
+        aw.push(w2);
+        eprintln!(
+            "run {}/{runs}: floor DNS {m:.1} write {w:.1} ms; altair DNS {m2:.1} write {w2:.1} ms",
+            run + 1
+        );
+    }
+    for (what, v) in [
+        ("floor: kill → DNS moved", &mut fm),
+        ("floor: kill → first write", &mut fw),
+        ("altair: kill → DNS moved", &mut am),
+        ("altair: kill → first write", &mut aw),
+    ] {
+        println!(
+            "{what:<32} p50 {:>6.1} ms  p99 {:>6.1} ms",
+            pct(v, 0.5),
+            pct(v, 0.99)
+        );
+    }
+    println!(
+        "altair ÷ floor, first write: {:.2} × at p50",
+        pct(&mut aw, 0.5) / pct(&mut fw, 0.5)
+    );
 }
 
 async fn tls_pairs(pairs: usize) {
@@ -191,6 +236,11 @@ async fn tls_pairs(pairs: usize) {
 
 /// One failover by hand, no control plane: what a perfect operator script would cost.
 async fn floor_run() -> f64 {
+    floor_run_split().await.1
+}
+
+/// [`floor_run`], split like [`crash_run_split`].
+async fn floor_run_split() -> (f64, f64) {
     // One monitor (status needs it to report the hosts healthy), no orchestrator.
     let (w, _) = prepare_with(0, true).await;
     let net = w.net.as_ref().expect("net");
@@ -241,8 +291,8 @@ async fn floor_run() -> f64 {
     dns.compare_and_swap_a(&format!("primary.{CLUSTER}"), &[old], &[new], 1)
         .await
         .expect("nsupdate");
-    let total = until_writable(&w, old, started, "INSERT INTO b VALUES (NULL)").await;
-    total.as_secs_f64() * 1000.0
+    let (moved, done) = until_writable_split(&w, old, started, "INSERT INTO b VALUES (NULL)").await;
+    (ms(moved), ms(done))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -264,6 +314,13 @@ async fn main() {
         .and_then(|v| v.parse::<usize>().ok())
     {
         tls_pairs(pairs.max(1)).await;
+        return;
+    }
+    if let Some(runs) = std::env::var("ALTAIR_BENCH_TIMELINE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        timeline(runs.max(1)).await;
         return;
     }
     let mut floor = Vec::new();

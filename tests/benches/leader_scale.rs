@@ -148,6 +148,9 @@ async fn run(n: usize, agents: &[String]) {
             .map_or(0, |s| s.duration_ms);
         pickups.push(detect as f64);
     }
+    // Several monitors sharing the clusters, the leader still running: each monitor's
+    // reads and CPU, and the leader's CPU and ZooKeeper's requests meanwhile.
+    let shared = monitors_with_leader(&zk_server, dir.path(), pid).await;
     let _ = child.0.kill();
     let _ = child.0.wait();
     let monitor = monitor_reconciliation(&zk_server, dir.path()).await;
@@ -192,6 +195,132 @@ async fn run(n: usize, agents: &[String]) {
         "  {:<52} {:>9.1} %",
         "  its CPU, no heartbeats (of one core)", monitor.1
     );
+    println!(
+        "  {:<52} {:>9}",
+        format!("{SHARING} monitors sharing them, with the leader:"),
+        ""
+    );
+    for (i, (reads, cpu)) in shared.monitors.iter().enumerate() {
+        println!(
+            "  {:<52} {:>9.1} /s, {cpu:.1} % CPU",
+            format!("  monitor m{}: ZooKeeper reads", i + 1),
+            reads
+        );
+    }
+    println!(
+        "  {:<52} {:>9.1} %",
+        "  the leader's CPU meanwhile (of one core)", shared.leader_cpu
+    );
+    println!(
+        "  {:<52} {:>9.1} /s",
+        "  ZooKeeper requests from all of them", shared.zk_rate
+    );
+}
+
+/// Monitors started together by [`monitors_with_leader`].
+const SHARING: usize = 3;
+
+/// What [`monitors_with_leader`] measured.
+struct Shared {
+    /// Per monitor: ZooKeeper reads/s and CPU (% of one core).
+    monitors: Vec<(f64, f64)>,
+    leader_cpu: f64,
+    /// Every request ZooKeeper received, per second.
+    zk_rate: f64,
+}
+
+/// [`SHARING`] real monitors started together while the leader (`leader`) runs: the
+/// clusters are shared among them by rendezvous hashing, each reconciles its share
+/// every 2 s. Measured from 8 s after their start (their first reconciliation and
+/// ownership settled) for 16 s; no agent heartbeats (the hosts' detection window,
+/// 3 × 60 s assumed until a first heartbeat, outlasts it).
+async fn monitors_with_leader(
+    zk_server: &altair_testkit::zookeeper::ZooKeeper,
+    dir: &std::path::Path,
+    leader: u32,
+) -> Shared {
+    let mut children = Vec::new();
+    let mut metrics_addrs = Vec::new();
+    for i in 1..=SHARING {
+        let (child, addr) = spawn_monitor(zk_server, dir, &format!("shared{i}"));
+        children.push(child);
+        metrics_addrs.push(addr);
+    }
+    let reads = async |addr: &str| {
+        zk_requests_by_op(addr)
+            .await
+            .iter()
+            .zip(ZK_OPS)
+            .filter(|(_, op)| matches!(*op, "get" | "list" | "exists" | "multi_read"))
+            .map(|(n, _)| n)
+            .sum::<f64>()
+    };
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let zk_addr = zk_server.client_addr(0);
+    let mut before = Vec::new();
+    for (c, addr) in children.iter().zip(&metrics_addrs) {
+        before.push((reads(addr).await, proc_cpu_ticks(c.0.id())));
+    }
+    let (leader0, packets0) = (proc_cpu_ticks(leader), zk_packets(zk_addr).await);
+    let window = Duration::from_secs(16);
+    tokio::time::sleep(window).await;
+    let secs = window.as_secs_f64();
+    let (leader1, packets1) = (proc_cpu_ticks(leader), zk_packets(zk_addr).await);
+    let mut monitors = Vec::new();
+    for ((c, addr), (r0, t0)) in children.iter().zip(&metrics_addrs).zip(before) {
+        let (r1, t1) = (reads(addr).await, proc_cpu_ticks(c.0.id()));
+        monitors.push(((r1 - r0) / secs, (t1 - t0) as f64 / 100.0 / secs * 100.0));
+    }
+    for mut c in children {
+        let _ = c.0.kill();
+        let _ = c.0.wait();
+    }
+    // Their ephemeral registrations last until their sessions expire (10 s): the
+    // single monitor measured next must own every cluster.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    Shared {
+        monitors,
+        leader_cpu: (leader1 - leader0) as f64 / 100.0 / secs * 100.0,
+        zk_rate: (packets1 - packets0) as f64 / secs,
+    }
+}
+
+/// A real monitor `id` (no heartbeats expected for a minute); its metrics address.
+fn spawn_monitor(
+    zk_server: &altair_testkit::zookeeper::ZooKeeper,
+    dir: &std::path::Path,
+    id: &str,
+) -> (KillOnDrop, String) {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port()
+    };
+    let (port, metrics) = (free(), free());
+    let config = dir.join(format!("{id}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[monitor]\nid = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\nheartbeat_interval_ms = 60000\n\
+             [zookeeper]\nservers = {:?}\nsession_timeout_ms = 10000\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n[tls]\ninsecure = true\n",
+            zk_server.servers()
+        ),
+    )
+    .expect("monitor config");
+    let log = std::fs::File::create(dir.join(format!("{id}.log"))).expect("log");
+    let child = KillOnDrop(
+        std::process::Command::new(altair_e2e::bin("altair-monitor"))
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stderr(log)
+            .spawn()
+            .expect("monitor"),
+    );
+    (child, format!("127.0.0.1:{metrics}"))
 }
 
 /// One real monitor owning every cluster (the only one), no agent heartbeating: the
@@ -202,39 +331,8 @@ async fn monitor_reconciliation(
     zk_server: &altair_testkit::zookeeper::ZooKeeper,
     dir: &std::path::Path,
 ) -> (f64, f64) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let config = dir.join("m.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[monitor]\nid = \"m1\"\nlisten = \"127.0.0.1:{port}\"\nheartbeat_interval_ms = 60000\n\
-             [zookeeper]\nservers = {:?}\nsession_timeout_ms = 10000\n\
-             [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n[tls]\ninsecure = true\n",
-            zk_server.servers()
-        ),
-    )
-    .expect("monitor config");
-    let log = std::fs::File::create(dir.join("m.log")).expect("log");
-    let mut child = KillOnDrop(
-        std::process::Command::new(altair_e2e::bin("altair-monitor"))
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stderr(log)
-            .spawn()
-            .expect("monitor"),
-    );
+    let (mut child, addr) = spawn_monitor(zk_server, dir, "m1");
     let pid = child.0.id();
-    let addr = format!("127.0.0.1:{metrics}");
     // Reads only (no host's detection window, 3 × 60 s, ends while measured: nothing
     // is published).
     let sum = async || {

@@ -13,6 +13,13 @@
 //! agent of the host it reports), the monitor checks it on every call, and the report
 //! gives the CPU delta against the plaintext run (goal: ≤ +30 %). Every simulated agent
 //! holds its own connection in all three runs, as real agents do.
+//! A fourth run is the shipped defaults: mutual TLS, readiness every 5 s, and a liveness
+//! ping every second between heartbeats (the agent's `liveness_interval_ms = 1000`: nine
+//! pings per 10 s interval, 9,000 pings/s here) over each agent's `Liveness` stream, as
+//! agents send them, with the ping latency agents see.
+//! `ALTAIR_BENCH_PINGS_ONLY=1` runs only pings: plaintext as `Ping` calls (what agents
+//! sent before the stream) and over the stream, then mutual TLS over the stream (and as
+//! calls too with `ALTAIR_BENCH_PINGS_ONLY=2`).
 
 #![allow(clippy::print_stdout)]
 
@@ -25,7 +32,7 @@ use altair_core::config::TlsConfig;
 use altair_proto::v1::monitor_client::MonitorClient;
 use altair_proto::v1::{
     ClusterHealthRequest, Endpoint, HeartbeatRequest, HostRef, HostRegistration, MysqlSnapshot,
-    ReplicationStatus,
+    PingRequest, ReplicationStatus,
 };
 use altair_testkit::pki::Pki;
 use altair_testkit::ports::reserve;
@@ -68,9 +75,33 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main]
 async fn main() {
     altair_svc::crypto::use_ring();
-    let off = run(0, false).await;
-    let on = run(5_000, false).await;
-    let tls = run(5_000, true).await;
+    if let Ok(v) = std::env::var("ALTAIR_BENCH_PINGS_ONLY") {
+        let calls = run(5_000, false, Some(Pings::Calls)).await;
+        let stream = run(5_000, false, Some(Pings::Stream)).await;
+        let tls = run(5_000, true, Some(Pings::Stream)).await;
+        println!(
+            "with 1 s pings, plaintext: monitor CPU {calls:.1} % as calls, {stream:.1} % over the stream (x{:.2})",
+            stream / calls
+        );
+        println!("with 1 s pings over the stream, mutual TLS: {tls:.1} % (goal < 25 %)");
+        if v == "2" {
+            let tls_calls = run(5_000, true, Some(Pings::Calls)).await;
+            println!(
+                "with 1 s pings, mutual TLS: {tls_calls:.1} % as calls, {tls:.1} % over the stream (x{:.2})",
+                tls / tls_calls
+            );
+        }
+        return;
+    }
+    let off = run(0, false, None).await;
+    let on = run(5_000, false, None).await;
+    let tls = run(5_000, true, None).await;
+    let shipped = run(5_000, true, Some(Pings::Stream)).await;
+    println!(
+        "shipped defaults (1 s pings)        {shipped:.1} % of one core with mutual TLS ({:+.1} % over heartbeats alone: x{:.2}; goal < 25 %)",
+        shipped - tls,
+        shipped / tls
+    );
     println!(
         "failover readiness cost             {:.1} % of one core ({:.1} % with it every 5 s vs {:.1} % off; goal <= 5 %)",
         on - off,
@@ -86,9 +117,33 @@ async fn main() {
     );
 }
 
-/// One run with `monitor.readiness_interval_ms = readiness_ms`, mutual TLS on or off;
-/// returns the monitor's CPU (% of one core) while measured.
-async fn run(readiness_ms: u64, tls: bool) -> f64 {
+/// The shipped liveness ping interval (`agent.liveness_interval_ms`).
+const PING: Duration = Duration::from_secs(1);
+
+/// How the simulated agents send their pings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Pings {
+    /// One `Ping` call each.
+    Calls,
+    /// Messages on one `Liveness` stream per agent (what agents do).
+    Stream,
+}
+
+/// Ping latencies and refusals while measured (heartbeats have theirs apart).
+static PINGS_FAILED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// What the simulated agents record while measured.
+#[derive(Clone, Default)]
+struct Recorded {
+    heartbeats: Arc<Mutex<Vec<Duration>>>,
+    pings: Arc<Mutex<Vec<Duration>>>,
+}
+
+/// One run with `monitor.readiness_interval_ms = readiness_ms`, mutual TLS on or off,
+/// liveness pings every `ping` between heartbeats (or none); returns the monitor's CPU
+/// (% of one core) while measured.
+async fn run(readiness_ms: u64, tls: bool, pings: Option<Pings>) -> f64 {
+    let ping = pings.map(|_| PING);
     let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let zk = ZooKeeper::standalone(local).await.expect("zookeeper");
     let work = tempfile::tempdir().expect("tempdir");
@@ -156,22 +211,22 @@ async fn run(readiness_ms: u64, tls: bool) -> f64 {
     }
     // Wait until the monitor registered and owns clusters (first accepted heartbeat).
     let probe = MonitorClient::new(channels[0].clone());
-    let latencies = Arc::new(Mutex::new(Vec::<Duration>::with_capacity(200_000)));
+    let recorded = Recorded::default();
     let measuring = Arc::new(AtomicBool::new(false));
     let silent_after = Instant::now() + INTERVAL + WARMUP + MEASURE;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (i, channel) in channels.iter().enumerate() {
         let client = MonitorClient::new(channel.clone());
-        let (lat, measuring) = (latencies.clone(), measuring.clone());
+        let (rec, measuring) = (recorded.clone(), measuring.clone());
         let silent = i < SILENT;
         tasks.push(tokio::spawn(agent(
             i,
             client,
-            lat,
+            rec,
             measuring,
-            silent,
-            silent_after,
+            silent.then_some(silent_after),
+            pings,
         )));
     }
     let _ = probe;
@@ -201,8 +256,10 @@ async fn run(readiness_ms: u64, tls: bool) -> f64 {
     let ticks = cpu_ticks(pid) - ticks0;
     let zx1 = zxid(&four_letter(zk.client_addr(0), "srvr").await.expect("srvr"));
     let hz = 100.0; // USER_HZ on Linux
-    let mut lat = latencies.lock().await.clone();
+    let mut lat = recorded.heartbeats.lock().await.clone();
     lat.sort();
+    let mut ping_lat = recorded.pings.lock().await.clone();
+    ping_lat.sort();
 
     // Silent agents stop at `silent_after`; wait for their unreachable transitions.
     tokio::time::sleep(
@@ -253,8 +310,14 @@ async fn run(readiness_ms: u64, tls: bool) -> f64 {
     }
     let cpu = ticks as f64 / hz / secs * 100.0;
     println!(
-        "benchmark: one monitor, {AGENTS} simulated agents, interval {INTERVAL:?} ({:.0} heartbeats/s), {:.0} s measured, {}, readiness {}",
+        "benchmark: one monitor, {AGENTS} simulated agents, interval {INTERVAL:?} ({:.0} heartbeats/s), {}, {:.0} s measured, {}, readiness {}",
         AGENTS as f64 / INTERVAL.as_secs_f64(),
+        match pings {
+            Some(Pings::Calls) => format!("a liveness ping every {PING:?} between them, as calls"),
+            Some(Pings::Stream) =>
+                format!("a liveness ping every {PING:?} between them, over a stream per agent"),
+            None => "no pings".to_owned(),
+        },
         secs,
         if tls { "mutual TLS" } else { "plaintext" },
         if readiness_ms == 0 {
@@ -278,6 +341,21 @@ async fn run(readiness_ms: u64, tls: bool) -> f64 {
         pct(&lat, 0.5).as_secs_f64() * 1e3,
         pct(&lat, 0.99).as_secs_f64() * 1e3
     );
+    if ping.is_some() {
+        println!(
+            "pings measured                      {} accepted ({:.0}/s), {} failed",
+            ping_lat.len(),
+            ping_lat.len() as f64 / secs,
+            PINGS_FAILED.swap(0, Ordering::Relaxed)
+        );
+        if !ping_lat.is_empty() {
+            println!(
+                "ping latency p50 / p99              {:.2} ms / {:.2} ms",
+                pct(&ping_lat, 0.5).as_secs_f64() * 1e3,
+                pct(&ping_lat, 0.99).as_secs_f64() * 1e3
+            );
+        }
+    }
     println!(
         "ZooKeeper writes/s (steady)         {:.2}  (zxid {zx0:#x} -> {zx1:#x})",
         (zx1 - zx0) as f64 / secs
@@ -286,11 +364,12 @@ async fn run(readiness_ms: u64, tls: bool) -> f64 {
         println!("silence -> unreachable              not observed");
     } else {
         println!(
-            "silence -> unreachable (n={})       min {} ms, max {} ms  (3 intervals = {} ms)",
+            "silence -> unreachable (n={})       min {} ms, max {} ms  (3 {} = {} ms)",
             detect.len(),
             detect[0].as_millis(),
             detect[detect.len() - 1].as_millis(),
-            (3 * INTERVAL).as_millis()
+            if ping.is_some() { "pings" } else { "intervals" },
+            (3 * ping.unwrap_or(INTERVAL)).as_millis()
         );
     }
     println!(
@@ -314,14 +393,22 @@ fn tls_endpoint(files: altair_testkit::pki::TlsFiles, address: &str) -> tonic::t
     .expect("endpoint")
 }
 
+/// One simulated agent: a heartbeat every `INTERVAL` (from a spread start) and, with
+/// `ping`, a liveness ping every `ping` between them (a real agent's pinger restarts at
+/// every heartbeat: interval ÷ ping − 1 pings per interval); silent from `silent_after`.
 async fn agent(
     i: usize,
     mut client: MonitorClient<Channel>,
-    latencies: Arc<Mutex<Vec<Duration>>>,
+    recorded: Recorded,
     measuring: Arc<AtomicBool>,
-    silent: bool,
-    silent_after: Instant,
+    silent_after: Option<Instant>,
+    pings: Option<Pings>,
 ) {
+    let ping = pings.map(|_| PING);
+    let mut stream: Option<(
+        tokio::sync::mpsc::Sender<PingRequest>,
+        tonic::Streaming<altair_proto::v1::HeartbeatResponse>,
+    )> = None;
     // Spread agents evenly over the interval.
     tokio::time::sleep(INTERVAL.mul_f64(i as f64 / AGENTS as f64)).await;
     let endpoint = |k: usize| Endpoint {
@@ -330,11 +417,12 @@ async fn agent(
     };
     let primary = i - i % HOSTS_PER_CLUSTER;
     let is_primary = i == primary;
+    let id = HostRef {
+        cluster: format!("c{}", i / HOSTS_PER_CLUSTER),
+        host: format!("h{i}"),
+    };
     let registration = HostRegistration {
-        id: Some(HostRef {
-            cluster: format!("c{}", i / HOSTS_PER_CLUSTER),
-            host: format!("h{i}"),
-        }),
+        id: Some(id.clone()),
         datacenter: "dc1".into(),
         mysql: Some(endpoint(i)),
         ..HostRegistration::default()
@@ -354,16 +442,65 @@ async fn agent(
         }),
         ..MysqlSnapshot::default()
     };
-    let mut ticker = tokio::time::interval(INTERVAL);
-    let mut seq = 0;
-    loop {
+    let run_id = format!("sim{i}");
+    // Ticks of `ping` (or of the interval without pings); a heartbeat every
+    // `per_interval` ticks, pings at the others.
+    let tick = ping.unwrap_or(INTERVAL);
+    let per_interval = (INTERVAL.as_millis() / tick.as_millis()).max(1) as u64;
+    let mut ticker = tokio::time::interval(tick);
+    let (mut seq, mut beats) = (0u64, 0u64);
+    for n in 0u64.. {
         ticker.tick().await;
-        if silent && Instant::now() >= silent_after {
+        if silent_after.is_some_and(|t| Instant::now() >= t) {
             return;
         }
         seq += 1;
+        let t = Instant::now();
+        if n % per_interval != 0 {
+            let request = PingRequest {
+                host: Some(id.clone()),
+                agent_run_id: run_id.clone(),
+                sequence: seq,
+                interval_ms: tick.as_millis() as u32,
+            };
+            let ok = if pings == Some(Pings::Stream) {
+                if stream.is_none() {
+                    let (tx, rx) = tokio::sync::mpsc::channel(2);
+                    if let Ok(answers) = client
+                        .liveness(tokio_stream::wrappers::ReceiverStream::new(rx))
+                        .await
+                    {
+                        stream = Some((tx, answers.into_inner()));
+                    }
+                }
+                let mut ok = false;
+                if let Some((tx, answers)) = stream.as_mut()
+                    && tx.send(request).await.is_ok()
+                {
+                    ok = matches!(answers.message().await, Ok(Some(a)) if a.accepted);
+                }
+                if !ok {
+                    stream = None;
+                }
+                ok
+            } else {
+                client
+                    .ping(request)
+                    .await
+                    .is_ok_and(|r| r.get_ref().accepted)
+            };
+            if measuring.load(Ordering::Relaxed) {
+                if ok {
+                    recorded.pings.lock().await.push(t.elapsed());
+                } else {
+                    PINGS_FAILED.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            continue;
+        }
+        beats += 1;
         // The primary commits ~100 transactions per interval; replicas trail a little.
-        let pos = seq * 100 - if is_primary { 0 } else { 3 };
+        let pos = beats * 100 - if is_primary { 0 } else { 3 };
         snapshot.gtid_executed = format!("0-{}-{pos}", primary + 1);
         snapshot.gtid_received = snapshot.gtid_executed.clone();
         snapshot.observed_at_unix_ms = std::time::SystemTime::now()
@@ -372,20 +509,19 @@ async fn agent(
         let req = HeartbeatRequest {
             registration: Some(registration.clone()),
             sequence: seq,
-            agent_run_id: format!("sim{i}"),
+            agent_run_id: run_id.clone(),
             reason: 1,
             snapshot: Some(snapshot.clone()),
             interval_ms: INTERVAL.as_millis() as u32,
-            liveness_interval_ms: 0,
+            liveness_interval_ms: ping.map_or(0, |p| p.as_millis() as u32),
         };
-        let t = Instant::now();
         let ok = client
             .heartbeat(req)
             .await
             .is_ok_and(|r| r.get_ref().accepted);
         if measuring.load(Ordering::Relaxed) {
             if ok {
-                latencies.lock().await.push(t.elapsed());
+                recorded.heartbeats.lock().await.push(t.elapsed());
             } else {
                 FAILED.fetch_add(1, Ordering::Relaxed);
             }

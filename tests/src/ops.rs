@@ -181,13 +181,30 @@ pub async fn write_through(
 /// Waits until `primary.c1` names another host than `old` and that host accepts
 /// `insert` as the application user; the time since `started`. Panics after 60 s.
 pub async fn until_writable(w: &World, old: Ipv4Addr, started: Instant, insert: &str) -> Duration {
+    until_writable_split(w, old, started, insert).await.1
+}
+
+/// [`until_writable`], also telling when the name first answered another host than `old`
+/// (both since `started`): what the DNS move and the first write each cost.
+pub async fn until_writable_split(
+    w: &World,
+    old: Ipv4Addr,
+    started: Instant,
+    insert: &str,
+) -> (Duration, Duration) {
+    let mut moved = None;
     loop {
         let ips = w.primary_dns().await;
-        if let Some(ip) = ips.first().copied().filter(|ip| *ip != old)
+        let new = ips.first().copied().filter(|ip| *ip != old);
+        if new.is_some() && moved.is_none() {
+            moved = Some(started.elapsed());
+        }
+        if let Some(ip) = new
             && let Ok(mut c) = mysql_async::Conn::new(w.app_opts(ip)).await
             && c.query_drop(insert).await.is_ok()
         {
-            return started.elapsed();
+            let done = started.elapsed();
+            return (moved.unwrap_or(done), done);
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),

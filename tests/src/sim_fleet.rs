@@ -205,6 +205,15 @@ impl Monitor for SimMonitor {
     async fn ping(&self, _: Request<PingRequest>) -> Result<Response<HeartbeatResponse>, Status> {
         Err(Status::unavailable("simulated monitor"))
     }
+    type LivenessStream = std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<HeartbeatResponse, Status>> + Send + 'static>,
+    >;
+    async fn liveness(
+        &self,
+        _: Request<tonic::Streaming<PingRequest>>,
+    ) -> Result<Response<Self::LivenessStream>, Status> {
+        Err(Status::unavailable("simulated monitor"))
+    }
     async fn register(
         &self,
         _: Request<RegisterRequest>,

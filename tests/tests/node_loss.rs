@@ -23,6 +23,19 @@ async fn an_isolated_primary_host_is_replaced_within_five_seconds_at_shipped_def
     .await;
     // Past the first heartbeats, so the pings set the pace.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // Each agent pings over its one liveness stream, not call by call.
+    let monitor = altair_e2e::ops::scrape(&w.fleet.monitors[0].metrics).await;
+    assert_eq!(
+        monitor.get("altair_monitor_liveness_streams"),
+        Some(&3.0),
+        "{monitor:?}"
+    );
+    assert!(
+        monitor
+            .get("altair_monitor_pings_total")
+            .is_some_and(|n| *n >= 3.0),
+        "{monitor:?}"
+    );
     let net = w.net.as_ref().expect("net");
     let old_ip = net.host(0).ip;
     let cut = Instant::now();

@@ -486,6 +486,34 @@ async fn a_heartbeat_signed_by_another_hosts_certificate_cannot_keep_a_dead_host
         assert_eq!(e.code(), tonic::Code::PermissionDenied, "{}", e.message());
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    // Nor can its pings, called or sent over a liveness stream.
+    let forged_ping = || altair_proto::v1::PingRequest {
+        host: Some(altair_proto::v1::HostRef {
+            cluster: "c1".into(),
+            host: "db3".into(),
+        }),
+        agent_run_id: "forged".into(),
+        sequence: u64::MAX,
+        interval_ms: 1000,
+    };
+    let e = m
+        .ping(forged_ping())
+        .await
+        .expect_err("a ping for another host");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{}", e.message());
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut answers = m
+        .liveness(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("a liveness stream opens for an agent's certificate")
+        .into_inner();
+    tx.send(forged_ping()).await.expect("send");
+    let e = answers
+        .message()
+        .await
+        .expect_err("a streamed ping for another host");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{}", e.message());
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(w.health("db3").await.as_deref(), Some("mysql_down"));
     // Its own host's heartbeat from the same certificate is accepted.
     let r = m

@@ -3,7 +3,9 @@
 //! monitors (the same function the monitors use); when it stops answering the agent
 //! re-resolves instead of going quiet. Between heartbeats a small liveness ping goes to
 //! the same monitor every `liveness_interval_ms`: the monitor judges silence on it, and
-//! an accepted answer renews the lease like a heartbeat's.
+//! an accepted answer renews the lease like a heartbeat's. Pings go over one long-lived
+//! `Liveness` stream per monitor (a message each, not a call: the monitor authorizes the
+//! stream once); a monitor without it gets them as `Ping` calls.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +14,10 @@ use altair_core::registry::MonitorRecord;
 use altair_core::rendezvous;
 use altair_proto::v1::monitor_client::MonitorClient;
 use altair_proto::v1::{
-    HeartbeatReason, HeartbeatRequest, HostRegistration, MysqlSnapshot, PingRequest,
+    HeartbeatReason, HeartbeatRequest, HeartbeatResponse, HostRegistration, MysqlSnapshot,
+    PingRequest,
 };
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -35,6 +38,68 @@ struct Target {
     id: String,
     address: String,
     client: MonitorClient<Channel>,
+    liveness: Liveness,
+}
+
+/// The pings' stream to the target monitor.
+enum Liveness {
+    /// Opened at the next ping.
+    Closed,
+    Open {
+        pings: mpsc::Sender<PingRequest>,
+        answers: Box<tonic::Streaming<HeartbeatResponse>>,
+    },
+    /// The monitor does not have `Liveness` (an older one): `Ping` calls.
+    Unsupported,
+}
+
+impl Target {
+    /// One ping and its answer: over the stream (opened first when closed), or as a call
+    /// to a monitor without it. A stream that fails is closed (the next ping opens
+    /// another); so is one whose ping is cut short by the caller's timeout, since its
+    /// answer may still come and would be read as the next ping's.
+    async fn ping(&mut self, request: PingRequest) -> Result<HeartbeatResponse, tonic::Status> {
+        if matches!(self.liveness, Liveness::Closed) {
+            let (pings, rx) = mpsc::channel(2);
+            match self
+                .client
+                .liveness(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+            {
+                Ok(answers) => {
+                    self.liveness = Liveness::Open {
+                        pings,
+                        answers: Box::new(answers.into_inner()),
+                    };
+                }
+                Err(s) if s.code() == tonic::Code::Unimplemented => {
+                    tracing::info!(monitor = %self.id, "the monitor has no liveness stream: pinging it call by call");
+                    self.liveness = Liveness::Unsupported;
+                }
+                Err(s) => return Err(s),
+            }
+        }
+        let Liveness::Open { pings, answers } = &mut self.liveness else {
+            return self.client.ping(request).await.map(|r| r.into_inner());
+        };
+        let answer = match pings.send(request).await {
+            Ok(()) => answers.message().await,
+            Err(_) => Err(tonic::Status::unavailable("the liveness stream closed")),
+        };
+        match answer {
+            Ok(Some(a)) => Ok(a),
+            Ok(None) => {
+                self.liveness = Liveness::Closed;
+                Err(tonic::Status::unavailable(
+                    "the monitor ended the liveness stream",
+                ))
+            }
+            Err(s) => {
+                self.liveness = Liveness::Closed;
+                Err(s)
+            }
+        }
+    }
 }
 
 impl Heartbeater {
@@ -186,8 +251,11 @@ impl Heartbeater {
             interval_ms: every.as_millis() as u32,
         };
         let sent = self.contact.now();
-        let answer = tokio::time::timeout(every / 2, t.client.ping(request)).await;
-        let accepted = matches!(&answer, Ok(Ok(r)) if r.get_ref().accepted);
+        let answer = tokio::time::timeout(every / 2, t.ping(request)).await;
+        if answer.is_err() && matches!(t.liveness, Liveness::Open { .. }) {
+            t.liveness = Liveness::Closed;
+        }
+        let accepted = matches!(&answer, Ok(Ok(r)) if r.accepted);
         if accepted {
             self.contact.lease_renewed_at(sent);
         }
@@ -229,6 +297,166 @@ impl Heartbeater {
             id: record.id.clone(),
             address: record.address.clone(),
             client: MonitorClient::new(endpoint.connect_lazy()),
+            liveness: Liveness::Closed,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use altair_proto::v1::monitor_server::{Monitor, MonitorServer};
+    use altair_proto::v1::*;
+    use futures_util::StreamExt;
+    use tonic::{Request, Response, Status};
+
+    use super::*;
+
+    /// A monitor on loopback that accepts every ping, counting calls and streamed pings;
+    /// `streams: false` is a monitor from before `Liveness`.
+    struct Counting {
+        streams: bool,
+        /// Each stream ends after this many pings.
+        end_after: usize,
+        calls: Arc<AtomicUsize>,
+        streamed: Arc<AtomicUsize>,
+    }
+
+    fn accepted() -> HeartbeatResponse {
+        HeartbeatResponse {
+            accepted: true,
+            owner_address: String::new(),
+        }
+    }
+
+    #[tonic::async_trait]
+    impl Monitor for Counting {
+        async fn heartbeat(
+            &self,
+            _: Request<HeartbeatRequest>,
+        ) -> Result<Response<HeartbeatResponse>, Status> {
+            Ok(Response::new(accepted()))
+        }
+        async fn ping(
+            &self,
+            _: Request<PingRequest>,
+        ) -> Result<Response<HeartbeatResponse>, Status> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Ok(Response::new(accepted()))
+        }
+        type LivenessStream = std::pin::Pin<
+            Box<dyn futures_util::Stream<Item = Result<HeartbeatResponse, Status>> + Send>,
+        >;
+        async fn liveness(
+            &self,
+            request: Request<tonic::Streaming<PingRequest>>,
+        ) -> Result<Response<Self::LivenessStream>, Status> {
+            if !self.streams {
+                return Err(Status::unimplemented("no Liveness here"));
+            }
+            let streamed = self.streamed.clone();
+            Ok(Response::new(Box::pin(
+                request.into_inner().take(self.end_after).map(move |p| {
+                    streamed.fetch_add(1, Ordering::SeqCst);
+                    p.map(|_| accepted())
+                }),
+            )))
+        }
+        async fn register(
+            &self,
+            _: Request<RegisterRequest>,
+        ) -> Result<Response<RegisterResponse>, Status> {
+            Err(Status::unimplemented("not here"))
+        }
+        async fn cluster_health(
+            &self,
+            _: Request<ClusterHealthRequest>,
+        ) -> Result<Response<ClusterHealthResponse>, Status> {
+            Err(Status::unimplemented("not here"))
+        }
+    }
+
+    /// A target for a counting monitor on loopback; its call and stream counters.
+    async fn target(
+        streams: bool,
+        end_after: usize,
+    ) -> (Target, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("addr").to_string();
+        let (calls, streamed) = (Arc::default(), Arc::default());
+        let monitor = Counting {
+            streams,
+            end_after,
+            calls: Arc::clone(&calls),
+            streamed: Arc::clone(&streamed),
+        };
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(MonitorServer::new(monitor))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .expect("endpoint")
+            .connect_lazy();
+        let t = Target {
+            id: "m1".into(),
+            address,
+            client: MonitorClient::new(channel),
+            liveness: Liveness::Closed,
+        };
+        (t, calls, streamed)
+    }
+
+    fn ping(sequence: u64) -> PingRequest {
+        PingRequest {
+            host: Some(HostRef {
+                cluster: "c1".into(),
+                host: "db1".into(),
+            }),
+            agent_run_id: "r".into(),
+            sequence,
+            interval_ms: 1000,
+        }
+    }
+
+    #[tokio::test]
+    async fn pings_go_over_one_stream_and_each_gets_its_answer() {
+        let (mut t, calls, streamed) = target(true, usize::MAX).await;
+        for seq in 1..=5 {
+            let a = t.ping(ping(seq)).await.expect("answered");
+            assert!(a.accepted);
+        }
+        assert_eq!(streamed.load(Ordering::SeqCst), 5);
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "no ping sent as a call");
+        assert!(matches!(t.liveness, Liveness::Open { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_monitor_without_the_stream_gets_calls() {
+        let (mut t, calls, streamed) = target(false, usize::MAX).await;
+        for seq in 1..=3 {
+            assert!(t.ping(ping(seq)).await.expect("answered").accepted);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert_eq!(streamed.load(Ordering::SeqCst), 0);
+        assert!(matches!(t.liveness, Liveness::Unsupported));
+    }
+
+    #[tokio::test]
+    async fn a_stream_the_monitor_ended_is_closed_and_the_next_ping_opens_another() {
+        let (mut t, calls, streamed) = target(true, 2).await;
+        assert!(t.ping(ping(1)).await.expect("answered").accepted);
+        assert!(t.ping(ping(2)).await.expect("answered").accepted);
+        // The monitor ended the stream: this ping is not answered (the caller then sends
+        // a full heartbeat), and the stream is closed.
+        assert!(t.ping(ping(3)).await.is_err());
+        assert!(matches!(t.liveness, Liveness::Closed));
+        assert!(t.ping(ping(4)).await.expect("answered").accepted);
+        assert!(matches!(t.liveness, Liveness::Open { .. }));
+        assert_eq!(streamed.load(Ordering::SeqCst), 3);
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 }

@@ -206,7 +206,7 @@ pub fn authorize(server: &Server, path: &str, caller: &Identity) -> Result<(), D
             }
         }
         (Server::Monitor, "altair.v1.Monitor") => match method {
-            "Heartbeat" | "Ping" | "Register" => matches!(caller, I::Agent { .. }),
+            "Heartbeat" | "Ping" | "Liveness" | "Register" => matches!(caller, I::Agent { .. }),
             "ClusterHealth" => matches!(
                 caller,
                 I::Orchestrator(_) | I::Monitor(_) | I::Operator { .. }
@@ -397,6 +397,7 @@ mod tests {
         for hb in [
             "/altair.v1.Monitor/Heartbeat",
             "/altair.v1.Monitor/Ping",
+            "/altair.v1.Monitor/Liveness",
             "/altair.v1.Monitor/Register",
         ] {
             assert!(authorize(&s, hb, &agent("c1", "db1")).is_ok());

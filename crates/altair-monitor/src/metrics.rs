@@ -7,6 +7,7 @@ use altair_svc::metrics::{Counter, Family, Gauge, Labels, register};
 
 pub static HEARTBEATS: LazyLock<Counter> = LazyLock::new(Counter::default);
 pub static PINGS: LazyLock<Counter> = LazyLock::new(Counter::default);
+pub static LIVENESS_STREAMS: LazyLock<Gauge> = LazyLock::new(Gauge::default);
 pub static REGISTRATIONS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
 pub static TRANSITIONS: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
 pub static ZK_WRITE_ERRORS: LazyLock<Counter> = LazyLock::new(Counter::default);
@@ -34,6 +35,11 @@ pub fn init() {
         "monitor_pings",
         "Liveness pings received from agents (between their full heartbeats)",
         PINGS.clone(),
+    );
+    register(
+        "monitor_liveness_streams",
+        "Liveness streams open: agents sending their pings over one stream each (the rest call Ping once per ping)",
+        LIVENESS_STREAMS.clone(),
     );
     register(
         "monitor_registrations",

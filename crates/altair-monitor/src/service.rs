@@ -48,6 +48,89 @@ fn interval_ok(interval_ms: u32) -> Result<(), Status> {
     Ok(())
 }
 
+impl MonitorService {
+    fn pinged(&self) -> Pinged {
+        Pinged {
+            state: self.state.clone(),
+            clock: self.clock,
+            publish: self.publish.clone(),
+        }
+    }
+}
+
+/// Counts a liveness stream open for as long as it lives.
+struct OpenStream;
+
+impl OpenStream {
+    fn new() -> Self {
+        crate::metrics::LIVENESS_STREAMS.inc();
+        Self
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        crate::metrics::LIVENESS_STREAMS.dec();
+    }
+}
+
+/// What answering a liveness ping needs: shared by `Ping` and every `Liveness` stream.
+struct Pinged {
+    state: Arc<Mutex<State>>,
+    clock: Clock,
+    publish: mpsc::UnboundedSender<Published>,
+}
+
+impl Pinged {
+    fn answer(
+        &self,
+        caller: &altair_svc::authz::Caller,
+        req: PingRequest,
+    ) -> Result<HeartbeatResponse, Status> {
+        crate::metrics::PINGS.inc();
+        let id = req
+            .host
+            .ok_or_else(|| Status::invalid_argument("host is required"))?;
+        speaks_for(caller, &id, "host")?;
+        interval_ok(req.interval_ms)?;
+        let mut state = lock(&self.state);
+        let owner = match state.ownership(&id.cluster) {
+            Ownership::Mine => None,
+            Ownership::Other(owner) => Some(owner.address.clone()),
+            Ownership::Nobody => Some(String::new()),
+        };
+        if let Some(owner_address) = owner {
+            return Ok(HeartbeatResponse {
+                accepted: false,
+                owner_address,
+            });
+        }
+        let now = self.clock.now_ms();
+        let applied = state.ping(
+            now,
+            &id.cluster,
+            &id.host,
+            u64::from(req.interval_ms),
+            &req.agent_run_id,
+            req.sequence,
+        );
+        // A host this monitor does not track yet is not vouched for: its agent's next
+        // heartbeat (sent at once at start and on a change of monitor) registers it.
+        let accepted = match applied {
+            Some(Some(p)) => {
+                let _ = self.publish.send(p);
+                true
+            }
+            Some(None) => true,
+            None => false,
+        };
+        Ok(HeartbeatResponse {
+            accepted,
+            owner_address: String::new(),
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl Monitor for MonitorService {
     async fn heartbeat(
@@ -119,48 +202,29 @@ impl Monitor for MonitorService {
         request: Request<PingRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let caller = altair_svc::authz::caller(&request)?;
-        let req = request.into_inner();
-        crate::metrics::PINGS.inc();
-        let id = req
-            .host
-            .ok_or_else(|| Status::invalid_argument("host is required"))?;
-        speaks_for(&caller, &id, "host")?;
-        interval_ok(req.interval_ms)?;
-        let mut state = lock(&self.state);
-        let owner = match state.ownership(&id.cluster) {
-            Ownership::Mine => None,
-            Ownership::Other(owner) => Some(owner.address.clone()),
-            Ownership::Nobody => Some(String::new()),
-        };
-        if let Some(owner_address) = owner {
-            return Ok(Response::new(HeartbeatResponse {
-                accepted: false,
-                owner_address,
-            }));
-        }
-        let now = self.clock.now_ms();
-        let applied = state.ping(
-            now,
-            &id.cluster,
-            &id.host,
-            u64::from(req.interval_ms),
-            &req.agent_run_id,
-            req.sequence,
-        );
-        // A host this monitor does not track yet is not vouched for: its agent's next
-        // heartbeat (sent at once at start and on a change of monitor) registers it.
-        let accepted = match applied {
-            Some(Some(p)) => {
-                let _ = self.publish.send(p);
-                true
-            }
-            Some(None) => true,
-            None => false,
-        };
-        Ok(Response::new(HeartbeatResponse {
-            accepted,
-            owner_address: String::new(),
-        }))
+        self.pinged()
+            .answer(&caller, request.into_inner())
+            .map(Response::new)
+    }
+
+    type LivenessStream = std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<HeartbeatResponse, Status>> + Send + 'static>,
+    >;
+
+    async fn liveness(
+        &self,
+        request: Request<tonic::Streaming<PingRequest>>,
+    ) -> Result<Response<Self::LivenessStream>, Status> {
+        use futures_util::StreamExt;
+        let caller = altair_svc::authz::caller(&request)?;
+        let pinged = self.pinged();
+        let open = OpenStream::new();
+        // One answer per ping, in order; a bad ping ends the stream with its error.
+        let answers = request.into_inner().map(move |ping| {
+            let _open = &open;
+            ping.and_then(|p| pinged.answer(&caller, p))
+        });
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn register(

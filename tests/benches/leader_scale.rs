@@ -112,6 +112,12 @@ async fn run(n: usize, agents: &[String]) {
     let loads_rate = (loads1 - loads0) / secs;
     let rss = rss_mb(pid);
 
+    // Several monitors sharing the clusters, the leader still running and nothing
+    // failing over yet (the pickups below leave 50 failovers retrying against agents
+    // that refuse to fence): each monitor's reads and CPU, and the leader's CPU and
+    // ZooKeeper's requests meanwhile.
+    let shared = monitors_with_leader(&zk_server, dir.path(), pid, &metrics_addr).await;
+
     // Pickup: a primary's health written mysql_down → the leader starts verifying.
     let l = zk.layout().clone();
     let mut pickups = Vec::new();
@@ -148,9 +154,6 @@ async fn run(n: usize, agents: &[String]) {
             .map_or(0, |s| s.duration_ms);
         pickups.push(detect as f64);
     }
-    // Several monitors sharing the clusters, the leader still running: each monitor's
-    // reads and CPU, and the leader's CPU and ZooKeeper's requests meanwhile.
-    let shared = monitors_with_leader(&zk_server, dir.path(), pid).await;
     let _ = child.0.kill();
     let _ = child.0.wait();
     let monitor = monitor_reconciliation(&zk_server, dir.path()).await;
@@ -238,6 +241,7 @@ async fn monitors_with_leader(
     zk_server: &altair_testkit::zookeeper::ZooKeeper,
     dir: &std::path::Path,
     leader: u32,
+    leader_metrics: &str,
 ) -> Shared {
     let mut children = Vec::new();
     let mut metrics_addrs = Vec::new();
@@ -262,14 +266,32 @@ async fn monitors_with_leader(
         before.push((reads(addr).await, proc_cpu_ticks(c.0.id())));
     }
     let (leader0, packets0) = (proc_cpu_ticks(leader), zk_packets(zk_addr).await);
+    let ops0 = zk_requests_by_op(leader_metrics).await;
     let window = Duration::from_secs(16);
     tokio::time::sleep(window).await;
     let secs = window.as_secs_f64();
     let (leader1, packets1) = (proc_cpu_ticks(leader), zk_packets(zk_addr).await);
+    let leader_ops: Vec<String> = zk_requests_by_op(leader_metrics)
+        .await
+        .iter()
+        .zip(ops0)
+        .zip(ZK_OPS)
+        .filter(|((a, b), _)| a > &b)
+        .map(|((a, b), op)| format!("{op} {:.1}/s", (a - b) / secs))
+        .collect();
+    eprintln!("the leader's ZooKeeper requests while the monitors ran: {leader_ops:?}");
     let mut monitors = Vec::new();
     for ((c, addr), (r0, t0)) in children.iter().zip(&metrics_addrs).zip(before) {
         let (r1, t1) = (reads(addr).await, proc_cpu_ticks(c.0.id()));
         monitors.push(((r1 - r0) / secs, (t1 - t0) as f64 / 100.0 / secs * 100.0));
+        let by_op: Vec<String> = zk_requests_by_op(addr)
+            .await
+            .iter()
+            .zip(ZK_OPS)
+            .filter(|(n, _)| **n > 0.0)
+            .map(|(n, op)| format!("{op} {n}"))
+            .collect();
+        eprintln!("a sharing monitor's ZooKeeper requests since its start: {by_op:?}");
     }
     for mut c in children {
         let _ = c.0.kill();
@@ -359,7 +381,15 @@ async fn monitor_reconciliation(
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let agents = start_agents(AGENT_SERVERS).await;
-    for n in SIZES {
+    // `ALTAIR_BENCH_CLUSTERS=N`: that size only.
+    let sizes: Vec<usize> = match std::env::var("ALTAIR_BENCH_CLUSTERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(n) => vec![n],
+        None => SIZES.to_vec(),
+    };
+    for n in sizes {
         run(n, &agents).await;
     }
 }

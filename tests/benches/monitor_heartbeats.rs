@@ -447,8 +447,13 @@ async fn agent(
     // `per_interval` ticks, pings at the others.
     let tick = ping.unwrap_or(INTERVAL);
     let per_interval = (INTERVAL.as_millis() / tick.as_millis()).max(1) as u64;
+    // As a real agent: a late tick is not caught up in a burst, and a ping not answered
+    // within half its interval counts as failed (its stream dropped).
     let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut seq, mut beats) = (0u64, 0u64);
+    // A ping not accepted is followed by a full heartbeat, as a real agent does.
+    let mut hello = false;
     for n in 0u64.. {
         ticker.tick().await;
         if silent_after.is_some_and(|t| Instant::now() >= t) {
@@ -456,14 +461,20 @@ async fn agent(
         }
         seq += 1;
         let t = Instant::now();
-        if n % per_interval != 0 {
+        if n % per_interval != 0 && !hello {
             let request = PingRequest {
                 host: Some(id.clone()),
                 agent_run_id: run_id.clone(),
                 sequence: seq,
                 interval_ms: tick.as_millis() as u32,
             };
-            let ok = if pings == Some(Pings::Stream) {
+            let answered = tokio::time::timeout(tick / 2, async {
+                if pings != Some(Pings::Stream) {
+                    return client
+                        .ping(request)
+                        .await
+                        .is_ok_and(|r| r.get_ref().accepted);
+                }
                 if stream.is_none() {
                     let (tx, rx) = tokio::sync::mpsc::channel(2);
                     if let Ok(answers) = client
@@ -479,16 +490,14 @@ async fn agent(
                 {
                     ok = matches!(answers.message().await, Ok(Some(a)) if a.accepted);
                 }
-                if !ok {
-                    stream = None;
-                }
                 ok
-            } else {
-                client
-                    .ping(request)
-                    .await
-                    .is_ok_and(|r| r.get_ref().accepted)
-            };
+            })
+            .await;
+            let ok = answered.unwrap_or(false);
+            if !ok {
+                stream = None;
+                hello = true;
+            }
             if measuring.load(Ordering::Relaxed) {
                 if ok {
                     recorded.pings.lock().await.push(t.elapsed());
@@ -498,6 +507,7 @@ async fn agent(
             }
             continue;
         }
+        hello = false;
         beats += 1;
         // The primary commits ~100 transactions per interval; replicas trail a little.
         let pos = beats * 100 - if is_primary { 0 } else { 3 };

@@ -54,37 +54,52 @@ enum Liveness {
 }
 
 impl Target {
-    /// One ping and its answer: over the stream (opened first when closed), or as a call
-    /// to a monitor without it. A stream that fails is closed (the next ping opens
-    /// another); so is one whose ping is cut short by the caller's timeout, since its
-    /// answer may still come and would be read as the next ping's.
+    /// One ping and its answer: over the stream (opened with this ping already queued
+    /// on it, so opening costs no extra round trip), or as a call to a monitor without
+    /// it. A stream that fails is closed (the next ping opens another); so is one whose
+    /// ping is cut short by the caller's timeout, since its answer may still come and
+    /// would be read as the next ping's.
     async fn ping(&mut self, request: PingRequest) -> Result<HeartbeatResponse, tonic::Status> {
-        if matches!(self.liveness, Liveness::Closed) {
-            let (pings, rx) = mpsc::channel(2);
-            match self
-                .client
-                .liveness(tokio_stream::wrappers::ReceiverStream::new(rx))
-                .await
-            {
-                Ok(answers) => {
-                    self.liveness = Liveness::Open {
-                        pings,
-                        answers: Box::new(answers.into_inner()),
-                    };
-                }
-                Err(s) if s.code() == tonic::Code::Unimplemented => {
-                    tracing::info!(monitor = %self.id, "the monitor has no liveness stream: pinging it call by call");
-                    self.liveness = Liveness::Unsupported;
-                }
-                Err(s) => return Err(s),
+        let answer = match &mut self.liveness {
+            Liveness::Unsupported => {
+                return self.client.ping(request).await.map(|r| r.into_inner());
             }
-        }
-        let Liveness::Open { pings, answers } = &mut self.liveness else {
-            return self.client.ping(request).await.map(|r| r.into_inner());
-        };
-        let answer = match pings.send(request).await {
-            Ok(()) => answers.message().await,
-            Err(_) => Err(tonic::Status::unavailable("the liveness stream closed")),
+            Liveness::Closed => {
+                let (pings, rx) = mpsc::channel(2);
+                // Cannot fail: the channel is new and has room.
+                let _ = pings.try_send(request.clone());
+                match self
+                    .client
+                    .liveness(tokio_stream::wrappers::ReceiverStream::new(rx))
+                    .await
+                {
+                    Ok(answers) => {
+                        let mut answers = Box::new(answers.into_inner());
+                        let first = answers.message().await;
+                        self.liveness = Liveness::Open { pings, answers };
+                        first
+                    }
+                    // A monitor from before the stream: one without the method answers
+                    // Unimplemented, and one with mutual TLS refuses a method its
+                    // policy does not name (PermissionDenied). Pings go as calls to it
+                    // (a monitor that refuses this agent refuses those too).
+                    Err(s)
+                        if matches!(
+                            s.code(),
+                            tonic::Code::Unimplemented | tonic::Code::PermissionDenied
+                        ) =>
+                    {
+                        tracing::info!(monitor = %self.id, answer = ?s.code(), "the monitor takes no liveness stream: pinging it call by call");
+                        self.liveness = Liveness::Unsupported;
+                        return self.client.ping(request).await.map(|r| r.into_inner());
+                    }
+                    Err(s) => return Err(s),
+                }
+            }
+            Liveness::Open { pings, answers } => match pings.send(request).await {
+                Ok(()) => answers.message().await,
+                Err(_) => Err(tonic::Status::unavailable("the liveness stream closed")),
+            },
         };
         match answer {
             Ok(Some(a)) => Ok(a),
@@ -319,6 +334,9 @@ mod tests {
         streams: bool,
         /// Each stream ends after this many pings.
         end_after: usize,
+        /// How a monitor without the stream refuses it: Unimplemented (no such method)
+        /// or PermissionDenied (an older monitor's authorization, before routing).
+        refuse_with: tonic::Code,
         calls: Arc<AtomicUsize>,
         streamed: Arc<AtomicUsize>,
     }
@@ -353,7 +371,10 @@ mod tests {
             request: Request<tonic::Streaming<PingRequest>>,
         ) -> Result<Response<Self::LivenessStream>, Status> {
             if !self.streams {
-                return Err(Status::unimplemented("no Liveness here"));
+                return Err(match self.refuse_with {
+                    tonic::Code::PermissionDenied => Status::permission_denied("not in policy"),
+                    _ => Status::unimplemented("no Liveness here"),
+                });
             }
             let streamed = self.streamed.clone();
             Ok(Response::new(Box::pin(
@@ -382,6 +403,14 @@ mod tests {
         streams: bool,
         end_after: usize,
     ) -> (Target, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        target_refusing(streams, end_after, tonic::Code::Unimplemented).await
+    }
+
+    async fn target_refusing(
+        streams: bool,
+        end_after: usize,
+        refuse_with: tonic::Code,
+    ) -> (Target, Arc<AtomicUsize>, Arc<AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -390,6 +419,7 @@ mod tests {
         let monitor = Counting {
             streams,
             end_after,
+            refuse_with,
             calls: Arc::clone(&calls),
             streamed: Arc::clone(&streamed),
         };
@@ -437,6 +467,18 @@ mod tests {
     #[tokio::test]
     async fn a_monitor_without_the_stream_gets_calls() {
         let (mut t, calls, streamed) = target(false, usize::MAX).await;
+        for seq in 1..=3 {
+            assert!(t.ping(ping(seq)).await.expect("answered").accepted);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert_eq!(streamed.load(Ordering::SeqCst), 0);
+        assert!(matches!(t.liveness, Liveness::Unsupported));
+    }
+
+    #[tokio::test]
+    async fn an_older_monitor_whose_policy_refuses_the_stream_gets_calls() {
+        let (mut t, calls, streamed) =
+            target_refusing(false, usize::MAX, tonic::Code::PermissionDenied).await;
         for seq in 1..=3 {
             assert!(t.ping(ping(seq)).await.expect("answered").accepted);
         }

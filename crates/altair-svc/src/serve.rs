@@ -24,6 +24,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// TLS handshakes in progress at once.
 const MAX_HANDSHAKES: usize = 256;
 
+/// How often an idle connection is pinged (HTTP/2 PING), and how long its answer may take.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves the standard gRPC health service (the server as a whole reports SERVING) plus
 /// what `add_services` adds, on `listener`, until `shutdown` is cancelled; then lets open
 /// connections finish for at most `SHUTDOWN_GRACE`. With mutual TLS every call passes
@@ -38,8 +42,12 @@ pub async fn serve_grpc(
 ) -> Result<(), tonic::transport::Error> {
     let (_reporter, health) = tonic_health::server::health_reporter();
     let routes = add_services(Routes::new(health));
-    let mut builder =
-        tonic::transport::Server::builder().layer(AuthzLayer::new(policy, tls.is_insecure()));
+    // HTTP/2 keepalive: a peer that vanished (its host powered off, cut away) leaves no
+    // connection — nor a long-lived liveness stream — open on this server for ever.
+    let mut builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .layer(AuthzLayer::new(policy, tls.is_insecure()));
     let router = builder.add_routes(routes);
     let signal = shutdown.clone().cancelled_owned();
     if tls.is_insecure() {

@@ -220,6 +220,17 @@ async fn run(n: usize, agents: &[String]) {
     );
 }
 
+/// The ZooKeeper reads a service at metrics address `addr` has sent.
+async fn zk_reads(addr: &str) -> f64 {
+    zk_requests_by_op(addr)
+        .await
+        .iter()
+        .zip(ZK_OPS)
+        .filter(|(_, op)| matches!(*op, "get" | "list" | "exists" | "multi_read"))
+        .map(|(n, _)| n)
+        .sum::<f64>()
+}
+
 /// Monitors started together by [`monitors_with_leader`].
 const SHARING: usize = 3;
 
@@ -250,20 +261,11 @@ async fn monitors_with_leader(
         children.push(child);
         metrics_addrs.push(addr);
     }
-    let reads = async |addr: &str| {
-        zk_requests_by_op(addr)
-            .await
-            .iter()
-            .zip(ZK_OPS)
-            .filter(|(_, op)| matches!(*op, "get" | "list" | "exists" | "multi_read"))
-            .map(|(n, _)| n)
-            .sum::<f64>()
-    };
     tokio::time::sleep(Duration::from_secs(8)).await;
     let zk_addr = zk_server.client_addr(0);
     let mut before = Vec::new();
     for (c, addr) in children.iter().zip(&metrics_addrs) {
-        before.push((reads(addr).await, proc_cpu_ticks(c.0.id())));
+        before.push((zk_reads(addr).await, proc_cpu_ticks(c.0.id())));
     }
     let (leader0, packets0) = (proc_cpu_ticks(leader), zk_packets(zk_addr).await);
     let ops0 = zk_requests_by_op(leader_metrics).await;
@@ -282,7 +284,7 @@ async fn monitors_with_leader(
     eprintln!("the leader's ZooKeeper requests while the monitors ran: {leader_ops:?}");
     let mut monitors = Vec::new();
     for ((c, addr), (r0, t0)) in children.iter().zip(&metrics_addrs).zip(before) {
-        let (r1, t1) = (reads(addr).await, proc_cpu_ticks(c.0.id()));
+        let (r1, t1) = (zk_reads(addr).await, proc_cpu_ticks(c.0.id()));
         monitors.push(((r1 - r0) / secs, (t1 - t0) as f64 / 100.0 / secs * 100.0));
         let by_op: Vec<String> = zk_requests_by_op(addr)
             .await
@@ -357,21 +359,12 @@ async fn monitor_reconciliation(
     let pid = child.0.id();
     // Reads only (no host's detection window, 3 × 60 s, ends while measured: nothing
     // is published).
-    let sum = async || {
-        zk_requests_by_op(&addr)
-            .await
-            .iter()
-            .zip(ZK_OPS)
-            .filter(|(_, op)| matches!(*op, "get" | "list" | "exists" | "multi_read"))
-            .map(|(n, _)| n)
-            .sum::<f64>()
-    };
     // Its first reconciliation reads every cluster's hosts and health.
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let (r0, t0) = (sum().await, proc_cpu_ticks(pid));
+    let (r0, t0) = (zk_reads(&addr).await, proc_cpu_ticks(pid));
     let window = Duration::from_secs(16);
     tokio::time::sleep(window).await;
-    let (r1, t1) = (sum().await, proc_cpu_ticks(pid));
+    let (r1, t1) = (zk_reads(&addr).await, proc_cpu_ticks(pid));
     let _ = child.0.kill();
     let _ = child.0.wait();
     let secs = window.as_secs_f64();

@@ -464,27 +464,19 @@ mod tests {
         assert!(matches!(t.liveness, Liveness::Open { .. }));
     }
 
+    /// An older monitor refuses the stream: without the method (Unimplemented) or, under
+    /// mutual TLS, by its policy before routing (PermissionDenied). It gets calls.
     #[tokio::test]
     async fn a_monitor_without_the_stream_gets_calls() {
-        let (mut t, calls, streamed) = target(false, usize::MAX).await;
-        for seq in 1..=3 {
-            assert!(t.ping(ping(seq)).await.expect("answered").accepted);
+        for refusal in [tonic::Code::Unimplemented, tonic::Code::PermissionDenied] {
+            let (mut t, calls, streamed) = target_refusing(false, usize::MAX, refusal).await;
+            for seq in 1..=3 {
+                assert!(t.ping(ping(seq)).await.expect("answered").accepted);
+            }
+            assert_eq!(calls.load(Ordering::SeqCst), 3, "{refusal:?}");
+            assert_eq!(streamed.load(Ordering::SeqCst), 0, "{refusal:?}");
+            assert!(matches!(t.liveness, Liveness::Unsupported), "{refusal:?}");
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 3);
-        assert_eq!(streamed.load(Ordering::SeqCst), 0);
-        assert!(matches!(t.liveness, Liveness::Unsupported));
-    }
-
-    #[tokio::test]
-    async fn an_older_monitor_whose_policy_refuses_the_stream_gets_calls() {
-        let (mut t, calls, streamed) =
-            target_refusing(false, usize::MAX, tonic::Code::PermissionDenied).await;
-        for seq in 1..=3 {
-            assert!(t.ping(ping(seq)).await.expect("answered").accepted);
-        }
-        assert_eq!(calls.load(Ordering::SeqCst), 3);
-        assert_eq!(streamed.load(Ordering::SeqCst), 0);
-        assert!(matches!(t.liveness, Liveness::Unsupported));
     }
 
     #[tokio::test]

@@ -56,7 +56,39 @@ async fn assert_never_unreachable(w: &World, duration: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_owning_monitor_moves_the_cluster_and_no_host_goes_unreachable() {
-    let mut w = World::start(1, 3, 2).await;
+    let w = World::start(1, 3, 2).await;
+    owning_monitor_killed(w).await;
+}
+
+/// The same at the shipped defaults, with an orchestrator: agents ping every second over
+/// their liveness streams (10 s heartbeats), so what moves them is a stream that breaks
+/// under a ping; no host may look unreachable and nothing fails over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_owning_monitor_at_shipped_defaults_breaks_no_lease_and_fails_nothing_over() {
+    let w = World::start_ha_with(
+        3,
+        2,
+        1,
+        3600,
+        &[],
+        altair_testkit::fleet::FleetTiming::shipped(),
+    )
+    .await;
+    w.wait_until("cluster recorded", Duration::from_secs(30), |s| {
+        s.clusters[0].epoch == Some(1)
+    })
+    .await;
+    // Past the first heartbeats: the pings set the pace.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let w = owning_monitor_killed(w).await;
+    let s = w.status().await.expect("status");
+    assert_eq!(s.clusters[0].epoch, Some(1), "something failed over: {s:?}");
+    assert_eq!(s.clusters[0].primary.as_deref(), Some("db1"), "{s:?}");
+}
+
+/// Kills the monitor owning the cluster; another must own it and report every host
+/// healthy within the ZooKeeper session timeout + one heartbeat, no host ever unreachable.
+async fn owning_monitor_killed(mut w: World) -> World {
     let owner = w.status().await.expect("status").clusters[0]
         .monitor
         .clone()
@@ -92,6 +124,7 @@ async fn killing_the_owning_monitor_moves_the_cluster_and_no_host_goes_unreachab
         took <= bound + Duration::from_millis(1_000),
         "takeover took {took:?}"
     );
+    w
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

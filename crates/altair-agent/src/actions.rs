@@ -47,6 +47,8 @@ pub struct Actions {
     /// Held by a salvage apply from its start until its flushing settings are back, and by
     /// a promotion: nothing is made writable while an apply (or its clean-up) still runs.
     pub apply_lock: tokio::sync::Mutex<()>,
+    /// The session that kills an action's session when it runs past its deadline.
+    pub killer: Arc<crate::killer::Killer>,
 }
 
 /// Kept from a fence's deadline, when it may kill, to stop mysqld if read_only could not

@@ -191,30 +191,15 @@ impl Actions {
             })?
     }
 
-    /// `KILL CONNECTION id` from a session of its own, run apart from the request (a
-    /// caller giving up does not cancel it; it gives up itself after 2 s). Waited for at
-    /// most [`KILL_WAIT`]: whether it was done by then.
+    /// `KILL CONNECTION id` from the kept kill session ([`crate::killer`]), run apart
+    /// from the request (a caller giving up does not cancel it; it gives up itself after
+    /// 2 s). Waited for at most [`KILL_WAIT`]: whether the session was gone by then.
     pub(crate) async fn kill_session(&self, id: u32) -> bool {
         let opts = self.opts.clone();
+        let killer = self.killer.clone();
         let kill = tokio::spawn(async move {
-            use mysql_async::prelude::Queryable;
-            let work = async {
-                let mut c = crate::mysql::connect(opts, Duration::from_secs(1))
-                    .await
-                    .ok()?;
-                // "Unknown thread id" (1094): the session ended by itself meanwhile.
-                let done = match c.query_drop(format!("KILL CONNECTION {id}")).await {
-                    Ok(()) => true,
-                    Err(mysql_async::Error::Server(e)) => e.code == 1094,
-                    Err(_) => false,
-                };
-                let _ = c.disconnect().await;
-                Some(done)
-            };
-            tokio::time::timeout(Duration::from_secs(2), work)
+            tokio::time::timeout(Duration::from_secs(2), killer.kill(opts, id))
                 .await
-                .ok()
-                .flatten()
                 .unwrap_or(false)
         });
         matches!(tokio::time::timeout(KILL_WAIT, kill).await, Ok(Ok(true)))

@@ -10,6 +10,7 @@ mod binlog_files;
 mod deadline;
 mod fence_targets;
 mod heartbeat;
+mod killer;
 mod metrics;
 mod mysql;
 mod notrunning;
@@ -191,6 +192,11 @@ pub async fn run(
             }
         }),
         apply_lock: tokio::sync::Mutex::new(()),
+        killer: Arc::default(),
+    });
+    tokio::spawn({
+        let (killer, opts) = (actions.killer.clone(), actions.opts.clone());
+        async move { killer.warm(opts).await }
     });
     let write_state = Arc::new(write_probe::WriteState::default());
     let probe = probe::ProbeSettings {

@@ -1,0 +1,80 @@
+//! Killing a session that ran past its caller's deadline, from a session kept open for
+//! that: a fresh login costs a TCP and MySQL handshake, which on a loaded host outlasts
+//! the ~200 ms a caller's deadline leaves the agent to answer in (seen in CI: a fence's
+//! `SET GLOBAL read_only` still running after the agent had answered). The kept session
+//! also means a kill still finds a session when the server is out of connections.
+//!
+//! A kill is done when the session is gone from the processlist, not when `KILL` returns:
+//! `KILL` only flags the session, which ends at its next check (or after rolling back).
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+
+use crate::mysql::connect;
+
+/// A login for the kill session, when the kept one is missing or dead.
+const CONNECT: Duration = Duration::from_secs(1);
+/// How often the processlist is read while a killed session winds down.
+const POLL: Duration = Duration::from_millis(5);
+
+/// "Unknown thread id": the session ended by itself.
+const UNKNOWN_THREAD: u16 = 1094;
+
+/// The kept session (none before the first login or after it broke).
+#[derive(Default)]
+pub struct Killer {
+    conn: tokio::sync::Mutex<Option<Conn>>,
+}
+
+impl Killer {
+    /// Opens the kept session ahead of the first kill, if there is none yet.
+    pub async fn warm(&self, opts: Opts) {
+        let mut slot = self.conn.lock().await;
+        if slot.is_none() {
+            *slot = connect(opts, CONNECT).await.ok();
+        }
+    }
+
+    /// Kills session `id` and waits until it is gone: whether it is. A kept session that
+    /// broke (mysqld restarted, `wait_timeout`) is replaced once. Not bounded in time
+    /// itself: the caller bounds it (a session rolling a large write back stays a while).
+    pub async fn kill(&self, opts: Opts, id: u32) -> bool {
+        let mut slot = self.conn.lock().await;
+        let mut kept = slot.take();
+        for _ in 0..2 {
+            let mut c = match kept.take() {
+                Some(c) => c,
+                None => match connect(opts.clone(), CONNECT).await {
+                    Ok(c) => c,
+                    Err(_) => return false,
+                },
+            };
+            let done = match c.query_drop(format!("KILL CONNECTION {id}")).await {
+                Ok(()) => gone(&mut c, id).await,
+                Err(mysql_async::Error::Server(e)) => Ok(e.code == UNKNOWN_THREAD),
+                // The session itself is broken: a fresh one, once.
+                Err(_) => continue,
+            };
+            if let Ok(done) = done {
+                *slot = Some(c);
+                return done;
+            }
+            return false;
+        }
+        false
+    }
+}
+
+/// Waits until session `id` has left the processlist; an error when this session broke.
+async fn gone(c: &mut Conn, id: u32) -> Result<bool, mysql_async::Error> {
+    let sql = format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {id}");
+    loop {
+        let n: Option<u64> = c.query_first(sql.as_str()).await?;
+        if n.unwrap_or(0) == 0 {
+            return Ok(true);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}

@@ -154,6 +154,7 @@ async fn run(n: usize, agents: &[String]) {
             .map_or(0, |s| s.duration_ms);
         pickups.push(detect as f64);
     }
+    let stuck = stuck_failovers(pid, &metrics_addr).await;
     let _ = child.0.kill();
     let _ = child.0.wait();
     let monitor = monitor_reconciliation(&zk_server, dir.path()).await;
@@ -189,6 +190,12 @@ async fn run(n: usize, agents: &[String]) {
         format!("pickup p50 / p99 ({PICKUPS} transitions)"),
         pct(&mut pickups, 0.5),
         pct(&mut pickups, 0.99)
+    );
+    println!(
+        "  {:<52} {:>9.1} /s, {:.1} % CPU",
+        format!("{PICKUPS} failovers waiting to retry: leader's ZK requests"),
+        stuck.0,
+        stuck.1
     );
     println!(
         "  {:<52} {:>9.1} /s",
@@ -229,6 +236,20 @@ async fn zk_reads(addr: &str) -> f64 {
         .filter(|(_, op)| matches!(*op, "get" | "list" | "exists" | "multi_read"))
         .map(|(n, _)| n)
         .sum::<f64>()
+}
+
+/// The pickups' failovers retry against agents that refuse to fence, their waits
+/// doubling from 200 ms to 10 s: from 15 s on they wait seconds between tries. The
+/// leader's ZooKeeper requests/s and CPU (% of one core) over the next 20 s.
+async fn stuck_failovers(leader: u32, metrics: &str) -> (f64, f64) {
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let total = |ops: Vec<f64>| ops.iter().sum::<f64>();
+    let (ops0, t0) = (total(zk_requests_by_op(metrics).await), proc_cpu_ticks(leader));
+    let window = Duration::from_secs(20);
+    tokio::time::sleep(window).await;
+    let (ops1, t1) = (total(zk_requests_by_op(metrics).await), proc_cpu_ticks(leader));
+    let secs = window.as_secs_f64();
+    ((ops1 - ops0) / secs, (t1 - t0) as f64 / 100.0 / secs * 100.0)
 }
 
 /// Monitors started together by [`monitors_with_leader`].

@@ -205,9 +205,7 @@ impl Monitor for SimMonitor {
     async fn ping(&self, _: Request<PingRequest>) -> Result<Response<HeartbeatResponse>, Status> {
         Err(Status::unavailable("simulated monitor"))
     }
-    type LivenessStream = std::pin::Pin<
-        Box<dyn futures_util::Stream<Item = Result<HeartbeatResponse, Status>> + Send + 'static>,
-    >;
+    type LivenessStream = tonic::codegen::BoxStream<HeartbeatResponse>;
     async fn liveness(
         &self,
         _: Request<tonic::Streaming<PingRequest>>,

@@ -363,9 +363,7 @@ mod tests {
             self.calls.fetch_add(1, Ordering::SeqCst);
             Ok(Response::new(accepted()))
         }
-        type LivenessStream = std::pin::Pin<
-            Box<dyn futures_util::Stream<Item = Result<HeartbeatResponse, Status>> + Send>,
-        >;
+        type LivenessStream = tonic::codegen::BoxStream<HeartbeatResponse>;
         async fn liveness(
             &self,
             request: Request<tonic::Streaming<PingRequest>>,

@@ -48,6 +48,13 @@ pub struct Contact {
     /// The longest time without any contact (lease or every replica) that a renewal
     /// ended since the self-fencing loop last looked: a lapse a renewal must not hide.
     pub max_gap_ms: AtomicU64,
+    /// When the self-fencing loop last saw this host not writable (a replica, a fenced
+    /// primary); 0 = never. A lapse counts only from then on: one that ended before a
+    /// promotion was a replica's, and the failover that promoted this host came after
+    /// anything the control plane did during it (seen in chaos: a replica cut from its
+    /// monitor, promoted a moment after contact came back, then fenced itself when a
+    /// partition hid ZooKeeper while its lease held).
+    pub not_writable_at_ms: AtomicU64,
     /// `self_fence_after_ms`, once the self-fencing loop runs (0 before: nothing may be
     /// lifted until it does).
     pub bound_ms: AtomicU64,
@@ -67,6 +74,7 @@ impl Contact {
             last_all_replicas_ms: AtomicU64::new(0),
             fenced_at_ms: AtomicU64::new(0),
             bound_ms: AtomicU64::new(0),
+            not_writable_at_ms: AtomicU64::new(0),
             max_gap_ms: AtomicU64::new(0),
             peers: Mutex::new(Vec::new()),
             cluster_mysql: Mutex::new(Vec::new()),
@@ -108,7 +116,8 @@ impl Contact {
         let last = self
             .last_lease_ms
             .load(Ordering::SeqCst)
-            .max(self.last_all_replicas_ms.load(Ordering::SeqCst));
+            .max(self.last_all_replicas_ms.load(Ordering::SeqCst))
+            .max(self.not_writable_at_ms.load(Ordering::SeqCst));
         self.max_gap_ms
             .fetch_max(at_ms.saturating_sub(last), Ordering::SeqCst);
     }
@@ -186,6 +195,9 @@ pub async fn run<F: FenceIo>(
         contact.note_gap(contact.now());
         let gap = contact.max_gap_ms.swap(0, Ordering::SeqCst);
         if !was_writable {
+            contact
+                .not_writable_at_ms
+                .store(contact.now(), Ordering::SeqCst);
             lapse_watch_until = 0;
             continue;
         }

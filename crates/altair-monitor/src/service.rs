@@ -207,9 +207,7 @@ impl Monitor for MonitorService {
             .map(Response::new)
     }
 
-    type LivenessStream = std::pin::Pin<
-        Box<dyn futures_util::Stream<Item = Result<HeartbeatResponse, Status>> + Send + 'static>,
-    >;
+    type LivenessStream = tonic::codegen::BoxStream<HeartbeatResponse>;
 
     async fn liveness(
         &self,

@@ -148,10 +148,13 @@ pub(crate) async fn pass(
             now_ms().saturating_sub(journal.started_at_ms),
         );
         // A journal that only waits (a retry time, the self-fence bound) is looked at
-        // again when that time comes (or at an event: an abort, a health change).
+        // again when that time comes, or at an event (an abort, a health change: the
+        // watch wakes the worker), or at the resync — not every second: a look at a
+        // journal reads the whole cluster, and a storm's failovers stuck on their fences
+        // would otherwise cost ~2 reads a second each for as long as they wait.
         if let Some(at) = failover::waits_until(view, &journal) {
             let wait = Duration::from_millis(at.saturating_sub(now_ms()).max(20));
-            return Ok(Pace::Within(wait.min(Duration::from_secs(1))));
+            return Ok(Pace::Within(wait));
         }
         drive(ctx, view, journal, slots).await?;
         return Ok(Pace::Active);

@@ -413,6 +413,29 @@ async fn after_a_lapse_with_no_failover_the_primary_stays_writable_and_the_watch
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_replicas_lapse_that_ended_before_its_promotion_asks_nobody() {
+    let replica = MysqlSnapshot {
+        reachable: true,
+        read_only: true,
+        replication: Some(ReplicationStatus::default()),
+        ..Default::default()
+    };
+    let a = Agent::start(replica, &[("db2:7000", Peer::Refuses)]);
+    a.renew_lease_for(Duration::from_secs(10)).await;
+    // Its monitor gone for 6 s while a replica; contact back, then promoted before the
+    // loop's next round; ZooKeeper then out of reach (it would answer "maybe").
+    sleep(Duration::from_millis(6_300)).await;
+    a.contact.lease_renewed_at(a.contact.now());
+    sleep(Duration::from_millis(100)).await;
+    a.world.snapshots.send_replace(Arc::new(primary()));
+    a.world.failover_started.store(true, Ordering::SeqCst);
+    a.renew_lease_for(Duration::from_secs(20)).await;
+    a.assert_running();
+    assert!(a.world.asked().is_empty(), "asked at {:?}", a.world.asked());
+    assert!(a.world.fences().is_empty(), "fenced at {:?}", a.world.fences());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_lapse_shorter_than_the_bound_asks_nobody() {
     let a = Agent::start(primary(), &[("db2:7000", Peer::Refuses)]);
     a.renew_lease_for(Duration::from_secs(10)).await;

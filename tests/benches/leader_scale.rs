@@ -244,12 +244,21 @@ async fn zk_reads(addr: &str) -> f64 {
 async fn stuck_failovers(leader: u32, metrics: &str) -> (f64, f64) {
     tokio::time::sleep(Duration::from_secs(15)).await;
     let total = |ops: Vec<f64>| ops.iter().sum::<f64>();
-    let (ops0, t0) = (total(zk_requests_by_op(metrics).await), proc_cpu_ticks(leader));
+    let (ops0, t0) = (
+        total(zk_requests_by_op(metrics).await),
+        proc_cpu_ticks(leader),
+    );
     let window = Duration::from_secs(20);
     tokio::time::sleep(window).await;
-    let (ops1, t1) = (total(zk_requests_by_op(metrics).await), proc_cpu_ticks(leader));
+    let (ops1, t1) = (
+        total(zk_requests_by_op(metrics).await),
+        proc_cpu_ticks(leader),
+    );
     let secs = window.as_secs_f64();
-    ((ops1 - ops0) / secs, (t1 - t0) as f64 / 100.0 / secs * 100.0)
+    (
+        (ops1 - ops0) / secs,
+        (t1 - t0) as f64 / 100.0 / secs * 100.0,
+    )
 }
 
 /// Monitors started together by [`monitors_with_leader`].

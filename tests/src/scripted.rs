@@ -358,6 +358,7 @@ pub fn health_record(
         monitor: "scripted".into(),
         reason: "scripted".into(),
         last_heartbeat_unix_ms: Some(last_heard_ms),
+        self_fenced_at_unix_ms: None,
     }
 }
 

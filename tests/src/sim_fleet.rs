@@ -279,6 +279,7 @@ pub fn health(c: &str, h: &str, health: Health, since: u64) -> HealthRecord {
         monitor: "sim".into(),
         reason: "simulated".into(),
         last_heartbeat_unix_ms: Some(since),
+        self_fenced_at_unix_ms: None,
     }
 }
 

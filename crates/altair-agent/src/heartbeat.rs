@@ -8,6 +8,7 @@
 //! stream once); a monitor without it gets them as `Ping` calls.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use altair_core::registry::MonitorRecord;
@@ -142,7 +143,9 @@ impl Heartbeater {
         pinger.tick().await;
         loop {
             sequence += 1;
-            let snapshot = self.snapshots.borrow().as_ref().clone();
+            let mut snapshot = self.snapshots.borrow().as_ref().clone();
+            snapshot.self_fenced_at_unix_ms =
+                self.contact.fenced_at_ms.load(Ordering::SeqCst) as i64;
             self.send(&mut target, sequence, &run_id, reason, snapshot)
                 .await;
             reason = HeartbeatReason::Tick;

@@ -105,6 +105,12 @@ pub struct HealthRecord {
     /// The last heartbeat the monitor received from the host (monitor clock).
     #[serde(default)]
     pub last_heartbeat_unix_ms: Option<u64>,
+    /// When the host's agent last fenced its mysqld itself, as its heartbeat reported
+    /// (agent clock): a record written again with a new value, its health unchanged,
+    /// tells the leader to look at a primary made read-only in a lapse too short for
+    /// its monitor to judge (`None`: not since its monitor began hearing it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_fenced_at_unix_ms: Option<u64>,
 }
 
 /// `<root>/clusters/<cluster>/state`: written by the orchestrator leader only, with a

@@ -214,6 +214,12 @@ impl State {
             format!("agent reports mysqld unreachable: {}", snapshot.probe_error)
         };
         h.registration = Some(registration);
+        // Its agent fenced mysqld itself since its last heartbeat: the health it keeps.
+        let fenced_before = h.snapshot.as_ref().map_or(0, |s| s.self_fenced_at_unix_ms);
+        let fenced_now = snapshot.self_fenced_at_unix_ms;
+        let fenced_in = (fenced_now > fenced_before)
+            .then(|| h.detector.health().map(|at| (at, h.detector.since_ms())))
+            .flatten();
         if let Some(prev) = h.snapshot.take().filter(|p| p.reachable) {
             let at = prev.observed_at_unix_ms.max(0) as u64;
             let keep_from = at.saturating_sub(EARLIER_INTERVALS * interval_ms.max(1));
@@ -244,7 +250,23 @@ impl State {
         h.snapshot = Some(snapshot);
         self.due_at(due);
         let last = Some(now_ms);
-        let published = transition.map(|t| published(&me, &cluster, &host, t, reason, last));
+        let published = transition
+            .map(|t| published(&me, &cluster, &host, t, reason, last))
+            .or_else(|| {
+                // Its agent fenced mysqld itself in a lapse too short to change its
+                // health: the record is written again (same health, same since) so the
+                // leader looks at the cluster and reopens a primary whose lease is back.
+                let (health, since) = fenced_in?;
+                let t = Transition {
+                    from: Some(health),
+                    to: health,
+                    at_ms: since,
+                };
+                let why = "its agent fenced mysqld itself".to_owned();
+                let mut p = published(&me, &cluster, &host, t, why, last);
+                p.record.self_fenced_at_unix_ms = u64::try_from(fenced_now).ok();
+                Some(p)
+            });
         if let Some(hosts) = self.clusters.get_mut(&cluster) {
             // Measured against the host it replicates from, while that one is a writable
             // primary still heard (a dead primary's last positions say nothing of the
@@ -440,6 +462,7 @@ fn published(
             monitor: me.to_owned(),
             reason,
             last_heartbeat_unix_ms: last_heartbeat,
+            self_fenced_at_unix_ms: None,
         },
     }
 }
@@ -660,5 +683,60 @@ mod tests {
         let stale = old.tick(7_000);
         assert_eq!(stale[0].record.health, Health::Unreachable);
         assert_eq!(stale[0].record.last_heartbeat_unix_ms, Some(1_000));
+    }
+
+    /// A primary whose agent fenced mysqld itself in a lapse too short to change its
+    /// health is published again (same health, same since): the leader's only cue to
+    /// reopen it. Once per fence, not at every heartbeat after it.
+    #[test]
+    fn a_self_fence_its_monitor_never_judged_is_published_once() {
+        let mut s = State::new("m1".into(), DetectorConfig::default(), 1_000);
+        let first = s.heartbeat(
+            1_000,
+            registration("db1"),
+            snapshot("0-1-10", false),
+            (1_000, None),
+            "run",
+            1,
+        );
+        let healthy = first.expect("first health").record;
+        let mut fenced = snapshot("0-1-10", true);
+        fenced.replication = None;
+        fenced.self_fenced_at_unix_ms = 1_500;
+        let again = s
+            .heartbeat(
+                2_000,
+                registration("db1"),
+                fenced.clone(),
+                (1_000, None),
+                "run",
+                2,
+            )
+            .expect("the self-fence published");
+        assert_eq!(again.record.health, Health::Healthy);
+        assert_eq!(again.record.since_unix_ms, healthy.since_unix_ms);
+        assert!(
+            again.record.reason.contains("fenced mysqld itself"),
+            "{}",
+            again.record.reason
+        );
+        assert!(
+            s.heartbeat(
+                3_000,
+                registration("db1"),
+                fenced.clone(),
+                (1_000, None),
+                "run",
+                3
+            )
+            .is_none(),
+            "published again for the same fence"
+        );
+        fenced.self_fenced_at_unix_ms = 9_000;
+        assert!(
+            s.heartbeat(4_000, registration("db1"), fenced, (1_000, None), "run", 4)
+                .is_some(),
+            "a second fence not published"
+        );
     }
 }

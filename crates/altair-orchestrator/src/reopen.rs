@@ -41,6 +41,7 @@ pub enum Found {
 #[derive(Debug, Default)]
 pub struct Watch {
     seen_since_ms: Option<u64>,
+    seen_fence_ms: Option<u64>,
     until: Option<std::time::Instant>,
 }
 
@@ -57,6 +58,12 @@ impl Watch {
             );
         if recovered && self.seen_since_ms != Some(h.since_unix_ms) {
             self.seen_since_ms = Some(h.since_unix_ms);
+            self.until = Some(std::time::Instant::now() + WATCH_FOR);
+        }
+        // Its agent fenced it in a lapse its monitor never judged (health unchanged):
+        // its agent may be out of this leader's reach until the partition heals.
+        if h.self_fenced_at_unix_ms.is_some() && self.seen_fence_ms != h.self_fenced_at_unix_ms {
+            self.seen_fence_ms = h.self_fenced_at_unix_ms;
             self.until = Some(std::time::Instant::now() + WATCH_FOR);
         }
     }
@@ -219,4 +226,45 @@ async fn audit(
 fn reopened(result: &str) {
     use crate::metrics::{REOPENS, labels};
     REOPENS.get_or_create(&labels(&[("result", result)])).inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use altair_core::health::Health;
+
+    use super::*;
+
+    fn record(previous: Health, since: u64, fenced: Option<u64>) -> HealthRecord {
+        HealthRecord {
+            cluster: "c1".into(),
+            host: "db1".into(),
+            health: Health::Healthy,
+            previous: Some(previous),
+            since_unix_ms: since,
+            monitor: "m1".into(),
+            reason: "heartbeat".into(),
+            last_heartbeat_unix_ms: None,
+            self_fenced_at_unix_ms: fenced,
+        }
+    }
+
+    #[test]
+    fn a_recovery_or_a_new_self_fence_is_watched_and_nothing_else() {
+        let mut w = Watch::default();
+        w.note(&record(Health::Healthy, 1_000, None));
+        assert!(!w.active(), "a healthy primary that never failed");
+        w.note(&record(Health::Unreachable, 2_000, None));
+        assert!(w.active(), "recovered");
+        w.stop();
+        w.note(&record(Health::Unreachable, 2_000, None));
+        assert!(!w.active(), "the same recovery again");
+        // Fenced by its agent, its health never changed: watched once per fence.
+        w.note(&record(Health::Healthy, 2_000, Some(5_000)));
+        assert!(w.active(), "a self-fence its monitor never judged");
+        w.stop();
+        w.note(&record(Health::Healthy, 2_000, Some(5_000)));
+        assert!(!w.active(), "the same self-fence again");
+        w.note(&record(Health::Healthy, 2_000, Some(9_000)));
+        assert!(w.active(), "a second self-fence");
+    }
 }

@@ -432,7 +432,11 @@ async fn a_replicas_lapse_that_ended_before_its_promotion_asks_nobody() {
     a.renew_lease_for(Duration::from_secs(20)).await;
     a.assert_running();
     assert!(a.world.asked().is_empty(), "asked at {:?}", a.world.asked());
-    assert!(a.world.fences().is_empty(), "fenced at {:?}", a.world.fences());
+    assert!(
+        a.world.fences().is_empty(),
+        "fenced at {:?}",
+        a.world.fences()
+    );
 }
 
 #[tokio::test(start_paused = true)]

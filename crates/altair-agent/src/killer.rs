@@ -33,37 +33,63 @@ impl Killer {
     pub async fn warm(&self, opts: Opts) {
         let mut slot = self.conn.lock().await;
         if slot.is_none() {
-            *slot = connect(opts, CONNECT).await.ok();
+            *slot = login(opts).await;
         }
     }
 
-    /// Kills session `id` and waits until it is gone: whether it is. A kept session that
-    /// broke (mysqld restarted, `wait_timeout`) is replaced once. Not bounded in time
-    /// itself: the caller bounds it (a session rolling a large write back stays a while).
+    /// Kills session `id` and waits until it is gone: whether it is. Uses the kept
+    /// session unless another kill holds it (a kill never queues behind one waiting for a
+    /// session that is slow to die): then a fresh one. A kept session that fails (mysqld
+    /// restarted, an idle timeout) is replaced once. Not bounded in time itself: the
+    /// caller bounds it (a session rolling a large write back stays a while).
     pub async fn kill(&self, opts: Opts, id: u32) -> bool {
-        let mut slot = self.conn.lock().await;
+        let Ok(mut slot) = self.conn.try_lock() else {
+            let Some(mut c) = login(opts).await else {
+                return false;
+            };
+            let done = kill_with(&mut c, id).await.unwrap_or(false);
+            let _ = c.disconnect().await;
+            return done;
+        };
         let mut kept = slot.take();
         for _ in 0..2 {
-            let mut c = match kept.take() {
-                Some(c) => c,
-                None => match connect(opts.clone(), CONNECT).await {
-                    Ok(c) => c,
-                    Err(_) => return false,
-                },
+            let fresh = kept.is_none();
+            let Some(mut c) = (match kept.take() {
+                Some(c) => Some(c),
+                None => login(opts.clone()).await,
+            }) else {
+                return false;
             };
-            let done = match c.query_drop(format!("KILL CONNECTION {id}")).await {
-                Ok(()) => gone(&mut c, id).await,
-                Err(mysql_async::Error::Server(e)) => Ok(e.code == UNKNOWN_THREAD),
-                // The session itself is broken: a fresh one, once.
-                Err(_) => continue,
-            };
-            if let Ok(done) = done {
-                *slot = Some(c);
-                return done;
+            match kill_with(&mut c, id).await {
+                Ok(done) => {
+                    *slot = Some(c);
+                    return done;
+                }
+                // A fresh session failing too: the server refuses (it is not this one).
+                Err(_) if fresh => return false,
+                Err(_) => {}
             }
-            return false;
         }
         false
+    }
+}
+
+/// A session for kills, never timed out by the server while kept idle.
+async fn login(opts: Opts) -> Option<Conn> {
+    let mut c = connect(opts, CONNECT).await.ok()?;
+    c.query_drop("SET SESSION wait_timeout = 31536000")
+        .await
+        .ok()?;
+    Some(c)
+}
+
+/// `KILL CONNECTION id` over `c`, then waits for the session to leave the processlist:
+/// whether it did; an error when `c` itself failed.
+async fn kill_with(c: &mut Conn, id: u32) -> Result<bool, mysql_async::Error> {
+    match c.query_drop(format!("KILL CONNECTION {id}")).await {
+        Ok(()) => gone(c, id).await,
+        Err(mysql_async::Error::Server(e)) if e.code == UNKNOWN_THREAD => Ok(true),
+        Err(e) => Err(e),
     }
 }
 

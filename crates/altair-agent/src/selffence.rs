@@ -10,7 +10,7 @@
 //! ZooKeeper is gone) plus any the server reports, so a replica dropping out of
 //! `SHOW SLAVE HOSTS` never shrinks "every replica".
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,13 +48,16 @@ pub struct Contact {
     /// The longest time without any contact (lease or every replica) that a renewal
     /// ended since the self-fencing loop last looked: a lapse a renewal must not hide.
     pub max_gap_ms: AtomicU64,
-    /// When the self-fencing loop last saw this host not writable (a replica, a fenced
-    /// primary); 0 = never. A lapse counts only from then on: one that ended before a
-    /// promotion was a replica's, and the failover that promoted this host came after
-    /// anything the control plane did during it (seen in chaos: a replica cut from its
-    /// monitor, promoted a moment after contact came back, then fenced itself when a
-    /// partition hid ZooKeeper while its lease held).
-    pub not_writable_at_ms: AtomicU64,
+    /// Whether the self-fencing loop's last round saw this host writable. While it is
+    /// not, lapses only accumulate in `max_gap_ms`; a promotion or a lift by this agent
+    /// from a not-writable host clears them ([`Contact::becoming_writable`]): they ended
+    /// before the host became writable, and the failover that made it so came after
+    /// anything the control plane did meanwhile (seen in chaos: a replica cut from its
+    /// killed monitor, promoted 23 ms after contact came back, took that replica's lapse
+    /// for a primary's and fenced itself when a partition then hid ZooKeeper, its lease
+    /// intact). A lapse still under way at the promotion is counted whole, from the last
+    /// contact, as the orchestrator counts it.
+    pub last_round_writable: AtomicBool,
     /// `self_fence_after_ms`, once the self-fencing loop runs (0 before: nothing may be
     /// lifted until it does).
     pub bound_ms: AtomicU64,
@@ -74,7 +77,7 @@ impl Contact {
             last_all_replicas_ms: AtomicU64::new(0),
             fenced_at_ms: AtomicU64::new(0),
             bound_ms: AtomicU64::new(0),
-            not_writable_at_ms: AtomicU64::new(0),
+            last_round_writable: AtomicBool::new(false),
             max_gap_ms: AtomicU64::new(0),
             peers: Mutex::new(Vec::new()),
             cluster_mysql: Mutex::new(Vec::new()),
@@ -116,10 +119,17 @@ impl Contact {
         let last = self
             .last_lease_ms
             .load(Ordering::SeqCst)
-            .max(self.last_all_replicas_ms.load(Ordering::SeqCst))
-            .max(self.not_writable_at_ms.load(Ordering::SeqCst));
+            .max(self.last_all_replicas_ms.load(Ordering::SeqCst));
         self.max_gap_ms
             .fetch_max(at_ms.saturating_sub(last), Ordering::SeqCst);
+    }
+
+    /// This agent is about to make mysqld writable (a promotion, a lift): lapses that
+    /// ended while the host was not writable are dropped (see `last_round_writable`).
+    pub fn becoming_writable(&self) {
+        if !self.last_round_writable.load(Ordering::SeqCst) {
+            self.max_gap_ms.store(0, Ordering::SeqCst);
+        }
     }
 
     /// Records that this agent fenced its mysqld itself (status reports when; the metric
@@ -193,14 +203,16 @@ pub async fn run<F: FenceIo>(
         }
         // This round's own view of the gap counts too (a freeze ends with this round).
         contact.note_gap(contact.now());
-        let gap = contact.max_gap_ms.swap(0, Ordering::SeqCst);
+        contact
+            .last_round_writable
+            .store(was_writable, Ordering::SeqCst);
         if !was_writable {
-            contact
-                .not_writable_at_ms
-                .store(contact.now(), Ordering::SeqCst);
+            // Kept, not consumed: a stale read-only snapshot on a resume must not drop
+            // the lapse a writable primary had (only a promotion or a lift clears it).
             lapse_watch_until = 0;
             continue;
         }
+        let gap = contact.max_gap_ms.swap(0, Ordering::SeqCst);
         // Every replica: the registered agents, plus every replica the server has shown
         // on a host no registration names (remembered: a cut replica soon drops out of
         // SHOW SLAVE HOSTS, and a registration read can miss a host). More targets only

@@ -215,6 +215,9 @@ impl Agent for AgentService {
                 "refused to make mysqld writable: this host holds no control-plane lease and does not reach every replica's agent (it would fence itself again)",
             ));
         }
+        if !req.read_only {
+            self.contact.becoming_writable();
+        }
         let read_only = self.actions.set_read_only(req.read_only, deadline).await?;
         tracing::info!(epoch = req.epoch, read_only, "read_only set");
         self.actions.reprobe.notify_one();
@@ -310,6 +313,7 @@ impl Agent for AgentService {
         let deadline = crate::deadline::deadline(&request, "promote")?;
         let req = request.into_inner();
         self.actions.check_epoch(req.epoch).await?;
+        self.contact.becoming_writable();
         let gtid_executed = self.actions.promote(req.epoch, deadline).await?;
         tracing::warn!(epoch = req.epoch, failover_id = %req.failover_id, gtid = %gtid_executed, "promoted to primary: writable");
         self.actions.reprobe.notify_one();

@@ -75,6 +75,10 @@ pub struct LastAnswer {
 const EARLIER_INTERVALS: u64 = 3;
 const EARLIER_MAX: usize = 32;
 
+/// A self-fence reported in the first heartbeat a monitor hears from a host is published
+/// when it is at most this old (the agent's clock against this monitor's).
+const RECENT_FENCE_MS: i64 = 60_000;
+
 /// A health change to publish.
 #[derive(Debug, Clone)]
 pub struct Published {
@@ -215,9 +219,14 @@ impl State {
         };
         h.registration = Some(registration);
         // Its agent fenced mysqld itself since its last heartbeat: the health it keeps.
-        let fenced_before = h.snapshot.as_ref().map_or(0, |s| s.self_fenced_at_unix_ms);
+        // A host this monitor has just adopted has no earlier snapshot: only a fence of
+        // the last minute is news (not one of an agent's run long ago, at every takeover).
         let fenced_now = snapshot.self_fenced_at_unix_ms;
-        let fenced_in = (fenced_now > fenced_before)
+        let new_fence = match h.snapshot.as_ref() {
+            Some(before) => fenced_now != before.self_fenced_at_unix_ms,
+            None => (now_ms as i64).saturating_sub(fenced_now) < RECENT_FENCE_MS,
+        };
+        let fenced_in = (fenced_now > 0 && new_fence)
             .then(|| h.detector.health().map(|at| (at, h.detector.since_ms())))
             .flatten();
         if let Some(prev) = h.snapshot.take().filter(|p| p.reachable) {
@@ -737,6 +746,35 @@ mod tests {
             s.heartbeat(4_000, registration("db1"), fenced, (1_000, None), "run", 4)
                 .is_some(),
             "a second fence not published"
+        );
+        // A monitor taking the cluster over hears of a fence from long ago: not news.
+        let mut took_over = State::new("m2".into(), DetectorConfig::default(), 1_000);
+        took_over.adopt(100_000, "c1", "db1", Some(Health::Healthy));
+        let mut old = snapshot("0-1-10", true);
+        old.replication = None;
+        old.self_fenced_at_unix_ms = 1_500;
+        assert!(
+            took_over
+                .heartbeat(
+                    100_500,
+                    registration("db1"),
+                    old.clone(),
+                    (1_000, None),
+                    "run",
+                    7
+                )
+                .is_none(),
+            "an old fence published at a takeover"
+        );
+        // One of the last minute is.
+        let mut other = State::new("m2".into(), DetectorConfig::default(), 1_000);
+        other.adopt(100_000, "c1", "db1", Some(Health::Healthy));
+        old.self_fenced_at_unix_ms = 95_000;
+        assert!(
+            other
+                .heartbeat(100_500, registration("db1"), old, (1_000, None), "run", 7)
+                .is_some(),
+            "a recent fence not published at a takeover"
         );
     }
 }

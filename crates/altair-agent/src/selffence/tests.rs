@@ -427,6 +427,7 @@ async fn a_replicas_lapse_that_ended_before_its_promotion_asks_nobody() {
     sleep(Duration::from_millis(6_300)).await;
     a.contact.lease_renewed_at(a.contact.now());
     sleep(Duration::from_millis(100)).await;
+    a.contact.becoming_writable();
     a.world.snapshots.send_replace(Arc::new(primary()));
     a.world.failover_started.store(true, Ordering::SeqCst);
     a.renew_lease_for(Duration::from_secs(20)).await;
@@ -437,6 +438,48 @@ async fn a_replicas_lapse_that_ended_before_its_promotion_asks_nobody() {
         "fenced at {:?}",
         a.world.fences()
     );
+}
+
+/// The other order: promoted while its lapse is still under way, then frozen with its
+/// host before the bound; on resume its replica answers and a heartbeat lands first. The
+/// lapse counts from the last contact, as the orchestrator's promotion wait does.
+#[tokio::test(start_paused = true)]
+async fn a_host_promoted_during_its_lapse_then_frozen_asks_on_resume() {
+    let replica = MysqlSnapshot {
+        reachable: true,
+        read_only: true,
+        replication: Some(ReplicationStatus::default()),
+        ..Default::default()
+    };
+    let a = Agent::start(replica, &[("db2:7000", Peer::Refuses)]);
+    a.renew_lease_for(Duration::from_secs(10)).await;
+    sleep(Duration::from_millis(1_300)).await;
+    a.contact.becoming_writable();
+    a.world.snapshots.send_replace(Arc::new(primary()));
+    sleep(Duration::from_millis(1_200)).await;
+    assert!(a.world.fences().is_empty(), "fenced inside the bound");
+    // Frozen: its loop does not run for 30 s.
+    a.cancel.cancel();
+    sleep(Duration::from_secs(30)).await;
+    a.world.set("db2:7000", Peer::Answers);
+    a.world.failover_started.store(true, Ordering::SeqCst);
+    a.contact.lease_renewed_at(a.contact.now());
+    let resumed = CancellationToken::new();
+    let _looping = tokio::spawn(run(
+        a.contact.clone(),
+        a.world.snapshots.subscribe(),
+        a.world.clone(),
+        (ME.to_owned(), BOUND),
+        EVERY,
+        resumed.clone(),
+    ));
+    sleep(Duration::from_secs(3)).await;
+    resumed.cancel();
+    assert!(
+        !a.world.asked().is_empty(),
+        "ZooKeeper was not asked after the lapse"
+    );
+    assert_eq!(a.world.fences().len(), 1, "{:?}", a.world.fences());
 }
 
 #[tokio::test(start_paused = true)]

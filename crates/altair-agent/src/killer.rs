@@ -16,6 +16,9 @@ use crate::mysql::connect;
 
 /// A login for the kill session, when the kept one is missing or dead.
 const CONNECT: Duration = Duration::from_secs(1);
+/// How long a kill waits for its session to leave the processlist: inside the caller's
+/// 2 s bound, so the kept session is never dropped with a timed-out kill.
+const GONE_WAIT: Duration = Duration::from_millis(1_000);
 /// How often the processlist is read while a killed session winds down.
 const POLL: Duration = Duration::from_millis(5);
 
@@ -40,8 +43,8 @@ impl Killer {
     /// Kills session `id` and waits until it is gone: whether it is. Uses the kept
     /// session unless another kill holds it (a kill never queues behind one waiting for a
     /// session that is slow to die): then a fresh one. A kept session that fails (mysqld
-    /// restarted, an idle timeout) is replaced once. Not bounded in time itself: the
-    /// caller bounds it (a session rolling a large write back stays a while).
+    /// restarted, an idle timeout) is replaced once. Bounded by a login of [`CONNECT`] and the
+    /// wait of [`GONE_WAIT`]; the caller bounds it as a whole too.
     pub async fn kill(&self, opts: Opts, id: u32) -> bool {
         let Ok(mut slot) = self.conn.try_lock() else {
             let Some(mut c) = login(opts).await else {
@@ -93,13 +96,19 @@ async fn kill_with(c: &mut Conn, id: u32) -> Result<bool, mysql_async::Error> {
     }
 }
 
-/// Waits until session `id` has left the processlist; an error when this session broke.
+/// Waits until session `id` has left the processlist, at most [`GONE_WAIT`] (then false:
+/// a session rolling a large write back stays a while; the kill session is kept either
+/// way); an error when this session broke.
 async fn gone(c: &mut Conn, id: u32) -> Result<bool, mysql_async::Error> {
     let sql = format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {id}");
+    let until = tokio::time::Instant::now() + GONE_WAIT;
     loop {
         let n: Option<u64> = c.query_first(sql.as_str()).await?;
         if n.unwrap_or(0) == 0 {
             return Ok(true);
+        }
+        if tokio::time::Instant::now() >= until {
+            return Ok(false);
         }
         tokio::time::sleep(POLL).await;
     }

@@ -10,8 +10,8 @@
 //! ZooKeeper is gone) plus any the server reports, so a replica dropping out of
 //! `SHOW SLAVE HOSTS` never shrinks "every replica".
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -35,6 +35,13 @@ mod tests;
 
 pub use io::FenceIo;
 
+/// A lapse of contact and when a renewal ended it (ms of the agent's monotonic clock).
+#[derive(Debug, Default, Clone, Copy)]
+struct Lapse {
+    ms: u64,
+    ended_ms: u64,
+}
+
 /// When the agent last had what keeps its primary writable, in ms of its monotonic clock.
 #[derive(Debug)]
 pub struct Contact {
@@ -46,18 +53,17 @@ pub struct Contact {
     /// When this agent fenced its mysqld itself, ms since the Unix epoch; 0 = never.
     pub fenced_at_ms: AtomicU64,
     /// The longest time without any contact (lease or every replica) that a renewal
-    /// ended since the self-fencing loop last looked: a lapse a renewal must not hide.
-    pub max_gap_ms: AtomicU64,
-    /// Whether the self-fencing loop's last round saw this host writable. While it is
-    /// not, lapses only accumulate in `max_gap_ms`; a promotion or a lift by this agent
-    /// from a not-writable host clears them ([`Contact::becoming_writable`]): they ended
-    /// before the host became writable, and the failover that made it so came after
-    /// anything the control plane did meanwhile (seen in chaos: a replica cut from its
-    /// killed monitor, promoted 23 ms after contact came back, took that replica's lapse
-    /// for a primary's and fenced itself when a partition then hid ZooKeeper, its lease
-    /// intact). A lapse still under way at the promotion is counted whole, from the last
-    /// contact, as the orchestrator counts it.
-    pub last_round_writable: AtomicBool,
+    /// ended since the self-fencing loop last took it, and when it ended: a lapse a
+    /// renewal must not hide.
+    lapse: Mutex<Lapse>,
+    /// When this agent last made mysqld writable (a promotion, a lift), ms of its
+    /// monotonic clock; 0 = never. A lapse that ended before it was not a primary's: the
+    /// failover that made this host writable came after anything the control plane did
+    /// during it (seen in chaos: a replica cut from its killed monitor, promoted 23 ms
+    /// after contact came back, took that replica's lapse for a primary's and fenced
+    /// itself when a partition then hid ZooKeeper, its lease intact). A lapse that ends
+    /// after it counts whole, from the last contact, as the orchestrator counts it.
+    writable_at_ms: AtomicU64,
     /// `self_fence_after_ms`, once the self-fencing loop runs (0 before: nothing may be
     /// lifted until it does).
     pub bound_ms: AtomicU64,
@@ -77,8 +83,8 @@ impl Contact {
             last_all_replicas_ms: AtomicU64::new(0),
             fenced_at_ms: AtomicU64::new(0),
             bound_ms: AtomicU64::new(0),
-            last_round_writable: AtomicBool::new(false),
-            max_gap_ms: AtomicU64::new(0),
+            lapse: Mutex::new(Lapse::default()),
+            writable_at_ms: AtomicU64::new(0),
             peers: Mutex::new(Vec::new()),
             cluster_mysql: Mutex::new(Vec::new()),
         }
@@ -120,16 +126,31 @@ impl Contact {
             .last_lease_ms
             .load(Ordering::SeqCst)
             .max(self.last_all_replicas_ms.load(Ordering::SeqCst));
-        self.max_gap_ms
-            .fetch_max(at_ms.saturating_sub(last), Ordering::SeqCst);
+        self.note_lapse(at_ms.saturating_sub(last), at_ms);
     }
 
-    /// This agent is about to make mysqld writable (a promotion, a lift): lapses that
-    /// ended while the host was not writable are dropped (see `last_round_writable`).
-    pub fn becoming_writable(&self) {
-        if !self.last_round_writable.load(Ordering::SeqCst) {
-            self.max_gap_ms.store(0, Ordering::SeqCst);
+    /// Records a lapse of `ms` that ended at `ended_ms`: kept if it is the longest since
+    /// the last take, or if the one kept ended before this host was made writable.
+    pub(crate) fn note_lapse(&self, ms: u64, ended_ms: u64) {
+        let writable_at = self.writable_at_ms.load(Ordering::SeqCst);
+        let mut l = self.lapse.lock().unwrap_or_else(PoisonError::into_inner);
+        if ms >= l.ms || l.ended_ms < writable_at {
+            *l = Lapse { ms, ended_ms };
         }
+    }
+
+    /// The longest lapse since the last take, if it ended after this agent last made
+    /// mysqld writable (0 otherwise).
+    fn take_lapse(&self) -> u64 {
+        let writable_at = self.writable_at_ms.load(Ordering::SeqCst);
+        let l = std::mem::take(&mut *self.lapse.lock().unwrap_or_else(PoisonError::into_inner));
+        if l.ended_ms < writable_at { 0 } else { l.ms }
+    }
+
+    /// This agent makes mysqld writable (a promotion, a lift): called before and after
+    /// the statements, so a lapse whose renewal was in flight meanwhile is dropped too.
+    pub fn made_writable(&self) {
+        self.writable_at_ms.store(self.now(), Ordering::SeqCst);
     }
 
     /// Records that this agent fenced its mysqld itself (status reports when; the metric
@@ -203,16 +224,13 @@ pub async fn run<F: FenceIo>(
         }
         // This round's own view of the gap counts too (a freeze ends with this round).
         contact.note_gap(contact.now());
-        contact
-            .last_round_writable
-            .store(was_writable, Ordering::SeqCst);
         if !was_writable {
-            // Kept, not consumed: a stale read-only snapshot on a resume must not drop
-            // the lapse a writable primary had (only a promotion or a lift clears it).
+            // Kept, not taken: a stale read-only snapshot on a resume must not drop the
+            // lapse a writable primary had (only making it writable again does).
             lapse_watch_until = 0;
             continue;
         }
-        let gap = contact.max_gap_ms.swap(0, Ordering::SeqCst);
+        let gap = contact.take_lapse();
         // Every replica: the registered agents, plus every replica the server has shown
         // on a host no registration names (remembered: a cut replica soon drops out of
         // SHOW SLAVE HOSTS, and a registration read can miss a host). More targets only

@@ -216,9 +216,12 @@ impl Agent for AgentService {
             ));
         }
         if !req.read_only {
-            self.contact.becoming_writable();
+            self.contact.made_writable();
         }
         let read_only = self.actions.set_read_only(req.read_only, deadline).await?;
+        if !read_only {
+            self.contact.made_writable();
+        }
         tracing::info!(epoch = req.epoch, read_only, "read_only set");
         self.actions.reprobe.notify_one();
         Ok(Response::new(SetReadOnlyResponse { read_only }))
@@ -313,8 +316,9 @@ impl Agent for AgentService {
         let deadline = crate::deadline::deadline(&request, "promote")?;
         let req = request.into_inner();
         self.actions.check_epoch(req.epoch).await?;
-        self.contact.becoming_writable();
+        self.contact.made_writable();
         let gtid_executed = self.actions.promote(req.epoch, deadline).await?;
+        self.contact.made_writable();
         tracing::warn!(epoch = req.epoch, failover_id = %req.failover_id, gtid = %gtid_executed, "promoted to primary: writable");
         self.actions.reprobe.notify_one();
         Ok(Response::new(PromoteResponse { gtid_executed }))

@@ -75,10 +75,6 @@ pub struct LastAnswer {
 const EARLIER_INTERVALS: u64 = 3;
 const EARLIER_MAX: usize = 32;
 
-/// A self-fence reported in the first heartbeat a monitor hears from a host is published
-/// when it is at most this old (the agent's clock against this monitor's).
-const RECENT_FENCE_MS: i64 = 60_000;
-
 /// A health change to publish.
 #[derive(Debug, Clone)]
 pub struct Published {
@@ -219,12 +215,13 @@ impl State {
         };
         h.registration = Some(registration);
         // Its agent fenced mysqld itself since its last heartbeat: the health it keeps.
-        // A host this monitor has just adopted has no earlier snapshot: only a fence of
-        // the last minute is news (not one of an agent's run long ago, at every takeover).
+        // A host this monitor has just adopted has no earlier snapshot: its fence is news
+        // while it still shows (read-only, replicating from no one), not at every takeover
+        // once it rejoined as a replica.
         let fenced_now = snapshot.self_fenced_at_unix_ms;
         let new_fence = match h.snapshot.as_ref() {
             Some(before) => fenced_now != before.self_fenced_at_unix_ms,
-            None => (now_ms as i64).saturating_sub(fenced_now) < RECENT_FENCE_MS,
+            None => snapshot.reachable && snapshot.read_only && snapshot.replication.is_none(),
         };
         let fenced_in = (fenced_now > 0 && new_fence)
             .then(|| h.detector.health().map(|at| (at, h.detector.since_ms())))
@@ -747,11 +744,11 @@ mod tests {
                 .is_some(),
             "a second fence not published"
         );
-        // A monitor taking the cluster over hears of a fence from long ago: not news.
+        // A monitor taking the cluster over hears of a fence whose host has rejoined as a
+        // replica since: not news.
         let mut took_over = State::new("m2".into(), DetectorConfig::default(), 1_000);
         took_over.adopt(100_000, "c1", "db1", Some(Health::Healthy));
         let mut old = snapshot("0-1-10", true);
-        old.replication = None;
         old.self_fenced_at_unix_ms = 1_500;
         assert!(
             took_over
@@ -766,10 +763,10 @@ mod tests {
                 .is_none(),
             "an old fence published at a takeover"
         );
-        // One of the last minute is.
+        // One whose host is still fenced (read-only, replicating from no one) is.
         let mut other = State::new("m2".into(), DetectorConfig::default(), 1_000);
         other.adopt(100_000, "c1", "db1", Some(Health::Healthy));
-        old.self_fenced_at_unix_ms = 95_000;
+        old.replication = None;
         assert!(
             other
                 .heartbeat(100_500, registration("db1"), old, (1_000, None), "run", 7)

@@ -366,7 +366,7 @@ async fn a_frozen_primary_whose_mysqld_stopped_answering_is_still_fenced() {
 /// A renewal that ended a lapse past the bound (the agent or its host frozen): what
 /// the heartbeat task leaves when it runs first on resume.
 fn lapse_ended_now(c: &Contact, lapse_ms: u64) {
-    c.max_gap_ms.fetch_max(lapse_ms, Ordering::SeqCst);
+    c.note_lapse(lapse_ms, c.now());
     c.lease_renewed_at(c.now());
 }
 
@@ -424,11 +424,13 @@ async fn a_replicas_lapse_that_ended_before_its_promotion_asks_nobody() {
     a.renew_lease_for(Duration::from_secs(10)).await;
     // Its monitor gone for 6 s while a replica; contact back, then promoted before the
     // loop's next round; ZooKeeper then out of reach (it would answer "maybe").
+    // The heartbeat that ends the lapse is sent before the promotion and answered after.
     sleep(Duration::from_millis(6_300)).await;
-    a.contact.lease_renewed_at(a.contact.now());
+    let sent = a.contact.now();
     sleep(Duration::from_millis(100)).await;
-    a.contact.becoming_writable();
+    a.contact.made_writable();
     a.world.snapshots.send_replace(Arc::new(primary()));
+    a.contact.lease_renewed_at(sent);
     a.world.failover_started.store(true, Ordering::SeqCst);
     a.renew_lease_for(Duration::from_secs(20)).await;
     a.assert_running();
@@ -454,7 +456,7 @@ async fn a_host_promoted_during_its_lapse_then_frozen_asks_on_resume() {
     let a = Agent::start(replica, &[("db2:7000", Peer::Refuses)]);
     a.renew_lease_for(Duration::from_secs(10)).await;
     sleep(Duration::from_millis(1_300)).await;
-    a.contact.becoming_writable();
+    a.contact.made_writable();
     a.world.snapshots.send_replace(Arc::new(primary()));
     sleep(Duration::from_millis(1_200)).await;
     assert!(a.world.fences().is_empty(), "fenced inside the bound");

@@ -121,6 +121,15 @@ fn primary() -> MysqlSnapshot {
     }
 }
 
+fn replica() -> MysqlSnapshot {
+    MysqlSnapshot {
+        reachable: true,
+        read_only: true,
+        replication: Some(ReplicationStatus::default()),
+        ..Default::default()
+    }
+}
+
 fn replica_at(host: &str) -> ConnectedReplica {
     ConnectedReplica {
         server_id: 2,
@@ -334,13 +343,7 @@ async fn a_fence_that_cannot_make_mysqld_read_only_stops_it_in_the_same_round() 
 
 #[tokio::test(start_paused = true)]
 async fn a_replica_dials_nobody_and_never_fences() {
-    let replica = MysqlSnapshot {
-        reachable: true,
-        read_only: true,
-        replication: Some(ReplicationStatus::default()),
-        ..Default::default()
-    };
-    let a = Agent::start(replica, &[("db2:7000", Peer::Refuses)]);
+    let a = Agent::start(replica(), &[("db2:7000", Peer::Refuses)]);
     sleep(Duration::from_secs(60)).await;
     a.assert_running();
     assert!(a.world.fences().is_empty());
@@ -414,13 +417,7 @@ async fn after_a_lapse_with_no_failover_the_primary_stays_writable_and_the_watch
 
 #[tokio::test(start_paused = true)]
 async fn a_replicas_lapse_that_ended_before_its_promotion_asks_nobody() {
-    let replica = MysqlSnapshot {
-        reachable: true,
-        read_only: true,
-        replication: Some(ReplicationStatus::default()),
-        ..Default::default()
-    };
-    let a = Agent::start(replica, &[("db2:7000", Peer::Refuses)]);
+    let a = Agent::start(replica(), &[("db2:7000", Peer::Refuses)]);
     a.renew_lease_for(Duration::from_secs(10)).await;
     // Its monitor gone for 6 s while a replica; contact back, then promoted before the
     // loop's next round; ZooKeeper then out of reach (it would answer "maybe").
@@ -447,13 +444,7 @@ async fn a_replicas_lapse_that_ended_before_its_promotion_asks_nobody() {
 /// lapse counts from the last contact, as the orchestrator's promotion wait does.
 #[tokio::test(start_paused = true)]
 async fn a_host_promoted_during_its_lapse_then_frozen_asks_on_resume() {
-    let replica = MysqlSnapshot {
-        reachable: true,
-        read_only: true,
-        replication: Some(ReplicationStatus::default()),
-        ..Default::default()
-    };
-    let a = Agent::start(replica, &[("db2:7000", Peer::Refuses)]);
+    let a = Agent::start(replica(), &[("db2:7000", Peer::Refuses)]);
     a.renew_lease_for(Duration::from_secs(10)).await;
     sleep(Duration::from_millis(1_300)).await;
     a.contact.made_writable();

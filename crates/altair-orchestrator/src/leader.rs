@@ -92,8 +92,6 @@ const MIN_WAIT: Duration = Duration::from_millis(20);
 /// A read-only primary that could not be made writable (its agent holds no lease yet) is
 /// asked again this soon.
 const REOPEN_RETRY: Duration = Duration::from_secs(2);
-/// How often a watched primary's `read_only` is looked at (`reopen::Watch`).
-const REOPEN_LOOK: Duration = Duration::from_millis(500);
 
 /// When a cluster's worker should look again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,12 +193,15 @@ pub(crate) async fn pass(
         return Ok(
             match crate::reopen::maybe(ctx, view, &state, &primary, health).await? {
                 crate::reopen::Found::Failed => idle.at_most(REOPEN_RETRY),
-                crate::reopen::Found::Nothing if watch.active() => idle.at_most(REOPEN_LOOK),
                 crate::reopen::Found::Reopened | crate::reopen::Found::RefusedAhead => {
                     watch.stop();
                     idle
                 }
-                crate::reopen::Found::Nothing => idle,
+                // Watched: looked at again, less often each time (`reopen::Watch`).
+                crate::reopen::Found::Nothing => match watch.next_look() {
+                    Some(look) => idle.at_most(look),
+                    None => idle,
+                },
             },
         );
     }

@@ -9,6 +9,7 @@
 
 #![allow(clippy::print_stdout)]
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use altair_core::config::ZkConfig;
@@ -20,6 +21,7 @@ use altair_e2e::sim_fleet::{
     KillOnDrop, LOCAL, ZK_OPS, health, metric, pct, populate, proc_cpu_ticks, rss_mb, start_agents,
     unix_ms, zk_packets, zk_requests_by_op,
 };
+use altair_e2e::{sim_fleet, sim_heartbeats};
 use altair_zk::Zk;
 
 const SIZES: [usize; 2] = [1_000, 10_000];
@@ -117,6 +119,8 @@ async fn run(n: usize, agents: &[String]) {
     // that refuse to fence): each monitor's reads and CPU, and the leader's CPU and
     // ZooKeeper's requests meanwhile.
     let shared = monitors_with_leader(&zk_server, dir.path(), pid, &metrics_addr).await;
+    // The same with every host's agent heartbeating to them.
+    let beating = heartbeats_with_leader(&zk_server, dir.path(), (n, agents), pid).await;
 
     // Pickup: a primary's health written mysql_down → the leader starts verifying.
     let l = zk.layout().clone();
@@ -225,6 +229,43 @@ async fn run(n: usize, agents: &[String]) {
         "  {:<52} {:>9.1} /s",
         "  ZooKeeper requests from all of them", shared.zk_rate
     );
+    let b = &beating;
+    println!(
+        "  {:<52} {:>9}",
+        format!(
+            "{SHARING} monitors, {} agents heartbeating every {} s, the leader:",
+            n * 3,
+            BEAT.as_secs()
+        ),
+        ""
+    );
+    for (i, (cpu, reads)) in b.monitors.iter().enumerate() {
+        println!(
+            "  {:<52} {:>9.1} %, {reads:.1} ZK reads/s",
+            format!("  monitor b{}: CPU (of one core)", i + 1),
+            cpu
+        );
+    }
+    println!(
+        "  {:<52} {:>9.1} %",
+        "  the leader's CPU meanwhile (of one core)", b.leader_cpu
+    );
+    println!(
+        "  {:<52} {:>9}",
+        "  the leader's Status calls to agents, from the start", b.status
+    );
+    println!(
+        "  {:<52} {:>9.1} /s, writes {:.2} /s",
+        "  ZooKeeper requests from all of them", b.zk_rate, b.zk_writes
+    );
+    println!(
+        "  {:<52} {:>9.0} /s (refused {}, failed {})",
+        "  heartbeats accepted", b.accepted, b.refused, b.failed
+    );
+    println!(
+        "  {:<52} {:>6.2} / {:>5.2} ms",
+        "  heartbeat latency p50 / p99", b.latency.0, b.latency.1
+    );
 }
 
 /// The ZooKeeper reads a service at metrics address `addr` has sent.
@@ -287,7 +328,7 @@ async fn monitors_with_leader(
     let mut children = Vec::new();
     let mut metrics_addrs = Vec::new();
     for i in 1..=SHARING {
-        let (child, addr) = spawn_monitor(zk_server, dir, &format!("shared{i}"));
+        let (child, addr, _) = spawn_monitor(zk_server, dir, &format!("shared{i}"), 60_000);
         children.push(child);
         metrics_addrs.push(addr);
     }
@@ -339,25 +380,194 @@ async fn monitors_with_leader(
     }
 }
 
-/// A real monitor `id` (no heartbeats expected for a minute); its metrics address.
+/// The interval of the simulated agents' heartbeats (the issue's fleet: 10 s).
+const BEAT: Duration = Duration::from_secs(10);
+
+/// What [`heartbeats_with_leader`] measured.
+struct Beating {
+    /// Per monitor: CPU (% of one core), ZooKeeper reads/s.
+    monitors: Vec<(f64, f64)>,
+    leader_cpu: f64,
+    /// `Status` calls the leader made to agents from the monitors' (or, monitors first,
+    /// the agents') start to the end of the measurement: at least 20 s after the last
+    /// health write, past any watch it armed (`reopen::Watch`, 15 s).
+    status: u64,
+    /// Every request ZooKeeper received, per second; its writes (zxid steps) per second.
+    zk_rate: f64,
+    zk_writes: f64,
+    /// Heartbeats accepted per second; p50 and p99 as the agents saw them (ms).
+    accepted: f64,
+    latency: (f64, f64),
+    /// Heartbeats refused (no monitor owned the cluster) and failed while measured.
+    refused: u64,
+    failed: u64,
+}
+
+/// The whole fleet at once: [`SHARING`] real monitors sharing the clusters, every host's
+/// agent simulated heartbeating to its cluster's owner every [`BEAT`] (N × 3 agents), and
+/// the leader running. After every agent's first heartbeat and the monitors' first
+/// judgements (ZooKeeper's zxid still for 2 s), measured for 20 s.
+async fn heartbeats_with_leader(
+    zk_server: &altair_testkit::zookeeper::ZooKeeper,
+    dir: &std::path::Path,
+    (n, agents): (usize, &[String]),
+    leader: u32,
+) -> Beating {
+    // The agents run before the monitors listen (each tries again every second until a
+    // monitor accepts it), as a fleet's agents do when its monitors start: every host is
+    // heard within a second or two of its adoption. `ALTAIR_BENCH_MONITORS_FIRST=1`
+    // starts the monitors 3 s before the agents instead: the hosts whose first heartbeat
+    // comes late in the spread are judged `suspect`, then healthy again (a mass flap).
+    let monitors_first = std::env::var("ALTAIR_BENCH_MONITORS_FIRST").is_ok_and(|v| v == "1");
+    let ports: Vec<(u16, u16)> = (0..SHARING).map(|_| (free_port(), free_port())).collect();
+    let grpc: Vec<String> = ports
+        .iter()
+        .map(|(g, _)| format!("127.0.0.1:{g}"))
+        .collect();
+    let mut sim = None;
+    if !monitors_first {
+        sim = Some(sim_heartbeats::start(n, &grpc, agents, BEAT, 1_000));
+        tokio::time::sleep(BEAT).await;
+    }
+    let mut children = Vec::new();
+    let mut metrics_addrs = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let id = format!("beat{}", i + 1);
+        let (child, m, _) = spawn_monitor_on(zk_server, dir, &id, BEAT.as_millis() as u64, *p);
+        children.push(child);
+        metrics_addrs.push(m);
+    }
+    if monitors_first {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let status0 = sim_fleet::STATUS_CALLS.load(Ordering::SeqCst);
+    let started = Instant::now();
+    let sim = sim.unwrap_or_else(|| sim_heartbeats::start(n, &grpc, agents, BEAT, 1_000));
+    tokio::time::sleep(BEAT + Duration::from_secs(1)).await;
+    let zk_addr = zk_server.client_addr(0);
+    let zxid = || async { zk_zxid(zk_addr).await };
+    // The monitors' first judgements written: ZooKeeper's zxid still for 2 s.
+    let mut last = zxid().await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = zxid().await;
+        if now == last {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            eprintln!("ZooKeeper was still being written 60 s after the start: measuring anyway");
+            break;
+        }
+        last = now;
+    }
+    let mut before = Vec::new();
+    for (c, addr) in children.iter().zip(&metrics_addrs) {
+        before.push((zk_reads(addr).await, proc_cpu_ticks(c.0.id())));
+    }
+    let (leader0, packets0, zx0) = (
+        proc_cpu_ticks(leader),
+        zk_packets(zk_addr).await,
+        zxid().await,
+    );
+    sim.beats.measuring.store(true, Ordering::SeqCst);
+    let window = Duration::from_secs(20);
+    tokio::time::sleep(window).await;
+    sim.beats.measuring.store(false, Ordering::SeqCst);
+    let secs = window.as_secs_f64();
+    let (leader1, packets1, zx1) = (
+        proc_cpu_ticks(leader),
+        zk_packets(zk_addr).await,
+        zxid().await,
+    );
+    let status = sim_fleet::STATUS_CALLS.load(Ordering::SeqCst) - status0;
+    let mut monitors = Vec::new();
+    for ((c, addr), (r0, t0)) in children.iter().zip(&metrics_addrs).zip(before) {
+        let (r1, t1) = (zk_reads(addr).await, proc_cpu_ticks(c.0.id()));
+        monitors.push(((t1 - t0) as f64 / 100.0 / secs * 100.0, (r1 - r0) / secs));
+    }
+    // The monitors go first: agents falling silent must not be judged.
+    for mut c in children {
+        let _ = c.0.kill();
+        let _ = c.0.wait();
+    }
+    let mut lat: Vec<f64> = sim
+        .beats
+        .latencies
+        .lock()
+        .await
+        .iter()
+        .map(|d| d.as_secs_f64() * 1_000.0)
+        .collect();
+    let (refused, failed) = (
+        sim.beats.refused.load(Ordering::SeqCst),
+        sim.beats.failed.load(Ordering::SeqCst),
+    );
+    drop(sim);
+    // Their ephemeral registrations last until their sessions expire (10 s).
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let accepted = lat.len() as f64 / secs;
+    let latency = if lat.is_empty() {
+        (f64::NAN, f64::NAN)
+    } else {
+        (pct(&mut lat, 0.5), pct(&mut lat, 0.99))
+    };
+    Beating {
+        monitors,
+        leader_cpu: (leader1 - leader0) as f64 / 100.0 / secs * 100.0,
+        status,
+        zk_rate: (packets1 - packets0) as f64 / secs,
+        zk_writes: zx1.saturating_sub(zx0) as f64 / secs,
+        accepted,
+        latency,
+        refused,
+        failed,
+    }
+}
+
+/// ZooKeeper's last zxid (`srvr`): it steps at every write.
+async fn zk_zxid(addr: std::net::SocketAddr) -> u64 {
+    altair_testkit::zookeeper::four_letter(addr, "srvr")
+        .await
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Zxid: 0x"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
+/// A real monitor `id` assuming `heartbeat_ms` between its hosts' heartbeats until it
+/// hears them; its metrics address and its gRPC address.
 fn spawn_monitor(
     zk_server: &altair_testkit::zookeeper::ZooKeeper,
     dir: &std::path::Path,
     id: &str,
-) -> (KillOnDrop, String) {
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("port")
-            .local_addr()
-            .expect("addr")
-            .port()
-    };
-    let (port, metrics) = (free(), free());
+    heartbeat_ms: u64,
+) -> (KillOnDrop, String, String) {
+    spawn_monitor_on(zk_server, dir, id, heartbeat_ms, (free_port(), free_port()))
+}
+
+/// A loopback port nothing listens on (a moment ago).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// [`spawn_monitor`] on given gRPC and metrics ports.
+fn spawn_monitor_on(
+    zk_server: &altair_testkit::zookeeper::ZooKeeper,
+    dir: &std::path::Path,
+    id: &str,
+    heartbeat_ms: u64,
+    (port, metrics): (u16, u16),
+) -> (KillOnDrop, String, String) {
     let config = dir.join(format!("{id}.toml"));
     std::fs::write(
         &config,
         format!(
-            "[monitor]\nid = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\nheartbeat_interval_ms = 60000\n\
+            "[monitor]\nid = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\nheartbeat_interval_ms = {heartbeat_ms}\n\
              [zookeeper]\nservers = {:?}\nsession_timeout_ms = 10000\n\
              [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n[tls]\ninsecure = true\n",
             zk_server.servers()
@@ -374,7 +584,11 @@ fn spawn_monitor(
             .spawn()
             .expect("monitor"),
     );
-    (child, format!("127.0.0.1:{metrics}"))
+    (
+        child,
+        format!("127.0.0.1:{metrics}"),
+        format!("127.0.0.1:{port}"),
+    )
 }
 
 /// One real monitor owning every cluster (the only one), no agent heartbeating: the
@@ -385,7 +599,7 @@ async fn monitor_reconciliation(
     zk_server: &altair_testkit::zookeeper::ZooKeeper,
     dir: &std::path::Path,
 ) -> (f64, f64) {
-    let (mut child, addr) = spawn_monitor(zk_server, dir, "m1");
+    let (mut child, addr, _) = spawn_monitor(zk_server, dir, "m1", 60_000);
     let pid = child.0.id();
     // Reads only (no host's detection window, 3 × 60 s, ends while measured: nothing
     // is published).

@@ -11,6 +11,7 @@ pub mod multi;
 pub mod ops;
 pub mod scripted;
 pub mod sim_fleet;
+pub mod sim_heartbeats;
 pub mod soak;
 pub mod sysbench;
 

@@ -44,6 +44,10 @@ pub async fn zk_client(server: &altair_testkit::zookeeper::ZooKeeper) -> Zk {
         .expect("connect to ZooKeeper")
 }
 
+/// `Status` calls the simulated agents have answered (the leader asks a primary's agent
+/// at every look at a healthy cluster).
+pub static STATUS_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Agents whose primary is gone: replicas cannot reach it; the fence is refused (a
 /// failover then waits in its journal).
 struct SimAgent;
@@ -58,6 +62,7 @@ fn simulated() -> Status {
 impl Agent for SimAgent {
     type SalvageBinlogStream = Chunks;
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        STATUS_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Err(simulated())
     }
     async fn check_reachability(

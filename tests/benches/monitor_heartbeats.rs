@@ -31,8 +31,7 @@ use std::time::{Duration, Instant};
 use altair_core::config::TlsConfig;
 use altair_proto::v1::monitor_client::MonitorClient;
 use altair_proto::v1::{
-    ClusterHealthRequest, Endpoint, HeartbeatRequest, HostRef, HostRegistration, MysqlSnapshot,
-    PingRequest, ReplicationStatus,
+    ClusterHealthRequest, Endpoint, HeartbeatRequest, HostRef, HostRegistration, PingRequest,
 };
 use altair_testkit::pki::Pki;
 use altair_testkit::ports::reserve;
@@ -427,21 +426,10 @@ async fn agent(
         mysql: Some(endpoint(i)),
         ..HostRegistration::default()
     };
-    let mut snapshot = MysqlSnapshot {
-        reachable: true,
-        read_only: !is_primary,
-        flavor: altair_proto::v1::Flavor::Mariadb as i32,
-        server_id: i as u32 + 1,
-        replication: (!is_primary).then(|| ReplicationStatus {
-            source: Some(endpoint(primary)),
-            io_running: true,
-            sql_running: true,
-            using_gtid: true,
-            seconds_behind: Some(0),
-            ..ReplicationStatus::default()
-        }),
-        ..MysqlSnapshot::default()
-    };
+    let mut snapshot = altair_e2e::sim_heartbeats::healthy_snapshot(
+        i as u32 + 1,
+        (!is_primary).then(|| endpoint(primary)),
+    );
     let run_id = format!("sim{i}");
     // Ticks of `ping` (or of the interval without pings); a heartbeat every
     // `per_interval` ticks, pings at the others.

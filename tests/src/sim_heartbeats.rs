@@ -89,6 +89,26 @@ pub fn start(
     Agents { tasks, beats }
 }
 
+/// What a healthy host's agent reports (MariaDB, GTIDs left to the caller): a writable
+/// primary, or a read-only replica replicating from `source` with no lag.
+pub fn healthy_snapshot(server_id: u32, source: Option<Endpoint>) -> MysqlSnapshot {
+    MysqlSnapshot {
+        reachable: true,
+        read_only: source.is_some(),
+        flavor: altair_proto::v1::Flavor::Mariadb as i32,
+        server_id,
+        replication: source.map(|source| ReplicationStatus {
+            source: Some(source),
+            io_running: true,
+            sql_running: true,
+            using_gtid: true,
+            seconds_behind: Some(0),
+            ..ReplicationStatus::default()
+        }),
+        ..MysqlSnapshot::default()
+    }
+}
+
 fn endpoint(k: usize, i: usize) -> Endpoint {
     let (host, port) = mysql_of(k, i);
     Endpoint { host, port }
@@ -115,21 +135,7 @@ async fn agent(
         agent_address,
         ..HostRegistration::default()
     };
-    let mut snapshot = MysqlSnapshot {
-        reachable: true,
-        read_only: !is_primary,
-        flavor: altair_proto::v1::Flavor::Mariadb as i32,
-        server_id: (k * 3 + i) as u32,
-        replication: (!is_primary).then(|| ReplicationStatus {
-            source: Some(endpoint(k, 1)),
-            io_running: true,
-            sql_running: true,
-            using_gtid: true,
-            seconds_behind: Some(0),
-            ..ReplicationStatus::default()
-        }),
-        ..MysqlSnapshot::default()
-    };
+    let mut snapshot = healthy_snapshot((k * 3 + i) as u32, (!is_primary).then(|| endpoint(k, 1)));
     let run_id = format!("sim-s{k}-db{i}");
     // Which monitor this agent sends to: the one that last accepted it.
     let mut monitor = (k + i) % pools.len();

@@ -6,84 +6,104 @@
 
 use std::time::{Duration, Instant};
 
-use altair_e2e::multi::Fleetwide;
+use altair_e2e::multi::{Fleetwide, timeline, unix_ms};
 
-const CLUSTERS: usize = 10;
-const SINGLES: usize = 5;
+/// `ALTAIR_BENCH_CLUSTERS` (default 10) clusters; `ALTAIR_BENCH_SINGLES` (default 5)
+/// of them failed over alone first.
+fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+type Audit = (
+    altair_core::registry::FailoverAudit,
+    Option<altair_core::registry::HealthRecord>,
+);
+
+/// Each stage's p50 and max over `audits`, one line per stage.
+fn print_stages(title: &str, audits: &[Audit]) {
+    let mut stages: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    for st in audits.iter().flat_map(|(a, _)| &a.journal.stages) {
+        stages
+            .entry(st.name.as_str())
+            .or_default()
+            .push(st.duration_ms as f64);
+    }
+    println!("{title} (ms): p50 / max");
+    for (name, mut v) in stages {
+        v.sort_by(f64::total_cmp);
+        println!(
+            "  {name:<12} {:>7.0} {:>7.0}",
+            v[v.len() / 2],
+            v[v.len() - 1]
+        );
+    }
+}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    let clusters = knob("ALTAIR_BENCH_CLUSTERS", 10).max(1);
+    let singles_n = knob("ALTAIR_BENCH_SINGLES", 5).clamp(1, clusters);
     let started = Instant::now();
-    let w = Fleetwide::start(CLUSTERS, 3, 0, "").await;
-    eprintln!("{CLUSTERS} clusters up in {:?}", started.elapsed());
+    let w = Fleetwide::start(clusters, 3, 0, "").await;
+    eprintln!("{clusters} clusters up in {:?}", started.elapsed());
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    // The reference: SINGLES clusters failed over alone, one after another (median).
+    // The reference: the first clusters failed over alone, one after another (median).
     let mut singles = Vec::new();
-    for k in 0..SINGLES {
+    let mut single_stages = Vec::new();
+    let mut single_lines = Vec::new();
+    for k in 0..singles_n {
         let old = w.primary_dns(k).await.expect("a primary");
+        let killed_unix = unix_ms();
         let killed = Instant::now();
         w.kill_mysqld(k, old);
         let (_, moved) = w.wait_dns_moved(k, old, Duration::from_secs(60)).await;
         singles.push((moved - killed).as_secs_f64() * 1000.0);
         w.wait_until_all_writable(Duration::from_secs(60)).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
+        if let Some(a) = w.last_audit(k).await {
+            single_lines.push((k, killed_unix, a.clone(), *singles.last().unwrap_or(&0.0)));
+            single_stages.push(a);
+        }
     }
-    singles.sort_by(f64::total_cmp);
-    let single = singles[SINGLES / 2];
+    let mut sorted = singles.clone();
+    sorted.sort_by(f64::total_cmp);
+    let single = sorted[singles_n / 2];
 
     let mut olds = Vec::new();
-    for k in 0..CLUSTERS {
-        olds.push(w.primary_dns(k).await.expect("a primary"));
+    for k in 0..clusters {
+        olds.push((k, w.primary_dns(k).await.expect("a primary")));
     }
+    let killed_unix = unix_ms();
     let killed = Instant::now();
-    for (k, ip) in olds.iter().enumerate() {
-        w.kill_mysqld(k, *ip);
+    for &(k, ip) in &olds {
+        w.kill_mysqld(k, ip);
     }
-    let mut times = Vec::new();
-    for (k, ip) in olds.iter().enumerate() {
-        let (_, moved) = w.wait_dns_moved(k, *ip, Duration::from_secs(120)).await;
-        times.push((moved - killed).as_secs_f64() * 1000.0);
-    }
-    // Where the time went: each storm failover's stages, from its audit record (written
+    let moved: Vec<f64> = w
+        .wait_all_dns_moved(&olds, Duration::from_secs(120))
+        .await
+        .into_iter()
+        .map(|(_, moved)| (moved - killed).as_secs_f64() * 1000.0)
+        .collect();
+    let mut times = moved.clone();
+    // Where the time went: each failover's stages, from its audit record (written
     // right after the DNS move).
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let zk = altair_zk::Zk::connect(
-        &altair_core::config::ZkConfig {
-            session_timeout_ms: 6_000,
-            connect_timeout_ms: 2_000,
-            ..altair_core::config::ZkConfig::new(w.zk.servers())
-        },
-        None,
-    )
-    .await
-    .expect("zookeeper");
-    let mut stages: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
-    for k in 0..CLUSTERS {
-        let c = altair_core::ClusterName::new(altair_e2e::multi::name(k)).expect("name");
-        let l = zk.layout().clone();
-        let mut ids = zk.children(&l.history(&c)).await.expect("history");
-        ids.sort();
-        let Some(id) = ids.last() else { continue };
-        let a: Option<altair_core::registry::FailoverAudit> = zk
-            .get_record("audit", &l.history_entry(&c, id))
-            .await
-            .expect("audit");
-        for st in a.map(|a| a.journal.stages).unwrap_or_default() {
-            stages
-                .entry(st.name)
-                .or_default()
-                .push(st.duration_ms as f64);
-        }
+    let mut storm_stages = Vec::new();
+    for k in 0..clusters {
+        storm_stages.push(w.last_audit(k).await);
     }
     times.sort_by(f64::total_cmp);
     let last = times[times.len() - 1];
     println!(
-        "benchmark: storm, {CLUSTERS} clusters of 3 hosts, every primary's mysqld killed at once"
+        "benchmark: storm, {clusters} clusters of 3 hosts, every primary's mysqld killed at once"
     );
     println!(
-        "{:<40} {:>9.0} ms",
-        format!("one cluster alone, median of {SINGLES}"),
+        "{:<40} {:>9.0} ms ({singles:.0?})",
+        format!("one cluster alone, median of {singles_n}"),
         single
     );
     println!("{:<40} {:>9.0} ms", "storm: first DNS move", times[0]);
@@ -94,13 +114,23 @@ async fn main() {
         "last ÷ one (goal ≤ 1.3, bound 2)",
         last / single
     );
-    println!("storm stages (ms, over the {CLUSTERS} failovers): p50 / max");
-    for (name, mut v) in stages {
-        v.sort_by(f64::total_cmp);
-        println!(
-            "  {name:<12} {:>7.0} {:>7.0}",
-            v[v.len() / 2],
-            v[v.len() - 1]
-        );
+    print_stages(
+        &format!("stages of the {singles_n} failovers alone"),
+        &single_stages,
+    );
+    println!("each failover alone, ms after its kill:");
+    for (k, killed_unix, a, moved) in &single_lines {
+        println!("  {}", timeline(*k, *killed_unix, a, *moved));
+    }
+    let storm_audits: Vec<Audit> = storm_stages.iter().flatten().cloned().collect();
+    print_stages(
+        &format!("storm stages, over the {clusters} failovers"),
+        &storm_audits,
+    );
+    println!("each storm failover, ms after the kill:");
+    for (k, audit) in storm_stages.iter().enumerate() {
+        if let Some(a) = audit {
+            println!("  {}", timeline(k, killed_unix, a, moved[k]));
+        }
     }
 }

@@ -28,6 +28,10 @@ pub struct Fleetwide {
     viewer: altair_svc::Tls,
 }
 
+/// How often a wait for a DNS move asks BIND: small against a failover's ~40 ms, so
+/// that a measured time is the failover's and not the poll's.
+const DNS_POLL: Duration = Duration::from_millis(5);
+
 pub fn name(k: usize) -> String {
     format!("c{}", k + 1)
 }
@@ -67,6 +71,9 @@ impl Fleetwide {
         let zk = ZooKeeper::standalone(control)
             .await
             .expect("start ZooKeeper");
+        let warm = std::time::Instant::now();
+        warm_up_zookeeper(&ZkConfig::new(zk.servers())).await;
+        eprintln!("ZooKeeper warmed up in {:?}", warm.elapsed());
         let mut dbs: Vec<MariaDbCluster> = Vec::new();
         let mut records = Vec::new();
         for k in 0..clusters {
@@ -225,8 +232,51 @@ impl Fleetwide {
                 "primary.{} still answers {from} after {timeout:?}",
                 name(k)
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(DNS_POLL).await;
         }
+    }
+
+    /// `wait_dns_moved` for several clusters at once (`(k, from)` each), every name
+    /// polled at the same time so that no cluster's time waits on another's poll.
+    pub async fn wait_all_dns_moved(
+        &self,
+        olds: &[(usize, Ipv4Addr)],
+        timeout: Duration,
+    ) -> Vec<(Ipv4Addr, Instant)> {
+        futures_util::future::join_all(
+            olds.iter()
+                .map(|&(k, from)| self.wait_dns_moved(k, from, timeout)),
+        )
+        .await
+    }
+
+    /// Cluster `k`'s latest failover record and its old primary's health record (for
+    /// when the death was published); `None` when it has no record yet.
+    pub async fn last_audit(
+        &self,
+        k: usize,
+    ) -> Option<(
+        altair_core::registry::FailoverAudit,
+        Option<altair_core::registry::HealthRecord>,
+    )> {
+        let zk = altair_zk::Zk::connect(&self.zk_config(), None)
+            .await
+            .expect("zookeeper");
+        let c = altair_core::ClusterName::new(name(k)).expect("cluster name");
+        let l = zk.layout().clone();
+        let mut ids = zk.children(&l.history(&c)).await.unwrap_or_default();
+        ids.sort();
+        let id = ids.last()?;
+        let audit: altair_core::registry::FailoverAudit = zk
+            .get_record("audit", &l.history_entry(&c, id))
+            .await
+            .expect("audit record")?;
+        let old = altair_core::HostName::new(audit.journal.old_primary.clone()).ok()?;
+        let health = zk
+            .get_record("health", &l.host_health(&c, &old))
+            .await
+            .expect("health record");
+        Some((audit, health))
     }
 
     /// Waits until the host every `primary.<cluster>` names accepts writes.
@@ -306,4 +356,88 @@ impl Fleetwide {
         let mut c = self.clusters[k].admin_conn(i).await.expect("admin");
         crate::ops::workload_ids(&mut c).await
     }
+}
+
+/// Milliseconds since the Unix epoch (the clock of the audit records' stage times).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Cluster `k`'s failover on a line, in ms after its kill (`killed_unix`): its old
+/// primary's death published, each stage's start and end, and the DNS move (`moved_ms`).
+pub fn timeline(
+    k: usize,
+    killed_unix: u64,
+    (audit, health): &(
+        altair_core::registry::FailoverAudit,
+        Option<altair_core::registry::HealthRecord>,
+    ),
+    moved_ms: f64,
+) -> String {
+    let at = |unix: u64| unix as i64 - killed_unix as i64;
+    let mut line = format!("{}:", name(k));
+    if let Some(h) = health {
+        line += &format!(" {} {}", h.health.as_str(), at(h.since_unix_ms));
+    }
+    for st in &audit.journal.stages {
+        line += &format!(
+            " | {} {}–{}",
+            st.name,
+            at(st.started_at_ms),
+            at(st.started_at_ms + st.duration_ms)
+        );
+    }
+    line + &format!(" | DNS {moved_ms:.0}")
+}
+
+/// Runs the requests a failover makes of ZooKeeper (creates, sets, fenced multi-ops,
+/// batched reads, lists, watch events, deletes) a few thousand times under `/warm-up`,
+/// then removes it: a test server is seconds old, and its JVM would otherwise compile
+/// these paths during the first failovers measured, on the cores they run on.
+pub async fn warm_up_zookeeper(cfg: &ZkConfig) {
+    let zk = Arc::new(
+        altair_zk::Zk::connect(cfg, None)
+            .await
+            .expect("zookeeper for the warm-up"),
+    );
+    let root = "/warm-up";
+    zk.put(root, b"").await.expect("warm-up root");
+    let _watch = zk.watch_tree(root).await.expect("warm-up watch");
+    let tasks = (0..16).map(|t| {
+        let zk = zk.clone();
+        async move {
+            let (a, b) = (format!("{root}/a{t}"), format!("{root}/b{t}"));
+            for i in 0..150u32 {
+                let data = i.to_string().into_bytes();
+                zk.put(&a, &data).await.expect("warm-up set");
+                zk.fenced_write(
+                    root,
+                    &[
+                        altair_zk::Op::Set {
+                            path: a.clone(),
+                            data: data.clone(),
+                            version: None,
+                        },
+                        altair_zk::Op::Create {
+                            path: b.clone(),
+                            data: data.clone(),
+                        },
+                    ],
+                )
+                .await
+                .expect("warm-up multi");
+                zk.read_all(&[altair_zk::Read::Data(&a), altair_zk::Read::Data(&b)])
+                    .await
+                    .expect("warm-up read");
+                zk.children(root).await.expect("warm-up list");
+                zk.get(&b).await.expect("warm-up get");
+                zk.delete(&b).await.expect("warm-up delete");
+            }
+            zk.delete(&a).await.expect("warm-up delete");
+        }
+    });
+    futures_util::future::join_all(tasks).await;
+    zk.delete(root).await.expect("warm-up root delete");
 }

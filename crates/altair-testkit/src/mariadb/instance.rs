@@ -97,7 +97,7 @@ impl Instance {
              read_only=ON\n\
              skip-name-resolve\nperformance_schema=OFF\n\
              innodb_buffer_pool_size=32M\ninnodb_buffer_pool_size_max=64M\n\
-             innodb_log_file_size=16M\ninnodb_use_native_aio=0\n\
+             innodb_log_file_size=16M\ninnodb_log_buffer_size=2M\ninnodb_use_native_aio=0\n\
              slave_net_timeout=5\nmax_connections=300\n",
             port = self.port,
             ip = self.host.ip,

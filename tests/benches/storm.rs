@@ -1,15 +1,17 @@
 //! Storm figures (`make bench`, needs root): 10 clusters of 3 real mariadbd behind one
-//! leader. Five primaries killed one at a time are the reference (median); then every cluster's primary is
-//! killed at the same instant. Reported: kill → DNS moved for each, the last ÷ the one.
+//! leader. Five primaries killed one at a time are the reference (median); then every
+//! cluster's primary is killed at the same instant. Reported: kill → DNS moved for each
+//! (every name polled at once every 5 ms), the last ÷ the one, each stage's p50 and max
+//! alone and in the storm, and each failover's timeline. `ALTAIR_BENCH_CLUSTERS` (default
+//! 10) sets the clusters, `ALTAIR_BENCH_SINGLES` (default 5) how many fail over alone.
 
 #![allow(clippy::print_stdout)]
 
 use std::time::{Duration, Instant};
 
-use altair_e2e::multi::{Fleetwide, timeline, unix_ms};
+use altair_e2e::multi::{FailoverTrace, Fleetwide, unix_ms};
 
-/// `ALTAIR_BENCH_CLUSTERS` (default 10) clusters; `ALTAIR_BENCH_SINGLES` (default 5)
-/// of them failed over alone first.
+/// The environment variable `name` as a count, `default` when unset or not a number.
 fn knob(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -17,15 +19,10 @@ fn knob(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-type Audit = (
-    altair_core::registry::FailoverAudit,
-    Option<altair_core::registry::HealthRecord>,
-);
-
-/// Each stage's p50 and max over `audits`, one line per stage.
-fn print_stages(title: &str, audits: &[Audit]) {
+/// Each stage's p50 and max over `failovers`, one line per stage.
+fn print_stages(title: &str, failovers: &[FailoverTrace]) {
     let mut stages: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
-    for st in audits.iter().flat_map(|(a, _)| &a.journal.stages) {
+    for st in failovers.iter().flat_map(|f| &f.audit.journal.stages) {
         stages
             .entry(st.name.as_str())
             .or_default()
@@ -53,8 +50,7 @@ async fn main() {
 
     // The reference: the first clusters failed over alone, one after another (median).
     let mut singles = Vec::new();
-    let mut single_stages = Vec::new();
-    let mut single_lines = Vec::new();
+    let mut single_traces = Vec::new();
     for k in 0..singles_n {
         let old = w.primary_dns(k).await.expect("a primary");
         let killed_unix = unix_ms();
@@ -64,9 +60,8 @@ async fn main() {
         singles.push((moved - killed).as_secs_f64() * 1000.0);
         w.wait_until_all_writable(Duration::from_secs(60)).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        if let Some(a) = w.last_audit(k).await {
-            single_lines.push((k, killed_unix, a.clone(), *singles.last().unwrap_or(&0.0)));
-            single_stages.push(a);
+        if let Some(t) = w.last_failover(k).await {
+            single_traces.push((t.timeline(killed_unix, *singles.last().unwrap_or(&0.0)), t));
         }
     }
     let mut sorted = singles.clone();
@@ -92,9 +87,11 @@ async fn main() {
     // Where the time went: each failover's stages, from its audit record (written
     // right after the DNS move).
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut storm_stages = Vec::new();
-    for k in 0..clusters {
-        storm_stages.push(w.last_audit(k).await);
+    let mut storm_traces = Vec::new();
+    for (k, moved) in moved.iter().enumerate() {
+        if let Some(t) = w.last_failover(k).await {
+            storm_traces.push((t.timeline(killed_unix, *moved), t));
+        }
     }
     times.sort_by(f64::total_cmp);
     let last = times[times.len() - 1];
@@ -114,23 +111,18 @@ async fn main() {
         "last ÷ one (goal ≤ 1.3, bound 2)",
         last / single
     );
-    print_stages(
-        &format!("stages of the {singles_n} failovers alone"),
-        &single_stages,
-    );
-    println!("each failover alone, ms after its kill:");
-    for (k, killed_unix, a, moved) in &single_lines {
-        println!("  {}", timeline(*k, *killed_unix, a, *moved));
-    }
-    let storm_audits: Vec<Audit> = storm_stages.iter().flatten().cloned().collect();
-    print_stages(
-        &format!("storm stages, over the {clusters} failovers"),
-        &storm_audits,
-    );
-    println!("each storm failover, ms after the kill:");
-    for (k, audit) in storm_stages.iter().enumerate() {
-        if let Some(a) = audit {
-            println!("  {}", timeline(k, killed_unix, a, moved[k]));
+    for (title, traces) in [
+        (format!("the {singles_n} failovers alone"), &single_traces),
+        (
+            format!("the {clusters} failovers of the storm"),
+            &storm_traces,
+        ),
+    ] {
+        let failovers: Vec<FailoverTrace> = traces.iter().map(|(_, t)| t.clone()).collect();
+        print_stages(&format!("stages of {title}"), &failovers);
+        println!("{title}, ms after the kill:");
+        for (line, _) in traces {
+            println!("  {line}");
         }
     }
 }

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use altair_core::config::ZkConfig;
+use altair_core::registry::{FailoverAudit, HealthRecord};
 use altair_testkit::bind::{Bind, BindOptions};
 use altair_testkit::fleet::{Fleet, FleetTiming};
 use altair_testkit::mariadb::{HostAddr, MariaDbCluster};
@@ -250,33 +251,26 @@ impl Fleetwide {
         .await
     }
 
-    /// Cluster `k`'s latest failover record and its old primary's health record (for
-    /// when the death was published); `None` when it has no record yet.
-    pub async fn last_audit(
-        &self,
-        k: usize,
-    ) -> Option<(
-        altair_core::registry::FailoverAudit,
-        Option<altair_core::registry::HealthRecord>,
-    )> {
-        let zk = altair_zk::Zk::connect(&self.zk_config(), None)
-            .await
-            .expect("zookeeper");
-        let c = altair_core::ClusterName::new(name(k)).expect("cluster name");
+    /// Cluster `k`'s latest failover record and its old primary's health record; `None`
+    /// when it has none yet or ZooKeeper could not be read (a diagnostic: it never
+    /// panics in place of the assertion it explains).
+    pub async fn last_failover(&self, k: usize) -> Option<FailoverTrace> {
+        let zk = altair_zk::Zk::connect(&self.zk_config(), None).await.ok()?;
+        let c = altair_core::ClusterName::new(name(k)).ok()?;
         let l = zk.layout().clone();
-        let mut ids = zk.children(&l.history(&c)).await.unwrap_or_default();
+        let mut ids = zk.children(&l.history(&c)).await.ok()?;
         ids.sort();
         let id = ids.last()?;
-        let audit: altair_core::registry::FailoverAudit = zk
+        let audit: FailoverAudit = zk
             .get_record("audit", &l.history_entry(&c, id))
             .await
-            .expect("audit record")?;
+            .ok()??;
         let old = altair_core::HostName::new(audit.journal.old_primary.clone()).ok()?;
-        let health = zk
+        let death = zk
             .get_record("health", &l.host_health(&c, &old))
             .await
-            .expect("health record");
-        Some((audit, health))
+            .ok()?;
+        Some(FailoverTrace { k, audit, death })
     }
 
     /// Waits until the host every `primary.<cluster>` names accepts writes.
@@ -365,35 +359,45 @@ pub fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Cluster `k`'s failover on a line, in ms after its kill (`killed_unix`): its old
-/// primary's death published, each stage's start and end, and the DNS move (`moved_ms`).
-pub fn timeline(
-    k: usize,
-    killed_unix: u64,
-    (audit, health): &(
-        altair_core::registry::FailoverAudit,
-        Option<altair_core::registry::HealthRecord>,
-    ),
-    moved_ms: f64,
-) -> String {
-    let at = |unix: u64| unix as i64 - killed_unix as i64;
-    let mut line = format!("{}:", name(k));
-    if let Some(h) = health {
-        line += &format!(" {} {}", h.health.as_str(), at(h.since_unix_ms));
-    }
-    for st in &audit.journal.stages {
-        line += &format!(
-            " | {} {}–{}",
-            st.name,
-            at(st.started_at_ms),
-            at(st.started_at_ms + st.duration_ms)
-        );
-    }
-    line + &format!(" | DNS {moved_ms:.0}")
+/// One cluster's latest failover, as recorded: what its stages took and when its old
+/// primary's death was published.
+#[derive(Debug, Clone)]
+pub struct FailoverTrace {
+    /// The cluster (`c{k+1}`).
+    pub k: usize,
+    pub audit: FailoverAudit,
+    /// The old primary's health record (its `since` is when the monitor judged it).
+    pub death: Option<HealthRecord>,
 }
 
+impl FailoverTrace {
+    /// The failover on a line, in ms after its kill (`killed_unix`): the death published,
+    /// each stage's start and end, and the DNS move (`moved_ms`).
+    pub fn timeline(&self, killed_unix: u64, moved_ms: f64) -> String {
+        let at = |unix: u64| unix as i64 - killed_unix as i64;
+        let mut line = format!("{}:", name(self.k));
+        if let Some(h) = &self.death {
+            line += &format!(" {} {}", h.health.as_str(), at(h.since_unix_ms));
+        }
+        for st in &self.audit.journal.stages {
+            line += &format!(
+                " | {} {}–{}",
+                st.name,
+                at(st.started_at_ms),
+                at(st.started_at_ms + st.duration_ms)
+            );
+        }
+        line + &format!(" | DNS {moved_ms:.0}")
+    }
+}
+
+/// Warm-up clients working at once, and the rounds each runs (6 requests a round, 3 of
+/// them writes).
+const WARM_UP_TASKS: usize = 16;
+const WARM_UP_ROUNDS: u32 = 150;
+
 /// Runs the requests a failover makes of ZooKeeper (creates, sets, fenced multi-ops,
-/// batched reads, lists, watch events, deletes) a few thousand times under `/warm-up`,
+/// batched reads, lists, watch events, deletes), ~14,000 of them, under `/warm-up`,
 /// then removes it: a test server is seconds old, and its JVM would otherwise compile
 /// these paths during the first failovers measured, on the cores they run on.
 pub async fn warm_up_zookeeper(cfg: &ZkConfig) {
@@ -405,11 +409,11 @@ pub async fn warm_up_zookeeper(cfg: &ZkConfig) {
     let root = "/warm-up";
     zk.put(root, b"").await.expect("warm-up root");
     let _watch = zk.watch_tree(root).await.expect("warm-up watch");
-    let tasks = (0..16).map(|t| {
+    let tasks = (0..WARM_UP_TASKS).map(|t| {
         let zk = zk.clone();
         async move {
             let (a, b) = (format!("{root}/a{t}"), format!("{root}/b{t}"));
-            for i in 0..150u32 {
+            for i in 0..WARM_UP_ROUNDS {
                 let data = i.to_string().into_bytes();
                 zk.put(&a, &data).await.expect("warm-up set");
                 zk.fenced_write(

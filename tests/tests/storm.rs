@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use altair_e2e::multi::{Fleetwide, name, timeline, unix_ms};
+use altair_e2e::multi::{Fleetwide, name, unix_ms};
 
 /// Every id a writer had acknowledged is on its cluster's primary now.
 async fn nothing_lost(w: &Fleetwide, k: usize, acked: &[(u64, std::net::Ipv4Addr, Instant)]) {
@@ -81,6 +81,18 @@ async fn a_storm_of_dead_primaries_fails_every_cluster_over_about_as_fast_as_one
     for h in writers {
         acked.push(h.await.expect("writer"));
     }
+    // Where each failover of the storm spent its time (printed whether or not the
+    // checks below hold).
+    let mut lines = Vec::new();
+    for (k, t) in times.iter().enumerate() {
+        if let Some(f) = w.last_failover(k).await {
+            lines.push(f.timeline(killed_unix, t.as_secs_f64() * 1000.0));
+        }
+    }
+    eprintln!(
+        "each failover of the storm, ms after the kill:\n{}",
+        lines.join("\n")
+    );
     for (k, a) in acked.iter().enumerate() {
         assert!(
             a.len() > 50,
@@ -91,17 +103,6 @@ async fn a_storm_of_dead_primaries_fails_every_cluster_over_about_as_fast_as_one
         nothing_lost(&w, k, a).await;
     }
     let last = times.iter().max().copied().unwrap_or_default();
-    // Where each failover of the storm spent its time (printed whether or not it held).
-    let mut lines = Vec::new();
-    for (k, t) in times.iter().enumerate() {
-        if let Some(a) = w.last_audit(k).await {
-            lines.push(timeline(k, killed_unix, &a, t.as_secs_f64() * 1000.0));
-        }
-    }
-    eprintln!(
-        "each failover of the storm, ms after the kill:\n{}",
-        lines.join("\n")
-    );
     eprintln!(
         "storm of {CLUSTERS}: kill -> DNS moved {:?}; last {last:?}; each alone {singles:?}, median {single:?} ({:.2}x); acked {:?}",
         times,

@@ -164,7 +164,27 @@ impl Actions {
         let mut c = self.conn().await?;
         let session = std::sync::Arc::new(std::sync::Mutex::new(None::<u64>));
         let relaxed = std::sync::Mutex::new(None::<apply_durability::Relaxed>);
+        // Whether any salvaged event reached the client (only then may its session be
+        // running a statement that a failure must kill).
+        let fed = std::sync::atomic::AtomicBool::new(false);
         let work = async {
+            // The client starts first: its start and its connection (a TLS handshake)
+            // run while replication stops and the flushing relaxes. It is asked nothing
+            // but its own connection id — so that a failed apply can be killed on the
+            // server — until the checks below pass; dropped before that, it is killed
+            // having applied nothing.
+            let mut client = self.client("applying salvaged events")?;
+            let mut stdin = client
+                .child
+                .stdin
+                .take()
+                .ok_or_else(|| Status::internal("the client has no stdin"))?;
+            let stdout = client.child.stdout.take();
+            let reader = tokio::spawn(session_id(stdout, session.clone()));
+            stdin
+                .write_all(b"SELECT CONNECTION_ID();\n")
+                .await
+                .map_err(feed_err)?;
             let stop = match self.flavor() {
                 Flavor::MariaDb => "STOP SLAVE",
                 Flavor::Mysql => "STOP REPLICA",
@@ -191,19 +211,7 @@ impl Actions {
                 }
                 r.apply(&mut c).await?;
             }
-            let mut client = self.client("applying salvaged events")?;
-            let mut stdin = client
-                .child
-                .stdin
-                .take()
-                .ok_or_else(|| Status::internal("the client has no stdin"))?;
-            let stdout = client.child.stdout.take();
-            let reader = tokio::spawn(session_id(stdout, session.clone()));
-            // Its own connection id first, so a failed apply can be killed on the server.
-            stdin
-                .write_all(b"SELECT CONNECTION_ID();\n")
-                .await
-                .map_err(feed_err)?;
+            fed.store(true, std::sync::atomic::Ordering::SeqCst);
             stdin.write_all(&first.events).await.map_err(feed_err)?;
             while let Some(chunk) = rest.message().await? {
                 stdin.write_all(&chunk.events).await.map_err(feed_err)?;
@@ -226,7 +234,11 @@ impl Actions {
             )),
         };
         if result.is_err() {
-            let id = session.lock().ok().and_then(|g| *g);
+            let id = if fed.load(std::sync::atomic::Ordering::SeqCst) {
+                session.lock().ok().and_then(|g| *g)
+            } else {
+                None
+            };
             self.abandon_apply(id).await;
         }
         let relaxed = relaxed.lock().ok().and_then(|mut g| g.take());

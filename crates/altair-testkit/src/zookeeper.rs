@@ -241,11 +241,14 @@ impl ZooKeeper {
         };
         let node = &mut self.nodes[i];
         let mut cmd = Command::new(java);
-        // C1 only: a JVM seconds old otherwise spends about half of its CPU in its C2
+        // C1 only: a JVM seconds old otherwise spends a large part of its CPU in its
         // compiler threads during the first failovers (the code paths they hit get hot
-        // then), competing for the test machine's cores with everything it measures. A
-        // production ZooKeeper is long past that; at a test's request rates C1's code is
-        // as fast (measured: the simulated storm's ZooKeeper CPU 490–540 → 260–290 ms).
+        // then), competing for the test machine's cores with everything it measures; a
+        // production ZooKeeper is long past that. Measured (compilation included): the
+        // simulated storm's ZooKeeper CPU 490–540 → 260–290 ms; the 3-cluster storm's
+        // last DNS move 64–89 → 58–69 ms, with the fleet's warm-up either way. The cost:
+        // C1 has no AES-GCM intrinsics, so ZooKeeper's TLS runs slower than in
+        // production (the kit's TLS figures are not production's).
         cmd.args([
             heap.as_str(),
             "-XX:+UseSerialGC",

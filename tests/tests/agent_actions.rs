@@ -89,11 +89,22 @@ async fn apply(
     chunks: Vec<Vec<u8>>,
     after: &str,
 ) -> Result<ApplySalvageResponse, tonic::Status> {
+    apply_within(cand, epoch, chunks, after, 20_000).await
+}
+
+/// `apply` with the deadline `timeout_ms`.
+async fn apply_within(
+    cand: &mut AgentClient<Channel>,
+    epoch: u64,
+    chunks: Vec<Vec<u8>>,
+    after: &str,
+    timeout_ms: u32,
+) -> Result<ApplySalvageResponse, tonic::Status> {
     let mut msgs = vec![ApplySalvageChunk {
         epoch,
         failover_id: "t".into(),
         gtids: String::new(),
-        timeout_ms: 20_000,
+        timeout_ms,
         after_gtid: after.to_owned(),
         events: Vec::new(),
     }];
@@ -373,6 +384,25 @@ async fn salvage_reports_bad_binlogs_clearly_and_never_runs_client_commands() {
         .await
         .expect_err("stale plan");
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{}", e.message());
+    // An apply past its deadline leaves nothing running on the candidate: the session
+    // its client named as it started is killed.
+    let slow = b"SELECT SLEEP(30);\n".to_vec();
+    let e = apply_within(&mut cand, epoch, vec![slow], &pos, 2_000)
+        .await
+        .expect_err("an apply past its deadline");
+    assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{}", e.message());
+    let mut admin = w.cluster.admin_conn(1).await.expect("admin on candidate");
+    let running = query_value(
+        &mut admin,
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP(30)%'",
+    )
+    .await
+    .expect("processlist");
+    assert_eq!(
+        running.as_deref(),
+        Some("0"),
+        "the timed-out apply's statement still runs on the candidate"
+    );
     // The real tail still applies afterwards.
     let applied = apply(&mut cand, epoch, chunks, &pos).await.expect("apply");
     let mut c = w.cluster.app_conn(1).await.expect("app on candidate");

@@ -180,7 +180,8 @@ impl Actions {
                 .take()
                 .ok_or_else(|| Status::internal("the client has no stdin"))?;
             let stdout = client.child.stdout.take();
-            let reader = tokio::spawn(session_id(stdout, session.clone()));
+            let (known, id_known) = tokio::sync::oneshot::channel();
+            let reader = tokio::spawn(session_id(stdout, session.clone(), known));
             stdin
                 .write_all(b"SELECT CONNECTION_ID();\n")
                 .await
@@ -210,6 +211,16 @@ impl Actions {
                     *slot = Some(r.clone());
                 }
                 r.apply(&mut c).await?;
+            }
+            // Its session known before anything is fed, so that a failure from here on
+            // can kill what it runs; a client that could not connect says why.
+            if id_known.await.is_err() {
+                return Err(match client.finish().await {
+                    Err(e) => e,
+                    Ok(()) => {
+                        Status::internal("the client ended without naming its server session")
+                    }
+                });
             }
             fed.store(true, std::sync::atomic::Ordering::SeqCst);
             stdin.write_all(&first.events).await.map_err(feed_err)?;
@@ -339,9 +350,13 @@ impl Actions {
         }
         // Binary mode: a statement's bytes reach the server as they are (no \r\n
         // rewriting, NUL allowed); the client still stops at its first error.
+        // Unbuffered: each answer reaches the agent when its statement ends — a pipe is
+        // otherwise written only when the client exits, and the session id a failed
+        // apply must kill would never be known while it runs.
         let child = cmd
             .arg("--batch")
             .arg("--binary-mode")
+            .arg("--unbuffered")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -509,15 +524,18 @@ fn same_position(flavor: Flavor, a: &str, b: &str) -> bool {
     }
 }
 
-/// Reads the client's output: the first number is its connection id; the rest drains.
+/// Reads the client's output: the first number is its connection id (then `known` is
+/// told); the rest drains.
 async fn session_id(
     stdout: Option<tokio::process::ChildStdout>,
     slot: std::sync::Arc<std::sync::Mutex<Option<u64>>>,
+    known: tokio::sync::oneshot::Sender<()>,
 ) {
     use tokio::io::AsyncBufReadExt;
     let Some(out) = stdout else {
         return;
     };
+    let mut known = Some(known);
     let mut lines = tokio::io::BufReader::new(out).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if let Ok(id) = line.trim().parse::<u64>()
@@ -525,6 +543,9 @@ async fn session_id(
             && s.is_none()
         {
             *s = Some(id);
+            if let Some(k) = known.take() {
+                let _ = k.send(());
+            }
         }
     }
 }

@@ -213,6 +213,68 @@ async fn timeline(runs: usize) {
     );
 }
 
+/// `ALTAIR_BENCH_TAIL=N`: N crash failovers where the primary holds one committed
+/// transaction no replica received (their IO threads stopped before it), alternated with
+/// N without one: what a small salvage adds, with the machine's drift shared by both.
+async fn tail_pairs(pairs: usize) {
+    let (mut plain, mut tail, mut salvage) = (Vec::new(), Vec::new(), Vec::new());
+    let mut stages: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for pair in 0..pairs {
+        plain.push(crash_run(true).await);
+        let (w, old) = prepare().await;
+        for r in 1..3 {
+            let mut c = w.cluster.admin_conn(r).await.expect("admin");
+            c.query_drop("STOP SLAVE IO_THREAD").await.expect("stop io");
+        }
+        let mut app = w.cluster.app_conn(0).await.expect("app");
+        app.query_drop("INSERT INTO b VALUES (NULL)")
+            .await
+            .expect("the tail");
+        drop(app);
+        let started = kill_primary(&w);
+        let total = until_writable(&w, old, started, "INSERT INTO b VALUES (NULL)").await;
+        let (a, _) = audit(&w).await;
+        assert_eq!(
+            a.journal.transactions_salvaged, 1,
+            "one transaction salvaged"
+        );
+        for s in &a.journal.stages {
+            stages
+                .entry(s.name.clone())
+                .or_default()
+                .push(s.duration_ms as f64);
+        }
+        let stage = a
+            .journal
+            .stages
+            .iter()
+            .find(|s| s.name == "salvage")
+            .map_or(0.0, |s| s.duration_ms as f64);
+        tail.push(ms(total));
+        salvage.push(stage);
+        eprintln!(
+            "pair {}/{pairs}: no tail {:.0} ms; one-transaction tail {:.0} ms (salvage {stage:.0} ms)",
+            pair + 1,
+            plain[pair],
+            tail[pair],
+        );
+    }
+    let (p50, t50, s50) = (
+        pct(&mut plain, 0.5),
+        pct(&mut tail, 0.5),
+        pct(&mut salvage, 0.5),
+    );
+    println!(
+        "crash failover, {pairs} pairs alternated, kill → DNS + write: no tail p50 {p50:.0} ms, one-transaction tail p50 {t50:.0} ms (salvage stage {s50:.0} ms); tail ÷ none {:.2}",
+        t50 / p50
+    );
+    let each: Vec<String> = stages
+        .iter_mut()
+        .map(|(name, v)| format!("{name} {:.0}", pct(v, 0.5)))
+        .collect();
+    println!("stages of the tail runs, p50 ms: {}", each.join(", "));
+}
+
 async fn tls_pairs(pairs: usize) {
     let (mut on, mut off) = (Vec::new(), Vec::new());
     for pair in 0..pairs {
@@ -314,6 +376,13 @@ async fn main() {
         .and_then(|v| v.parse::<usize>().ok())
     {
         tls_pairs(pairs.max(1)).await;
+        return;
+    }
+    if let Some(pairs) = std::env::var("ALTAIR_BENCH_TAIL")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        tail_pairs(pairs.max(1)).await;
         return;
     }
     if let Some(runs) = std::env::var("ALTAIR_BENCH_TIMELINE")

@@ -4,7 +4,7 @@
 //! a deposed orchestrator cannot act.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,11 +47,6 @@ pub struct Actions {
     /// Held by a salvage apply from its start until its flushing settings are back, and by
     /// a promotion: nothing is made writable while an apply (or its clean-up) still runs.
     pub apply_lock: tokio::sync::Mutex<()>,
-    /// Set from a salvage apply's answer until gtid_slave_pos is aligned with what it
-    /// applied (MariaDB).
-    pub align_owed: AtomicBool,
-    /// The salvage apply client a failover's candidate starts while it catches up.
-    pub ready_apply: crate::apply_client::ReadySlot,
     /// The session that kills an action's session when it runs past its deadline.
     pub killer: Arc<crate::killer::Killer>,
 }
@@ -560,7 +555,6 @@ impl Actions {
         for sql in stop {
             c.query_drop(*sql).await.map_err(mysql_err(sql))?;
         }
-        self.align_if_owed(c).await?;
         // The fork point is the position before the first write this server takes as the
         // primary: read while it is still read-only.
         let fork = self.gtid_executed(c).await?;
@@ -597,15 +591,6 @@ impl Actions {
                 "source {host}:{port} is not a valid address"
             )));
         }
-        // A salvage apply finishing on this host (its gtid_slave_pos not yet aligned)
-        // ends first: replication must not start from before what it applied.
-        let _apply = tokio::time::timeout_at(deadline, self.apply_lock.lock())
-            .await
-            .map_err(|_| {
-                Status::deadline_exceeded(
-                    "repoint: a salvage apply still runs on this host at the deadline",
-                )
-            })?;
         let mut c = self.conn_by("repoint", deadline).await?;
         let id = c.id();
         self.bounded(
@@ -656,8 +641,6 @@ impl Actions {
         c.query_drop(stop)
             .await
             .map_err(mysql_err("stop replication"))?;
-        // Replication must not start from before what a salvage applied here.
-        self.align_if_owed(c).await?;
         // A replica never waits for acknowledgements of its own.
         self.semi_sync_primary(c, false).await?;
         c.query_drop(change).await.map_err(|e| match e {

@@ -5,7 +5,6 @@
 //! with the orchestrator.
 
 mod actions;
-mod apply_client;
 mod apply_durability;
 mod binlog_files;
 mod deadline;
@@ -193,8 +192,6 @@ pub async fn run(
             }
         }),
         apply_lock: tokio::sync::Mutex::new(()),
-        align_owed: std::sync::atomic::AtomicBool::new(false),
-        ready_apply: apply_client::ReadySlot::default(),
         killer: Arc::default(),
     });
     tokio::spawn({

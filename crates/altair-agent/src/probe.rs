@@ -32,22 +32,12 @@ pub struct ServerFacts {
     /// salvage starts reading at the newest one the candidate has, so its cost follows
     /// the missing tail, not the binlog's history.
     pub checkpoints: std::collections::VecDeque<Checkpoint>,
-    /// What replication had received at the last probe, and when that last changed.
-    pub received: String,
-    pub received_changed_at: Option<std::time::Instant>,
 }
 
 /// Checkpoints kept: 15 minutes at the default 1 s probe.
 const CHECKPOINTS: usize = 900;
 
 impl ServerFacts {
-    fn note_received(&mut self, received: &str) {
-        if self.received != received || self.received_changed_at.is_none() {
-            self.received = received.to_owned();
-            self.received_changed_at = Some(std::time::Instant::now());
-        }
-    }
-
     /// Records a checkpoint with its file's opening GTID list (read once per file: a few
     /// hundred bytes).
     fn checkpoint(&mut self, mut c: Checkpoint) {
@@ -222,7 +212,6 @@ async fn probe_once(s: &ProbeSettings, p: &mut Prober) -> MysqlSnapshot {
                 if let Some(c) = checkpoint {
                     facts.checkpoint(c);
                 }
-                facts.note_received(&snap.gtid_received);
             }
             snap
         }

@@ -16,7 +16,6 @@ use tokio::time::Instant;
 use tonic::Status;
 
 use crate::actions::{Actions, mysql_err, tempfile_with};
-use crate::apply_client::ApplyClient;
 use crate::apply_durability;
 use crate::binlog_files::{self, FilesError};
 
@@ -144,20 +143,15 @@ impl Actions {
     /// Applies a salvage stream as it arrives; returns the server's GTID position after.
     /// Runs on its own task: a caller that goes away (the orchestrator cancelled) ends
     /// the stream, and the client's server session is killed rather than left running.
-    /// The answer comes as soon as the events are applied; the task then aligns
-    /// gtid_slave_pos and puts the flushing back, holding the apply lock that a
-    /// promotion or a repoint of this host waits for.
     pub async fn apply_salvage_stream(
         self: std::sync::Arc<Self>,
         first: altair_proto::v1::ApplySalvageChunk,
         rest: tonic::Streaming<altair_proto::v1::ApplySalvageChunk>,
         deadline: Instant,
     ) -> Result<String, Status> {
-        let (answer, answered) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move { self.apply_until(first, rest, deadline, answer).await });
-        answered
+        tokio::spawn(async move { self.apply_until(first, rest, deadline).await })
             .await
-            .map_err(|_| Status::internal("the apply task ended without an answer"))?
+            .map_err(|e| Status::internal(format!("apply task: {e}")))?
     }
 
     async fn apply_until(
@@ -165,34 +159,33 @@ impl Actions {
         first: altair_proto::v1::ApplySalvageChunk,
         mut rest: tonic::Streaming<altair_proto::v1::ApplySalvageChunk>,
         deadline: Instant,
-        answer: tokio::sync::oneshot::Sender<Result<String, Status>>,
-    ) {
+    ) -> Result<String, Status> {
         let _apply = self.apply_lock.lock().await;
-        let mut c = match self.conn().await {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = answer.send(Err(e));
-                return;
-            }
-        };
-        // The client's server session, once anything salvaged is fed to it (only then
-        // may it run a statement that a failure must kill).
-        let fed = std::sync::Mutex::new(None::<u64>);
+        let mut c = self.conn().await?;
+        let session = std::sync::Arc::new(std::sync::Mutex::new(None::<u64>));
         let relaxed = std::sync::Mutex::new(None::<apply_durability::Relaxed>);
+        // Whether any salvaged event reached the client (only then may its session be
+        // running a statement that a failure must kill).
+        let fed = std::sync::atomic::AtomicBool::new(false);
         let work = async {
-            // The client comes first: the one started while this host caught up, or a
-            // new one whose start and connection run while replication stops and the
-            // flushing relaxes. It has been asked nothing but its own connection id —
-            // so that a failed apply can be killed on the server — and is fed nothing
-            // until the checks below pass; dropped before that, it is killed having
-            // applied nothing.
-            let ApplyClient {
-                client,
-                mut stdin,
-                reader,
-                id_known,
-                session,
-            } = self.apply_client(&mut c).await?;
+            // The client starts first: its start and its connection (a TLS handshake)
+            // run while replication stops and the flushing relaxes. It is asked nothing
+            // but its own connection id — so that a failed apply can be killed on the
+            // server — until the checks below pass; dropped before that, it is killed
+            // having applied nothing.
+            let mut client = self.client("applying salvaged events")?;
+            let mut stdin = client
+                .child
+                .stdin
+                .take()
+                .ok_or_else(|| Status::internal("the client has no stdin"))?;
+            let stdout = client.child.stdout.take();
+            let (known, id_known) = tokio::sync::oneshot::channel();
+            let reader = tokio::spawn(session_id(stdout, session.clone(), known));
+            stdin
+                .write_all(b"SELECT CONNECTION_ID();\n")
+                .await
+                .map_err(feed_err)?;
             let stop = match self.flavor() {
                 Flavor::MariaDb => "STOP SLAVE",
                 Flavor::Mysql => "STOP REPLICA",
@@ -232,9 +225,7 @@ impl Actions {
                     }
                 });
             }
-            if let (Ok(mut fed), Ok(named)) = (fed.lock(), session.lock()) {
-                *fed = *named;
-            }
+            fed.store(true, std::sync::atomic::Ordering::SeqCst);
             stdin.write_all(&first.events).await.map_err(feed_err)?;
             while let Some(chunk) = rest.message().await? {
                 stdin.write_all(&chunk.events).await.map_err(feed_err)?;
@@ -243,6 +234,11 @@ impl Actions {
             drop(stdin);
             client.finish().await?;
             let _ = reader.await;
+            if self.flavor() == Flavor::MariaDb {
+                c.query_drop("SET GLOBAL gtid_slave_pos=@@gtid_binlog_pos")
+                    .await
+                    .map_err(mysql_err("align gtid_slave_pos"))?;
+            }
             self.gtid_executed(&mut c).await
         };
         let result = match tokio::time::timeout_at(deadline, work).await {
@@ -251,60 +247,27 @@ impl Actions {
                 "applying salvaged events did not finish by its deadline",
             )),
         };
-        let relaxed = relaxed.lock().ok().and_then(|mut g| g.take());
         if result.is_err() {
-            let id = fed.lock().ok().and_then(|g| *g);
+            let id = if fed.load(std::sync::atomic::Ordering::SeqCst) {
+                session.lock().ok().and_then(|g| *g)
+            } else {
+                None
+            };
             self.abandon_apply(id).await;
-            if let Some(r) = relaxed {
-                let _ = self.restore_durability(r).await;
+        }
+        let relaxed = relaxed.lock().ok().and_then(|mut g| g.take());
+        match relaxed {
+            Some(r) => {
+                let restored = self.restore_durability(r).await;
+                result.and_then(|pos| restored.map(|()| pos))
             }
-            let _ = answer.send(result);
-            return;
+            None => result,
         }
-        // Applied: answered now. What follows holds the apply lock until it is done.
-        let mariadb = self.flavor() == Flavor::MariaDb;
-        if mariadb {
-            self.align_owed
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-        let _ = answer.send(result);
-        if mariadb {
-            match tokio::time::timeout(std::time::Duration::from_secs(10), align(&mut c)).await {
-                Ok(Ok(())) => self
-                    .align_owed
-                    .store(false, std::sync::atomic::Ordering::SeqCst),
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e.message(), "gtid_slave_pos not aligned after a salvage apply: a promotion of this host aligns it first");
-                }
-                Err(_) => tracing::error!(
-                    "aligning gtid_slave_pos after a salvage apply did not answer in 10 s: a promotion of this host aligns it first"
-                ),
-            }
-        }
-        if let Some(r) = relaxed {
-            // A failure is retried in the background, and a promotion puts the saved
-            // settings back before anything else.
-            let _ = self.restore_durability(r).await;
-        }
-    }
-
-    /// Before this host is promoted: gtid_slave_pos a salvage apply could not align is
-    /// aligned now (replication is stopped), or the promotion fails.
-    pub(crate) async fn align_if_owed(&self, c: &mut mysql_async::Conn) -> Result<(), Status> {
-        if self.align_owed.load(std::sync::atomic::Ordering::SeqCst) {
-            align(c).await?;
-            self.align_owed
-                .store(false, std::sync::atomic::Ordering::SeqCst);
-            tracing::warn!(
-                "gtid_slave_pos a salvage apply left unaligned aligned before promotion"
-            );
-        }
-        Ok(())
     }
 
     /// Puts back the commit flushing an apply relaxed, bounded; when that fails the agent
-    /// keeps trying in the background, and a promotion puts the saved settings back
-    /// before anything else (`apply_durability::restore_saved`).
+    /// keeps trying in the background, and the apply is reported failed (the candidate
+    /// must not be promoted as if nothing had changed).
     async fn restore_durability(&self, r: apply_durability::Relaxed) -> Result<(), Status> {
         let dir = self
             .binlog_basename()
@@ -356,7 +319,11 @@ impl Actions {
             }
         }
         if self.flavor() == Flavor::MariaDb {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), align(&mut c)).await;
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                c.query_drop("SET GLOBAL gtid_slave_pos=@@gtid_binlog_pos"),
+            )
+            .await;
         }
     }
 
@@ -555,21 +522,38 @@ async fn run_tool(
     Ok(true)
 }
 
-/// MariaDB: what the client applied reached the binlog, not gtid_slave_pos; aligned, so
-/// that replication started on this server later does not fetch it again (and
-/// gtid_current_pos counts it).
-async fn align(c: &mut mysql_async::Conn) -> Result<(), Status> {
-    c.query_drop("SET GLOBAL gtid_slave_pos=@@gtid_binlog_pos")
-        .await
-        .map_err(mysql_err("align gtid_slave_pos"))
-}
-
 /// Whether two GTID texts name the same position.
 fn same_position(flavor: Flavor, a: &str, b: &str) -> bool {
     use altair_core::gtid::GtidState;
     match (GtidState::parse(flavor, a), GtidState::parse(flavor, b)) {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,
+    }
+}
+
+/// Reads the client's output: the first number is its connection id (then `known` is
+/// told); the rest drains.
+async fn session_id(
+    stdout: Option<tokio::process::ChildStdout>,
+    slot: std::sync::Arc<std::sync::Mutex<Option<u64>>>,
+    known: tokio::sync::oneshot::Sender<()>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let Some(out) = stdout else {
+        return;
+    };
+    let mut known = Some(known);
+    let mut lines = tokio::io::BufReader::new(out).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Ok(id) = line.trim().parse::<u64>()
+            && let Ok(mut s) = slot.lock()
+            && s.is_none()
+        {
+            *s = Some(id);
+            if let Some(k) = known.take() {
+                let _ = k.send(());
+            }
+        }
     }
 }
 

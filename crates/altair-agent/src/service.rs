@@ -302,9 +302,6 @@ impl Agent for AgentService {
                 "catch_up: its deadline passed before the wait could start",
             ));
         }
-        if req.ready_apply {
-            self.actions.ready_apply_client();
-        }
         let (caught_up, gtid_executed) = self.actions.catch_up(&req.gtid, left).await?;
         Ok(Response::new(CatchUpResponse {
             caught_up,

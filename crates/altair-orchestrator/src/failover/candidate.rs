@@ -25,13 +25,12 @@ pub(super) async fn candidate_agent(view: &ClusterView, j: &Journal) -> Result<A
 }
 
 /// Asks the candidate to apply everything it received (idempotent: a caught-up candidate
-/// answers at once with its position); `ready_apply` when a salvage may follow.
+/// answers at once with its position).
 pub(super) async fn candidate_catch_up(
     view: &ClusterView,
     j: &Journal,
     gtid: &str,
     timeout_ms: u32,
-    ready_apply: bool,
 ) -> Result<CatchUpResponse, String> {
     // The agent bounds the wait itself; the RPC's deadline leaves it time to answer.
     let deadline = std::time::Duration::from_millis(u64::from(timeout_ms) + 2_000);
@@ -40,7 +39,6 @@ pub(super) async fn candidate_catch_up(
         epoch: j.epoch,
         gtid: gtid.to_owned(),
         timeout_ms,
-        ready_apply,
     })
     .await
     .map(tonic::Response::into_inner)

@@ -72,7 +72,6 @@ async fn position(
             epoch: j.epoch,
             gtid: gtid.to_owned(),
             timeout_ms,
-            ready_apply: false,
         })
         .await
         .map_err(|s| s.message().to_owned())?

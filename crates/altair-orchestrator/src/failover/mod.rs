@@ -478,10 +478,7 @@ async fn execute(ctx: &Ctx, view: &ClusterView, j: &mut Journal, step: Step) -> 
                     ctx.config.orchestrator.catch_up_timeout_ms as u32,
                 ),
             };
-            // A salvage may follow a failover whose old host answered: the candidate
-            // starts its apply client now, off the salvage's path.
-            let ready_apply = j.kind != Kind::Switchover && !j.old_host_unreachable;
-            let r = candidate_catch_up(view, j, &gtid, timeout, ready_apply).await?;
+            let r = candidate_catch_up(view, j, &gtid, timeout).await?;
             if r.caught_up {
                 Ok(())
             } else {

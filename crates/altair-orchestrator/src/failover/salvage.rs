@@ -42,7 +42,7 @@ pub(super) async fn salvage(ctx: &Ctx, view: &ClusterView, j: &mut Journal) -> R
     let o = &ctx.config.orchestrator;
     let catch_up_ms = o.catch_up_timeout_ms as u32;
     // The candidate's position now (catch-up again returns it at once: it is caught up).
-    let pos = candidate_catch_up(view, j, "", catch_up_ms, false)
+    let pos = candidate_catch_up(view, j, "", catch_up_ms)
         .await?
         .gtid_executed;
     if j.old_host_unreachable {
@@ -78,7 +78,7 @@ pub(super) async fn salvage(ctx: &Ctx, view: &ClusterView, j: &mut Journal) -> R
         };
         match r {
             Err(f) if f.replan && attempt < PLANS => {
-                let now = candidate_catch_up(view, j, "", catch_up_ms, false).await?;
+                let now = candidate_catch_up(view, j, "", catch_up_ms).await?;
                 j.notes.push(format!(
                     "the candidate moved from {pos} to {} while salvage was planned: planned again",
                     now.gtid_executed
@@ -125,7 +125,7 @@ pub(super) async fn salvage(ctx: &Ctx, view: &ClusterView, j: &mut Journal) -> R
             // (the old binlog's end) is known. Not a candidate that stopped answering
             // (it died while applying): the step fails, and a candidate that does not
             // answer is replaced before anyone is asked to promote.
-            let now = candidate_catch_up(view, j, "", catch_up_ms, false)
+            let now = candidate_catch_up(view, j, "", catch_up_ms)
                 .await
                 .map_err(|e| format!("{error}; the candidate does not answer after it: {e}"))?
                 .gtid_executed;
